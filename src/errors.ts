@@ -1,0 +1,83 @@
+/**
+ * One error type for the whole library. Every failure a user can cause carries a stable `code`;
+ * the CLI maps the code to an exit status and servers map it to an HTTP status, so scripts and
+ * clients can branch on it without parsing messages.
+ */
+
+export const ERROR_CODES = {
+  // usage and input
+  USAGE: { exit: 2, http: 400 },
+  INVALID_INPUT: { exit: 2, http: 400 },
+  INVALID_NAME: { exit: 2, http: 400 },
+  PASSWORD_REQUIRED: { exit: 2, http: 400 },
+  // users, roles, policy
+  USER_EXISTS: { exit: 3, http: 409 },
+  USER_NOT_FOUND: { exit: 3, http: 404 },
+  ROLE_NOT_FOUND: { exit: 3, http: 400 },
+  ACCESS_DENIED: { exit: 3, http: 403 },
+  // authentication
+  AUTH_FAILED: { exit: 4, http: 401 },
+  SIGNATURE_INVALID: { exit: 4, http: 401 },
+  ALGORITHM_NOT_ALLOWED: { exit: 4, http: 400 },
+  // keys
+  KEY_EXISTS: { exit: 5, http: 409 },
+  KEY_NOT_FOUND: { exit: 5, http: 404 },
+  KEY_UNREADABLE: { exit: 5, http: 400 },
+  KEY_PERMISSIONS_TOO_OPEN: { exit: 5, http: 400 },
+  KEY_INVALID: { exit: 5, http: 400 },
+  KEY_TYPE_UNSUPPORTED: { exit: 5, http: 400 },
+  // store
+  STORE_CORRUPT: { exit: 6, http: 500 },
+  STORE_VERSION_UNSUPPORTED: { exit: 6, http: 500 },
+  STORE_LOCKED: { exit: 6, http: 503 },
+  STORE_IO: { exit: 6, http: 500 },
+  // imports
+  HTPASSWD_INVALID: { exit: 7, http: 400 },
+  HTPASSWD_UNSUPPORTED_FORMAT: { exit: 7, http: 400 },
+  FILE_NOT_FOUND: { exit: 7, http: 404 },
+  // anything we did not foresee: a bug, reported as such
+  INTERNAL: { exit: 70, http: 500 },
+} as const satisfies Record<string, { exit: number; http: number }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface ErrorOptions {
+  /** What the user can do about it, shown under the message and in JSON. */
+  actions?: string[];
+  cause?: unknown;
+}
+
+export class TrustedMsError extends Error {
+  override readonly name = 'TrustedMsError';
+  readonly code: ErrorCode;
+  readonly actions: string[];
+
+  constructor(code: ErrorCode, message: string, options: ErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.actions = options.actions ?? [];
+  }
+
+  get exitCode(): number {
+    return ERROR_CODES[this.code].exit;
+  }
+
+  get httpStatus(): number {
+    return ERROR_CODES[this.code].http;
+  }
+
+  toJSON(): { code: ErrorCode; message: string; exitCode: number; actions: string[] } {
+    return { code: this.code, message: this.message, exitCode: this.exitCode, actions: this.actions };
+  }
+}
+
+export function isTrustedMsError(err: unknown, code?: ErrorCode): err is TrustedMsError {
+  return err instanceof TrustedMsError && (code === undefined || err.code === code);
+}
+
+/** Node's errno code of a failed fs call, if it is one. */
+export function errnoCode(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string'
+    ? err.code
+    : undefined;
+}
