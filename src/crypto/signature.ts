@@ -1,4 +1,4 @@
-import { type KeyObject, constants, sign, verify } from 'node:crypto';
+import { constants, type KeyObject, sign, verify } from 'node:crypto';
 import { TrustedMsError } from '../errors.js';
 
 /**

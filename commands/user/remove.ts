@@ -1,0 +1,22 @@
+import { Args } from '@oclif/core';
+import { BaseCommand } from '../../src/cli/base-command.js';
+import { openLabStore } from '../../src/store/open.js';
+import { removeUser } from '../../src/users/users.js';
+
+export interface UserRemoveResult {
+  removed: string;
+}
+
+export default class UserRemove extends BaseCommand {
+  static override summary = 'Remove a user and unregister its keys.';
+  static override description = "The user's private key file, if any, is left where it is.";
+  static override examples = ['<%= config.bin %> <%= command.id %> bob'];
+  static override args = { name: Args.string({ description: 'user name', required: true }) };
+
+  async run(): Promise<UserRemoveResult> {
+    const { args, flags } = await this.parse(UserRemove);
+    await removeUser(openLabStore(this.labHome(flags)), args.name);
+    this.log(`Removed ${args.name}.`);
+    return { removed: args.name };
+  }
+}

@@ -1,0 +1,334 @@
+import { createPrivateKey, createPublicKey, generateKeyPair, type KeyObject, randomBytes } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
+import { chmod, type FileHandle, link, lstat, mkdir, open, rename, unlink } from 'node:fs/promises';
+import { basename, dirname, join, relative, sep } from 'node:path';
+import { promisify } from 'node:util';
+import { errnoCode, TrustedMsError } from '../errors.js';
+import { MIN_RSA_BITS } from './signature.js';
+import { jwkThumbprint } from './thumbprint.js';
+
+export type KeyType = 'ed25519' | 'rsa';
+export const KEY_TYPES: readonly KeyType[] = ['ed25519', 'rsa'];
+export const RSA_KEY_SIZES = [2048, 3072, 4096] as const;
+export const DEFAULT_RSA_BITS = 2048;
+
+export interface UserKeyPair {
+  type: KeyType;
+  /** RSA modulus length; absent for Ed25519. */
+  bits?: number;
+  privateKey: KeyObject;
+  publicKey: KeyObject;
+  /** SPKI PEM, what the security service registers. */
+  publicKeyPem: string;
+  /** RFC 7638 SHA-256 thumbprint of the public key, base64url. */
+  thumbprint: string;
+}
+
+/** A PEM private key file is a few KiB at most; anything much larger is not a key. */
+const MAX_KEY_FILE_BYTES = 64 * 1024;
+
+const generateKeyPairAsync = promisify(generateKeyPair);
+
+export async function generateUserKeyPair(type: KeyType = 'ed25519', bits?: number): Promise<UserKeyPair> {
+  if (!KEY_TYPES.includes(type)) {
+    throw new TrustedMsError('INVALID_INPUT', `unknown key type "${String(type)}": use ed25519 or rsa`);
+  }
+  let privateKey: KeyObject;
+  let publicKey: KeyObject;
+  if (type === 'ed25519') {
+    if (bits !== undefined) {
+      throw new TrustedMsError('INVALID_INPUT', 'ed25519 keys have a fixed size: do not give bits', {
+        actions: ['drop --bits, or use --type rsa'],
+      });
+    }
+    ({ privateKey, publicKey } = await generateKeyPairAsync('ed25519'));
+  } else {
+    const size = bits ?? DEFAULT_RSA_BITS;
+    if (!(RSA_KEY_SIZES as readonly number[]).includes(size)) {
+      throw new TrustedMsError(
+        'INVALID_INPUT',
+        `RSA key size ${String(size)} is not supported: use one of ${RSA_KEY_SIZES.join(', ')}`,
+      );
+    }
+    ({ privateKey, publicKey } = await generateKeyPairAsync('rsa', {
+      modulusLength: size,
+      publicExponent: 0x10001,
+    }));
+  }
+  return {
+    type,
+    ...(type === 'rsa' ? { bits: publicKey.asymmetricKeyDetails?.modulusLength } : {}),
+    privateKey,
+    publicKey,
+    publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+    thumbprint: jwkThumbprint(publicKey),
+  };
+}
+
+/**
+ * The type (and RSA size) of a key we accept for users: Ed25519, or RSA of 2048 bits and more.
+ * Anything else (EC, RSA-PSS-only keys, DSA, short RSA, secret keys) is KEY_TYPE_UNSUPPORTED.
+ */
+export function describeKey(key: KeyObject): { type: KeyType; bits?: number } {
+  if (key.type === 'secret') {
+    throw new TrustedMsError('KEY_TYPE_UNSUPPORTED', 'a secret key is not a user key: use ed25519 or rsa');
+  }
+  if (key.asymmetricKeyType === 'ed25519') return { type: 'ed25519' };
+  if (key.asymmetricKeyType === 'rsa') {
+    const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
+    if (bits < MIN_RSA_BITS) {
+      throw new TrustedMsError(
+        'KEY_TYPE_UNSUPPORTED',
+        `RSA-${bits} keys are too short: RSA keys must have at least ${MIN_RSA_BITS} bits`,
+        { actions: ['generate a new key with `trusted-ms user keygen`'] },
+      );
+    }
+    return { type: 'rsa', bits };
+  }
+  throw new TrustedMsError(
+    'KEY_TYPE_UNSUPPORTED',
+    `unsupported key type ${key.asymmetricKeyType ?? 'unknown'}: use ed25519 or rsa (2048 bits or more)`,
+  );
+}
+
+/** `<keyDir>/<user>.pem`; the user name must be a plain file name (no separators, not hidden). */
+export function privateKeyPath(keyDir: string, user: string): string {
+  if (
+    user.length === 0 ||
+    user.startsWith('.') ||
+    user.includes('/') ||
+    user.includes('\\') ||
+    user.includes('\0')
+  ) {
+    throw new TrustedMsError('INVALID_NAME', `"${user}" cannot name a key file`);
+  }
+  return join(keyDir, `${user}.pem`);
+}
+
+/**
+ * Writes a private key as PKCS#8 PEM, readable by its owner only from the moment it exists: a temp
+ * file created with mode 0600 in the same folder, fsynced, then moved into place. Without
+ * `overwrite`, an existing file is refused (KEY_EXISTS), and the final step is a hard link, which
+ * cannot clobber a file that appeared in the meantime. A missing parent folder is created 0700.
+ */
+export async function writePrivateKeyFile(
+  path: string,
+  privateKey: KeyObject,
+  opts: { overwrite?: boolean } = {},
+): Promise<void> {
+  if (privateKey.type !== 'private') {
+    throw new TrustedMsError('KEY_INVALID', 'only a private key can be written to a private key file');
+  }
+  describeKey(privateKey);
+  const pem = privateKey.export({ type: 'pkcs8', format: 'pem' });
+  const overwrite = opts.overwrite === true;
+  const dir = dirname(path);
+  const exists = (): TrustedMsError =>
+    new TrustedMsError('KEY_EXISTS', `a key file already exists at ${path}`, {
+      actions: ['use --force to replace it'],
+    });
+
+  await ensurePrivateDir(dir, path);
+  if (!overwrite && (await pathExists(path))) throw exists();
+
+  const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  let handle: FileHandle | undefined;
+  try {
+    handle = await open(tmp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600);
+    await handle.chmod(0o600); // the umask can only narrow 0600, but be explicit
+    await handle.writeFile(pem);
+    await handle.sync();
+    await handle.close();
+    handle = undefined;
+    if (overwrite) {
+      await rename(tmp, path);
+    } else {
+      await linkNoClobber(tmp, path, exists);
+    }
+  } catch (err) {
+    await handle?.close().catch(() => undefined);
+    await unlink(tmp).catch(() => undefined);
+    if (err instanceof TrustedMsError) throw err;
+    throw writeError(path, err);
+  }
+  await syncDir(dir);
+}
+
+/**
+ * Loads a user's private key, with ssh's checks: the file must exist, be a regular file readable
+ * by us, not be accessible by group or others, hold an unencrypted PEM private key, and be an
+ * Ed25519 or RSA (>= 2048 bits) key. Messages name the file and the fix, never the key's content.
+ */
+export async function loadPrivateKeyFile(path: string): Promise<KeyObject> {
+  let handle: FileHandle;
+  try {
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+    handle = await open(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  } catch (err) {
+    const code = errnoCode(err);
+    if (code === 'ENOENT' || code === 'ENOTDIR') {
+      throw new TrustedMsError('KEY_NOT_FOUND', `no private key file at ${path}`, {
+        actions: ['create one with `trusted-ms user keygen <user>`'],
+      });
+    }
+    throw new TrustedMsError(
+      'KEY_UNREADABLE',
+      `cannot read the private key file ${path} (${code ?? 'error'})`,
+      {
+        cause: err,
+      },
+    );
+  }
+  let text: string;
+  try {
+    const st = await handle.stat();
+    if (!st.isFile()) {
+      throw new TrustedMsError('KEY_UNREADABLE', `${path} is not a regular file`);
+    }
+    if (process.platform !== 'win32' && (st.mode & 0o077) !== 0) {
+      const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
+      throw new TrustedMsError(
+        'KEY_PERMISSIONS_TOO_OPEN',
+        `permissions ${mode} for ${path} are too open: a private key must not be accessible by others; fix with: chmod 600 ${path}`,
+        { actions: [`chmod 600 ${path}`] },
+      );
+    }
+    if (st.size > MAX_KEY_FILE_BYTES) {
+      throw new TrustedMsError('KEY_INVALID', `${path} is too large to be a private key file`);
+    }
+    text = await handle.readFile({ encoding: 'utf8' });
+  } catch (err) {
+    if (err instanceof TrustedMsError) throw err;
+    throw new TrustedMsError(
+      'KEY_UNREADABLE',
+      `cannot read the private key file ${path} (${errnoCode(err) ?? 'error'})`,
+      { cause: err },
+    );
+  } finally {
+    await handle.close().catch(() => undefined);
+  }
+  const key = parsePrivateKeyPem(text, path);
+  describeKey(key);
+  return key;
+}
+
+/**
+ * Parses a public key in PEM (SPKI `PUBLIC KEY`, or PKCS#1 `RSA PUBLIC KEY`). Private keys and
+ * certificates are refused even though node:crypto would derive a public key from them.
+ */
+export function parsePublicKeyPem(pem: string): KeyObject {
+  if (typeof pem !== 'string' || pem.length > MAX_KEY_FILE_BYTES) {
+    throw new TrustedMsError('KEY_INVALID', 'not a PEM public key');
+  }
+  if (/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(pem)) {
+    throw new TrustedMsError('KEY_INVALID', 'this is a private key: give the public key instead', {
+      actions: ['keep the private key secret and generate a new key pair if it was shared'],
+    });
+  }
+  if (!/-----BEGIN (RSA )?PUBLIC KEY-----/.test(pem)) {
+    throw new TrustedMsError('KEY_INVALID', 'not a PEM public key (expected a "PUBLIC KEY" PEM block)');
+  }
+  let key: KeyObject;
+  try {
+    key = createPublicKey({ key: pem, format: 'pem' });
+  } catch (cause) {
+    throw new TrustedMsError('KEY_INVALID', 'not a valid PEM public key', { cause });
+  }
+  describeKey(key);
+  return key;
+}
+
+function parsePrivateKeyPem(text: string, path: string): KeyObject {
+  if (/-----BEGIN ENCRYPTED PRIVATE KEY-----/.test(text) || /Proc-Type: *4, *ENCRYPTED/.test(text)) {
+    throw new TrustedMsError(
+      'KEY_INVALID',
+      `${path} holds a passphrase-protected key, which is not supported`,
+      {
+        actions: [
+          `remove the passphrase: openssl pkey -in ${path} -out ${path}.new && mv ${path}.new ${path}`,
+        ],
+      },
+    );
+  }
+  if (/-----BEGIN OPENSSH PRIVATE KEY-----/.test(text)) {
+    throw new TrustedMsError('KEY_INVALID', `${path} is in OpenSSH format; a PEM (PKCS#8) key is needed`, {
+      actions: [`convert it: ssh-keygen -p -m PKCS8 -f ${path}`],
+    });
+  }
+  if (!/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(text)) {
+    throw new TrustedMsError('KEY_INVALID', `${path} does not hold a PEM private key`);
+  }
+  try {
+    // An empty passphrase makes an encrypted key fail instead of prompting or hanging.
+    return createPrivateKey({ key: text, format: 'pem', passphrase: '' });
+  } catch (cause) {
+    throw new TrustedMsError('KEY_INVALID', `${path} does not hold a valid PEM private key`, { cause });
+  }
+}
+
+/** Creates the key folder (and any missing parents) with mode 0700; leaves existing folders alone. */
+async function ensurePrivateDir(dir: string, path: string): Promise<void> {
+  let first: string | undefined;
+  try {
+    first = await mkdir(dir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    throw writeError(path, err);
+  }
+  if (first === undefined) return;
+  // mkdir's mode is narrowed by the umask (good) but chmod anyway so the folder is exactly 0700.
+  const parts = relative(first, dir).split(sep).filter(Boolean);
+  let current = first;
+  await chmod(current, 0o700);
+  for (const part of parts) {
+    current = join(current, part);
+    await chmod(current, 0o700);
+  }
+}
+
+async function pathExists(path: string): Promise<boolean> {
+  try {
+    await lstat(path);
+    return true;
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return false;
+    throw writeError(path, err);
+  }
+}
+
+async function linkNoClobber(tmp: string, path: string, exists: () => TrustedMsError): Promise<void> {
+  try {
+    await link(tmp, path);
+  } catch (err) {
+    const code = errnoCode(err);
+    if (code === 'EEXIST') throw exists();
+    // Some file systems have no hard links: fall back to a checked rename.
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw err;
+    if (await pathExists(path)) throw exists();
+    await rename(tmp, path);
+    return;
+  }
+  await unlink(tmp);
+}
+
+async function syncDir(dir: string): Promise<void> {
+  try {
+    const handle = await open(dir, fsConstants.O_RDONLY);
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  } catch {
+    // Not every platform can fsync a folder; the file itself is already on disk.
+  }
+}
+
+function writeError(path: string, err: unknown): TrustedMsError {
+  const code = errnoCode(err);
+  if (code === 'EISDIR') {
+    return new TrustedMsError('INVALID_INPUT', `${path} is a folder, not a key file path`);
+  }
+  return new TrustedMsError('STORE_IO', `cannot write the key file ${path} (${code ?? 'error'})`, {
+    cause: err,
+  });
+}

@@ -1,0 +1,218 @@
+import { chmod, mkdir, open, readFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { Low } from 'lowdb';
+import { JSONFile } from 'lowdb/node';
+import lockfile from 'proper-lockfile';
+import { errnoCode, isTrustedMsError, TrustedMsError } from '../errors.js';
+import type { Validator } from './schema.js';
+
+export interface LockSettings {
+  /** A lock whose mtime is older than this (ms) is taken over: a writer killed by SIGKILL leaves one. */
+  staleMs: number;
+  /** Retries of a busy lock, with exponential backoff between minTimeoutMs and maxTimeoutMs. */
+  retries: number;
+  minTimeoutMs: number;
+  maxTimeoutMs: number;
+}
+
+/**
+ * ~20 s of patience in total (the 12 first waits grow from 5 to 100 ms, then ~140 waits of 100-200 ms):
+ * enough for 100 writers queueing on one file at ~3 ms per update, and for a stale lock (5 s) to
+ * be taken over.
+ */
+export const DEFAULT_LOCK_SETTINGS: LockSettings = {
+  staleMs: 5_000,
+  retries: 150,
+  minTimeoutMs: 5,
+  maxTimeoutMs: 100,
+};
+
+export interface JsonFileStoreOptions<T> {
+  file: string;
+  /** The data of a file that does not exist yet; written on the first update. */
+  initial: () => T;
+  validate: Validator<T>;
+  lock?: Partial<LockSettings>;
+}
+
+/**
+ * Writers of one file inside this process queue here first, so they do not poll the file lock
+ * against each other; the file lock then serialises them with other processes.
+ */
+const inProcessQueues = new Map<string, Promise<unknown>>();
+
+function serialised<R>(key: string, fn: () => Promise<R>): Promise<R> {
+  const prev = inProcessQueues.get(key) ?? Promise.resolve();
+  const run = prev.then(fn, fn);
+  const tail = run.then(
+    () => undefined,
+    () => undefined,
+  );
+  inProcessQueues.set(key, tail);
+  void tail.then(() => {
+    if (inProcessQueues.get(key) === tail) inProcessQueues.delete(key);
+  });
+  return run;
+}
+
+function ioError(file: string, what: string, err: unknown): TrustedMsError {
+  const code = errnoCode(err) ?? 'unknown error';
+  const reason = err instanceof Error ? err.message : String(err);
+  return new TrustedMsError('STORE_IO', `cannot ${what} ${file}: ${code}`, {
+    cause: err,
+    actions: [`check that ${dirname(file)} exists and is writable by this user (${reason})`],
+  });
+}
+
+/**
+ * One JSON file held by lowdb 7, safe to share between processes.
+ *
+ * lowdb writes through a temp file and a rename, so readers always see a whole file and need no
+ * lock; but its temp file name is fixed per data file, so concurrent writers race (see
+ * ENVIRONMENT.md). Every write here is therefore a read-modify-write under a proper-lockfile lock.
+ * A file that cannot be read or does not have our shape is never written to.
+ */
+export class JsonFileStore<T> {
+  readonly file: string;
+  readonly #initial: () => T;
+  readonly #validate: Validator<T>;
+  readonly #lock: LockSettings;
+  readonly #db: Low<T>;
+  readonly #tempFile: string;
+
+  constructor(options: JsonFileStoreOptions<T>) {
+    this.file = options.file;
+    this.#initial = options.initial;
+    this.#validate = options.validate;
+    this.#lock = { ...DEFAULT_LOCK_SETTINGS, ...options.lock };
+    // The initial data is only a placeholder: `#load` always replaces it before a write.
+    this.#db = new Low<T>(new JSONFile<T>(this.file), this.#initial());
+    // steno's (lowdb's writer) temp file; see `#write`.
+    this.#tempFile = join(dirname(this.file), `.${basename(this.file)}.tmp`);
+  }
+
+  /** The file's current data, or the initial data if it does not exist yet (nothing is written). */
+  async read(): Promise<T> {
+    const loaded = await this.#load();
+    return loaded.exists ? loaded.data : this.#initial();
+  }
+
+  /**
+   * Lock, re-read from disk, apply `fn`, write if anything changed (or the file is new), unlock.
+   * If `fn` throws, nothing is written and the error propagates.
+   */
+  update<R>(fn: (data: T) => R | Promise<R>): Promise<R> {
+    return serialised(this.file, async () => {
+      await this.#ensureFolder();
+      const state = { compromised: undefined as Error | undefined };
+      const release = await this.#acquire(state);
+      try {
+        const loaded = await this.#load();
+        const data = loaded.exists ? loaded.data : this.#initial();
+        const before = loaded.exists ? JSON.stringify(data) : undefined;
+        const result = await fn(data);
+        if (before === undefined || JSON.stringify(data) !== before) {
+          if (state.compromised) {
+            throw new TrustedMsError('STORE_LOCKED', `lost the lock on ${this.file} before writing`, {
+              cause: state.compromised,
+              actions: ['retry; if it keeps happening, look for another process holding the store'],
+            });
+          }
+          await this.#write(data);
+        }
+        return result;
+      } finally {
+        // A lock taken over after our write, or already removed, is not our caller's problem.
+        await release().catch(() => undefined);
+      }
+    });
+  }
+
+  async #ensureFolder(): Promise<void> {
+    try {
+      await mkdir(dirname(this.file), { recursive: true, mode: 0o700 });
+    } catch (err) {
+      throw ioError(this.file, 'create the folder of', err);
+    }
+  }
+
+  async #acquire(state: { compromised: Error | undefined }): Promise<() => Promise<void>> {
+    const { staleMs, retries, minTimeoutMs, maxTimeoutMs } = this.#lock;
+    try {
+      return await lockfile.lock(this.file, {
+        realpath: false,
+        stale: staleMs,
+        retries: {
+          retries,
+          minTimeout: minTimeoutMs,
+          maxTimeout: maxTimeoutMs,
+          factor: 1.3,
+          randomize: true,
+        },
+        // The default throws from a timer and kills the process; record it and refuse to write.
+        onCompromised: (err) => {
+          state.compromised = err;
+        },
+      });
+    } catch (err) {
+      if (errnoCode(err) === 'ELOCKED') {
+        throw new TrustedMsError('STORE_LOCKED', `${this.file} is locked by another writer`, {
+          cause: err,
+          actions: [
+            'retry in a moment',
+            `if no trusted-ms process is running, the lock ${this.file}.lock is taken over after ${Math.round(staleMs / 1000)} s`,
+          ],
+        });
+      }
+      throw ioError(this.file, 'lock', err);
+    }
+  }
+
+  async #load(): Promise<{ exists: true; data: T } | { exists: false }> {
+    // Read here rather than through lowdb's adapter: it answers `null` both for a missing file and
+    // for a file holding `null`, and the second must be refused, not replaced by the initial data.
+    let text: string;
+    try {
+      text = await readFile(this.file, 'utf8');
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return { exists: false };
+      throw ioError(this.file, 'read', err);
+    }
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch (err) {
+      throw new TrustedMsError('STORE_CORRUPT', `${this.file} is not valid JSON`, {
+        cause: err,
+        actions: [
+          `restore ${this.file} from a backup, or move it away to start with an empty store`,
+          'the file was left untouched',
+        ],
+      });
+    }
+    try {
+      return { exists: true, data: this.#validate(raw, this.file) };
+    } catch (err) {
+      if (isTrustedMsError(err)) throw err;
+      throw ioError(this.file, 'validate', err);
+    }
+  }
+
+  async #write(data: T): Promise<void> {
+    try {
+      // lowdb writes `.<name>.tmp` and renames it over the file. Creating that temp file first with
+      // mode 0600 makes the data file 0600 from its first byte, without touching the process umask.
+      const tmp = await open(this.#tempFile, 'w', 0o600);
+      try {
+        await tmp.chmod(0o600); // left over with another mode by a killed writer
+      } finally {
+        await tmp.close();
+      }
+      this.#db.data = data;
+      await this.#db.write();
+      await chmod(this.file, 0o600);
+    } catch (err) {
+      throw ioError(this.file, 'write', err);
+    }
+  }
+}

@@ -1,0 +1,298 @@
+import {
+  classifyHash,
+  dummyHash,
+  type HashFormat,
+  hashPassword,
+  verifyPassword,
+} from '../crypto/password.js';
+import { isTrustedMsError, TrustedMsError } from '../errors.js';
+import type { StoreData, UserKey, UserRecord } from '../store/schema.js';
+import type { LabStore } from '../store/store.js';
+import { parseHtpasswd } from './htpasswd.js';
+import { assertUserName, isUserName } from './names.js';
+
+/**
+ * The user service. Every function takes the LabStore it works on and writes an audit entry for
+ * each decision, success or refusal. Functions return stored records (with the password hash) for
+ * other library code; anything shown or sent to a user goes through `toPublicUser`.
+ */
+
+/** A user as shown to callers: everything but the password hash. */
+export interface PublicUser {
+  name: string;
+  role: string;
+  /** Which scheme the stored password uses (`bcrypt` until an imported user first logs in). */
+  passwordScheme: HashFormat;
+  keys: UserKey[];
+  createdAt: string;
+  updatedAt: string;
+  source?: 'cli' | 'htpasswd';
+}
+
+export interface ActorContext {
+  /** Who is acting, for the audit log (default: `cli`, or `anonymous` for logins). */
+  actor?: string;
+}
+
+export interface NewUser {
+  name: string;
+  role: string;
+  password: string;
+}
+
+export interface PasswordCheck {
+  user: UserRecord;
+  /** The stored hash was rehashed with the current scrypt parameters. */
+  upgraded: boolean;
+}
+
+export function toPublicUser(record: UserRecord): PublicUser {
+  const { password, keys, ...rest } = record;
+  return { ...rest, passwordScheme: classifyHash(password), keys: keys.map((k) => ({ ...k })) };
+}
+
+// Store records are plain objects parsed from JSON: `users.constructor` must not count as a user.
+function ownUser(data: StoreData, name: string): UserRecord | undefined {
+  return Object.hasOwn(data.users, name) ? data.users[name] : undefined;
+}
+
+function requireUser(data: StoreData, name: string): UserRecord {
+  const user = ownUser(data, name);
+  if (!user) {
+    throw new TrustedMsError('USER_NOT_FOUND', `no user named ${name}`, {
+      actions: ['list users with `trusted-ms user list`'],
+    });
+  }
+  return user;
+}
+
+function requireRole(data: StoreData, role: string): void {
+  if (!Object.hasOwn(data.roles, role)) {
+    const valid = Object.keys(data.roles).sort();
+    throw new TrustedMsError(
+      'ROLE_NOT_FOUND',
+      `no role named ${JSON.stringify(role)}; valid roles: ${valid.length ? valid.join(', ') : '(none)'}`,
+      { actions: ['list roles with `trusted-ms role list`'] },
+    );
+  }
+}
+
+function requireAbsent(data: StoreData, names: string[]): void {
+  const existing = names.filter((n) => ownUser(data, n));
+  if (existing.length === 1) {
+    throw new TrustedMsError('USER_EXISTS', `user ${existing[0]} already exists`, {
+      actions: ['pick another name, or remove the user first'],
+    });
+  }
+  if (existing.length > 1) {
+    throw new TrustedMsError('USER_EXISTS', `these users already exist: ${existing.join(', ')}`, {
+      actions: ['remove them from the file or from the store first', 'nothing was imported'],
+    });
+  }
+}
+
+function auditTarget(name: unknown): string | undefined {
+  return typeof name === 'string' && name !== '' ? name.slice(0, 64) : undefined;
+}
+
+/** Runs `fn` and records its outcome; a failure is recorded with its code and rethrown. */
+async function audited<R>(
+  store: LabStore,
+  entry: { actor: string; action: string; target?: string | undefined },
+  fn: () => Promise<R>,
+  detail?: (result: R) => Record<string, unknown>,
+): Promise<R> {
+  const base = {
+    actor: entry.actor,
+    action: entry.action,
+    ...(entry.target ? { target: entry.target } : {}),
+  };
+  let result: R;
+  try {
+    result = await fn();
+  } catch (err) {
+    const code = isTrustedMsError(err) ? err.code : 'INTERNAL';
+    // Report the original error even if the audit log cannot be written.
+    await store.audit({ ...base, outcome: 'error', code }).catch(() => undefined);
+    throw err;
+  }
+  await store.audit({ ...base, outcome: 'ok', ...(detail ? { detail: detail(result) } : {}) });
+  return result;
+}
+
+export async function addUser(store: LabStore, input: NewUser, ctx: ActorContext = {}): Promise<UserRecord> {
+  const { name, role } = input;
+  return audited(
+    store,
+    { actor: ctx.actor ?? 'cli', action: 'user.add', target: auditTarget(name) },
+    async () => {
+      assertUserName(name);
+      // Fail fast on a snapshot, then hash outside the lock: the lock is held only for the write.
+      const snapshot = await store.data();
+      requireRole(snapshot, role);
+      requireAbsent(snapshot, [name]);
+      const password = await hashPassword(input.password);
+      return store.update((data) => {
+        requireRole(data, role);
+        requireAbsent(data, [name]);
+        const now = store.now().toISOString();
+        const record: UserRecord = {
+          name,
+          role,
+          password,
+          keys: [],
+          createdAt: now,
+          updatedAt: now,
+          source: 'cli',
+        };
+        data.users[name] = record;
+        return record;
+      });
+    },
+    (user) => ({ role: user.role }),
+  );
+}
+
+export async function removeUser(store: LabStore, name: string, ctx: ActorContext = {}): Promise<UserRecord> {
+  return audited(
+    store,
+    { actor: ctx.actor ?? 'cli', action: 'user.remove', target: auditTarget(name) },
+    () => {
+      assertUserName(name);
+      return store.update((data) => {
+        const user = requireUser(data, name);
+        delete data.users[name];
+        return user;
+      });
+    },
+  );
+}
+
+export async function getUser(store: LabStore, name: string): Promise<UserRecord> {
+  assertUserName(name);
+  return requireUser(await store.data(), name);
+}
+
+export async function listUsers(store: LabStore): Promise<UserRecord[]> {
+  const data = await store.data();
+  return Object.values(data.users).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+export async function addUserKey(
+  store: LabStore,
+  name: string,
+  key: UserKey,
+  ctx: ActorContext = {},
+): Promise<UserRecord> {
+  return audited(
+    store,
+    { actor: ctx.actor ?? 'cli', action: 'user.key.add', target: auditTarget(name) },
+    () => {
+      assertUserName(name);
+      return store.update((data) => {
+        const user = requireUser(data, name);
+        if (user.keys.some((k) => k.thumbprint === key.thumbprint)) {
+          throw new TrustedMsError('KEY_EXISTS', `user ${name} already has the key ${key.thumbprint}`, {
+            actions: ['nothing to do: the key is registered'],
+          });
+        }
+        user.keys.push({ ...key });
+        user.updatedAt = store.now().toISOString();
+        return user;
+      });
+    },
+    () => ({ thumbprint: key.thumbprint, type: key.type }),
+  );
+}
+
+/**
+ * Imports the bcrypt entries of an Apache htpasswd file as users with `role`, all or nothing.
+ * The bcrypt hashes are stored as they are and rehashed with scrypt at each user's first login.
+ */
+export async function importHtpasswd(
+  store: LabStore,
+  text: string,
+  role: string,
+  ctx: ActorContext = {},
+): Promise<string[]> {
+  return audited(
+    store,
+    { actor: ctx.actor ?? 'cli', action: 'user.import-htpasswd' },
+    () => {
+      const entries = parseHtpasswd(text);
+      const names = entries.map((e) => e.name);
+      return store.update((data) => {
+        requireRole(data, role);
+        requireAbsent(data, names);
+        const now = store.now().toISOString();
+        for (const e of entries) {
+          data.users[e.name] = {
+            name: e.name,
+            role,
+            password: e.hash,
+            keys: [],
+            createdAt: now,
+            updatedAt: now,
+            source: 'htpasswd',
+          };
+        }
+        return names;
+      });
+    },
+    (names) => ({ role, users: names }),
+  );
+}
+
+function authFailed(): TrustedMsError {
+  // The same message for an unknown user and a wrong password.
+  return new TrustedMsError('AUTH_FAILED', 'authentication failed', {
+    actions: ['check the user name and password'],
+  });
+}
+
+/**
+ * Checks a user's password. An unknown user and a wrong password give the same AUTH_FAILED, and an
+ * unknown user still costs one scrypt verification. On success, a hash in an older scheme or with
+ * weaker parameters (an imported bcrypt hash) is replaced by a current scrypt hash.
+ */
+export async function checkPassword(
+  store: LabStore,
+  name: string,
+  password: string,
+  ctx: ActorContext = {},
+): Promise<PasswordCheck> {
+  const base = { actor: ctx.actor ?? 'anonymous', action: 'auth.password', target: auditTarget(name) };
+  const deny = async (reason: string): Promise<never> => {
+    await store
+      .audit({ ...base, outcome: 'denied', code: 'AUTH_FAILED', detail: { reason } })
+      .catch(() => undefined);
+    throw authFailed();
+  };
+
+  const record = isUserName(name) ? ownUser(await store.data(), name) : undefined;
+  if (!record) {
+    await verifyPassword(password, dummyHash());
+    return deny('unknown user');
+  }
+  const result = await verifyPassword(password, record.password);
+  if (!result.ok) return deny('wrong password');
+
+  let upgraded = false;
+  let user = record;
+  if (result.needsUpgrade) {
+    const newHash = await hashPassword(password);
+    const oldHash = record.password;
+    user = await store.update((data) => {
+      const current = ownUser(data, name);
+      // Changed or removed meanwhile: leave it, the login itself was valid.
+      if (!current || current.password !== oldHash) return current ?? record;
+      current.password = newHash;
+      current.updatedAt = store.now().toISOString();
+      upgraded = true;
+      return current;
+    });
+  }
+  // Fail closed: a login that cannot be audited is not granted.
+  await store.audit({ ...base, outcome: 'allowed', ...(upgraded ? { detail: { upgraded } } : {}) });
+  return { user, upgraded };
+}
