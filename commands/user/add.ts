@@ -1,8 +1,8 @@
 import { Args, Flags } from '@oclif/core';
 import { BaseCommand } from '../../src/cli/base-command.js';
 import { obtainPassword } from '../../src/cli/password-input.js';
-import { openLabStore } from '../../src/store/open.js';
-import { addUser, type PublicUser, toPublicUser } from '../../src/users/users.js';
+import { openUserAdmin } from '../../src/users/admin.js';
+import type { PublicUser } from '../../src/users/users.js';
 
 export type UserAddResult = PublicUser;
 
@@ -22,9 +22,9 @@ export default class UserAdd extends BaseCommand {
 
   async run(): Promise<UserAddResult> {
     const { args, flags } = await this.parse(UserAdd);
-    const store = openLabStore(this.labHome(flags));
+    const admin = await openUserAdmin(this.labHome(flags));
     const password = await obtainPassword({ stdin: flags['password-stdin'], confirm: true, user: args.name });
-    const user = toPublicUser(await addUser(store, { name: args.name, role: flags.role, password }));
+    const user = await admin.addUser({ name: args.name, role: flags.role, password });
     this.log(`Added ${user.name} with role ${user.role}. Next: trusted-ms user keygen ${user.name}`);
     return user;
   }

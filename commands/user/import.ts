@@ -2,8 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../src/cli/base-command.js';
 import { errnoCode, TrustedMsError } from '../../src/errors.js';
-import { openLabStore } from '../../src/store/open.js';
-import { importHtpasswd } from '../../src/users/users.js';
+import { openUserAdmin } from '../../src/users/admin.js';
 
 export interface UserImportResult {
   imported: string[];
@@ -30,7 +29,7 @@ export default class UserImport extends BaseCommand {
         `cannot read ${flags.htpasswd} (${errnoCode(err) ?? 'error'})`,
       );
     });
-    const imported = await importHtpasswd(openLabStore(this.labHome(flags)), text, flags.role);
+    const imported = await (await openUserAdmin(this.labHome(flags))).importHtpasswd(text, flags.role);
     this.log(`Imported ${imported.length} user(s) with role ${flags.role}: ${imported.join(', ')}`);
     return { imported, role: flags.role };
   }

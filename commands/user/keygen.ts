@@ -2,7 +2,7 @@ import { Args, Flags } from '@oclif/core';
 import { BaseCommand } from '../../src/cli/base-command.js';
 import { RSA_KEY_SIZES } from '../../src/crypto/keys.js';
 import { resolveKeyDir } from '../../src/home.js';
-import { openLabStore } from '../../src/store/open.js';
+import { openUserAdmin } from '../../src/users/admin.js';
 import { type KeygenResult, keygenForUser } from '../../src/users/keygen.js';
 
 export type UserKeygenResult = KeygenResult;
@@ -28,7 +28,7 @@ export default class UserKeygen extends BaseCommand {
 
   async run(): Promise<UserKeygenResult> {
     const { args, flags } = await this.parse(UserKeygen);
-    const result = await keygenForUser(openLabStore(this.labHome(flags)), {
+    const result = await keygenForUser(await openUserAdmin(this.labHome(flags)), {
       user: args.name,
       type: flags.type as 'ed25519' | 'rsa',
       ...(flags.bits === undefined ? {} : { bits: flags.bits }),

@@ -1,7 +1,6 @@
 import { Args } from '@oclif/core';
 import { BaseCommand } from '../../src/cli/base-command.js';
-import { openLabStore } from '../../src/store/open.js';
-import { removeUser } from '../../src/users/users.js';
+import { openUserAdmin } from '../../src/users/admin.js';
 
 export interface UserRemoveResult {
   removed: string;
@@ -15,7 +14,7 @@ export default class UserRemove extends BaseCommand {
 
   async run(): Promise<UserRemoveResult> {
     const { args, flags } = await this.parse(UserRemove);
-    await removeUser(openLabStore(this.labHome(flags)), args.name);
+    await (await openUserAdmin(this.labHome(flags))).removeUser(args.name);
     this.log(`Removed ${args.name}.`);
     return { removed: args.name };
   }

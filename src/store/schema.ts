@@ -27,10 +27,19 @@ export interface UserRecord {
   source?: 'cli' | 'htpasswd';
 }
 
+export type AttestationState = 'trusted' | 'untrusted' | 'unknown';
+
 export interface ServiceRecord {
   name: string;
   expectedHash: string;
   registeredAt: string;
+  /** The latest measurement and what it concluded (written by the security service). */
+  attestation?: {
+    state: AttestationState;
+    measuredHash: string;
+    measuredAt: string;
+    measuredBy: 'runtime' | 'self';
+  };
 }
 
 export interface StoreData {

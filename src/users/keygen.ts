@@ -2,8 +2,7 @@ import { rm, stat } from 'node:fs/promises';
 import { generateUserKeyPair, type KeyType, privateKeyPath, writePrivateKeyFile } from '../crypto/keys.js';
 import { TrustedMsError } from '../errors.js';
 import type { UserKey } from '../store/schema.js';
-import type { LabStore } from '../store/store.js';
-import { getUser } from './users.js';
+import type { UserAdmin } from './admin.js';
 
 export interface KeygenResult {
   user: string;
@@ -20,10 +19,10 @@ export interface KeygenResult {
  * replaced and the user's earlier public keys are unregistered, so the old private key stops working.
  */
 export async function keygenForUser(
-  store: LabStore,
+  admin: UserAdmin,
   opts: { user: string; type: KeyType; bits?: number; keyDir: string; force: boolean; now?: () => Date },
 ): Promise<KeygenResult> {
-  await getUser(store, opts.user);
+  await admin.getUser(opts.user);
   const file = privateKeyPath(opts.keyDir, opts.user);
   const existed = await stat(file).then(
     () => true,
@@ -44,24 +43,12 @@ export async function keygenForUser(
     createdAt: (opts.now ?? (() => new Date()))().toISOString(),
   };
   try {
-    await store.update((data) => {
-      const record = Object.hasOwn(data.users, opts.user) ? data.users[opts.user] : undefined;
-      if (!record) throw new TrustedMsError('USER_NOT_FOUND', `no user named ${opts.user}`);
-      record.keys = opts.force ? [key] : [...record.keys, key];
-      record.updatedAt = key.createdAt;
-    });
+    await admin.addKey(opts.user, key, opts.force);
   } catch (err) {
     // A private key whose public half is not registered would only confuse: take it back.
     if (!existed) await rm(file, { force: true });
     throw err;
   }
-  await store.audit({
-    actor: 'cli',
-    action: 'user.keygen',
-    target: opts.user,
-    outcome: 'ok',
-    detail: { thumbprint: pair.thumbprint },
-  });
   return {
     user: opts.user,
     type: pair.type,

@@ -1,0 +1,60 @@
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { ERROR_CODES, type ErrorCode, TrustedMsError } from '../errors.js';
+
+export const BODY_LIMIT = 64 * 1024;
+
+/** The body every refusal carries: a stable code and a short message, never a stack. */
+export interface ErrorBody {
+  code: ErrorCode;
+  message: string;
+}
+
+export function errorBody(err: TrustedMsError): ErrorBody {
+  return { code: err.code, message: err.message };
+}
+
+/**
+ * A fastify app with the lab's error contract: a TrustedMsError becomes its HTTP status and code;
+ * schema, JSON and size errors become 4xx with a code; only a real bug is a 500.
+ */
+export function createHttpApp(
+  opts: Partial<FastifyServerOptions> & { https?: object } = {},
+): FastifyInstance {
+  const app = Fastify({
+    logger: false,
+    bodyLimit: BODY_LIMIT,
+    ...opts,
+  } as FastifyServerOptions) as unknown as FastifyInstance;
+  app.setErrorHandler((err: FastifyError, request, reply) => {
+    const known = toHttpError(err);
+    if (known.httpStatus >= 500) request.log?.error?.(err);
+    reply.code(known.httpStatus).send(errorBody(known));
+  });
+  app.setNotFoundHandler((request, reply) => {
+    reply
+      .code(404)
+      .send({ code: 'ROUTE_NOT_FOUND', message: `no route ${request.method} ${request.url.split('?')[0]}` });
+  });
+  return app;
+}
+
+export function toHttpError(err: unknown): TrustedMsError {
+  if (err instanceof TrustedMsError) return err;
+  const e = err as FastifyError;
+  if (e?.validation) return new TrustedMsError('INVALID_INPUT', e.message);
+  if (e?.code === 'FST_ERR_CTP_BODY_TOO_LARGE')
+    return new TrustedMsError('PAYLOAD_TOO_LARGE', 'request body too large');
+  if (typeof e?.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
+    return new TrustedMsError('INVALID_INPUT', e.message);
+  }
+  return new TrustedMsError('INTERNAL', 'internal error');
+}
+
+/** Maps a code received over HTTP back to an error, for clients of the lab's parts. */
+export function fromErrorBody(status: number, body: unknown): TrustedMsError {
+  const b = body as Partial<ErrorBody> | null;
+  if (b && typeof b.code === 'string' && Object.hasOwn(ERROR_CODES, b.code)) {
+    return new TrustedMsError(b.code as ErrorCode, String(b.message ?? b.code));
+  }
+  return new TrustedMsError(status >= 500 ? 'SERVICE_UNAVAILABLE' : 'INVALID_INPUT', `HTTP ${status}`);
+}

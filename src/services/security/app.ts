@@ -1,0 +1,569 @@
+import { createPublicKey, type KeyObject, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { paperVerify } from '../../crypto/paper-scheme.js';
+import { TrustedMsError } from '../../errors.js';
+import type { Posture } from '../../lab/posture.js';
+import type { LabCa } from '../../pki/ca.js';
+import { issueServiceCertificate, type ServiceIdentity } from '../../pki/identity.js';
+import { permissionsOf } from '../../policy/evaluate.js';
+import {
+  type Challenge,
+  newChallenge,
+  signatureFromWire,
+  verifyChallengeSignature,
+} from '../../protocol/challenge.js';
+import { deriveSessionKey, newExchangeKeyPair, sealSessionKey } from '../../protocol/session-key.js';
+import { issueTicket, type TicketClaims } from '../../protocol/ticket.js';
+import type { UserKey, UserRecord } from '../../store/schema.js';
+import type { LabStore } from '../../store/store.js';
+import {
+  addUser,
+  addUserKey,
+  checkPassword,
+  getUser,
+  importHtpasswd,
+  removeUser,
+  toPublicUser,
+} from '../../users/users.js';
+import { createHttpApp } from '../http.js';
+import { LoginLockout, RateLimiter } from '../rate-limit.js';
+import type { ServiceRegistry, ServiceStatus } from './registry.js';
+
+export interface SecurityDeps {
+  labId: string;
+  posture: Posture;
+  store: LabStore;
+  registry: ServiceRegistry;
+  signingKey: { kid: string; privateKey: KeyObject };
+  sealKey: Buffer;
+  labToken: string;
+  ca?: LabCa;
+  ticketTtlSeconds: number;
+  challengeTtlSeconds: number;
+  /** told about every attestation change, so the gateway refuses a tampered service at once */
+  onAttestation?: (services: ServiceStatus[]) => Promise<void>;
+  now?: () => number;
+}
+
+export function labIssuer(labId: string): string {
+  return `trusted-ms://lab-${labId}/security`;
+}
+
+export function labAudience(labId: string): string {
+  return `trusted-ms://lab-${labId}`;
+}
+
+type Pending =
+  | { kind: 'trusted'; challenge: Challenge }
+  | { kind: 'paper'; id: string; user: string; ticket: Buffer; expiresAt: number };
+
+const NAME = { type: 'string', minLength: 1, maxLength: 64 } as const;
+const B64URL = { type: 'string', minLength: 1, maxLength: 4096, pattern: '^[A-Za-z0-9_-]+$' } as const;
+
+/**
+ * The security service: owns users, keys, the service registry and the audit log while the lab
+ * runs, authenticates users (password, then a signed challenge or the paper's encrypted ticket)
+ * and issues the session tickets every other part verifies offline.
+ */
+export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
+  const now = deps.now ?? Date.now;
+  const app = createHttpApp();
+  const pending = new Map<string, Pending>();
+  const lockout = new LoginLockout(5, 10 * 60_000, 60_000, now);
+  const perClient = new RateLimiter(20, 40, now);
+  const issuer = labIssuer(deps.labId);
+  const audience = labAudience(deps.labId);
+  const publicKeyPem = createPublicKey(deps.signingKey.privateKey)
+    .export({ format: 'pem', type: 'spki' })
+    .toString();
+  const { store } = deps;
+
+  const audit = (entry: Parameters<LabStore['audit']>[0]): Promise<void> =>
+    store.audit(entry).catch(() => undefined);
+
+  const requireLabToken = (request: FastifyRequest): void => {
+    const given = Buffer.from(/^Bearer (.+)$/.exec(request.headers.authorization ?? '')?.[1] ?? '');
+    const want = Buffer.from(deps.labToken);
+    if (given.length !== want.length || !timingSafeEqual(given, want)) {
+      throw new TrustedMsError('ADMIN_TOKEN_INVALID', 'missing or wrong lab token');
+    }
+  };
+
+  const sweep = (): void => {
+    const t = now();
+    for (const [id, p] of pending) {
+      const exp = p.kind === 'trusted' ? p.challenge.expiresAt : p.expiresAt;
+      if (exp * 1000 <= t) pending.delete(id);
+    }
+  };
+
+  const passwordStep = async (
+    request: FastifyRequest,
+    user: string,
+    password: string,
+  ): Promise<UserRecord> => {
+    if (!perClient.take(request.ip)) {
+      await audit({
+        actor: request.ip,
+        action: 'auth.challenge',
+        target: user,
+        outcome: 'denied',
+        code: 'RATE_LIMITED',
+      });
+      throw new TrustedMsError('RATE_LIMITED', 'too many login attempts from this address');
+    }
+    if (deps.posture === 'trusted' && lockout.isLocked(user)) {
+      await audit({
+        actor: request.ip,
+        action: 'auth.challenge',
+        target: user,
+        outcome: 'denied',
+        code: 'ACCOUNT_LOCKED',
+      });
+      throw new TrustedMsError('ACCOUNT_LOCKED', 'too many failed logins: try again later');
+    }
+    try {
+      const { user: record } = await checkPassword(store, user, password, { actor: request.ip });
+      lockout.succeed(user);
+      return record;
+    } catch (err) {
+      lockout.fail(user);
+      throw err;
+    }
+  };
+
+  const ticketFor = (
+    user: UserRecord,
+    roles: Awaited<ReturnType<LabStore['data']>>['roles'],
+    extra: Partial<TicketClaims>,
+  ) => {
+    const role = Object.hasOwn(roles, user.role) ? roles[user.role] : undefined;
+    const iat = Math.floor(now() / 1000);
+    const claims: TicketClaims = {
+      v: 1,
+      iss: issuer,
+      aud: audience,
+      sub: user.name,
+      role: user.role,
+      perms: role ? permissionsOf(role) : {},
+      iat,
+      exp: iat + deps.ticketTtlSeconds,
+      jti: randomBytes(16).toString('base64url'),
+      posture: deps.posture === 'trusted' ? 'trusted' : 'paper',
+      ...extra,
+    };
+    return claims;
+  };
+
+  app.get('/healthz', async () => ({ ok: true, part: 'security', posture: deps.posture, labId: deps.labId }));
+
+  app.get('/v1/keys', async () => ({
+    issuer,
+    audience,
+    keys: [{ kid: deps.signingKey.kid, alg: 'EdDSA', publicKeyPem }],
+  }));
+
+  app.get('/v1/services', async () => ({ posture: deps.posture, services: deps.registry.list() }));
+
+  app.post<{ Body: { user: string; password: string; clientKey?: string } }>(
+    '/v1/auth/challenge',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          required: ['user', 'password'],
+          additionalProperties: false,
+          properties: {
+            user: NAME,
+            password: { type: 'string', minLength: 1, maxLength: 1024 },
+            clientKey: B64URL,
+          },
+        },
+      },
+    },
+    async (request) => {
+      if (deps.posture === 'none') {
+        throw new TrustedMsError(
+          'POSTURE_MISMATCH',
+          'posture none has no login: the gateway checks passwords',
+        );
+      }
+      sweep();
+      const { user, password, clientKey } = request.body;
+      if (deps.posture === 'trusted' && clientKey === undefined) {
+        throw new TrustedMsError('INVALID_INPUT', 'clientKey (an X25519 public key) is required');
+      }
+      const record = await passwordStep(request, user, password);
+      if (deps.posture === 'paper') {
+        if (!record.keys.some((k) => k.type === 'rsa')) {
+          throw new TrustedMsError('KEY_NOT_FOUND', `${user} has no RSA key: the paper's scheme needs one`, {
+            actions: [`trusted-ms user keygen ${user} --type rsa`],
+          });
+        }
+        const id = randomBytes(16).toString('base64url');
+        const expiresAt = Math.floor(now() / 1000) + deps.challengeTtlSeconds;
+        const ticket = randomBytes(32);
+        pending.set(id, { kind: 'paper', id, user, ticket, expiresAt });
+        await audit({ actor: request.ip, action: 'auth.challenge', target: user, outcome: 'ok' });
+        return { posture: 'paper', id, user, ticket: ticket.toString('base64url'), expiresAt };
+      }
+      if (record.keys.length === 0) {
+        throw new TrustedMsError('KEY_NOT_FOUND', `${user} has no registered key`, {
+          actions: [`trusted-ms user keygen ${user}`],
+        });
+      }
+      const challenge = newChallenge(user, issuer, clientKey as string, deps.challengeTtlSeconds, now);
+      pending.set(challenge.id, { kind: 'trusted', challenge });
+      await audit({ actor: request.ip, action: 'auth.challenge', target: user, outcome: 'ok' });
+      return { posture: 'trusted', ...challenge };
+    },
+  );
+
+  app.post<{ Body: { id: string; signature: string } }>(
+    '/v1/auth/verify',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          required: ['id', 'signature'],
+          additionalProperties: false,
+          properties: { id: B64URL, signature: B64URL },
+        },
+      },
+    },
+    async (request) => {
+      const { id, signature } = request.body;
+      const p = pending.get(id);
+      // One use only, whatever the outcome: a captured answer can never be replayed.
+      pending.delete(id);
+      if (p === undefined) {
+        await audit({
+          actor: request.ip,
+          action: 'auth.verify',
+          outcome: 'denied',
+          code: 'CHALLENGE_UNKNOWN',
+        });
+        throw new TrustedMsError('CHALLENGE_UNKNOWN', 'unknown or already used challenge');
+      }
+      const user = p.kind === 'trusted' ? p.challenge.user : p.user;
+      const deny = async (err: TrustedMsError): Promise<never> => {
+        await audit({
+          actor: request.ip,
+          action: 'auth.verify',
+          target: user,
+          outcome: 'denied',
+          code: err.code,
+        });
+        throw err;
+      };
+      const data = await store.data();
+      const record = Object.hasOwn(data.users, user) ? data.users[user] : undefined;
+      if (!record) return deny(new TrustedMsError('AUTH_FAILED', 'authentication failed'));
+      const sig = signatureFromWire(signature);
+
+      if (p.kind === 'paper') {
+        if (p.expiresAt * 1000 <= now())
+          return deny(new TrustedMsError('CHALLENGE_EXPIRED', 'challenge expired'));
+        const key = record.keys.find(
+          (k) => k.type === 'rsa' && paperVerify(createPublicKey(k.publicKeyPem), sig, p.ticket),
+        );
+        if (!key) return deny(new TrustedMsError('SIGNATURE_INVALID', 'signature verification failed'));
+        const claims = ticketFor(record, data.roles, {});
+        await audit({
+          actor: request.ip,
+          action: 'auth.verify',
+          target: user,
+          outcome: 'allowed',
+          detail: { jti: claims.jti },
+        });
+        return {
+          ticket: issueTicket(deps.signingKey, claims),
+          expiresAt: claims.exp,
+          thumbprint: key.thumbprint,
+        };
+      }
+
+      let matched: UserKey | undefined;
+      let lastError: unknown;
+      for (const k of record.keys) {
+        try {
+          verifyChallengeSignature(createPublicKey(k.publicKeyPem), p.challenge, sig, {
+            now,
+            expectedAudience: issuer,
+            expectedUser: user,
+          });
+          matched = k;
+          break;
+        } catch (err) {
+          lastError = err;
+        }
+      }
+      if (!matched) {
+        return deny(
+          lastError instanceof TrustedMsError && lastError.code === 'CHALLENGE_EXPIRED'
+            ? lastError
+            : new TrustedMsError('SIGNATURE_INVALID', 'signature verification failed'),
+        );
+      }
+      const exchange = newExchangeKeyPair();
+      const sessionKey = deriveSessionKey(exchange.privateKey, p.challenge.clientKey, p.challenge.id);
+      const jti = randomBytes(16).toString('base64url');
+      const claims = ticketFor(record, data.roles, {
+        jti,
+        cnf: { jkt: matched.thumbprint, sk: sealSessionKey(deps.sealKey, sessionKey, jti) },
+      });
+      await audit({
+        actor: request.ip,
+        action: 'auth.verify',
+        target: user,
+        outcome: 'allowed',
+        detail: { jti },
+      });
+      return {
+        ticket: issueTicket(deps.signingKey, claims),
+        expiresAt: claims.exp,
+        serverKey: exchange.publicKeyRaw,
+        thumbprint: matched.thumbprint,
+      };
+    },
+  );
+
+  // Posture none: the gateway's password check (HTTP basic), the only authentication there is.
+  app.post<{ Body: { user: string; password: string } }>(
+    '/v1/internal/password',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          required: ['user', 'password'],
+          additionalProperties: false,
+          properties: { user: NAME, password: { type: 'string', minLength: 1, maxLength: 1024 } },
+        },
+      },
+    },
+    async (request) => {
+      requireLabToken(request);
+      const { user: record } = await checkPassword(store, request.body.user, request.body.password, {
+        actor: 'gateway',
+      });
+      const roles = (await store.data()).roles;
+      const role = Object.hasOwn(roles, record.role) ? roles[record.role] : undefined;
+      return { user: record.name, role: record.role, perms: role ? permissionsOf(role) : {} };
+    },
+  );
+
+  const reportAndIssue = async (
+    reports: Parameters<ServiceRegistry['report']>[0],
+    issueIdentity: boolean,
+  ) => {
+    const statuses = await deps.registry.report(reports);
+    for (const s of statuses) {
+      await audit({
+        actor: reports[0]?.by === 'self' ? s.name : 'runtime',
+        action: 'service.attest',
+        target: s.name,
+        outcome: s.state === 'trusted' ? 'ok' : 'denied',
+        ...(s.state === 'trusted' ? {} : { code: 'ATTESTATION_MISMATCH' }),
+        detail: { measured: s.measuredHash, expected: s.expectedHash },
+      });
+    }
+    await deps.onAttestation?.(deps.registry.list()).catch(() => undefined);
+    const identities: Record<string, ServiceIdentity> = {};
+    if (issueIdentity && deps.ca) {
+      for (const s of statuses) {
+        if (s.state === 'trusted')
+          identities[s.name] = await issueServiceCertificate(deps.ca, { name: s.name });
+      }
+    }
+    return { services: statuses, identities };
+  };
+
+  app.post<{ Params: { name: string }; Body: { hash: string } }>(
+    '/v1/services/:name/self-report',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          required: ['hash'],
+          additionalProperties: false,
+          properties: { hash: { type: 'string', maxLength: 128 } },
+        },
+      },
+    },
+    async (request) => {
+      requireLabToken(request);
+      if (!deps.registry.acceptsSelfReports()) {
+        throw new TrustedMsError('POSTURE_MISMATCH', 'self-reported hashes count only in the paper posture');
+      }
+      const { services } = await reportAndIssue(
+        [{ name: request.params.name, hash: request.body.hash, by: 'self' }],
+        false,
+      );
+      return services[0];
+    },
+  );
+
+  // ---- admin API: how the CLI writes while the lab runs (the service is the store's only writer)
+
+  app.register(async (admin) => {
+    admin.addHook('onRequest', async (request) => requireLabToken(request));
+
+    admin.post<{ Body: { reports: { name: string; hash: string }[]; issueIdentity?: boolean } }>(
+      '/v1/admin/attestations',
+      {
+        schema: {
+          body: {
+            type: 'object',
+            required: ['reports'],
+            properties: {
+              reports: {
+                type: 'array',
+                maxItems: 200,
+                items: {
+                  type: 'object',
+                  required: ['name', 'hash'],
+                  properties: { name: NAME, hash: { type: 'string', maxLength: 128 } },
+                },
+              },
+              issueIdentity: { type: 'boolean' },
+            },
+          },
+        },
+      },
+      async (request) =>
+        reportAndIssue(
+          request.body.reports.map((r) => ({ ...r, by: 'runtime' as const })),
+          request.body.issueIdentity === true,
+        ),
+    );
+
+    admin.post<{ Body: { services: { name: string; hash: string }[] } }>(
+      '/v1/admin/services/register',
+      {
+        schema: {
+          body: {
+            type: 'object',
+            required: ['services'],
+            properties: {
+              services: {
+                type: 'array',
+                maxItems: 200,
+                items: {
+                  type: 'object',
+                  required: ['name', 'hash'],
+                  properties: { name: NAME, hash: { type: 'string', maxLength: 128 } },
+                },
+              },
+            },
+          },
+        },
+      },
+      async (request) => {
+        const services = await deps.registry.register(request.body.services);
+        await audit({
+          actor: 'admin',
+          action: 'service.register',
+          outcome: 'ok',
+          detail: { names: services.map((s) => s.name) },
+        });
+        await deps.onAttestation?.(deps.registry.list()).catch(() => undefined);
+        return { services };
+      },
+    );
+
+    admin.post<{ Params: { name: string } }>('/v1/admin/services/:name/identity', async (request) => {
+      const status = deps.registry.get(request.params.name);
+      if (!deps.ca)
+        throw new TrustedMsError('POSTURE_MISMATCH', 'identities exist only in the trusted posture');
+      if (status?.state !== 'trusted') {
+        throw new TrustedMsError('SERVICE_UNTRUSTED', `${request.params.name} has not passed attestation`);
+      }
+      return issueServiceCertificate(deps.ca, { name: request.params.name });
+    });
+
+    admin.post<{ Body: { name: string; role: string; password: string } }>(
+      '/v1/admin/users',
+      {
+        schema: {
+          body: {
+            type: 'object',
+            required: ['name', 'role', 'password'],
+            additionalProperties: false,
+            properties: {
+              name: NAME,
+              role: NAME,
+              password: { type: 'string', minLength: 1, maxLength: 1024 },
+            },
+          },
+        },
+      },
+      async (request) => toPublicUser(await addUser(store, request.body, { actor: 'admin' })),
+    );
+    admin.delete<{ Params: { name: string } }>('/v1/admin/users/:name', async (request) =>
+      toPublicUser(await removeUser(store, request.params.name, { actor: 'admin' })),
+    );
+    admin.post<{ Params: { name: string }; Body: { key: UserKey; replace?: boolean } }>(
+      '/v1/admin/users/:name/keys',
+      {
+        schema: {
+          body: {
+            type: 'object',
+            required: ['key'],
+            properties: {
+              replace: { type: 'boolean' },
+              key: {
+                type: 'object',
+                required: ['thumbprint', 'type', 'publicKeyPem', 'createdAt'],
+                additionalProperties: false,
+                properties: {
+                  thumbprint: B64URL,
+                  type: { enum: ['ed25519', 'rsa'] },
+                  bits: { type: 'integer' },
+                  publicKeyPem: { type: 'string', maxLength: 4096 },
+                  createdAt: { type: 'string', maxLength: 64 },
+                },
+              },
+            },
+          },
+        },
+      },
+      async (request) => {
+        const { key, replace } = request.body;
+        if (replace) {
+          const record = await store.update((data) => {
+            const u = Object.hasOwn(data.users, request.params.name)
+              ? data.users[request.params.name]
+              : undefined;
+            if (u) u.keys = [key];
+            return u;
+          });
+          if (!record) throw new TrustedMsError('USER_NOT_FOUND', `no user named ${request.params.name}`);
+          await audit({ actor: 'admin', action: 'user.key.replace', target: record.name, outcome: 'ok' });
+          return toPublicUser(record);
+        }
+        return toPublicUser(await addUserKey(store, request.params.name, key, { actor: 'admin' }));
+      },
+    );
+    admin.post<{ Body: { text: string; role: string } }>(
+      '/v1/admin/users/import',
+      {
+        bodyLimit: 1024 * 1024 + 4096,
+        schema: {
+          body: {
+            type: 'object',
+            required: ['text', 'role'],
+            properties: { text: { type: 'string', maxLength: 1024 * 1024 }, role: NAME },
+          },
+        },
+      },
+      async (request) => ({
+        imported: await importHtpasswd(store, request.body.text, request.body.role, { actor: 'admin' }),
+      }),
+    );
+    admin.get<{ Params: { name: string } }>('/v1/admin/users/:name', async (request) =>
+      toPublicUser(await getUser(store, request.params.name)),
+    );
+  });
+
+  return app;
+}

@@ -1,0 +1,52 @@
+import { createPrivateKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { request } from 'undici';
+import { jwkThumbprint } from '../../crypto/thumbprint.js';
+import { readPartConfig, readSecret } from '../../lab/part-config.js';
+import { loadLabCa } from '../../pki/ca.js';
+import { openLabStore } from '../../store/open.js';
+import { buildSecurityService } from './app.js';
+import { ServiceRegistry } from './registry.js';
+
+const config = readPartConfig('security');
+const store = openLabStore(config.home);
+const registry = new ServiceRegistry(store, config.posture);
+await registry.load();
+const privateKey = createPrivateKey(readFileSync(config.ticketKeyFile, 'utf8'));
+const labToken = readSecret(config.labTokenFile);
+
+const app = buildSecurityService({
+  labId: config.labId,
+  posture: config.posture,
+  store,
+  registry,
+  signingKey: { kid: jwkThumbprint(privateKey), privateKey },
+  sealKey: Buffer.from(readSecret(config.sealKeyFile), 'base64url'),
+  labToken,
+  ...(config.caDir ? { ca: await loadLabCa(config.caDir) } : {}),
+  ticketTtlSeconds: config.ticketTtlSeconds,
+  challengeTtlSeconds: config.challengeTtlSeconds,
+  onAttestation: async (services) => {
+    if (!config.gatewayUrl) return;
+    // The gateway may not be up yet (it starts last); it polls at start anyway.
+    await request(`${config.gatewayUrl}/internal/attestations`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${labToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ services: services.map((s) => ({ name: s.name, state: s.state })) }),
+      headersTimeout: 2000,
+      bodyTimeout: 2000,
+    })
+      .then((r) => r.body.dump())
+      .catch(() => undefined);
+  },
+});
+
+await app.listen({ host: config.host, port: config.port });
+console.log(`security service (${config.posture}) listening on ${config.host}:${config.port}`);
+
+const stop = (): void => {
+  void app.close().finally(() => process.exit(0));
+  setTimeout(() => process.exit(0), 1500).unref();
+};
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);

@@ -1,0 +1,103 @@
+import type { Posture } from '../../lab/posture.js';
+import type { AttestationState, ServiceRecord } from '../../store/schema.js';
+import type { LabStore } from '../../store/store.js';
+
+export interface ServiceStatus {
+  name: string;
+  state: AttestationState;
+  expectedHash?: string;
+  measuredHash?: string;
+  measuredAt?: string;
+  measuredBy?: 'runtime' | 'self';
+}
+
+export interface AttestationReport {
+  name: string;
+  hash: string;
+  by: 'runtime' | 'self';
+}
+
+/**
+ * The service registry: expected code hashes (in the store) and the latest measurement of each.
+ * A measurement equal to the registered hash makes a service trusted; anything else untrusted;
+ * a service with no registered hash is unknown. Kept in memory for the gateway's hot path and
+ * written through to the store so `service list` sees it from any shell.
+ */
+export class ServiceRegistry {
+  readonly #status = new Map<string, ServiceStatus>();
+
+  constructor(
+    private readonly store: LabStore,
+    private readonly posture: Posture,
+  ) {}
+
+  async load(): Promise<void> {
+    const data = await this.store.data();
+    for (const record of Object.values(data.services)) this.#status.set(record.name, statusOf(record));
+  }
+
+  list(): ServiceStatus[] {
+    return [...this.#status.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  get(name: string): ServiceStatus | undefined {
+    return this.#status.get(name);
+  }
+
+  async register(entries: { name: string; hash: string }[]): Promise<ServiceStatus[]> {
+    const at = this.store.now().toISOString();
+    await this.store.update((data) => {
+      for (const { name, hash } of entries) {
+        const previous = Object.hasOwn(data.services, name) ? data.services[name] : undefined;
+        data.services[name] = { name, expectedHash: hash, registeredAt: at };
+        // Re-registering the hash just measured makes the service trusted again.
+        if (previous?.attestation?.measuredHash === hash) {
+          data.services[name].attestation = { ...previous.attestation, state: 'trusted' };
+        }
+      }
+    });
+    await this.load();
+    return entries.map((e) => this.#status.get(e.name) as ServiceStatus);
+  }
+
+  /** Records measurements; returns each service's new status. */
+  async report(reports: AttestationReport[]): Promise<ServiceStatus[]> {
+    const at = this.store.now().toISOString();
+    await this.store.update((data) => {
+      for (const r of reports) {
+        const record = Object.hasOwn(data.services, r.name) ? data.services[r.name] : undefined;
+        const state: AttestationState =
+          record === undefined ? 'unknown' : record.expectedHash === r.hash ? 'trusted' : 'untrusted';
+        if (record) record.attestation = { state, measuredHash: r.hash, measuredAt: at, measuredBy: r.by };
+      }
+    });
+    await this.load();
+    for (const r of reports) {
+      if (!this.#status.has(r.name)) {
+        this.#status.set(r.name, {
+          name: r.name,
+          state: 'unknown',
+          measuredHash: r.hash,
+          measuredAt: at,
+          measuredBy: r.by,
+        });
+      }
+    }
+    return reports.map((r) => this.#status.get(r.name) as ServiceStatus);
+  }
+
+  /** In the paper posture a service vouches for itself; elsewhere only outside measurements count. */
+  acceptsSelfReports(): boolean {
+    return this.posture === 'paper';
+  }
+}
+
+function statusOf(record: ServiceRecord): ServiceStatus {
+  const a = record.attestation;
+  return {
+    name: record.name,
+    state: a?.state ?? 'unknown',
+    expectedHash: record.expectedHash,
+    ...(a ? { measuredHash: a.measuredHash, measuredAt: a.measuredAt, measuredBy: a.measuredBy } : {}),
+  };
+}

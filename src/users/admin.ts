@@ -1,0 +1,92 @@
+import { join } from 'node:path';
+import { jsonRequest } from '../lab/http-client.js';
+import { readSecret } from '../lab/part-config.js';
+import { labDir, readLabState } from '../lab/state.js';
+import { openLabStore } from '../store/open.js';
+import type { UserKey } from '../store/schema.js';
+import type { LabStore } from '../store/store.js';
+import {
+  addUser,
+  addUserKey,
+  getUser,
+  importHtpasswd,
+  type NewUser,
+  type PublicUser,
+  removeUser,
+  toPublicUser,
+} from './users.js';
+
+/**
+ * Where user changes go: straight to the store (under its file lock) when no lab runs, or through
+ * the security service's admin API while one does, since it is then the store's only writer.
+ */
+export interface UserAdmin {
+  readonly via: 'store' | 'security-service';
+  addUser(input: NewUser): Promise<PublicUser>;
+  removeUser(name: string): Promise<PublicUser>;
+  getUser(name: string): Promise<PublicUser>;
+  addKey(name: string, key: UserKey, replace: boolean): Promise<PublicUser>;
+  importHtpasswd(text: string, role: string): Promise<string[]>;
+}
+
+export async function openUserAdmin(home: string): Promise<UserAdmin> {
+  const state = await readLabState(home);
+  if (state) {
+    const token = readSecret(join(labDir(home), 'lab-token'));
+    const alive = await jsonRequest(`${state.securityUrl}/healthz`, { timeoutMs: 1500 }).then(
+      () => true,
+      () => false,
+    );
+    if (alive) return remoteAdmin(state.securityUrl, token);
+  }
+  return localAdmin(openLabStore(home));
+}
+
+function localAdmin(store: LabStore): UserAdmin {
+  return {
+    via: 'store',
+    addUser: async (input) => toPublicUser(await addUser(store, input)),
+    removeUser: async (name) => toPublicUser(await removeUser(store, name)),
+    getUser: async (name) => toPublicUser(await getUser(store, name)),
+    addKey: async (name, key, replace) => {
+      if (replace) {
+        // One locked update, so the user is never left with no key or two.
+        const record = await store.update((data) => {
+          const u = Object.hasOwn(data.users, name) ? data.users[name] : undefined;
+          if (u) {
+            u.keys = [key];
+            u.updatedAt = key.createdAt;
+          }
+          return u;
+        });
+        if (record) {
+          await store.audit({
+            actor: 'cli',
+            action: 'user.key.replace',
+            target: name,
+            outcome: 'ok',
+            detail: { thumbprint: key.thumbprint },
+          });
+          return toPublicUser(record);
+        }
+      }
+      return toPublicUser(await addUserKey(store, name, key));
+    },
+    importHtpasswd: (text, role) => importHtpasswd(store, text, role),
+  };
+}
+
+function remoteAdmin(url: string, token: string): UserAdmin {
+  const call = <T>(path: string, method: 'GET' | 'POST' | 'DELETE', body?: unknown): Promise<T> =>
+    jsonRequest<T>(`${url}${path}`, { method, token, ...(body === undefined ? {} : { body }) });
+  return {
+    via: 'security-service',
+    addUser: (input) => call('/v1/admin/users', 'POST', input),
+    removeUser: (name) => call(`/v1/admin/users/${encodeURIComponent(name)}`, 'DELETE'),
+    getUser: (name) => call(`/v1/admin/users/${encodeURIComponent(name)}`, 'GET'),
+    addKey: (name, key, replace) =>
+      call(`/v1/admin/users/${encodeURIComponent(name)}/keys`, 'POST', { key, replace }),
+    importHtpasswd: async (text, role) =>
+      (await call<{ imported: string[] }>('/v1/admin/users/import', 'POST', { text, role })).imported,
+  };
+}

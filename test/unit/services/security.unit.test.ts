@@ -1,0 +1,259 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { generateUserKeyPair } from '../../../src/crypto/keys.js';
+import { paperEncrypt } from '../../../src/crypto/paper-scheme.js';
+import { jwkThumbprint } from '../../../src/crypto/thumbprint.js';
+import { jsonRequest } from '../../../src/lab/http-client.js';
+import type { Posture } from '../../../src/lab/posture.js';
+import { createLabCa } from '../../../src/pki/ca.js';
+import { type Challenge, signatureToWire, signChallenge } from '../../../src/protocol/challenge.js';
+import { deriveSessionKey, newExchangeKeyPair, openSessionKey } from '../../../src/protocol/session-key.js';
+import { TicketVerifier } from '../../../src/protocol/ticket.js';
+import { buildSecurityService, labAudience, labIssuer } from '../../../src/services/security/app.js';
+import { ServiceRegistry } from '../../../src/services/security/registry.js';
+import { openLabStore } from '../../../src/store/open.js';
+import { addUser, addUserKey } from '../../../src/users/users.js';
+
+const LAB = 'ab12cd34';
+const TOKEN = 'lab-token-for-tests-0123456789';
+
+interface Env extends AsyncDisposable {
+  url: string;
+  app: FastifyInstance;
+  sealKey: Buffer;
+  verifier: TicketVerifier;
+  keys: Record<string, Awaited<ReturnType<typeof generateUserKeyPair>>>;
+}
+
+async function start(posture: Posture): Promise<Env> {
+  const dir = await mkdtemp(join(tmpdir(), 'tms-sec-'));
+  const store = openLabStore(join(dir, 'home'));
+  const keys = {
+    alice: await generateUserKeyPair('ed25519'),
+    bob: await generateUserKeyPair('rsa', 2048),
+  };
+  await addUser(store, { name: 'alice', role: 'admin', password: 'alice-pw' });
+  await addUser(store, { name: 'bob', role: 'analyst', password: 'bob-pw' });
+  for (const [name, k] of Object.entries(keys)) {
+    await addUserKey(store, name, {
+      thumbprint: k.thumbprint,
+      type: k.type,
+      publicKeyPem: k.publicKeyPem,
+      createdAt: new Date().toISOString(),
+    });
+  }
+  const registry = new ServiceRegistry(store, posture);
+  await registry.load();
+  const signing = generateKeyPairSync('ed25519');
+  const sealKey = Buffer.alloc(32, 3);
+  const app = buildSecurityService({
+    labId: LAB,
+    posture,
+    store,
+    registry,
+    signingKey: { kid: jwkThumbprint(signing.publicKey), privateKey: signing.privateKey },
+    sealKey,
+    labToken: TOKEN,
+    ...(posture === 'trusted' ? { ca: await createLabCa({ labId: LAB }) } : {}),
+    ticketTtlSeconds: 600,
+    challengeTtlSeconds: 30,
+  });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const address = app.server.address() as { port: number };
+  const verifier = new TicketVerifier({
+    keys: new Map([[jwkThumbprint(signing.publicKey), signing.publicKey]]),
+    issuer: labIssuer(LAB),
+    audience: labAudience(LAB),
+  });
+  return {
+    url: `http://127.0.0.1:${address.port}`,
+    app,
+    sealKey,
+    verifier,
+    keys,
+    async [Symbol.asyncDispose]() {
+      await app.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+describe('security service, trusted posture', () => {
+  let env: Env;
+  beforeEach(async () => {
+    env = await start('trusted');
+  });
+  afterEach(async () => {
+    await env[Symbol.asyncDispose]();
+  });
+
+  const challenge = (user: string, password: string, clientKey: string) =>
+    jsonRequest<Challenge>(`${env.url}/v1/auth/challenge`, { body: { user, password, clientKey } });
+
+  it('issues a key-bound ticket and a session key both sides derive alike', async () => {
+    const x = newExchangeKeyPair();
+    const c = await challenge('alice', 'alice-pw', x.publicKeyRaw);
+    expect(c).toMatchObject({ user: 'alice', audience: labIssuer(LAB), clientKey: x.publicKeyRaw });
+    const sig = signatureToWire(signChallenge(env.keys.alice!.privateKey, c));
+    const v = await jsonRequest<{ ticket: string; serverKey: string; thumbprint: string }>(
+      `${env.url}/v1/auth/verify`,
+      {
+        body: { id: c.id, signature: sig },
+      },
+    );
+    const claims = env.verifier.verify(v.ticket);
+    expect(claims).toMatchObject({ sub: 'alice', role: 'admin', posture: 'trusted' });
+    expect(claims.cnf?.jkt).toBe(env.keys.alice!.thumbprint);
+    const mine = deriveSessionKey(x.privateKey, v.serverKey, c.id);
+    expect(openSessionKey(env.sealKey, claims.cnf!.sk, claims.jti).equals(mine)).toBe(true);
+    // one use only
+    await expect(
+      jsonRequest(`${env.url}/v1/auth/verify`, { body: { id: c.id, signature: sig } }),
+    ).rejects.toMatchObject({ code: 'CHALLENGE_UNKNOWN' });
+  });
+
+  it('refuses a signature by another key, and the challenge is gone after the failure', async () => {
+    const x = newExchangeKeyPair();
+    const c = await challenge('bob', 'bob-pw', x.publicKeyRaw);
+    const wrong = signatureToWire(signChallenge(env.keys.alice!.privateKey, c));
+    await expect(
+      jsonRequest(`${env.url}/v1/auth/verify`, { body: { id: c.id, signature: wrong } }),
+    ).rejects.toMatchObject({
+      code: 'SIGNATURE_INVALID',
+    });
+    const right = signatureToWire(signChallenge(env.keys.bob!.privateKey, c));
+    await expect(
+      jsonRequest(`${env.url}/v1/auth/verify`, { body: { id: c.id, signature: right } }),
+    ).rejects.toMatchObject({
+      code: 'CHALLENGE_UNKNOWN',
+    });
+  });
+
+  it('refuses a wrong password, an unknown user alike, and locks after five failures', async () => {
+    const x = newExchangeKeyPair().publicKeyRaw;
+    await expect(challenge('alice', 'nope', x)).rejects.toMatchObject({ code: 'AUTH_FAILED' });
+    await expect(challenge('nobody', 'nope', x)).rejects.toMatchObject({ code: 'AUTH_FAILED' });
+    for (let i = 0; i < 5; i++)
+      await expect(challenge('bob', 'nope', x)).rejects.toMatchObject({ code: 'AUTH_FAILED' });
+    await expect(challenge('bob', 'bob-pw', x)).rejects.toMatchObject({ code: 'ACCOUNT_LOCKED' });
+  });
+
+  it('needs the lab token for the admin API', async () => {
+    await expect(
+      jsonRequest(`${env.url}/v1/admin/services/register`, { body: { services: [] } }),
+    ).rejects.toMatchObject({
+      code: 'ADMIN_TOKEN_INVALID',
+    });
+    await expect(
+      jsonRequest(`${env.url}/v1/admin/services/register`, { token: 'wrong', body: { services: [] } }),
+    ).rejects.toMatchObject({ code: 'ADMIN_TOKEN_INVALID' });
+  });
+
+  it('marks a measured service trusted or untrusted and issues identities only to trusted ones', async () => {
+    await jsonRequest(`${env.url}/v1/admin/services/register`, {
+      token: TOKEN,
+      body: {
+        services: [
+          { name: 'orders', hash: 'sha256:aa' },
+          { name: 'catalog', hash: 'sha256:bb' },
+        ],
+      },
+    });
+    const r = await jsonRequest<{
+      services: { name: string; state: string }[];
+      identities: Record<string, unknown>;
+    }>(`${env.url}/v1/admin/attestations`, {
+      token: TOKEN,
+      body: {
+        reports: [
+          { name: 'orders', hash: 'sha256:aa' },
+          { name: 'catalog', hash: 'sha256:XX' },
+        ],
+        issueIdentity: true,
+      },
+    });
+    expect(r.services).toEqual([
+      expect.objectContaining({ name: 'orders', state: 'trusted' }),
+      expect.objectContaining({ name: 'catalog', state: 'untrusted' }),
+    ]);
+    expect(Object.keys(r.identities)).toEqual(['orders']);
+    await expect(
+      jsonRequest(`${env.url}/v1/admin/services/catalog/identity`, { token: TOKEN, method: 'POST' }),
+    ).rejects.toMatchObject({
+      code: 'SERVICE_UNTRUSTED',
+    });
+    // A service cannot vouch for itself here: only outside measurements count.
+    await expect(
+      jsonRequest(`${env.url}/v1/services/catalog/self-report`, {
+        token: TOKEN,
+        body: { hash: 'sha256:bb' },
+      }),
+    ).rejects.toMatchObject({ code: 'POSTURE_MISMATCH' });
+    const listed = await jsonRequest<{ services: { name: string; state: string }[] }>(
+      `${env.url}/v1/services`,
+    );
+    expect(listed.services.map((s) => `${s.name}:${s.state}`)).toEqual([
+      'catalog:untrusted',
+      'orders:trusted',
+    ]);
+  });
+
+  it('answers malformed bodies with 400 and a code', async () => {
+    for (const body of [
+      {},
+      { user: 'alice' },
+      { user: 'alice', password: 'x', extra: 1 },
+      { user: 'alice', password: 'x' },
+    ]) {
+      await expect(jsonRequest(`${env.url}/v1/auth/challenge`, { body })).rejects.toMatchObject({
+        code: 'INVALID_INPUT',
+      });
+    }
+    await expect(
+      jsonRequest(`${env.url}/v1/auth/verify`, { body: { id: 'abc', signature: 'a+b' } }),
+    ).rejects.toMatchObject({
+      code: 'INVALID_INPUT',
+    });
+    await expect(jsonRequest(`${env.url}/v1/nope`)).rejects.toMatchObject({ code: 'ROUTE_NOT_FOUND' });
+  });
+});
+
+describe('security service, paper posture', () => {
+  it("logs in with the paper's scheme: the ticket encrypted with the private key", async () => {
+    await using env = await start('paper');
+    const c = await jsonRequest<{ id: string; ticket: string }>(`${env.url}/v1/auth/challenge`, {
+      body: { user: 'bob', password: 'bob-pw' },
+    });
+    const enc = paperEncrypt(env.keys.bob!.privateKey, Buffer.from(c.ticket, 'base64url'));
+    const v = await jsonRequest<{ ticket: string }>(`${env.url}/v1/auth/verify`, {
+      body: { id: c.id, signature: enc.toString('base64url') },
+    });
+    const claims = env.verifier.verify(v.ticket);
+    expect(claims).toMatchObject({ sub: 'bob', role: 'analyst', posture: 'paper' });
+    expect(claims.cnf).toBeUndefined();
+  });
+
+  it('accepts a self-reported hash: the paper trusts the service to tell the truth', async () => {
+    await using env = await start('paper');
+    await jsonRequest(`${env.url}/v1/admin/services/register`, {
+      token: TOKEN,
+      body: { services: [{ name: 'orders', hash: 'sha256:aa' }] },
+    });
+    const r = await jsonRequest<{ state: string }>(`${env.url}/v1/services/orders/self-report`, {
+      token: TOKEN,
+      body: { hash: 'sha256:aa' },
+    });
+    expect(r.state).toBe('trusted');
+  });
+
+  it('refuses users without an RSA key, which the scheme needs', async () => {
+    await using env = await start('paper');
+    await expect(
+      jsonRequest(`${env.url}/v1/auth/challenge`, { body: { user: 'alice', password: 'alice-pw' } }),
+    ).rejects.toMatchObject({ code: 'KEY_NOT_FOUND' });
+  });
+});
