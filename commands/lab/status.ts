@@ -1,0 +1,32 @@
+import { BaseCommand } from '../../src/cli/base-command.js';
+import { renderTable } from '../../src/cli/table.js';
+import { type LabStatus, labStatus } from '../../src/lab/status.js';
+
+export type LabStatusResult = LabStatus;
+
+export default class LabStatusCommand extends BaseCommand {
+  static override summary = "Show each part of the lab: alive or not, and each service's attestation.";
+  static override examples = [
+    '<%= config.bin %> <%= command.id %>',
+    '<%= config.bin %> <%= command.id %> --json',
+  ];
+
+  async run(): Promise<LabStatusResult> {
+    const { flags } = await this.parse(LabStatusCommand);
+    const status = await labStatus(this.labHome(flags));
+    if (!status.labId) {
+      this.log('No lab is running. Start one: trusted-ms lab up');
+      return status;
+    }
+    this.log(
+      `Lab ${status.labId}: posture ${status.posture}, ${status.runtime}, gateway ${status.gatewayUrl}`,
+    );
+    this.log(
+      renderTable(
+        ['part', 'kind', 'alive', 'attestation', 'address'],
+        status.parts.map((p) => [p.name, p.kind, p.alive ? 'yes' : 'NO', p.attestation ?? '-', p.url]),
+      ),
+    );
+    return status;
+  }
+}

@@ -1,0 +1,32 @@
+import { BaseCommand } from '../../src/cli/base-command.js';
+import { renderTable } from '../../src/cli/table.js';
+import { listServices, type ServiceAttestation } from '../../src/lab/attest.js';
+
+export type ServiceListResult = ServiceAttestation[];
+
+export default class ServiceList extends BaseCommand {
+  static override summary =
+    'List the services of the running lab with their registered hash and attestation state.';
+  static override examples = [
+    '<%= config.bin %> <%= command.id %>',
+    '<%= config.bin %> <%= command.id %> --json',
+  ];
+
+  async run(): Promise<ServiceListResult> {
+    const { flags } = await this.parse(ServiceList);
+    const services = await listServices(this.labHome(flags));
+    this.log(
+      renderTable(
+        ['service', 'state', 'expected hash', 'measured by', 'at'],
+        services.map((s) => [
+          s.name,
+          s.state,
+          (s.expectedHash ?? '-').slice(0, 23),
+          s.measuredBy ?? '-',
+          s.measuredAt ?? '-',
+        ]),
+      ),
+    );
+    return services;
+  }
+}

@@ -1,0 +1,80 @@
+import { type Dispatcher, request } from 'undici';
+import { TrustedMsError } from '../errors.js';
+import { createProof, PROOF_HEADER } from '../protocol/proof.js';
+import { decodeTicketUnverified } from '../protocol/ticket.js';
+import type { Session } from './session.js';
+
+export interface CallRequest {
+  gatewayUrl: string;
+  service: string;
+  /** the path inside the service, e.g. `/db/orders/records/ord-1` */
+  path: string;
+  method?: Dispatcher.HttpMethod;
+  body?: string;
+  dispatcher?: Dispatcher;
+}
+
+export interface CallResult {
+  status: number;
+  body: unknown;
+  durationMs: number;
+}
+
+/** The headers a session puts on one request: basic, a bearer ticket, and in trusted a fresh proof. */
+export function authHeaders(
+  session: Session,
+  method: string,
+  fullPath: string,
+  body: string | undefined,
+): Record<string, string> {
+  if (session.posture === 'none') return { authorization: `Basic ${session.basic ?? ''}` };
+  if (!session.ticket)
+    throw new TrustedMsError('TICKET_MISSING', `${session.user} has no ticket: log in again`);
+  const headers: Record<string, string> = { authorization: `Bearer ${session.ticket}` };
+  if (session.posture === 'trusted') {
+    if (!session.sessionKey)
+      throw new TrustedMsError('TICKET_MISSING', 'the session has no session key: log in again');
+    headers[PROOF_HEADER] = createProof({
+      sessionKey: Buffer.from(session.sessionKey, 'base64url'),
+      method,
+      path: fullPath,
+      body: body ?? '',
+      jti: decodeTicketUnverified(session.ticket).claims.jti,
+    });
+  }
+  return headers;
+}
+
+/** One request through the gateway as a logged-in user: the curl of the lab. */
+export async function callService(session: Session, req: CallRequest): Promise<CallResult> {
+  const method = req.method ?? (req.body === undefined ? 'GET' : 'POST');
+  const path = req.path.startsWith('/') ? req.path : `/${req.path}`;
+  const fullPath = `/svc/${req.service}${path}`;
+  const t0 = performance.now();
+  let res: Dispatcher.ResponseData;
+  try {
+    res = await request(`${req.gatewayUrl}${fullPath}`, {
+      method,
+      headers: {
+        ...authHeaders(session, method, fullPath, req.body),
+        ...(req.body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      ...(req.body === undefined ? {} : { body: req.body }),
+      headersTimeout: 15_000,
+      bodyTimeout: 15_000,
+      ...(req.dispatcher ? { dispatcher: req.dispatcher } : {}),
+    });
+  } catch (err) {
+    throw new TrustedMsError('SERVICE_UNAVAILABLE', `cannot reach the gateway: ${(err as Error).message}`, {
+      actions: ['is the lab up? trusted-ms lab status'],
+    });
+  }
+  const text = await res.body.text();
+  let body: unknown = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // not JSON: keep the text
+  }
+  return { status: res.statusCode, body, durationMs: performance.now() - t0 };
+}

@@ -1,0 +1,103 @@
+import type { KeyObject } from 'node:crypto';
+import { paperEncrypt } from '../crypto/paper-scheme.js';
+import { TrustedMsError } from '../errors.js';
+import { jsonRequest } from '../lab/http-client.js';
+import type { LabState } from '../lab/state.js';
+import { type Challenge, signatureToWire, signChallenge } from '../protocol/challenge.js';
+import { deriveSessionKey, newExchangeKeyPair } from '../protocol/session-key.js';
+import { labIssuer } from '../services/security/app.js';
+import type { Session } from './session.js';
+
+export interface LoginTimings {
+  challengeMs: number;
+  signMs: number;
+  verifyMs: number;
+}
+
+/**
+ * The user's side of the handshake, through the gateway: password for a challenge, the challenge
+ * signed with the private key (trusted) or the ticket encrypted with it (paper), then the session
+ * ticket and, in trusted, the session key from the X25519 exchange bound into the challenge.
+ */
+export async function login(
+  lab: Pick<LabState, 'labId' | 'posture' | 'gatewayUrl'>,
+  user: string,
+  password: string,
+  privateKey: KeyObject | undefined,
+): Promise<{ session: Session; timings: LoginTimings }> {
+  if (lab.posture === 'none') {
+    // No framework: the gateway checks HTTP basic credentials on every call.
+    return {
+      session: {
+        user,
+        labId: lab.labId,
+        posture: 'none',
+        basic: Buffer.from(`${user}:${password}`).toString('base64'),
+      },
+      timings: { challengeMs: 0, signMs: 0, verifyMs: 0 },
+    };
+  }
+  if (!privateKey)
+    throw new TrustedMsError('KEY_NOT_FOUND', `the ${lab.posture} posture needs ${user}'s private key`);
+  const t0 = performance.now();
+  if (lab.posture === 'paper') {
+    const c = await jsonRequest<{ id: string; ticket: string }>(`${lab.gatewayUrl}/auth/challenge`, {
+      body: { user, password },
+    });
+    const t1 = performance.now();
+    const encrypted = paperEncrypt(privateKey, Buffer.from(c.ticket, 'base64url'));
+    const t2 = performance.now();
+    const v = await jsonRequest<{ ticket: string; expiresAt: number; thumbprint: string }>(
+      `${lab.gatewayUrl}/auth/verify`,
+      {
+        body: { id: c.id, signature: encrypted.toString('base64url') },
+      },
+    );
+    return {
+      session: {
+        user,
+        labId: lab.labId,
+        posture: 'paper',
+        ticket: v.ticket,
+        expiresAt: v.expiresAt,
+        thumbprint: v.thumbprint,
+      },
+      timings: { challengeMs: t1 - t0, signMs: t2 - t1, verifyMs: performance.now() - t2 },
+    };
+  }
+  const exchange = newExchangeKeyPair();
+  const challenge = await jsonRequest<Challenge>(`${lab.gatewayUrl}/auth/challenge`, {
+    body: { user, password, clientKey: exchange.publicKeyRaw },
+  });
+  const t1 = performance.now();
+  // Sign only what was meant for this lab's security service, for this user, with our key in it.
+  if (
+    challenge.audience !== labIssuer(lab.labId) ||
+    challenge.user !== user ||
+    challenge.clientKey !== exchange.publicKeyRaw
+  ) {
+    throw new TrustedMsError(
+      'AUDIENCE_MISMATCH',
+      'the challenge was not issued for this login: refusing to sign it',
+    );
+  }
+  const signature = signatureToWire(signChallenge(privateKey, challenge));
+  const t2 = performance.now();
+  const v = await jsonRequest<{ ticket: string; expiresAt: number; serverKey: string; thumbprint: string }>(
+    `${lab.gatewayUrl}/auth/verify`,
+    { body: { id: challenge.id, signature } },
+  );
+  const sessionKey = deriveSessionKey(exchange.privateKey, v.serverKey, challenge.id);
+  return {
+    session: {
+      user,
+      labId: lab.labId,
+      posture: 'trusted',
+      ticket: v.ticket,
+      sessionKey: sessionKey.toString('base64url'),
+      expiresAt: v.expiresAt,
+      thumbprint: v.thumbprint,
+    },
+    timings: { challengeMs: t1 - t0, signMs: t2 - t1, verifyMs: performance.now() - t2 },
+  };
+}

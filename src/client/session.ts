@@ -1,0 +1,66 @@
+import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { errnoCode, TrustedMsError } from '../errors.js';
+import type { Posture } from '../lab/posture.js';
+
+/** What `user login` keeps for `call`: in a 0600 file, since a ticket with its key is a credential. */
+export interface Session {
+  user: string;
+  labId: string;
+  posture: Posture;
+  /** paper and trusted */
+  ticket?: string;
+  /** trusted: the session key (base64url) that keys each request's proof */
+  sessionKey?: string;
+  /** none: HTTP basic credentials, the only thing that posture knows */
+  basic?: string;
+  expiresAt?: number;
+  thumbprint?: string;
+}
+
+function sessionDir(home: string): string {
+  return join(home, 'sessions');
+}
+
+export async function saveSession(home: string, session: Session): Promise<string> {
+  await mkdir(sessionDir(home), { recursive: true, mode: 0o700 });
+  const file = join(sessionDir(home), `${session.user}.json`);
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, `${JSON.stringify(session, null, 2)}\n`, { mode: 0o600 });
+  await rename(tmp, file);
+  return file;
+}
+
+/** The session of `user`, or of the only user logged in when none is named. */
+export async function loadSession(home: string, user?: string): Promise<Session> {
+  let name = user;
+  if (name === undefined) {
+    const files = (await readdir(sessionDir(home)).catch(() => [] as string[])).filter((f) =>
+      f.endsWith('.json'),
+    );
+    if (files.length !== 1) {
+      throw new TrustedMsError(
+        'TICKET_MISSING',
+        files.length === 0 ? 'nobody is logged in' : 'several users are logged in',
+        {
+          actions: [
+            files.length === 0 ? 'log in: trusted-ms user login <name>' : 'say which with --as <user>',
+          ],
+        },
+      );
+    }
+    name = (files[0] as string).replace(/\.json$/, '');
+  }
+  try {
+    return JSON.parse(await readFile(join(sessionDir(home), `${name}.json`), 'utf8')) as Session;
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') {
+      throw new TrustedMsError('TICKET_MISSING', `${name} is not logged in`, {
+        actions: [`trusted-ms user login ${name}`],
+      });
+    }
+    throw new TrustedMsError('STORE_CORRUPT', `the session file of ${name} is unreadable`, {
+      actions: [`log in again: trusted-ms user login ${name}`],
+    });
+  }
+}

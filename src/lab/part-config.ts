@@ -1,0 +1,78 @@
+import { readFileSync } from 'node:fs';
+import { TrustedMsError } from '../errors.js';
+import type { Posture } from './posture.js';
+
+/**
+ * What a part of the lab is told when it starts: one JSON file whose path is in `TMS_PART_CONFIG`.
+ * Secrets are not in it, only the paths of 0600 files holding them, so the config can be shown.
+ */
+interface CommonPartConfig {
+  labId: string;
+  posture: Posture;
+  part: string;
+  host: string;
+  port: number;
+  securityUrl: string;
+  /** the lab's internal token: admin API and part-to-security-service calls */
+  labTokenFile: string;
+}
+
+export interface SecurityPartConfig extends CommonPartConfig {
+  kind: 'security';
+  /** the lab home holding the store; the security service is its only writer while it runs */
+  home: string;
+  ticketKeyFile: string;
+  sealKeyFile: string;
+  /** trusted: the lab CA folder (ca.pem, ca-key.pem) */
+  caDir?: string;
+  /** where to push attestation changes so the gateway need not wait for its next poll */
+  gatewayUrl?: string;
+  ticketTtlSeconds: number;
+  challengeTtlSeconds: number;
+}
+
+export interface GatewayPartConfig extends CommonPartConfig {
+  kind: 'gateway';
+  sealKeyFile: string;
+  /** service name → base URL (https in trusted) */
+  services: Record<string, string>;
+  /** trusted: folder with cert.pem, key.pem of the gateway's identity, and the CA file */
+  identityDir?: string;
+  caFile?: string;
+  /** requests per second allowed per user and per client address (trusted only) */
+  rateLimit: { perUser: number; perClient: number; burst: number };
+}
+
+export interface ServicePartConfig extends CommonPartConfig {
+  kind: 'service';
+  /** the service's code folder: the attested tree (bundle + service.json) */
+  appDir: string;
+  /** callee name → base URL */
+  peers: Record<string, string>;
+  identityDir?: string;
+  caFile?: string;
+}
+
+/** Re-measures every service from outside on an interval (trusted posture). */
+export interface SupervisorPartConfig extends CommonPartConfig {
+  kind: 'supervisor';
+  home: string;
+  intervalSeconds: number;
+}
+
+export type PartConfig = SecurityPartConfig | GatewayPartConfig | ServicePartConfig | SupervisorPartConfig;
+
+/** Reads the config a part was started with; a part without one cannot start. */
+export function readPartConfig<K extends PartConfig['kind']>(kind: K): Extract<PartConfig, { kind: K }> {
+  const file = process.env.TMS_PART_CONFIG;
+  if (!file) throw new TrustedMsError('INVALID_INPUT', 'TMS_PART_CONFIG is not set');
+  const config = JSON.parse(readFileSync(file, 'utf8')) as PartConfig;
+  if (config.kind !== kind)
+    throw new TrustedMsError('INVALID_INPUT', `${file} is a ${config.kind} config, not ${kind}`);
+  return config as Extract<PartConfig, { kind: K }>;
+}
+
+/** A secret file's content, without a trailing newline. */
+export function readSecret(file: string): string {
+  return readFileSync(file, 'utf8').trim();
+}

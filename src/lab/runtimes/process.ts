@@ -1,0 +1,93 @@
+import { closeSync, openSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { execa } from 'execa';
+import { hashDirectory } from '../../attestation/tree-hash.js';
+import { TrustedMsError } from '../../errors.js';
+import type { PartState } from '../state.js';
+import type { PartLaunch, Runtime } from './runtime.js';
+
+/** The lab's parts as local processes on 127.0.0.1 (execa), detached so they outlive `lab up`. */
+export class ProcessRuntime implements Runtime {
+  readonly kind = 'process' as const;
+
+  async start(launch: PartLaunch): Promise<PartState> {
+    closeSync(openSync(launch.logFile, 'a', 0o600));
+    {
+      const child = execa(process.execPath, [launch.entry], {
+        detached: true,
+        cleanup: false,
+        stdin: 'ignore',
+        stdout: { file: launch.logFile, append: true },
+        stderr: { file: launch.logFile, append: true },
+        env: { TMS_PART_CONFIG: launch.configFile, NODE_ENV: 'production' },
+        extendEnv: true,
+      });
+      // Not awaited: the part outlives this process. Its exit is seen by health checks and `lab status`.
+      child.catch(() => undefined);
+      child.unref();
+      if (child.pid === undefined)
+        throw new TrustedMsError('LAB_START_FAILED', `${launch.name} did not start`);
+      return {
+        name: launch.name,
+        kind: launch.kind,
+        port: launch.port,
+        url: launch.url,
+        pid: child.pid,
+        configFile: launch.configFile,
+        logFile: launch.logFile,
+        ...(launch.appDir ? { appDir: launch.appDir } : {}),
+      };
+    }
+  }
+
+  async stop(part: PartState): Promise<void> {
+    if (part.pid === undefined || !(await this.isAlive(part))) return;
+    signal(part.pid, 'SIGTERM');
+    for (let i = 0; i < 40; i++) {
+      if (!(await this.isAlive(part))) return;
+      await sleep(50);
+    }
+    signal(part.pid, 'SIGKILL');
+    for (let i = 0; i < 40 && (await this.isAlive(part)); i++) await sleep(25);
+  }
+
+  /** Alive and still ours: a recycled PID running something else must never be signalled. */
+  async isAlive(part: PartState): Promise<boolean> {
+    if (part.pid === undefined) return false;
+    try {
+      process.kill(part.pid, 0);
+    } catch {
+      return false;
+    }
+    try {
+      const stat = await readFile(`/proc/${part.pid}/stat`, 'utf8');
+      if (/\) Z /.test(stat)) return false;
+      const environ = await readFile(`/proc/${part.pid}/environ`, 'utf8');
+      return environ.split('\0').includes(`TMS_PART_CONFIG=${part.configFile}`);
+    } catch {
+      return process.platform !== 'linux';
+    }
+  }
+
+  async measure(part: Pick<PartState, 'name' | 'appDir'>): Promise<string> {
+    if (!part.appDir) throw new TrustedMsError('INVALID_INPUT', `${part.name} has no code folder to measure`);
+    return (await hashDirectory(part.appDir)).hash;
+  }
+
+  async logTail(part: PartState, lines: number): Promise<string> {
+    const text = await readFile(part.logFile, 'utf8').catch(() => '');
+    return text.split('\n').filter(Boolean).slice(-lines).join('\n');
+  }
+}
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // already gone
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,0 +1,80 @@
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { errnoCode, TrustedMsError } from '../errors.js';
+import type { Posture } from './posture.js';
+
+export type PartKind = 'security' | 'gateway' | 'service' | 'supervisor';
+
+export interface PartState {
+  name: string;
+  kind: PartKind;
+  port: number;
+  /** where the part answers (https for services in the trusted posture) */
+  url: string;
+  pid?: number;
+  containerId?: string;
+  configFile: string;
+  logFile: string;
+  appDir?: string;
+}
+
+/** What `lab up` leaves behind so that any shell can run `lab status`, `logs`, `down`. */
+export interface LabState {
+  version: 1;
+  labId: string;
+  runtime: 'process' | 'docker';
+  posture: Posture;
+  startedAt: string;
+  gatewayUrl: string;
+  securityUrl: string;
+  parts: PartState[];
+}
+
+export function labDir(home: string): string {
+  return join(home, 'lab');
+}
+
+export function stateFile(home: string): string {
+  return join(labDir(home), 'state.json');
+}
+
+export async function readLabState(home: string): Promise<LabState | undefined> {
+  let text: string;
+  try {
+    text = await readFile(stateFile(home), 'utf8');
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return undefined;
+    throw new TrustedMsError('STORE_IO', `cannot read ${stateFile(home)} (${errnoCode(err) ?? 'error'})`);
+  }
+  try {
+    const state = JSON.parse(text) as LabState;
+    if (state.version !== 1 || !Array.isArray(state.parts)) throw new Error('shape');
+    return state;
+  } catch {
+    throw new TrustedMsError('STORE_CORRUPT', `${stateFile(home)} is not a lab state file`, {
+      actions: ['stop leftover parts with `trusted-ms lab down --force`'],
+    });
+  }
+}
+
+export async function writeLabState(home: string, state: LabState): Promise<void> {
+  await mkdir(labDir(home), { recursive: true, mode: 0o700 });
+  const tmp = `${stateFile(home)}.${process.pid}.tmp`;
+  await writeFile(tmp, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
+  await rename(tmp, stateFile(home));
+}
+
+export async function removeLabState(home: string): Promise<void> {
+  await rm(stateFile(home), { force: true });
+}
+
+/** The running lab, or LAB_NOT_RUNNING with what to do. */
+export async function requireLabState(home: string): Promise<LabState> {
+  const state = await readLabState(home);
+  if (!state) {
+    throw new TrustedMsError('LAB_NOT_RUNNING', `no lab is running in ${home}`, {
+      actions: ['start one with `trusted-ms lab up`'],
+    });
+  }
+  return state;
+}

@@ -1,0 +1,63 @@
+import { jsonRequest } from './http-client.js';
+import { ProcessRuntime } from './runtimes/process.js';
+import type { Runtime } from './runtimes/runtime.js';
+import { type LabState, readLabState } from './state.js';
+
+export interface PartStatus {
+  name: string;
+  kind: string;
+  url: string;
+  pid?: number;
+  alive: boolean;
+  attestation?: string;
+}
+
+export interface LabStatus {
+  running: boolean;
+  labId?: string;
+  posture?: string;
+  runtime?: string;
+  gatewayUrl?: string;
+  startedAt?: string;
+  parts: PartStatus[];
+}
+
+/** The lab as it is now: each part alive or not, and each service's attestation state. */
+export async function labStatus(home: string, runtime: Runtime = new ProcessRuntime()): Promise<LabStatus> {
+  const state = await readLabState(home);
+  if (!state) return { running: false, parts: [] };
+  const attestation = await serviceStates(state);
+  const parts = await Promise.all(
+    state.parts.map(async (p) => ({
+      name: p.name,
+      kind: p.kind,
+      url: p.url,
+      ...(p.pid === undefined ? {} : { pid: p.pid }),
+      alive: await runtime.isAlive(p),
+      ...(p.kind === 'service' ? { attestation: attestation.get(p.name) ?? 'unknown' } : {}),
+    })),
+  );
+  return {
+    running: parts.some((p) => p.alive),
+    labId: state.labId,
+    posture: state.posture,
+    runtime: state.runtime,
+    gatewayUrl: state.gatewayUrl,
+    startedAt: state.startedAt,
+    parts,
+  };
+}
+
+async function serviceStates(state: LabState): Promise<Map<string, string>> {
+  try {
+    const body = await jsonRequest<{ services: { name: string; state: string }[] }>(
+      `${state.securityUrl}/v1/services`,
+      {
+        timeoutMs: 2000,
+      },
+    );
+    return new Map(body.services.map((s) => [s.name, s.state]));
+  } catch {
+    return new Map();
+  }
+}

@@ -1,0 +1,348 @@
+import { randomBytes } from 'node:crypto';
+import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Agent } from 'undici';
+import { TrustedMsError } from '../errors.js';
+import { packageRoot } from '../paths.js';
+import { createLabCa, saveLabCa } from '../pki/ca.js';
+import { issueServiceCertificate, type ServiceIdentity } from '../pki/identity.js';
+import { writeIdentity } from '../pki/identity-files.js';
+import { clientTlsConnector } from '../pki/mtls.js';
+import { jsonRequest } from './http-client.js';
+import type {
+  GatewayPartConfig,
+  PartConfig,
+  SecurityPartConfig,
+  ServicePartConfig,
+  SupervisorPartConfig,
+} from './part-config.js';
+import { freePorts } from './ports.js';
+import type { Posture } from './posture.js';
+import { ProcessRuntime } from './runtimes/process.js';
+import type { PartLaunch, Runtime } from './runtimes/runtime.js';
+import { createLabSecrets } from './secrets.js';
+import { type LabState, labDir, type PartState, readLabState, writeLabState } from './state.js';
+import { labTopology, type ServiceDefinition, selectServices } from './topology.js';
+
+export interface LabUpOptions {
+  home: string;
+  posture: Posture;
+  services?: number;
+  runtime?: Runtime;
+  healthTimeoutMs?: number;
+  /** trusted: how often the supervisor re-measures every service */
+  attestIntervalSeconds?: number;
+  onProgress?: (step: string) => void;
+}
+
+export interface LabUpResult {
+  state: LabState;
+  durationMs: number;
+  attestation: { name: string; state: string }[];
+}
+
+const HOST = '127.0.0.1';
+
+function builtFile(...parts: string[]): string {
+  return join(packageRoot(), 'dist', ...parts);
+}
+
+/**
+ * Brings the lab up: secrets and (trusted) a CA, one code folder per service, the security
+ * service, registration and attestation of every service, the services, then the gateway. Any
+ * failure stops what was started and names the part, with its last log lines.
+ */
+export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
+  const started = Date.now();
+  const progress = opts.onProgress ?? (() => undefined);
+  const runtime = opts.runtime ?? new ProcessRuntime();
+  const existing = await readLabState(opts.home);
+  if (existing) {
+    const alive = await Promise.all(existing.parts.map((p) => runtime.isAlive(p)));
+    if (alive.some(Boolean)) {
+      throw new TrustedMsError(
+        'LAB_ALREADY_RUNNING',
+        `a lab (${existing.posture}) is already running in ${opts.home}`,
+        {
+          actions: ['stop it with `trusted-ms lab down`, or use another --home'],
+        },
+      );
+    }
+  }
+  const bundle = builtFile('lab', 'service.mjs');
+  await readFile(bundle).catch(() => {
+    throw new TrustedMsError('LAB_START_FAILED', `the service bundle ${bundle} is missing`, {
+      actions: ['build first: npm run build'],
+    });
+  });
+
+  const dir = labDir(opts.home);
+  await rm(dir, { recursive: true, force: true });
+  for (const sub of ['parts', 'logs', 'services'])
+    await mkdir(join(dir, sub), { recursive: true, mode: 0o700 });
+  const labId = randomBytes(4).toString('hex');
+  const posture = opts.posture;
+  const trusted = posture === 'trusted';
+  const services = selectServices(labTopology(), opts.services ?? 20);
+  progress(`lab ${labId}: ${posture} posture, ${services.length} services, ${runtime.kind} runtime`);
+
+  const secrets = await createLabSecrets(dir);
+  const caDir = join(dir, 'ca');
+  const ca = trusted ? await createLabCa({ labId }) : undefined;
+  if (ca) await saveLabCa(ca, caDir);
+  const caFile = join(caDir, 'ca.pem');
+
+  const [securityPort, gatewayPort, ...servicePorts] = await freePorts(services.length + 2);
+  const scheme = trusted ? 'https' : 'http';
+  const securityUrl = `http://${HOST}:${securityPort}`;
+  const gatewayUrl = `http://${HOST}:${gatewayPort}`;
+  const serviceUrl = new Map(services.map((s, i) => [s.name, `${scheme}://${HOST}:${servicePorts[i]}`]));
+  const common = { labId, posture, host: HOST, securityUrl, labTokenFile: secrets.labTokenFile };
+
+  const writeConfig = async (config: PartConfig): Promise<string> => {
+    const file = join(dir, 'parts', `${config.part}.json`);
+    await writeFile(file, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
+    return file;
+  };
+  const launchOf = (
+    name: string,
+    kind: PartLaunch['kind'],
+    entry: string,
+    configFile: string,
+    port: number,
+    url: string,
+  ) => ({
+    name,
+    kind,
+    entry,
+    configFile,
+    port,
+    url,
+    logFile: join(dir, 'logs', `${name}.log`),
+  });
+
+  const parts: PartState[] = [];
+  const state = (): LabState => ({
+    version: 1,
+    labId,
+    runtime: runtime.kind,
+    posture,
+    startedAt: new Date(started).toISOString(),
+    gatewayUrl,
+    securityUrl,
+    parts,
+  });
+  const healthTimeout = opts.healthTimeoutMs ?? 20_000;
+
+  try {
+    // 1. the security service
+    const securityConfig: SecurityPartConfig = {
+      ...common,
+      kind: 'security',
+      part: 'security',
+      port: securityPort as number,
+      home: opts.home,
+      ticketKeyFile: secrets.ticketKeyFile,
+      sealKeyFile: secrets.sealKeyFile,
+      ...(trusted ? { caDir } : {}),
+      gatewayUrl,
+      ticketTtlSeconds: 3600,
+      challengeTtlSeconds: 60,
+    };
+    const securityLaunch = launchOf(
+      'security',
+      'security',
+      builtFile('src', 'services', 'security', 'main.js'),
+      await writeConfig(securityConfig),
+      securityPort as number,
+      securityUrl,
+    );
+    progress('starting the security service');
+    const security = await runtime.start(securityLaunch);
+    parts.push(security);
+    await writeLabState(opts.home, state());
+    await waitHealthy(runtime, security, healthTimeout);
+
+    // 2. each service's code folder: the bundle and its definition, the tree attestation measures
+    const callers = new Map<string, string[]>();
+    for (const s of services) for (const c of s.calls) callers.set(c, [...(callers.get(c) ?? []), s.name]);
+    const launches: PartLaunch[] = [];
+    for (const s of services) {
+      const base = join(dir, 'services', s.name);
+      const appDir = join(base, 'app');
+      await mkdir(appDir, { recursive: true });
+      await copyFile(bundle, join(appDir, 'service.mjs'));
+      await writeFile(join(appDir, 'service.json'), serviceJson(s, callers.get(s.name) ?? []));
+      const config: ServicePartConfig = {
+        ...common,
+        kind: 'service',
+        part: s.name,
+        port: Number(new URL(serviceUrl.get(s.name) as string).port),
+        appDir,
+        peers: Object.fromEntries(s.calls.map((c) => [c, serviceUrl.get(c) as string])),
+        ...(trusted ? { identityDir: join(base, 'identity'), caFile } : {}),
+      };
+      launches.push({
+        ...launchOf(
+          s.name,
+          'service',
+          join(appDir, 'service.mjs'),
+          await writeConfig(config),
+          config.port,
+          serviceUrl.get(s.name) as string,
+        ),
+        appDir,
+      });
+    }
+
+    // 3. registration (a fresh deployment is the known-good code) and, in trusted, attestation
+    //    measured from outside, which earns each service its identity certificate
+    progress(`measuring ${launches.length} services`);
+    const measured = await Promise.all(
+      launches.map(async (l) => ({
+        name: l.name,
+        hash: await runtime.measure({ name: l.name, appDir: l.appDir as string }),
+      })),
+    );
+    await jsonRequest(`${securityUrl}/v1/admin/services/register`, {
+      token: secrets.labToken,
+      body: { services: measured },
+    });
+    let attestation: { name: string; state: string }[] = measured.map((m) => ({
+      name: m.name,
+      state: 'registered',
+    }));
+    if (trusted) {
+      const result = await jsonRequest<{
+        services: { name: string; state: string }[];
+        identities: Record<string, ServiceIdentity>;
+      }>(`${securityUrl}/v1/admin/attestations`, {
+        token: secrets.labToken,
+        body: { reports: measured, issueIdentity: true },
+      });
+      attestation = result.services.map((s) => ({ name: s.name, state: s.state }));
+      for (const s of services) {
+        const identity = result.identities[s.name];
+        if (!identity) throw new TrustedMsError('LAB_START_FAILED', `${s.name} failed attestation at start`);
+        await writeIdentity(join(dir, 'services', s.name, 'identity'), identity);
+      }
+    }
+
+    // 4. the services, all at once
+    const gatewayIdentityDir = join(dir, 'gateway', 'identity');
+    const gatewayIdentity = ca
+      ? await issueServiceCertificate(ca, { name: 'gateway', kind: 'gateway' })
+      : undefined;
+    if (gatewayIdentity) await writeIdentity(gatewayIdentityDir, gatewayIdentity);
+    progress(`starting ${launches.length} services`);
+    const running = await Promise.all(launches.map((l) => runtime.start(l)));
+    parts.push(...running);
+    await writeLabState(opts.home, state());
+    const caPem = ca?.certPem;
+    await Promise.all(
+      running.map((p) =>
+        waitHealthy(
+          runtime,
+          p,
+          healthTimeout,
+          gatewayIdentity && caPem
+            ? new Agent({ connect: clientTlsConnector(gatewayIdentity, caPem, p.name) })
+            : undefined,
+        ),
+      ),
+    );
+
+    // 5. the gateway, last: the only published entry
+    const gatewayConfig: GatewayPartConfig = {
+      ...common,
+      kind: 'gateway',
+      part: 'gateway',
+      port: gatewayPort as number,
+      sealKeyFile: secrets.sealKeyFile,
+      services: Object.fromEntries(serviceUrl),
+      ...(trusted ? { identityDir: gatewayIdentityDir, caFile } : {}),
+      rateLimit: { perUser: 2000, perClient: 4000, burst: 4000 },
+    };
+    progress('starting the gateway');
+    const gateway = await runtime.start(
+      launchOf(
+        'gateway',
+        'gateway',
+        builtFile('src', 'services', 'gateway', 'main.js'),
+        await writeConfig(gatewayConfig),
+        gatewayPort as number,
+        gatewayUrl,
+      ),
+    );
+    parts.push(gateway);
+    await writeLabState(opts.home, state());
+    await waitHealthy(runtime, gateway, healthTimeout);
+
+    // 6. trusted: the supervisor re-measures the services on an interval (the runtime, not the services)
+    if (trusted) {
+      const supervisorConfig: SupervisorPartConfig = {
+        ...common,
+        kind: 'supervisor',
+        part: 'supervisor',
+        port: 0,
+        home: opts.home,
+        intervalSeconds: opts.attestIntervalSeconds ?? 10,
+      };
+      parts.push(
+        await runtime.start(
+          launchOf(
+            'supervisor',
+            'supervisor',
+            builtFile('src', 'lab', 'supervisor', 'main.js'),
+            await writeConfig(supervisorConfig),
+            0,
+            '',
+          ),
+        ),
+      );
+      await writeLabState(opts.home, state());
+    }
+    return { state: state(), durationMs: Date.now() - started, attestation };
+  } catch (err) {
+    await Promise.all(parts.map((p) => runtime.stop(p).catch(() => undefined)));
+    await rm(join(dir, 'state.json'), { force: true });
+    throw err;
+  }
+}
+
+function serviceJson(s: ServiceDefinition, callers: string[]): string {
+  return `${JSON.stringify({ ...s, callers }, null, 2)}\n`;
+}
+
+/** Polls a part's /healthz until it answers, its process dies, or time runs out. */
+export async function waitHealthy(
+  runtime: Runtime,
+  part: PartState,
+  timeoutMs: number,
+  dispatcher?: Agent,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  try {
+    while (Date.now() < deadline) {
+      try {
+        await jsonRequest(`${part.url}/healthz`, { timeoutMs: 1000, ...(dispatcher ? { dispatcher } : {}) });
+        return;
+      } catch (err) {
+        last = (err as Error).message;
+      }
+      if (!(await runtime.isAlive(part))) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    await dispatcher?.close();
+  }
+  const tail = await runtime.logTail(part, 15);
+  throw new TrustedMsError(
+    'LAB_START_FAILED',
+    `${part.name} did not become healthy (${last || 'exited'})${tail ? `\n${tail}` : ''}`,
+    {
+      actions: [`see its log: ${part.logFile}`],
+    },
+  );
+}

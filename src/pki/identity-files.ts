@@ -1,0 +1,36 @@
+import { X509Certificate } from 'node:crypto';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ServiceIdentity } from './identity.js';
+
+export const IDENTITY_CERT_FILE = 'cert.pem';
+export const IDENTITY_KEY_FILE = 'key.pem';
+
+/** Writes a part's identity where it will read it at start: key 0600, folder 0700. */
+export async function writeIdentity(dir: string, identity: ServiceIdentity): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const put = async (name: string, content: string, mode: number): Promise<void> => {
+    const tmp = join(dir, `.${name}.${process.pid}.tmp`);
+    await writeFile(tmp, content, { mode });
+    await rename(tmp, join(dir, name));
+  };
+  await put(IDENTITY_KEY_FILE, identity.keyPem, 0o600);
+  await put(IDENTITY_CERT_FILE, identity.certPem, 0o644);
+}
+
+/** Reads an identity written by `writeIdentity`; name and expiry come from the certificate itself. */
+export async function readIdentity(dir: string): Promise<ServiceIdentity> {
+  const [certPem, keyPem] = await Promise.all([
+    readFile(join(dir, IDENTITY_CERT_FILE), 'utf8'),
+    readFile(join(dir, IDENTITY_KEY_FILE), 'utf8'),
+  ]);
+  const cert = new X509Certificate(certPem);
+  const uri = /URI:(spiffe:\/\/[^,\s]+)/.exec(cert.subjectAltName ?? '')?.[1] ?? '';
+  return {
+    name: uri.split('/').pop() ?? '',
+    certPem,
+    keyPem,
+    notAfter: new Date(cert.validTo),
+    spiffeId: uri,
+  };
+}
