@@ -40,7 +40,7 @@ export interface GatewayPartConfig extends CommonPartConfig {
   identityDir?: string;
   caFile?: string;
   /** requests per second allowed per user and per client address (trusted only) */
-  rateLimit: { perUser: number; perClient: number; burst: number };
+  rateLimit: { perUser: number; perClient: number; burst: number; loginsPerClient: number };
 }
 
 export interface ServicePartConfig extends CommonPartConfig {

@@ -261,7 +261,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
       sealKeyFile: secrets.sealKeyFile,
       services: Object.fromEntries(serviceUrl),
       ...(trusted ? { identityDir: gatewayIdentityDir, caFile } : {}),
-      rateLimit: { perUser: 2000, perClient: 4000, burst: 4000 },
+      rateLimit: { perUser: 2000, perClient: 4000, burst: 4000, loginsPerClient: 50 },
     };
     progress('starting the gateway');
     const gateway = await runtime.start(

@@ -1,0 +1,316 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { isTrustedMsError, TrustedMsError } from '../../errors.js';
+import type { Posture } from '../../lab/posture.js';
+import { PROOF_HEADER, type ProofVerifier } from '../../protocol/proof.js';
+import { openSessionKey } from '../../protocol/session-key.js';
+import type { TicketClaims, TicketVerifier } from '../../protocol/ticket.js';
+import { createHttpApp, toHttpError } from '../http.js';
+import type { RateLimiter } from '../rate-limit.js';
+import { type AttestationTable, parseAttestationEntries } from './attestation-table.js';
+import type { Upstream } from './upstream.js';
+
+export type { Upstream, UpstreamRequest, UpstreamResponse } from './upstream.js';
+
+/** Who a posture-`none` password check says the caller is. */
+export interface Principal {
+  user: string;
+  role: string;
+  perms: Record<string, string[]>;
+}
+
+export interface GatewayDeps {
+  posture: Posture;
+  /** service name → how to reach it */
+  upstreams: Record<string, Upstream>;
+  /** paper, trusted: checks tickets (and caches them) */
+  verifier?: TicketVerifier;
+  /** trusted: the lab secret that opens `cnf.sk` */
+  sealKey?: Buffer;
+  /** trusted: checks the `tms-proof` header and refuses replays */
+  proofs?: ProofVerifier;
+  /** none: the password check behind HTTP basic (the security service) */
+  checkPassword?: (user: string, password: string) => Promise<Principal>;
+  attestation: AttestationTable;
+  /** trusted: per user (after the proof) and per client address (before the ticket) */
+  rateLimit?: { perUser: RateLimiter; perClient: RateLimiter };
+  now?: () => number;
+  /** the lab token the security service pushes attestations with; without it, pushes are refused */
+  labToken?: string;
+  /** one line per refusal; stderr by default */
+  log?: (line: string) => void;
+  /** paper, trusted: the security service, to which `POST /auth/challenge` and `/auth/verify` are relayed */
+  auth?: Upstream;
+  /** trusted: logins allowed per client address (each costs the security service a password hash) */
+  authRateLimit?: RateLimiter;
+  /** none: how long a good basic credential is remembered (60 s) and how many (10,000) */
+  basicCacheMs?: number;
+  basicCacheEntries?: number;
+}
+
+const EMPTY = Buffer.alloc(0);
+const BASIC_REALM = 'Basic realm="trusted-ms"';
+/** checkPassword refusals passed on as they are; any other failure is AUTH_FAILED. */
+const PASSWORD_PASS_THROUGH = new Set(['ACCOUNT_LOCKED', 'RATE_LIMITED', 'SERVICE_UNAVAILABLE']);
+
+interface CachedPrincipal {
+  user: string;
+  role: string;
+  perms: string;
+  until: number;
+}
+
+/** What a refusal's log line says about its request. */
+interface RequestContext {
+  service?: string;
+  user?: string;
+}
+
+/**
+ * The API gateway, the lab's only entry point: `/svc/<name>/...` is checked according to the posture
+ * (password, bearer ticket, or ticket + proof of possession), rate-limited, refused when the service
+ * is not attested, and forwarded to the service with only what it needs. Bodies are kept as raw bytes,
+ * so the proof covers exactly what is forwarded.
+ */
+export function buildGateway(deps: GatewayDeps): FastifyInstance {
+  const { posture, attestation } = deps;
+  const now = deps.now ?? Date.now;
+  const log = deps.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const upstreams = new Map(Object.entries(deps.upstreams));
+  const need = <T>(x: T | undefined, what: string): T => {
+    if (x === undefined)
+      throw new TrustedMsError('INVALID_INPUT', `gateway in posture ${posture} needs ${what}`);
+    return x;
+  };
+  const checkPassword = posture === 'none' ? need(deps.checkPassword, 'checkPassword') : undefined;
+  const verifier = posture === 'none' ? undefined : need(deps.verifier, 'a ticket verifier');
+  const sealKey = posture === 'trusted' ? need(deps.sealKey, 'the seal key') : undefined;
+  const proofs = posture === 'trusted' ? need(deps.proofs, 'a proof verifier') : undefined;
+  const rateLimit = posture === 'trusted' ? deps.rateLimit : undefined;
+  const labTokenDigest = deps.labToken ? sha256(deps.labToken) : undefined;
+
+  const basicCacheMs = deps.basicCacheMs ?? 60_000;
+  const basicCacheEntries = deps.basicCacheEntries ?? 10_000;
+  const basicCache = new Map<string, CachedPrincipal>();
+  const basicInFlight = new Map<string, Promise<CachedPrincipal>>();
+  // Opened session keys, next to the verifier's cached claims: they live exactly as long as it does.
+  const sessionKeys = new WeakMap<TicketClaims, Buffer>();
+  const contexts = new WeakMap<FastifyRequest, RequestContext>();
+
+  const app = createHttpApp();
+  app.removeAllContentTypeParsers();
+  const raw = (_req: FastifyRequest, body: Buffer, done: (err: Error | null, body?: Buffer) => void) =>
+    done(null, body);
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, raw);
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, raw);
+
+  app.addHook('onError', async (request, reply, error) => {
+    const err = toHttpError(error);
+    if (err.code === 'AUTH_FAILED') reply.header('www-authenticate', BASIC_REALM);
+    const ctx = contexts.get(request) ?? {};
+    const reason = (error as { reason?: unknown }).reason;
+    log(
+      JSON.stringify({
+        at: new Date(now()).toISOString(),
+        part: 'gateway',
+        refused: err.code,
+        ...(ctx.service === undefined ? {} : { service: ctx.service }),
+        ...(ctx.user === undefined ? {} : { user: ctx.user }),
+        ...(typeof reason === 'string' ? { reason } : {}),
+        client: request.ip,
+      }),
+    );
+  });
+
+  app.get('/healthz', async () => ({ ok: true, part: 'gateway', posture }));
+
+  app.post('/internal/attestations', async (request) => {
+    const given = bearer(request.headers.authorization);
+    if (
+      labTokenDigest === undefined ||
+      given === undefined ||
+      !timingSafeEqual(sha256(given), labTokenDigest)
+    ) {
+      throw new TrustedMsError('ADMIN_TOKEN_INVALID', 'lab token invalid');
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse((request.body as Buffer | undefined)?.toString('utf8') ?? '');
+    } catch {
+      throw new TrustedMsError('INVALID_INPUT', 'body is not JSON');
+    }
+    const services = parseAttestationEntries((parsed as { services?: unknown } | null)?.services);
+    attestation.replace(services);
+    return { ok: true, services: services.length };
+  });
+
+  const principalFor = async (header: string | undefined): Promise<CachedPrincipal> => {
+    if (header === undefined) throw new TrustedMsError('AUTH_FAILED', 'authentication required');
+    const key = createHash('sha256').update(header).digest('base64');
+    const hit = basicCache.get(key);
+    const t = now();
+    if (hit !== undefined) {
+      if (t < hit.until) return hit;
+      basicCache.delete(key);
+    }
+    let pending = basicInFlight.get(key);
+    if (pending === undefined) {
+      const creds = parseBasic(header);
+      if (creds === undefined) throw new TrustedMsError('AUTH_FAILED', 'authentication failed');
+      pending = (async () => {
+        let p: Principal;
+        try {
+          p = await (checkPassword as NonNullable<GatewayDeps['checkPassword']>)(creds.user, creds.password);
+        } catch (err) {
+          if (isTrustedMsError(err) && PASSWORD_PASS_THROUGH.has(err.code)) throw err;
+          throw new TrustedMsError('AUTH_FAILED', 'authentication failed');
+        }
+        const entry = {
+          user: p.user,
+          role: p.role,
+          perms: JSON.stringify(p.perms),
+          until: now() + basicCacheMs,
+        };
+        while (basicCache.size >= basicCacheEntries)
+          basicCache.delete(basicCache.keys().next().value as string);
+        basicCache.set(key, entry);
+        return entry;
+      })().finally(() => basicInFlight.delete(key));
+      basicInFlight.set(key, pending);
+    }
+    return pending;
+  };
+
+  const sessionKeyOf = (claims: TicketClaims): Buffer => {
+    let key = sessionKeys.get(claims);
+    if (key === undefined) {
+      if (claims.cnf === undefined) throw new TrustedMsError('TICKET_INVALID', 'ticket verification failed');
+      key = openSessionKey(sealKey as Buffer, claims.cnf.sk, claims.jti);
+      sessionKeys.set(claims, key);
+    }
+    return key;
+  };
+
+  const forward = async (
+    request: FastifyRequest<{ Params: { service?: string } }>,
+    reply: FastifyReply,
+  ): Promise<FastifyReply> => {
+    const name = request.params.service ?? '';
+    const ctx: RequestContext = { service: name.slice(0, 64) };
+    contexts.set(request, ctx);
+    const upstream = upstreams.get(name);
+    if (upstream === undefined) throw new TrustedMsError('SERVICE_NOT_FOUND', 'no such service');
+    const url = request.url;
+    const body = Buffer.isBuffer(request.body) ? request.body : EMPTY;
+    const headers: Record<string, string> = {};
+    const contentType = request.headers['content-type'];
+    if (contentType !== undefined) headers['content-type'] = contentType;
+
+    if (posture === 'none') {
+      const p = await principalFor(request.headers.authorization);
+      ctx.user = p.user;
+      headers['x-tms-user'] = p.user;
+      headers['x-tms-role'] = p.role;
+      headers['x-tms-perms'] = p.perms;
+    } else {
+      if (rateLimit !== undefined && !rateLimit.perClient.take(request.ip)) throw rateLimited();
+      const authorization = request.headers.authorization;
+      const claims = (verifier as TicketVerifier).verify(bearer(authorization) ?? '');
+      ctx.user = claims.sub;
+      if (posture === 'trusted') {
+        const proof = request.headers[PROOF_HEADER];
+        (proofs as ProofVerifier).verify({
+          header: Array.isArray(proof) ? proof.join(', ') : proof,
+          sessionKey: sessionKeyOf(claims),
+          method: request.method,
+          path: url,
+          body,
+          jti: claims.jti,
+        });
+        if (rateLimit !== undefined && !rateLimit.perUser.take(claims.sub)) throw rateLimited();
+      }
+      if (attestation.state(name) !== 'trusted') {
+        throw new TrustedMsError('SERVICE_UNTRUSTED', `service ${name} is not attested`);
+      }
+      headers.authorization = authorization as string;
+    }
+
+    const res = await upstream.request({
+      method: request.method,
+      path: servicePath(url),
+      headers,
+      ...(body.length > 0 ? { body } : {}),
+    });
+    const resType = res.headers['content-type'];
+    reply.code(res.status);
+    if (resType !== undefined) reply.header('content-type', Array.isArray(resType) ? resType[0] : resType);
+    return reply.send(res.body);
+  };
+
+  // The login endpoints, relayed to the security service: in Docker it is not reachable otherwise,
+  // and here the per-client limit sees the real client address (the login-flood defence).
+  const relayAuth = async (request: FastifyRequest, reply: FastifyReply) => {
+    if (deps.auth === undefined)
+      throw new TrustedMsError('ROUTE_NOT_FOUND', `posture ${posture} has no login`);
+    if (posture === 'trusted' && deps.authRateLimit !== undefined && !deps.authRateLimit.take(request.ip)) {
+      throw rateLimited();
+    }
+    const body = (request.body as Buffer | undefined) ?? EMPTY;
+    const step = request.url.startsWith('/auth/verify') ? 'verify' : 'challenge';
+    const contentType = request.headers['content-type'];
+    const res = await deps.auth.request({
+      method: 'POST',
+      path: `/v1/auth/${step}`,
+      headers: { 'content-type': typeof contentType === 'string' ? contentType : 'application/json' },
+      ...(body.length > 0 ? { body } : {}),
+    });
+    const resType = res.headers['content-type'];
+    reply.code(res.status);
+    if (resType !== undefined) reply.header('content-type', Array.isArray(resType) ? resType[0] : resType);
+    return reply.send(res.body);
+  };
+  app.post('/auth/challenge', relayAuth);
+  app.post('/auth/verify', relayAuth);
+
+  app.all('/svc/:service', forward);
+  app.all('/svc/:service/*', forward);
+  return app;
+}
+
+function rateLimited(): TrustedMsError {
+  return new TrustedMsError('RATE_LIMITED', 'too many requests, try again shortly');
+}
+
+function sha256(s: string): Buffer {
+  return createHash('sha256').update(s, 'utf8').digest();
+}
+
+/** The token of an `authorization: Bearer <token>` header. */
+function bearer(header: string | undefined): string | undefined {
+  if (header === undefined || header.length < 8 || header.slice(0, 7).toLowerCase() !== 'bearer ')
+    return undefined;
+  const token = header.slice(7);
+  return token === '' ? undefined : token;
+}
+
+const BASIC_RE = /^basic +([A-Za-z0-9+/]+={0,2}) *$/i;
+
+/** User and password of an HTTP basic header, or undefined when it is not one. */
+function parseBasic(header: string): { user: string; password: string } | undefined {
+  if (header.length > 4096) return undefined;
+  const m = BASIC_RE.exec(header);
+  if (m === null) return undefined;
+  const decoded = Buffer.from(m[1] as string, 'base64').toString('utf8');
+  const i = decoded.indexOf(':');
+  if (i <= 0 || i === decoded.length - 1) return undefined;
+  return { user: decoded.slice(0, i), password: decoded.slice(i + 1) };
+}
+
+/** `/svc/<name>/rest?query` → `/rest?query` (raw, as sent), `/svc/<name>` → `/`. */
+export function servicePath(url: string): string {
+  const rest = url.slice('/svc/'.length);
+  const i = rest.search(/[/?]/);
+  if (i < 0) return '/';
+  const tail = rest.slice(i);
+  return tail.startsWith('?') ? `/${tail}` : tail;
+}

@@ -1,0 +1,74 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import { Pool } from 'undici';
+import { TrustedMsError } from '../../errors.js';
+
+/** One service behind the gateway, as the gateway sees it: send a request, get the whole answer. */
+export interface Upstream {
+  request(opts: UpstreamRequest): Promise<UpstreamResponse>;
+}
+
+export interface UpstreamRequest {
+  method: string;
+  /** Path with query, as the service should see it (without `/svc/<name>`). */
+  path: string;
+  headers: Record<string, string>;
+  body?: Buffer;
+}
+
+export interface UpstreamResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+}
+
+/** Largest answer relayed; a bigger one is a 502, not an unbounded buffer. */
+export const MAX_UPSTREAM_BODY = 8 * 1024 * 1024;
+
+export type PoolOptions = ConstructorParameters<typeof Pool>[1];
+
+/** Pool settings per upstream (ENVIRONMENT.md: one undici Pool per upstream, with timeouts). */
+export const DEFAULT_POOL_OPTIONS = {
+  connections: 64,
+  keepAliveTimeout: 30_000,
+  connectTimeout: 2_000,
+  headersTimeout: 10_000,
+  bodyTimeout: 10_000,
+} as const satisfies PoolOptions;
+
+/** An Upstream over an undici Pool; every failure (refused, reset, timeout, too big) is SERVICE_UNAVAILABLE. */
+export function poolUpstream(pool: Pool): Upstream {
+  return {
+    async request({ method, path, headers, body }) {
+      try {
+        const res = await pool.request({
+          method: method as 'GET',
+          path,
+          headers,
+          ...(body !== undefined && body.length > 0 ? { body } : {}),
+        });
+        const chunks: Buffer[] = [];
+        let size = 0;
+        for await (const chunk of res.body as AsyncIterable<Buffer>) {
+          size += chunk.length;
+          if (size > MAX_UPSTREAM_BODY) {
+            res.body.destroy();
+            throw new Error('upstream answer too large');
+          }
+          chunks.push(chunk);
+        }
+        return {
+          status: res.statusCode,
+          headers: res.headers,
+          body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size),
+        };
+      } catch (cause) {
+        throw new TrustedMsError('SERVICE_UNAVAILABLE', 'the service did not answer', { cause });
+      }
+    },
+  };
+}
+
+/** A Pool per base URL with the default settings, overridable (e.g. `connect` for mTLS). */
+export function createPool(baseUrl: string, opts: PoolOptions = {}): Pool {
+  return new Pool(baseUrl, { ...DEFAULT_POOL_OPTIONS, ...opts });
+}
