@@ -1,7 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ServiceIdentity } from './identity.js';
+import type { ServiceIdentity } from './spiffe.js';
 
 export const IDENTITY_CERT_FILE = 'cert.pem';
 export const IDENTITY_KEY_FILE = 'key.pem';

@@ -14,7 +14,7 @@ import {
   type ServiceIdentity,
   type ServiceKind,
   type SpiffeParts,
-} from './identity.js';
+} from './spiffe.js';
 
 export type ServerTlsOptions = SecureContextOptions & {
   requestCert: true;

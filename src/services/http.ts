@@ -23,6 +23,18 @@ export function createHttpApp(
   const app = Fastify({
     logger: false,
     bodyLimit: BODY_LIMIT,
+    // Errors fastify raises before routing (an over-long path parameter, a bad %-escape) get a
+    // lab code too, instead of fastify's own 414/400 body.
+    frameworkErrors: (
+      error: FastifyError,
+      _request: unknown,
+      reply: { code(n: number): { send(b: unknown): void } },
+    ) => {
+      reply.code(400).send({
+        code: 'INVALID_INPUT',
+        message: error.code === 'FST_ERR_BAD_URL' ? 'malformed URL' : error.message,
+      });
+    },
     ...opts,
   } as FastifyServerOptions) as unknown as FastifyInstance;
   app.setErrorHandler((err: FastifyError, request, reply) => {

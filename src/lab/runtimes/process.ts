@@ -11,14 +11,17 @@ export class ProcessRuntime implements Runtime {
   readonly kind = 'process' as const;
 
   async start(launch: PartLaunch): Promise<PartState> {
-    closeSync(openSync(launch.logFile, 'a', 0o600));
-    {
+    // The log file's descriptor goes to the child itself, so nothing flows through this process
+    // and `lab up` can exit while the part runs on.
+    // (execa's types take only literal descriptor numbers; at run time any descriptor is passed on.)
+    const log = openSync(launch.logFile, 'a', 0o600) as 1;
+    try {
       const child = execa(process.execPath, [launch.entry], {
         detached: true,
         cleanup: false,
         stdin: 'ignore',
-        stdout: { file: launch.logFile, append: true },
-        stderr: { file: launch.logFile, append: true },
+        stdout: log,
+        stderr: log,
         env: { TMS_PART_CONFIG: launch.configFile, NODE_ENV: 'production' },
         extendEnv: true,
       });
@@ -37,6 +40,8 @@ export class ProcessRuntime implements Runtime {
         logFile: launch.logFile,
         ...(launch.appDir ? { appDir: launch.appDir } : {}),
       };
+    } finally {
+      closeSync(log);
     }
   }
 

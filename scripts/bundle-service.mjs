@@ -1,0 +1,60 @@
+#!/usr/bin/env node
+// Bundles the sample-service kit into one file, `dist/lab/service.mjs`: the code every lab service
+// runs and the attestation measures, so the output must be byte-for-byte reproducible.
+//
+//   node scripts/bundle-service.mjs [--entry <file>] [--outfile <file>]
+//
+// The kit checks peers with src/pki/spiffe.ts and must not carry the CA's issuing code
+// (@peculiar/x509 + reflect-metadata): the build fails if anything pulls them in.
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { dirname, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { build } from 'esbuild';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const { values } = parseArgs({
+  options: {
+    entry: { type: 'string', default: 'dist/src/services/sample/main.js' },
+    outfile: { type: 'string', default: 'dist/lab/service.mjs' },
+  },
+});
+const FORBIDDEN = ['@peculiar/x509', 'reflect-metadata'];
+const isForbidden = (path) =>
+  FORBIDDEN.some(
+    (pkg) => path === pkg || path.startsWith(`${pkg}/`) || path.includes(`node_modules/${pkg}/`),
+  );
+
+const outfile = resolve(root, values.outfile);
+const result = await build({
+  absWorkingDir: root,
+  entryPoints: [resolve(root, values.entry)],
+  outfile,
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  banner: {
+    js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
+  },
+  sourcemap: false,
+  minify: false,
+  legalComments: 'none',
+  charset: 'utf8',
+  metafile: true,
+  logLevel: 'warning',
+  logOverride: { 'ignored-bare-import': 'silent' },
+});
+
+const [output] = Object.values(result.metafile.outputs);
+const pulled = Object.keys(output?.inputs ?? {}).filter(isForbidden);
+if (pulled.length > 0) {
+  console.error(
+    `bundle-service: the kit must not contain certificate-issuing code, found ${pulled.join(', ')}`,
+  );
+  process.exit(1);
+}
+const bytes = readFileSync(outfile);
+const sha256 = createHash('sha256').update(bytes).digest('hex');
+console.log(`${relative(root, outfile)}: ${bytes.length} bytes, sha256 ${sha256}`);

@@ -1,0 +1,337 @@
+import type { TLSSocket } from 'node:tls';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { isTrustedMsError, TrustedMsError } from '../../errors.js';
+import type { Posture } from '../../lab/posture.js';
+import type { DbRecord, ServiceDefinition } from '../../lab/topology.js';
+import type { ServerTlsOptions } from '../../pki/mtls.js';
+import { authorizePeer } from '../../pki/mtls.js';
+import { permits } from '../../policy/evaluate.js';
+import { ACTIONS, type Action } from '../../policy/types.js';
+import type { TicketVerifier } from '../../protocol/ticket.js';
+import { createHttpApp, toHttpError } from '../http.js';
+
+/**
+ * The kit every sample microservice of the lab runs: one owner of a few in-memory databases with
+ * read/query/write endpoints and an `/overview` that calls its peers with the caller's credentials.
+ * Every request is authorized here, whatever the gateway did (principal propagation): `none` trusts
+ * the gateway's `x-tms-*` headers, `paper`/`trusted` verify the bearer ticket themselves, and
+ * `trusted` also accepts only mTLS peers that may call it.
+ */
+
+/** One callee, reached over undici in `main.ts` (mTLS in `trusted`). Throws when unreachable. */
+export interface PeerClient {
+  get(path: string, headers: Record<string, string>): Promise<{ status: number; body: unknown }>;
+}
+
+export type SampleDefinition = ServiceDefinition & { callers: string[] };
+
+export interface SampleServiceDeps {
+  definition: SampleDefinition;
+  posture: Posture;
+  /** paper, trusted: checks the bearer ticket. */
+  verifier?: TicketVerifier;
+  /** callee name → client; a callee without one is reported as unavailable. */
+  peers: Record<string, PeerClient>;
+  /** trusted: the server's TLS options (`serverTlsOptions`), client certificates required. */
+  tls?: ServerTlsOptions;
+  /** One line per refusal; no secrets, no tickets. */
+  log?: (line: string) => void;
+}
+
+/** Who a request acts for, and the headers that carry it on to peers. */
+interface Principal {
+  user: string;
+  perms: Record<string, readonly Action[]>;
+  forward: Record<string, string>;
+}
+
+export interface RecordsBody {
+  database: string;
+  records: DbRecord[];
+}
+
+export interface RecordBody {
+  database: string;
+  record: DbRecord;
+}
+
+export interface OverviewBody {
+  service: string;
+  records: number;
+  peers: Record<string, { status: number; count?: number; code?: string }>;
+}
+
+/** Most records a database may grow to through writes (memory stays bounded under a flood). */
+export const MAX_RECORDS_PER_DATABASE = 10_000;
+const PEER_TIMEOUT_MS = 8000;
+const ACTION_SET: ReadonlySet<string> = new Set(ACTIONS);
+const ID_SCHEMA = { type: 'string', minLength: 1, maxLength: 128 } as const;
+const PARAMS = {
+  type: 'object',
+  required: ['db'],
+  properties: { db: { type: 'string', maxLength: 64 }, id: ID_SCHEMA },
+} as const;
+
+export function buildSampleService(deps: SampleServiceDeps): FastifyInstance {
+  const { definition, posture } = deps;
+  const log = deps.log ?? (() => {});
+  if (posture !== 'none' && deps.verifier === undefined) {
+    throw new TrustedMsError('INVALID_INPUT', `posture ${posture} needs a ticket verifier`);
+  }
+  if (posture === 'trusted' && deps.tls === undefined) {
+    throw new TrustedMsError('INVALID_INPUT', 'the trusted posture needs TLS options');
+  }
+  const ownDatabases = Object.keys(definition.databases);
+  const firstDatabase = ownDatabases[0];
+  const data = new Map<string, Map<string, DbRecord>>(
+    ownDatabases.map((db) => [
+      db,
+      new Map((structuredClone(definition.databases[db]) ?? []).map((r) => [r.id, r])),
+    ]),
+  );
+  const callers = new Set(definition.callers);
+  const principals = new WeakMap<FastifyRequest, Principal>();
+  /** peer name → its first database, learnt from its /healthz. */
+  const peerDatabases = new Map<string, string>();
+
+  const app = createHttpApp({
+    ...(deps.tls ? { https: deps.tls } : {}),
+    // `where` values are a union type: ajv then keeps each value's own type (anyOf would coerce).
+    ajv: { customOptions: { allowUnionTypes: true } },
+    // Router refusals (a parameter over 100 characters, a malformed %-escape) bypass the error
+    // handler: give them the lab's contract too.
+    frameworkErrors: (err, request, reply) => {
+      log(`${definition.name}: refused ${request.method} ${pathOf(request.url)}: INVALID_INPUT`);
+      (reply as FastifyReply).code(400).send({
+        code: 'INVALID_INPUT',
+        message: err.code === 'FST_ERR_BAD_URL' ? 'malformed URL' : 'path parameter too long',
+      });
+    },
+  });
+
+  app.addHook('onError', async (request, _reply, error) => {
+    const code = toHttpError(error).code;
+    log(`${definition.name}: refused ${request.method} ${pathOf(request.url)}: ${code}`);
+  });
+
+  app.addHook('onRequest', async (request) => {
+    if (pathOf(request.url) === '/healthz') return;
+    if (posture === 'trusted') {
+      authorizePeer(
+        request.raw.socket as TLSSocket,
+        (peer, kind) => kind === 'gateway' || (kind === 'service' && callers.has(peer)),
+      );
+    }
+    if (request.is404) return;
+    principals.set(request, authenticate(request));
+  });
+
+  const authenticate = (request: FastifyRequest): Principal => {
+    if (posture === 'none') return headerPrincipal(request);
+    const authorization = request.headers.authorization;
+    const claims = (deps.verifier as TicketVerifier).verify(bearer(authorization) ?? '');
+    return { user: claims.sub, perms: claims.perms, forward: { authorization: authorization as string } };
+  };
+
+  /** preValidation: the database is ours and the principal may do `action` on it (before any body check). */
+  const authorize =
+    (action: Action) =>
+    async (request: FastifyRequest): Promise<void> => {
+      const db = (request.params as { db?: unknown }).db;
+      if (typeof db !== 'string' || !data.has(db)) {
+        throw new TrustedMsError('ROUTE_NOT_FOUND', `${definition.name} has no such database`);
+      }
+      const principal = principals.get(request) as Principal;
+      if (!permits(principal.perms, db, action)) {
+        throw new TrustedMsError('ACCESS_DENIED', `${action} on ${db} is not allowed for this user`);
+      }
+    };
+
+  const table = (db: string): Map<string, DbRecord> => data.get(db) as Map<string, DbRecord>;
+
+  app.get('/healthz', async () => ({ ok: true, service: definition.name, posture, databases: ownDatabases }));
+
+  app.get<{ Params: { db: string } }>(
+    '/db/:db/records',
+    { schema: { params: PARAMS }, preValidation: authorize('read') },
+    async (request): Promise<RecordsBody> => ({
+      database: request.params.db,
+      records: [...table(request.params.db).values()],
+    }),
+  );
+
+  app.get<{ Params: { db: string; id: string } }>(
+    '/db/:db/records/:id',
+    { schema: { params: PARAMS }, preValidation: authorize('read') },
+    async (request): Promise<RecordBody> => {
+      const record = table(request.params.db).get(request.params.id);
+      if (record === undefined) throw new TrustedMsError('RECORD_NOT_FOUND', 'no such record');
+      return { database: request.params.db, record };
+    },
+  );
+
+  app.post<{ Params: { db: string }; Body: { where: Record<string, string | number | boolean> } }>(
+    '/db/:db/query',
+    {
+      schema: {
+        params: PARAMS,
+        body: {
+          type: 'object',
+          required: ['where'],
+          additionalProperties: false,
+          properties: {
+            where: {
+              type: 'object',
+              maxProperties: 16,
+              propertyNames: { maxLength: 64 },
+              additionalProperties: { type: ['string', 'number', 'boolean'] },
+            },
+          },
+        },
+      },
+      preValidation: authorize('query'),
+    },
+    async (request): Promise<RecordsBody> => {
+      const where = Object.entries(request.body.where);
+      const records = [...table(request.params.db).values()].filter((r) =>
+        where.every(([k, v]) => Object.hasOwn(r, k) && r[k] === v),
+      );
+      return { database: request.params.db, records };
+    },
+  );
+
+  app.put<{ Params: { db: string; id: string }; Body: { record: Record<string, unknown> } }>(
+    '/db/:db/records/:id',
+    {
+      schema: {
+        params: PARAMS,
+        body: {
+          type: 'object',
+          required: ['record'],
+          additionalProperties: false,
+          properties: { record: { type: 'object', maxProperties: 64 } },
+        },
+      },
+      preValidation: authorize('write'),
+    },
+    async (request): Promise<RecordBody & { created: boolean }> => {
+      const { db, id } = request.params;
+      const records = table(db);
+      const created = !records.has(id);
+      if (created && records.size >= MAX_RECORDS_PER_DATABASE) {
+        throw new TrustedMsError('PAYLOAD_TOO_LARGE', `${db} is full`);
+      }
+      const record: DbRecord = { ...request.body.record, id };
+      records.set(id, record);
+      return { database: db, record, created };
+    },
+  );
+
+  app.get('/overview', async (request): Promise<OverviewBody> => {
+    const principal = principals.get(request) as Principal;
+    if (firstDatabase === undefined || !permits(principal.perms, firstDatabase, 'read')) {
+      throw new TrustedMsError('ACCESS_DENIED', `read on ${firstDatabase ?? 'this service'} is not allowed`);
+    }
+    const entries = await Promise.all(
+      definition.calls.map(async (name) => [name, await askPeer(name, principal.forward)] as const),
+    );
+    return {
+      service: definition.name,
+      records: table(firstDatabase).size,
+      peers: Object.fromEntries(entries),
+    };
+  });
+
+  /** One peer's answer to reading its first database with the caller's credentials; never throws. */
+  const askPeer = async (
+    name: string,
+    forward: Record<string, string>,
+  ): Promise<{ status: number; count?: number; code?: string }> => {
+    const peer = deps.peers[name];
+    if (peer === undefined) return { status: 502, code: 'SERVICE_UNAVAILABLE' };
+    try {
+      return await withTimeout(async () => {
+        let db = peerDatabases.get(name);
+        if (db === undefined) {
+          const health = await peer.get('/healthz', {});
+          const first = (health.body as { databases?: unknown } | null)?.databases;
+          if (health.status !== 200 || !Array.isArray(first) || typeof first[0] !== 'string') {
+            return { status: health.status >= 400 ? health.status : 502, code: codeOf(health.body) };
+          }
+          db = first[0];
+          peerDatabases.set(name, db);
+        }
+        const res = await peer.get(`/db/${encodeURIComponent(db)}/records`, forward);
+        const records = (res.body as { records?: unknown } | null)?.records;
+        if (res.status === 200 && Array.isArray(records)) return { status: 200, count: records.length };
+        return { status: res.status, code: codeOf(res.body) };
+      });
+    } catch (err) {
+      return { status: 502, code: isTrustedMsError(err) ? err.code : 'SERVICE_UNAVAILABLE' };
+    }
+  };
+
+  return app;
+}
+
+/** `x-tms-user`, `x-tms-role`, `x-tms-perms` (posture none: the gateway vouches for the user). */
+function headerPrincipal(request: FastifyRequest): Principal {
+  const { 'x-tms-user': user, 'x-tms-role': role, 'x-tms-perms': permsHeader } = request.headers;
+  if (typeof user !== 'string' || typeof role !== 'string' || typeof permsHeader !== 'string') {
+    throw new TrustedMsError('TICKET_MISSING', 'no user');
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(permsHeader);
+  } catch {
+    parsed = undefined;
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new TrustedMsError('TICKET_INVALID', 'malformed permissions');
+  }
+  const perms: Record<string, Action[]> = Object.create(null);
+  for (const [db, actions] of Object.entries(parsed)) {
+    if (!Array.isArray(actions) || actions.some((a) => typeof a !== 'string' || !ACTION_SET.has(a))) {
+      throw new TrustedMsError('TICKET_INVALID', 'malformed permissions');
+    }
+    perms[db] = actions as Action[];
+  }
+  return {
+    user,
+    perms,
+    forward: { 'x-tms-user': user, 'x-tms-role': role, 'x-tms-perms': permsHeader },
+  };
+}
+
+/** The token of an `authorization: Bearer <token>` header. */
+function bearer(header: string | undefined): string | undefined {
+  if (header === undefined || header.length < 8 || header.slice(0, 7).toLowerCase() !== 'bearer ') {
+    return undefined;
+  }
+  return header.slice(7);
+}
+
+function codeOf(body: unknown): string {
+  const code = (body as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code.slice(0, 64) : 'SERVICE_UNAVAILABLE';
+}
+
+function pathOf(url: string): string {
+  const q = url.indexOf('?');
+  return (q === -1 ? url : url.slice(0, q)).slice(0, 200);
+}
+
+async function withTimeout<T>(run: () => Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new TrustedMsError('SERVICE_UNAVAILABLE', 'peer timed out')),
+      PEER_TIMEOUT_MS,
+    );
+  });
+  try {
+    return await Promise.race([run(), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

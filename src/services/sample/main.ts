@@ -1,0 +1,181 @@
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Agent, type Dispatcher, request } from 'undici';
+import { hashDirectory } from '../../attestation/tree-hash.js';
+import { isTrustedMsError, TrustedMsError } from '../../errors.js';
+import { readPartConfig, readSecret } from '../../lab/part-config.js';
+import { readIdentity } from '../../pki/identity-files.js';
+import { clientTlsConnector, type ServerTlsOptions, serverTlsOptions } from '../../pki/mtls.js';
+import { TicketVerifier } from '../../protocol/ticket.js';
+import { fromErrorBody } from '../http.js';
+import { buildSampleService, type PeerClient, type SampleDefinition } from './app.js';
+
+/**
+ * Entry point of a sample microservice (bundled into `service.mjs`): reads its part config and
+ * `service.json`, gets the ticket keys (paper, trusted), reports its own code hash (paper only: the
+ * paper's self-attestation), and serves HTTP, or HTTPS with client certificates in `trusted`.
+ */
+
+const CONNECT_TIMEOUT_MS = 2000;
+const HEADERS_TIMEOUT_MS = 5000;
+const STARTUP_DEADLINE_MS = 10_000;
+
+const config = readPartConfig('service');
+const definition = readDefinition(join(config.appDir, 'service.json'));
+const name = definition.name;
+const timeouts = { headersTimeout: HEADERS_TIMEOUT_MS, bodyTimeout: HEADERS_TIMEOUT_MS } as const;
+const securityAgent = new Agent({ connect: { timeout: CONNECT_TIMEOUT_MS }, ...timeouts });
+const labToken = config.posture === 'paper' ? readSecret(config.labTokenFile) : undefined;
+
+let tls: ServerTlsOptions | undefined;
+const agents: Agent[] = [securityAgent];
+const peers: Record<string, PeerClient> = {};
+if (config.posture === 'trusted') {
+  if (!config.identityDir || !config.caFile) {
+    throw new TrustedMsError('INVALID_INPUT', 'a trusted service needs identityDir and caFile');
+  }
+  const identity = await readIdentity(config.identityDir);
+  const caPem = readFileSync(config.caFile, 'utf8');
+  tls = serverTlsOptions(identity, caPem);
+  for (const [peer, url] of Object.entries(config.peers)) {
+    const agent = new Agent({
+      connect: { ...clientTlsConnector(identity, caPem, peer), timeout: CONNECT_TIMEOUT_MS },
+      ...timeouts,
+    });
+    agents.push(agent);
+    peers[peer] = peerClient(url, agent);
+  }
+} else {
+  const agent = new Agent({ connect: { timeout: CONNECT_TIMEOUT_MS }, ...timeouts });
+  agents.push(agent);
+  for (const [peer, url] of Object.entries(config.peers)) peers[peer] = peerClient(url, agent);
+}
+
+const verifier = config.posture === 'none' ? undefined : await fetchVerifier(config.posture);
+const app = buildSampleService({
+  definition,
+  posture: config.posture,
+  peers,
+  log: (line) => console.log(line),
+  ...(verifier ? { verifier } : {}),
+  ...(tls ? { tls } : {}),
+});
+
+await app.listen({ host: config.host, port: config.port });
+console.log(
+  `${name} (${config.posture}) listening on ${tls ? 'https' : 'http'}://${config.host}:${config.port}, ` +
+    `databases ${Object.keys(definition.databases).join(', ') || '-'}, calls ${definition.calls.join(', ') || '-'}`,
+);
+if (config.posture === 'paper') await selfReport();
+
+const stop = (): void => {
+  setTimeout(() => process.exit(0), 1000).unref();
+  void Promise.allSettled([app.close(), ...agents.map((a) => a.destroy())]).finally(() => process.exit(0));
+};
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
+
+// ---------------------------------------------------------------------------------------------------
+
+function readDefinition(file: string): SampleDefinition {
+  const d = JSON.parse(readFileSync(file, 'utf8')) as Partial<SampleDefinition> | null;
+  if (
+    typeof d?.name !== 'string' ||
+    typeof d.databases !== 'object' ||
+    d.databases === null ||
+    !Array.isArray(d.calls)
+  ) {
+    throw new TrustedMsError('INVALID_INPUT', `${file} is not a service definition`);
+  }
+  return {
+    name: d.name,
+    description: String(d.description ?? ''),
+    databases: d.databases,
+    calls: d.calls,
+    callers: Array.isArray(d.callers) ? d.callers : [],
+  };
+}
+
+function peerClient(baseUrl: string, dispatcher: Dispatcher): PeerClient {
+  return {
+    async get(path, headers) {
+      const res = await request(new URL(path, baseUrl), { method: 'GET', headers, dispatcher, ...timeouts });
+      const text = await res.body.text();
+      let body: unknown;
+      try {
+        body = text === '' ? undefined : JSON.parse(text);
+      } catch {
+        body = undefined;
+      }
+      return { status: res.statusCode, body };
+    },
+  };
+}
+
+/** JSON from the security service; its error as a TrustedMsError on a non-2xx answer. */
+async function securityCall(method: 'GET' | 'POST', path: string, body?: unknown): Promise<unknown> {
+  const res = await request(new URL(path, config.securityUrl), {
+    method,
+    dispatcher: securityAgent,
+    ...timeouts,
+    headers: {
+      ...(labToken === undefined ? {} : { authorization: `Bearer ${labToken}` }),
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const text = await res.body.text();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = null;
+  }
+  if (res.statusCode >= 300) throw fromErrorBody(res.statusCode, json);
+  return json;
+}
+
+/** Retries while the security service starts (unreachable or 5xx), up to the start-up deadline. */
+async function retrying<T>(what: string, run: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + STARTUP_DEADLINE_MS;
+  for (;;) {
+    try {
+      return await run();
+    } catch (err) {
+      const transient = !isTrustedMsError(err) || err.httpStatus >= 500;
+      if (!transient || Date.now() > deadline) {
+        throw new TrustedMsError(
+          isTrustedMsError(err) ? err.code : 'SERVICE_UNAVAILABLE',
+          `${name}: ${what} failed: ${(err as Error).message}`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
+async function fetchVerifier(posture: 'paper' | 'trusted'): Promise<TicketVerifier> {
+  const r = (await retrying('fetching the ticket keys', () => securityCall('GET', '/v1/keys'))) as {
+    issuer: string;
+    audience: string;
+    keys: { kid: string; alg: string; publicKeyPem: string }[];
+  };
+  const keys = new Map<string, KeyObject>();
+  for (const k of r.keys ?? []) if (k.alg === 'EdDSA') keys.set(k.kid, createPublicKey(k.publicKeyPem));
+  if (keys.size === 0) throw new TrustedMsError('KEY_NOT_FOUND', 'the security service has no EdDSA key');
+  return new TicketVerifier({ keys, issuer: r.issuer, audience: r.audience, posture });
+}
+
+/** The paper's attestation: the service hashes its own code and vouches for it. */
+async function selfReport(): Promise<void> {
+  const { hash } = await hashDirectory(config.appDir);
+  try {
+    const result = (await retrying('self-report', () =>
+      securityCall('POST', `/v1/services/${encodeURIComponent(name)}/self-report`, { hash }),
+    )) as { state?: unknown } | null;
+    console.log(`${name}: self-reported ${hash}: ${String(result?.state ?? 'reported')}`);
+  } catch (err) {
+    console.log(`${name}: self-report refused: ${isTrustedMsError(err) ? err.code : 'SERVICE_UNAVAILABLE'}`);
+  }
+}
