@@ -15,6 +15,9 @@ export default defineConfig({
         test: {
           name: 'integration',
           include: ['test/integration/**/*.integration.test.ts'],
+          // Each file starts real processes (a 23-part lab, 50 CLI processes at once): one file at a
+          // time keeps them from starving each other of the 2 cores.
+          fileParallelism: false,
           testTimeout: 60_000,
           hookTimeout: 60_000,
         },
