@@ -1,4 +1,3 @@
-import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent, type Dispatcher, request } from 'undici';
@@ -7,8 +6,7 @@ import { isTrustedMsError, TrustedMsError } from '../../errors.js';
 import { readPartConfig, readSecret } from '../../lab/part-config.js';
 import { readIdentity } from '../../pki/identity-files.js';
 import { clientTlsConnector, type ServerTlsOptions, serverTlsOptions } from '../../pki/mtls.js';
-import { TicketVerifier } from '../../protocol/ticket.js';
-import { fromErrorBody } from '../http.js';
+import { SecurityClient } from '../security-client.js';
 import { buildSampleService, type PeerClient, type SampleDefinition } from './app.js';
 
 /**
@@ -19,7 +17,6 @@ import { buildSampleService, type PeerClient, type SampleDefinition } from './ap
 
 const CONNECT_TIMEOUT_MS = 2000;
 const HEADERS_TIMEOUT_MS = 5000;
-const STARTUP_DEADLINE_MS = 10_000;
 
 const config = readPartConfig('service');
 const definition = readDefinition(join(config.appDir, 'service.json'));
@@ -52,7 +49,8 @@ if (config.posture === 'trusted') {
   for (const [peer, url] of Object.entries(config.peers)) peers[peer] = peerClient(url, agent);
 }
 
-const verifier = config.posture === 'none' ? undefined : await fetchVerifier(config.posture);
+const security = new SecurityClient(config.securityUrl, labToken, securityAgent);
+const verifier = config.posture === 'none' ? undefined : await security.ticketVerifier(config.posture);
 const app = buildSampleService({
   definition,
   posture: config.posture,
@@ -113,67 +111,17 @@ function peerClient(baseUrl: string, dispatcher: Dispatcher): PeerClient {
   };
 }
 
-/** JSON from the security service; its error as a TrustedMsError on a non-2xx answer. */
-async function securityCall(method: 'GET' | 'POST', path: string, body?: unknown): Promise<unknown> {
-  const res = await request(new URL(path, config.securityUrl), {
-    method,
-    dispatcher: securityAgent,
-    ...timeouts,
-    headers: {
-      ...(labToken === undefined ? {} : { authorization: `Bearer ${labToken}` }),
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-    },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await res.body.text();
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = null;
-  }
-  if (res.statusCode >= 300) throw fromErrorBody(res.statusCode, json);
-  return json;
-}
-
-/** Retries while the security service starts (unreachable or 5xx), up to the start-up deadline. */
-async function retrying<T>(what: string, run: () => Promise<T>): Promise<T> {
-  const deadline = Date.now() + STARTUP_DEADLINE_MS;
-  for (;;) {
-    try {
-      return await run();
-    } catch (err) {
-      const transient = !isTrustedMsError(err) || err.httpStatus >= 500;
-      if (!transient || Date.now() > deadline) {
-        throw new TrustedMsError(
-          isTrustedMsError(err) ? err.code : 'SERVICE_UNAVAILABLE',
-          `${name}: ${what} failed: ${(err as Error).message}`,
-        );
-      }
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  }
-}
-
-async function fetchVerifier(posture: 'paper' | 'trusted'): Promise<TicketVerifier> {
-  const r = (await retrying('fetching the ticket keys', () => securityCall('GET', '/v1/keys'))) as {
-    issuer: string;
-    audience: string;
-    keys: { kid: string; alg: string; publicKeyPem: string }[];
-  };
-  const keys = new Map<string, KeyObject>();
-  for (const k of r.keys ?? []) if (k.alg === 'EdDSA') keys.set(k.kid, createPublicKey(k.publicKeyPem));
-  if (keys.size === 0) throw new TrustedMsError('KEY_NOT_FOUND', 'the security service has no EdDSA key');
-  return new TicketVerifier({ keys, issuer: r.issuer, audience: r.audience, posture });
-}
-
 /** The paper's attestation: the service hashes its own code and vouches for it. */
 async function selfReport(): Promise<void> {
   const { hash } = await hashDirectory(config.appDir);
   try {
-    const result = (await retrying('self-report', () =>
-      securityCall('POST', `/v1/services/${encodeURIComponent(name)}/self-report`, { hash }),
-    )) as { state?: unknown } | null;
+    const result = await security.untilReady(`${name}: self-report`, () =>
+      security.call<{ state?: unknown } | null>(
+        'POST',
+        `/v1/services/${encodeURIComponent(name)}/self-report`,
+        { hash },
+      ),
+    );
     console.log(`${name}: self-reported ${hash}: ${String(result?.state ?? 'reported')}`);
   } catch (err) {
     console.log(`${name}: self-report refused: ${isTrustedMsError(err) ? err.code : 'SERVICE_UNAVAILABLE'}`);

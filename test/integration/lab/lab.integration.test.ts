@@ -9,6 +9,7 @@ import { jsonRequest } from '../../../src/lab/http-client.js';
 import { POSTURES, type Posture } from '../../../src/lab/posture.js';
 import { ProcessRuntime } from '../../../src/lab/runtimes/process.js';
 import type { PartState } from '../../../src/lab/state.js';
+import { labUp } from '../../../src/lab/up.js';
 import { createLabCa, loadLabCa } from '../../../src/pki/ca.js';
 import { issueServiceCertificate } from '../../../src/pki/identity.js';
 import { clientTlsConnector } from '../../../src/pki/mtls.js';
@@ -227,6 +228,13 @@ describe.sequential.each(POSTURES)('the process lab in posture %s', (posture: Po
       }
     },
   );
+
+  it.runIf(posture === 'none')('refuses a second lab up in the same home while one runs', async () => {
+    await expect(labUp({ home: lab.home, posture: 'trusted', services: 1 })).rejects.toMatchObject({
+      code: 'LAB_ALREADY_RUNNING',
+    });
+    expect((await jsonRequest(`${lab.state.gatewayUrl}/healthz`)) as object).toMatchObject({ ok: true });
+  });
 
   it('answers malformed input with a 4xx and a code, never a 5xx', async () => {
     const security = lab.state.securityUrl;

@@ -1,0 +1,61 @@
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import type { Dispatcher } from 'undici';
+import { isTrustedMsError, TrustedMsError } from '../errors.js';
+import { jsonRequest } from '../lab/http-client.js';
+import { type Posture, TicketVerifier } from '../protocol/ticket.js';
+
+/**
+ * How the gateway and the services talk to the security service: JSON calls with the lab token,
+ * retried while it starts, and the ticket keys turned into a TicketVerifier once.
+ */
+export class SecurityClient {
+  constructor(
+    private readonly baseUrl: string,
+    private readonly labToken?: string,
+    private readonly dispatcher?: Dispatcher,
+  ) {}
+
+  call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+    return jsonRequest<T>(`${this.baseUrl}${path}`, {
+      method,
+      timeoutMs: 5000,
+      ...(this.labToken === undefined ? {} : { token: this.labToken }),
+      ...(this.dispatcher === undefined ? {} : { dispatcher: this.dispatcher }),
+      ...(body === undefined ? {} : { body }),
+    });
+  }
+
+  /** Retries while the security service is unreachable or answers 5xx, up to the deadline. */
+  async untilReady<T>(what: string, run: () => Promise<T>, deadlineMs = 10_000): Promise<T> {
+    const deadline = Date.now() + deadlineMs;
+    for (;;) {
+      try {
+        return await run();
+      } catch (err) {
+        const transient = !isTrustedMsError(err) || err.httpStatus >= 500;
+        if (!transient || Date.now() > deadline) {
+          throw new TrustedMsError(
+            isTrustedMsError(err) ? err.code : 'SERVICE_UNAVAILABLE',
+            `${what} failed: ${(err as Error).message}`,
+          );
+        }
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+  }
+
+  /** The security service's ticket keys as a verifier that caches every good ticket until expiry. */
+  async ticketVerifier(posture: Posture): Promise<TicketVerifier> {
+    const r = await this.untilReady('fetching the ticket keys', () =>
+      this.call<{
+        issuer: string;
+        audience: string;
+        keys: { kid: string; alg: string; publicKeyPem: string }[];
+      }>('GET', '/v1/keys'),
+    );
+    const keys = new Map<string, KeyObject>();
+    for (const k of r.keys ?? []) if (k.alg === 'EdDSA') keys.set(k.kid, createPublicKey(k.publicKeyPem));
+    if (keys.size === 0) throw new TrustedMsError('KEY_NOT_FOUND', 'the security service has no EdDSA key');
+    return new TicketVerifier({ keys, issuer: r.issuer, audience: r.audience, posture });
+  }
+}
