@@ -4,6 +4,7 @@ import { chmod, type FileHandle, link, lstat, mkdir, open, rename, unlink } from
 import { basename, dirname, join, relative, sep } from 'node:path';
 import { promisify } from 'node:util';
 import { errnoCode, TrustedMsError } from '../errors.js';
+import { syncDir } from '../fs-sync.js';
 import { MIN_RSA_BITS } from './signature.js';
 import { jwkThumbprint } from './thumbprint.js';
 
@@ -308,19 +309,6 @@ async function linkNoClobber(tmp: string, path: string, exists: () => TrustedMsE
     return;
   }
   await unlink(tmp);
-}
-
-async function syncDir(dir: string): Promise<void> {
-  try {
-    const handle = await open(dir, fsConstants.O_RDONLY);
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  } catch {
-    // Not every platform can fsync a folder; the file itself is already on disk.
-  }
 }
 
 function writeError(path: string, err: unknown): TrustedMsError {

@@ -12,6 +12,7 @@ import { chmod, type FileHandle, mkdir, open, rename, unlink } from 'node:fs/pro
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
 import { errnoCode, TrustedMsError } from '../errors.js';
+import { syncDir } from '../fs-sync.js';
 
 /**
  * The lab's certificate authority: created at `lab up`, it signs the short-lived identity
@@ -264,19 +265,6 @@ async function readSmallFile(path: string, secret: boolean): Promise<string> {
     throw ioError(`cannot read ${path}`, err);
   } finally {
     await handle.close().catch(() => undefined);
-  }
-}
-
-async function syncDir(dir: string): Promise<void> {
-  try {
-    const handle = await open(dir, fsConstants.O_RDONLY);
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  } catch {
-    // Not every platform can fsync a folder; the files themselves are already on disk.
   }
 }
 
