@@ -199,7 +199,9 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
     const ctx: RequestContext = { service: name.slice(0, 64) };
     contexts.set(request, ctx);
     const upstream = upstreams.get(name);
-    if (upstream === undefined) throw new TrustedMsError('SERVICE_NOT_FOUND', 'no such service');
+    if (upstream === undefined) {
+      throw new TrustedMsError('SERVICE_NOT_FOUND', `no service named ${name.slice(0, 64)} in this lab`);
+    }
     const url = request.url;
     const body = Buffer.isBuffer(request.body) ? request.body : EMPTY;
     const headers: Record<string, string> = {};
@@ -269,6 +271,13 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
     if (resType !== undefined) reply.header('content-type', Array.isArray(resType) ? resType[0] : resType);
     return reply.send(res.body);
   };
+  // Posture none has no login: `user login` checks the basic credentials here so a typo shows at once.
+  if (posture === 'none') {
+    app.get('/auth/basic', async (request) => {
+      const p = await principalFor(request.headers.authorization);
+      return { user: p.user, role: p.role };
+    });
+  }
   app.post('/auth/challenge', relayAuth);
   app.post('/auth/verify', relayAuth);
 
