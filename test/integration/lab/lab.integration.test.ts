@@ -94,7 +94,9 @@ describe.sequential.each(POSTURES)('the process lab in posture %s', (posture: Po
           (await callService(s, { gatewayUrl: gw(), service: 'catalog', path: '/db/catalog/records' }))
             .status,
         ).toBe(200);
-        await expect(lab.login('alice', { password: 'wrong' })).rejects.toMatchObject({ code: 'AUTH_FAILED' });
+        await expect(lab.login('alice', { password: 'wrong' })).rejects.toMatchObject({
+          code: 'AUTH_FAILED',
+        });
         return;
       }
       await expect(lab.login('alice', { keyOf: 'bob' })).rejects.toMatchObject({ code: 'SIGNATURE_INVALID' });
