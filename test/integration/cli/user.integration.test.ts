@@ -188,7 +188,11 @@ describe.sequential('trusted-ms user and role commands', () => {
     for (const wave of [names.slice(0, 50), names.slice(50)]) {
       const results = await Promise.all(
         wave.map((n) =>
-          cli(lab, ['user', 'add', n, '--role', 'guest', '--password-stdin'], { input: `pw-${n}` }),
+          // 50 Node processes starting at once on 2 cores: give each far more than its ~1 s of CPU.
+          cli(lab, ['user', 'add', n, '--role', 'guest', '--password-stdin'], {
+            input: `pw-${n}`,
+            timeoutMs: 200_000,
+          }),
         ),
       );
       expect(results.filter((r) => r.exitCode !== 0).map((r) => r.stderr)).toEqual([]);
