@@ -12,6 +12,7 @@ export const ERROR_CODES = {
   ROUTE_NOT_FOUND: { exit: 2, http: 404 },
   PAYLOAD_TOO_LARGE: { exit: 2, http: 413 },
   POSTURE_MISMATCH: { exit: 2, http: 409 },
+  SCENARIO_NOT_FOUND: { exit: 2, http: 404 },
   PASSWORD_REQUIRED: { exit: 2, http: 400 },
   // users, roles, policy
   USER_EXISTS: { exit: 3, http: 409 },

@@ -41,6 +41,8 @@ export interface GatewayPartConfig extends CommonPartConfig {
   caFile?: string;
   /** requests per second allowed per user and per client address (trusted only) */
   rateLimit: { perUser: number; perClient: number; burst: number; loginsPerClient: number };
+  /** TEST ONLY (see GatewayDeps.insecureSkipProof): set from code, never from the CLI */
+  insecureSkipProof?: boolean;
 }
 
 export interface ServicePartConfig extends CommonPartConfig {

@@ -33,6 +33,11 @@ export interface LabUpOptions {
   /** trusted: how often the supervisor re-measures every service */
   attestIntervalSeconds?: number;
   onProgress?: (step: string) => void;
+  /**
+   * TEST ONLY: a trusted gateway that skips the proof-of-possession check, to show the attack
+   * catalog catches a broken defence. Deliberately not a flag of `lab up`.
+   */
+  insecureSkipProof?: boolean;
 }
 
 export interface LabUpResult {
@@ -262,6 +267,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
       services: Object.fromEntries(serviceUrl),
       ...(trusted ? { identityDir: gatewayIdentityDir, caFile } : {}),
       rateLimit: { perUser: 2000, perClient: 4000, burst: 4000, loginsPerClient: 50 },
+      ...(opts.insecureSkipProof === true ? { insecureSkipProof: true } : {}),
     };
     progress('starting the gateway');
     const gateway = await runtime.start(

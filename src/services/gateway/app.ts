@@ -29,6 +29,12 @@ export interface GatewayDeps {
   sealKey?: Buffer;
   /** trusted: checks the `tms-proof` header and refuses replays */
   proofs?: ProofVerifier;
+  /**
+   * TEST ONLY, a deliberately broken defence: trusted accepts a ticket without checking its proof of
+   * possession (a stolen ticket then works). Exists so the attack catalog's tests can show that a
+   * regression is caught; `lab up` takes it only from code (`LabUpOptions`), never from the CLI.
+   */
+  insecureSkipProof?: boolean;
   /** none: the password check behind HTTP basic (the security service) */
   checkPassword?: (user: string, password: string) => Promise<Principal>;
   attestation: AttestationTable;
@@ -219,7 +225,7 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
       const authorization = request.headers.authorization;
       const claims = (verifier as TicketVerifier).verify(bearer(authorization) ?? '');
       ctx.user = claims.sub;
-      if (posture === 'trusted') {
+      if (posture === 'trusted' && deps.insecureSkipProof !== true) {
         const proof = request.headers[PROOF_HEADER];
         (proofs as ProofVerifier).verify({
           header: Array.isArray(proof) ? proof.join(', ') : proof,
@@ -229,8 +235,8 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
           body,
           jti: claims.jti,
         });
-        if (rateLimit !== undefined && !rateLimit.perUser.take(claims.sub)) throw rateLimited();
       }
+      if (rateLimit !== undefined && !rateLimit.perUser.take(claims.sub)) throw rateLimited();
       if (attestation.state(name) !== 'trusted') {
         throw new TrustedMsError('SERVICE_UNTRUSTED', `service ${name} is not attested`);
       }

@@ -1,0 +1,104 @@
+import { Agent, type Dispatcher, request } from 'undici';
+import { TrustedMsError } from '../errors.js';
+import type { Attempt, ScenarioContext } from './types.js';
+
+const LOOPBACK = /^127\.0\.0\.(\d{1,3})$/;
+
+/** Scenarios talk only to the lab's own loopback addresses: anything else is a bug, refused here. */
+export function assertLabAddress(url: string): URL {
+  const u = new URL(url);
+  const m = LOOPBACK.exec(u.hostname);
+  if (m === null || Number(m[1]) > 255) {
+    throw new TrustedMsError('INVALID_INPUT', `attack traffic may only go to 127.0.0.x, not ${u.host}`);
+  }
+  return u;
+}
+
+export interface AttemptRequest {
+  action: string;
+  url: string;
+  method?: Dispatcher.HttpMethod;
+  headers?: Record<string, string>;
+  body?: string;
+  dispatcher?: Dispatcher;
+  /** the attack got what it was after when a 2xx body contains this text */
+  marker: string;
+}
+
+/** Sends one attacker request (bounded by ctx.timeoutMs) and records what came back as evidence. */
+export async function attempt(ctx: ScenarioContext, req: AttemptRequest): Promise<Attempt> {
+  const u = assertLabAddress(req.url);
+  const target = `${req.method ?? (req.body === undefined ? 'GET' : 'POST')} ${u.origin}${u.pathname}`;
+  let result: Attempt;
+  try {
+    const res = await request(u, {
+      method: req.method ?? (req.body === undefined ? 'GET' : 'POST'),
+      headers: {
+        ...(req.body === undefined ? {} : { 'content-type': 'application/json' }),
+        ...req.headers,
+      },
+      ...(req.body === undefined ? {} : { body: req.body }),
+      headersTimeout: ctx.timeoutMs,
+      bodyTimeout: ctx.timeoutMs,
+      ...(req.dispatcher ? { dispatcher: req.dispatcher } : {}),
+    });
+    const text = await res.body.text();
+    const code = codeOf(text);
+    const ok = res.statusCode >= 200 && res.statusCode < 300;
+    result = {
+      action: req.action,
+      target,
+      status: res.statusCode,
+      ...(code === undefined ? {} : { code }),
+      gotData: ok && text.includes(req.marker),
+    };
+  } catch (err) {
+    // No answer at all (e.g. a TLS handshake refused for want of a certificate) is a refusal too.
+    const code = (err as { code?: unknown }).code;
+    result = {
+      action: req.action,
+      target,
+      code: typeof code === 'string' ? code : 'NO_ANSWER',
+      gotData: false,
+      note: String((err as Error).message ?? err).slice(0, 160),
+    };
+  }
+  ctx.evidence.attempts.push(result);
+  return result;
+}
+
+/** Records a step that failed before any request could be made (e.g. a login the lab refused). */
+export function refusedStep(ctx: ScenarioContext, action: string, target: string, err: unknown): Attempt {
+  const code = (err as { code?: unknown }).code;
+  const a: Attempt = {
+    action,
+    target,
+    code: typeof code === 'string' ? code : 'ERROR',
+    gotData: false,
+    note: String((err as Error).message ?? err).slice(0, 160),
+  };
+  ctx.evidence.attempts.push(a);
+  return a;
+}
+
+function codeOf(text: string): string | undefined {
+  try {
+    const c = (JSON.parse(text) as { code?: unknown } | null)?.code;
+    return typeof c === 'string' ? c.slice(0, 64) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The attacker's own HTTP client: a separate connection pool, bound on Linux to another loopback
+ * address (127.0.0.2) so that the lab sees a different client than the victim's 127.0.0.1.
+ */
+export function attackerClient(): Agent {
+  return new Agent({
+    connections: 8,
+    ...(process.platform === 'linux' ? { localAddress: ATTACKER_ADDRESS } : {}),
+  });
+}
+
+export const ATTACKER_ADDRESS = '127.0.0.2';

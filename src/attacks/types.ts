@@ -1,0 +1,90 @@
+import type { KeyObject } from 'node:crypto';
+import type { Dispatcher } from 'undici';
+import type { Posture } from '../lab/posture.js';
+import type { LabState } from '../lab/state.js';
+
+/** What an attack achieved, judged from evidence only. */
+export type Verdict = 'succeeded' | 'blocked';
+
+/** One thing the attacker tried and what the lab answered: the evidence a verdict rests on. */
+export interface Attempt {
+  /** what was tried, in a few words, e.g. "GET customers record through the gateway with the stolen ticket" */
+  action: string;
+  /** where it went: a URL of the lab (never a secret) */
+  target: string;
+  /** the HTTP status, when an answer came */
+  status?: number;
+  /** the lab's refusal code (`code` of a 4xx body) or the client-side error code */
+  code?: string;
+  /** true when the answer carried the protected data the attack was after */
+  gotData: boolean;
+  /** anything else worth showing, short */
+  note?: string;
+}
+
+export interface Evidence {
+  attempts: Attempt[];
+  /** free-form measurements (counts, rates, latencies) */
+  measurements?: Record<string, number>;
+}
+
+/** A user of the lab a scenario acts as or against; the runner makes sure each exists with a key. */
+export interface LabUser {
+  name: string;
+  role: string;
+  password: string;
+  privateKey: KeyObject;
+}
+
+/** What every lifecycle step of a scenario gets. `scratch` carries state from one step to the next. */
+export interface ScenarioContext {
+  lab: LabState;
+  posture: Posture;
+  /** the victim: a user with a broad role (admin) */
+  victim: LabUser;
+  /** the attacker's own account: a low role (analyst) */
+  attacker: LabUser;
+  /** the attacker's own HTTP client (another loopback address on Linux); the runner closes it */
+  client: Dispatcher;
+  /** every request of a scenario is bounded by this (ms) */
+  timeoutMs: number;
+  evidence: Evidence;
+  scratch: Record<string, unknown>;
+}
+
+/**
+ * One attack technique (Stratus Red Team style): metadata, the outcome expected in each posture,
+ * and the lifecycle setup → detonate → judge → revert. `judge` looks at `ctx.evidence` only.
+ */
+export interface Scenario {
+  id: string;
+  title: string;
+  /** the paper's attack number (1 masquerade ... 6 man-in-the-middle) */
+  paperAttack: 1 | 2 | 3 | 4 | 5 | 6;
+  /** MITRE ATT&CK technique id, e.g. T1078 */
+  technique: string;
+  /** what the attacker does, in a sentence or three */
+  description: string;
+  /** what evidence decides the verdict */
+  evidence: string;
+  expected: Record<Posture, Verdict>;
+  setup?(ctx: ScenarioContext): Promise<void>;
+  detonate(ctx: ScenarioContext): Promise<void>;
+  judge(ctx: ScenarioContext): Verdict;
+  revert?(ctx: ScenarioContext): Promise<void>;
+}
+
+/** Scenarios of the DESIGN.md catalog that are not built yet: listed, never run, never given a verdict. */
+export interface PlannedScenario {
+  id: string;
+  title: string;
+  paperAttack: 1 | 2 | 3 | 4 | 5 | 6;
+  technique: string;
+  /** what is missing before it can run */
+  missing: string;
+}
+
+/** The default judge: the attack succeeded when any attempt got the protected data. */
+export function judgeByData(ctx: ScenarioContext): Verdict {
+  return ctx.evidence.attempts.some((a) => a.gotData) ? 'succeeded' : 'blocked';
+}
