@@ -113,16 +113,52 @@ async function ensureNodeImage(docker: Dockerode, progress: (s: string) => void,
   return tag;
 }
 
-/** Run-time packages (not dev) as package-lock.json lists them, present in node_modules. */
+/** Packages the lab's parts never load: the Engine API client is the CLI's, on this host. */
+const HOST_ONLY = new Set(['dockerode', 'tar-stream']);
+
+interface LockPackage {
+  version?: string;
+  integrity?: string;
+  link?: boolean;
+  dependencies?: Record<string, string>;
+  optionalDependencies?: Record<string, string>;
+}
+
+/**
+ * The run-time packages the parts need, as package-lock.json resolves them: the closure of
+ * package.json's dependencies (minus the host-only ones) by Node's lookup through nested
+ * node_modules folders, present on disk.
+ */
 async function runtimePackages(root: string): Promise<{ path: string; id: string }[]> {
   const lock = JSON.parse(await readFile(join(root, 'package-lock.json'), 'utf8')) as {
-    packages: Record<string, { version?: string; integrity?: string; dev?: boolean; link?: boolean }>;
+    packages: Record<string, LockPackage>;
   };
-  return Object.entries(lock.packages)
-    .filter(([path, p]) => path.startsWith('node_modules/') && !p.dev && !p.link)
-    .filter(([path]) => existsSync(join(root, path)))
-    .map(([path, p]) => ({ path, id: `${path}@${p.version ?? ''} ${p.integrity ?? ''}` }))
-    .sort((a, b) => (a.path < b.path ? -1 : 1));
+  const resolve = (from: string, name: string): string | undefined => {
+    let base = from;
+    for (;;) {
+      const candidate = base === '' ? `node_modules/${name}` : `${base}/node_modules/${name}`;
+      if (lock.packages[candidate]) return candidate;
+      if (base === '') return undefined;
+      const i = base.lastIndexOf('/node_modules/');
+      base = i === -1 ? '' : base.slice(0, i);
+    }
+  };
+  const seen = new Set<string>();
+  const visit = (from: string, deps: Record<string, string> | undefined): void => {
+    for (const name of Object.keys(deps ?? {})) {
+      if (from === '' && HOST_ONLY.has(name)) continue;
+      const path = resolve(from, name);
+      if (!path || seen.has(path) || !existsSync(join(root, path))) continue;
+      seen.add(path);
+      const pkg = lock.packages[path] as LockPackage;
+      visit(path, { ...pkg.dependencies, ...pkg.optionalDependencies });
+    }
+  };
+  visit('', lock.packages['']?.dependencies);
+  return [...seen].sort().map((path) => {
+    const p = lock.packages[path] as LockPackage;
+    return { path, id: `${path}@${p.version ?? ''} ${p.integrity ?? ''}` };
+  });
 }
 
 async function ensureLabImage(
@@ -143,7 +179,9 @@ async function ensureLabImage(
   const h = createHash('sha256')
     .update(`trusted-ms lab image v1\n${nodeTag}\n`)
     .update(`${(await hashDirectory(distSrc)).hash}\n${(await hashDirectory(distLab)).hash}\n`)
-    .update(`${(await hashDirectory(join(root, 'fixtures'))).hash}\n${(await hashDirectory(join(root, 'lab'))).hash}\n`)
+    .update(
+      `${(await hashDirectory(join(root, 'fixtures'))).hash}\n${(await hashDirectory(join(root, 'lab'))).hash}\n`,
+    )
     .update(await readFile(join(root, 'package.json')));
   for (const p of packages) h.update(`${p.id}\n`);
   const tag = `trusted-ms-lab:${h.digest('hex').slice(0, 16)}`;

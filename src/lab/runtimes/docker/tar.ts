@@ -1,4 +1,4 @@
-import { createReadStream } from 'node:fs';
+import { createReadStream, readFileSync } from 'node:fs';
 import { lstat, readdir, readlink, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -11,6 +11,7 @@ export type TarEntry =
   | { type: 'symlink'; name: string; target: string };
 
 const MTIME = new Date(0);
+const SMALL_FILE = 1024 * 1024;
 
 /** Streams the entries as a tar archive, file contents read as they go (never all in memory). */
 export function packTar(entries: TarEntry[]): Readable {
@@ -28,6 +29,14 @@ export function packTar(entries: TarEntry[]): Readable {
         } else if (e.type === 'symlink') {
           await new Promise<void>((res, rej) =>
             p.entry({ ...header, type: 'symlink', linkname: e.target, mode: 0o777 }, (err) =>
+              err ? rej(err) : res(),
+            ),
+          );
+        } else if (e.size <= SMALL_FILE) {
+          // Small files in one read: a stream per file made packing node_modules ~10x slower.
+          const body = readFileSync(e.from);
+          await new Promise<void>((res, rej) =>
+            p.entry({ ...header, type: 'file', mode: e.mode, size: body.length }, body, (err) =>
               err ? rej(err) : res(),
             ),
           );
