@@ -1,6 +1,6 @@
 import { defineConfig } from 'vitest/config';
 
-// Tiers are visible in file names so each can run alone: `npm run test:unit`, `test:integration`.
+// Tiers are visible in file names so each can run alone: `npm run test:unit`, `test:integration`, `test:e2e`.
 export default defineConfig({
   test: {
     projects: [
@@ -20,6 +20,16 @@ export default defineConfig({
           fileParallelism: false,
           testTimeout: 60_000,
           hookTimeout: 60_000,
+        },
+      },
+      {
+        test: {
+          name: 'e2e',
+          include: ['test/e2e/**/*.e2e.test.ts'],
+          // Real containers on a real engine (Docker): one file at a time, like the integration tier.
+          fileParallelism: false,
+          testTimeout: 120_000,
+          hookTimeout: 240_000,
         },
       },
     ],

@@ -2,6 +2,7 @@ import { open, stat } from 'node:fs/promises';
 import { Args, Flags } from '@oclif/core';
 import { BaseCommand } from '../../src/cli/base-command.js';
 import { TrustedMsError } from '../../src/errors.js';
+import { runtimeFor } from '../../src/lab/runtimes/select.js';
 import { requireLabState } from '../../src/lab/state.js';
 
 export interface LabLogsResult {
@@ -32,6 +33,18 @@ export default class LabLogs extends BaseCommand {
       throw new TrustedMsError('SERVICE_NOT_FOUND', `no part named ${args.part}`, {
         actions: [`parts: ${state.parts.map((p) => p.name).join(', ')}`],
       });
+    }
+    if (part.containerId) {
+      // A container's log lives in the engine.
+      const { DockerRuntime } = await import('../../src/lab/runtimes/docker.js');
+      const runtime = (await runtimeFor('docker')) as InstanceType<typeof DockerRuntime>;
+      if (flags.follow && !this.jsonEnabled()) {
+        await runtime.followLog(part, flags.lines, (c) => process.stdout.write(c));
+        return { part: part.name, lines: [] };
+      }
+      const lines = (await runtime.logTail(part, flags.lines)).split('\n').filter(Boolean);
+      for (const line of lines) this.log(line);
+      return { part: part.name, lines };
     }
     const file = await open(part.logFile, 'r');
     try {

@@ -2,6 +2,7 @@ import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../src/cli/base-command.js';
 import { renderTable } from '../../src/cli/table.js';
 import { POSTURES, parsePosture } from '../../src/lab/posture.js';
+import { chooseRuntime, RUNTIME_CHOICES, type RuntimeChoice } from '../../src/lab/runtimes/select.js';
 import { type LabUpResult, labUp } from '../../src/lab/up.js';
 
 export type LabUpCommandResult = LabUpResult;
@@ -9,11 +10,12 @@ export type LabUpCommandResult = LabUpResult;
 export default class LabUp extends BaseCommand {
   static override summary = 'Start the lab: security service, gateway and the sample microservices.';
   static override description =
-    "Runs every part as a local process on 127.0.0.1 (the embedded default). Registers each service's code hash; in the trusted posture also measures it from outside and issues each service an mTLS identity.";
+    "Runs every part as a container on the local Docker engine (images built here, no registry; only the gateway and the security service's admin port published, on 127.0.0.1), or as local processes on 127.0.0.1 when no engine answers or with --runtime process. Registers each service's code hash; in the trusted posture also measures it from outside and issues each service an mTLS identity.";
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
     '<%= config.bin %> <%= command.id %> --posture paper',
     '<%= config.bin %> <%= command.id %> --posture none --services 5 --json',
+    '<%= config.bin %> <%= command.id %> --runtime docker',
   ];
   static override flags = {
     posture: Flags.string({ description: 'security posture', options: [...POSTURES], default: 'trusted' }),
@@ -23,13 +25,20 @@ export default class LabUp extends BaseCommand {
       max: 20,
       default: 20,
     }),
-    runtime: Flags.string({ description: 'where parts run', options: ['auto', 'process'], default: 'auto' }),
+    runtime: Flags.string({
+      description: 'where parts run: auto picks docker when an engine answers, else process',
+      options: [...RUNTIME_CHOICES],
+      default: 'auto',
+    }),
   };
 
   async run(): Promise<LabUpCommandResult> {
     const { flags } = await this.parse(LabUp);
+    const { runtime, reason } = await chooseRuntime(flags.runtime as RuntimeChoice);
+    this.logToStderr(`… runtime ${runtime.kind} (${reason})`);
     const result = await labUp({
       home: this.labHome(flags),
+      runtime,
       posture: parsePosture(flags.posture),
       services: flags.services,
       onProgress: (step) => this.logToStderr(`… ${step}`),
@@ -37,8 +46,8 @@ export default class LabUp extends BaseCommand {
     const { state } = result;
     this.log(
       renderTable(
-        ['part', 'kind', 'address', 'pid'],
-        state.parts.map((p) => [p.name, p.kind, p.url, String(p.pid ?? '-')]),
+        ['part', 'kind', 'address', state.runtime === 'docker' ? 'container' : 'pid'],
+        state.parts.map((p) => [p.name, p.kind, p.url, p.containerId?.slice(0, 12) ?? String(p.pid ?? '-')]),
       ),
     );
     this.log(

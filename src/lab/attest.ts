@@ -2,8 +2,8 @@ import { join } from 'node:path';
 import { TrustedMsError } from '../errors.js';
 import { jsonRequest } from './http-client.js';
 import { readSecret } from './part-config.js';
-import { ProcessRuntime } from './runtimes/process.js';
 import type { Runtime } from './runtimes/runtime.js';
+import { runtimeFor } from './runtimes/select.js';
 import { type LabState, labDir, type PartState, requireLabState } from './state.js';
 
 export interface ServiceAttestation {
@@ -41,10 +41,10 @@ async function measureAll(runtime: Runtime, parts: PartState[]): Promise<{ name:
 export async function registerServices(
   home: string,
   names: string[] | 'all',
-  runtime: Runtime = new ProcessRuntime(),
+  runtime?: Runtime,
 ): Promise<ServiceAttestation[]> {
   const state = await requireLabState(home);
-  const measured = await measureAll(runtime, pick(state, names));
+  const measured = await measureAll(runtime ?? (await runtimeFor(state.runtime)), pick(state, names));
   const res = await jsonRequest<{ services: ServiceAttestation[] }>(
     `${state.securityUrl}/v1/admin/services/register`,
     {
@@ -62,11 +62,11 @@ export async function registerServices(
 export async function verifyServices(
   home: string,
   names: string[] | 'all',
-  runtime: Runtime = new ProcessRuntime(),
+  runtime?: Runtime,
 ): Promise<{ services: ServiceAttestation[]; durationMs: number }> {
   const t0 = performance.now();
   const state = await requireLabState(home);
-  const measured = await measureAll(runtime, pick(state, names));
+  const measured = await measureAll(runtime ?? (await runtimeFor(state.runtime)), pick(state, names));
   const res = await jsonRequest<{ services: ServiceAttestation[] }>(
     `${state.securityUrl}/v1/admin/attestations`,
     {

@@ -13,6 +13,8 @@ export interface PartState {
   url: string;
   pid?: number;
   containerId?: string;
+  /** reached only on the lab's own network (a service container), not from this host */
+  internal?: boolean;
   configFile: string;
   logFile: string;
   appDir?: string;

@@ -1,6 +1,6 @@
 import { jsonRequest } from './http-client.js';
-import { ProcessRuntime } from './runtimes/process.js';
 import type { Runtime } from './runtimes/runtime.js';
+import { runtimeFor } from './runtimes/select.js';
 import { type LabState, readLabState } from './state.js';
 
 export interface PartStatus {
@@ -23,9 +23,10 @@ export interface LabStatus {
 }
 
 /** The lab as it is now: each part alive or not, and each service's attestation state. */
-export async function labStatus(home: string, runtime: Runtime = new ProcessRuntime()): Promise<LabStatus> {
+export async function labStatus(home: string, given?: Runtime): Promise<LabStatus> {
   const state = await readLabState(home);
   if (!state) return { running: false, parts: [] };
+  const runtime = given ?? (await runtimeFor(state.runtime));
   const attestation = await serviceStates(state);
   const parts = await Promise.all(
     state.parts.map(async (p) => ({

@@ -16,10 +16,9 @@ import type {
   ServicePartConfig,
   SupervisorPartConfig,
 } from './part-config.js';
-import { freePorts } from './ports.js';
 import type { Posture } from './posture.js';
 import { ProcessRuntime } from './runtimes/process.js';
-import type { PartLaunch, Runtime } from './runtimes/runtime.js';
+import type { PartLaunch, PartPlacement, Runtime } from './runtimes/runtime.js';
 import { createLabSecrets } from './secrets.js';
 import { type LabState, labDir, type PartState, readLabState, writeLabState } from './state.js';
 import { labTopology, type ServiceDefinition, selectServices } from './topology.js';
@@ -45,8 +44,6 @@ export interface LabUpResult {
   durationMs: number;
   attestation: { name: string; state: string }[];
 }
-
-const HOST = '127.0.0.1';
 
 function builtFile(...parts: string[]): string {
   return join(packageRoot(), 'dist', ...parts);
@@ -97,12 +94,30 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
   if (ca) await saveLabCa(ca, caDir);
   const caFile = join(caDir, 'ca.pem');
 
-  const [securityPort, gatewayPort, ...servicePorts] = await freePorts(services.length + 2);
-  const scheme = trusted ? 'https' : 'http';
-  const securityUrl = `http://${HOST}:${securityPort}`;
-  const gatewayUrl = `http://${HOST}:${gatewayPort}`;
-  const serviceUrl = new Map(services.map((s, i) => [s.name, `${scheme}://${HOST}:${servicePorts[i]}`]));
-  const common = { labId, posture, host: HOST, securityUrl, labTokenFile: secrets.labTokenFile };
+  await runtime.prepare({ labId, posture, onProgress: progress });
+  // Addresses come from the runtime: 127.0.0.1 ports for processes, container names on the lab's
+  // network for Docker (where only the gateway and the security service are reachable from here).
+  const scheme: 'http' | 'https' = trusted ? 'https' : 'http';
+  const appDirOf = (name: string) => join(dir, 'services', name, 'app');
+  const placed = await runtime.place([
+    { name: 'security', kind: 'security', scheme: 'http' },
+    { name: 'gateway', kind: 'gateway', scheme: 'http' },
+    ...services.map((s) => ({ name: s.name, kind: 'service' as const, scheme, appDir: appDirOf(s.name) })),
+  ]);
+  const at = (name: string): PartPlacement => placed.get(name) as PartPlacement;
+  const securityAt = at('security');
+  const gatewayAt = at('gateway');
+  const securityUrl = securityAt.hostUrl ?? securityAt.url;
+  const gatewayUrl = gatewayAt.hostUrl ?? gatewayAt.url;
+  const serviceUrl = new Map(services.map((s) => [s.name, at(s.name).url]));
+  const labTokenFile = secrets.labTokenFile;
+  const common = (p: PartPlacement) => ({
+    labId,
+    posture,
+    host: p.listenHost,
+    securityUrl: securityAt.url,
+    labTokenFile,
+  });
 
   const writeConfig = async (config: PartConfig): Promise<string> => {
     const file = join(dir, 'parts', `${config.part}.json`);
@@ -116,7 +131,8 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     configFile: string,
     port: number,
     url: string,
-  ) => ({
+    mounts: string[] = [],
+  ): PartLaunch => ({
     name,
     kind,
     entry,
@@ -124,7 +140,10 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     port,
     url,
     logFile: join(dir, 'logs', `${name}.log`),
+    mounts: [configFile, ...mounts].map((path) => ({ path })),
   });
+  /** Where the CLI checks a part's health: its host address, or (none) its log. */
+  const hostView = (p: PartPlacement) => p.hostUrl ?? p.url;
 
   const parts: PartState[] = [];
   const state = (): LabState => ({
@@ -142,15 +161,15 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
   try {
     // 1. the security service
     const securityConfig: SecurityPartConfig = {
-      ...common,
+      ...common(securityAt),
       kind: 'security',
       part: 'security',
-      port: securityPort as number,
+      port: securityAt.port,
       home: opts.home,
       ticketKeyFile: secrets.ticketKeyFile,
       sealKeyFile: secrets.sealKeyFile,
       ...(trusted ? { caDir } : {}),
-      gatewayUrl,
+      gatewayUrl: gatewayAt.url,
       ticketTtlSeconds: 3600,
       challengeTtlSeconds: 60,
     };
@@ -159,9 +178,11 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
       'security',
       builtFile('src', 'services', 'security', 'main.js'),
       await writeConfig(securityConfig),
-      securityPort as number,
-      securityUrl,
+      securityAt.port,
+      hostView(securityAt),
     );
+    // The store's single writer: the whole home (store, lab secrets, CA) is its to read and write.
+    securityLaunch.mounts = [{ path: opts.home, writable: true }];
     progress('starting the security service');
     const security = await runtime.start(securityLaunch);
     parts.push(security);
@@ -174,16 +195,17 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     const launches: PartLaunch[] = [];
     for (const s of services) {
       const base = join(dir, 'services', s.name);
-      const appDir = join(base, 'app');
+      const appDir = appDirOf(s.name);
+      const place = at(s.name);
       await mkdir(appDir, { recursive: true });
       await copyFile(bundle, join(appDir, 'service.mjs'));
       await writeFile(join(appDir, 'service.json'), serviceJson(s, callers.get(s.name) ?? []));
       const config: ServicePartConfig = {
-        ...common,
+        ...common(place),
         kind: 'service',
         part: s.name,
-        port: Number(new URL(serviceUrl.get(s.name) as string).port),
-        appDir,
+        port: place.port,
+        appDir: place.appDir ?? appDir,
         peers: Object.fromEntries(s.calls.map((c) => [c, serviceUrl.get(c) as string])),
         ...(trusted ? { identityDir: join(base, 'identity'), caFile } : {}),
       };
@@ -194,7 +216,11 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
           join(appDir, 'service.mjs'),
           await writeConfig(config),
           config.port,
-          serviceUrl.get(s.name) as string,
+          hostView(place),
+          [
+            ...(posture === 'paper' ? [labTokenFile] : []),
+            ...(trusted ? [join(base, 'identity'), caFile] : []),
+          ],
         ),
         appDir,
       });
@@ -259,10 +285,10 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
 
     // 5. the gateway, last: the only published entry
     const gatewayConfig: GatewayPartConfig = {
-      ...common,
+      ...common(gatewayAt),
       kind: 'gateway',
       part: 'gateway',
-      port: gatewayPort as number,
+      port: gatewayAt.port,
       sealKeyFile: secrets.sealKeyFile,
       services: Object.fromEntries(serviceUrl),
       ...(trusted ? { identityDir: gatewayIdentityDir, caFile } : {}),
@@ -276,8 +302,9 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
         'gateway',
         builtFile('src', 'services', 'gateway', 'main.js'),
         await writeConfig(gatewayConfig),
-        gatewayPort as number,
+        gatewayAt.port,
         gatewayUrl,
+        [labTokenFile, secrets.sealKeyFile, ...(trusted ? [gatewayIdentityDir, caFile] : [])],
       ),
     );
     parts.push(gateway);
@@ -287,7 +314,9 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     // 6. trusted: the supervisor re-measures the services on an interval (the runtime, not the services)
     if (trusted) {
       const supervisorConfig: SupervisorPartConfig = {
-        ...common,
+        ...common(securityAt),
+        host: '127.0.0.1',
+        securityUrl,
         kind: 'supervisor',
         part: 'supervisor',
         port: 0,
@@ -311,6 +340,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     return { state: state(), durationMs: Date.now() - started, attestation };
   } catch (err) {
     await Promise.all(parts.map((p) => runtime.stop(p).catch(() => undefined)));
+    await runtime.teardown(labId).catch(() => []);
     await rm(join(dir, 'state.json'), { force: true });
     throw err;
   }
@@ -331,6 +361,15 @@ export async function waitHealthy(
   let last = '';
   try {
     while (Date.now() < deadline) {
+      if (part.internal) {
+        // Not reachable from this host (a service on the lab's internal network): its own log
+        // line says when it listens, as a wait-for-log strategy.
+        if (/ listening on /.test(await runtime.logTail(part, 50))) return;
+        last = 'no "listening" line in its log yet';
+        if (!(await runtime.isAlive(part))) break;
+        await new Promise((r) => setTimeout(r, 200));
+        continue;
+      }
       try {
         await jsonRequest(`${part.url}/healthz`, { timeoutMs: 1000, ...(dispatcher ? { dispatcher } : {}) });
         return;

@@ -6,6 +6,7 @@ import type { Session } from '../../src/client/session.js';
 import { loadPrivateKeyFile, privateKeyPath } from '../../src/crypto/keys.js';
 import { labDown } from '../../src/lab/down.js';
 import type { Posture } from '../../src/lab/posture.js';
+import type { Runtime } from '../../src/lab/runtimes/runtime.js';
 import type { LabState } from '../../src/lab/state.js';
 import { labUp } from '../../src/lab/up.js';
 import { openLabStore } from '../../src/store/open.js';
@@ -34,10 +35,10 @@ export interface RunningLab extends AsyncDisposable {
 }
 
 /**
- * A real lab of real processes in a temp home, with the test users and their keys; taken down
+ * A real lab (processes, or containers with a Docker runtime) in a temp home, with the test users and their keys; taken down
  * and removed by `await using`, even when an assertion fails.
  */
-export async function startLab(posture: Posture, services = 20): Promise<RunningLab> {
+export async function startLab(posture: Posture, services = 20, runtime?: Runtime): Promise<RunningLab> {
   const dir = await mkdtemp(join(tmpdir(), `tms-lab-${posture}-`));
   const home = join(dir, 'home');
   const keys = join(dir, 'keys');
@@ -48,9 +49,9 @@ export async function startLab(posture: Posture, services = 20): Promise<Running
   }
   let state: LabState;
   try {
-    state = (await labUp({ home, posture, services })).state;
+    state = (await labUp({ home, posture, services, ...(runtime ? { runtime } : {}) })).state;
   } catch (err) {
-    await labDown(home).catch(() => undefined);
+    await labDown(home, runtime).catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
     throw err;
   }
@@ -64,7 +65,7 @@ export async function startLab(posture: Posture, services = 20): Promise<Running
       return (await login(state, user, opts.password ?? u?.password ?? '', key)).session;
     },
     async [Symbol.asyncDispose]() {
-      await labDown(home);
+      await labDown(home, runtime);
       await rm(dir, { recursive: true, force: true });
     },
   };

@@ -3,12 +3,41 @@ import { readFile } from 'node:fs/promises';
 import { execa } from 'execa';
 import { hashDirectory } from '../../attestation/tree-hash.js';
 import { TrustedMsError } from '../../errors.js';
+import { freePorts } from '../ports.js';
 import type { PartState } from '../state.js';
-import type { PartLaunch, Runtime } from './runtime.js';
+import type { PartLaunch, PartPlacement, PartPlan, Runtime } from './runtime.js';
+
+const HOST = '127.0.0.1';
 
 /** The lab's parts as local processes on 127.0.0.1 (execa), detached so they outlive `lab up`. */
 export class ProcessRuntime implements Runtime {
   readonly kind = 'process' as const;
+
+  async prepare(): Promise<void> {}
+
+  /** Every part on its own free port of 127.0.0.1, reached there by the parts and the CLI alike. */
+  async place(parts: PartPlan[]): Promise<Map<string, PartPlacement>> {
+    const listening = parts.filter((p) => p.kind !== 'supervisor');
+    const ports = await freePorts(listening.length);
+    const placed = new Map<string, PartPlacement>();
+    listening.forEach((p, i) => {
+      const port = ports[i] as number;
+      const url = `${p.scheme}://${HOST}:${port}`;
+      placed.set(p.name, {
+        listenHost: HOST,
+        port,
+        url,
+        hostUrl: url,
+        ...(p.appDir ? { appDir: p.appDir } : {}),
+      });
+    });
+    return placed;
+  }
+
+  /** Processes leave nothing behind but themselves. */
+  async teardown(): Promise<string[]> {
+    return [];
+  }
 
   async start(launch: PartLaunch): Promise<PartState> {
     // The log file's descriptor goes to the child itself, so nothing flows through this process

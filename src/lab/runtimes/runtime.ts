@@ -1,16 +1,51 @@
+import type { Posture } from '../posture.js';
 import type { PartKind, PartState } from '../state.js';
 
 /** What a runtime needs to start one part of the lab. */
 export interface PartLaunch {
   name: string;
   kind: PartKind;
-  /** the program: a JavaScript file run by Node */
+  /** the program: a JavaScript file run by Node (a path on this host; a container maps it) */
   entry: string;
   configFile: string;
   logFile: string;
   port: number;
   url: string;
+  /** the code folder on this host: what a service runs and what attestation measures */
   appDir?: string;
+  /**
+   * Host files and folders the part reads (its config, secrets, identity). A container gets each
+   * mounted at the same path, read-only unless `writable`; a local process already sees them.
+   */
+  mounts?: { path: string; writable?: boolean }[];
+}
+
+/** Where one part is reached, chosen by the runtime before any part starts. */
+export interface PartPlacement {
+  /** the address the part listens on, inside its process or container */
+  listenHost: string;
+  port: number;
+  /** how the other parts reach it: `scheme://host:port` */
+  url: string;
+  /** how the CLI on this host reaches it; absent when only the lab's own network can */
+  hostUrl?: string;
+  /** a service's code folder as the part itself sees it */
+  appDir?: string;
+}
+
+export interface PartPlan {
+  name: string;
+  kind: PartKind;
+  scheme: 'http' | 'https';
+  /** the service's code folder on this host */
+  appDir?: string;
+}
+
+/** The lab a runtime is about to start parts for. */
+export interface LabContext {
+  labId: string;
+  posture: Posture;
+  onProgress?: (step: string) => void;
 }
 
 /**
@@ -19,6 +54,10 @@ export interface PartLaunch {
  */
 export interface Runtime {
   readonly kind: 'process' | 'docker';
+  /** Once per `lab up`, before any part starts: what the runtime needs (images, networks). */
+  prepare(lab: LabContext): Promise<void>;
+  /** Addresses for every part of the lab, chosen before any starts. */
+  place(parts: PartPlan[]): Promise<Map<string, PartPlacement>>;
   start(launch: PartLaunch): Promise<PartState>;
   /** Stops a part; stopping one that is already gone is not an error. */
   stop(part: PartState): Promise<void>;
@@ -27,4 +66,9 @@ export interface Runtime {
   measure(part: Pick<PartState, 'name' | 'appDir' | 'containerId'>): Promise<string>;
   /** The last lines of a part's log. */
   logTail(part: PartState, lines: number): Promise<string>;
+  /**
+   * After every part is stopped: removes what else the runtime made for the lab (networks), or for
+   * every lab with `labId` undefined. Idempotent.
+   */
+  teardown(labId: string | undefined): Promise<string[]>;
 }

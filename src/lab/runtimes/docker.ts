@@ -1,0 +1,284 @@
+import { relative } from 'node:path';
+import type Dockerode from 'dockerode';
+import { hashDirectory, hashTarStream } from '../../attestation/tree-hash.js';
+import { TrustedMsError } from '../../errors.js';
+import { packageRoot } from '../../paths.js';
+import { freePorts } from '../ports.js';
+import type { PartState } from '../state.js';
+import { connectEngine, demuxLog, engineStatus, idempotent, LABEL } from './docker/engine.js';
+import { ensureImages, IMAGE_ROOT, type LabImages } from './docker/images.js';
+import { packTar, treeEntries } from './docker/tar.js';
+import { ProcessRuntime } from './process.js';
+import type { LabContext, PartLaunch, PartPlacement, PartPlan, Runtime } from './runtime.js';
+
+/** Every part listens on this port inside its own container. */
+const PART_PORT = 8080;
+/** A service's code folder inside its container: what attestation reads through the Engine API. */
+export const CONTAINER_APP_DIR = '/srv/app';
+
+/**
+ * The lab's parts as containers (dockerode). Services and the security service sit on an
+ * `internal` network (no route out); the gateway and the security service also join an edge
+ * network, the only one with published ports, bound to 127.0.0.1. The supervisor re-measures
+ * containers through the Engine API, so it stays on this host as a process.
+ */
+export class DockerRuntime implements Runtime {
+  readonly kind = 'docker' as const;
+  private readonly local = new ProcessRuntime();
+  private lab: LabContext | undefined;
+  private images: LabImages | undefined;
+  private readonly published = new Map<string, number>();
+
+  constructor(readonly docker: Dockerode) {}
+
+  /** The runtime for the local engine, or ENGINE_UNAVAILABLE-like LAB_START_FAILED when none answers. */
+  static async connect(): Promise<DockerRuntime> {
+    const docker = await connectEngine();
+    if (!docker) {
+      throw new TrustedMsError(
+        'LAB_START_FAILED',
+        'no Docker engine answers (DOCKER_HOST or /var/run/docker.sock)',
+        {
+          actions: ['start dockerd, or use --runtime process'],
+        },
+      );
+    }
+    return new DockerRuntime(docker);
+  }
+
+  names(labId: string) {
+    return {
+      container: (part: string) => `tms-${labId}-${part}`,
+      internal: `tms-${labId}-internal`,
+      edge: `tms-${labId}-edge`,
+    };
+  }
+
+  async prepare(lab: LabContext): Promise<void> {
+    this.lab = lab;
+    const progress = lab.onProgress ?? (() => undefined);
+    this.images = await ensureImages(this.docker, progress);
+    progress(
+      this.images.built.length
+        ? `built ${this.images.built.join(', ')} in ${(this.images.durationMs / 1000).toFixed(1)} s`
+        : `images cached: ${this.images.node}, ${this.images.lab}`,
+    );
+    const n = this.names(lab.labId);
+    const labels = { [LABEL.lab]: lab.labId, [LABEL.posture]: lab.posture };
+    await this.docker.createNetwork({
+      Name: n.internal,
+      Driver: 'bridge',
+      Internal: true,
+      CheckDuplicate: true,
+      Labels: { ...labels, [LABEL.part]: 'network-internal' },
+    });
+    await this.docker.createNetwork({
+      Name: n.edge,
+      Driver: 'bridge',
+      CheckDuplicate: true,
+      // Defence in depth: a port published on this network binds loopback unless told otherwise.
+      Options: { 'com.docker.network.bridge.host_binding_ipv4': '127.0.0.1' },
+      Labels: { ...labels, [LABEL.part]: 'network-edge' },
+    });
+  }
+
+  async place(parts: PartPlan[]): Promise<Map<string, PartPlacement>> {
+    const lab = this.requireLab();
+    const n = this.names(lab.labId);
+    const reachable = parts.filter((p) => p.kind === 'security' || p.kind === 'gateway');
+    const ports = await freePorts(reachable.length);
+    reachable.forEach((p, i) => {
+      this.published.set(p.name, ports[i] as number);
+    });
+    const placed = new Map<string, PartPlacement>();
+    for (const p of parts) {
+      if (p.kind === 'supervisor') continue;
+      const hostPort = this.published.get(p.name);
+      placed.set(p.name, {
+        listenHost: '0.0.0.0',
+        port: PART_PORT,
+        url: `${p.scheme}://${n.container(p.name)}:${PART_PORT}`,
+        ...(hostPort === undefined ? {} : { hostUrl: `${p.scheme}://127.0.0.1:${hostPort}` }),
+        ...(p.kind === 'service' ? { appDir: CONTAINER_APP_DIR } : {}),
+      });
+    }
+    return placed;
+  }
+
+  async start(launch: PartLaunch): Promise<PartState> {
+    if (launch.kind === 'supervisor') return this.local.start(launch);
+    const lab = this.requireLab();
+    const images = this.images as LabImages;
+    const n = this.names(lab.labId);
+    const hostPort = this.published.get(launch.name);
+    const service = launch.kind === 'service';
+    if (service && !launch.appDir)
+      throw new TrustedMsError('LAB_START_FAILED', `${launch.name} has no code folder`);
+    const uid = process.getuid?.() ?? 0;
+    const gid = process.getgid?.() ?? 0;
+    const portKey = `${PART_PORT}/tcp`;
+    const container = await this.docker.createContainer({
+      name: n.container(launch.name),
+      Image: service ? images.node : images.lab,
+      Cmd: [this.entryInContainer(launch)],
+      Env: [`TMS_PART_CONFIG=${launch.configFile}`, 'NODE_ENV=production'],
+      User: `${uid}:${gid}`,
+      WorkingDir: '/',
+      Labels: { [LABEL.lab]: lab.labId, [LABEL.part]: launch.name, [LABEL.posture]: lab.posture },
+      ...(hostPort === undefined ? {} : { ExposedPorts: { [portKey]: {} } }),
+      HostConfig: {
+        Init: true,
+        RestartPolicy: { Name: 'on-failure', MaximumRetryCount: 5 },
+        Binds: (launch.mounts ?? []).map((m) => `${m.path}:${m.path}:${m.writable ? 'rw' : 'ro'}`),
+        // Published parts are created on the edge network (where publishing works) and then join
+        // the internal one; API 1.41 takes a single network at create.
+        NetworkMode: hostPort === undefined ? n.internal : n.edge,
+        ...(hostPort === undefined
+          ? {}
+          : { PortBindings: { [portKey]: [{ HostIp: '127.0.0.1', HostPort: String(hostPort) }] } }),
+      },
+    });
+    try {
+      if (hostPort !== undefined)
+        await this.docker.getNetwork(n.internal).connect({ Container: container.id });
+      if (service) {
+        // The code goes into the container's own filesystem: what attestation measures later
+        // is what runs, not a folder on this host.
+        const entries = await treeEntries(launch.appDir as string, 'app');
+        await container.putArchive(packTar(entries), { path: '/srv' });
+      }
+      await container.start();
+    } catch (err) {
+      await idempotent(() => container.remove({ force: true }));
+      throw err;
+    }
+    return {
+      name: launch.name,
+      kind: launch.kind,
+      port: launch.port,
+      url: launch.url,
+      containerId: container.id,
+      configFile: launch.configFile,
+      logFile: launch.logFile,
+      ...(launch.appDir ? { appDir: launch.appDir } : {}),
+      ...(service ? { internal: true } : {}),
+    };
+  }
+
+  async stop(part: PartState): Promise<void> {
+    if (!part.containerId) return this.local.stop(part);
+    await idempotent(() => this.docker.getContainer(part.containerId as string).remove({ force: true }));
+  }
+
+  async isAlive(part: PartState): Promise<boolean> {
+    if (!part.containerId) return this.local.isAlive(part);
+    try {
+      const info = await this.docker.getContainer(part.containerId).inspect();
+      return info.State.Running || info.State.Restarting;
+    } catch (err) {
+      if (engineStatus(err) === 404) return false;
+      throw err;
+    }
+  }
+
+  /**
+   * Before the container exists: the folder that will be copied into it. After: the container's
+   * own code folder, read through the Engine API (getArchive) and hashed here, outside it.
+   */
+  async measure(part: Pick<PartState, 'name' | 'appDir' | 'containerId'>): Promise<string> {
+    if (!part.containerId) {
+      if (!part.appDir)
+        throw new TrustedMsError('INVALID_INPUT', `${part.name} has no code folder to measure`);
+      return (await hashDirectory(part.appDir)).hash;
+    }
+    let archive: NodeJS.ReadableStream;
+    try {
+      archive = await this.docker.getContainer(part.containerId).getArchive({ path: CONTAINER_APP_DIR });
+    } catch (err) {
+      throw new TrustedMsError(
+        'SERVICE_UNAVAILABLE',
+        `cannot read ${part.name}'s code from its container (${engineStatus(err) ?? 'engine error'})`,
+      );
+    }
+    return (await hashTarStream(archive)).hash;
+  }
+
+  async logTail(part: PartState, lines: number): Promise<string> {
+    if (!part.containerId) return this.local.logTail(part, lines);
+    try {
+      const buf = (await this.docker
+        .getContainer(part.containerId)
+        .logs({ stdout: true, stderr: true, tail: lines, follow: false })) as unknown as Buffer;
+      return demuxLog(buf).split('\n').filter(Boolean).slice(-lines).join('\n');
+    } catch {
+      return '';
+    }
+  }
+
+  /** Follows a container's log until the signal aborts. */
+  async followLog(
+    part: PartState,
+    lines: number,
+    write: (chunk: string) => void,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    if (!part.containerId) throw new TrustedMsError('INVALID_INPUT', `${part.name} is not a container`);
+    const stream = (await this.docker
+      .getContainer(part.containerId)
+      .logs({ stdout: true, stderr: true, tail: lines, follow: true })) as NodeJS.ReadableStream;
+    const out = { write: (c: Buffer) => write(c.toString('utf8')) };
+    this.docker.modem.demuxStream(stream, out as NodeJS.WritableStream, out as NodeJS.WritableStream);
+    await new Promise<void>((resolve) => {
+      stream.on('end', resolve);
+      signal?.addEventListener('abort', () => {
+        (stream as unknown as { destroy(): void }).destroy();
+        resolve();
+      });
+    });
+  }
+
+  /** Every container and network with the lab's label (or any lab's), removed; gone already is fine. */
+  async teardown(labId: string | undefined): Promise<string[]> {
+    const label = labId === undefined ? LABEL.lab : `${LABEL.lab}=${labId}`;
+    const filters = { label: [label] };
+    const removed: string[] = [];
+    const containers = await this.docker.listContainers({ all: true, filters });
+    await Promise.all(
+      containers.map(async (c) => {
+        await idempotent(() => this.docker.getContainer(c.Id).remove({ force: true }));
+        removed.push(c.Names[0]?.replace(/^\//, '') ?? c.Id);
+      }),
+    );
+    const networks = await this.docker.listNetworks({ filters });
+    await Promise.all(
+      networks.map(async (net) => {
+        await idempotent(() => this.docker.getNetwork(net.Id).remove());
+        removed.push(net.Name);
+      }),
+    );
+    const volumes = (await this.docker.listVolumes({ filters })).Volumes ?? [];
+    await Promise.all(
+      volumes.map(async (v) => {
+        await idempotent(() => this.docker.getVolume(v.Name).remove());
+        removed.push(v.Name);
+      }),
+    );
+    return removed;
+  }
+
+  private entryInContainer(launch: PartLaunch): string {
+    if (launch.appDir && launch.kind === 'service') {
+      return `${CONTAINER_APP_DIR}/${relative(launch.appDir, launch.entry)}`;
+    }
+    const rel = relative(packageRoot(), launch.entry);
+    if (rel.startsWith('..'))
+      throw new TrustedMsError('LAB_START_FAILED', `${launch.entry} is not part of the lab image`);
+    return `${IMAGE_ROOT}/${rel}`;
+  }
+
+  private requireLab(): LabContext {
+    if (!this.lab)
+      throw new TrustedMsError('LAB_START_FAILED', 'the Docker runtime was not prepared for a lab');
+    return this.lab;
+  }
+}

@@ -1,0 +1,26 @@
+import { ProcessRuntime } from './process.js';
+import type { Runtime } from './runtime.js';
+
+export const RUNTIME_CHOICES = ['auto', 'docker', 'process'] as const;
+export type RuntimeChoice = (typeof RUNTIME_CHOICES)[number];
+
+/**
+ * The runtime `lab up` asked for; `auto` picks Docker when an engine answers, else local
+ * processes, and says why. The Docker runtime (and dockerode) is loaded only when needed.
+ */
+export async function chooseRuntime(choice: RuntimeChoice): Promise<{ runtime: Runtime; reason: string }> {
+  if (choice === 'process') return { runtime: new ProcessRuntime(), reason: 'asked for' };
+  const { DockerRuntime } = await import('./docker.js');
+  if (choice === 'docker') return { runtime: await DockerRuntime.connect(), reason: 'asked for' };
+  const { connectEngine } = await import('./docker/engine.js');
+  const docker = await connectEngine();
+  if (docker) return { runtime: new DockerRuntime(docker), reason: 'auto: a Docker engine answered' };
+  return { runtime: new ProcessRuntime(), reason: 'auto: no Docker engine answered' };
+}
+
+/** The runtime a running lab was started with, for the commands that act on it later. */
+export async function runtimeFor(kind: 'process' | 'docker'): Promise<Runtime> {
+  if (kind === 'process') return new ProcessRuntime();
+  const { DockerRuntime } = await import('./docker.js');
+  return DockerRuntime.connect();
+}
