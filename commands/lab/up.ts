@@ -16,6 +16,7 @@ export default class LabUp extends BaseCommand {
     '<%= config.bin %> <%= command.id %> --posture paper',
     '<%= config.bin %> <%= command.id %> --posture none --services 5 --json',
     '<%= config.bin %> <%= command.id %> --runtime docker',
+    '<%= config.bin %> <%= command.id %> --runtime docker --base-image node:24-slim',
   ];
   static override flags = {
     posture: Flags.string({ description: 'security posture', options: [...POSTURES], default: 'trusted' }),
@@ -30,11 +31,18 @@ export default class LabUp extends BaseCommand {
       options: [...RUNTIME_CHOICES],
       default: 'auto',
     }),
+    'base-image': Flags.string({
+      description:
+        "Docker: build the lab's images on this local image (e.g. node:24-slim); when it is not present locally (nothing is pulled), the host's Node is used FROM scratch",
+      env: 'TRUSTED_MS_BASE_IMAGE',
+    }),
   };
 
   async run(): Promise<LabUpCommandResult> {
     const { flags } = await this.parse(LabUp);
-    const { runtime, reason } = await chooseRuntime(flags.runtime as RuntimeChoice);
+    const { runtime, reason } = await chooseRuntime(flags.runtime as RuntimeChoice, {
+      ...(flags['base-image'] ? { baseImage: flags['base-image'] } : {}),
+    });
     this.logToStderr(`… runtime ${runtime.kind} (${reason})`);
     const result = await labUp({
       home: this.labHome(flags),

@@ -15,6 +15,12 @@ export interface PartState {
   containerId?: string;
   /** reached only on the lab's own network (a service container), not from this host */
   internal?: boolean;
+  /**
+   * A service container's own address on the lab's internal network (`scheme://ip:port`). The host
+   * sits on that bridge, so this is how the attack scenarios reach a service past the gateway, as an
+   * attacker inside the network would; nothing is published for it.
+   */
+  directUrl?: string;
   configFile: string;
   logFile: string;
   appDir?: string;

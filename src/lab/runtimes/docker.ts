@@ -5,7 +5,7 @@ import { TrustedMsError } from '../../errors.js';
 import { packageRoot } from '../../paths.js';
 import { freePorts } from '../ports.js';
 import type { PartState } from '../state.js';
-import { connectEngine, demuxLog, engineStatus, idempotent, LABEL } from './docker/engine.js';
+import { connectEngine, containerAlive, demuxLog, engineStatus, idempotent, LABEL } from './docker/engine.js';
 import { ensureImages, IMAGE_ROOT, type LabImages } from './docker/images.js';
 import { packTar, treeEntries } from './docker/tar.js';
 import { ProcessRuntime } from './process.js';
@@ -29,10 +29,22 @@ export class DockerRuntime implements Runtime {
   private images: LabImages | undefined;
   private readonly published = new Map<string, number>();
 
-  constructor(readonly docker: Dockerode) {}
+  /**
+   * `baseImage`: a base image (e.g. `node:24-slim`) to build the lab's images on when it is present
+   * locally; without it, or when it is absent (nothing is pulled), the host's Node FROM scratch.
+   */
+  constructor(
+    readonly docker: Dockerode,
+    readonly opts: { baseImage?: string } = {},
+  ) {}
+
+  /** The images of the last prepare(): which tags, and whether the configured base image was used. */
+  get builtImages(): LabImages | undefined {
+    return this.images;
+  }
 
   /** The runtime for the local engine, or ENGINE_UNAVAILABLE-like LAB_START_FAILED when none answers. */
-  static async connect(): Promise<DockerRuntime> {
+  static async connect(opts: { baseImage?: string } = {}): Promise<DockerRuntime> {
     const docker = await connectEngine();
     if (!docker) {
       throw new TrustedMsError(
@@ -43,7 +55,7 @@ export class DockerRuntime implements Runtime {
         },
       );
     }
-    return new DockerRuntime(docker);
+    return new DockerRuntime(docker, opts);
   }
 
   names(labId: string) {
@@ -57,11 +69,15 @@ export class DockerRuntime implements Runtime {
   async prepare(lab: LabContext): Promise<void> {
     this.lab = lab;
     const progress = lab.onProgress ?? (() => undefined);
-    this.images = await ensureImages(this.docker, progress);
+    this.images = await ensureImages(this.docker, progress, this.opts);
+    const from =
+      this.images.base.used === 'configured'
+        ? `base image ${this.images.base.configured}`
+        : 'host Node, FROM scratch';
     progress(
       this.images.built.length
-        ? `built ${this.images.built.join(', ')} in ${(this.images.durationMs / 1000).toFixed(1)} s`
-        : `images cached: ${this.images.node}, ${this.images.lab}`,
+        ? `built ${this.images.built.join(', ')} (${from}) in ${(this.images.durationMs / 1000).toFixed(1)} s`
+        : `images cached (${from}): ${this.images.node}, ${this.images.lab}`,
     );
     const n = this.names(lab.labId);
     const labels = { [LABEL.lab]: lab.labId, [LABEL.posture]: lab.posture };
@@ -152,6 +168,9 @@ export class DockerRuntime implements Runtime {
       await idempotent(() => container.remove({ force: true }));
       throw err;
     }
+    const ip = service
+      ? (await container.inspect()).NetworkSettings.Networks[n.internal]?.IPAddress
+      : undefined;
     return {
       name: launch.name,
       kind: launch.kind,
@@ -162,6 +181,7 @@ export class DockerRuntime implements Runtime {
       logFile: launch.logFile,
       ...(launch.appDir ? { appDir: launch.appDir } : {}),
       ...(service ? { internal: true } : {}),
+      ...(ip ? { directUrl: `${new URL(launch.url).protocol}//${ip}:${PART_PORT}` } : {}),
     };
   }
 
@@ -174,7 +194,7 @@ export class DockerRuntime implements Runtime {
     if (!part.containerId) return this.local.isAlive(part);
     try {
       const info = await this.docker.getContainer(part.containerId).inspect();
-      return info.State.Running || info.State.Restarting;
+      return containerAlive(info.State);
     } catch (err) {
       if (engineStatus(err) === 404) return false;
       throw err;

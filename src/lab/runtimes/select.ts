@@ -8,13 +8,16 @@ export type RuntimeChoice = (typeof RUNTIME_CHOICES)[number];
  * The runtime `lab up` asked for; `auto` picks Docker when an engine answers, else local
  * processes, and says why. The Docker runtime (and dockerode) is loaded only when needed.
  */
-export async function chooseRuntime(choice: RuntimeChoice): Promise<{ runtime: Runtime; reason: string }> {
+export async function chooseRuntime(
+  choice: RuntimeChoice,
+  docker: { baseImage?: string } = {},
+): Promise<{ runtime: Runtime; reason: string }> {
   if (choice === 'process') return { runtime: new ProcessRuntime(), reason: 'asked for' };
   const { DockerRuntime } = await import('./docker.js');
-  if (choice === 'docker') return { runtime: await DockerRuntime.connect(), reason: 'asked for' };
+  if (choice === 'docker') return { runtime: await DockerRuntime.connect(docker), reason: 'asked for' };
   const { connectEngine } = await import('./docker/engine.js');
-  const docker = await connectEngine();
-  if (docker) return { runtime: new DockerRuntime(docker), reason: 'auto: a Docker engine answered' };
+  const engine = await connectEngine();
+  if (engine) return { runtime: new DockerRuntime(engine, docker), reason: 'auto: a Docker engine answered' };
   return { runtime: new ProcessRuntime(), reason: 'auto: no Docker engine answered' };
 }
 

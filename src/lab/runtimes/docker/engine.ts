@@ -6,6 +6,9 @@ export const LABEL = {
   part: 'trusted-ms.part',
   posture: 'trusted-ms.posture',
   image: 'trusted-ms.image',
+  /** on a node image built from a configured base image: its reference and image id */
+  baseImage: 'trusted-ms.base-image',
+  baseImageId: 'trusted-ms.base-image-id',
 } as const;
 
 const PING_TIMEOUT_MS = 1500;
@@ -39,6 +42,15 @@ export async function connectEngine(): Promise<Dockerode | undefined> {
 export function engineStatus(err: unknown): number | undefined {
   const status = (err as { statusCode?: unknown } | null)?.statusCode;
   return typeof status === 'number' ? status : undefined;
+}
+
+/**
+ * Whether a container counts as alive: only while it runs. One in a crash loop shows `restarting`
+ * (the engine's back-off between tries) or, once the restart policy gives up, `exited`: neither is
+ * serving, so neither is alive.
+ */
+export function containerAlive(state: { Status?: string; Running?: boolean; Restarting?: boolean }): boolean {
+  return state.Status === 'running' && state.Running === true && state.Restarting !== true;
 }
 
 /** Removing or stopping something already gone (404), already stopped (304) or being removed (409) is success. */

@@ -18,6 +18,8 @@ export const IMAGE_NODE = '/usr/bin/node';
 export interface LabImages {
   /** Node and its libraries only: what a sample service needs besides its own code folder */
   node: string;
+  /** where Node came from: the configured base image, or this host's binary (FROM scratch) */
+  base: { configured?: string; used: 'configured' | 'scratch' };
   /** the node image plus the compiled lab (dist/src, dist/lab) and its run-time node_modules */
   lab: string;
   built: string[];
@@ -35,12 +37,25 @@ export interface LabImages {
 export async function ensureImages(
   docker: Dockerode,
   progress: (step: string) => void = () => undefined,
+  opts: { baseImage?: string } = {},
 ): Promise<LabImages> {
   const t0 = Date.now();
   const built: string[] = [];
-  const node = await ensureNodeImage(docker, progress, built);
+  const configured = opts.baseImage?.trim() || undefined;
+  let node: string | undefined;
+  if (configured) {
+    node = await ensureNodeImageFromBase(docker, configured, progress, built);
+    // No registry to pull from here: a base image that is not already local is not an error.
+    if (!node)
+      progress(`base image ${configured} is not present locally: using the host's Node (FROM scratch)`);
+  }
+  const base: LabImages['base'] = {
+    ...(configured ? { configured } : {}),
+    used: node ? 'configured' : 'scratch',
+  };
+  node ??= await ensureNodeImage(docker, progress, built);
   const lab = await ensureLabImage(docker, node, progress, built);
-  return { node, lab, built, durationMs: Date.now() - t0 };
+  return { node, base, lab, built, durationMs: Date.now() - t0 };
 }
 
 async function exists(docker: Dockerode, tag: string): Promise<boolean> {
@@ -110,6 +125,64 @@ async function ensureNodeImage(docker: Dockerode, progress: (s: string) => void,
   if (!(await exists(docker, tag))) throw new TrustedMsError('LAB_START_FAILED', `importing ${tag} failed`);
   built.push(tag);
   progress(`built ${tag} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  return tag;
+}
+
+/**
+ * The node image on top of a configured base image (e.g. `node:24-slim`) that is present locally,
+ * or undefined when it is not. The base's own Node (found on its PATH) runs the parts; the tag
+ * follows the base's image id, so a re-tagged base gets a new image. Labels record the base.
+ */
+async function ensureNodeImageFromBase(
+  docker: Dockerode,
+  baseRef: string,
+  progress: (s: string) => void,
+  built: string[],
+): Promise<string | undefined> {
+  let baseId: string;
+  try {
+    baseId = (await docker.getImage(baseRef).inspect()).Id;
+  } catch (err) {
+    if (engineStatus(err) === 404) return undefined;
+    throw err;
+  }
+  const h = createHash('sha256').update(`trusted-ms node image from base v1\n${baseId}\n`);
+  const tag = `trusted-ms-node:base-${h.digest('hex').slice(0, 16)}`;
+  if (await exists(docker, tag)) return tag;
+
+  progress(`building the node image from the base image ${baseRef}`);
+  const t0 = Date.now();
+  const builder = await docker.createContainer({
+    Image: baseRef,
+    Entrypoint: ['node'],
+    Cmd: ['-e', '0'],
+    Labels: { [LABEL.image]: 'builder' },
+  });
+  try {
+    // The folders the parts use, whatever the base holds.
+    const dirs: TarEntry[] = ['opt', 'srv', 'tmp'].map((name) => ({
+      type: 'directory',
+      name,
+      mode: name === 'tmp' ? 0o1777 : 0o755,
+    }));
+    await builder.putArchive(packTar(dirs), { path: '/' });
+    const [repo, version] = tag.split(':') as [string, string];
+    await builder.commit({
+      repo,
+      tag: version,
+      changes: [
+        `LABEL ${LABEL.image}=node ${LABEL.baseImage}="${baseRef}" ${LABEL.baseImageId}=${baseId}`,
+        // The base's node, wherever its PATH puts it; its own entrypoint script is not wanted.
+        'ENTRYPOINT ["node"]',
+        'CMD []',
+        'WORKDIR /',
+      ],
+    } as object);
+  } finally {
+    await idempotent(() => builder.remove({ force: true }));
+  }
+  built.push(tag);
+  progress(`built ${tag} from ${baseRef} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   return tag;
 }
 
