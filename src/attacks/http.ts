@@ -1,12 +1,17 @@
-import { Agent, type Dispatcher, request } from 'undici';
+import { Agent, buildConnector, type Dispatcher, request } from 'undici';
 import { TrustedMsError } from '../errors.js';
+import type { LabState } from '../lab/state.js';
 import type { Attempt, ScenarioContext } from './types.js';
 
 const LOOPBACK = /^127\.0\.0\.(\d{1,3})$/;
 
-/** Scenarios talk only to the lab's own loopback addresses: anything else is a bug, refused here. */
-export function assertLabAddress(url: string): URL {
+/**
+ * Scenarios talk only to the lab's own addresses: loopback, or a container's address on the lab's
+ * own Docker network (as the lab state records it). Anything else is a bug, refused here.
+ */
+export function assertLabAddress(url: string, lab?: LabState): URL {
   const u = new URL(url);
+  if (lab?.parts.some((p) => p.directUrl !== undefined && new URL(p.directUrl).host === u.host)) return u;
   const m = LOOPBACK.exec(u.hostname);
   if (m === null || Number(m[1]) > 255) {
     throw new TrustedMsError('INVALID_INPUT', `attack traffic may only go to 127.0.0.x, not ${u.host}`);
@@ -27,7 +32,7 @@ export interface AttemptRequest {
 
 /** Sends one attacker request (bounded by ctx.timeoutMs) and records what came back as evidence. */
 export async function attempt(ctx: ScenarioContext, req: AttemptRequest): Promise<Attempt> {
-  const u = assertLabAddress(req.url);
+  const u = assertLabAddress(req.url, ctx.lab);
   const target = `${req.method ?? (req.body === undefined ? 'GET' : 'POST')} ${u.origin}${u.pathname}`;
   let result: Attempt;
   try {
@@ -95,9 +100,16 @@ function codeOf(text: string): string | undefined {
  * address (127.0.0.2) so that the lab sees a different client than the victim's 127.0.0.1.
  */
 export function attackerClient(): Agent {
+  if (process.platform !== 'linux') return new Agent({ connections: 8 });
+  // Bound to 127.0.0.2 only towards loopback: a container's address is not reachable from it.
+  const connector = buildConnector({});
   return new Agent({
     connections: 8,
-    ...(process.platform === 'linux' ? { localAddress: ATTACKER_ADDRESS } : {}),
+    connect: (opts, callback) =>
+      connector(
+        { ...opts, ...(LOOPBACK.test(opts.hostname) ? { localAddress: ATTACKER_ADDRESS } : {}) },
+        callback,
+      ),
   });
 }
 

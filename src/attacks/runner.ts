@@ -6,7 +6,7 @@ import { loadPrivateKeyFile, privateKeyPath } from '../crypto/keys.js';
 import { isTrustedMsError } from '../errors.js';
 import { labDown } from '../lab/down.js';
 import type { Posture } from '../lab/posture.js';
-import { ProcessRuntime } from '../lab/runtimes/process.js';
+import { runtimeFor } from '../lab/runtimes/select.js';
 import { type LabState, readLabState } from '../lab/state.js';
 import { labUp } from '../lab/up.js';
 import { openUserAdmin } from '../users/admin.js';
@@ -83,10 +83,12 @@ export async function runAttacks(opts: RunOptions): Promise<AttackReport> {
   const results: ScenarioResult[] = [];
   const postures: PostureRun[] = [];
   const running = opts.home ? await readLabState(opts.home) : undefined;
-  const runtime = new ProcessRuntime();
-  const alive = running
-    ? (await Promise.all(running.parts.map((p) => runtime.isAlive(p)))).every(Boolean)
-    : false;
+  // The runtime the lab was started with (a Docker lab's parts are containers, not processes).
+  const runtime = running ? await runtimeFor(running.runtime).catch(() => undefined) : undefined;
+  const alive =
+    running && runtime
+      ? (await Promise.all(running.parts.map((p) => runtime.isAlive(p)))).every(Boolean)
+      : false;
 
   for (const posture of opts.postures) {
     if (running && alive && running.posture === posture && opts.home) {

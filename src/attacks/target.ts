@@ -23,7 +23,7 @@ export function gatewayTargetPath(): string {
   return `/svc/${TARGET.service}${TARGET.path}`;
 }
 
-/** The target service's own address (bypassing the gateway). */
+/** The target service's own address (bypassing the gateway), as this host reaches it. */
 export function directTargetUrl(lab: LabState): string {
   const part = lab.parts.find((p) => p.kind === 'service' && p.name === TARGET.service);
   if (part === undefined) {
@@ -31,5 +31,6 @@ export function directTargetUrl(lab: LabState): string {
       actions: ['bring the lab up with more services: --services 2 or more'],
     });
   }
-  return `${part.url}${TARGET.path}`;
+  // A container's name resolves only inside the lab's network: from here, its address on it.
+  return `${part.directUrl ?? part.url}${TARGET.path}`;
 }
