@@ -1,16 +1,22 @@
+import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type Dockerode from 'dockerode';
 import { pack } from 'tar-stream';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SCENARIOS } from '../../src/attacks/registry.js';
+import { runAttacks } from '../../src/attacks/runner.js';
 import { hashDirectory } from '../../src/attestation/tree-hash.js';
 import { callService } from '../../src/client/call.js';
 import { verifyServices } from '../../src/lab/attest.js';
 import { labDown } from '../../src/lab/down.js';
-import { connectEngine, LABEL } from '../../src/lab/runtimes/docker/engine.js';
+import type { Posture } from '../../src/lab/posture.js';
+import { connectEngine, idempotent, LABEL } from '../../src/lab/runtimes/docker/engine.js';
+import { ensureImages, IMAGE_NODE } from '../../src/lab/runtimes/docker/images.js';
 import { DockerRuntime } from '../../src/lab/runtimes/docker.js';
 import type { PartState } from '../../src/lab/state.js';
+import { labStatus } from '../../src/lab/status.js';
 import { type RunningLab, startLab } from '../support/lab.js';
 
 /*
@@ -40,6 +46,40 @@ function oneFileTar(name: string, content: Buffer): NodeJS.ReadableStream {
   p.entry({ name: `app/${name}`, mode: 0o644, mtime: new Date(0) }, content);
   p.finalize();
   return p as unknown as NodeJS.ReadableStream;
+}
+
+/** Waits (bounded) until `check` holds; the last value is returned for the assertion that follows. */
+async function waitFor<T>(probe: () => Promise<T>, check: (v: T) => boolean, ms = 60_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  let v = await probe();
+  while (!check(v) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 200));
+    v = await probe();
+  }
+  return v;
+}
+
+/** Runs a command in a container and waits for it to end; its exit code. */
+async function execIn(container: Dockerode.Container, cmd: string[]): Promise<number | null> {
+  const exec = await container.exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true });
+  const stream = await exec.start({});
+  await new Promise((resolve) => {
+    stream.on('end', resolve);
+    stream.on('close', resolve);
+    stream.resume();
+  });
+  return (await exec.inspect()).ExitCode;
+}
+
+/** The built scenarios against the lab running in `home`: the runner must find it alive and use it. */
+async function attackRunningLab(home: string, posture: Posture) {
+  const report = await runAttacks({ scenarios: SCENARIOS, postures: [posture], home });
+  expect(report.postures.map((p) => p.lab)).toEqual(['running']);
+  const outcomes = Object.fromEntries(report.results.map((r) => [r.id, r.outcome]));
+  const expected = Object.fromEntries(SCENARIOS.map((sc) => [sc.id, sc.expected[posture]]));
+  expect(outcomes).toEqual(expected);
+  expect(report.ok).toBe(true);
+  return report;
 }
 
 describe.runIf(engine)('the Docker lab (trusted posture)', () => {
@@ -133,6 +173,90 @@ describe.runIf(engine)('the Docker lab (trusted posture)', () => {
     expect((await call()).status).toBe(200);
   });
 
+  it('brings a crashed service back through the restart policy, and it serves again', async () => {
+    const catalog = part('catalog');
+    const container = docker.getContainer(catalog.containerId as string);
+    const before = await container.inspect();
+    const alice = await lab.login('alice');
+    const call = () =>
+      callService(alice, { gatewayUrl: gw(), service: 'catalog', path: '/db/catalog/records' });
+    expect((await call()).status).toBe(200);
+    // A crash from inside: every process but the container's init (PID 1) and this one gets SIGKILL.
+    const killAll =
+      "for (const d of require('fs').readdirSync('/proc')) if (/^\\d+$/.test(d) && +d !== 1 && +d !== process.pid) try { process.kill(+d, 'SIGKILL') } catch {}";
+    await execIn(container, [IMAGE_NODE, '-e', killAll]);
+    const after = await waitFor(
+      () => container.inspect(),
+      (i) => i.RestartCount > before.RestartCount && i.State.Status === 'running',
+    );
+    expect(after.RestartCount).toBeGreaterThan(before.RestartCount);
+    expect(after.State.StartedAt).not.toBe(before.State.StartedAt);
+    const r = await waitFor(call, (x) => x.status === 200);
+    expect(r.status).toBe(200);
+    expect(await runtime.isAlive(catalog)).toBe(true);
+  });
+
+  it('does not count a service in a crash loop as alive (lab status), and it recovers when fixed', async () => {
+    const inventory = part('inventory');
+    const container = docker.getContainer(inventory.containerId as string);
+    const original = await readFile(join(inventory.appDir as string, 'service.mjs'));
+    expect((await labStatus(lab.home, runtime)).parts.find((p) => p.name === 'inventory')?.alive).toBe(true);
+    try {
+      // Code that dies at start: each restart fails until the policy gives up (exited).
+      await container.putArchive(oneFileTar('service.mjs', Buffer.from('process.exit(3);\n')), {
+        path: '/srv',
+      });
+      await execIn(container, [
+        IMAGE_NODE,
+        '-e',
+        "for (const d of require('fs').readdirSync('/proc')) if (/^\\d+$/.test(d) && +d !== 1 && +d !== process.pid) try { process.kill(+d, 'SIGKILL') } catch {}",
+      ]);
+      // Caught between two tries (the engine's back-off): restarting before and after the check,
+      // with no start in between, so the check saw a restarting container.
+      let seen: boolean | undefined;
+      const deadline = Date.now() + 60_000;
+      while (seen === undefined && Date.now() < deadline) {
+        const a = (await container.inspect()).State;
+        if (a.Status === 'exited') break;
+        if (a.Status !== 'restarting') continue;
+        const alive = await runtime.isAlive(inventory);
+        const b = (await container.inspect()).State;
+        if (b.Status === 'restarting' && b.StartedAt === a.StartedAt) seen = alive;
+      }
+      expect(seen).toBe(false);
+      const looped = await waitFor(
+        () => container.inspect(),
+        (i) => i.State.Status === 'exited' && i.RestartCount > 0,
+      );
+      expect(looped.State.Status).toBe('exited');
+      expect(looped.State.ExitCode).toBe(3);
+      const status = await labStatus(lab.home, runtime);
+      expect(status.parts.find((p) => p.name === 'inventory')?.alive).toBe(false);
+      expect(status.parts.find((p) => p.name === 'catalog')?.alive).toBe(true);
+    } finally {
+      await container.putArchive(oneFileTar('service.mjs', original), { path: '/srv' });
+      await idempotent(() => container.start());
+    }
+    await waitFor(
+      () => runtime.isAlive(inventory),
+      (alive) => alive,
+    );
+    expect(await runtime.isAlive(inventory)).toBe(true);
+    const { services } = await verifyServices(lab.home, ['inventory']);
+    expect(services[0]?.state).toBe('trusted');
+  });
+
+  it('runs the built attack scenarios against this running Docker lab: each blocked, as expected', async () => {
+    const report = await attackRunningLab(lab.home, 'trusted');
+    for (const r of report.results) expect(r.outcome, r.id).toBe('blocked');
+    // The direct attempts reached for the service's own address on the lab's network.
+    const direct = report.results
+      .flatMap((r) => r.evidence.attempts)
+      .filter((a) => a.target.includes(new URL(part('customers').directUrl as string).host));
+    expect(direct.length).toBeGreaterThan(0);
+    for (const a of direct) expect(a.gotData).toBe(false);
+  });
+
   it('seals the services: internal network, no published port; only gateway and security on 127.0.0.1', async () => {
     // Inspected on the engine, never probed by sending traffic out.
     const [internal] = await docker.listNetworks({ filters: { name: [`tms-${lab.state.labId}-internal`] } });
@@ -168,5 +292,135 @@ describe.runIf(engine)('the Docker lab (trusted posture)', () => {
     expect((await docker.listVolumes({ filters })).Volumes ?? []).toEqual([]);
     // Idempotent: a second down finds nothing to do and does not fail.
     expect((await labDown(lab.home, runtime)).stopped).toEqual([]);
+  });
+});
+
+/** A local image made here (no registry): the lab's scratch node image plus a marker file. */
+async function makeTestBase(docker: Dockerode, ref: string): Promise<string> {
+  const { node } = await ensureImages(docker);
+  const p = pack();
+  p.entry({ name: 'etc', type: 'directory', mode: 0o755, mtime: new Date(0) });
+  p.entry({ name: 'etc/tms-e2e-base', mode: 0o644, mtime: new Date(0) }, `${ref}\n`);
+  p.finalize();
+  const c = await docker.createContainer({ Image: node, Cmd: ['-e', '0'], Labels: { 'tms-e2e': 'base' } });
+  try {
+    await c.putArchive(p as unknown as NodeJS.ReadableStream, { path: '/' });
+    const [repo, tag] = ref.split(':') as [string, string];
+    await c.commit({ repo, tag, changes: ['LABEL tms-e2e=base'] } as object);
+  } finally {
+    await idempotent(() => c.remove({ force: true }));
+  }
+  return (await docker.getImage(ref).inspect()).Id;
+}
+
+describe.runIf(engine)('the Docker lab (paper posture) on a configured base image present locally', () => {
+  const docker = engine as Dockerode;
+  const baseRef = `tms-e2e-base:${randomBytes(4).toString('hex')}`;
+  const runtime = new DockerRuntime(docker, { baseImage: baseRef });
+  let baseId: string;
+  let lab: RunningLab;
+
+  beforeAll(async () => {
+    baseId = await makeTestBase(docker, baseRef);
+    lab = await startLab('paper', 3, runtime);
+  }, 240_000);
+  afterAll(async () => {
+    await lab?.[Symbol.asyncDispose]();
+    // Only the images this file made from its own base, newest first.
+    const images = runtime.builtImages;
+    for (const tag of [images?.lab, images?.node, baseRef])
+      if (tag) await idempotent(() => docker.getImage(tag).remove());
+  }, 60_000);
+
+  it('built FROM the configured base image: labels, history and its file inside a running service', async () => {
+    const images = runtime.builtImages;
+    expect(images?.base).toEqual({ configured: baseRef, used: 'configured' });
+    const node = await docker.getImage(images?.node as string).inspect();
+    expect(node.Config.Labels?.[LABEL.baseImage]).toBe(baseRef);
+    expect(node.Config.Labels?.[LABEL.baseImageId]).toBe(baseId);
+    const history = (await docker.getImage(images?.lab as string).history()) as { Id: string }[];
+    expect(history.map((h) => h.Id)).toContain(baseId);
+    const catalog = lab.state.parts.find((p) => p.name === 'catalog') as PartState;
+    const info = await docker.getContainer(catalog.containerId as string).inspect();
+    expect(info.Config.Image).toBe(images?.node);
+    const marker = await docker
+      .getContainer(catalog.containerId as string)
+      .getArchive({ path: '/etc/tms-e2e-base' });
+    marker.resume();
+  });
+
+  it('logs a user in (the paper scheme) and serves a call; refuses a database outside the role', async () => {
+    expect(lab.state.posture).toBe('paper');
+    const alice = await lab.login('alice');
+    const ok = await callService(alice, {
+      gatewayUrl: lab.state.gatewayUrl,
+      service: 'catalog',
+      path: '/db/catalog/records',
+    });
+    expect(ok.status).toBe(200);
+    const bob = await lab.login('bob');
+    const refused = await callService(bob, {
+      gatewayUrl: lab.state.gatewayUrl,
+      service: 'customers',
+      path: '/db/customers/records',
+    });
+    expect(refused.status).toBe(403);
+    expect((refused.body as Body).code).toBe('ACCESS_DENIED');
+    await expect(lab.login('alice', { keyOf: 'bob' })).rejects.toMatchObject({ code: 'SIGNATURE_INVALID' });
+  });
+});
+
+describe.runIf(engine)('the Docker lab (none posture) with a configured base image that is absent', () => {
+  const docker = engine as Dockerode;
+  const absent = `tms-e2e-absent:${randomBytes(4).toString('hex')}`;
+  const runtime = new DockerRuntime(docker, { baseImage: absent });
+  let lab: RunningLab;
+
+  beforeAll(async () => {
+    lab = await startLab('none', 3, runtime);
+  }, 240_000);
+  afterAll(async () => {
+    await lab?.[Symbol.asyncDispose]();
+  }, 60_000);
+
+  it('falls back to the scratch image, and says so', async () => {
+    const scratch = await ensureImages(docker);
+    expect(runtime.builtImages?.base).toEqual({ configured: absent, used: 'scratch' });
+    expect(runtime.builtImages?.node).toBe(scratch.node);
+    const said: string[] = [];
+    const again = await ensureImages(docker, (s) => said.push(s), { baseImage: absent });
+    expect(again.node).toBe(scratch.node);
+    expect(said.join('\n')).toContain(`base image ${absent} is not present locally`);
+    await expect(docker.getImage(absent).inspect()).rejects.toMatchObject({ statusCode: 404 });
+  });
+
+  it('logs a user in with the password alone and serves a call; refuses a database outside the role', async () => {
+    expect(lab.state.posture).toBe('none');
+    const alice = await lab.login('alice');
+    const ok = await callService(alice, {
+      gatewayUrl: lab.state.gatewayUrl,
+      service: 'catalog',
+      path: '/db/catalog/records',
+    });
+    expect(ok.status).toBe(200);
+    const bob = await lab.login('bob');
+    const refused = await callService(bob, {
+      gatewayUrl: lab.state.gatewayUrl,
+      service: 'customers',
+      path: '/db/customers/records',
+    });
+    expect(refused.status).toBe(403);
+    await expect(lab.login('alice', { password: 'wrong' })).rejects.toMatchObject({ code: 'AUTH_FAILED' });
+  });
+
+  it('runs the built attack scenarios against this running Docker lab: each succeeds, from evidence', async () => {
+    const report = await attackRunningLab(lab.home, 'none');
+    for (const r of report.results) {
+      expect(r.outcome, r.id).toBe('succeeded');
+      expect(
+        r.evidence.attempts.some((a) => a.gotData && a.status === 200),
+        r.id,
+      ).toBe(true);
+    }
   });
 });
