@@ -392,6 +392,9 @@ describe.runIf(engine)('the Docker lab (none posture) with a configured base ima
     expect(again.node).toBe(scratch.node);
     expect(said.join('\n')).toContain(`base image ${absent} is not present locally`);
     await expect(docker.getImage(absent).inspect()).rejects.toMatchObject({ statusCode: 404 });
+    await expect(ensureImages(docker, undefined, { baseImage: 'node:24 "x"' })).rejects.toMatchObject({
+      code: 'INVALID_INPUT',
+    });
   });
 
   it('logs a user in with the password alone and serves a call; refuses a database outside the role', async () => {

@@ -42,6 +42,12 @@ export async function ensureImages(
   const t0 = Date.now();
   const built: string[] = [];
   const configured = opts.baseImage?.trim() || undefined;
+  // A reference as Docker spells one (name[:tag][@digest]); it also goes into a LABEL line.
+  if (configured && !/^[a-z0-9][\w.\-/]*(:[\w.-]+)?(@sha256:[a-f0-9]{64})?$/.test(configured)) {
+    throw new TrustedMsError('INVALID_INPUT', `${JSON.stringify(configured)} is not an image reference`, {
+      actions: ['give a local image as name[:tag], e.g. --base-image node:24-slim'],
+    });
+  }
   let node: string | undefined;
   if (configured) {
     node = await ensureNodeImageFromBase(docker, configured, progress, built);
