@@ -66,7 +66,7 @@ export function renderHtml(report: AttackReport): string {
     '<html lang="en">',
     '<head>',
     '<meta charset="utf-8">',
-    `<meta http-equiv="Content-Security-Policy" content="${e(CSP)}">`,
+    `<meta http-equiv="Content-Security-Policy" content="${CSP}">`,
     '<meta name="viewport" content="width=device-width, initial-scale=1">',
     `<title>trusted-ms attack report, ${e(report.startedAt)}</title>`,
     `<style>${CSS}</style>`,
