@@ -153,7 +153,9 @@ describe.runIf(hasChromium || hasXmllint)('the report files of a real run', () =
       expect(await page.locator('#chart rect').count()).toBeGreaterThan(3);
       expect(await page.locator('#chart').isVisible()).toBe(true);
       // The style is applied (its CSP hash matched): the failing cell has its red background.
-      expect(await failing.evaluate((el) => el.ownerDocument.defaultView?.getComputedStyle(el).backgroundColor)).toBe('rgb(255, 235, 233)');
+      expect(
+        await failing.evaluate((el) => el.ownerDocument.defaultView?.getComputedStyle(el).backgroundColor),
+      ).toBe('rgb(255, 235, 233)');
       const shot = join(dir, 'report.png');
       await page.screenshot({ path: shot, fullPage: true });
       const png = await readFile(shot);
