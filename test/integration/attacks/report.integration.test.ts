@@ -45,6 +45,29 @@ describe.runIf(inCi && !(hasChromium && hasXmllint))('the report tools in CI', (
   });
 });
 
+describe('report files in a folder that does not exist', () => {
+  it.each(['--html', '--junit'])('%s: USAGE, exit 2, before any lab comes up', async (flag) => {
+    const dir = await mkdtemp(join(tmpdir(), 'tms-report-bad-'));
+    try {
+      const r = await cli({ home: join(dir, 'home'), keys: join(dir, 'keys') }, [
+        'attack',
+        'simulate',
+        '--all',
+        '--posture',
+        'all',
+        flag,
+        join(dir, 'missing', 'report'),
+      ]);
+      expect(r.exitCode).toBe(2);
+      expect(r.stderr).toContain('Error [USAGE]: cannot write');
+      expect(r.stderr).not.toContain('bringing a lab up');
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 const SCENARIO_IDS = ['masquerade.stolen-ticket', 'privilege.cross-database'];
 const POSTURE_COUNT = 3;
 
