@@ -79,6 +79,8 @@ export function renderHtml(report: AttackReport): string {
     matrix(report, ids, postures),
     '<h2>Outcomes per posture</h2>',
     chart(report, postures),
+    '<h2>Time per scenario</h2>',
+    durations(report),
     '<h2>Run</h2>',
     runTable(report),
     '<h2>Evidence</h2>',
@@ -149,6 +151,22 @@ function chart(report: AttackReport, postures: string[]): string {
   return `<svg id="chart" role="img" aria-label="runs blocked, succeeded and errored per posture" width="${barX + barW + 140}" height="${height}" viewBox="0 0 ${barX + barW + 140} ${height}" xmlns="http://www.w3.org/2000/svg">${legend}${bars.join('')}</svg>`;
 }
 
+/** One bar per scenario × posture, its length the run's duration (setup to revert). */
+function durations(report: AttackReport): string {
+  const labelW = 330;
+  const barW = 400;
+  const rowH = 18;
+  const max = Math.max(1, ...report.results.map((r) => r.durationMs));
+  const height = report.results.length * rowH + 4;
+  const rows = report.results.map((r, i) => {
+    const y = i * rowH;
+    const w = Math.max(1, (r.durationMs / max) * barW);
+    const color = r.outcome === 'error' ? COLORS.error : COLORS[r.outcome];
+    return `<text x="0" y="${y + 13}">${e(r.id)} [${e(r.posture)}]</text><rect x="${labelW}" y="${y + 3}" width="${w.toFixed(1)}" height="12" fill="${color}"><title>${e(r.id)} in ${e(r.posture)}: ${e(r.outcome)}, ${e(seconds(r.durationMs))}</title></rect><text x="${(labelW + w + 6).toFixed(1)}" y="${y + 13}">${e(seconds(r.durationMs))}</text>`;
+  });
+  return `<svg id="durations" role="img" aria-label="how long each scenario ran, per posture" width="${labelW + barW + 70}" height="${height}" viewBox="0 0 ${labelW + barW + 70} ${height}" xmlns="http://www.w3.org/2000/svg">${rows.join('')}</svg>`;
+}
+
 function runTable(report: AttackReport): string {
   const env = report.environment;
   const rows: [string, string][] = [
@@ -204,5 +222,5 @@ function evidence(r: ScenarioResult, i: number): string {
 }
 
 function seconds(ms: number): string {
-  return `${(ms / 1000).toFixed(1)} s`;
+  return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
 }

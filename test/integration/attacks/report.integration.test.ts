@@ -175,6 +175,7 @@ describe.runIf(hasChromium || hasXmllint)('the report files of a real run', () =
       expect(await page.locator('#verdict').textContent()).toContain('1 of 6 runs did not match');
       expect(await page.locator('#chart rect').count()).toBeGreaterThan(3);
       expect(await page.locator('#chart').isVisible()).toBe(true);
+      expect(await page.locator('#durations rect').count()).toBe(SCENARIO_IDS.length * POSTURE_COUNT);
       // The style is applied (its CSP hash matched): the failing cell has its red background.
       expect(
         await failing.evaluate((el) => el.ownerDocument.defaultView?.getComputedStyle(el).backgroundColor),

@@ -63,7 +63,9 @@ describe('the HTML report', () => {
     expect(csp).toContain(`style-src 'sha256-${hash}'`);
     // The only URL in an attribute is the SVG namespace, an identifier that is never fetched (the
     // lab URLs of the evidence are text).
-    expect(html.match(/="[a-z]+:[^"]*"/gi)).toEqual(['="http://www.w3.org/2000/svg"']);
+    const urls = html.match(/="[a-z]+:[^"]*"/gi) ?? [];
+    expect(urls.length).toBeGreaterThan(0);
+    expect(new Set(urls)).toEqual(new Set(['="http://www.w3.org/2000/svg"']));
     expect(html.match(/\b(?:src|href)="([^"]*)"/g)?.every((a) => a.startsWith('href="#ev-'))).toBe(true);
     expect(html).not.toMatch(/<(script|link|iframe|object|embed)\b/i);
   });
