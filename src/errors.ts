@@ -14,6 +14,7 @@ export const ERROR_CODES = {
   POSTURE_MISMATCH: { exit: 2, http: 409 },
   SCENARIO_NOT_FOUND: { exit: 2, http: 404 },
   PASSWORD_REQUIRED: { exit: 2, http: 400 },
+  REPORT_WRITE_FAILED: { exit: 2, http: 500 },
   // users, roles, policy
   USER_EXISTS: { exit: 3, http: 409 },
   USER_NOT_FOUND: { exit: 3, http: 404 },

@@ -23,6 +23,11 @@ export function packageRoot(): string {
   }
 }
 
+/** trusted-ms's own version, from its package.json. */
+export function packageVersion(): string {
+  return JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')).version;
+}
+
 export function fixturePath(...parts: string[]): string {
   return join(packageRoot(), 'fixtures', ...parts);
 }

@@ -1,7 +1,9 @@
-import { writeFile } from 'node:fs/promises';
+import { stat, writeFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { Args, Flags } from '@oclif/core';
 import { findScenario, SCENARIOS } from '../../src/attacks/registry.js';
 import { renderJunit, renderMatrix } from '../../src/attacks/report.js';
+import { renderHtml } from '../../src/attacks/report-html.js';
 import { type AttackReport, runAttacks } from '../../src/attacks/runner.js';
 import { BaseCommand, type JsonEnvelope } from '../../src/cli/base-command.js';
 import { TrustedMsError } from '../../src/errors.js';
@@ -22,6 +24,7 @@ export default class AttackSimulate extends BaseCommand {
     '<%= config.bin %> <%= command.id %> --all --posture all',
     '<%= config.bin %> <%= command.id %> masquerade.stolen-ticket --posture trusted',
     '<%= config.bin %> <%= command.id %> --all --posture all --junit attacks.xml --json',
+    '<%= config.bin %> <%= command.id %> --all --posture all --junit reports/attacks.xml --html reports/attacks.html',
   ];
   static override args = { ids: Args.string({ description: 'scenario ids (see `attack list`)' }) };
   static override flags = {
@@ -38,6 +41,9 @@ export default class AttackSimulate extends BaseCommand {
       max: 20,
     }),
     junit: Flags.string({ description: 'also write a JUnit XML report to this file' }),
+    html: Flags.string({
+      description: 'also write a self-contained HTML report (matrix, evidence, chart) to this file',
+    }),
   };
 
   async run(): Promise<AttackSimulateResult> {
@@ -50,15 +56,23 @@ export default class AttackSimulate extends BaseCommand {
     }
     const scenarios = flags.all ? SCENARIOS : ids.map(findScenario);
     const postures: readonly Posture[] = flags.posture === 'all' ? POSTURES : [flags.posture as Posture];
+    // Checked before the run, which can take minutes, rather than failing at its end.
+    for (const file of [flags.junit, flags.html]) if (file !== undefined) await assertWritableFolder(file);
+    const say = (line: string) => process.stderr.write(this.jsonEnabled() ? '' : `  ${line}\n`);
     const report = await runAttacks({
       scenarios,
       postures,
       home: this.labHome(flags),
       services: flags.services,
-      onProgress: (line) => process.stderr.write(this.jsonEnabled() ? '' : `  ${line}\n`),
+      onProgress: say,
+      onResult: (r) =>
+        say(
+          `${r.posture}: ${r.id} ${r.outcome}, ${r.passed ? 'as expected' : `expected ${r.expected}`} (${(r.durationMs / 1000).toFixed(1)} s)`,
+        ),
     });
-    if (flags.junit) await writeFile(flags.junit, renderJunit(report));
     this.log(renderMatrix(report));
+    if (flags.junit) await writeReport(flags.junit, renderJunit(report));
+    if (flags.html) await writeReport(flags.html, renderHtml(report));
     if (!report.ok) process.exitCode = OUTCOME_MISMATCH_EXIT;
     return report;
   }
@@ -69,4 +83,22 @@ export default class AttackSimulate extends BaseCommand {
       result,
     } as JsonEnvelope<unknown>;
   }
+}
+
+async function assertWritableFolder(file: string): Promise<void> {
+  const folder = dirname(resolve(file));
+  const st = await stat(folder).catch(() => undefined);
+  if (!st?.isDirectory()) {
+    throw new TrustedMsError('USAGE', `cannot write ${file}: the folder ${folder} does not exist`, {
+      actions: [`create it first: mkdir -p ${folder}`],
+    });
+  }
+}
+
+async function writeReport(file: string, text: string): Promise<void> {
+  await writeFile(file, text).catch((err: NodeJS.ErrnoException) => {
+    throw new TrustedMsError('REPORT_WRITE_FAILED', `cannot write ${file}: ${err.code ?? err.message}`, {
+      actions: ['give a file in a folder you can write to'],
+    });
+  });
 }

@@ -66,13 +66,16 @@ export function renderJunit(report: AttackReport): string {
   return out.join('\n');
 }
 
+/** The evidence as plain lines: each attempt and its answer, the measurements, any error. */
 function evidenceText(r: ScenarioResult): string {
-  return r.evidence.attempts
-    .map(
-      (a) =>
-        `${a.action}: ${a.target} -> ${a.status ?? 'no answer'}${a.code ? ` ${a.code}` : ''}${a.gotData ? ' (data obtained)' : ''}`,
-    )
-    .join('\n');
+  const lines = r.evidence.attempts.map(
+    (a) =>
+      `${a.action}: ${a.target} -> ${a.status ?? 'no answer'}${a.code ? ` ${a.code}` : ''}${a.gotData ? ' (data obtained)' : ''}${a.note ? ` — ${a.note}` : ''}`,
+  );
+  for (const [k, v] of Object.entries(r.evidence.measurements ?? {})) lines.push(`${k} = ${v}`);
+  if (r.error) lines.push(`error ${r.error.code}: ${r.error.message}`);
+  if (!r.reverted) lines.push(`revert failed: ${r.revertError ?? ''}`);
+  return lines.join('\n');
 }
 
 function secs(ms: number): string {

@@ -9,6 +9,7 @@ import type { Posture } from '../lab/posture.js';
 import { runtimeFor } from '../lab/runtimes/select.js';
 import { type LabState, readLabState } from '../lab/state.js';
 import { labUp } from '../lab/up.js';
+import { packageVersion } from '../paths.js';
 import { openUserAdmin } from '../users/admin.js';
 import { keygenForUser } from '../users/keygen.js';
 import { attackerClient } from './http.js';
@@ -65,6 +66,8 @@ export interface PostureRun {
 export interface AttackReport {
   schema: 'trusted-ms/attack-report@1';
   startedAt: string;
+  /** what ran the scenarios: trusted-ms's version, Node's, the OS and architecture */
+  environment: { trustedMs: string; node: string; platform: string };
   durationMs: number;
   postures: PostureRun[];
   results: ScenarioResult[];
@@ -116,7 +119,7 @@ export async function runAttacks(opts: RunOptions): Promise<AttackReport> {
       const users = await ensureAttackUsers(home, keyDir);
       progress(`${posture}: bringing a lab up (${services} services)`);
       const t0 = Date.now();
-      const up = await labUp({ home, posture, services });
+      const up = await labUp({ home, posture, services, onProgress: (s) => progress(`${posture}: ${s}`) });
       postures.push({ posture, labId: up.state.labId, lab: 'started', services, labUpMs: Date.now() - t0 });
       await runAll(up.state, users, opts, results);
     } catch (err) {
@@ -130,6 +133,7 @@ export async function runAttacks(opts: RunOptions): Promise<AttackReport> {
         opts.onResult?.(r);
       }
     } finally {
+      progress(`${posture}: taking the lab down`);
       await labDown(home).catch(() => undefined);
       await rm(dir, { recursive: true, force: true });
     }
@@ -138,6 +142,11 @@ export async function runAttacks(opts: RunOptions): Promise<AttackReport> {
   return {
     schema: 'trusted-ms/attack-report@1',
     startedAt: new Date(started).toISOString(),
+    environment: {
+      trustedMs: packageVersion(),
+      node: process.version,
+      platform: `${process.platform} ${process.arch}`,
+    },
     durationMs: Date.now() - started,
     postures,
     results,
@@ -153,7 +162,7 @@ async function runAll(
   results: ScenarioResult[],
 ): Promise<void> {
   for (const scenario of opts.scenarios) {
-    opts.onProgress?.(`${lab.posture}: ${scenario.id}`);
+    opts.onProgress?.(`${lab.posture}: ${scenario.id} …`);
     const r = await runScenario(scenario, lab, users, opts.timeoutMs ?? 10_000);
     results.push(r);
     opts.onResult?.(r);
