@@ -89,10 +89,10 @@ export async function startSampleService(hooks: SampleKitHooks = {}): Promise<vo
 
   /** The paper's attestation: the service hashes its own code and vouches for it. */
   async function selfReport(): Promise<void> {
-    const hash = hooks.ownHash
-      ? await hooks.ownHash(config, security)
-      : (await hashDirectory(config.appDir)).hash;
     try {
+      const hash = hooks.ownHash
+        ? await hooks.ownHash(config, security)
+        : (await hashDirectory(config.appDir)).hash;
       const result = await security.untilReady(`${name}: self-report`, () =>
         security.call<{ state?: unknown } | null>(
           'POST',
