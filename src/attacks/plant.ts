@@ -21,10 +21,18 @@ import type { Attempt, ScenarioContext } from './types.js';
 /** `attacker.json`, written next to the planted code: where the implant sends what it steals. */
 export interface AttackerConfig {
   sink: string;
+  /** lateral theft: what the compromised service reads behind its callers' backs */
   target?: { service: string; url: string; path: string };
+  /** impersonation: what the rogue answers with, and its certificate (files next to it, 0600) */
+  rogue?: {
+    database: string;
+    forged: Record<string, unknown>;
+    tls?: { certFile: string; keyFile: string };
+    lifetimeSeconds?: number;
+  };
 }
 
-export type Variant = 'exfil' | 'lying' | 'lateral';
+export type Variant = 'exfil' | 'lying' | 'lateral' | 'rogue';
 
 export function variantBundle(variant: Variant): string {
   return join(packageRoot(), 'dist', 'lab', 'tampered', `${variant}-service.mjs`);
@@ -74,7 +82,7 @@ export async function compromiseProcess(
   ctx: ScenarioContext,
   service: string,
   variant: Variant,
-  attacker: AttackerConfig,
+  attacker: AttackerConfig | ((dir: string) => Promise<AttackerConfig>),
 ): Promise<void> {
   servicePart(ctx, service);
   const tmpDir = await mkdtemp(join(tmpdir(), 'tms-implant-'));
@@ -82,8 +90,11 @@ export async function compromiseProcess(
   ctx.scratch.planted = planted;
   const entry = join(tmpDir, 'service.mjs');
   await copyFile(variantBundle(variant), entry);
-  await writeFile(join(tmpDir, 'attacker.json'), attackerJson(attacker));
-  await restartService(ctx.lab, service, { entry });
+  const config = typeof attacker === 'function' ? await attacker(tmpDir) : attacker;
+  await writeFile(join(tmpDir, 'attacker.json'), attackerJson(config));
+  // A rogue cannot pass the lab's health check in trusted (the check trusts the lab CA only): its
+  // own "listening" line says it is up.
+  await restartService(ctx.lab, service, { entry, waitForLog: variant === 'rogue' });
 }
 
 /** Puts the service's own code back, restarts it, and (trusted) sees it attested again. */

@@ -1,4 +1,4 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { open, readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Agent } from 'undici';
 import { TrustedMsError } from '../errors.js';
@@ -18,6 +18,8 @@ export interface RestartOptions {
   config?: ServicePartConfig;
   runtime?: Runtime;
   healthTimeoutMs?: number;
+  /** wait for the program's "listening" log line instead of its /healthz (a program that is not the kit) */
+  waitForLog?: boolean;
 }
 
 export interface RestartResult {
@@ -58,6 +60,10 @@ export async function restartService(
   }
 
   const entry = opts.entry ?? join(old.appDir, 'service.mjs');
+  const logStart = await stat(old.logFile).then(
+    (st) => st.size,
+    () => 0,
+  );
   const part = await runtime.start({
     name,
     kind: 'service',
@@ -84,15 +90,20 @@ export async function restartService(
     });
   }
 
-  // Health through the gateway's own identity in trusted: the service accepts lab-CA clients only.
-  let dispatcher: Agent | undefined;
-  if (lab.posture === 'trusted' && config.caFile) {
-    const gateway = await readIdentity(join(labDir(home), 'gateway', 'identity'));
-    dispatcher = new Agent({
-      connect: clientTlsConnector(gateway, await readFile(config.caFile, 'utf8'), name),
-    });
+  const timeout = opts.healthTimeoutMs ?? 20_000;
+  if (opts.waitForLog === true) {
+    await waitForListening(runtime, part, logStart, timeout);
+  } else {
+    // Health through the gateway's own identity in trusted: the service accepts lab-CA clients only.
+    let dispatcher: Agent | undefined;
+    if (lab.posture === 'trusted' && config.caFile) {
+      const gateway = await readIdentity(join(labDir(home), 'gateway', 'identity'));
+      dispatcher = new Agent({
+        connect: clientTlsConnector(gateway, await readFile(config.caFile, 'utf8'), name),
+      });
+    }
+    await waitHealthy(runtime, part, timeout, dispatcher);
   }
-  await waitHealthy(runtime, part, opts.healthTimeoutMs ?? 20_000, dispatcher);
   return { part, ...(attestation === undefined ? {} : { attestation }) };
 }
 
@@ -101,4 +112,32 @@ export function homeOfLab(lab: LabState): string {
   const first = lab.parts[0];
   if (first === undefined) throw new TrustedMsError('LAB_NOT_RUNNING', `lab ${lab.labId} has no parts`);
   return dirname(dirname(dirname(first.configFile)));
+}
+
+/** Until the part's log, from `from` on, says it listens (its earlier runs wrote to the same log). */
+async function waitForListening(
+  runtime: Runtime,
+  part: PartState,
+  from: number,
+  timeoutMs: number,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const fh = await open(part.logFile, 'r').catch(() => undefined);
+    if (fh) {
+      try {
+        const { size } = await fh.stat();
+        const buf = Buffer.alloc(Math.max(0, Math.min(size - from, 64 * 1024)));
+        await fh.read(buf, 0, buf.length, from);
+        if (/ listening on /.test(buf.toString('utf8'))) return;
+      } finally {
+        await fh.close();
+      }
+    }
+    if (!(await runtime.isAlive(part))) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new TrustedMsError('LAB_START_FAILED', `${part.name} did not say it listens`, {
+    actions: [`see its log: ${part.logFile}`],
+  });
 }

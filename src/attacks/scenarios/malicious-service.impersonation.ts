@@ -1,37 +1,42 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Session } from '../../client/session.js';
-import { restartService } from '../../lab/restart.js';
-import { runtimeFor } from '../../lab/runtimes/select.js';
 import { attackerCertificate, LINK } from '../mitm.js';
-import { ensureAttested, servicePart, victimCall, victimSession } from '../plant.js';
-import { type RogueService, startRogueService } from '../rogue.js';
+import { compromiseProcess, undoPlant, victimCall, victimSession } from '../plant.js';
 import { sinkEvidence, sinkMark, sinkPart } from '../sink.js';
 import { judgeByData, type Scenario } from '../types.js';
 
-/** A rogue service takes the accounts service's address and collects the credentials callers hand it. */
+/** A rogue service takes the accounts service's place and collects the credentials callers hand it. */
 export const impersonation: Scenario = {
   id: 'malicious-service.impersonation',
   title: 'A rogue service answers in place of a real one',
   paperAttack: 5,
   technique: 'T1557',
   description:
-    "The attacker stops the accounts service and answers on its address with a rogue server (src/attacks/rogue.ts) that returns a forged account and sends the credentials of every caller to the attacker's sink. The victim asks customers for its overview (customers calls accounts with the victim's credentials) and reads accounts through the gateway. The paper checks a service's code once, by its own report at start-up, and nothing proves who answers at a service's address later: callers hand the rogue the victim's bearer ticket. In trusted every link is mTLS with SPIFFE names from the lab CA; the rogue, with only a certificate from its own CA, is refused at the handshake by customers and by the gateway. Revert stops the rogue and starts the real accounts service again.",
+    "The attacker stops the accounts service and runs a rogue program in its place, at its address (fixtures/tampered/rogue-service.ts): it answers with a forged account and sends the credentials of every caller to the attacker's sink. The victim asks customers for its overview (customers calls accounts with the victim's credentials) and reads accounts through the gateway. The paper checks a service's code once, by its own report at start-up, and nothing proves who answers at a service's address later: callers hand the rogue the victim's bearer ticket. In trusted every link is mTLS with SPIFFE names from the lab CA; the rogue, with only a certificate for accounts from its own CA, is refused at the handshake by customers and by the gateway. Revert starts the real accounts service again.",
   evidence:
-    "What reached the attacker's sink from the rogue (succeeded when the victim's credential is there), and what customers and the gateway got from the rogue.",
+    "What reached the attacker's sink from the rogue (succeeded when the victim's credential is there; handshakes refused by callers are reported there too), and what customers and the gateway got.",
   expected: { none: 'succeeded', paper: 'succeeded', trusted: 'blocked' },
 
   async setup(ctx) {
     ctx.scratch.mark = await sinkMark(ctx.lab);
     await victimSession(ctx);
-    const real = servicePart(ctx, LINK.callee);
-    ctx.scratch.stopped = true;
-    await (await runtimeFor(ctx.lab.runtime)).stop(real);
-    ctx.scratch.rogue = await startRogueService({
-      service: LINK.callee,
-      database: LINK.database,
-      port: real.port,
-      sink: sinkPart(ctx.lab).url,
-      forged: { id: 'acc-rogue', owner: 'mallory', status: 'active' },
-      ...(ctx.posture === 'trusted' ? { tls: await attackerCertificate(ctx, LINK.callee) } : {}),
+    await compromiseProcess(ctx, LINK.callee, 'rogue', async (dir) => {
+      let tls: { certFile: string; keyFile: string } | undefined;
+      if (ctx.posture === 'trusted') {
+        const own = await attackerCertificate(ctx, LINK.callee);
+        tls = { certFile: join(dir, 'cert.pem'), keyFile: join(dir, 'key.pem') };
+        await writeFile(tls.certFile, own.certPem);
+        await writeFile(tls.keyFile, own.keyPem, { mode: 0o600 });
+      }
+      return {
+        sink: sinkPart(ctx.lab).url,
+        rogue: {
+          database: LINK.database,
+          forged: { id: 'acc-rogue', owner: 'mallory', status: 'active' },
+          ...(tls ? { tls } : {}),
+        },
+      };
     });
   },
 
@@ -50,31 +55,12 @@ export const impersonation: Scenario = {
       `/db/${LINK.database}/records`,
       'the victim reads accounts through the gateway',
     );
-    const rogue = ctx.scratch.rogue as RogueService;
     const session = ctx.scratch.victimSession as Session;
     const credential =
       session.posture === 'none' ? `"x-tms-user":"${ctx.victim.name}"` : (session.ticket ?? '');
-    const seen = await sinkEvidence(
-      ctx,
-      ctx.scratch.mark as number,
-      credential,
-      "the victim's credential at the sink",
-    );
-    const s = rogue.stats();
-    seen.note = `${seen.note}; the rogue answered ${s.requests} request(s)${
-      s.handshakesRefused.length
-        ? `, ${s.handshakesRefused.length} handshake(s) refused: ${s.handshakesRefused[0]}`
-        : ''
-    }`;
+    await sinkEvidence(ctx, ctx.scratch.mark as number, credential, "the victim's credential at the sink");
   },
 
   judge: judgeByData,
-
-  async revert(ctx) {
-    await (ctx.scratch.rogue as RogueService | undefined)?.close();
-    if (ctx.scratch.stopped === true) {
-      await restartService(ctx.lab, LINK.callee);
-      await ensureAttested(ctx, LINK.callee);
-    }
-  },
+  revert: undoPlant,
 };

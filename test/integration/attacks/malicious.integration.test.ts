@@ -82,9 +82,9 @@ describe.sequential('malicious services and men in the middle, against real labs
     const rogue = result('malicious-service.impersonation', 'trusted');
     expect(attempt(rogue, /overview/)[0]?.note).toContain('SERVICE_UNAVAILABLE');
     expect(attempt(rogue, /reads accounts/)[0]?.status).toBe(502);
-    expect(attempt(rogue, /credential at the sink/)[0]?.note).toMatch(
-      /answered 0 request\(s\), \d+ handshake/,
-    );
+    // (The rogue also reports refused handshakes to the sink, without waiting: not asserted.)
+    expect(attempt(rogue, /credential at the sink/)[0]?.note).not.toContain('/accounts/credentials');
+    expect(rogue.evidence.measurements?.sinkRecordsWithData).toBe(0);
     // The proxy relayed real TLS (thousands of bytes) and read nothing; the terminating one got none.
     const eaves = result('mitm.eavesdrop', 'trusted');
     const [relayed, terminated] = attempt(eaves, /bytes relayed/);
