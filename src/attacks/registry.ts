@@ -1,7 +1,13 @@
 import { TrustedMsError } from '../errors.js';
+import { impersonation } from './scenarios/malicious-service.impersonation.js';
+import { lateralTheft } from './scenarios/malicious-service.lateral-theft.js';
+import { lyingAttestation } from './scenarios/malicious-service.lying-attestation.js';
+import { tamperedCode } from './scenarios/malicious-service.tampered-code.js';
 import { replayedChallenge } from './scenarios/masquerade.replayed-challenge.js';
 import { stolenPassword } from './scenarios/masquerade.stolen-password.js';
 import { stolenTicket } from './scenarios/masquerade.stolen-ticket.js';
+import { eavesdrop } from './scenarios/mitm.eavesdrop.js';
+import { mitmTamper } from './scenarios/mitm.tamper.js';
 import { crossDatabase } from './scenarios/privilege.cross-database.js';
 import { forgedRole } from './scenarios/privilege.forged-role.js';
 import type { PlannedScenario, Scenario } from './types.js';
@@ -13,6 +19,12 @@ export const SCENARIOS: readonly Scenario[] = [
   stolenTicket,
   crossDatabase,
   forgedRole,
+  tamperedCode,
+  lyingAttestation,
+  lateralTheft,
+  impersonation,
+  eavesdrop,
+  mitmTamper,
 ];
 
 /** The rest of the catalog: listed so nobody mistakes their absence for a pass. Never run. */
@@ -30,48 +42,6 @@ export const PLANNED: readonly PlannedScenario[] = [
     paperAttack: 3,
     technique: 'T1499',
     missing: 'the bounded flood driver and a threshold decided from measurement',
-  },
-  {
-    id: 'malicious-service.tampered-code',
-    title: "A service's code is changed to copy user records to the attacker",
-    paperAttack: 4,
-    technique: 'T1565',
-    missing: 'the attacker sink and a tampered service variant in fixtures/',
-  },
-  {
-    id: 'malicious-service.lying-attestation',
-    title: 'The tampered service reports the original hash',
-    paperAttack: 4,
-    technique: 'T1565',
-    missing: 'the attacker sink and a tampered service that self-reports the registered hash',
-  },
-  {
-    id: 'malicious-service.lateral-theft',
-    title: "A compromised service calls another service's database directly",
-    paperAttack: 5,
-    technique: 'T1021',
-    missing: 'a compromised service variant and the attacker sink',
-  },
-  {
-    id: 'malicious-service.impersonation',
-    title: 'A rogue service answers in place of a real one',
-    paperAttack: 5,
-    technique: 'T1557',
-    missing: 'a rogue service and a way to put it on a real service address',
-  },
-  {
-    id: 'mitm.eavesdrop',
-    title: 'A proxy on a service-to-service link reads the data',
-    paperAttack: 6,
-    technique: 'T1557',
-    missing: 'a recording proxy inserted on a service link',
-  },
-  {
-    id: 'mitm.tamper',
-    title: 'The proxy changes the data in flight',
-    paperAttack: 6,
-    technique: 'T1565',
-    missing: 'a rewriting proxy inserted on a service link',
   },
 ];
 

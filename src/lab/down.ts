@@ -33,7 +33,7 @@ export async function labDown(
   }
   if (!state) return { stopped: [], removed, durationMs: Date.now() - started };
   const runtime = given ?? (await runtimeFor(state.runtime));
-  const order = ['gateway', 'supervisor', 'service', 'security'];
+  const order = ['gateway', 'supervisor', 'service', 'sink', 'security'];
   const parts = [...state.parts].sort((a, b) => order.indexOf(a.kind) - order.indexOf(b.kind));
   const stopped: string[] = [];
   for (const kind of order) {

@@ -43,6 +43,8 @@ export interface GatewayPartConfig extends CommonPartConfig {
   rateLimit: { perUser: number; perClient: number; burst: number; loginsPerClient: number };
   /** TEST ONLY (see GatewayDeps.insecureSkipProof): set from code, never from the CLI */
   insecureSkipProof?: boolean;
+  /** TEST ONLY (see GatewayDeps.insecureSkipAttestation): set from code, never from the CLI */
+  insecureSkipAttestation?: boolean;
 }
 
 export interface ServicePartConfig extends CommonPartConfig {
@@ -62,7 +64,17 @@ export interface SupervisorPartConfig extends CommonPartConfig {
   intervalSeconds: number;
 }
 
-export type PartConfig = SecurityPartConfig | GatewayPartConfig | ServicePartConfig | SupervisorPartConfig;
+/** The attacker's sink (`src/services/sink/`): records what reaches it, for the attack scenarios. */
+export interface SinkPartConfig extends CommonPartConfig {
+  kind: 'sink';
+}
+
+export type PartConfig =
+  | SecurityPartConfig
+  | GatewayPartConfig
+  | ServicePartConfig
+  | SupervisorPartConfig
+  | SinkPartConfig;
 
 /** Reads the config a part was started with; a part without one cannot start. */
 export function readPartConfig<K extends PartConfig['kind']>(kind: K): Extract<PartConfig, { kind: K }> {

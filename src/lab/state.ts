@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { errnoCode, TrustedMsError } from '../errors.js';
 import type { Posture } from './posture.js';
 
-export type PartKind = 'security' | 'gateway' | 'service' | 'supervisor';
+export type PartKind = 'security' | 'gateway' | 'service' | 'supervisor' | 'sink';
 
 export interface PartState {
   name: string;

@@ -14,6 +14,7 @@ import type {
   PartConfig,
   SecurityPartConfig,
   ServicePartConfig,
+  SinkPartConfig,
   SupervisorPartConfig,
 } from './part-config.js';
 import type { Posture } from './posture.js';
@@ -37,6 +38,8 @@ export interface LabUpOptions {
    * catalog catches a broken defence. Deliberately not a flag of `lab up`.
    */
   insecureSkipProof?: boolean;
+  /** TEST ONLY: a gateway that routes to untrusted services (see GatewayDeps.insecureSkipAttestation). */
+  insecureSkipAttestation?: boolean;
 }
 
 export interface LabUpResult {
@@ -102,6 +105,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
   const placed = await runtime.place([
     { name: 'security', kind: 'security', scheme: 'http' },
     { name: 'gateway', kind: 'gateway', scheme: 'http' },
+    { name: 'sink', kind: 'sink', scheme: 'http' },
     ...services.map((s) => ({ name: s.name, kind: 'service' as const, scheme, appDir: appDirOf(s.name) })),
   ]);
   const at = (name: string): PartPlacement => placed.get(name) as PartPlacement;
@@ -188,6 +192,25 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     parts.push(security);
     await writeLabState(opts.home, state());
     await waitHealthy(runtime, security, healthTimeout);
+
+    // 1b. the attacker's sink: a part of the lab so that, on Docker too, it sits on the services'
+    //     own network (they have no way out); only `attack simulate` sends it anything
+    const sinkAt = at('sink');
+    const sinkConfig: SinkPartConfig = { ...common(sinkAt), kind: 'sink', part: 'sink', port: sinkAt.port };
+    const sink = await runtime.start(
+      launchOf(
+        'sink',
+        'sink',
+        builtFile('src', 'services', 'sink', 'main.js'),
+        await writeConfig(sinkConfig),
+        sinkAt.port,
+        hostView(sinkAt),
+        [labTokenFile],
+      ),
+    );
+    parts.push(sink);
+    await writeLabState(opts.home, state());
+    await waitHealthy(runtime, sink, healthTimeout);
 
     // 2. each service's code folder: the bundle and its definition, the tree attestation measures
     const callers = new Map<string, string[]>();
@@ -294,6 +317,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
       ...(trusted ? { identityDir: gatewayIdentityDir, caFile } : {}),
       rateLimit: { perUser: 2000, perClient: 4000, burst: 4000, loginsPerClient: 50 },
       ...(opts.insecureSkipProof === true ? { insecureSkipProof: true } : {}),
+      ...(opts.insecureSkipAttestation === true ? { insecureSkipAttestation: true } : {}),
     };
     progress('starting the gateway');
     const gateway = await runtime.start(

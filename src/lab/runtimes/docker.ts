@@ -101,7 +101,7 @@ export class DockerRuntime implements Runtime {
   async place(parts: PartPlan[]): Promise<Map<string, PartPlacement>> {
     const lab = this.requireLab();
     const n = this.names(lab.labId);
-    const reachable = parts.filter((p) => p.kind === 'security' || p.kind === 'gateway');
+    const reachable = parts.filter((p) => p.kind === 'security' || p.kind === 'gateway' || p.kind === 'sink');
     const ports = await freePorts(reachable.length);
     reachable.forEach((p, i) => {
       this.published.set(p.name, ports[i] as number);

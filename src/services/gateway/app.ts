@@ -35,6 +35,11 @@ export interface GatewayDeps {
    * regression is caught; `lab up` takes it only from code (`LabUpOptions`), never from the CLI.
    */
   insecureSkipProof?: boolean;
+  /**
+   * TEST ONLY, a deliberately broken defence: paper and trusted route to a service whatever its
+   * attestation says (a tampered service then gets traffic). Same rules as `insecureSkipProof`.
+   */
+  insecureSkipAttestation?: boolean;
   /** none: the password check behind HTTP basic (the security service) */
   checkPassword?: (user: string, password: string) => Promise<Principal>;
   attestation: AttestationTable;
@@ -237,7 +242,7 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
         });
       }
       if (rateLimit !== undefined && !rateLimit.perUser.take(claims.sub)) throw rateLimited();
-      if (attestation.state(name) !== 'trusted') {
+      if (attestation.state(name) !== 'trusted' && deps.insecureSkipAttestation !== true) {
         throw new TrustedMsError('SERVICE_UNTRUSTED', `service ${name} is not attested`);
       }
       headers.authorization = authorization as string;

@@ -63,6 +63,7 @@ const app = buildGateway({
   upstreams,
   attestation,
   labToken,
+  ...(config.insecureSkipAttestation === true ? { insecureSkipAttestation: true } : {}),
   ...(verifier ? { verifier, auth: poolUpstream(createPool(config.securityUrl)) } : {}),
   ...(trusted
     ? {

@@ -1,0 +1,131 @@
+import { readFile } from 'node:fs/promises';
+import { TrustedMsError } from '../errors.js';
+import type { ServicePartConfig } from '../lab/part-config.js';
+import { restartService } from '../lab/restart.js';
+import { createLabCa } from '../pki/ca.js';
+import { issueServiceCertificate } from '../pki/identity.js';
+import { assertLabAddress } from './http.js';
+import { servicePart } from './plant.js';
+import { InterceptingProxy, type ProxyOptions } from './proxy.js';
+import type { Attempt, ScenarioContext } from './types.js';
+
+/**
+ * The link the man in the middle sits on: customers calls accounts (its `/overview` reads the
+ * accounts database with the user's credentials). On loopback there is no network path to
+ * poison, so the proxy is put on the link the way DNS or ARP spoofing would: the caller's address
+ * for the callee now leads to the proxy, which relays to the real callee. The gateway's own link
+ * to accounts stays direct, which is how a scenario reads what accounts really holds.
+ */
+export const LINK = { caller: 'customers', callee: 'accounts', database: 'accounts' } as const;
+
+/** A record of the accounts database: the data crossing the link. */
+export const LINK_MARKER = '"id":"acc-1"';
+
+interface Inserted {
+  proxy?: InterceptingProxy;
+  port?: number;
+  /** the caller's config before the proxy was put on its link */
+  original?: ServicePartConfig;
+}
+
+function inserted(ctx: ScenarioContext): Inserted {
+  ctx.scratch.mitm ??= {};
+  return ctx.scratch.mitm as Inserted;
+}
+
+/** Starts the proxy and points the caller's link at it (restarting the caller). */
+export async function insertProxy(
+  ctx: ScenarioContext,
+  opts: Omit<ProxyOptions, 'upstream'>,
+): Promise<InterceptingProxy> {
+  const state = inserted(ctx);
+  const callee = assertLabAddress(servicePart(ctx, LINK.callee).url);
+  const proxy = new InterceptingProxy({
+    ...opts,
+    upstream: { host: callee.hostname, port: Number(callee.port) },
+  });
+  state.proxy = proxy;
+  state.port = await proxy.listen();
+  const caller = servicePart(ctx, LINK.caller);
+  const original = JSON.parse(await readFile(caller.configFile, 'utf8')) as ServicePartConfig;
+  state.original = original;
+  await restartService(ctx.lab, LINK.caller, {
+    config: {
+      ...original,
+      peers: { ...original.peers, [LINK.callee]: `${callee.protocol}//127.0.0.1:${state.port}` },
+    },
+  });
+  return proxy;
+}
+
+/** The proxy on the link now. */
+export function currentProxy(ctx: ScenarioContext): InterceptingProxy {
+  const proxy = inserted(ctx).proxy;
+  if (proxy === undefined) throw new TrustedMsError('INTERNAL', 'no proxy is on the link');
+  return proxy;
+}
+
+/** Replaces the proxy on the same port by another (e.g. one that terminates TLS). */
+export async function swapProxy(
+  ctx: ScenarioContext,
+  opts: Omit<ProxyOptions, 'upstream'>,
+): Promise<InterceptingProxy> {
+  const state = inserted(ctx);
+  const callee = assertLabAddress(servicePart(ctx, LINK.callee).url);
+  await state.proxy?.close();
+  const proxy = new InterceptingProxy({
+    ...opts,
+    upstream: { host: callee.hostname, port: Number(callee.port) },
+  });
+  state.proxy = proxy;
+  await proxy.listen(state.port);
+  return proxy;
+}
+
+/** Takes the proxy off the link: the caller gets its own config back and is restarted. */
+export async function removeProxy(ctx: ScenarioContext): Promise<void> {
+  const state = ctx.scratch.mitm as Inserted | undefined;
+  if (state === undefined) return;
+  await state.proxy?.close();
+  if (state.original) await restartService(ctx.lab, LINK.caller, { config: state.original });
+  ctx.scratch.mitm = undefined;
+}
+
+/** A certificate naming the callee, from the attacker's own CA (the lab's CA never signed it). */
+export async function attackerCertificate(
+  ctx: ScenarioContext,
+  name: string,
+): Promise<{ certPem: string; keyPem: string }> {
+  const ca = await createLabCa({ labId: ctx.lab.labId });
+  const identity = await issueServiceCertificate(ca, { name });
+  return { certPem: identity.certPem, keyPem: identity.keyPem };
+}
+
+/** What the proxy saw, as evidence: `gotData` when the marker was readable in the relayed bytes. */
+export function proxyEvidence(
+  ctx: ScenarioContext,
+  proxy: InterceptingProxy,
+  marker: string,
+  how: string,
+): Attempt {
+  const seen = Buffer.concat([proxy.bytesUp(), proxy.bytesDown()]);
+  const s = proxy.stats();
+  const attempt: Attempt = {
+    action: `read the data in the bytes relayed on ${LINK.caller} → ${LINK.callee} (${how})`,
+    target: `tcp://127.0.0.1:${inserted(ctx).port ?? 0}`,
+    gotData: seen.includes(marker),
+    note:
+      `${s.connections} connection(s), ${s.bytesUp} B up, ${s.bytesDown} B down, ` +
+      `${s.sawTls ? 'TLS' : 'plain HTTP'}${s.httpRewrites ? `, ${s.httpRewrites} answer(s) rewritten` : ''}` +
+      `${s.tlsRecordsAltered ? `, ${s.tlsRecordsAltered} TLS record(s) altered` : ''}` +
+      `${s.errors.length ? `; ${s.errors.slice(0, 2).join('; ')}` : ''}`,
+  };
+  ctx.evidence.attempts.push(attempt);
+  const m = ctx.evidence.measurements ?? {};
+  ctx.evidence.measurements = {
+    ...m,
+    proxyBytesUp: (m.proxyBytesUp ?? 0) + s.bytesUp,
+    proxyBytesDown: (m.proxyBytesDown ?? 0) + s.bytesDown,
+  };
+  return attempt;
+}

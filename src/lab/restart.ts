@@ -1,0 +1,143 @@
+import { open, readFile, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { Agent } from 'undici';
+import { TrustedMsError } from '../errors.js';
+import { readIdentity } from '../pki/identity-files.js';
+import { clientTlsConnector } from '../pki/mtls.js';
+import { verifyServices } from './attest.js';
+import type { ServicePartConfig } from './part-config.js';
+import type { Runtime } from './runtimes/runtime.js';
+import { runtimeFor } from './runtimes/select.js';
+import { type LabState, labDir, type PartState, readLabState, writeLabState } from './state.js';
+import { waitHealthy } from './up.js';
+
+export interface RestartOptions {
+  /** run this program instead of the service's own `service.mjs` (its code folder stays as it is) */
+  entry?: string;
+  /** start with this config, written over the part's config file (the file's path stays the same) */
+  config?: ServicePartConfig;
+  runtime?: Runtime;
+  healthTimeoutMs?: number;
+  /** wait for the program's "listening" log line instead of its /healthz (a program that is not the kit) */
+  waitForLog?: boolean;
+}
+
+export interface RestartResult {
+  part: PartState;
+  /** trusted: what the measurement made before the start concluded */
+  attestation?: string;
+}
+
+/**
+ * Stops one service of a running lab and starts it again the way `lab up` starts one: in the
+ * trusted posture its code folder is first measured from outside and reported, so a service whose
+ * code changed is marked untrusted (the gateway is told at once) before it serves anyone. It is
+ * started all the same: the defence is that nobody talks to it. Updates the lab's state file and
+ * the `lab` object passed in (pid, url).
+ */
+export async function restartService(
+  lab: LabState,
+  name: string,
+  opts: RestartOptions = {},
+): Promise<RestartResult> {
+  const index = lab.parts.findIndex((p) => p.kind === 'service' && p.name === name);
+  const old = lab.parts[index];
+  if (old === undefined)
+    throw new TrustedMsError('SERVICE_NOT_FOUND', `no service named ${name} in this lab`);
+  if (!old.appDir) throw new TrustedMsError('INVALID_INPUT', `${name} has no code folder`);
+  const home = homeOfLab(lab);
+  const runtime = opts.runtime ?? (await runtimeFor(lab.runtime));
+  await runtime.stop(old);
+  if (opts.config !== undefined) {
+    await writeFile(old.configFile, `${JSON.stringify(opts.config, null, 2)}\n`, { mode: 0o600 });
+  }
+  const config = JSON.parse(await readFile(old.configFile, 'utf8')) as ServicePartConfig;
+
+  let attestation: string | undefined;
+  if (lab.posture === 'trusted') {
+    const { services } = await verifyServices(home, [name], runtime);
+    attestation = services[0]?.state;
+  }
+
+  const entry = opts.entry ?? join(old.appDir, 'service.mjs');
+  const logStart = await stat(old.logFile).then(
+    (st) => st.size,
+    () => 0,
+  );
+  const part = await runtime.start({
+    name,
+    kind: 'service',
+    entry,
+    configFile: old.configFile,
+    logFile: old.logFile,
+    port: old.port,
+    url: old.url,
+    appDir: old.appDir,
+    mounts: [
+      { path: old.configFile },
+      ...(opts.entry ? [{ path: dirname(opts.entry) }] : []),
+      ...(lab.posture === 'paper' ? [{ path: config.labTokenFile }] : []),
+      ...(config.identityDir ? [{ path: config.identityDir }] : []),
+      ...(config.caFile ? [{ path: config.caFile }] : []),
+    ],
+  });
+  lab.parts[index] = part;
+  const onDisk = await readLabState(home);
+  if (onDisk?.labId === lab.labId) {
+    await writeLabState(home, {
+      ...onDisk,
+      parts: onDisk.parts.map((p) => (p.kind === 'service' && p.name === name ? part : p)),
+    });
+  }
+
+  const timeout = opts.healthTimeoutMs ?? 20_000;
+  if (opts.waitForLog === true) {
+    await waitForListening(runtime, part, logStart, timeout);
+  } else {
+    // Health through the gateway's own identity in trusted: the service accepts lab-CA clients only.
+    let dispatcher: Agent | undefined;
+    if (lab.posture === 'trusted' && config.caFile) {
+      const gateway = await readIdentity(join(labDir(home), 'gateway', 'identity'));
+      dispatcher = new Agent({
+        connect: clientTlsConnector(gateway, await readFile(config.caFile, 'utf8'), name),
+      });
+    }
+    await waitHealthy(runtime, part, timeout, dispatcher);
+  }
+  return { part, ...(attestation === undefined ? {} : { attestation }) };
+}
+
+/** A lab's home folder, from where `lab up` wrote its parts' configs (`<home>/lab/parts/*.json`). */
+export function homeOfLab(lab: LabState): string {
+  const first = lab.parts[0];
+  if (first === undefined) throw new TrustedMsError('LAB_NOT_RUNNING', `lab ${lab.labId} has no parts`);
+  return dirname(dirname(dirname(first.configFile)));
+}
+
+/** Until the part's log, from `from` on, says it listens (its earlier runs wrote to the same log). */
+async function waitForListening(
+  runtime: Runtime,
+  part: PartState,
+  from: number,
+  timeoutMs: number,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const fh = await open(part.logFile, 'r').catch(() => undefined);
+    if (fh) {
+      try {
+        const { size } = await fh.stat();
+        const buf = Buffer.alloc(Math.max(0, Math.min(size - from, 64 * 1024)));
+        await fh.read(buf, 0, buf.length, from);
+        if (/ listening on /.test(buf.toString('utf8'))) return;
+      } finally {
+        await fh.close();
+      }
+    }
+    if (!(await runtime.isAlive(part))) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new TrustedMsError('LAB_START_FAILED', `${part.name} did not say it listens`, {
+    actions: [`see its log: ${part.logFile}`],
+  });
+}

@@ -1,0 +1,147 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { Agent, type Dispatcher, request } from 'undici';
+import { hashDirectory } from '../../attestation/tree-hash.js';
+import { isTrustedMsError, TrustedMsError } from '../../errors.js';
+import { readPartConfig, readSecret, type ServicePartConfig } from '../../lab/part-config.js';
+import { readIdentity } from '../../pki/identity-files.js';
+import { clientTlsConnector, type ServerTlsOptions, serverTlsOptions } from '../../pki/mtls.js';
+import { SecurityClient } from '../security-client.js';
+import { buildSampleService, type PeerClient, type SampleDefinition } from './app.js';
+
+/**
+ * Starts a sample microservice (what `main.ts`, bundled into `service.mjs`, runs): reads its part
+ * config and `service.json`, gets the ticket keys (paper, trusted), reports its own code hash
+ * (paper only: the paper's self-attestation, made before it serves anyone, as the paper says), and
+ * serves HTTP, or HTTPS with client certificates in `trusted`.
+ *
+ * The hooks exist for the attack catalog's tampered variants in `fixtures/tampered/`: the honest kit
+ * passes none.
+ */
+export interface SampleKitHooks {
+  /** what the service says its code hashes to (paper); the honest kit measures its own folder */
+  ownHash?: (config: ServicePartConfig, security: SecurityClient) => Promise<string>;
+  /** called with the app before it listens */
+  extend?: (app: FastifyInstance, config: ServicePartConfig, definition: SampleDefinition) => void;
+}
+
+const CONNECT_TIMEOUT_MS = 2000;
+const HEADERS_TIMEOUT_MS = 5000;
+const timeouts = { headersTimeout: HEADERS_TIMEOUT_MS, bodyTimeout: HEADERS_TIMEOUT_MS } as const;
+
+export async function startSampleService(hooks: SampleKitHooks = {}): Promise<void> {
+  const config = readPartConfig('service');
+  const definition = readDefinition(join(config.appDir, 'service.json'));
+  const name = definition.name;
+  const securityAgent = new Agent({ connect: { timeout: CONNECT_TIMEOUT_MS }, ...timeouts });
+  const labToken = config.posture === 'paper' ? readSecret(config.labTokenFile) : undefined;
+
+  let tls: ServerTlsOptions | undefined;
+  const agents: Agent[] = [securityAgent];
+  const peers: Record<string, PeerClient> = {};
+  if (config.posture === 'trusted') {
+    if (!config.identityDir || !config.caFile) {
+      throw new TrustedMsError('INVALID_INPUT', 'a trusted service needs identityDir and caFile');
+    }
+    const identity = await readIdentity(config.identityDir);
+    const caPem = readFileSync(config.caFile, 'utf8');
+    tls = serverTlsOptions(identity, caPem);
+    for (const [peer, url] of Object.entries(config.peers)) {
+      const agent = new Agent({
+        connect: { ...clientTlsConnector(identity, caPem, peer), timeout: CONNECT_TIMEOUT_MS },
+        ...timeouts,
+      });
+      agents.push(agent);
+      peers[peer] = peerClient(url, agent);
+    }
+  } else {
+    const agent = new Agent({ connect: { timeout: CONNECT_TIMEOUT_MS }, ...timeouts });
+    agents.push(agent);
+    for (const [peer, url] of Object.entries(config.peers)) peers[peer] = peerClient(url, agent);
+  }
+
+  const security = new SecurityClient(config.securityUrl, labToken, securityAgent);
+  const verifier = config.posture === 'none' ? undefined : await security.ticketVerifier(config.posture);
+  const app = buildSampleService({
+    definition,
+    posture: config.posture,
+    peers,
+    log: (line) => console.log(line),
+    ...(verifier ? { verifier } : {}),
+    ...(tls ? { tls } : {}),
+  });
+
+  if (config.posture === 'paper') await selfReport();
+  hooks.extend?.(app, config, definition);
+  await app.listen({ host: config.host, port: config.port });
+  console.log(
+    `${name} (${config.posture}) listening on ${tls ? 'https' : 'http'}://${config.host}:${config.port}, ` +
+      `databases ${Object.keys(definition.databases).join(', ') || '-'}, calls ${definition.calls.join(', ') || '-'}`,
+  );
+
+  const stop = (): void => {
+    setTimeout(() => process.exit(0), 1000).unref();
+    void Promise.allSettled([app.close(), ...agents.map((a) => a.destroy())]).finally(() => process.exit(0));
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+
+  /** The paper's attestation: the service hashes its own code and vouches for it. */
+  async function selfReport(): Promise<void> {
+    try {
+      const hash = hooks.ownHash
+        ? await hooks.ownHash(config, security)
+        : (await hashDirectory(config.appDir)).hash;
+      const result = await security.untilReady(`${name}: self-report`, () =>
+        security.call<{ state?: unknown } | null>(
+          'POST',
+          `/v1/services/${encodeURIComponent(name)}/self-report`,
+          { hash },
+        ),
+      );
+      console.log(`${name}: self-reported ${hash}: ${String(result?.state ?? 'reported')}`);
+    } catch (err) {
+      console.log(
+        `${name}: self-report refused: ${isTrustedMsError(err) ? err.code : 'SERVICE_UNAVAILABLE'}`,
+      );
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+function readDefinition(file: string): SampleDefinition {
+  const d = JSON.parse(readFileSync(file, 'utf8')) as Partial<SampleDefinition> | null;
+  if (
+    typeof d?.name !== 'string' ||
+    typeof d.databases !== 'object' ||
+    d.databases === null ||
+    !Array.isArray(d.calls)
+  ) {
+    throw new TrustedMsError('INVALID_INPUT', `${file} is not a service definition`);
+  }
+  return {
+    name: d.name,
+    description: String(d.description ?? ''),
+    databases: d.databases,
+    calls: d.calls,
+    callers: Array.isArray(d.callers) ? d.callers : [],
+  };
+}
+
+function peerClient(baseUrl: string, dispatcher: Dispatcher): PeerClient {
+  return {
+    async get(path, headers) {
+      const res = await request(new URL(path, baseUrl), { method: 'GET', headers, dispatcher, ...timeouts });
+      const text = await res.body.text();
+      let body: unknown;
+      try {
+        body = text === '' ? undefined : JSON.parse(text);
+      } catch {
+        body = undefined;
+      }
+      return { status: res.statusCode, body };
+    },
+  };
+}
