@@ -29,6 +29,8 @@ export interface SecurityPartConfig extends CommonPartConfig {
   gatewayUrl?: string;
   ticketTtlSeconds: number;
   challengeTtlSeconds: number;
+  /** TEST ONLY (see SecurityDeps.insecureNoRateLimit): set from code, never from the CLI */
+  insecureNoRateLimit?: boolean;
 }
 
 export interface GatewayPartConfig extends CommonPartConfig {
@@ -43,6 +45,8 @@ export interface GatewayPartConfig extends CommonPartConfig {
   rateLimit: { perUser: number; perClient: number; burst: number; loginsPerClient: number };
   /** TEST ONLY (see GatewayDeps.insecureSkipProof): set from code, never from the CLI */
   insecureSkipProof?: boolean;
+  /** TEST ONLY: a trusted gateway without its rate limits (LabUpOptions.insecureNoRateLimit) */
+  insecureNoRateLimit?: boolean;
 }
 
 export interface ServicePartConfig extends CommonPartConfig {

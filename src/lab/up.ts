@@ -37,6 +37,11 @@ export interface LabUpOptions {
    * catalog catches a broken defence. Deliberately not a flag of `lab up`.
    */
   insecureSkipProof?: boolean;
+  /**
+   * TEST ONLY: a trusted lab without its rate limits (gateway and security service), to show the
+   * DoS scenarios catch a broken defence. Deliberately not a flag of `lab up`.
+   */
+  insecureNoRateLimit?: boolean;
 }
 
 export interface LabUpResult {
@@ -172,6 +177,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
       gatewayUrl: gatewayAt.url,
       ticketTtlSeconds: 3600,
       challengeTtlSeconds: 60,
+      ...(opts.insecureNoRateLimit === true ? { insecureNoRateLimit: true } : {}),
     };
     const securityLaunch = launchOf(
       'security',
@@ -294,6 +300,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
       ...(trusted ? { identityDir: gatewayIdentityDir, caFile } : {}),
       rateLimit: { perUser: 2000, perClient: 4000, burst: 4000, loginsPerClient: 50 },
       ...(opts.insecureSkipProof === true ? { insecureSkipProof: true } : {}),
+      ...(opts.insecureNoRateLimit === true ? { insecureNoRateLimit: true } : {}),
     };
     progress('starting the gateway');
     const gateway = await runtime.start(

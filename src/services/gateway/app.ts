@@ -5,6 +5,7 @@ import type { Posture } from '../../lab/posture.js';
 import { PROOF_HEADER, type ProofVerifier } from '../../protocol/proof.js';
 import { openSessionKey } from '../../protocol/session-key.js';
 import type { TicketClaims, TicketVerifier } from '../../protocol/ticket.js';
+import { CLIENT_ADDRESS_HEADER } from '../client-address.js';
 import { createHttpApp, toHttpError } from '../http.js';
 import type { RateLimiter } from '../rate-limit.js';
 import { type AttestationTable, parseAttestationEntries } from './attestation-table.js';
@@ -266,10 +267,19 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
     const body = (request.body as Buffer | undefined) ?? EMPTY;
     const step = request.url.startsWith('/auth/verify') ? 'verify' : 'challenge';
     const contentType = request.headers['content-type'];
+    const headers: Record<string, string> = {
+      'content-type': typeof contentType === 'string' ? contentType : 'application/json',
+    };
+    // The security service limits logins per client address, and sees only ours: tell it the real
+    // one, vouched for by the lab token (why that and not the socket: ../client-address.ts).
+    if (deps.labToken !== undefined) {
+      headers.authorization = `Bearer ${deps.labToken}`;
+      headers[CLIENT_ADDRESS_HEADER] = request.ip;
+    }
     const res = await deps.auth.request({
       method: 'POST',
       path: `/v1/auth/${step}`,
-      headers: { 'content-type': typeof contentType === 'string' ? contentType : 'application/json' },
+      headers,
       ...(body.length > 0 ? { body } : {}),
     });
     const resType = res.headers['content-type'];

@@ -69,11 +69,18 @@ const app = buildGateway({
         sealKey: Buffer.from(readSecret(config.sealKeyFile), 'base64url'),
         proofs: new ProofVerifier(),
         ...(config.insecureSkipProof === true ? { insecureSkipProof: true } : {}),
-        rateLimit: { perUser: new RateLimiter(perUser, burst), perClient: new RateLimiter(perClient, burst) },
-        authRateLimit: new RateLimiter(
-          config.rateLimit.loginsPerClient,
-          config.rateLimit.loginsPerClient * 2,
-        ),
+        ...(config.insecureNoRateLimit === true
+          ? {}
+          : {
+              rateLimit: {
+                perUser: new RateLimiter(perUser, burst),
+                perClient: new RateLimiter(perClient, burst),
+              },
+              authRateLimit: new RateLimiter(
+                config.rateLimit.loginsPerClient,
+                config.rateLimit.loginsPerClient * 2,
+              ),
+            }),
       }
     : {}),
   ...(config.posture === 'none'

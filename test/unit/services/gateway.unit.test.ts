@@ -14,6 +14,7 @@ import { authorizePeer, clientTlsConnector, serverTlsOptions } from '../../../sr
 import { createProof, PROOF_HEADER, ProofVerifier } from '../../../src/protocol/proof.js';
 import { deriveSessionKey, newExchangeKeyPair, sealSessionKey } from '../../../src/protocol/session-key.js';
 import { issueTicket, type TicketClaims, TicketVerifier } from '../../../src/protocol/ticket.js';
+import { CLIENT_ADDRESS_HEADER } from '../../../src/services/client-address.js';
 import { buildGateway, type GatewayDeps, servicePath } from '../../../src/services/gateway/app.js';
 import { AttestationTable } from '../../../src/services/gateway/attestation-table.js';
 import { createPool, poolUpstream } from '../../../src/services/gateway/upstream.js';
@@ -550,6 +551,28 @@ describe('gateway, posture trusted', () => {
       });
     } finally {
       await limited.close();
+    }
+  });
+});
+
+// ---- the login relay ---------------------------------------------------------------------------
+
+describe('gateway, login relay', () => {
+  it("tells the security service the real client's address, vouched for by the lab token", async () => {
+    const lab = await startGateway('trusted', { auth: poolUpstream(createPool(upstreamUrl)) });
+    try {
+      const r = await send(lab.url, '/auth/challenge', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', [CLIENT_ADDRESS_HEADER]: '10.9.9.9' },
+        body: '{"user":"alice"}',
+      });
+      const echo = r.json as unknown as Echo;
+      expect(echo.url).toBe('/v1/auth/challenge');
+      // the client's own claim is not passed on: the gateway writes what its socket saw
+      expect(echo.headers[CLIENT_ADDRESS_HEADER]).toBe('127.0.0.1');
+      expect(echo.headers.authorization).toBe(`Bearer ${LAB_TOKEN}`);
+    } finally {
+      await lab.close();
     }
   });
 });
