@@ -1,4 +1,6 @@
 import { TrustedMsError } from '../errors.js';
+import { loginFlood } from './scenarios/dos.login-flood.js';
+import { requestFlood } from './scenarios/dos.request-flood.js';
 import { replayedChallenge } from './scenarios/masquerade.replayed-challenge.js';
 import { stolenPassword } from './scenarios/masquerade.stolen-password.js';
 import { stolenTicket } from './scenarios/masquerade.stolen-ticket.js';
@@ -13,24 +15,12 @@ export const SCENARIOS: readonly Scenario[] = [
   stolenTicket,
   crossDatabase,
   forgedRole,
+  loginFlood,
+  requestFlood,
 ];
 
 /** The rest of the catalog: listed so nobody mistakes their absence for a pass. Never run. */
 export const PLANNED: readonly PlannedScenario[] = [
-  {
-    id: 'dos.login-flood',
-    title: 'Flood the login endpoint while a legitimate user logs in',
-    paperAttack: 3,
-    technique: 'T1499',
-    missing: 'the bounded flood driver and a threshold decided from measurement',
-  },
-  {
-    id: 'dos.request-flood',
-    title: 'Flood one service through the gateway while other users work',
-    paperAttack: 3,
-    technique: 'T1499',
-    missing: 'the bounded flood driver and a threshold decided from measurement',
-  },
   {
     id: 'malicious-service.tampered-code',
     title: "A service's code is changed to copy user records to the attacker",

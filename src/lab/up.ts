@@ -298,7 +298,21 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
       sealKeyFile: secrets.sealKeyFile,
       services: Object.fromEntries(serviceUrl),
       ...(trusted ? { identityDir: gatewayIdentityDir, caFile } : {}),
-      rateLimit: { perUser: 2000, perClient: 4000, burst: 4000, loginsPerClient: 50 },
+      // Per user: far above what one of the load test's 150 users sends (~60/s at saturation), far
+      // below what one flooding user can push through (measured 750-4300/s, dos.request-flood).
+      // Per client address: high, since the load test's users may share one. Failed logins per
+      // address: a few typos' worth, then one a second; and two login steps in flight per address,
+      // the rest queued, so one address never holds all the password hashing (dos.login-flood).
+      rateLimit: {
+        perUser: 50,
+        userBurst: 100,
+        perClient: 4000,
+        burst: 4000,
+        loginsPerClient: 50,
+        loginFailuresPerClient: 1,
+        loginFailureBurst: 10,
+        loginsInFlightPerClient: 2,
+      },
       ...(opts.insecureSkipProof === true ? { insecureSkipProof: true } : {}),
       ...(opts.insecureNoRateLimit === true ? { insecureNoRateLimit: true } : {}),
     };

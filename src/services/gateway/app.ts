@@ -7,7 +7,7 @@ import { openSessionKey } from '../../protocol/session-key.js';
 import type { TicketClaims, TicketVerifier } from '../../protocol/ticket.js';
 import { CLIENT_ADDRESS_HEADER } from '../client-address.js';
 import { createHttpApp, toHttpError } from '../http.js';
-import type { RateLimiter } from '../rate-limit.js';
+import type { KeyedConcurrency, RateLimiter } from '../rate-limit.js';
 import { type AttestationTable, parseAttestationEntries } from './attestation-table.js';
 import type { Upstream } from './upstream.js';
 
@@ -50,6 +50,16 @@ export interface GatewayDeps {
   auth?: Upstream;
   /** trusted: logins allowed per client address (each costs the security service a password hash) */
   authRateLimit?: RateLimiter;
+  /**
+   * trusted: failed login steps allowed per client address. Counted after the answer, checked before
+   * the relay: a flood of wrong passwords gets a handful of hashes and then cheap 429s here (no hash,
+   * no audit write at the security service), while successful logins, e.g. many users behind one
+   * address, are never counted. The rate limit above alone let one client take all the hashing the
+   * lab can do (measured: fewer logins per second than the limit allows, see dos.login-flood).
+   */
+  authFailureLimit?: RateLimiter;
+  /** trusted: login steps in flight per client address (the rest wait, in a bounded queue) */
+  authInFlight?: KeyedConcurrency;
   /** none: how long a good basic credential is remembered (60 s) and how many (10,000) */
   basicCacheMs?: number;
   basicCacheEntries?: number;
@@ -261,6 +271,18 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
   const relayAuth = async (request: FastifyRequest, reply: FastifyReply) => {
     if (deps.auth === undefined)
       throw new TrustedMsError('ROUTE_NOT_FOUND', `posture ${posture} has no login`);
+    const gate = posture === 'trusted' ? deps.authInFlight : undefined;
+    const release = gate === undefined ? () => undefined : await gate.acquire(request.ip);
+    if (release === undefined) throw rateLimited();
+    try {
+      return await relayAuthStep(request, reply, deps.auth);
+    } finally {
+      release();
+    }
+  };
+  const relayAuthStep = async (request: FastifyRequest, reply: FastifyReply, auth: Upstream) => {
+    const failures = posture === 'trusted' ? deps.authFailureLimit : undefined;
+    if (failures !== undefined && !failures.peek(request.ip)) throw rateLimited();
     if (posture === 'trusted' && deps.authRateLimit !== undefined && !deps.authRateLimit.take(request.ip)) {
       throw rateLimited();
     }
@@ -276,12 +298,13 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
       headers.authorization = `Bearer ${deps.labToken}`;
       headers[CLIENT_ADDRESS_HEADER] = request.ip;
     }
-    const res = await deps.auth.request({
+    const res = await auth.request({
       method: 'POST',
       path: `/v1/auth/${step}`,
       headers,
       ...(body.length > 0 ? { body } : {}),
     });
+    if (failures !== undefined && res.status >= 400 && res.status < 500) failures.take(request.ip);
     const resType = res.headers['content-type'];
     reply.code(res.status);
     if (resType !== undefined) reply.header('content-type', Array.isArray(resType) ? resType[0] : resType);

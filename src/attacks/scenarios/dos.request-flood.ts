@@ -1,0 +1,70 @@
+import { callService } from '../../client/call.js';
+import { login } from '../../client/login.js';
+import type { Session } from '../../client/session.js';
+import { TrustedMsError } from '../../errors.js';
+import { judgeByDegradation, measureUnderFlood } from '../dos.js';
+import { TARGET } from '../target.js';
+import type { Scenario } from '../types.js';
+
+/** The service the attacker floods: one its own role (analyst) may read, so every request is valid. */
+export const FLOODED = { service: 'catalog', path: '/db/catalog/records/prod-1' } as const;
+
+/** The attacker floods one service with its own valid session while the victim works on another. */
+export const requestFlood: Scenario = {
+  id: 'dos.request-flood',
+  title: 'Flood one service through the gateway while other users work',
+  paperAttack: 3,
+  technique: 'T1499',
+  description:
+    "The attacker logs in with its own account and, from its own address (127.0.0.2), reads a catalog record through the gateway as fast as the lab answers (32 in flight, at most 3 s), every request valid (a fresh proof of possession each in trusted). Meanwhile the victim keeps reading a customer record from another service. Neither none nor the paper's scheme limits a user's requests (the paper names DoS as attack 3 but its framework has nothing against it), so both are expected to fall; trusted limits requests per user and per client address at the gateway.",
+  evidence:
+    "The victim's success rate and median latency before and during the flood, and the flood's answers by status (429 = refused by a rate limit): succeeded when the victim's median request takes more than 4x the baseline (at least 5 ms) or its success rate falls by more than 10 points.",
+  expected: { none: 'succeeded', paper: 'succeeded', trusted: 'blocked' },
+
+  async setup(ctx) {
+    const names = ctx.lab.parts.filter((p) => p.kind === 'service').map((p) => p.name);
+    for (const name of [FLOODED.service, TARGET.service]) {
+      if (!names.includes(name)) {
+        throw new TrustedMsError('SERVICE_NOT_FOUND', `the lab has no ${name} service for this scenario`, {
+          actions: ['bring the lab up with more services: --services 3 or more'],
+        });
+      }
+    }
+    const { lab, attacker, victim } = ctx;
+    ctx.scratch.attacker = (await login(lab, attacker.name, attacker.password, attacker.privateKey)).session;
+    ctx.scratch.victim = (await login(lab, victim.name, victim.password, victim.privateKey)).session;
+  },
+
+  async detonate(ctx) {
+    const attacker = ctx.scratch.attacker as Session;
+    const victim = ctx.scratch.victim as Session;
+    const floodPath = `/svc/${FLOODED.service}${FLOODED.path}`;
+    await measureUnderFlood(ctx, {
+      legitAction: 'the victim reads a customer record',
+      legitTarget: `${ctx.lab.gatewayUrl}/svc/${TARGET.service}${TARGET.path}`,
+      legit: async () => {
+        const r = await callService(victim, {
+          gatewayUrl: ctx.lab.gatewayUrl,
+          service: TARGET.service,
+          path: TARGET.path,
+        });
+        if (r.status !== 200) {
+          const code = (r.body as { code?: unknown } | null)?.code;
+          throw Object.assign(new Error(`the victim's read answered ${r.status}`), {
+            code: typeof code === 'string' ? code.slice(0, 64) : `HTTP_${r.status}`,
+          });
+        }
+      },
+      floodAction: `reads of ${FLOODED.service} with the attacker's own session`,
+      flood: {
+        origin: ctx.lab.gatewayUrl,
+        recipe: { kind: 'request', session: attacker, path: floodPath },
+        // The gateway answers in turn: the more the attacker keeps in flight, the longer others wait.
+        concurrency: 128,
+      },
+    });
+  },
+
+  judge: judgeByDegradation,
+  // Nothing to undo: the sessions expire by themselves and the rate-limit buckets refill.
+};

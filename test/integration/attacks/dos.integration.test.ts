@@ -1,0 +1,84 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { DOS_THRESHOLDS } from '../../../src/attacks/dos.js';
+import { type AttackReport, runAttacks } from '../../../src/attacks/runner.js';
+import { loginFlood } from '../../../src/attacks/scenarios/dos.login-flood.js';
+import { requestFlood } from '../../../src/attacks/scenarios/dos.request-flood.js';
+import { labDown } from '../../../src/lab/down.js';
+import { POSTURES } from '../../../src/lab/posture.js';
+import { labUp } from '../../../src/lab/up.js';
+
+// customers (the victim's), accounts (which it calls) and catalog (the one the request flood hits).
+const SERVICES = 3;
+const DOS = [loginFlood, requestFlood];
+
+describe.sequential('the DoS scenarios against real labs', () => {
+  let report: AttackReport;
+
+  it('runs both floods in every posture, each bounded, each matching its expectation', async () => {
+    report = await runAttacks({ scenarios: DOS, postures: POSTURES, services: SERVICES });
+    const failures = report.results
+      .filter((r) => !r.passed)
+      .map((r) => `${r.id}@${r.posture}: ${r.outcome} ${JSON.stringify(r.evidence.measurements)}`);
+    expect(failures).toEqual([]);
+    expect(report.results).toHaveLength(DOS.length * POSTURES.length);
+  }, 240_000);
+
+  it('judges from the measurements: the victim slowed or refused in none, not in trusted, where 429s did it', () => {
+    for (const s of DOS) {
+      const none = report.results.find((r) => r.id === s.id && r.posture === 'none')?.evidence;
+      const trusted = report.results.find((r) => r.id === s.id && r.posture === 'trusted')?.evidence;
+      const n = none?.measurements ?? {};
+      const t = trusted?.measurements ?? {};
+      // none: nothing refused the flood, and the victim's median got worse than the threshold
+      expect(n.floodSent, s.id).toBeGreaterThan(0);
+      expect(n.floodRefused429, s.id).toBe(0);
+      expect(
+        (n.legitDuringP50Ms ?? 0) >
+          DOS_THRESHOLDS.latencyFactor * Math.max(n.legitBaselineP50Ms ?? 0, DOS_THRESHOLDS.latencyFloorMs) ||
+          (n.legitDuringSuccessRate ?? 1) < (n.legitBaselineSuccessRate ?? 1) - DOS_THRESHOLDS.successDrop,
+        s.id,
+      ).toBe(true);
+      // trusted: the flood was refused with 429 and the victim kept working
+      expect(t.floodRefused429, s.id).toBeGreaterThan(0);
+      expect(t.legitDuringOps, s.id).toBeGreaterThan(0);
+      expect(t.legitDuringSuccessRate, s.id).toBe(1);
+      // the flood stopped by itself, within its bounds
+      for (const m of [n, t]) {
+        expect(m.floodSent, s.id).toBeLessThanOrEqual(20_000);
+        expect(m.floodDurationMs, s.id).toBeLessThan(10_000);
+      }
+      expect(trusted?.attempts.map((a) => a.action)).toEqual([
+        expect.stringContaining('before the flood'),
+        expect.stringContaining('from 127.0.0.2'),
+        expect.stringContaining('during the flood'),
+      ]);
+    }
+  });
+
+  it("catches a broken defence: with the trusted lab's rate limits off, both floods fail their expectation", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tms-attack-dos-broken-'));
+    const home = join(dir, 'home');
+    try {
+      await labUp({ home, posture: 'trusted', services: SERVICES, insecureNoRateLimit: true });
+      const broken = await runAttacks({ scenarios: DOS, postures: ['trusted'], home });
+      expect(broken.postures[0]?.lab).toBe('running');
+      for (const r of broken.results) {
+        expect(r, r.id).toMatchObject({
+          posture: 'trusted',
+          expected: 'blocked',
+          outcome: 'succeeded',
+          passed: false,
+        });
+        expect(r.evidence.measurements?.floodRefused429, r.id).toBe(0);
+      }
+      expect(broken.ok).toBe(false);
+      expect(broken.summary).toEqual({ total: 2, passed: 0, failed: 2 });
+    } finally {
+      await labDown(home);
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 90_000);
+});
