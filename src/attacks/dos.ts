@@ -75,6 +75,7 @@ export async function measureUnderFlood(ctx: ScenarioContext, run: DosRun): Prom
   );
 
   let flooding = true;
+  const sendingUntil = Date.now() + DOS_PLAN.floodMs;
   const floodRun = floodInWorker({
     ...run.flood,
     requests: DOS_PLAN.floodRequests,
@@ -84,7 +85,14 @@ export async function measureUnderFlood(ctx: ScenarioContext, run: DosRun): Prom
     flooding = false;
   });
   await Promise.race([sleep(DOS_PLAN.rampMs), floodRun.catch(() => undefined)]);
-  const during = await probeWhile(run.legit, () => flooding, run.maxOps?.during ?? DOS_PLAN.duringOps);
+  // Measured while the attacker sends: an operation started then and stuck behind the flood counts
+  // with all its wait, and operations once the flood has stopped do not dilute it.
+  const during = await probeWhile(
+    run.legit,
+    () => flooding && Date.now() < sendingUntil,
+    run.maxOps?.during ?? DOS_PLAN.duringOps,
+  );
+  // The lab works off what the flood left before anything else is measured against it.
   const f = await floodRun;
 
   const b = summary(baseline);

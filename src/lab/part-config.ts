@@ -49,6 +49,8 @@ export interface GatewayPartConfig extends CommonPartConfig {
   rateLimit: {
     perUser: number;
     userBurst: number;
+    /** how long a user over its rate waits for its turn before a 429 */
+    userMaxWaitMs: number;
     perClient: number;
     burst: number;
     loginsPerClient: number;

@@ -14,15 +14,37 @@ export class RateLimiter {
 
   /** Takes one token for `key`; false when the bucket is empty (the request should be refused). */
   take(key: string): boolean {
-    return this.#take(key, 1);
+    const b = this.#bucket(key);
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
   }
 
   /** True when `key` has a token left, taking none: for costs known only afterwards (a failed login). */
   peek(key: string): boolean {
-    return this.#take(key, 0);
+    return this.#bucket(key).tokens >= 1;
   }
 
-  #take(key: string, cost: 0 | 1): boolean {
+  /**
+   * Reserves `key`'s next token: how long to wait for it (0: now), or undefined, reserving nothing,
+   * when that is more than `maxWaitMs`. Waiting instead of refusing (nginx's limit_req with a burst
+   * queue) matters against a flood: a refused client that asks again at once keeps the server busy
+   * answering 429s, while a client made to wait sends no more than the rate allows.
+   */
+  reserve(key: string, maxWaitMs: number): number | undefined {
+    const b = this.#bucket(key);
+    if (b.tokens >= 1) {
+      b.tokens -= 1;
+      return 0;
+    }
+    const waitMs = ((1 - b.tokens) / this.ratePerSecond) * 1000;
+    if (!(waitMs <= maxWaitMs)) return undefined;
+    b.tokens -= 1;
+    return waitMs;
+  }
+
+  /** The bucket of `key`, refilled up to now (tokens below zero are reservations being waited for). */
+  #bucket(key: string): { tokens: number; at: number } {
     const t = this.now();
     let b = this.#buckets.get(key);
     if (b === undefined) {
@@ -34,9 +56,7 @@ export class RateLimiter {
       b.tokens = Math.min(this.burst, b.tokens + ((t - b.at) / 1000) * this.ratePerSecond);
       b.at = t;
     }
-    if (b.tokens < 1) return false;
-    b.tokens -= cost;
-    return true;
+    return b;
   }
 }
 

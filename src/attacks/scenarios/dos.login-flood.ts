@@ -32,9 +32,9 @@ export const loginFlood: Scenario = {
   paperAttack: 3,
   technique: 'T1499',
   description:
-    "From its own address (127.0.0.2) the attacker sends login attempts through the gateway as fast as the lab answers (32 in flight, at most 3 s), each a made-up user with a wrong password, so each costs the lab a password hash (~60 ms of CPU). Meanwhile the victim logs in again and again from 127.0.0.1. In none the gateway checks every basic credential with no limit. The paper's scheme has no defence against its own attack 3: it names DoS among the threats but its framework (password at the gateway, then the ticket) limits nothing, so paper is expected to fall too. Trusted limits logins per client address at the gateway (50/s) and at the security service (20/s, keyed on the address the gateway vouches for), before any hash.",
+    "From its own address (127.0.0.2) the attacker keeps 32 login attempts in flight through the gateway for 3 s (then waits at most 5 s for the answers still due), each a made-up user with a random wrong password, so each costs the lab a password hash and an audit write. Meanwhile legitimate users keep logging in from 127.0.0.1: the victim, or in none users who have not logged in yet (none caches a checked password for 60 s, so only arriving users need the checker there). None checks every credential with no limit. The paper's scheme is expected to fall too: it names DoS as its attack 3 but its framework (a password at the gateway, then the ticket) limits nothing. Trusted admits two login steps in flight per client address (the rest wait), refuses an address whose failed logins are spent (10, then 1 a second) before any hash, and the security service limits logins per client address as the gateway vouches for it.",
   evidence:
-    "The victim's login success rate and median latency before and during the flood, and the flood's answers by status (429 = refused by a rate limit): succeeded when the victim's median login takes more than 4x the baseline (at least 5 ms) or its success rate falls by more than 10 points.",
+    "The legitimate logins' success rate and latency before and during the flood (DOS_THRESHOLDS in src/attacks/dos.ts), and the flood's answers by status (429 = refused by a limit).",
   expected: { none: 'succeeded', paper: 'succeeded', trusted: 'blocked' },
 
   async setup(ctx) {

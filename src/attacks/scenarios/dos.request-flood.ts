@@ -16,9 +16,9 @@ export const requestFlood: Scenario = {
   paperAttack: 3,
   technique: 'T1499',
   description:
-    "The attacker logs in with its own account and, from its own address (127.0.0.2), reads a catalog record through the gateway as fast as the lab answers (32 in flight, at most 3 s), every request valid (a fresh proof of possession each in trusted). Meanwhile the victim keeps reading a customer record from another service. Neither none nor the paper's scheme limits a user's requests (the paper names DoS as attack 3 but its framework has nothing against it), so both are expected to fall; trusted limits requests per user and per client address at the gateway.",
+    "The attacker logs in with its own account and, from its own address (127.0.0.2), keeps 128 reads of a catalog record in flight through the gateway for 3 s (then waits at most 5 s for the answers still due), every request valid (with a fresh proof of possession in trusted). Meanwhile the victim keeps working: each step reads a catalog record (the flooded service) and then a customer record (another service). Measured on the 2-core lab machine, users of the other services are barely slowed even in none (separate processes, and the gateway's share of a request is small): who suffers is every user of the flooded service. Neither none nor the paper's scheme limits a user's requests (the paper names DoS as its attack 3 but has nothing against it), so both are expected to fall. Trusted allows a user 100 requests a second (burst 200) and makes the excess wait its turn rather than answering 429 at once, so a flooding client is slowed to that rate instead of keeping the gateway busy.",
   evidence:
-    "The victim's success rate and median latency before and during the flood, and the flood's answers by status (429 = refused by a rate limit): succeeded when the victim's median request takes more than 4x the baseline (at least 5 ms) or its success rate falls by more than 10 points.",
+    "The victim's success rate and latency before and during the flood (DOS_THRESHOLDS in src/attacks/dos.ts), and the flood's answers by status (429 = refused by a limit).",
   expected: { none: 'succeeded', paper: 'succeeded', trusted: 'blocked' },
 
   async setup(ctx) {
@@ -40,19 +40,20 @@ export const requestFlood: Scenario = {
     const victim = ctx.scratch.victim as Session;
     const floodPath = `/svc/${FLOODED.service}${FLOODED.path}`;
     await measureUnderFlood(ctx, {
-      legitAction: 'the victim reads a customer record',
-      legitTarget: `${ctx.lab.gatewayUrl}/svc/${TARGET.service}${TARGET.path}`,
+      legitAction: 'the victim reads a catalog record, then a customer record',
+      legitTarget: `${ctx.lab.gatewayUrl}/svc/{${FLOODED.service},${TARGET.service}}/...`,
       legit: async () => {
-        const r = await callService(victim, {
-          gatewayUrl: ctx.lab.gatewayUrl,
-          service: TARGET.service,
-          path: TARGET.path,
-        });
-        if (r.status !== 200) {
-          const code = (r.body as { code?: unknown } | null)?.code;
-          throw Object.assign(new Error(`the victim's read answered ${r.status}`), {
-            code: typeof code === 'string' ? code.slice(0, 64) : `HTTP_${r.status}`,
-          });
+        for (const [service, path] of [
+          [FLOODED.service, FLOODED.path],
+          [TARGET.service, TARGET.path],
+        ] as const) {
+          const r = await callService(victim, { gatewayUrl: ctx.lab.gatewayUrl, service, path });
+          if (r.status !== 200) {
+            const code = (r.body as { code?: unknown } | null)?.code;
+            throw Object.assign(new Error(`the victim's read of ${service} answered ${r.status}`), {
+              code: typeof code === 'string' ? code.slice(0, 64) : `HTTP_${r.status}`,
+            });
+          }
         }
       },
       floodAction: `reads of ${FLOODED.service} with the attacker's own session`,

@@ -75,6 +75,7 @@ const app = buildGateway({
               rateLimit: {
                 perUser: new RateLimiter(perUser, userBurst),
                 perClient: new RateLimiter(perClient, burst),
+                perUserMaxWaitMs: config.rateLimit.userMaxWaitMs,
               },
               authRateLimit: new RateLimiter(
                 config.rateLimit.loginsPerClient,

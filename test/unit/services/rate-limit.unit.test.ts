@@ -50,3 +50,18 @@ describe('KeyedConcurrency', () => {
     again?.();
   });
 });
+
+describe('RateLimiter.reserve', () => {
+  it('hands out waits that space a flood to the rate, and refuses beyond the longest wait', () => {
+    const t = 0;
+    const perUser = new RateLimiter(10, 2, () => t);
+    expect([perUser.reserve('a', 500), perUser.reserve('a', 500)]).toEqual([0, 0]);
+    // then one every 100 ms, queued behind one another
+    expect(perUser.reserve('a', 500)).toBeCloseTo(100);
+    expect(perUser.reserve('a', 500)).toBeCloseTo(200);
+    expect(perUser.reserve('a', 150)).toBeUndefined();
+    // a refusal reserved nothing
+    expect(perUser.reserve('a', 500)).toBeCloseTo(300);
+    expect(perUser.reserve('b', 0)).toBe(0);
+  });
+});
