@@ -8,6 +8,8 @@ import type { ScenarioContext, Verdict } from './types.js';
  * then again while the attacker floods. The flood is short and bounded (FLOOD_CAPS in flood.ts).
  */
 export const DOS_PLAN = {
+  /** before the baseline: until the legitimate user's operations are steady, at most this long */
+  settleMs: 3000,
   /** the legitimate user's baseline: this long, at most this many operations */
   baselineMs: 1500,
   baselineOps: 40,
@@ -26,18 +28,25 @@ export const DOS_PLAN = {
 
 /**
  * When the legitimate user counts as denied service. Decided from measurement on the 2-core lab
- * machines (numbers in the scenario's report and the commit that set them): the median latency
- * during the flood against the baseline's (medians, because p95 of a few dozen samples is the
- * maximum, which one scheduling hiccup decides), or a fall in the share of operations that succeed.
+ * machines shared with other work (bench/dos.ts; the distributions are in the commit that set
+ * these): the chosen latency percentile during the flood against the baseline's, or a fall in the
+ * share of operations that succeed.
  */
 export const DOS_THRESHOLDS = {
-  /** succeeded when the median latency grows by more than this factor ... */
+  /** succeeded when the latency percentile grows by more than this factor ... */
   latencyFactor: 4,
-  /** ... over the baseline median, counted as at least this (a 1 ms operation is not slowed 4x by 3 ms) */
+  /** ... over the baseline's, counted as at least this (a 1 ms operation is not slowed 4x by 3 ms) */
   latencyFloorMs: 5,
   /** or when the success rate falls by more than this (0.1 = ten points) */
   successDrop: 0.1,
 } as const;
+
+/**
+ * Which latency percentile a scenario is judged on. The median where a flood stalls every
+ * operation (logins queue behind the hashes); p95 where it stalls a share of them (reads behind a
+ * flooded service's queue, which drains and refills), over the ~100 operations measured then.
+ */
+export type JudgedPercentile = 'p50' | 'p95';
 
 /** One operation of the legitimate user; throws (with a `code`) when it fails. */
 export type LegitOperation = () => Promise<void>;
@@ -66,8 +75,9 @@ export interface DosRun {
  * one attempt per phase and the figures in `evidence.measurements`.
  */
 export async function measureUnderFlood(ctx: ScenarioContext, run: DosRun): Promise<void> {
-  // One unmeasured operation first: connections and code paths warmed.
-  await measureOnce(run.legit);
+  // Unmeasured operations first: connections and code paths warmed, and the lab settled after
+  // whatever ran before (a flood's leftovers) so the baseline is the quiet lab's.
+  await settle(run.legit, run.maxOps === undefined ? DOS_PLAN.settleMs : 0);
   const baseline = await probe(
     run.legit,
     Date.now() + DOS_PLAN.baselineMs,
@@ -112,6 +122,7 @@ export async function measureUnderFlood(ctx: ScenarioContext, run: DosRun): Prom
     legitDuringP50Ms: d.p50,
     legitDuringP95Ms: d.p95,
     latencyRatioP50: round(d.p50 / Math.max(b.p50, DOS_THRESHOLDS.latencyFloorMs), 2),
+    latencyRatioP95: round(d.p95 / Math.max(b.p95, DOS_THRESHOLDS.latencyFloorMs), 2),
     floodSent: f.sent,
     floodAnswered2xx: countStatus(f, 200, 299),
     floodRefused429: f.byStatus['429'] ?? 0,
@@ -125,16 +136,26 @@ export async function measureUnderFlood(ctx: ScenarioContext, run: DosRun): Prom
 
 /**
  * The verdict of a DoS scenario, from the measurements only: succeeded when, during the flood, the
- * legitimate user's median latency or success rate got worse than DOS_THRESHOLDS allow.
+ * legitimate user's latency percentile or success rate got worse than DOS_THRESHOLDS allow.
  */
-export function judgeByDegradation(ctx: ScenarioContext): Verdict {
-  const m = ctx.evidence.measurements;
-  if (m === undefined || m.legitDuringOps === undefined || m.legitDuringOps === 0) return 'blocked';
-  const t = DOS_THRESHOLDS;
-  const slower =
-    (m.legitDuringP50Ms ?? 0) > t.latencyFactor * Math.max(m.legitBaselineP50Ms ?? 0, t.latencyFloorMs);
-  const failing = (m.legitDuringSuccessRate ?? 1) < (m.legitBaselineSuccessRate ?? 1) - t.successDrop;
-  return slower || failing ? 'succeeded' : 'blocked';
+export function judgeByDegradation(percentile: JudgedPercentile): (ctx: ScenarioContext) => Verdict {
+  return (ctx) => {
+    const m = ctx.evidence.measurements;
+    if (m === undefined || m.legitDuringOps === undefined || m.legitDuringOps === 0) return 'blocked';
+    const t = DOS_THRESHOLDS;
+    const ratio = latencyRatio(m, percentile);
+    const failing = (m.legitDuringSuccessRate ?? 1) < (m.legitBaselineSuccessRate ?? 1) - t.successDrop;
+    return ratio > t.latencyFactor || failing ? 'succeeded' : 'blocked';
+  };
+}
+
+/** During over baseline (the baseline counted as at least the floor), for one percentile. */
+export function latencyRatio(m: Record<string, number>, percentile: JudgedPercentile): number {
+  const [base, during] =
+    percentile === 'p50'
+      ? [m.legitBaselineP50Ms, m.legitDuringP50Ms]
+      : [m.legitBaselineP95Ms, m.legitDuringP95Ms];
+  return round((during ?? 0) / Math.max(base ?? 0, DOS_THRESHOLDS.latencyFloorMs), 2);
 }
 
 async function measureOnce(op: LegitOperation): Promise<Sample> {
@@ -145,6 +166,18 @@ async function measureOnce(op: LegitOperation): Promise<Sample> {
   } catch (err) {
     const code = (err as { code?: unknown }).code;
     return { ok: false, ms: performance.now() - t0, code: typeof code === 'string' ? code : 'ERROR' };
+  }
+}
+
+/** One operation, then more until three in a row take at most twice the fastest seen, or `maxMs`. */
+async function settle(op: LegitOperation, maxMs: number): Promise<void> {
+  const until = Date.now() + maxMs;
+  let fastest = (await measureOnce(op)).ms;
+  let steady = 0;
+  while (steady < 3 && Date.now() < until) {
+    const ms = (await measureOnce(op)).ms;
+    steady = ms <= 2 * fastest ? steady + 1 : 0;
+    fastest = Math.min(fastest, ms);
   }
 }
 

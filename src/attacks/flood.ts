@@ -14,7 +14,7 @@ import { ATTACKER_ADDRESS, assertLabAddress } from './http.js';
  * Hard caps on any flood, whatever a scenario asks: a flood stops by itself after this many requests
  * or this long, with at most this many in flight, and only ever towards the lab's loopback addresses.
  */
-export const FLOOD_CAPS = { requests: 20_000, durationMs: 10_000, concurrency: 128 } as const;
+export const FLOOD_CAPS = { requests: 20_000, durationMs: 10_000, concurrency: 512 } as const;
 
 export interface FloodRequest {
   method: Dispatcher.HttpMethod;

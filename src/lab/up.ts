@@ -300,14 +300,15 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
       ...(trusted ? { identityDir: gatewayIdentityDir, caFile } : {}),
       // Per user: about what one of the load test's 150 users gets at saturation (~60/s), far below
       // what one flooding user pushes through (measured 400-4300/s, dos.request-flood); over it a
-      // user waits its turn (up to 5 s, ~500 requests) rather than spinning on 429s.
+      // user waits its turn (up to 10 s, ~1,000 requests: more than the flood keeps in flight,
+      // since a refused client asks again at once) rather than spinning on 429s.
       // Per client address: high, since the load test's users may share one. Failed logins per
       // address: a few typos' worth, then one a second; and two login steps in flight per address,
       // the rest queued, so one address never holds all the password hashing (dos.login-flood).
       rateLimit: {
         perUser: 100,
         userBurst: 200,
-        userMaxWaitMs: 5000,
+        userMaxWaitMs: 10_000,
         perClient: 4000,
         burst: 4000,
         loginsPerClient: 50,

@@ -85,5 +85,5 @@ export const loginFlood: Scenario = {
     await Promise.all(fresh.map((u) => admin.removeUser(u.name).catch(() => undefined)));
   },
 
-  judge: judgeByDegradation,
+  judge: judgeByDegradation('p50'),
 };

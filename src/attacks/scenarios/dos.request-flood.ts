@@ -16,7 +16,7 @@ export const requestFlood: Scenario = {
   paperAttack: 3,
   technique: 'T1499',
   description:
-    "The attacker logs in with its own account and, from its own address (127.0.0.2), keeps 128 reads of a catalog record in flight through the gateway for 3 s (then waits at most 5 s for the answers still due), every request valid (with a fresh proof of possession in trusted). Meanwhile the victim keeps working: each step reads a catalog record (the flooded service) and then a customer record (another service). Measured on the 2-core lab machine, users of the other services are barely slowed even in none (separate processes, and the gateway's share of a request is small): who suffers is every user of the flooded service. Neither none nor the paper's scheme limits a user's requests (the paper names DoS as its attack 3 but has nothing against it), so both are expected to fall. Trusted allows a user 100 requests a second (burst 200) and makes the excess wait its turn rather than answering 429 at once, so a flooding client is slowed to that rate instead of keeping the gateway busy.",
+    "The attacker logs in with its own account and, from its own address (127.0.0.2), keeps 512 reads of a catalog record in flight through the gateway for 3 s (then waits at most 5 s for the answers still due), every request valid (with a fresh proof of possession in trusted). Meanwhile the victim keeps working: each step reads a catalog record (the flooded service) and then a customer record (another service). Measured on the 2-core lab machine, users of the other services are barely slowed even in none (separate processes, and the gateway's share of a request is small): who suffers is every user of the flooded service. Neither none nor the paper's scheme limits a user's requests (the paper names DoS as its attack 3 but has nothing against it), so both are expected to fall. Trusted allows a user 100 requests a second (burst 200) and makes the excess wait its turn rather than answering 429 at once, so a flooding client is slowed to that rate instead of keeping the gateway busy.",
   evidence:
     "The victim's success rate and latency before and during the flood (DOS_THRESHOLDS in src/attacks/dos.ts), and the flood's answers by status (429 = refused by a limit).",
   expected: { none: 'succeeded', paper: 'succeeded', trusted: 'blocked' },
@@ -60,12 +60,13 @@ export const requestFlood: Scenario = {
       flood: {
         origin: ctx.lab.gatewayUrl,
         recipe: { kind: 'request', session: attacker, path: floodPath },
-        // The gateway answers in turn: the more the attacker keeps in flight, the longer others wait.
-        concurrency: 128,
+        // The flooded service answers in turn: the more the attacker keeps in flight, the longer its
+        // other users wait (measured: 128 in flight slowed them 1.4-19x, too little to tell from noise).
+        concurrency: 512,
       },
     });
   },
 
-  judge: judgeByDegradation,
+  judge: judgeByDegradation('p95'),
   // Nothing to undo: the sessions expire by themselves and the rate-limit buckets refill.
 };
