@@ -1,6 +1,5 @@
 import { TrustedMsError } from '../errors.js';
 import { loginFlood } from './scenarios/dos.login-flood.js';
-import { requestFlood } from './scenarios/dos.request-flood.js';
 import { replayedChallenge } from './scenarios/masquerade.replayed-challenge.js';
 import { stolenPassword } from './scenarios/masquerade.stolen-password.js';
 import { stolenTicket } from './scenarios/masquerade.stolen-ticket.js';
@@ -16,11 +15,19 @@ export const SCENARIOS: readonly Scenario[] = [
   crossDatabase,
   forgedRole,
   loginFlood,
-  requestFlood,
 ];
 
 /** The rest of the catalog: listed so nobody mistakes their absence for a pass. Never run. */
 export const PLANNED: readonly PlannedScenario[] = [
+  {
+    id: 'dos.request-flood',
+    title: 'Flood one service through the gateway while other users work',
+    paperAttack: 3,
+    technique: 'T1499',
+    // Built (scenarios/dos.request-flood.ts, measured by bench/dos.ts) but not judged: see why there.
+    missing:
+      'a flood that reliably slows other users in none on a 2-core host: one attacker thread on the same cores cannot outpace the services (victim p95 1.3-30x slower, run to run)',
+  },
   {
     id: 'malicious-service.tampered-code',
     title: "A service's code is changed to copy user records to the attacker",

@@ -5,19 +5,19 @@ import { describe, expect, it } from 'vitest';
 import { DOS_THRESHOLDS, latencyRatio } from '../../../src/attacks/dos.js';
 import { type AttackReport, runAttacks } from '../../../src/attacks/runner.js';
 import { loginFlood } from '../../../src/attacks/scenarios/dos.login-flood.js';
-import { requestFlood } from '../../../src/attacks/scenarios/dos.request-flood.js';
 import { labDown } from '../../../src/lab/down.js';
 import { POSTURES } from '../../../src/lab/posture.js';
 import { labUp } from '../../../src/lab/up.js';
 
-// customers (the victim's), accounts (which it calls) and catalog (the one the request flood hits).
-const SERVICES = 3;
-const DOS = [loginFlood, requestFlood];
+// The login flood needs no service at all; two keep the lab as small as the catalog test's.
+const SERVICES = 2;
+// dos.request-flood is not judged yet (registry.ts, PLANNED): only the login flood is tested here.
+const DOS = [loginFlood];
 
 describe.sequential('the DoS scenarios against real labs', () => {
   let report: AttackReport;
 
-  it('runs both floods in every posture, each bounded, each matching its expectation', async () => {
+  it('runs the login flood in every posture, bounded, matching its expectation', async () => {
     report = await runAttacks({ scenarios: DOS, postures: POSTURES, services: SERVICES });
     const failures = report.results
       .filter((r) => !r.passed)
@@ -36,7 +36,7 @@ describe.sequential('the DoS scenarios against real labs', () => {
       expect(n.floodSent, s.id).toBeGreaterThan(0);
       expect(n.floodRefused429, s.id).toBe(0);
       expect(
-        latencyRatio(n, s === loginFlood ? 'p50' : 'p95') > DOS_THRESHOLDS.latencyFactor ||
+        latencyRatio(n, 'p50') > DOS_THRESHOLDS.latencyFactor ||
           (n.legitDuringSuccessRate ?? 1) < (n.legitBaselineSuccessRate ?? 1) - DOS_THRESHOLDS.successDrop,
         s.id,
       ).toBe(true);
@@ -63,7 +63,7 @@ describe.sequential('the DoS scenarios against real labs', () => {
     }
   });
 
-  it("catches a broken defence: with the trusted lab's rate limits off, both floods fail their expectation", async () => {
+  it("catches a broken defence: with the trusted lab's rate limits off, the login flood fails its expectation", async () => {
     const dir = await mkdtemp(join(tmpdir(), 'tms-attack-dos-broken-'));
     const home = join(dir, 'home');
     try {
@@ -80,7 +80,7 @@ describe.sequential('the DoS scenarios against real labs', () => {
         expect(r.evidence.measurements?.floodRefused429, r.id).toBe(0);
       }
       expect(broken.ok).toBe(false);
-      expect(broken.summary).toEqual({ total: 2, passed: 0, failed: 2 });
+      expect(broken.summary).toEqual({ total: DOS.length, passed: 0, failed: DOS.length });
     } finally {
       await labDown(home);
       await rm(dir, { recursive: true, force: true });

@@ -18,7 +18,7 @@ const base = {
 };
 
 describe('judgeByDegradation', () => {
-  it('succeeded when the judged percentile grows past 4x the baseline, blocked below', () => {
+  it('succeeded when the judged percentile grows past 8x the baseline, blocked below', () => {
     const p50 = judgeByDegradation('p50');
     expect(p50(ctxWith({ ...base, legitDuringP50Ms: 401, legitDuringP95Ms: 0 }))).toBe('succeeded');
     expect(p50(ctxWith({ ...base, legitDuringP50Ms: 399, legitDuringP95Ms: 5000 }))).toBe('blocked');

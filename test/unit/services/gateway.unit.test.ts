@@ -594,6 +594,7 @@ describe('gateway, login relay', () => {
       auth: poolUpstream(createPool(`http://${HOST}:${(auth.address() as AddressInfo).port}`)),
       authFailureLimit: new RateLimiter(0.001, 2),
       authInFlight: new KeyedConcurrency(1, 8),
+      authRefusalDelayMs: 0,
     });
     try {
       const login = async (user: string) =>
