@@ -20,11 +20,11 @@ const base = {
 describe('judgeByDegradation', () => {
   it('succeeded when the judged percentile grows past 8x the baseline, blocked below', () => {
     const p50 = judgeByDegradation('p50');
-    expect(p50(ctxWith({ ...base, legitDuringP50Ms: 401, legitDuringP95Ms: 0 }))).toBe('succeeded');
-    expect(p50(ctxWith({ ...base, legitDuringP50Ms: 399, legitDuringP95Ms: 5000 }))).toBe('blocked');
+    expect(p50(ctxWith({ ...base, legitDuringP50Ms: 301, legitDuringP95Ms: 0 }))).toBe('succeeded');
+    expect(p50(ctxWith({ ...base, legitDuringP50Ms: 299, legitDuringP95Ms: 5000 }))).toBe('blocked');
     const p95 = judgeByDegradation('p95');
-    expect(p95(ctxWith({ ...base, legitDuringP50Ms: 100, legitDuringP95Ms: 801 }))).toBe('succeeded');
-    expect(p95(ctxWith({ ...base, legitDuringP50Ms: 1000, legitDuringP95Ms: 799 }))).toBe('blocked');
+    expect(p95(ctxWith({ ...base, legitDuringP50Ms: 100, legitDuringP95Ms: 601 }))).toBe('succeeded');
+    expect(p95(ctxWith({ ...base, legitDuringP50Ms: 1000, legitDuringP95Ms: 599 }))).toBe('blocked');
   });
 
   it('counts a tiny baseline as the 5 ms floor, so 1 ms to 3 ms is no denial of service', () => {
