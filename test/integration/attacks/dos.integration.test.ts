@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DOS_THRESHOLDS, latencyRatio } from '../../../src/attacks/dos.js';
+import { FLOOD_CAPS } from '../../../src/attacks/flood.js';
 import { type AttackReport, runAttacks } from '../../../src/attacks/runner.js';
 import { loginFlood } from '../../../src/attacks/scenarios/dos.login-flood.js';
 import { labDown } from '../../../src/lab/down.js';
@@ -50,11 +51,8 @@ describe.sequential('the DoS scenarios against real labs', () => {
         );
       expect(t.legitDuringOps, s.id).toBeGreaterThan(0);
       expect(t.legitDuringSuccessRate, s.id).toBe(1);
-      // the flood stopped by itself, within its bounds
-      for (const m of [n, t]) {
-        expect(m.floodSent, s.id).toBeLessThanOrEqual(20_000);
-        expect(m.floodDurationMs, s.id).toBeLessThan(10_000);
-      }
+      // the flood stopped by itself within its count (its deadline: test/unit/attacks/dos.unit.test.ts)
+      for (const m of [n, t]) expect(m.floodSent, s.id).toBeLessThanOrEqual(FLOOD_CAPS.requests);
       expect(trusted?.attempts.map((a) => a.action)).toEqual([
         expect.stringContaining('before the flood'),
         expect.stringContaining('from 127.0.0.2'),
