@@ -3,7 +3,7 @@
  * dos.request-flood ROUNDS times against a lab in each posture, plus `trusted` with its rate limits
  * switched off (the broken defence the thresholds must still catch), and prints each run's figures
  * and, per scenario and posture, the spread of the latency ratio the verdict rests on.
- * Run: `npm run build && node dist/bench/dos.js [rounds] [services] [scenario id]`. Numbers only, no assertions.
+ * Run: `npm run bench:dos -- [rounds] [services] [scenario id]` (default 5 rounds, 3 services, both). Numbers only, no assertions.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
