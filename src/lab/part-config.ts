@@ -29,6 +29,8 @@ export interface SecurityPartConfig extends CommonPartConfig {
   gatewayUrl?: string;
   ticketTtlSeconds: number;
   challengeTtlSeconds: number;
+  /** TEST ONLY (see SecurityDeps.insecureNoRateLimit): set from code, never from the CLI */
+  insecureNoRateLimit?: boolean;
 }
 
 export interface GatewayPartConfig extends CommonPartConfig {
@@ -39,12 +41,30 @@ export interface GatewayPartConfig extends CommonPartConfig {
   /** trusted: folder with cert.pem, key.pem of the gateway's identity, and the CA file */
   identityDir?: string;
   caFile?: string;
-  /** requests per second allowed per user and per client address (trusted only) */
-  rateLimit: { perUser: number; perClient: number; burst: number; loginsPerClient: number };
+  /**
+   * trusted only: requests per second allowed per user (burst `userBurst`) and per client address
+   * (burst `burst`); login steps per client address per second; failed login steps per client
+   * address per second (burst `loginFailureBurst`); login steps in flight per client address
+   */
+  rateLimit: {
+    perUser: number;
+    userBurst: number;
+    /** how long a user over its rate waits for its turn before a 429 */
+    userMaxWaitMs: number;
+    perClient: number;
+    burst: number;
+    loginsPerClient: number;
+    loginFailuresPerClient: number;
+    loginFailureBurst: number;
+    /** login steps in flight per client address; more wait (up to 256), then 429 */
+    loginsInFlightPerClient: number;
+  };
   /** TEST ONLY (see GatewayDeps.insecureSkipProof): set from code, never from the CLI */
   insecureSkipProof?: boolean;
   /** TEST ONLY (see GatewayDeps.insecureSkipAttestation): set from code, never from the CLI */
   insecureSkipAttestation?: boolean;
+  /** TEST ONLY: a trusted gateway without its rate limits (LabUpOptions.insecureNoRateLimit) */
+  insecureNoRateLimit?: boolean;
 }
 
 export interface ServicePartConfig extends CommonPartConfig {

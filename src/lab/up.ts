@@ -40,6 +40,11 @@ export interface LabUpOptions {
   insecureSkipProof?: boolean;
   /** TEST ONLY: a gateway that routes to untrusted services (see GatewayDeps.insecureSkipAttestation). */
   insecureSkipAttestation?: boolean;
+  /**
+   * TEST ONLY: a trusted lab without its rate limits (gateway and security service), to show the
+   * DoS scenarios catch a broken defence. Deliberately not a flag of `lab up`.
+   */
+  insecureNoRateLimit?: boolean;
 }
 
 export interface LabUpResult {
@@ -176,6 +181,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
       gatewayUrl: gatewayAt.url,
       ticketTtlSeconds: 3600,
       challengeTtlSeconds: 60,
+      ...(opts.insecureNoRateLimit === true ? { insecureNoRateLimit: true } : {}),
     };
     const securityLaunch = launchOf(
       'security',
@@ -315,9 +321,27 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
       sealKeyFile: secrets.sealKeyFile,
       services: Object.fromEntries(serviceUrl),
       ...(trusted ? { identityDir: gatewayIdentityDir, caFile } : {}),
-      rateLimit: { perUser: 2000, perClient: 4000, burst: 4000, loginsPerClient: 50 },
+      // Per user: about what one of the load test's 150 users gets at saturation (~60/s), far below
+      // what one flooding user pushes through (measured 400-4300/s, dos.request-flood); over it a
+      // user waits its turn (up to 10 s, ~1,000 requests: more than the flood keeps in flight,
+      // since a refused client asks again at once) rather than spinning on 429s.
+      // Per client address: high, since the load test's users may share one. Failed logins per
+      // address: a few typos' worth, then one a second; and two login steps in flight per address,
+      // the rest queued, so one address never holds all the password hashing (dos.login-flood).
+      rateLimit: {
+        perUser: 100,
+        userBurst: 200,
+        userMaxWaitMs: 10_000,
+        perClient: 4000,
+        burst: 4000,
+        loginsPerClient: 50,
+        loginFailuresPerClient: 1,
+        loginFailureBurst: 10,
+        loginsInFlightPerClient: 2,
+      },
       ...(opts.insecureSkipProof === true ? { insecureSkipProof: true } : {}),
       ...(opts.insecureSkipAttestation === true ? { insecureSkipAttestation: true } : {}),
+      ...(opts.insecureNoRateLimit === true ? { insecureNoRateLimit: true } : {}),
     };
     progress('starting the gateway');
     const gateway = await runtime.start(

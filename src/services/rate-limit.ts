@@ -14,6 +14,37 @@ export class RateLimiter {
 
   /** Takes one token for `key`; false when the bucket is empty (the request should be refused). */
   take(key: string): boolean {
+    const b = this.#bucket(key);
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
+  }
+
+  /** True when `key` has a token left, taking none: for costs known only afterwards (a failed login). */
+  peek(key: string): boolean {
+    return this.#bucket(key).tokens >= 1;
+  }
+
+  /**
+   * Reserves `key`'s next token: how long to wait for it (0: now), or undefined, reserving nothing,
+   * when that is more than `maxWaitMs`. Waiting instead of refusing (nginx's limit_req with a burst
+   * queue) matters against a flood: a refused client that asks again at once keeps the server busy
+   * answering 429s, while a client made to wait sends no more than the rate allows.
+   */
+  reserve(key: string, maxWaitMs: number): number | undefined {
+    const b = this.#bucket(key);
+    if (b.tokens >= 1) {
+      b.tokens -= 1;
+      return 0;
+    }
+    const waitMs = ((1 - b.tokens) / this.ratePerSecond) * 1000;
+    if (!(waitMs <= maxWaitMs)) return undefined;
+    b.tokens -= 1;
+    return waitMs;
+  }
+
+  /** The bucket of `key`, refilled up to now (tokens below zero are reservations being waited for). */
+  #bucket(key: string): { tokens: number; at: number } {
     const t = this.now();
     let b = this.#buckets.get(key);
     if (b === undefined) {
@@ -25,9 +56,7 @@ export class RateLimiter {
       b.tokens = Math.min(this.burst, b.tokens + ((t - b.at) / 1000) * this.ratePerSecond);
       b.at = t;
     }
-    if (b.tokens < 1) return false;
-    b.tokens -= 1;
-    return true;
+    return b;
   }
 }
 
@@ -61,5 +90,46 @@ export class LoginLockout {
 
   succeed(user: string): void {
     this.#failures.delete(user);
+  }
+}
+
+/**
+ * At most `limit` operations in flight per key (a client address); up to `queue` more wait their
+ * turn, in order; beyond that, refused. One client then cannot fill a scarce worker (the password
+ * hashes of the security service) however many requests it opens, and other clients never queue
+ * behind it. Only keys with work in flight are kept.
+ */
+export class KeyedConcurrency {
+  readonly #slots = new Map<string, { active: number; waiting: (() => void)[] }>();
+
+  constructor(
+    private readonly limit: number,
+    private readonly queue: number,
+  ) {}
+
+  /** A release function once a slot is free; undefined at once when the key's queue is full. */
+  async acquire(key: string): Promise<(() => void) | undefined> {
+    let slot = this.#slots.get(key);
+    if (slot === undefined) {
+      slot = { active: 0, waiting: [] };
+      this.#slots.set(key, slot);
+    }
+    const s = slot;
+    if (s.active >= this.limit) {
+      if (s.waiting.length >= this.queue) return undefined;
+      // The releasing holder hands its slot over: `active` stays as it is.
+      await new Promise<void>((resolve) => s.waiting.push(resolve));
+    } else {
+      s.active += 1;
+    }
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = s.waiting.shift();
+      if (next !== undefined) return next();
+      s.active -= 1;
+      if (s.active === 0) this.#slots.delete(key);
+    };
   }
 }

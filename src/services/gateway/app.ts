@@ -1,12 +1,14 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { isTrustedMsError, TrustedMsError } from '../../errors.js';
 import type { Posture } from '../../lab/posture.js';
 import { PROOF_HEADER, type ProofVerifier } from '../../protocol/proof.js';
 import { openSessionKey } from '../../protocol/session-key.js';
 import type { TicketClaims, TicketVerifier } from '../../protocol/ticket.js';
+import { CLIENT_ADDRESS_HEADER } from '../client-address.js';
 import { createHttpApp, toHttpError } from '../http.js';
-import type { RateLimiter } from '../rate-limit.js';
+import type { KeyedConcurrency, RateLimiter } from '../rate-limit.js';
 import { type AttestationTable, parseAttestationEntries } from './attestation-table.js';
 import type { Upstream } from './upstream.js';
 
@@ -43,8 +45,13 @@ export interface GatewayDeps {
   /** none: the password check behind HTTP basic (the security service) */
   checkPassword?: (user: string, password: string) => Promise<Principal>;
   attestation: AttestationTable;
-  /** trusted: per user (after the proof) and per client address (before the ticket) */
-  rateLimit?: { perUser: RateLimiter; perClient: RateLimiter };
+  /**
+   * trusted: per user (after the proof) and per client address (before the ticket). A user over
+   * its rate waits up to `perUserMaxWaitMs` (default 0: refused at once) for its turn, so a user
+   * flooding with many requests in flight is slowed to the rate instead of spinning on cheap 429s
+   * that still cost the gateway (measured: dos.request-flood).
+   */
+  rateLimit?: { perUser: RateLimiter; perClient: RateLimiter; perUserMaxWaitMs?: number };
   now?: () => number;
   /** the lab token the security service pushes attestations with; without it, pushes are refused */
   labToken?: string;
@@ -54,6 +61,23 @@ export interface GatewayDeps {
   auth?: Upstream;
   /** trusted: logins allowed per client address (each costs the security service a password hash) */
   authRateLimit?: RateLimiter;
+  /**
+   * trusted: failed login steps allowed per client address. Counted after the answer, checked before
+   * the relay: a flood of wrong passwords gets a handful of hashes and then cheap 429s here (no hash,
+   * no audit write at the security service), while successful logins, e.g. many users behind one
+   * address, are never counted. The rate limit above alone let one client take all the hashing the
+   * lab can do (measured: fewer logins per second than the limit allows, see dos.login-flood).
+   */
+  authFailureLimit?: RateLimiter;
+  /** trusted: login steps in flight per client address (the rest wait, in a bounded queue) */
+  authInFlight?: KeyedConcurrency;
+  /**
+   * trusted: how long a client whose failed logins are spent waits for its 429 (default 1 s), in its
+   * login slot. Refused at once, a flooding client asks again at once and keeps the gateway busy
+   * answering (measured: ~550 refusals/s from 32 connections slowed others' logins ~5x); made to
+   * wait, it gets two refusals a second.
+   */
+  authRefusalDelayMs?: number;
   /** none: how long a good basic credential is remembered (60 s) and how many (10,000) */
   basicCacheMs?: number;
   basicCacheEntries?: number;
@@ -241,7 +265,11 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
           jti: claims.jti,
         });
       }
-      if (rateLimit !== undefined && !rateLimit.perUser.take(claims.sub)) throw rateLimited();
+      if (rateLimit !== undefined) {
+        const waitMs = rateLimit.perUser.reserve(claims.sub, rateLimit.perUserMaxWaitMs ?? 0);
+        if (waitMs === undefined) throw rateLimited();
+        if (waitMs > 0) await sleep(waitMs);
+      }
       if (attestation.state(name) !== 'trusted' && deps.insecureSkipAttestation !== true) {
         throw new TrustedMsError('SERVICE_UNTRUSTED', `service ${name} is not attested`);
       }
@@ -265,18 +293,43 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
   const relayAuth = async (request: FastifyRequest, reply: FastifyReply) => {
     if (deps.auth === undefined)
       throw new TrustedMsError('ROUTE_NOT_FOUND', `posture ${posture} has no login`);
+    const gate = posture === 'trusted' ? deps.authInFlight : undefined;
+    const release = gate === undefined ? () => undefined : await gate.acquire(request.ip);
+    if (release === undefined) throw rateLimited();
+    try {
+      return await relayAuthStep(request, reply, deps.auth);
+    } finally {
+      release();
+    }
+  };
+  const relayAuthStep = async (request: FastifyRequest, reply: FastifyReply, auth: Upstream) => {
+    const failures = posture === 'trusted' ? deps.authFailureLimit : undefined;
+    if (failures !== undefined && !failures.peek(request.ip)) {
+      await sleep(deps.authRefusalDelayMs ?? 1000);
+      throw rateLimited();
+    }
     if (posture === 'trusted' && deps.authRateLimit !== undefined && !deps.authRateLimit.take(request.ip)) {
       throw rateLimited();
     }
     const body = (request.body as Buffer | undefined) ?? EMPTY;
     const step = request.url.startsWith('/auth/verify') ? 'verify' : 'challenge';
     const contentType = request.headers['content-type'];
-    const res = await deps.auth.request({
+    const headers: Record<string, string> = {
+      'content-type': typeof contentType === 'string' ? contentType : 'application/json',
+    };
+    // The security service limits logins per client address, and sees only ours: tell it the real
+    // one, vouched for by the lab token (why that and not the socket: ../client-address.ts).
+    if (deps.labToken !== undefined) {
+      headers.authorization = `Bearer ${deps.labToken}`;
+      headers[CLIENT_ADDRESS_HEADER] = request.ip;
+    }
+    const res = await auth.request({
       method: 'POST',
       path: `/v1/auth/${step}`,
-      headers: { 'content-type': typeof contentType === 'string' ? contentType : 'application/json' },
+      headers,
       ...(body.length > 0 ? { body } : {}),
     });
+    if (failures !== undefined && res.status >= 400 && res.status < 500) failures.take(request.ip);
     const resType = res.headers['content-type'];
     reply.code(res.status);
     if (resType !== undefined) reply.header('content-type', Array.isArray(resType) ? resType[0] : resType);

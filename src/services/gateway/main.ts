@@ -6,7 +6,7 @@ import { readIdentity } from '../../pki/identity-files.js';
 import { clientTlsConnector } from '../../pki/mtls.js';
 import { ProofVerifier } from '../../protocol/proof.js';
 import type { TicketVerifier } from '../../protocol/ticket.js';
-import { RateLimiter } from '../rate-limit.js';
+import { KeyedConcurrency, RateLimiter } from '../rate-limit.js';
 import { SecurityClient } from '../security-client.js';
 import { buildGateway, type Principal } from './app.js';
 import { type AttestationEntry, AttestationTable, parseAttestationEntries } from './attestation-table.js';
@@ -57,7 +57,7 @@ const poll =
     : setInterval(() => void attestation.refresh(fetchAttestations), POLL_MS);
 poll?.unref();
 
-const { perUser, perClient, burst } = config.rateLimit;
+const { perUser, perClient, burst, userBurst } = config.rateLimit;
 const app = buildGateway({
   posture: config.posture,
   upstreams,
@@ -70,11 +70,24 @@ const app = buildGateway({
         sealKey: Buffer.from(readSecret(config.sealKeyFile), 'base64url'),
         proofs: new ProofVerifier(),
         ...(config.insecureSkipProof === true ? { insecureSkipProof: true } : {}),
-        rateLimit: { perUser: new RateLimiter(perUser, burst), perClient: new RateLimiter(perClient, burst) },
-        authRateLimit: new RateLimiter(
-          config.rateLimit.loginsPerClient,
-          config.rateLimit.loginsPerClient * 2,
-        ),
+        ...(config.insecureNoRateLimit === true
+          ? {}
+          : {
+              rateLimit: {
+                perUser: new RateLimiter(perUser, userBurst),
+                perClient: new RateLimiter(perClient, burst),
+                perUserMaxWaitMs: config.rateLimit.userMaxWaitMs,
+              },
+              authRateLimit: new RateLimiter(
+                config.rateLimit.loginsPerClient,
+                config.rateLimit.loginsPerClient * 2,
+              ),
+              authFailureLimit: new RateLimiter(
+                config.rateLimit.loginFailuresPerClient,
+                config.rateLimit.loginFailureBurst,
+              ),
+              authInFlight: new KeyedConcurrency(config.rateLimit.loginsInFlightPerClient, 256),
+            }),
       }
     : {}),
   ...(config.posture === 'none'

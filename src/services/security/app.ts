@@ -25,6 +25,7 @@ import {
   removeUser,
   toPublicUser,
 } from '../../users/users.js';
+import { CLIENT_ADDRESS_HEADER, clientAddressOf } from '../client-address.js';
 import { createHttpApp } from '../http.js';
 import { LoginLockout, RateLimiter } from '../rate-limit.js';
 import type { ServiceRegistry, ServiceStatus } from './registry.js';
@@ -43,6 +44,11 @@ export interface SecurityDeps {
   /** told about every attestation change, so the gateway refuses a tampered service at once */
   onAttestation?: (services: ServiceStatus[]) => Promise<void>;
   now?: () => number;
+  /**
+   * TEST ONLY, a deliberately broken defence: trusted without its per-client login limit. Exists
+   * so the attack catalog's tests can show the login flood is caught; set from code, never the CLI.
+   */
+  insecureNoRateLimit?: boolean;
 }
 
 export function labIssuer(labId: string): string {
@@ -70,7 +76,12 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
   const app = createHttpApp();
   const pending = new Map<string, Pending>();
   const lockout = new LoginLockout(5, 10 * 60_000, 60_000, now);
-  const perClient = new RateLimiter(20, 40, now);
+  // Per client address, before the password hash (each costs ~60 ms of CPU): trusted only, like the
+  // gateway's limits; the paper's scheme has none (DESIGN.md, postures).
+  const perClient =
+    deps.posture === 'trusted' && deps.insecureNoRateLimit !== true
+      ? new RateLimiter(20, 40, now)
+      : undefined;
   const issuer = labIssuer(deps.labId);
   const audience = labAudience(deps.labId);
   const publicKeyPem = createPublicKey(deps.signingKey.privateKey)
@@ -93,13 +104,17 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
   const audit = (entry: Parameters<LabStore['audit']>[0]): Promise<void> =>
     store.audit(entry).catch(() => undefined);
 
-  const requireLabToken = (request: FastifyRequest): void => {
+  const hasLabToken = (request: FastifyRequest): boolean => {
     const given = Buffer.from(/^Bearer (.+)$/.exec(request.headers.authorization ?? '')?.[1] ?? '');
     const want = Buffer.from(deps.labToken);
-    if (given.length !== want.length || !timingSafeEqual(given, want)) {
-      throw new TrustedMsError('ADMIN_TOKEN_INVALID', 'missing or wrong lab token');
-    }
+    return given.length === want.length && timingSafeEqual(given, want);
   };
+  const requireLabToken = (request: FastifyRequest): void => {
+    if (!hasLabToken(request)) throw new TrustedMsError('ADMIN_TOKEN_INVALID', 'missing or wrong lab token');
+  };
+  /** The real client of a login relayed by the gateway (see client-address.ts), else the socket's. */
+  const clientOf = (request: FastifyRequest): string =>
+    clientAddressOf(request.ip, request.headers[CLIENT_ADDRESS_HEADER], hasLabToken(request));
 
   const sweep = (): void => {
     const t = now();
@@ -114,9 +129,10 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
     user: string,
     password: string,
   ): Promise<UserRecord> => {
-    if (!perClient.take(request.ip)) {
+    const client = clientOf(request);
+    if (perClient !== undefined && !perClient.take(client)) {
       await audit({
-        actor: request.ip,
+        actor: client,
         action: 'auth.challenge',
         target: user,
         outcome: 'denied',
@@ -126,7 +142,7 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
     }
     if (deps.posture === 'trusted' && lockout.isLocked(user)) {
       await audit({
-        actor: request.ip,
+        actor: client,
         action: 'auth.challenge',
         target: user,
         outcome: 'denied',
@@ -135,7 +151,7 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
       throw new TrustedMsError('ACCOUNT_LOCKED', 'too many failed logins: try again later');
     }
     try {
-      const { user: record } = await checkPassword(store, user, password, { actor: request.ip });
+      const { user: record } = await checkPassword(store, user, password, { actor: client });
       lockout.succeed(user);
       return record;
     } catch (err) {
@@ -216,7 +232,7 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
         const expiresAt = Math.floor(now() / 1000) + deps.challengeTtlSeconds;
         const ticket = randomBytes(32);
         pending.set(id, { kind: 'paper', id, user, ticket, expiresAt });
-        await audit({ actor: request.ip, action: 'auth.challenge', target: user, outcome: 'ok' });
+        await audit({ actor: clientOf(request), action: 'auth.challenge', target: user, outcome: 'ok' });
         return { posture: 'paper', id, user, ticket: ticket.toString('base64url'), expiresAt };
       }
       if (record.keys.length === 0) {
@@ -226,7 +242,7 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
       }
       const challenge = newChallenge(user, issuer, clientKey as string, deps.challengeTtlSeconds, now);
       pending.set(challenge.id, { kind: 'trusted', challenge });
-      await audit({ actor: request.ip, action: 'auth.challenge', target: user, outcome: 'ok' });
+      await audit({ actor: clientOf(request), action: 'auth.challenge', target: user, outcome: 'ok' });
       return { posture: 'trusted', ...challenge };
     },
   );
@@ -250,7 +266,7 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
       pending.delete(id);
       if (p === undefined) {
         await audit({
-          actor: request.ip,
+          actor: clientOf(request),
           action: 'auth.verify',
           outcome: 'denied',
           code: 'CHALLENGE_UNKNOWN',
@@ -260,7 +276,7 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
       const user = p.kind === 'trusted' ? p.challenge.user : p.user;
       const deny = async (err: TrustedMsError): Promise<never> => {
         await audit({
-          actor: request.ip,
+          actor: clientOf(request),
           action: 'auth.verify',
           target: user,
           outcome: 'denied',
@@ -280,7 +296,7 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
         if (!key) return deny(new TrustedMsError('SIGNATURE_INVALID', 'signature verification failed'));
         const claims = ticketFor(record, data.roles, {});
         await audit({
-          actor: request.ip,
+          actor: clientOf(request),
           action: 'auth.verify',
           target: user,
           outcome: 'allowed',
@@ -323,7 +339,7 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
         cnf: { jkt: matched.thumbprint, sk: sealSessionKey(deps.sealKey, sessionKey, jti) },
       });
       await audit({
-        actor: request.ip,
+        actor: clientOf(request),
         action: 'auth.verify',
         target: user,
         outcome: 'allowed',

@@ -26,6 +26,7 @@ const app = buildSecurityService({
   ...(config.caDir ? { ca: await loadLabCa(config.caDir) } : {}),
   ticketTtlSeconds: config.ticketTtlSeconds,
   challengeTtlSeconds: config.challengeTtlSeconds,
+  ...(config.insecureNoRateLimit === true ? { insecureNoRateLimit: true } : {}),
   onAttestation: async (services) => {
     if (!config.gatewayUrl) return;
     // The gateway may not be up yet (it starts last); it polls at start anyway.

@@ -14,10 +14,11 @@ import { authorizePeer, clientTlsConnector, serverTlsOptions } from '../../../sr
 import { createProof, PROOF_HEADER, ProofVerifier } from '../../../src/protocol/proof.js';
 import { deriveSessionKey, newExchangeKeyPair, sealSessionKey } from '../../../src/protocol/session-key.js';
 import { issueTicket, type TicketClaims, TicketVerifier } from '../../../src/protocol/ticket.js';
+import { CLIENT_ADDRESS_HEADER } from '../../../src/services/client-address.js';
 import { buildGateway, type GatewayDeps, servicePath } from '../../../src/services/gateway/app.js';
 import { AttestationTable } from '../../../src/services/gateway/attestation-table.js';
 import { createPool, poolUpstream } from '../../../src/services/gateway/upstream.js';
-import { RateLimiter } from '../../../src/services/rate-limit.js';
+import { KeyedConcurrency, RateLimiter } from '../../../src/services/rate-limit.js';
 
 const HOST = '127.0.0.1';
 const ISSUER = 'trusted-ms://lab-test/security';
@@ -550,6 +551,71 @@ describe('gateway, posture trusted', () => {
       });
     } finally {
       await limited.close();
+    }
+  });
+});
+
+// ---- the login relay ---------------------------------------------------------------------------
+
+describe('gateway, login relay', () => {
+  it("tells the security service the real client's address, vouched for by the lab token", async () => {
+    const lab = await startGateway('trusted', { auth: poolUpstream(createPool(upstreamUrl)) });
+    try {
+      const r = await send(lab.url, '/auth/challenge', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', [CLIENT_ADDRESS_HEADER]: '10.9.9.9' },
+        body: '{"user":"alice"}',
+      });
+      const echo = r.json as unknown as Echo;
+      expect(echo.url).toBe('/v1/auth/challenge');
+      // the client's own claim is not passed on: the gateway writes what its socket saw
+      expect(echo.headers[CLIENT_ADDRESS_HEADER]).toBe('127.0.0.1');
+      expect(echo.headers.authorization).toBe(`Bearer ${LAB_TOKEN}`);
+    } finally {
+      await lab.close();
+    }
+  });
+
+  it('refuses a client whose failed logins are spent, before any relay, and never counts successes', async () => {
+    // A real security-service stand-in on a socket: wrong password for everyone but alice.
+    let relayed = 0;
+    const auth = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        relayed += 1;
+        const ok = Buffer.concat(chunks).toString('utf8').includes('"alice"');
+        res.writeHead(ok ? 200 : 401, { 'content-type': 'application/json' });
+        res.end(ok ? '{"id":"c1"}' : '{"code":"AUTH_FAILED","message":"authentication failed"}');
+      });
+    });
+    await new Promise<void>((r) => auth.listen(0, HOST, r));
+    const lab = await startGateway('trusted', {
+      auth: poolUpstream(createPool(`http://${HOST}:${(auth.address() as AddressInfo).port}`)),
+      authFailureLimit: new RateLimiter(0.001, 2),
+      authInFlight: new KeyedConcurrency(1, 8),
+      authRefusalDelayMs: 0,
+    });
+    try {
+      const login = async (user: string) =>
+        (
+          await send(lab.url, '/auth/challenge', {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ user }),
+          })
+        ).status;
+      // successes are not counted
+      expect([await login('alice'), await login('alice'), await login('alice')]).toEqual([200, 200, 200]);
+      // two failures spend the budget; the next attempts are refused without reaching the service
+      const attempts = await Promise.all(Array.from({ length: 5 }, () => login('mallory')));
+      expect(attempts.filter((s) => s === 401)).toHaveLength(2);
+      expect(attempts.filter((s) => s === 429)).toHaveLength(3);
+      expect(relayed).toBe(5);
+      expect(await login('alice')).toBe(429);
+    } finally {
+      await lab.close();
+      await new Promise<void>((r) => auth.close(() => r()));
     }
   });
 });

@@ -13,7 +13,13 @@ import { createLabCa } from '../../../src/pki/ca.js';
 import { type Challenge, signatureToWire, signChallenge } from '../../../src/protocol/challenge.js';
 import { deriveSessionKey, newExchangeKeyPair, openSessionKey } from '../../../src/protocol/session-key.js';
 import { TicketVerifier } from '../../../src/protocol/ticket.js';
-import { buildSecurityService, labAudience, labIssuer } from '../../../src/services/security/app.js';
+import { CLIENT_ADDRESS_HEADER } from '../../../src/services/client-address.js';
+import {
+  buildSecurityService,
+  labAudience,
+  labIssuer,
+  type SecurityDeps,
+} from '../../../src/services/security/app.js';
 import { ServiceRegistry } from '../../../src/services/security/registry.js';
 import { openLabStore } from '../../../src/store/open.js';
 import { addUser, addUserKey } from '../../../src/users/users.js';
@@ -29,7 +35,7 @@ interface Env extends AsyncDisposable {
   keys: Record<string, Awaited<ReturnType<typeof generateUserKeyPair>>>;
 }
 
-async function start(posture: Posture): Promise<Env> {
+async function start(posture: Posture, extra: Partial<SecurityDeps> = {}): Promise<Env> {
   const dir = await mkdtemp(join(tmpdir(), 'tms-sec-'));
   const store = openLabStore(join(dir, 'home'));
   const keys = {
@@ -61,6 +67,7 @@ async function start(posture: Posture): Promise<Env> {
     ...(posture === 'trusted' ? { ca: await createLabCa({ labId: LAB }) } : {}),
     ticketTtlSeconds: 600,
     challengeTtlSeconds: 30,
+    ...extra,
   });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address() as { port: number };
@@ -219,6 +226,74 @@ describe('security service, trusted posture', () => {
       code: 'INVALID_INPUT',
     });
     await expect(jsonRequest(`${env.url}/v1/nope`)).rejects.toMatchObject({ code: 'ROUTE_NOT_FOUND' });
+  });
+});
+
+/** Login attempts as the gateway relays them: maybe with the lab token and the real client's address. */
+async function loginCodes(
+  url: string,
+  attempts: { user: string; password: string; client?: string; token?: string }[],
+): Promise<string[]> {
+  const clientKey = newExchangeKeyPair().publicKeyRaw;
+  const results = await Promise.allSettled(
+    attempts.map((a) =>
+      jsonRequest(`${url}/v1/auth/challenge`, {
+        body: { user: a.user, password: a.password, clientKey },
+        ...(a.token === undefined ? {} : { token: a.token }),
+        ...(a.client === undefined ? {} : { headers: { [CLIENT_ADDRESS_HEADER]: a.client } }),
+      }),
+    ),
+  );
+  return results.map((r) =>
+    r.status === 'fulfilled' ? 'OK' : String((r.reason as { code?: unknown }).code),
+  );
+}
+
+const count = (codes: string[], code: string) => codes.filter((c) => c === code).length;
+
+describe('security service, per-client login limit (20/s, burst 40) behind the gateway', () => {
+  // A frozen clock: no token comes back during the test, so the counts are exact.
+  const frozen = Date.now();
+
+  it('counts the client the gateway names: a flood from 127.0.0.2 leaves 127.0.0.1 able to log in', async () => {
+    await using env = await start('trusted', { now: () => frozen });
+    const flood = Array.from({ length: 50 }, (_, i) => ({
+      user: `nobody-${i}`,
+      password: 'wrong',
+      client: '127.0.0.2',
+      token: TOKEN,
+    }));
+    const codes = await loginCodes(env.url, flood);
+    expect([count(codes, 'AUTH_FAILED'), count(codes, 'RATE_LIMITED')]).toEqual([40, 10]);
+    // Same socket (this test is "the gateway"), another client: not refused.
+    expect(
+      await loginCodes(env.url, [{ user: 'alice', password: 'alice-pw', client: '127.0.0.1', token: TOKEN }]),
+    ).toEqual(['OK']);
+  });
+
+  it('ignores the header without the lab token: rotating claimed addresses do not escape the limit', async () => {
+    await using env = await start('trusted', { now: () => frozen });
+    const flood = Array.from({ length: 50 }, (_, i) => ({
+      user: `nobody-${i}`,
+      password: 'wrong',
+      client: `127.0.1.${i}`,
+    }));
+    const codes = await loginCodes(env.url, flood);
+    expect([count(codes, 'AUTH_FAILED'), count(codes, 'RATE_LIMITED')]).toEqual([40, 10]);
+    // a wrong token is no token
+    const more = await loginCodes(env.url, [
+      { user: 'alice', password: 'alice-pw', client: '127.0.2.1', token: 'not-the-lab-token' },
+    ]);
+    expect(more).toEqual(['RATE_LIMITED']);
+  });
+
+  it('has no limit in the paper posture, whose scheme has none', async () => {
+    await using env = await start('paper', { now: () => frozen });
+    const codes = await loginCodes(
+      env.url,
+      Array.from({ length: 42 }, (_, i) => ({ user: `nobody-${i}`, password: 'wrong' })),
+    );
+    expect(count(codes, 'AUTH_FAILED')).toBe(42);
   });
 });
 

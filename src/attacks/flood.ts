@@ -1,0 +1,169 @@
+import { randomBytes } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { Agent, type Dispatcher } from 'undici';
+import { authHeaders } from '../client/call.js';
+import type { Session } from '../client/session.js';
+import { TrustedMsError } from '../errors.js';
+import type { Posture } from '../lab/posture.js';
+import { packageRoot } from '../paths.js';
+import { ATTACKER_ADDRESS, assertLabAddress } from './http.js';
+
+/**
+ * Hard caps on any flood, whatever a scenario asks: a flood stops by itself after this many requests
+ * or this long, with at most this many in flight, and only ever towards the lab's loopback addresses.
+ */
+export const FLOOD_CAPS = { requests: 20_000, durationMs: 10_000, concurrency: 512 } as const;
+
+export interface FloodRequest {
+  method: Dispatcher.HttpMethod;
+  /** path with query, on the flood's origin */
+  path: string;
+  headers: Record<string, string>;
+  body?: string;
+}
+
+export interface FloodOptions {
+  /** the lab's address the flood goes to, e.g. the gateway's `http://127.0.0.1:port` */
+  origin: string;
+  /** the n-th request (built per request: fresh proofs, distinct passwords) */
+  next: (n: number) => FloodRequest;
+  requests: number;
+  /** no request is started after this long ... */
+  sendMs: number;
+  /** ... and those still unanswered are cut at this (the flood's bound, >= sendMs) */
+  durationMs: number;
+  concurrency: number;
+}
+
+export interface FloodResult {
+  /** requests started */
+  sent: number;
+  /** answers by HTTP status, e.g. { "401": 120, "429": 3000 } */
+  byStatus: Record<string, number>;
+  /** requests that got no answer (reset, refused; cut at the deadline) */
+  noAnswer: number;
+  durationMs: number;
+}
+
+/**
+ * A closed-loop flood from the attacker's own address (127.0.0.2): `concurrency` workers each send
+ * the next request as soon as the previous one is answered, until the count or `sendMs` runs out.
+ * The answers still due are awaited (the lab is busy with them: that is part of the flood's effect)
+ * and cut at `durationMs`, so the flood never outlives it.
+ */
+export async function flood(opts: FloodOptions): Promise<FloodResult> {
+  const origin = assertLabAddress(opts.origin).origin;
+  const requests = clamp(opts.requests, 1, FLOOD_CAPS.requests);
+  const durationMs = clamp(opts.durationMs, 1, FLOOD_CAPS.durationMs);
+  const concurrency = clamp(opts.concurrency, 1, FLOOD_CAPS.concurrency);
+  const agent = new Agent({
+    connections: concurrency,
+    ...(process.platform === 'linux' ? { localAddress: ATTACKER_ADDRESS } : {}),
+  });
+  const sendMs = clamp(opts.sendMs, 1, durationMs);
+  const stop = new AbortController();
+  // Every request in flight listens on it: that is `concurrency` listeners by design, not a leak.
+  setMaxListeners(concurrency + 8, stop.signal);
+  const timer = setTimeout(() => stop.abort(), durationMs);
+  const sendUntil = Date.now() + sendMs;
+  const byStatus: Record<string, number> = {};
+  let sent = 0;
+  let noAnswer = 0;
+  const t0 = performance.now();
+
+  const worker = async (): Promise<void> => {
+    while (sent < requests && Date.now() < sendUntil && !stop.signal.aborted) {
+      const req = opts.next(sent);
+      sent += 1;
+      try {
+        const res = await agent.request({
+          origin,
+          method: req.method,
+          path: req.path,
+          headers: req.headers,
+          ...(req.body === undefined ? {} : { body: req.body }),
+          signal: stop.signal,
+        });
+        await res.body.dump();
+        byStatus[res.statusCode] = (byStatus[res.statusCode] ?? 0) + 1;
+      } catch {
+        noAnswer += 1;
+      }
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: concurrency }, worker));
+  } finally {
+    clearTimeout(timer);
+    await agent.destroy().catch(() => undefined);
+  }
+  return { sent, byStatus, noAnswer, durationMs: Math.round(performance.now() - t0) };
+}
+
+/**
+ * What a flood sends, as data, so that it can cross to the worker thread that sends it:
+ * - `login`: login attempts through the gateway as made-up users with random wrong passwords (each
+ *   costs the lab a password hash; distinct, so no cache or in-flight check can share the work);
+ * - `request`: GETs of `path` through the gateway with the attacker's own valid session (a fresh
+ *   proof of possession for each in trusted).
+ */
+export type FloodRecipe =
+  | { kind: 'login'; posture: Posture }
+  | { kind: 'request'; session: Session; path: string };
+
+export function recipeRequests(recipe: FloodRecipe): (n: number) => FloodRequest {
+  if (recipe.kind === 'request') {
+    const { session, path } = recipe;
+    return () => ({ method: 'GET', path, headers: authHeaders(session, 'GET', path, undefined) });
+  }
+  // Well-formed but useless to the lab: the trusted posture wants an X25519 key with each attempt.
+  const clientKey = randomBytes(32).toString('base64url');
+  return (n): FloodRequest => {
+    const user = `tms-flood-${n}`;
+    const password = randomBytes(9).toString('base64url');
+    if (recipe.posture === 'none') {
+      return {
+        method: 'GET',
+        path: '/auth/basic',
+        headers: { authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` },
+      };
+    }
+    return {
+      method: 'POST',
+      path: '/auth/challenge',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ user, password, ...(recipe.posture === 'trusted' ? { clientKey } : {}) }),
+    };
+  };
+}
+
+export type FloodJob = Omit<FloodOptions, 'next'> & { recipe: FloodRecipe };
+
+/**
+ * Runs a flood in a worker thread: the attacker is then its own client with its own event loop, and
+ * the legitimate user measured from this thread does not wait behind the attacker's own work
+ * (building proofs, reading thousands of answers), only behind the lab's: what the lab does is what
+ * is measured. The worker runs the built code (dist/), like the lab's parts.
+ */
+export function floodInWorker(job: FloodJob): Promise<FloodResult> {
+  assertLabAddress(job.origin);
+  const worker = new Worker(join(packageRoot(), 'dist', 'src', 'attacks', 'flood-worker.js'), {
+    workerData: job,
+  });
+  return new Promise<FloodResult>((resolve, reject) => {
+    worker.once('message', (m: { ok: true; result: FloodResult } | { ok: false; error: string }) => {
+      if (m.ok) resolve(m.result);
+      else reject(new TrustedMsError('INTERNAL', `the flood failed: ${m.error}`));
+    });
+    worker.once('error', (err) => reject(new TrustedMsError('INTERNAL', `the flood failed: ${err.message}`)));
+    worker.once('exit', (code) => {
+      if (code !== 0) reject(new TrustedMsError('INTERNAL', `the flood worker exited with ${code}`));
+    });
+  }).finally(() => void worker.terminate());
+}
+
+function clamp(n: number, min: number, max: number): number {
+  return Math.max(min, Math.min(max, Math.floor(Number.isFinite(n) ? n : min)));
+}

@@ -1,0 +1,89 @@
+import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { login } from '../../client/login.js';
+import { TrustedMsError } from '../../errors.js';
+import type { LabState } from '../../lab/state.js';
+import { openUserAdmin } from '../../users/admin.js';
+import { judgeByDegradation, measureUnderFlood } from '../dos.js';
+import type { Scenario } from '../types.js';
+
+/**
+ * Users who log in once each (posture none): one to warm up, then at most 8 before and 8 during the
+ * flood; few, since each costs the lab a password hash and a store write to create.
+ */
+const FRESH = { baseline: 8, during: 8 } as const;
+const FRESH_USERS = 1 + FRESH.baseline + FRESH.during;
+
+/** The lab's home, from the security service's own config (the scenario context does not carry it). */
+async function labHome(lab: LabState): Promise<string> {
+  const part = lab.parts.find((p) => p.kind === 'security');
+  const home = part
+    ? (JSON.parse(await readFile(part.configFile, 'utf8')) as { home?: unknown }).home
+    : undefined;
+  if (typeof home !== 'string')
+    throw new TrustedMsError('LAB_NOT_RUNNING', 'cannot find the lab home of its security service');
+  return home;
+}
+
+/** The attacker floods the login endpoint with wrong passwords while the victim keeps logging in. */
+export const loginFlood: Scenario = {
+  id: 'dos.login-flood',
+  title: 'Flood the login endpoint while a legitimate user logs in',
+  paperAttack: 3,
+  technique: 'T1499',
+  description:
+    "From its own address (127.0.0.2) the attacker keeps 32 login attempts in flight through the gateway for 5 s (then waits at most 5 s for the answers still due), each a made-up user with a random wrong password, so each costs the lab a password hash and an audit write. Meanwhile legitimate users keep logging in from 127.0.0.1: the victim, or in none users who have not logged in yet (none caches a checked password for 60 s, so only arriving users need the checker there). None checks every credential with no limit. The paper's scheme is expected to fall too: it names DoS as its attack 3 but its framework (a password at the gateway, then the ticket) limits nothing. Trusted admits two login steps in flight per client address (the rest wait), refuses an address whose failed logins are spent (10, then 1 a second) before any hash, and the security service limits logins per client address as the gateway vouches for it.",
+  evidence:
+    "The legitimate logins' success rate and latency before and during the flood (DOS_THRESHOLDS in src/attacks/dos.ts), and the flood's answers by status (429 = refused by a limit).",
+  expected: { none: 'succeeded', paper: 'succeeded', trusted: 'blocked' },
+
+  async setup(ctx) {
+    if (ctx.posture !== 'none') return;
+    // In none the gateway checks a password once and caches it for 60 s: the victim's repeated
+    // logins would measure that cache. Who waits for the password check there is every user
+    // arriving (and everyone once a minute), so the legitimate logins are of fresh users.
+    const admin = await openUserAdmin(await labHome(ctx.lab));
+    const users = Array.from({ length: FRESH_USERS }, (_, i) => ({
+      name: `tms-dos-user-${i}`,
+      role: 'analyst',
+      password: randomBytes(12).toString('base64url'),
+    }));
+    ctx.scratch.fresh = users;
+    for (const u of users) {
+      await admin.removeUser(u.name).catch(() => undefined);
+      await admin.addUser(u);
+    }
+  },
+
+  async detonate(ctx) {
+    const { lab, victim } = ctx;
+    const fresh = (ctx.scratch.fresh as { name: string; password: string }[] | undefined) ?? [];
+    let next = 0;
+    await measureUnderFlood(ctx, {
+      legitAction: fresh.length > 0 ? 'a user who has not logged in yet logs in' : 'the victim logs in',
+      legitTarget: `${lab.gatewayUrl}/auth/*`,
+      legit: async () => {
+        if (fresh.length === 0) {
+          await login(lab, victim.name, victim.password, victim.privateKey);
+          return;
+        }
+        const u = fresh[next++];
+        if (u === undefined) throw Object.assign(new Error('no fresh user left'), { code: 'NO_FRESH_USER' });
+        await login(lab, u.name, u.password, undefined);
+      },
+      ...(fresh.length > 0 ? { maxOps: FRESH } : {}),
+      floodAction: 'login attempts as made-up users with wrong passwords',
+      // 32 in flight: enough to keep every hashing thread of the security service busy.
+      flood: { origin: lab.gatewayUrl, recipe: { kind: 'login', posture: lab.posture }, concurrency: 32 },
+    });
+  },
+
+  async revert(ctx) {
+    const fresh = ctx.scratch.fresh as { name: string }[] | undefined;
+    if (fresh === undefined) return;
+    const admin = await openUserAdmin(await labHome(ctx.lab));
+    await Promise.all(fresh.map((u) => admin.removeUser(u.name).catch(() => undefined)));
+  },
+
+  judge: judgeByDegradation('p50'),
+};

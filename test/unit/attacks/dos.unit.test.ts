@@ -1,0 +1,105 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { describe, expect, it } from 'vitest';
+import { judgeByDegradation, latencyRatio } from '../../../src/attacks/dos.js';
+import { FLOOD_CAPS, flood } from '../../../src/attacks/flood.js';
+import type { ScenarioContext } from '../../../src/attacks/types.js';
+
+const ctxWith = (measurements: Record<string, number>) =>
+  ({ evidence: { attempts: [], measurements } }) as unknown as ScenarioContext;
+
+const base = {
+  legitBaselineOps: 20,
+  legitBaselineSuccessRate: 1,
+  legitBaselineP50Ms: 100,
+  legitBaselineP95Ms: 200,
+  legitDuringOps: 10,
+  legitDuringSuccessRate: 1,
+};
+
+describe('judgeByDegradation', () => {
+  it('succeeded when the judged percentile grows past 8x the baseline, blocked below', () => {
+    const p50 = judgeByDegradation('p50');
+    expect(p50(ctxWith({ ...base, legitDuringP50Ms: 301, legitDuringP95Ms: 0 }))).toBe('succeeded');
+    expect(p50(ctxWith({ ...base, legitDuringP50Ms: 299, legitDuringP95Ms: 5000 }))).toBe('blocked');
+    const p95 = judgeByDegradation('p95');
+    expect(p95(ctxWith({ ...base, legitDuringP50Ms: 100, legitDuringP95Ms: 601 }))).toBe('succeeded');
+    expect(p95(ctxWith({ ...base, legitDuringP50Ms: 1000, legitDuringP95Ms: 599 }))).toBe('blocked');
+  });
+
+  it('counts a tiny baseline as the 5 ms floor, so 1 ms to 3 ms is no denial of service', () => {
+    const m = { ...base, legitBaselineP50Ms: 1, legitDuringP50Ms: 3, legitDuringP95Ms: 0 };
+    expect(latencyRatio(m, 'p50')).toBe(0.6);
+    expect(judgeByDegradation('p50')(ctxWith(m))).toBe('blocked');
+  });
+
+  it('succeeded when the success rate falls by more than ten points, whatever the latency', () => {
+    const m = { ...base, legitDuringP50Ms: 1, legitDuringP95Ms: 1, legitDuringSuccessRate: 0.85 };
+    expect(judgeByDegradation('p50')(ctxWith(m))).toBe('succeeded');
+  });
+
+  it('blocked without measurements of the user during the flood: nothing shows a denial', () => {
+    expect(judgeByDegradation('p50')(ctxWith({ ...base, legitDuringOps: 0 }))).toBe('blocked');
+  });
+});
+
+describe('flood', () => {
+  it('stops by itself at its count, from the attacker address, and reports the answers', async () => {
+    const seen: string[] = [];
+    const server = createServer((req, res) => {
+      seen.push(req.socket.remoteAddress ?? '');
+      res.writeHead(seen.length % 2 === 0 ? 429 : 200).end();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const r = await flood({
+        origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+        next: (n) => ({ method: 'GET', path: `/${n}`, headers: {} }),
+        requests: 40,
+        sendMs: 10_000,
+        durationMs: 10_000,
+        concurrency: 4,
+      });
+      expect(r.sent).toBe(40);
+      expect(r.byStatus).toEqual({ 200: 20, 429: 20 });
+      expect(r.noAnswer).toBe(0);
+      expect(new Set(seen)).toEqual(new Set([process.platform === 'linux' ? '127.0.0.2' : '127.0.0.1']));
+    } finally {
+      server.close();
+    }
+  });
+
+  it('stops by itself at its deadline, cutting what is still unanswered', async () => {
+    // A server that never answers: only the deadline can end the flood.
+    const server = createServer(() => undefined);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const r = await flood({
+        origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+        next: () => ({ method: 'GET', path: '/', headers: {} }),
+        requests: 1000,
+        sendMs: 100,
+        durationMs: 300,
+        concurrency: 3,
+      });
+      expect(r).toMatchObject({ sent: 3, noAnswer: 3, byStatus: {} });
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+
+  it('refuses any address but the lab loopback ones, before sending anything', async () => {
+    await expect(
+      flood({
+        origin: 'http://10.0.0.1:80',
+        next: () => ({ method: 'GET', path: '/', headers: {} }),
+        requests: 1,
+        sendMs: 10,
+        durationMs: 10,
+        concurrency: 1,
+      }),
+    ).rejects.toMatchObject({ code: 'INVALID_INPUT' });
+    expect(FLOOD_CAPS).toEqual({ requests: 20_000, durationMs: 10_000, concurrency: 512 });
+  });
+});
