@@ -47,6 +47,8 @@ export const ERROR_CODES = {
   STORE_VERSION_UNSUPPORTED: { exit: 6, http: 500 },
   STORE_LOCKED: { exit: 6, http: 503 },
   STORE_IO: { exit: 6, http: 500 },
+  /** The audit log's hash chain is broken: an entry was edited, removed or reordered. */
+  AUDIT_TAMPERED: { exit: 6, http: 500 },
   // services, attestation, the lab
   SERVICE_NOT_FOUND: { exit: 8, http: 404 },
   SERVICE_UNTRUSTED: { exit: 8, http: 503 },
