@@ -11,6 +11,8 @@ export const ERROR_CODES = {
   INVALID_NAME: { exit: 2, http: 400 },
   ROUTE_NOT_FOUND: { exit: 2, http: 404 },
   PAYLOAD_TOO_LARGE: { exit: 2, http: 413 },
+  HEADERS_TOO_LARGE: { exit: 2, http: 431 },
+  REQUEST_TIMEOUT: { exit: 2, http: 408 },
   POSTURE_MISMATCH: { exit: 2, http: 409 },
   SCENARIO_NOT_FOUND: { exit: 2, http: 404 },
   PASSWORD_REQUIRED: { exit: 2, http: 400 },
