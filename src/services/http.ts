@@ -1,4 +1,4 @@
-import { STATUS_CODES } from 'node:http';
+import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { ERROR_CODES, type ErrorCode, TrustedMsError } from '../errors.js';
@@ -40,6 +40,19 @@ export function createHttpApp(
     clientErrorHandler,
     ...opts,
   } as FastifyServerOptions) as unknown as FastifyInstance;
+  // Node answers an `Expect` other than 100-continue with a bare 417 before any route runs; give it
+  // the lab's body too (found by the fuzz suite).
+  app.server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
+    const body = JSON.stringify(
+      errorBody(new TrustedMsError('EXPECTATION_FAILED', 'only "Expect: 100-continue" is supported')),
+    );
+    res.writeHead(417, {
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+      connection: 'close',
+    });
+    res.end(body);
+  });
   app.setErrorHandler((err: FastifyError, request, reply) => {
     const known = toHttpError(err);
     if (known.httpStatus >= 500) request.log?.error?.(err);

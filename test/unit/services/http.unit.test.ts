@@ -63,6 +63,12 @@ describe('the error contract for requests the HTTP parser refuses (regressions f
     });
   }
 
+  it('answers an Expect other than 100-continue with 417 EXPECTATION_FAILED', async () => {
+    const r = await rawExchange(port, 'GET /healthz HTTP/1.1\r\nHost: x\r\nExpect: bogus\r\n\r\n');
+    expect(r.status).toBe(417);
+    expect(JSON.parse(r.body)).toMatchObject({ code: 'EXPECTATION_FAILED' });
+  });
+
   it('still serves well-formed requests on the same server', async () => {
     const r = await rawExchange(port, 'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
     expect(r.status).toBe(200);
