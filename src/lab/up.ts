@@ -56,7 +56,10 @@ async function assertPrivateHome(home: string): Promise<void> {
     mode = (await stat(home)).mode;
   } catch (err) {
     if (errnoCode(err) === 'ENOENT') return; // created 0700 below
-    throw new TrustedMsError('LAB_START_FAILED', `cannot read the lab home ${home} (${errnoCode(err) ?? 'error'})`);
+    throw new TrustedMsError(
+      'LAB_START_FAILED',
+      `cannot read the lab home ${home} (${errnoCode(err) ?? 'error'})`,
+    );
   }
   if (process.platform !== 'win32' && (mode & 0o022) !== 0) {
     const octal = (mode & 0o777).toString(8).padStart(4, '0');

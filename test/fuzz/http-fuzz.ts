@@ -556,7 +556,11 @@ export async function runHttpFuzz(target: FuzzTarget, opts: FuzzOptions): Promis
     let res: Awaited<ReturnType<typeof request>>;
     // undici's own timeouts do not cover every phase (a request waiting for a connection, a body
     // being written): one hard deadline per request, so that the fuzzer itself is bounded in time.
-    const signal = AbortSignal.timeout(2 * TIMEOUT_MS);
+    // A referenced timer (AbortSignal.timeout's is not): a request undici leaves queued with no
+    // socket must not let the event loop run dry and end the run silently.
+    const abort = new AbortController();
+    const hardTimer = setTimeout(() => abort.abort(), 2 * TIMEOUT_MS);
+    const signal = abort.signal;
     try {
       res = await request(`${r.base}${r.path}`, {
         method: r.method as 'GET',
@@ -568,6 +572,7 @@ export async function runHttpFuzz(target: FuzzTarget, opts: FuzzOptions): Promis
         signal,
       });
     } catch (err) {
+      clearTimeout(hardTimer);
       if (signal.aborted) {
         count(r, 'none');
         report.violations.push({
@@ -603,7 +608,10 @@ export async function runHttpFuzz(target: FuzzTarget, opts: FuzzOptions): Promis
       }
       return;
     }
-    const text = await res.body.text().catch(() => (signal.aborted ? '(hang while reading the body)' : ''));
+    const text = await res.body
+      .text()
+      .catch(() => (signal.aborted ? '(hang while reading the body)' : ''))
+      .finally(() => clearTimeout(hardTimer));
     count(r, String(res.statusCode));
     const v = checkAnswer(r, res.statusCode, text);
     if (v) report.violations.push(v);
