@@ -478,9 +478,17 @@ async function sendRaw(r: FuzzRequest): Promise<{ status: number; text: string }
     socket.on('error', () => undefined);
     socket.on('close', () => {
       clearTimeout(timer);
-      const text = Buffer.concat(chunks).toString('latin1');
+      // Interim answers (100 Continue) come first: judge the final one.
+      const text = Buffer.concat(chunks)
+        .toString('latin1')
+        .replace(/^(HTTP\/1\.[01] 1\d\d[^\r]*\r\n\r\n)+/, '');
       const m = /^HTTP\/1\.[01] (\d{3})/.exec(text);
-      if (m === null) return resolve({ error: `no-answer: ${JSON.stringify(text.slice(0, 100))}` });
+      if (m === null) {
+        // Bytes that never complete a request head (say a lone CR), then EOF: there is no request
+        // to answer, and an HTTP server just closes. Anything else must be answered.
+        if (text === '' && !(r.raw as string).includes('\n')) return resolve({ status: 0, text: '' });
+        return resolve({ error: `no-answer: ${JSON.stringify(text.slice(0, 100))}` });
+      }
       const i = text.indexOf('\r\n\r\n');
       let body = i < 0 ? '' : text.slice(i + 4);
       if (/\r\ntransfer-encoding: chunked/i.test(text.slice(0, i)))
