@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import fc from 'fast-check';
-import { Agent, request } from 'undici';
+import { Client, request } from 'undici';
 import { authHeaders } from '../../src/client/call.js';
 import type { Session } from '../../src/client/session.js';
 import { ERROR_CODES } from '../../src/errors.js';
@@ -417,8 +417,8 @@ export function fuzzGroups(target: FuzzTarget): Group[] {
           'POST /auth/challenge HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
           'GET /healthz HTTP/1.1\r\nHost: x\r\nX: a\u0000b\r\n\r\n',
           // Expect is fuzzed here, not through undici (which stalls on some values: a client matter).
-          'POST /auth/challenge HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}',
-          'POST /auth/challenge HTTP/1.1\r\nHost: x\r\nExpect: bogus\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}',
+          'POST /auth/challenge HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}',
+          'POST /auth/challenge HTTP/1.1\r\nHost: x\r\nExpect: bogus\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}',
           'GET /\u00ff HTTP/1.1\r\nHost: x\r\n\r\n',
           'GET /healthz HTTP/1.1\r\n Host: folded\r\n\r\n',
           `GET /${'a'.repeat(70_000)} HTTP/1.1\r\nHost: x\r\n\r\n`,
@@ -495,9 +495,10 @@ async function sendRaw(r: FuzzRequest): Promise<{ status: number; text: string }
         body = body.replace(/^[0-9a-f]+\r\n/i, '').replace(/\r\n0\r\n\r\n$/, '');
       resolve({ status: Number(m[1]), text: body });
     });
-    socket.write(r.raw as string, 'latin1');
-    // Half-close after sending: the server answers, then closes (`connection: close` or our end).
-    socket.end();
+    // Half-close after sending, so that the server answers and closes; except for a complete request
+    // that asks to be closed (an Expect: 100-continue exchange must keep its write side open).
+    if (/\r\nconnection: close\r\n/i.test(r.raw as string)) socket.write(r.raw as string, 'latin1');
+    else socket.end(r.raw as string, 'latin1');
   });
 }
 
@@ -528,7 +529,6 @@ export async function runHttpFuzz(target: FuzzTarget, opts: FuzzOptions): Promis
     clientRefused: 0,
     durationMs: 0,
   };
-  const agent = new Agent({ connections: 64, pipelining: 0, connect: { timeout: 5_000 } });
   const groups = fuzzGroups(target);
   const concurrency = opts.concurrency ?? 4;
   const batch = 100;
@@ -566,21 +566,31 @@ export async function runHttpFuzz(target: FuzzTarget, opts: FuzzOptions): Promis
     // being written): one hard deadline per request, so that the fuzzer itself is bounded in time.
     // A referenced timer (AbortSignal.timeout's is not): a request undici leaves queued with no
     // socket must not let the event loop run dry and end the run silently.
+    // One client (one connection) per request, destroyed afterwards: a request undici leaves stuck
+    // (it happened, with some odd inputs) is then cut by closing its socket, and cannot pile up.
+    const client = new Client(r.base, { pipelining: 0, connect: { timeout: 5_000 } });
     const abort = new AbortController();
-    const hardTimer = setTimeout(() => abort.abort(), 2 * TIMEOUT_MS);
+    const hardTimer = setTimeout(() => {
+      abort.abort();
+      void client.destroy().catch(() => undefined);
+    }, 2 * TIMEOUT_MS);
     const signal = abort.signal;
+    const done = () => {
+      clearTimeout(hardTimer);
+      void client.destroy().catch(() => undefined);
+    };
     try {
-      res = await request(`${r.base}${r.path}`, {
+      res = await client.request({
+        path: r.path === '' ? '/' : r.path,
         method: r.method as 'GET',
         headers,
         ...(hasBody ? { body: r.body } : {}),
-        dispatcher: agent,
         headersTimeout: TIMEOUT_MS,
         bodyTimeout: TIMEOUT_MS,
         signal,
       });
     } catch (err) {
-      clearTimeout(hardTimer);
+      done();
       if (signal.aborted) {
         count(r, 'none');
         report.violations.push({
@@ -619,7 +629,7 @@ export async function runHttpFuzz(target: FuzzTarget, opts: FuzzOptions): Promis
     const text = await res.body
       .text()
       .catch(() => (signal.aborted ? '(hang while reading the body)' : ''))
-      .finally(() => clearTimeout(hardTimer));
+      .finally(done);
     count(r, String(res.statusCode));
     const v = checkAnswer(r, res.statusCode, text);
     if (v) report.violations.push(v);
@@ -664,7 +674,6 @@ export async function runHttpFuzz(target: FuzzTarget, opts: FuzzOptions): Promis
     await Promise.all(groups.map((g, gi) => runGroup(g, gi)));
   } finally {
     clearInterval(watchdog);
-    await agent.close().catch(() => undefined);
   }
   report.crashes = await checkParts(target.state);
   report.durationMs = performance.now() - started;

@@ -32,12 +32,20 @@ for (const { posture, share } of POSTURES) {
     const groups = posture === 'trusted' ? 9 : 8;
     const runsPerGroup = Math.ceil(((TOTAL * share) / groups) * 1.15);
     let last = 0;
+    let shown = 0;
     const report = await runHttpFuzz(target, {
       runsPerGroup,
       seed: SEED,
       concurrency: 6,
       timeBudgetMs: Math.max(10_000, (deadline - performance.now()) * share * 1.5),
       onProgress: (r) => {
+        // Violations as they happen (a run cut short still shows what it found).
+        for (const v of r.violations.slice(shown, 20)) {
+          process.stderr.write(
+            `  VIOLATION ${v.kind} ${v.status ?? ''} [${v.group}] ${v.detail.slice(0, 150)}\n    ${v.request.slice(0, 400)}\n`,
+          );
+        }
+        shown = Math.max(shown, Math.min(r.violations.length, 20));
         if (r.requests - last >= 5000) {
           last = r.requests;
           process.stderr.write(`  ${posture}: ${r.requests} requests, ${r.violations.length} violations\n`);
