@@ -484,9 +484,12 @@ async function sendRaw(r: FuzzRequest): Promise<{ status: number; text: string }
         .replace(/^(HTTP\/1\.[01] 1\d\d[^\r]*\r\n\r\n)+/, '');
       const m = /^HTTP\/1\.[01] (\d{3})/.exec(text);
       if (m === null) {
-        // Bytes that never complete a request head (say a lone CR), then EOF: there is no request
-        // to answer, and an HTTP server just closes. Anything else must be answered.
-        if (text === '' && !(r.raw as string).includes('\n')) return resolve({ status: 0, text: '' });
+        // Bytes that never complete a request head (a lone CR, empty lines, which RFC 9112 says to
+        // skip before a request line), then EOF: there is no request to answer, and an HTTP server
+        // just closes. Anything else must be answered.
+        const raw = r.raw as string;
+        const complete = raw.trimStart().length > 0 && (raw.includes('\r\n\r\n') || raw.includes('\n\n'));
+        if (text === '' && !complete) return resolve({ status: 0, text: '' });
         return resolve({ error: `no-answer: ${JSON.stringify(text.slice(0, 100))}` });
       }
       const i = text.indexOf('\r\n\r\n');
