@@ -11,6 +11,9 @@ export const ERROR_CODES = {
   INVALID_NAME: { exit: 2, http: 400 },
   ROUTE_NOT_FOUND: { exit: 2, http: 404 },
   PAYLOAD_TOO_LARGE: { exit: 2, http: 413 },
+  HEADERS_TOO_LARGE: { exit: 2, http: 431 },
+  REQUEST_TIMEOUT: { exit: 2, http: 408 },
+  EXPECTATION_FAILED: { exit: 2, http: 417 },
   POSTURE_MISMATCH: { exit: 2, http: 409 },
   SCENARIO_NOT_FOUND: { exit: 2, http: 404 },
   PASSWORD_REQUIRED: { exit: 2, http: 400 },
@@ -48,6 +51,8 @@ export const ERROR_CODES = {
   STORE_VERSION_UNSUPPORTED: { exit: 6, http: 500 },
   STORE_LOCKED: { exit: 6, http: 503 },
   STORE_IO: { exit: 6, http: 500 },
+  /** The audit log's hash chain is broken: an entry was edited, removed or reordered. */
+  AUDIT_TAMPERED: { exit: 6, http: 500 },
   // services, attestation, the lab
   SERVICE_NOT_FOUND: { exit: 8, http: 404 },
   SERVICE_UNTRUSTED: { exit: 8, http: 503 },
@@ -57,6 +62,8 @@ export const ERROR_CODES = {
   LAB_NOT_RUNNING: { exit: 9, http: 503 },
   LAB_ALREADY_RUNNING: { exit: 9, http: 409 },
   LAB_START_FAILED: { exit: 9, http: 500 },
+  /** The lab home is writable by group or others, who could then swap its keys, tokens or store. */
+  LAB_HOME_UNSAFE: { exit: 9, http: 500 },
   // imports
   HTPASSWD_INVALID: { exit: 7, http: 400 },
   HTPASSWD_UNSUPPORTED_FORMAT: { exit: 7, http: 400 },

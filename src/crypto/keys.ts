@@ -5,6 +5,7 @@ import { basename, dirname, join, relative, sep } from 'node:path';
 import { promisify } from 'node:util';
 import { errnoCode, TrustedMsError } from '../errors.js';
 import { syncDir } from '../fs-sync.js';
+import { readSecretFile } from './secret-file.js';
 import { MIN_RSA_BITS } from './signature.js';
 import { jwkThumbprint } from './thumbprint.js';
 
@@ -161,53 +162,15 @@ export async function writePrivateKeyFile(
  * Ed25519 or RSA (>= 2048 bits) key. Messages name the file and the fix, never the key's content.
  */
 export async function loadPrivateKeyFile(path: string): Promise<KeyObject> {
-  let handle: FileHandle;
-  try {
-    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
-    handle = await open(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
-  } catch (err) {
-    const code = errnoCode(err);
-    if (code === 'ENOENT' || code === 'ENOTDIR') {
-      throw new TrustedMsError('KEY_NOT_FOUND', `no private key file at ${path}`, {
+  const text = await readSecretFile(path, {
+    maxBytes: MAX_KEY_FILE_BYTES,
+    notFound: () =>
+      new TrustedMsError('KEY_NOT_FOUND', `no private key file at ${path}`, {
         actions: ['create one with `trusted-ms user keygen <user>`'],
-      });
-    }
-    throw new TrustedMsError(
-      'KEY_UNREADABLE',
-      `cannot read the private key file ${path} (${code ?? 'error'})`,
-      {
-        cause: err,
-      },
-    );
-  }
-  let text: string;
-  try {
-    const st = await handle.stat();
-    if (!st.isFile()) {
-      throw new TrustedMsError('KEY_UNREADABLE', `${path} is not a regular file`);
-    }
-    if (process.platform !== 'win32' && (st.mode & 0o077) !== 0) {
-      const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
-      throw new TrustedMsError(
-        'KEY_PERMISSIONS_TOO_OPEN',
-        `permissions ${mode} for ${path} are too open: a private key must not be accessible by others; fix with: chmod 600 ${path}`,
-        { actions: [`chmod 600 ${path}`] },
-      );
-    }
-    if (st.size > MAX_KEY_FILE_BYTES) {
-      throw new TrustedMsError('KEY_INVALID', `${path} is too large to be a private key file`);
-    }
-    text = await handle.readFile({ encoding: 'utf8' });
-  } catch (err) {
-    if (err instanceof TrustedMsError) throw err;
-    throw new TrustedMsError(
-      'KEY_UNREADABLE',
-      `cannot read the private key file ${path} (${errnoCode(err) ?? 'error'})`,
-      { cause: err },
-    );
-  } finally {
-    await handle.close().catch(() => undefined);
-  }
+      }),
+    // A folder or a FIFO where the key should be: unreadable, not an invalid key.
+    notRegularCode: 'KEY_UNREADABLE',
+  });
   const key = parsePrivateKeyPem(text, path);
   describeKey(key);
   return key;

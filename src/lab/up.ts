@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Agent } from 'undici';
-import { TrustedMsError } from '../errors.js';
+import { errnoCode, TrustedMsError } from '../errors.js';
 import { packageRoot } from '../paths.js';
 import { createLabCa, saveLabCa } from '../pki/ca.js';
 import { issueServiceCertificate, type ServiceIdentity } from '../pki/identity.js';
@@ -53,6 +53,32 @@ export interface LabUpResult {
   attestation: { name: string; state: string }[];
 }
 
+/**
+ * The lab home holds the lab token, the ticket-signing and CA keys and the store: anyone who can
+ * write into it can replace them (or plant a symlink where one will be written). Like ssh with
+ * ~/.ssh, refuse to start in a home that group or others may write.
+ */
+async function assertPrivateHome(home: string): Promise<void> {
+  let mode: number;
+  try {
+    mode = (await stat(home)).mode;
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return; // created 0700 below
+    throw new TrustedMsError(
+      'LAB_START_FAILED',
+      `cannot read the lab home ${home} (${errnoCode(err) ?? 'error'})`,
+    );
+  }
+  if (process.platform !== 'win32' && (mode & 0o022) !== 0) {
+    const octal = (mode & 0o777).toString(8).padStart(4, '0');
+    throw new TrustedMsError(
+      'LAB_HOME_UNSAFE',
+      `the lab home ${home} has mode ${octal}: group or others can write it, and so replace the lab's keys and token`,
+      { actions: [`chmod go-w ${home}`, 'or use another --home'] },
+    );
+  }
+}
+
 function builtFile(...parts: string[]): string {
   return join(packageRoot(), 'dist', ...parts);
 }
@@ -66,6 +92,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
   const started = Date.now();
   const progress = opts.onProgress ?? (() => undefined);
   const runtime = opts.runtime ?? new ProcessRuntime();
+  await assertPrivateHome(opts.home);
   const existing = await readLabState(opts.home);
   if (existing) {
     const alive = await Promise.all(existing.parts.map((p) => runtime.isAlive(p)));

@@ -11,6 +11,7 @@ import { constants as fsConstants } from 'node:fs';
 import { chmod, type FileHandle, mkdir, open, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
+import { readSecretFile } from '../crypto/secret-file.js';
 import { errnoCode, TrustedMsError } from '../errors.js';
 import { syncDir } from '../fs-sync.js';
 
@@ -113,8 +114,17 @@ export async function saveLabCa(ca: LabCa, dir: string): Promise<void> {
 export async function loadLabCa(dir: string): Promise<LabCa> {
   const keyPath = join(dir, CA_KEY_FILE);
   const certPath = join(dir, CA_CERT_FILE);
-  const keyPem = await readSmallFile(keyPath, true);
-  const certPem = await readSmallFile(certPath, false);
+  const notFound = (path: string) =>
+    new TrustedMsError('FILE_NOT_FOUND', `no lab CA file at ${path}`, {
+      actions: ['start the lab with `trusted-ms lab up`, which creates the CA'],
+    });
+  const keyPem = await readSecretFile(keyPath, { maxBytes: MAX_PEM_BYTES, notFound });
+  const certPem = await readSecretFile(certPath, {
+    maxBytes: MAX_PEM_BYTES,
+    notFound,
+    shared: true,
+    unreadableCode: 'STORE_IO',
+  });
   let labId: string | undefined;
   try {
     const cn = /(?:^|\n)CN=(.*)$/m.exec(new NodeX509Certificate(certPem).subject)?.[1];
@@ -224,47 +234,6 @@ async function writeAtomic(path: string, text: string, mode: number): Promise<vo
     await handle?.close().catch(() => undefined);
     await unlink(tmp).catch(() => undefined);
     throw ioError(`cannot write ${path}`, err);
-  }
-}
-
-async function readSmallFile(path: string, secret: boolean): Promise<string> {
-  let handle: FileHandle;
-  try {
-    handle = await open(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
-  } catch (err) {
-    const code = errnoCode(err);
-    if (code === 'ENOENT' || code === 'ENOTDIR') {
-      throw new TrustedMsError('FILE_NOT_FOUND', `no lab CA file at ${path}`, {
-        actions: ['start the lab with `trusted-ms lab up`, which creates the CA'],
-      });
-    }
-    throw new TrustedMsError(
-      secret ? 'KEY_UNREADABLE' : 'STORE_IO',
-      `cannot read ${path} (${code ?? 'error'})`,
-      {
-        cause: err,
-      },
-    );
-  }
-  try {
-    const st = await handle.stat();
-    if (!st.isFile() || st.size > MAX_PEM_BYTES) {
-      throw new TrustedMsError('KEY_INVALID', `${path} is not a PEM file`);
-    }
-    if (secret && process.platform !== 'win32' && (st.mode & 0o077) !== 0) {
-      const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
-      throw new TrustedMsError(
-        'KEY_PERMISSIONS_TOO_OPEN',
-        `permissions ${mode} for ${path} are too open: a private key must not be accessible by others; fix with: chmod 600 ${path}`,
-        { actions: [`chmod 600 ${path}`] },
-      );
-    }
-    return await handle.readFile({ encoding: 'utf8' });
-  } catch (err) {
-    if (err instanceof TrustedMsError) throw err;
-    throw ioError(`cannot read ${path}`, err);
-  } finally {
-    await handle.close().catch(() => undefined);
   }
 }
 

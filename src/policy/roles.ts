@@ -12,12 +12,18 @@ export function parseRoles(doc: unknown, knownDatabases?: ReadonlySet<string>): 
     throw new TrustedMsError('INVALID_INPUT', 'a roles document needs a "roles" array');
   const roles: Record<string, Role> = {};
   for (const [i, raw] of list.entries()) {
-    const r = raw as Partial<Role>;
     const where = `roles[${i}]`;
+    // (A null entry used to escape as a TypeError: found by the parser fuzz suite.)
+    if (typeof raw !== 'object' || raw === null) {
+      throw new TrustedMsError('INVALID_INPUT', `${where}: expected an object`);
+    }
+    const r = raw as Partial<Role>;
     if (typeof r.name !== 'string' || !ROLE_NAME.test(r.name)) {
       throw new TrustedMsError('INVALID_INPUT', `${where}: name must match ${ROLE_NAME}`);
     }
-    if (roles[r.name]) throw new TrustedMsError('INVALID_INPUT', `${where}: duplicate role ${r.name}`);
+    // Own keys only: `roles.constructor` is Object's, and used to read as a duplicate.
+    if (Object.hasOwn(roles, r.name))
+      throw new TrustedMsError('INVALID_INPUT', `${where}: duplicate role ${r.name}`);
     if (!Array.isArray(r.grants))
       throw new TrustedMsError('INVALID_INPUT', `${where}: grants must be an array`);
     for (const g of r.grants) {

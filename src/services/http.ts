@@ -1,3 +1,5 @@
+import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { ERROR_CODES, type ErrorCode, TrustedMsError } from '../errors.js';
 
@@ -35,8 +37,22 @@ export function createHttpApp(
         message: error.code === 'FST_ERR_BAD_URL' ? 'malformed URL' : error.message,
       });
     },
+    clientErrorHandler,
     ...opts,
   } as FastifyServerOptions) as unknown as FastifyInstance;
+  // Node answers an `Expect` other than 100-continue with a bare 417 before any route runs; give it
+  // the lab's body too (found by the fuzz suite).
+  app.server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
+    const body = JSON.stringify(
+      errorBody(new TrustedMsError('EXPECTATION_FAILED', 'only "Expect: 100-continue" is supported')),
+    );
+    res.writeHead(417, {
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+      connection: 'close',
+    });
+    res.end(body);
+  });
   app.setErrorHandler((err: FastifyError, request, reply) => {
     const known = toHttpError(err);
     if (known.httpStatus >= 500) request.log?.error?.(err);
@@ -48,6 +64,31 @@ export function createHttpApp(
       .send({ code: 'ROUTE_NOT_FOUND', message: `no route ${request.method} ${request.url.split('?')[0]}` });
   });
   return app;
+}
+
+/**
+ * Requests Node's HTTP parser refuses before fastify sees them (a header section over 16 KiB, a NUL
+ * in a header, a malformed method or request line, a request that timed out) are answered here
+ * with the lab's body, `{code, message}`; fastify's default answer had no `code` (found by the fuzz
+ * suite). The connection is closed after: the parser cannot resynchronise on it.
+ */
+function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const known =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? new TrustedMsError('HEADERS_TOO_LARGE', 'request headers too large')
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? new TrustedMsError('REQUEST_TIMEOUT', 'request took too long to arrive')
+        : new TrustedMsError('INVALID_INPUT', 'malformed HTTP request');
+  const status = known.httpStatus;
+  const body = JSON.stringify(errorBody(known));
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+        `content-type: application/json; charset=utf-8\r\nconnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy();
 }
 
 export function toHttpError(err: unknown): TrustedMsError {

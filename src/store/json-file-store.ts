@@ -41,7 +41,7 @@ export interface JsonFileStoreOptions<T> {
  */
 const inProcessQueues = new Map<string, Promise<unknown>>();
 
-function serialised<R>(key: string, fn: () => Promise<R>): Promise<R> {
+export function serialised<R>(key: string, fn: () => Promise<R>): Promise<R> {
   const prev = inProcessQueues.get(key) ?? Promise.resolve();
   const run = prev.then(fn, fn);
   const tail = run.then(

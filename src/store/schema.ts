@@ -165,7 +165,7 @@ function checkService(o: Obj, path: string): void {
   str(o, 'registeredAt', path);
 }
 
-function checkAuditEntry(v: unknown, path: string): void {
+export function checkAuditEntry(v: unknown, path: string): void {
   const o = obj(v, path);
   str(o, 'at', path);
   str(o, 'actor', path);

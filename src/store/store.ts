@@ -1,15 +1,8 @@
 import { join, resolve } from 'node:path';
 import type { Role } from '../policy/types.js';
+import { AuditLog, type AuditRecord, type AuditVerifyResult } from './audit-log.js';
 import { JsonFileStore, type LockSettings } from './json-file-store.js';
-import {
-  type AuditData,
-  type AuditEntry,
-  emptyAuditData,
-  emptyStoreData,
-  type StoreData,
-  validateAuditData,
-  validateStoreData,
-} from './schema.js';
+import { type AuditEntry, emptyStoreData, type StoreData, validateStoreData } from './schema.js';
 
 export interface LabStoreOptions {
   /** Roles of a new store (default: none). */
@@ -21,17 +14,20 @@ export interface LabStoreOptions {
 }
 
 export const STORE_FILE = 'store.json';
-export const AUDIT_FILE = 'audit.json';
+/** The tamper-evident audit log (hash-chained JSONL, see audit-log.ts). */
+export const AUDIT_FILE = 'audit.jsonl';
+/** The audit log of schema 1 (lowdb), migrated into AUDIT_FILE on the first write. */
+export const LEGACY_AUDIT_FILE = 'audit.json';
 
 /**
- * The lab's store in its home folder: `store.json` (users, roles, services) and `audit.json`, kept
+ * The lab's store in its home folder: `store.json` (users, roles, services) and `audit.jsonl`, kept
  * apart so that appending to the audit log never rewrites the users.
  */
 export class LabStore {
   readonly home: string;
   readonly now: () => Date;
   readonly #store: JsonFileStore<StoreData>;
-  readonly #audit: JsonFileStore<AuditData>;
+  readonly #audit: AuditLog;
 
   constructor(home: string, opts: LabStoreOptions = {}) {
     this.home = resolve(home);
@@ -43,10 +39,9 @@ export class LabStore {
       validate: validateStoreData,
       ...(opts.lock ? { lock: opts.lock } : {}),
     });
-    this.#audit = new JsonFileStore<AuditData>({
+    this.#audit = new AuditLog({
       file: join(this.home, AUDIT_FILE),
-      initial: emptyAuditData,
-      validate: validateAuditData,
+      legacyFile: join(this.home, LEGACY_AUDIT_FILE),
       ...(opts.lock ? { lock: opts.lock } : {}),
     });
   }
@@ -71,13 +66,26 @@ export class LabStore {
 
   async audit(entry: Omit<AuditEntry, 'at'> & { at?: string }): Promise<void> {
     const { at, ...rest } = entry;
-    const full: AuditEntry = { at: at ?? this.now().toISOString(), ...rest };
-    await this.#audit.update((data) => {
-      data.entries.push(full);
-    });
+    await this.#audit.append({ at: at ?? this.now().toISOString(), ...rest });
   }
 
-  async auditEntries(): Promise<AuditEntry[]> {
-    return (await this.#audit.read()).entries;
+  /** The audit entries in order, without their chain fields. */
+  auditEntries(): Promise<AuditEntry[]> {
+    return this.#audit.entries();
+  }
+
+  /** The audit records with their chain fields (seq, id, prev, hash). */
+  auditRecords(): Promise<AuditRecord[]> {
+    return this.#audit.records();
+  }
+
+  /** The audit log itself, for reading its tail and following it. */
+  get auditLog(): AuditLog {
+    return this.#audit;
+  }
+
+  /** Checks the audit log's hash chain; see AuditLog.verify. */
+  verifyAudit(): Promise<AuditVerifyResult> {
+    return this.#audit.verify();
   }
 }

@@ -501,8 +501,19 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
       const status = deps.registry.get(request.params.name);
       if (!deps.ca)
         throw new TrustedMsError('POSTURE_MISMATCH', 'identities exist only in the trusted posture');
-      if (status?.state !== 'trusted') {
-        throw new TrustedMsError('SERVICE_UNTRUSTED', `${request.params.name} has not passed attestation`);
+      // Asking for the identity of a service that is unknown or not attested is the caller's
+      // mistake (4xx), not an outage: SERVICE_UNTRUSTED is a 503 (found by the fuzz suite).
+      if (status === undefined) {
+        throw new TrustedMsError(
+          'SERVICE_NOT_FOUND',
+          `no service named ${request.params.name.slice(0, 64)} is registered`,
+        );
+      }
+      if (status.state !== 'trusted') {
+        throw new TrustedMsError(
+          'ATTESTATION_MISMATCH',
+          `${request.params.name.slice(0, 64)} has not passed attestation`,
+        );
       }
       return issueServiceCertificate(deps.ca, { name: request.params.name });
     });

@@ -108,6 +108,18 @@ describe('LabStore across processes', () => {
     });
   }
 
+  it('3 processes x 100 audit appends: none lost, the hash chain whole', async () => {
+    const writers = Array.from({ length: 3 }, (_, p) => startWriter(`a${p}`, 'audit', 100));
+    for (const r of await Promise.all(writers.map((w) => w.exit)))
+      expect(r, r.stderr).toMatchObject({ code: 0 });
+    const store = new LabStore(home);
+    const verdict = await store.verifyAudit();
+    expect(verdict).toMatchObject({ ok: true, entries: 300, problems: [] });
+    const records = await store.auditRecords();
+    expect(records.map((r) => r.seq)).toEqual(Array.from({ length: 300 }, (_, i) => i));
+    for (const p of ['a0', 'a1', 'a2']) expect(records.filter((r) => r.actor === p)).toHaveLength(100);
+  });
+
   it('survives SIGKILL of writers mid-loop: the file loads and the next update succeeds', async () => {
     for (const delayMs of [5, 37, 120]) {
       const w = startWriter(`k${delayMs}`, 'loop');

@@ -3,6 +3,7 @@
  *   count <n>  add users <prefix>-0 .. <prefix>-(n-1), one locked update each, then print a JSON summary
  *   loop       add users until killed; prints `ready` after the first update
  *   hold <n>   after n updates, print `holding` from inside an update and never let go of the lock
+ *   audit <n>  append n audit entries, then exit
  */
 import { LabStore } from '../../../src/store/store.js';
 
@@ -54,6 +55,8 @@ if (mode === 'count') {
       }
     });
   }
+} else if (mode === 'audit') {
+  for (let i = 0; i < count; i++) await store.audit({ actor: prefix, action: `test.${i}`, outcome: 'ok' });
 } else {
   console.error(`unknown mode ${mode}`);
   process.exit(2);

@@ -191,8 +191,12 @@ describe('security service, trusted posture', () => {
     await expect(
       jsonRequest(`${env.url}/v1/admin/services/catalog/identity`, { token: TOKEN, method: 'POST' }),
     ).rejects.toMatchObject({
-      code: 'SERVICE_UNTRUSTED',
+      code: 'ATTESTATION_MISMATCH',
     });
+    // Regression (fuzz suite): these were 503 SERVICE_UNTRUSTED, a 5xx for a caller's mistake.
+    await expect(
+      jsonRequest(`${env.url}/v1/admin/services/nobody/identity`, { token: TOKEN, method: 'POST' }),
+    ).rejects.toMatchObject({ code: 'SERVICE_NOT_FOUND' });
     // A service cannot vouch for itself here: only outside measurements count.
     await expect(
       jsonRequest(`${env.url}/v1/services/catalog/self-report`, {

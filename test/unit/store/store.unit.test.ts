@@ -66,10 +66,10 @@ describe('LabStore', () => {
       },
     ]);
     expect(await readFile(join(home, 'store.json'))).toEqual(storeBytes);
-    expect(store.auditFile).toBe(join(home, 'audit.json'));
+    expect(store.auditFile).toBe(join(home, 'audit.jsonl'));
   });
 
-  it('refuses a corrupt audit log without touching it, while the store still works', async () => {
+  it('refuses a corrupt legacy audit log (schema 1) without touching it, while the store still works', async () => {
     await mkdir(home, { recursive: true });
     await writeFile(join(home, 'audit.json'), '{"schemaVersion":1,"entries":[{"at":1}]}');
     const store = new LabStore(home, { seedRoles: roles });

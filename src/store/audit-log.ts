@@ -1,0 +1,508 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
+import { type FileHandle, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import canonicalizeModule from 'canonicalize';
+import lockfile from 'proper-lockfile';
+import { errnoCode, isTrustedMsError, TrustedMsError } from '../errors.js';
+import { syncDir } from '../fs-sync.js';
+import { DEFAULT_LOCK_SETTINGS, type LockSettings, serialised } from './json-file-store.js';
+import { type AuditEntry, checkAuditEntry, validateAuditData } from './schema.js';
+
+// canonicalize 2 (RFC 8785, JSON Canonicalization Scheme) is CommonJS with an ES-style d.ts: at
+// run time the default import is the function itself. (3+ needs Node 22.)
+const canonicalize = canonicalizeModule as unknown as (value: unknown) => string | undefined;
+
+/**
+ * The tamper-evident audit log: one JSON record per line (JSONL), each carrying the SHA-256 of the
+ * previous record, so that editing, removing or reordering a record breaks the chain at that point.
+ *
+ * Why JSONL and not lowdb: lowdb rewrites the whole file on every write, so an append costs O(size
+ * of the log), and the log only ever grows. Here an append reads the last line (for the previous
+ * hash) and writes one line, under the same proper-lockfile lock discipline as the store, so other
+ * processes (the CLI while the lab is down) stay serialised with the security service.
+ *
+ * What the chain cannot show by itself: records cut off at the end (the tail is still a valid
+ * chain). `audit verify` prints the head hash and count so that they can be kept elsewhere.
+ */
+
+export const AUDIT_LOG_VERSION = 1;
+/** The `prev` of the first record: a fixed, domain-separated value, not all zeros by accident. */
+export const AUDIT_GENESIS = createHash('sha256').update('trusted-ms audit log genesis v1').digest('hex');
+
+export interface AuditRecord extends AuditEntry {
+  v: typeof AUDIT_LOG_VERSION;
+  /** 0-based position in the log; a gap or a repeat shows removed or reordered records. */
+  seq: number;
+  id: string;
+  /** `hash` of the record before, or AUDIT_GENESIS. */
+  prev: string;
+  /** SHA-256 (hex) of the RFC 8785 canonical JSON of this record without `hash`. */
+  hash: string;
+}
+
+export type AuditProblemKind = 'malformed' | 'edited' | 'removed' | 'reordered' | 'chain-broken';
+
+export interface AuditProblem {
+  index: number;
+  /** The record's id when the line could be read. */
+  id?: string;
+  kind: AuditProblemKind;
+  message: string;
+}
+
+export interface AuditVerifyResult {
+  ok: boolean;
+  file: string;
+  entries: number;
+  /** The last record's hash (keep it somewhere else to detect a cut-off tail later). */
+  head: string;
+  problems: AuditProblem[];
+  /** Entries still in the legacy `audit.json`, not chained yet (they are chained on the next write). */
+  legacyEntries?: number;
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
+export function recordHash(record: Omit<AuditRecord, 'hash'> & { hash?: string }): string {
+  const { hash: _ignored, ...rest } = record;
+  const text = canonicalize(rest);
+  if (text === undefined) throw new TrustedMsError('INTERNAL', 'audit record cannot be canonicalized');
+  return createHash('sha256').update(text, 'utf8').digest('hex');
+}
+
+function corrupt(file: string, why: string): TrustedMsError {
+  return new TrustedMsError('STORE_CORRUPT', `${file} is not a valid trusted-ms audit log: ${why}`, {
+    actions: [`run \`trusted-ms audit verify\` to see where`, 'the file was left untouched'],
+  });
+}
+
+/** Shape of one parsed line; throws a plain message (the caller adds the file and index). */
+function checkRecord(raw: unknown): AuditRecord {
+  checkAuditEntry(raw, '');
+  const o = raw as Record<string, unknown>;
+  if (o.v !== AUDIT_LOG_VERSION) throw new Error(`v: expected ${AUDIT_LOG_VERSION}`);
+  if (!Number.isSafeInteger(o.seq) || (o.seq as number) < 0) throw new Error('seq: expected an integer ≥ 0');
+  if (typeof o.id !== 'string' || o.id.length === 0 || o.id.length > 64)
+    throw new Error('id: expected a string');
+  if (typeof o.prev !== 'string' || !HEX64.test(o.prev)) throw new Error('prev: expected a SHA-256 hex');
+  if (typeof o.hash !== 'string' || !HEX64.test(o.hash)) throw new Error('hash: expected a SHA-256 hex');
+  return o as unknown as AuditRecord;
+}
+
+function parseLine(line: string): AuditRecord {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(line);
+  } catch {
+    throw new Error('not JSON');
+  }
+  return checkRecord(raw);
+}
+
+function ioError(file: string, what: string, err: unknown): TrustedMsError {
+  return new TrustedMsError('STORE_IO', `cannot ${what} ${file}: ${errnoCode(err) ?? 'error'}`, {
+    cause: err,
+    actions: [`check that ${dirname(file)} exists and is writable by this user`],
+  });
+}
+
+export interface AuditLogOptions {
+  file: string;
+  /** The lowdb `audit.json` of schema 1, migrated into the chain on the first write. */
+  legacyFile?: string;
+  lock?: Partial<LockSettings>;
+}
+
+export class AuditLog {
+  readonly file: string;
+  readonly legacyFile: string | undefined;
+  readonly #lock: LockSettings;
+
+  constructor(opts: AuditLogOptions) {
+    this.file = opts.file;
+    this.legacyFile = opts.legacyFile;
+    this.#lock = { ...DEFAULT_LOCK_SETTINGS, ...opts.lock };
+  }
+
+  /** Appends one entry, chained to the last record; returns the record written. */
+  append(entry: AuditEntry): Promise<AuditRecord> {
+    return serialised(this.file, async () => {
+      try {
+        await mkdir(dirname(this.file), { recursive: true, mode: 0o700 });
+      } catch (err) {
+        throw ioError(this.file, 'create the folder of', err);
+      }
+      const release = await this.#acquire();
+      try {
+        await this.#migrateLegacy();
+        let handle: FileHandle;
+        try {
+          handle = await open(
+            this.file,
+            fsConstants.O_RDWR | fsConstants.O_CREAT | fsConstants.O_APPEND,
+            0o600,
+          );
+        } catch (err) {
+          throw ioError(this.file, 'open', err);
+        }
+        try {
+          const last = await this.#lastRecord(handle);
+          // Through JSON first: what is hashed must be exactly what a reader will parse back.
+          const base = {
+            ...(JSON.parse(JSON.stringify(entry)) as AuditEntry),
+            v: AUDIT_LOG_VERSION,
+            seq: last ? last.seq + 1 : 0,
+            id: randomUUID(),
+            prev: last ? last.hash : AUDIT_GENESIS,
+          } as Omit<AuditRecord, 'hash'>;
+          const record: AuditRecord = { ...base, hash: recordHash(base) };
+          // One write(2) of one line with O_APPEND: a reader sees the line whole or not at all
+          // (a line cut by a crash is dropped by the next writer, it was never acknowledged).
+          await handle.write(`${JSON.stringify(record)}\n`);
+          return record;
+        } catch (err) {
+          if (isTrustedMsError(err)) throw err;
+          throw ioError(this.file, 'append to', err);
+        } finally {
+          await handle.close().catch(() => undefined);
+        }
+      } finally {
+        await release().catch(() => undefined);
+      }
+    });
+  }
+
+  /** Every record, checked for shape (not for the chain: see `verify`). */
+  async records(): Promise<AuditRecord[]> {
+    const lines = await this.#lines();
+    if (lines === undefined) return [];
+    return lines.map((line, i) => {
+      try {
+        return parseLine(line);
+      } catch (err) {
+        throw corrupt(this.file, `line ${i + 1}: ${(err as Error).message}`);
+      }
+    });
+  }
+
+  /**
+   * The entries in order: the chained log, or (before the first write migrates it) the legacy
+   * `audit.json`.
+   */
+  async entries(): Promise<AuditEntry[]> {
+    const lines = await this.#lines();
+    if (lines === undefined) {
+      const legacy = await this.#readLegacy();
+      return legacy ?? [];
+    }
+    return (await this.records()).map(stripChain);
+  }
+
+  /** The last `n` records (all of them when the log is shorter). */
+  async last(n: number): Promise<AuditRecord[]> {
+    const records = await this.records();
+    return n <= 0 ? [] : records.slice(-n);
+  }
+
+  /**
+   * Records appended after byte `offset`, polled every `intervalMs` until `signal` aborts. Only whole
+   * lines are read; a log that shrank (replaced, or restored from a backup) is read again from the start.
+   */
+  async *follow(offset: number, signal: AbortSignal, intervalMs = 250): AsyncGenerator<AuditRecord> {
+    let pos = offset;
+    while (!signal.aborted) {
+      let size = 0;
+      try {
+        size = (await stat(this.file)).size;
+      } catch (err) {
+        if (errnoCode(err) !== 'ENOENT') throw ioError(this.file, 'read', err);
+      }
+      if (size < pos) pos = 0;
+      if (size > pos) {
+        const handle = await open(this.file, 'r');
+        try {
+          const buf = Buffer.alloc(size - pos);
+          const { bytesRead } = await handle.read(buf, 0, buf.length, pos);
+          const text = buf.subarray(0, bytesRead);
+          const end = text.lastIndexOf(0x0a);
+          if (end >= 0) {
+            for (const line of text.subarray(0, end).toString('utf8').split('\n')) {
+              try {
+                yield parseLine(line);
+              } catch (err) {
+                throw corrupt(this.file, `at byte ${pos}: ${(err as Error).message}`);
+              }
+            }
+            pos += end + 1;
+          }
+        } finally {
+          await handle.close();
+        }
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, intervalMs);
+        signal.addEventListener(
+          'abort',
+          () => {
+            clearTimeout(timer);
+            resolve();
+          },
+          { once: true },
+        );
+      });
+    }
+  }
+
+  /** The log's size in bytes now (0 when it does not exist): where `follow` starts. */
+  async size(): Promise<number> {
+    try {
+      return (await stat(this.file)).size;
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return 0;
+      throw ioError(this.file, 'read', err);
+    }
+  }
+
+  /** Walks the whole chain and reports every record that breaks it, by index and id. */
+  async verify(): Promise<AuditVerifyResult> {
+    const lines = await this.#lines();
+    const result: AuditVerifyResult = {
+      ok: true,
+      file: this.file,
+      entries: 0,
+      head: AUDIT_GENESIS,
+      problems: [],
+    };
+    if (lines === undefined) {
+      const legacy = await this.#readLegacy();
+      if (legacy !== undefined) result.legacyEntries = legacy.length;
+      return result;
+    }
+    result.entries = lines.length;
+    let prevHash = AUDIT_GENESIS;
+    let expectedSeq = 0;
+    for (const [index, line] of lines.entries()) {
+      let record: AuditRecord;
+      try {
+        record = parseLine(line);
+      } catch (err) {
+        const id = idOf(line);
+        result.problems.push({
+          index,
+          ...(id === undefined ? {} : { id }),
+          kind: 'malformed',
+          message: `record ${index} cannot be read: ${(err as Error).message}`,
+        });
+        // The chain cannot be followed through an unreadable record: pick it up again after it.
+        prevHash = '';
+        expectedSeq = index + 1;
+        continue;
+      }
+      const own = recordHash(record);
+      if (own !== record.hash) {
+        result.problems.push({
+          index,
+          id: record.id,
+          kind: 'edited',
+          message: `record ${index} (${record.id}) was changed after it was written: its hash does not match its content`,
+        });
+      } else if (record.seq !== expectedSeq) {
+        const kind = record.seq > expectedSeq ? 'removed' : 'reordered';
+        result.problems.push({
+          index,
+          id: record.id,
+          kind,
+          message:
+            kind === 'removed'
+              ? `record ${index} (${record.id}) has seq ${record.seq}: ${record.seq - expectedSeq} record(s) before it were removed`
+              : `record ${index} (${record.id}) has seq ${record.seq}, expected ${expectedSeq}: records were reordered or duplicated`,
+        });
+      } else if (prevHash !== '' && record.prev !== prevHash) {
+        result.problems.push({
+          index,
+          id: record.id,
+          kind: 'chain-broken',
+          message: `record ${index} (${record.id}) does not chain to record ${index - 1}: that record was replaced or rewritten`,
+        });
+      }
+      prevHash = record.hash;
+      expectedSeq = record.seq + 1;
+      result.head = record.hash;
+    }
+    result.ok = result.problems.length === 0;
+    return result;
+  }
+
+  /** Lines of the chained log; `undefined` when it does not exist yet. A cut last line is left out. */
+  async #lines(): Promise<string[] | undefined> {
+    let text: string;
+    try {
+      text = await readFile(this.file, 'utf8');
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return undefined;
+      throw ioError(this.file, 'read', err);
+    }
+    const lines = text.split('\n');
+    // The part after the last newline is empty, or a line a writer is writing / a crash cut: not a record.
+    lines.pop();
+    return lines;
+  }
+
+  async #readLegacy(): Promise<AuditEntry[] | undefined> {
+    if (this.legacyFile === undefined) return undefined;
+    let text: string;
+    try {
+      text = await readFile(this.legacyFile, 'utf8');
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return undefined;
+      throw ioError(this.legacyFile, 'read', err);
+    }
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch (err) {
+      throw new TrustedMsError('STORE_CORRUPT', `${this.legacyFile} is not valid JSON`, {
+        cause: err,
+        actions: [`restore ${this.legacyFile} from a backup, or move it away`, 'the file was left untouched'],
+      });
+    }
+    return validateAuditData(raw, this.legacyFile).entries;
+  }
+
+  /**
+   * Schema-1 `audit.json` (a lowdb array) → the chained log, once, under the log's lock: its entries
+   * are chained in order from the genesis, then a `audit.migrate` record says from where the chain
+   * vouches for the log (the legacy entries were not tamper-evident before). The old file is kept
+   * as `audit.json.migrated`. Only done while no chained log exists, so it can never run twice.
+   */
+  async #migrateLegacy(): Promise<void> {
+    if (this.legacyFile === undefined) return;
+    try {
+      await stat(this.file); // not #lines(): an append must not read the whole log
+      return;
+    } catch (err) {
+      if (errnoCode(err) !== 'ENOENT') throw ioError(this.file, 'read', err);
+    }
+    const legacy = await this.#readLegacy();
+    if (legacy === undefined || this.legacyFile === undefined) return;
+    let prev = AUDIT_GENESIS;
+    const out: string[] = [];
+    const all: AuditEntry[] = [
+      ...legacy,
+      {
+        at: new Date().toISOString(),
+        actor: 'trusted-ms',
+        action: 'audit.migrate',
+        outcome: 'ok',
+        detail: { from: this.legacyFile, entries: legacy.length },
+      },
+    ];
+    for (const [seq, entry] of all.entries()) {
+      const base = { ...entry, v: AUDIT_LOG_VERSION, seq, id: randomUUID(), prev } as Omit<
+        AuditRecord,
+        'hash'
+      >;
+      const hash = recordHash(base);
+      out.push(JSON.stringify({ ...base, hash }));
+      prev = hash;
+    }
+    const tmp = `${this.file}.${randomUUID()}.tmp`;
+    try {
+      const handle = await open(tmp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600);
+      try {
+        await handle.writeFile(`${out.join('\n')}\n`);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await rename(tmp, this.file);
+      await rename(this.legacyFile, `${this.legacyFile}.migrated`);
+      await syncDir(dirname(this.file));
+    } catch (err) {
+      await unlink(tmp).catch(() => undefined);
+      throw ioError(this.file, 'migrate the audit log into', err);
+    }
+  }
+
+  /**
+   * The last whole record, read backwards from the end in growing chunks (an append must not cost
+   * the size of the log). A cut last line, left by a writer that died mid-write, is truncated away.
+   */
+  async #lastRecord(handle: FileHandle): Promise<AuditRecord | undefined> {
+    const { size } = await handle.stat();
+    if (size === 0) return undefined;
+    let chunk = 4096;
+    for (;;) {
+      const start = Math.max(0, size - chunk);
+      const buf = Buffer.alloc(size - start);
+      await handle.read(buf, 0, buf.length, start);
+      let end = buf.length;
+      if (buf[end - 1] !== 0x0a) {
+        const lastNl = buf.lastIndexOf(0x0a);
+        if (lastNl < 0 && start > 0) {
+          chunk *= 4;
+          continue;
+        }
+        // Drop the cut line: it was never acknowledged to anyone.
+        await handle.truncate(start + lastNl + 1);
+        if (lastNl < 0) return undefined;
+        end = lastNl + 1;
+      }
+      // (A negative offset would search from the end: guard the one-byte case.)
+      const before = end >= 2 ? buf.lastIndexOf(0x0a, end - 2) : -1;
+      if (before < 0 && start > 0) {
+        chunk *= 4;
+        continue;
+      }
+      const line = buf.subarray(before + 1, end - 1).toString('utf8');
+      try {
+        return parseLine(line);
+      } catch (err) {
+        // Never chain onto a record we cannot read: that would hide the damage.
+        throw corrupt(this.file, `the last record: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  async #acquire(): Promise<() => Promise<void>> {
+    const { staleMs, retries, minTimeoutMs, maxTimeoutMs } = this.#lock;
+    try {
+      return await lockfile.lock(this.file, {
+        realpath: false,
+        stale: staleMs,
+        retries: {
+          retries,
+          minTimeout: minTimeoutMs,
+          maxTimeout: maxTimeoutMs,
+          factor: 1.3,
+          randomize: true,
+        },
+        // A lock taken over while we append: the append is one write, so nothing to undo.
+        onCompromised: () => undefined,
+      });
+    } catch (err) {
+      if (errnoCode(err) === 'ELOCKED') {
+        throw new TrustedMsError('STORE_LOCKED', `${this.file} is locked by another writer`, {
+          cause: err,
+          actions: ['retry in a moment'],
+        });
+      }
+      throw ioError(this.file, 'lock', err);
+    }
+  }
+}
+
+export function stripChain(record: AuditRecord): AuditEntry {
+  const { v: _v, seq: _s, id: _i, prev: _p, hash: _h, ...entry } = record;
+  return entry;
+}
+
+function idOf(line: string): string | undefined {
+  try {
+    const id = (JSON.parse(line) as { id?: unknown } | null)?.id;
+    return typeof id === 'string' ? id.slice(0, 64) : undefined;
+  } catch {
+    return undefined;
+  }
+}
