@@ -33,14 +33,19 @@ export function recordMs(h: Histogram, ms: number): void {
 
 const round = (us: number): number => Math.round(us) / 1000;
 
+/** A percentile as HDR reports it (the top of its bucket), never above the largest value recorded. */
+function at(h: Histogram, p: number): number {
+  return round(Math.min(h.getValueAtPercentile(p), h.maxValue));
+}
+
 export function summarize(h: Histogram): LatencySummary {
   if (h.totalCount === 0) return { count: 0, p50: 0, p90: 0, p99: 0, p999: 0, max: 0, mean: 0 };
   return {
     count: h.totalCount,
-    p50: round(h.getValueAtPercentile(50)),
-    p90: round(h.getValueAtPercentile(90)),
-    p99: round(h.getValueAtPercentile(99)),
-    p999: round(h.getValueAtPercentile(99.9)),
+    p50: at(h, 50),
+    p90: at(h, 90),
+    p99: at(h, 99),
+    p999: at(h, 99.9),
     max: round(h.maxValue),
     mean: round(h.mean),
   };
@@ -48,5 +53,5 @@ export function summarize(h: Histogram): LatencySummary {
 
 /** Latency (ms) at each of `percentiles`: the points of a distribution chart. */
 export function percentileCurve(h: Histogram, percentiles: readonly number[]): [number, number][] {
-  return percentiles.map((p) => [p, round(h.getValueAtPercentile(p))]);
+  return percentiles.map((p) => [p, at(h, p)]);
 }
