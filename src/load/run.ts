@@ -110,19 +110,10 @@ const add = (m: Record<string, number>, k: string): void => {
   m[k] = (m[k] ?? 0) + 1;
 };
 
-/**
- * Runs the load: every virtual user logs in with the full handshake on its own connection, then
- * all send requests through the gateway until the duration is over, closed loop (one request in
- * flight per user) or at a constant total rate (wrk2's way: each user has a schedule, a late answer
- * delays the next send but its latency counts from when it should have been sent). Bounded: stops
- * at the duration, and what is still in flight `graceMs` later is cut off.
- */
-export async function runLoad(opts: LoadRunOptions): Promise<LoadRunResult> {
-  const { lab, users, durationMs } = opts;
-  const graceMs = opts.graceMs ?? 5000;
-  const timeoutMs = opts.timeoutMs ?? 10_000;
-  const origin = new URL(lab.gatewayUrl).origin;
-  const clients = users.map((_, i) => {
+/** A virtual user's own connection to the gateway, from its own loopback address. */
+export function openClients(gatewayUrl: string, count: number, timeoutMs = 10_000): Client[] {
+  const origin = new URL(gatewayUrl).origin;
+  return Array.from({ length: count }, (_, i) => {
     const address = clientAddress(i);
     return new Client(origin, {
       ...(address === undefined ? {} : { localAddress: address }),
@@ -132,40 +123,59 @@ export async function runLoad(opts: LoadRunOptions): Promise<LoadRunResult> {
       connectTimeout: 5000,
     });
   });
-  const make = requestMaker(opts.services);
-  const pickers = new Map(
-    [...new Set(users.map((u) => u.role))].map((r) => [r, pickerFor(opts.mix, opts.roles[r] as Role)]),
-  );
+}
 
+export async function closeClients(clients: readonly Client[]): Promise<void> {
+  await Promise.all(clients.map((c) => c.close().catch(() => c.destroy().catch(() => undefined))));
+}
+
+/** Calls `report(elapsedMs, perSecond)` once a second until stopped; `count()` per thing done. */
+function ticker(report: (elapsedMs: number, perSecond: number) => void): {
+  stop: () => void;
+  count: () => void;
+} {
+  const start = performance.now();
   let done = 0;
-  let errorsSeen = 0;
   let lastDone = 0;
-  let phase: LoadProgress['phase'] = 'login';
-  let phaseStart = performance.now();
-  let lastTick = phaseStart;
-  const ticker = setInterval(() => {
+  let last = start;
+  const timer = setInterval(() => {
     const t = performance.now();
-    const perSecond = ((done - lastDone) * 1000) / (t - lastTick);
+    report(t - start, ((done - lastDone) * 1000) / (t - last));
     lastDone = done;
-    lastTick = t;
-    opts.onProgress?.({
-      phase,
-      elapsedMs: t - phaseStart,
-      durationMs: phase === 'login' ? 0 : durationMs,
-      done,
-      errors: errorsSeen,
-      perSecond,
-    });
+    last = t;
   }, 1000);
-  ticker.unref();
+  timer.unref();
+  return {
+    stop: () => clearInterval(timer),
+    count: () => {
+      done += 1;
+    },
+  };
+}
 
+export type LoginFigures = LoadRunResult['logins'];
+
+/**
+ * Every virtual user logs in with the full handshake on its own connection, all at once. A login
+ * refused with RATE_LIMITED is tried again after a pause (the security service limits logins per
+ * address, and it sees the gateway's), for up to `loginRetryMs`.
+ */
+export async function loginAll(
+  opts: Pick<LoadRunOptions, 'lab' | 'users' | 'onProgress' | 'signal' | 'loginRetryMs'>,
+  clients: readonly Client[],
+): Promise<{ sessions: (Session | undefined)[]; logins: LoginFigures }> {
+  const { lab, users } = opts;
+  const hist = latencyHistogram();
+  const errors: Record<string, number> = {};
+  let retries = 0;
+  let ok = 0;
+  let failed = 0;
+  const start = performance.now();
+  const retryUntil = start + (opts.loginRetryMs ?? 30_000);
+  const tick = ticker((elapsedMs, perSecond) =>
+    opts.onProgress?.({ phase: 'login', elapsedMs, durationMs: 0, done: ok, errors: failed, perSecond }),
+  );
   try {
-    // 1. logins, all at once: the handshake rate is part of the result
-    const loginHist = latencyHistogram();
-    const loginErrors: Record<string, number> = {};
-    let retries = 0;
-    const loginStart = performance.now();
-    const retryUntil = loginStart + (opts.loginRetryMs ?? 30_000);
     const sessions = await Promise.all(
       users.map(async (u, i): Promise<Session | undefined> => {
         for (;;) {
@@ -173,157 +183,185 @@ export async function runLoad(opts: LoadRunOptions): Promise<LoadRunResult> {
           const t0 = performance.now();
           try {
             const { session } = await login(lab, u.name, u.password, u.privateKey, clients[i]);
-            recordMs(loginHist, performance.now() - t0);
-            done += 1;
+            recordMs(hist, performance.now() - t0);
+            ok += 1;
+            tick.count();
             return session;
           } catch (err) {
             const code = networkCode(err);
-            // The security service limits logins per address, and it sees the gateway's: back off.
             if (code === 'RATE_LIMITED' && performance.now() < retryUntil) {
               retries += 1;
               await sleep(200 + Math.random() * 800);
               continue;
             }
-            add(loginErrors, code);
-            errorsSeen += 1;
+            add(errors, code);
+            failed += 1;
             return undefined;
           }
         }
       }),
     );
-    const loginMs = performance.now() - loginStart;
-    const loginsOk = sessions.filter((s) => s !== undefined).length;
-
-    // 2. requests
-    phase = 'requests';
-    done = 0;
-    lastDone = 0;
-    errorsSeen = 0;
-    const hist = latencyHistogram();
-    const errors: Record<string, number> = {};
-    const perService = new Map(
-      opts.services.map((s) => [s.name, { requests: 0, errors: 0, hist: latencyHistogram() }]),
-    );
-    const start = performance.now();
-    phaseStart = start;
-    lastTick = start;
-    let end = start + durationMs;
-    const stop = (): void => {
-      end = Math.min(end, performance.now());
-    };
-    opts.signal?.addEventListener('abort', stop, { once: true });
-    if (opts.signal?.aborted) stop();
-    const interval = opts.rate === undefined ? 0 : (users.length * 1000) / opts.rate;
-
-    const one = async (client: Client, session: Session, vu: VirtualUser, seq: number, sentAt: number) => {
-      const picker = pickers.get(vu.role);
-      const entry = picker?.pick(Math.random());
-      if (entry === undefined) return;
-      const req = make(entry, vu.index, seq);
-      const svc = perService.get(req.service);
-      let code: string | undefined;
-      try {
-        const headers = authHeaders(session, req.method, req.path, req.body);
-        if (req.body !== undefined) headers['content-type'] = 'application/json';
-        const res = await client.request({
-          method: req.method,
-          path: req.path,
-          headers,
-          ...(req.body === undefined ? {} : { body: req.body }),
-        });
-        if (res.statusCode >= 400) code = codeOf(res.statusCode, await res.body.text());
-        else await res.body.dump();
-      } catch (err) {
-        code = networkCode(err);
-      }
-      const ms = performance.now() - sentAt;
-      done += 1;
-      recordMs(hist, ms);
-      if (svc) {
-        svc.requests += 1;
-        recordMs(svc.hist, ms);
-      }
-      if (code !== undefined) {
-        errorsSeen += 1;
-        add(errors, code);
-        if (svc) svc.errors += 1;
-      }
-    };
-
-    const loops = users.map(async (vu, i) => {
-      const session = sessions[i];
-      const client = clients[i] as Client;
-      if (session === undefined) return;
-      let seq = 0;
-      if (interval === 0) {
-        while (performance.now() < end) await one(client, session, vu, seq++, performance.now());
-        return;
-      }
-      // Spread the users' schedules evenly over one interval so the total rate is smooth.
-      let intended = start + (interval * i) / users.length;
-      while (intended < end) {
-        const wait = intended - performance.now();
-        if (wait > 0) await sleep(wait);
-        await one(client, session, vu, seq++, intended);
-        intended += interval;
-      }
-    });
-    let cut = false;
-    const all = Promise.all(loops);
-    const deadline = new Promise<void>((resolve) => {
-      const check = setInterval(() => {
-        if (performance.now() >= end + graceMs) {
-          cut = true;
-          resolve();
-        }
-      }, 100);
-      void all.finally(() => {
-        clearInterval(check);
-        resolve();
-      });
-    });
-    await Promise.race([all, deadline]);
-    opts.signal?.removeEventListener('abort', stop);
-    if (cut) {
-      // Cut what is still in flight: its requests fail (and count as errors) and the loops end.
-      await Promise.all(clients.map((c) => c.destroy().catch(() => undefined)));
-      await all;
-    }
-    const elapsed = performance.now() - start;
-    const requests = hist.totalCount;
-    const errorCount = Object.values(errors).reduce((a, b) => a + b, 0);
+    const ms = performance.now() - start;
     return {
-      posture: lab.posture,
-      mode: opts.rate === undefined ? 'closed-loop' : 'constant-rate',
-      clients: users.length,
-      ...(opts.rate === undefined ? {} : { targetRate: opts.rate }),
-      durationMs: Math.round(elapsed),
-      requests,
-      ok: requests - errorCount,
-      errors,
-      reqPerSec: Math.round((requests * 1000) / elapsed),
-      latencyMs: summarize(hist),
+      sessions,
       logins: {
         attempted: users.length,
-        ok: loginsOk,
+        ok,
         retries,
-        errors: loginErrors,
-        durationMs: Math.round(loginMs),
-        perSecond: Math.round(((loginsOk * 1000) / Math.max(1, loginMs)) * 10) / 10,
-        latencyMs: summarize(loginHist),
+        errors,
+        durationMs: Math.round(ms),
+        perSecond: Math.round(((ok * 1000) / Math.max(1, ms)) * 10) / 10,
+        latencyMs: summarize(hist),
       },
-      services: [...perService]
-        .filter(([, s]) => s.requests > 0)
-        .map(([service, s]) => ({
-          service,
-          requests: s.requests,
-          errors: s.errors,
-          latencyMs: summarize(s.hist),
-        })),
-      histogram: hist,
     };
   } finally {
-    clearInterval(ticker);
-    await Promise.all(clients.map((c) => c.close().catch(() => c.destroy().catch(() => undefined))));
+    tick.stop();
+  }
+}
+
+export type RequestFigures = Omit<LoadRunResult, 'logins' | 'posture' | 'clients'>;
+
+/**
+ * The logged-in users send requests through the gateway until the duration is over, closed loop
+ * (one request in flight per user) or at a constant total rate (wrk2's way: each user has a
+ * schedule; a late answer delays the next send, but its latency counts from when it should have
+ * been sent). Bounded: stops at the duration, and what is still in flight `graceMs` later is cut.
+ */
+export async function sendRequests(
+  opts: Omit<LoadRunOptions, 'lab'>,
+  clients: readonly Client[],
+  sessions: readonly (Session | undefined)[],
+): Promise<RequestFigures> {
+  const { users, durationMs } = opts;
+  const graceMs = opts.graceMs ?? 5000;
+  const make = requestMaker(opts.services);
+  const pickers = new Map(
+    [...new Set(users.map((u) => u.role))].map((r) => [r, pickerFor(opts.mix, opts.roles[r] as Role)]),
+  );
+  const hist = latencyHistogram();
+  const errors: Record<string, number> = {};
+  let errorCount = 0;
+  let done = 0;
+  const perService = new Map(
+    opts.services.map((s) => [s.name, { requests: 0, errors: 0, hist: latencyHistogram() }]),
+  );
+  const start = performance.now();
+  let end = start + durationMs;
+  const stop = (): void => {
+    end = Math.min(end, performance.now());
+  };
+  opts.signal?.addEventListener('abort', stop, { once: true });
+  if (opts.signal?.aborted) stop();
+  const tick = ticker((elapsedMs, perSecond) =>
+    opts.onProgress?.({ phase: 'requests', elapsedMs, durationMs, done, errors: errorCount, perSecond }),
+  );
+  const interval = opts.rate === undefined ? 0 : (users.length * 1000) / opts.rate;
+
+  const one = async (client: Client, session: Session, vu: VirtualUser, seq: number, sentAt: number) => {
+    const entry = pickers.get(vu.role)?.pick(Math.random());
+    if (entry === undefined) return;
+    const req = make(entry, vu.index, seq);
+    const svc = perService.get(req.service);
+    let code: string | undefined;
+    try {
+      const headers = authHeaders(session, req.method, req.path, req.body);
+      if (req.body !== undefined) headers['content-type'] = 'application/json';
+      const res = await client.request({
+        method: req.method,
+        path: req.path,
+        headers,
+        ...(req.body === undefined ? {} : { body: req.body }),
+      });
+      if (res.statusCode >= 400) code = codeOf(res.statusCode, await res.body.text());
+      else await res.body.dump();
+    } catch (err) {
+      code = networkCode(err);
+    }
+    const ms = performance.now() - sentAt;
+    done += 1;
+    tick.count();
+    recordMs(hist, ms);
+    if (svc) {
+      svc.requests += 1;
+      recordMs(svc.hist, ms);
+    }
+    if (code !== undefined) {
+      errorCount += 1;
+      add(errors, code);
+      if (svc) svc.errors += 1;
+    }
+  };
+
+  const loops = users.map(async (vu, i) => {
+    const session = sessions[i];
+    const client = clients[i] as Client;
+    if (session === undefined) return;
+    let seq = 0;
+    if (interval === 0) {
+      while (performance.now() < end) await one(client, session, vu, seq++, performance.now());
+      return;
+    }
+    // Spread the users' schedules evenly over one interval so the total rate is smooth.
+    let intended = start + (interval * i) / users.length;
+    while (intended < end) {
+      const wait = intended - performance.now();
+      if (wait > 0) await sleep(wait);
+      await one(client, session, vu, seq++, intended);
+      intended += interval;
+    }
+  });
+  let cut = false;
+  const all = Promise.all(loops);
+  await new Promise<void>((resolve) => {
+    const check = setInterval(() => {
+      if (performance.now() >= end + graceMs) {
+        cut = true;
+        resolve();
+      }
+    }, 100);
+    void all.finally(() => {
+      clearInterval(check);
+      resolve();
+    });
+  });
+  if (cut) {
+    // Cut what is still in flight: its requests fail (and count as errors) and the loops end.
+    await Promise.all(clients.map((c) => c.destroy().catch(() => undefined)));
+    await all;
+  }
+  tick.stop();
+  opts.signal?.removeEventListener('abort', stop);
+  const elapsed = performance.now() - start;
+  const requests = hist.totalCount;
+  return {
+    mode: opts.rate === undefined ? 'closed-loop' : 'constant-rate',
+    ...(opts.rate === undefined ? {} : { targetRate: opts.rate }),
+    durationMs: Math.round(elapsed),
+    requests,
+    ok: requests - errorCount,
+    errors,
+    reqPerSec: Math.round((requests * 1000) / elapsed),
+    latencyMs: summarize(hist),
+    services: [...perService]
+      .filter(([, s]) => s.requests > 0)
+      .map(([service, s]) => ({
+        service,
+        requests: s.requests,
+        errors: s.errors,
+        latencyMs: summarize(s.hist),
+      })),
+    histogram: hist,
+  };
+}
+
+/** The whole run: clients open, everyone logs in, requests for the duration, clients closed. */
+export async function runLoad(opts: LoadRunOptions): Promise<LoadRunResult> {
+  const clients = openClients(opts.lab.gatewayUrl, opts.users.length, opts.timeoutMs);
+  try {
+    const { sessions, logins } = await loginAll(opts, clients);
+    const figures = await sendRequests(opts, clients, sessions);
+    return { posture: opts.lab.posture, clients: opts.users.length, ...figures, logins };
+  } finally {
+    await closeClients(clients);
   }
 }
