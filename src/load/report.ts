@@ -16,7 +16,7 @@ export function renderLoadResult(r: LoadRunResult): string {
     .join(', ');
   const lines = [
     `${r.posture} posture, ${r.clients} clients, ${r.mode}${r.targetRate === undefined ? '' : ` at ${r.targetRate} req/s`}, ${(r.durationMs / 1000).toFixed(1)} s`,
-    `logins: ${r.logins.ok}/${r.logins.attempted} in ${(r.logins.durationMs / 1000).toFixed(1)} s (${r.logins.perSecond} handshakes/s), p50 ${ms(r.logins.latencyMs.p50)} ms, max ${ms(r.logins.latencyMs.max)} ms${r.logins.retries > 0 ? `, ${r.logins.retries} retries after RATE_LIMITED` : ''}${loginErrors ? `; failed: ${loginErrors}` : ''}`,
+    `logins: ${r.logins.ok}/${r.logins.attempted} in ${(r.logins.durationMs / 1000).toFixed(1)} s (${r.logins.perSecond} handshakes/s), p50 ${ms(r.logins.latencyMs.p50)} ms, max ${ms(r.logins.latencyMs.max)} ms${r.logins.retries > 0 ? `, ${r.logins.retries} retries (RATE_LIMITED or timed out)` : ''}${loginErrors ? `; failed: ${loginErrors}` : ''}`,
     renderTable(
       ['requests', 'errors', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'max ms'],
       [[String(r.requests), String(r.requests - r.ok), String(r.reqPerSec), ...lat(r.latencyMs)]],

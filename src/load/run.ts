@@ -10,7 +10,9 @@ import type { Role } from '../policy/types.js';
 import { type Histogram, type LatencySummary, latencyHistogram, recordMs, summarize } from './histogram.js';
 import { type Mix, pickerFor } from './mix.js';
 import { requestMaker } from './requests.js';
-import type { VirtualUser } from './users.js';
+import { eachLimited, type VirtualUser } from './users.js';
+
+const LOGIN_CONCURRENCY = 8;
 
 export interface LoadRunOptions {
   lab: Pick<LabState, 'labId' | 'posture' | 'gatewayUrl'>;
@@ -31,6 +33,8 @@ export interface LoadRunOptions {
   signal?: AbortSignal;
   /** how long a user keeps retrying a login refused with RATE_LIMITED (30 s) */
   loginRetryMs?: number;
+  /** handshakes in flight at once (8) */
+  loginConcurrency?: number;
 }
 
 export interface LoadProgress {
@@ -66,7 +70,7 @@ export interface LoadRunResult {
   logins: {
     attempted: number;
     ok: number;
-    /** logins refused with RATE_LIMITED and tried again after a pause, as a real client would */
+    /** logins refused with RATE_LIMITED (or timed out) and tried again after a pause, as a real client would */
     retries: number;
     errors: Record<string, number>;
     durationMs: number;
@@ -157,11 +161,11 @@ export type LoginFigures = LoadRunResult['logins'];
 
 /**
  * Every virtual user logs in with the full handshake on its own connection, all at once. A login
- * refused with RATE_LIMITED is tried again after a pause (the security service limits logins per
- * address, and it sees the gateway's), for up to `loginRetryMs`.
+ * refused with RATE_LIMITED (the security service limits logins per address, and it sees the
+ * gateway's) or timed out is tried again after a pause, for up to `loginRetryMs`.
  */
 export async function loginAll(
-  opts: Pick<LoadRunOptions, 'lab' | 'users' | 'onProgress' | 'signal' | 'loginRetryMs'>,
+  opts: Pick<LoadRunOptions, 'lab' | 'users' | 'onProgress' | 'signal' | 'loginRetryMs' | 'loginConcurrency'>,
   clients: readonly Client[],
 ): Promise<{ sessions: (Session | undefined)[]; logins: LoginFigures }> {
   const { lab, users } = opts;
@@ -176,8 +180,13 @@ export async function loginAll(
     opts.onProgress?.({ phase: 'login', elapsedMs, durationMs: 0, done: ok, errors: failed, perSecond }),
   );
   try {
-    const sessions = await Promise.all(
-      users.map(async (u, i): Promise<Session | undefined> => {
+    // At most LOGIN_CONCURRENCY handshakes at a time, as a fleet of clients ramps up: all 150 at
+    // once queue 150 password hashes at the security service, and under a loaded machine the
+    // gateway's 5 s wait for a password check then times out for all of them, again and again.
+    const sessions = await eachLimited(
+      users.map((u, i) => [u, i] as const),
+      opts.loginConcurrency ?? LOGIN_CONCURRENCY,
+      async ([u, i]): Promise<Session | undefined> => {
         for (;;) {
           if (opts.signal?.aborted) return undefined;
           const t0 = performance.now();
@@ -189,7 +198,12 @@ export async function loginAll(
             return session;
           } catch (err) {
             const code = networkCode(err);
-            if (code === 'RATE_LIMITED' && performance.now() < retryUntil) {
+            // A login storm can also outlast a request's timeout: try again (the gateway joins a
+            // retry to the check still running for the same credentials).
+            if (
+              (code === 'RATE_LIMITED' || code === 'SERVICE_UNAVAILABLE') &&
+              performance.now() < retryUntil
+            ) {
               retries += 1;
               await sleep(200 + Math.random() * 800);
               continue;
@@ -199,7 +213,7 @@ export async function loginAll(
             return undefined;
           }
         }
-      }),
+      },
     );
     const ms = performance.now() - start;
     return {
