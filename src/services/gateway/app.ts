@@ -156,19 +156,34 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
     const hit = basicCache.get(key);
     const t = now();
     if (hit !== undefined) {
-      if (t < hit.until) return hit;
+      if (t < hit.until) {
+        // Performance: re-check in the background during the entry's last sixth, so a busy client
+        // never waits for a password hash (150 clients whose entries expired together used to
+        // queue 150 hashes at once, and time out under load). Staleness stays at most basicCacheMs.
+        if (t >= hit.until - basicCacheMs / 6 && !basicInFlight.has(key)) {
+          check(key, header).catch(() => undefined);
+        }
+        return hit;
+      }
       basicCache.delete(key);
     }
+    return basicInFlight.get(key) ?? check(key, header);
+  };
+
+  /** One password check for a basic header (deduplicated per header): cached when good, evicted when refused. */
+  const check = (key: string, header: string): Promise<CachedPrincipal> => {
     let pending = basicInFlight.get(key);
     if (pending === undefined) {
       const creds = parseBasic(header);
-      if (creds === undefined) throw new TrustedMsError('AUTH_FAILED', 'authentication failed');
+      if (creds === undefined)
+        return Promise.reject(new TrustedMsError('AUTH_FAILED', 'authentication failed'));
       pending = (async () => {
         let p: Principal;
         try {
           p = await (checkPassword as NonNullable<GatewayDeps['checkPassword']>)(creds.user, creds.password);
         } catch (err) {
           if (isTrustedMsError(err) && PASSWORD_PASS_THROUGH.has(err.code)) throw err;
+          basicCache.delete(key);
           throw new TrustedMsError('AUTH_FAILED', 'authentication failed');
         }
         const entry = {
@@ -177,6 +192,7 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
           perms: JSON.stringify(p.perms),
           until: now() + basicCacheMs,
         };
+        basicCache.delete(key);
         while (basicCache.size >= basicCacheEntries)
           basicCache.delete(basicCache.keys().next().value as string);
         basicCache.set(key, entry);
