@@ -69,6 +69,27 @@ describe('LabStore', () => {
     expect(store.auditFile).toBe(join(home, 'audit.json'));
   });
 
+  it('writes audit entries that arrive together in order, each caller waiting for its own to be on disk', async () => {
+    const store = new LabStore(home, { now: fixedClock });
+    await Promise.all(
+      Array.from({ length: 20 }, (_, i) => store.audit({ actor: 'cli', action: `test.${i}`, outcome: 'ok' })),
+    );
+    await store.audit({ actor: 'cli', action: 'test.after', outcome: 'ok' });
+    expect((await store.auditEntries()).map((e) => e.action)).toEqual([
+      ...Array.from({ length: 20 }, (_, i) => `test.${i}`),
+      'test.after',
+    ]);
+  });
+
+  it('fails every caller of a batched audit write that cannot be made', async () => {
+    await writeFile(join(home, 'audit.json'), '{not json');
+    const store = new LabStore(home, { now: fixedClock });
+    const results = await Promise.allSettled(
+      Array.from({ length: 5 }, () => store.audit({ actor: 'cli', action: 'test', outcome: 'ok' })),
+    );
+    expect(results.map((r) => r.status)).toEqual(Array(5).fill('rejected'));
+  });
+
   it('refuses a corrupt audit log without touching it, while the store still works', async () => {
     await mkdir(home, { recursive: true });
     await writeFile(join(home, 'audit.json'), '{"schemaVersion":1,"entries":[{"at":1}]}');
