@@ -10,6 +10,7 @@
  * BENCH_SECONDS (5 per phase), BENCH_SERVICES (20).
  */
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -78,11 +79,32 @@ interface RoundResult {
       logins: LoginFigures;
       closed: Omit<RequestFigures, 'histogram'>;
       rate: Omit<RequestFigures, 'histogram'>;
+      /** CPU time of all the lab's processes per request in the closed-loop phase (Linux) */
+      labCpuUsPerRequest: number | null;
     }
   >;
 }
 
 const strip = ({ histogram: _h, ...rest }: RequestFigures): Omit<RequestFigures, 'histogram'> => rest;
+
+/**
+ * CPU ms used so far by the lab's processes (/proc, Linux), or null elsewhere. Unlike req/s on a
+ * machine shared with other work, CPU per request hardly depends on what else runs.
+ */
+function labCpuMs(state: LabState): number | null {
+  if (process.platform !== 'linux') return null;
+  let total = 0;
+  for (const p of state.parts) {
+    if (p.pid === undefined) continue;
+    try {
+      const fields = readFileSync(`/proc/${p.pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+      total += ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // clock ticks at USER_HZ 100
+    } catch {
+      return null;
+    }
+  }
+  return total;
+}
 
 async function cliColdStartMs(runs: number): Promise<number> {
   const run = promisify(execFile);
@@ -196,11 +218,17 @@ async function main(): Promise<void> {
       for (const p of order) {
         const lab = byPosture(p);
         const logins = await loginPhase(lab);
+        const cpu0 = labCpuMs(lab.state);
         const closed = await sendRequests(
           { ...loadOpts(lab), durationMs: PHASE_MS },
           lab.clients,
           lab.sessions,
         );
+        const cpu1 = labCpuMs(lab.state);
+        const labCpuUsPerRequest =
+          cpu0 === null || cpu1 === null || closed.requests === 0
+            ? null
+            : Math.round(((cpu1 - cpu0) * 1000) / closed.requests);
         const fixed = await sendRequests(
           { ...loadOpts(lab), durationMs: PHASE_MS, rate },
           lab.clients,
@@ -208,9 +236,9 @@ async function main(): Promise<void> {
         );
         lab.closedHist.add(closed.histogram);
         lab.rateHist.add(fixed.histogram);
-        result.postures[p] = { logins, closed: strip(closed), rate: strip(fixed) };
+        result.postures[p] = { logins, closed: strip(closed), rate: strip(fixed), labCpuUsPerRequest };
         log(
-          `  round ${r + 1} ${p}: logins ${logins.ok}/${logins.attempted} at ${logins.perSecond}/s; closed ${closed.reqPerSec} req/s p50 ${closed.latencyMs.p50} ms; ${rate} req/s p50 ${fixed.latencyMs.p50} ms p99 ${fixed.latencyMs.p99} ms; errors ${closed.requests - closed.ok + fixed.requests - fixed.ok}`,
+          `  round ${r + 1} ${p}: logins ${logins.ok}/${logins.attempted} at ${logins.perSecond}/s; closed ${closed.reqPerSec} req/s p50 ${closed.latencyMs.p50} ms, lab CPU ${labCpuUsPerRequest} µs/req; ${rate} req/s p50 ${fixed.latencyMs.p50} ms p99 ${fixed.latencyMs.p99} ms; errors ${closed.requests - closed.ok + fixed.requests - fixed.ok}`,
         );
       }
       rounds.push(result);
@@ -246,6 +274,14 @@ async function main(): Promise<void> {
         p,
         {
           reqPerSec: Math.round(median(per(p, (x) => x.closed.reqPerSec))),
+          labCpuUsPerRequest: Math.round(median(per(p, (x) => x.labCpuUsPerRequest ?? 0))),
+          cpuRatioToNone: round3(
+            median(
+              rounds.map(
+                (r) => (r.postures.none?.labCpuUsPerRequest ?? 0) / (r.postures[p]?.labCpuUsPerRequest ?? 1),
+              ),
+            ),
+          ),
           closedP50Ms: round3(median(per(p, (x) => x.closed.latencyMs.p50))),
           rateP50Ms: round3(median(per(p, (x) => x.rate.latencyMs.p50))),
           rateP99Ms: round3(median(per(p, (x) => x.rate.latencyMs.p99))),
@@ -378,19 +414,21 @@ function markdown(r: Results): string {
   const s = r.summary;
   const row = (p: string): string => {
     const x = s[p] as Record<string, number>;
-    return `| ${p} | ${x.reqPerSec} | ${x.ratioToNone?.toFixed(2)} | ${x.rateP50Ms} | ${x.rateP99Ms} | ${x.rateP999Ms} | ${x.addedP50Ms} | ${x.loginsPerSec} | ${x.errors} | ${((x.labUpMs ?? 0) / 1000).toFixed(1)} |`;
+    return `| ${p} | ${x.reqPerSec} | ${x.ratioToNone?.toFixed(2)} | ${x.labCpuUsPerRequest} | ${x.cpuRatioToNone?.toFixed(2)} | ${x.rateP50Ms} | ${x.rateP99Ms} | ${x.rateP999Ms} | ${x.addedP50Ms} | ${x.loginsPerSec} | ${x.errors} | ${((x.labUpMs ?? 0) / 1000).toFixed(1)} |`;
   };
   const m = r.micro;
   return [
     `Measured ${r.at.slice(0, 16).replace('T', ' ')} UTC on ${r.machine.cpus} × ${r.machine.cpuModel}, ${r.machine.memoryGiB} GiB, Node ${r.machine.node}; load average ${r.machine.loadAverageAtStart.join(' ')} at the start, ${r.machine.loadAverageAtEnd.join(' ')} at the end. ${r.settings.clients} clients per posture, ${r.settings.services} process services, ${r.settings.rounds} interleaved rounds of ${r.settings.phaseSeconds} s closed loop + ${r.settings.phaseSeconds} s at ${r.settings.rate} req/s (medians of the rounds); ${r.durationS} s in all. Re-run: \`npm run bench\`.`,
     '',
-    '| posture | req/s (closed loop) | ÷ none | p50 ms at fixed rate | p99 ms | p99.9 ms | added p50 ms | logins/s | errors | lab up s |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    "| posture | req/s (closed loop) | ÷ none | lab CPU µs/req | none's CPU ÷ this | p50 ms at fixed rate | p99 ms | p99.9 ms | added p50 ms | logins/s | errors | lab up s |",
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...['none', 'paper', 'trusted'].map(row),
     '',
     '| target | measured | goal | |',
     '| --- | ---: | --- | --- |',
     ...r.targets.map((t) => `| ${t.name} | ${t.value} | ${t.goal} | ${t.pass ? 'pass' : 'FAIL'} |`),
+    '',
+    "Lab CPU µs/req: CPU time of all the lab's processes (gateway, services, security service, supervisor) per request in the closed-loop phases, from /proc: unlike req/s it hardly moves when other work shares the machine, so none's CPU ÷ this estimates the throughput ratio on an otherwise idle machine.",
     '',
     `Login, per handshake: password hash (scrypt) ${m.login.passwordHashMs.toFixed(1)} ms; signature verify Ed25519 ${m.login.signatureVerifyUs.ed25519.toFixed(0)} µs, RSA-PSS-2048 ${m.login.signatureVerifyUs.rsaPss2048.toFixed(0)} µs, paper RSA-2048 decrypt ${m.login.signatureVerifyUs.paperRsa2048.toFixed(0)} µs; ticket issue ${m.login.ticketIssueUs.toFixed(0)} µs; X25519 exchange ${m.login.sessionKeyExchangeUs.toFixed(0)} µs. Whole login on an idle lab (sequential, p50): trusted ${m.loginSequentialMs.trusted.toFixed(1)} ms, paper ${m.loginSequentialMs.paper.toFixed(1)} ms.`,
     `Gateway, per trusted request: ${m.gateway.perRequestUs.toFixed(1)} µs (cached ticket ${m.gateway.ticketVerifyCachedUs.toFixed(2)} µs, proof ${m.gateway.proofVerifyUs.toFixed(1)} µs; a ticket's first check, Ed25519, ${m.gateway.ticketVerifyColdUs.toFixed(0)} µs).`,
