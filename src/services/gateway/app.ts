@@ -56,6 +56,8 @@ export interface GatewayDeps {
 
 const EMPTY = Buffer.alloc(0);
 const BASIC_REALM = 'Basic realm="trusted-ms"';
+/** none: password re-checks of cached credentials running in the background at once */
+const MAX_BACKGROUND_CHECKS = 4;
 /** checkPassword refusals passed on as they are; any other failure is AUTH_FAILED. */
 const PASSWORD_PASS_THROUGH = new Set(['ACCOUNT_LOCKED', 'RATE_LIMITED', 'SERVICE_UNAVAILABLE']);
 
@@ -99,6 +101,7 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
   const basicCacheEntries = deps.basicCacheEntries ?? 10_000;
   const basicCache = new Map<string, CachedPrincipal>();
   const basicInFlight = new Map<string, Promise<CachedPrincipal>>();
+  let backgroundChecks = 0;
   // Opened session keys, next to the verifier's cached claims: they live exactly as long as it does.
   const sessionKeys = new WeakMap<TicketClaims, Buffer>();
   const contexts = new WeakMap<FastifyRequest, RequestContext>();
@@ -157,11 +160,22 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
     const t = now();
     if (hit !== undefined) {
       if (t < hit.until) {
-        // Performance: re-check in the background during the entry's last sixth, so a busy client
-        // never waits for a password hash (150 clients whose entries expired together used to
-        // queue 150 hashes at once, and time out under load). Staleness stays at most basicCacheMs.
-        if (t >= hit.until - basicCacheMs / 6 && !basicInFlight.has(key)) {
-          check(key, header).catch(() => undefined);
+        // Performance: re-check in the background during the entry's last third, so a busy client
+        // never waits for a password hash, and at most MAX_BACKGROUND_CHECKS at a time, so entries
+        // made together (150 clients logging in) do not send 150 hashes to the security service at
+        // once (they timed out under load, and then every client waited). Staleness stays at most
+        // basicCacheMs.
+        if (
+          t >= hit.until - basicCacheMs / 3 &&
+          !basicInFlight.has(key) &&
+          backgroundChecks < MAX_BACKGROUND_CHECKS
+        ) {
+          backgroundChecks += 1;
+          check(key, header)
+            .catch(() => undefined)
+            .finally(() => {
+              backgroundChecks -= 1;
+            });
         }
         return hit;
       }

@@ -326,7 +326,7 @@ describe('gateway, posture none', () => {
       clock += 30_000;
       expect((await send(g.url, '/svc/orders/x', { headers })).status).toBe(200);
       expect(calls).toBe(1);
-      // in the entry's last sixth, with the password changed meanwhile: still served from the
+      // in the entry's last third, with the password changed meanwhile: still served from the
       // cache (no wait for a hash), while a re-check runs and is refused
       clock += 25_000;
       valid = false;
