@@ -21,6 +21,7 @@ import { promisify } from 'node:util';
 import type { Client } from 'undici';
 import { login } from '../src/client/login.js';
 import type { Session } from '../src/client/session.js';
+import { hashPassword, verifyPassword } from '../src/crypto/password.js';
 import { verifyServices } from '../src/lab/attest.js';
 import { labDown } from '../src/lab/down.js';
 import type { Posture } from '../src/lab/posture.js';
@@ -166,15 +167,24 @@ async function loginPhase(lab: Lab): Promise<LoginFigures> {
 }
 
 /** Sequential logins of one user on an idle lab: the handshake's latency without queueing. */
-async function sequentialLoginMs(lab: Lab, n: number): Promise<number> {
+async function sequentialLoginMs(lab: Lab, n: number): Promise<{ loginMs: number; withoutHashMs: number }> {
   const u = lab.users[0] as VirtualUser;
+  const stored = await hashPassword('bench password');
   const xs: number[] = [];
+  const diffs: number[] = [];
   for (let i = 0; i < n; i++) {
+    // One password hash (the same scrypt the security service runs) next to each login, so the
+    // hash is subtracted at the machine's load of that moment, not of another part of the run.
+    const h0 = performance.now();
+    await verifyPassword('bench password', stored);
+    const hash = performance.now() - h0;
     const t0 = performance.now();
     await login(lab.state, u.name, u.password, u.privateKey, lab.clients[0]);
-    xs.push(performance.now() - t0);
+    const ms = performance.now() - t0;
+    xs.push(ms);
+    diffs.push(ms - hash);
   }
-  return median(xs);
+  return { loginMs: median(xs), withoutHashMs: median(diffs) };
 }
 
 async function main(): Promise<void> {
@@ -250,8 +260,11 @@ async function main(): Promise<void> {
 
     log('sequential logins, attestation');
     const trusted = byPosture('trusted');
-    const loginTrustedMs = await sequentialLoginMs(trusted, 15);
-    const loginPaperMs = await sequentialLoginMs(byPosture('paper'), 15);
+    const { loginMs: loginTrustedMs, withoutHashMs: loginTrustedNoHashMs } = await sequentialLoginMs(
+      trusted,
+      15,
+    );
+    const { loginMs: loginPaperMs } = await sequentialLoginMs(byPosture('paper'), 15);
     const attest: number[] = [];
     for (let i = 0; i < 5; i++) {
       const v = await verifyServices(trusted.home, 'all');
@@ -307,7 +320,6 @@ async function main(): Promise<void> {
         },
       ]),
     );
-    const hashMs = micro.login.passwordHashMs;
     const targets = [
       target(
         'req/s trusted ÷ none at 150 clients',
@@ -322,8 +334,8 @@ async function main(): Promise<void> {
         (v) => v < 0.5,
       ),
       target(
-        'login excluding the password hash (ms, p50)',
-        round3(loginTrustedMs - hashMs),
+        'login excluding the password hash (ms, p50 of login − a hash beside it)',
+        round3(loginTrustedNoHashMs),
         '< 2',
         (v) => v < 2,
       ),
