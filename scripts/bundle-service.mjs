@@ -41,7 +41,10 @@ async function bundle(entry, outfile) {
       js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
     },
     sourcemap: false,
-    minify: false,
+    // Whitespace and syntax only (2.6 MB → 1.7 MB): less for each of the 20 processes to parse at
+    // start and for attestation to hash; names stay, so stack traces in a service's log still read.
+    minifyWhitespace: true,
+    minifySyntax: true,
     legalComments: 'none',
     charset: 'utf8',
     metafile: true,

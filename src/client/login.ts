@@ -1,4 +1,5 @@
 import type { KeyObject } from 'node:crypto';
+import type { Dispatcher } from 'undici';
 import { paperEncrypt } from '../crypto/paper-scheme.js';
 import { TrustedMsError } from '../errors.js';
 import { jsonRequest } from '../lab/http-client.js';
@@ -24,12 +25,18 @@ export async function login(
   user: string,
   password: string,
   privateKey: KeyObject | undefined,
+  /** the connection to use (a load's virtual user has its own); the global one by default */
+  dispatcher?: Dispatcher,
 ): Promise<{ session: Session; timings: LoginTimings }> {
+  const via = dispatcher === undefined ? {} : { dispatcher };
   if (lab.posture === 'none') {
     // No framework: the gateway checks HTTP basic credentials on every call; check them once now.
     const basic = Buffer.from(`${user}:${password}`).toString('base64');
     const t0 = performance.now();
-    await jsonRequest(`${lab.gatewayUrl}/auth/basic`, { headers: { authorization: `Basic ${basic}` } });
+    await jsonRequest(`${lab.gatewayUrl}/auth/basic`, {
+      headers: { authorization: `Basic ${basic}` },
+      ...via,
+    });
     return {
       session: { user, labId: lab.labId, posture: 'none', basic },
       timings: { challengeMs: 0, signMs: 0, verifyMs: performance.now() - t0 },
@@ -41,6 +48,7 @@ export async function login(
   if (lab.posture === 'paper') {
     const c = await jsonRequest<{ id: string; ticket: string }>(`${lab.gatewayUrl}/auth/challenge`, {
       body: { user, password },
+      ...via,
     });
     const t1 = performance.now();
     const encrypted = paperEncrypt(privateKey, Buffer.from(c.ticket, 'base64url'));
@@ -49,6 +57,7 @@ export async function login(
       `${lab.gatewayUrl}/auth/verify`,
       {
         body: { id: c.id, signature: encrypted.toString('base64url') },
+        ...via,
       },
     );
     return {
@@ -66,6 +75,7 @@ export async function login(
   const exchange = newExchangeKeyPair();
   const challenge = await jsonRequest<Challenge>(`${lab.gatewayUrl}/auth/challenge`, {
     body: { user, password, clientKey: exchange.publicKeyRaw },
+    ...via,
   });
   const t1 = performance.now();
   // Sign only what was meant for this lab's security service, for this user, with our key in it.
@@ -83,7 +93,7 @@ export async function login(
   const t2 = performance.now();
   const v = await jsonRequest<{ ticket: string; expiresAt: number; serverKey: string; thumbprint: string }>(
     `${lab.gatewayUrl}/auth/verify`,
-    { body: { id: challenge.id, signature } },
+    { body: { id: challenge.id, signature }, ...via },
   );
   const sessionKey = deriveSessionKey(exchange.privateKey, v.serverKey, challenge.id);
   return {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { copyFile, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { access, copyFile, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Agent } from 'undici';
 import { errnoCode, TrustedMsError } from '../errors.js';
@@ -107,11 +107,13 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     }
   }
   const bundle = builtFile('lab', 'service.mjs');
-  await readFile(bundle).catch(() => {
-    throw new TrustedMsError('LAB_START_FAILED', `the service bundle ${bundle} is missing`, {
-      actions: ['build first: npm run build'],
+  for (const file of [bundle, builtFile('lab', 'security.mjs'), builtFile('lab', 'gateway.mjs')]) {
+    await access(file).catch(() => {
+      throw new TrustedMsError('LAB_START_FAILED', `the bundle ${file} is missing`, {
+        actions: ['build first: npm run build'],
+      });
     });
-  });
+  }
 
   const dir = labDir(opts.home);
   await rm(dir, { recursive: true, force: true });
@@ -213,7 +215,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     const securityLaunch = launchOf(
       'security',
       'security',
-      builtFile('src', 'services', 'security', 'main.js'),
+      builtFile('lab', 'security.mjs'),
       await writeConfig(securityConfig),
       securityAt.port,
       hostView(securityAt),
@@ -224,7 +226,10 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     const security = await runtime.start(securityLaunch);
     parts.push(security);
     await writeLabState(opts.home, state());
-    await waitHealthy(runtime, security, healthTimeout);
+    // While the security service boots (~1-2 s, the first half of lab up), the services' code
+    // folders are written and measured: neither needs it.
+    const securityHealthy = waitHealthy(runtime, security, healthTimeout);
+    securityHealthy.catch(() => undefined);
 
     // 1b. the attacker's sink: a part of the lab so that, on Docker too, it sits on the services'
     //     own network (they have no way out); only `attack simulate` sends it anything
@@ -243,44 +248,47 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     );
     parts.push(sink);
     await writeLabState(opts.home, state());
-    await waitHealthy(runtime, sink, healthTimeout);
+    // Waited for with the services, not before them: the sink's start-up overlaps theirs.
+    const sinkHealthy = waitHealthy(runtime, sink, healthTimeout);
+    sinkHealthy.catch(() => undefined);
 
     // 2. each service's code folder: the bundle and its definition, the tree attestation measures
     const callers = new Map<string, string[]>();
     for (const s of services) for (const c of s.calls) callers.set(c, [...(callers.get(c) ?? []), s.name]);
-    const launches: PartLaunch[] = [];
-    for (const s of services) {
-      const base = join(dir, 'services', s.name);
-      const appDir = appDirOf(s.name);
-      const place = at(s.name);
-      await mkdir(appDir, { recursive: true });
-      await copyFile(bundle, join(appDir, 'service.mjs'));
-      await writeFile(join(appDir, 'service.json'), serviceJson(s, callers.get(s.name) ?? []));
-      const config: ServicePartConfig = {
-        ...common(place),
-        kind: 'service',
-        part: s.name,
-        port: place.port,
-        appDir: place.appDir ?? appDir,
-        peers: Object.fromEntries(s.calls.map((c) => [c, serviceUrl.get(c) as string])),
-        ...(trusted ? { identityDir: join(base, 'identity'), caFile } : {}),
-      };
-      launches.push({
-        ...launchOf(
-          s.name,
-          'service',
-          join(appDir, 'service.mjs'),
-          await writeConfig(config),
-          config.port,
-          hostView(place),
-          [
-            ...(posture === 'paper' ? [labTokenFile] : []),
-            ...(trusted ? [join(base, 'identity'), caFile] : []),
-          ],
-        ),
-        appDir,
-      });
-    }
+    const launches = await Promise.all(
+      services.map(async (s): Promise<PartLaunch> => {
+        const base = join(dir, 'services', s.name);
+        const appDir = appDirOf(s.name);
+        const place = at(s.name);
+        await mkdir(appDir, { recursive: true });
+        await copyFile(bundle, join(appDir, 'service.mjs'));
+        await writeFile(join(appDir, 'service.json'), serviceJson(s, callers.get(s.name) ?? []));
+        const config: ServicePartConfig = {
+          ...common(place),
+          kind: 'service',
+          part: s.name,
+          port: place.port,
+          appDir: place.appDir ?? appDir,
+          peers: Object.fromEntries(s.calls.map((c) => [c, serviceUrl.get(c) as string])),
+          ...(trusted ? { identityDir: join(base, 'identity'), caFile } : {}),
+        };
+        return {
+          ...launchOf(
+            s.name,
+            'service',
+            join(appDir, 'service.mjs'),
+            await writeConfig(config),
+            config.port,
+            hostView(place),
+            [
+              ...(posture === 'paper' ? [labTokenFile] : []),
+              ...(trusted ? [join(base, 'identity'), caFile] : []),
+            ],
+          ),
+          appDir,
+        };
+      }),
+    );
 
     // 3. registration (a fresh deployment is the known-good code) and, in trusted, attestation
     //    measured from outside, which earns each service its identity certificate
@@ -291,6 +299,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
         hash: await runtime.measure({ name: l.name, appDir: l.appDir as string }),
       })),
     );
+    await securityHealthy;
     await jsonRequest(`${securityUrl}/v1/admin/services/register`, {
       token: secrets.labToken,
       body: { services: measured },
@@ -325,21 +334,10 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     const running = await Promise.all(launches.map((l) => runtime.start(l)));
     parts.push(...running);
     await writeLabState(opts.home, state());
-    const caPem = ca?.certPem;
-    await Promise.all(
-      running.map((p) =>
-        waitHealthy(
-          runtime,
-          p,
-          healthTimeout,
-          gatewayIdentity && caPem
-            ? new Agent({ connect: clientTlsConnector(gatewayIdentity, caPem, p.name) })
-            : undefined,
-        ),
-      ),
-    );
 
-    // 5. the gateway, last: the only published entry
+    // 5. the gateway, the only published entry, started with the services rather than after them
+    //    (it needs only the security service): its ~1 s of start-up overlaps theirs. lab up returns
+    //    when all are healthy; until then a request may get SERVICE_UNAVAILABLE, as during a restart.
     const gatewayConfig: GatewayPartConfig = {
       ...common(gatewayAt),
       kind: 'gateway',
@@ -375,7 +373,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
       launchOf(
         'gateway',
         'gateway',
-        builtFile('src', 'services', 'gateway', 'main.js'),
+        builtFile('lab', 'gateway.mjs'),
         await writeConfig(gatewayConfig),
         gatewayAt.port,
         gatewayUrl,
@@ -384,7 +382,21 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     );
     parts.push(gateway);
     await writeLabState(opts.home, state());
-    await waitHealthy(runtime, gateway, healthTimeout);
+    const caPem = ca?.certPem;
+    await Promise.all([
+      ...running.map((p) =>
+        waitHealthy(
+          runtime,
+          p,
+          healthTimeout,
+          gatewayIdentity && caPem
+            ? new Agent({ connect: clientTlsConnector(gatewayIdentity, caPem, p.name) })
+            : undefined,
+        ),
+      ),
+      waitHealthy(runtime, gateway, healthTimeout),
+      sinkHealthy,
+    ]);
 
     // 6. trusted: the supervisor re-measures the services on an interval (the runtime, not the services)
     if (trusted) {
@@ -452,7 +464,9 @@ export async function waitHealthy(
         last = (err as Error).message;
       }
       if (!(await runtime.isAlive(part))) break;
-      await new Promise((r) => setTimeout(r, 100));
+      // A refused connection (and, for a process, a liveness check) costs next to nothing: poll often,
+      // so a part is seen ~25 ms after it listens. A container's liveness is an engine call: 100 ms.
+      await new Promise((r) => setTimeout(r, runtime.kind === 'process' ? 25 : 100));
     }
   } finally {
     await dispatcher?.close();

@@ -85,6 +85,8 @@ export interface GatewayDeps {
 
 const EMPTY = Buffer.alloc(0);
 const BASIC_REALM = 'Basic realm="trusted-ms"';
+/** none: password re-checks of cached credentials running in the background at once */
+const MAX_BACKGROUND_CHECKS = 4;
 /** checkPassword refusals passed on as they are; any other failure is AUTH_FAILED. */
 const PASSWORD_PASS_THROUGH = new Set(['ACCOUNT_LOCKED', 'RATE_LIMITED', 'SERVICE_UNAVAILABLE']);
 
@@ -128,6 +130,7 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
   const basicCacheEntries = deps.basicCacheEntries ?? 10_000;
   const basicCache = new Map<string, CachedPrincipal>();
   const basicInFlight = new Map<string, Promise<CachedPrincipal>>();
+  let backgroundChecks = 0;
   // Opened session keys, next to the verifier's cached claims: they live exactly as long as it does.
   const sessionKeys = new WeakMap<TicketClaims, Buffer>();
   const contexts = new WeakMap<FastifyRequest, RequestContext>();
@@ -185,19 +188,45 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
     const hit = basicCache.get(key);
     const t = now();
     if (hit !== undefined) {
-      if (t < hit.until) return hit;
+      if (t < hit.until) {
+        // Performance: re-check in the background during the entry's last third, so a busy client
+        // never waits for a password hash, and at most MAX_BACKGROUND_CHECKS at a time, so entries
+        // made together (150 clients logging in) do not send 150 hashes to the security service at
+        // once (they timed out under load, and then every client waited). Staleness stays at most
+        // basicCacheMs.
+        if (
+          t >= hit.until - basicCacheMs / 3 &&
+          !basicInFlight.has(key) &&
+          backgroundChecks < MAX_BACKGROUND_CHECKS
+        ) {
+          backgroundChecks += 1;
+          check(key, header)
+            .catch(() => undefined)
+            .finally(() => {
+              backgroundChecks -= 1;
+            });
+        }
+        return hit;
+      }
       basicCache.delete(key);
     }
+    return basicInFlight.get(key) ?? check(key, header);
+  };
+
+  /** One password check for a basic header (deduplicated per header): cached when good, evicted when refused. */
+  const check = (key: string, header: string): Promise<CachedPrincipal> => {
     let pending = basicInFlight.get(key);
     if (pending === undefined) {
       const creds = parseBasic(header);
-      if (creds === undefined) throw new TrustedMsError('AUTH_FAILED', 'authentication failed');
+      if (creds === undefined)
+        return Promise.reject(new TrustedMsError('AUTH_FAILED', 'authentication failed'));
       pending = (async () => {
         let p: Principal;
         try {
           p = await (checkPassword as NonNullable<GatewayDeps['checkPassword']>)(creds.user, creds.password);
         } catch (err) {
           if (isTrustedMsError(err) && PASSWORD_PASS_THROUGH.has(err.code)) throw err;
+          basicCache.delete(key);
           throw new TrustedMsError('AUTH_FAILED', 'authentication failed');
         }
         const entry = {
@@ -206,6 +235,7 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
           perms: JSON.stringify(p.perms),
           until: now() + basicCacheMs,
         };
+        basicCache.delete(key);
         while (basicCache.size >= basicCacheEntries)
           basicCache.delete(basicCache.keys().next().value as string);
         basicCache.set(key, entry);

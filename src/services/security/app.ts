@@ -383,16 +383,19 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
     issueIdentity: boolean,
   ) => {
     const statuses = await deps.registry.report(reports);
-    for (const s of statuses) {
-      await audit({
-        actor: reports[0]?.by === 'self' ? s.name : 'runtime',
-        action: 'service.attest',
-        target: s.name,
-        outcome: s.state === 'trusted' ? 'ok' : 'denied',
-        ...(s.state === 'trusted' ? {} : { code: 'ATTESTATION_MISMATCH' }),
-        detail: { measured: s.measuredHash, expected: s.expectedHash },
-      });
-    }
+    // All at once, so the store writes them in one go (group commit): one audit rewrite, not 20.
+    await Promise.all(
+      statuses.map((s) =>
+        audit({
+          actor: reports[0]?.by === 'self' ? s.name : 'runtime',
+          action: 'service.attest',
+          target: s.name,
+          outcome: s.state === 'trusted' ? 'ok' : 'denied',
+          ...(s.state === 'trusted' ? {} : { code: 'ATTESTATION_MISMATCH' }),
+          detail: { measured: s.measuredHash, expected: s.expectedHash },
+        }),
+      ),
+    );
     await deps.onAttestation?.(deps.registry.list()).catch(() => undefined);
     const identities: Record<string, ServiceIdentity> = {};
     if (issueIdentity && deps.ca) {

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { FastifyInstance } from 'fastify';
 import { type Dispatcher, request } from 'undici';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { TrustedMsError } from '../../../src/errors.js';
 import type { Posture } from '../../../src/lab/posture.js';
 import { createLabCa } from '../../../src/pki/ca.js';
@@ -306,6 +306,39 @@ describe('gateway, posture none', () => {
       headers: { authorization: basic('alice', ALICE_PASSWORD) },
     });
     expect(r.status).toBe(200);
+  });
+
+  it('re-checks a cached credential in the background near its expiry, and drops it once refused', async () => {
+    let clock = 1_000_000;
+    let valid = true;
+    let calls = 0;
+    const g = await startGateway('none', {
+      now: () => clock,
+      basicCacheMs: 60_000,
+      checkPassword: async (user) => {
+        calls += 1;
+        if (!valid) throw new TrustedMsError('AUTH_FAILED', 'authentication failed');
+        return { user, role: 'analyst', perms: { orders: ['read'] } };
+      },
+    });
+    try {
+      const headers = { authorization: basic('alice', ALICE_PASSWORD) };
+      expect((await send(g.url, '/svc/orders/x', { headers })).status).toBe(200);
+      clock += 30_000;
+      expect((await send(g.url, '/svc/orders/x', { headers })).status).toBe(200);
+      expect(calls).toBe(1);
+      // in the entry's last third, with the password changed meanwhile: still served from the
+      // cache (no wait for a hash), while a re-check runs and is refused
+      clock += 25_000;
+      valid = false;
+      expect((await send(g.url, '/svc/orders/x', { headers })).status).toBe(200);
+      await vi.waitFor(async () =>
+        expect((await send(g.url, '/svc/orders/x', { headers })).status).toBe(401),
+      );
+      expect(calls).toBeGreaterThanOrEqual(2);
+    } finally {
+      await g.close();
+    }
   });
 });
 

@@ -1,0 +1,56 @@
+import { Flags } from '@oclif/core';
+import { BaseCommand } from '../../src/cli/base-command.js';
+import { parseDuration } from '../../src/load/duration.js';
+import { type LabLoadResult, labLoad, MAX_CLIENTS } from '../../src/load/lab-load.js';
+import { loadResultJson, renderLoadResult } from '../../src/load/report.js';
+
+export type LabLoadCommandResult = Omit<LabLoadResult, 'histogram'>;
+
+export default class LabLoad extends BaseCommand {
+  static override summary = 'Send load through the gateway: virtual users that log in and call the services.';
+  static override description =
+    'Creates one user per client, each with its own key pair, through the running lab (and removes them after); each logs in with the full handshake on its own connection, then sends requests across the services until the duration is over. Closed loop by default (one request in flight per client); --rate sends at a constant total rate and measures latency from the intended send time, so a stall is not hidden (no coordinated omission). Latencies come from an HDR histogram. Traffic goes only to the lab gateway on 127.0.0.1 and stops at the duration.\n\nA mix file is JSON: {"roles": ["analyst", "admin"], "requests": [{"service": "orders", "database": "orders", "action": "read", "weight": 3}]}; each user draws only among the requests its role may do. Without one, every database of the lab with 6 read / 3 query / 1 write, and every role.';
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> --clients 150 --duration 10s',
+    '<%= config.bin %> <%= command.id %> --clients 20 --duration 30s --rate 500',
+    '<%= config.bin %> <%= command.id %> --clients 5 --duration 2s --mix mix.json --json',
+  ];
+  static override flags = {
+    clients: Flags.integer({ description: 'virtual users', min: 1, max: MAX_CLIENTS, default: 150 }),
+    duration: Flags.string({ description: 'how long to send requests (10s, 500ms, 2m)', default: '10s' }),
+    rate: Flags.integer({
+      description: 'total requests per second (constant rate); closed loop without it',
+      min: 1,
+    }),
+    mix: Flags.string({ description: 'JSON file: roles, and the requests with their weights' }),
+  };
+
+  async run(): Promise<LabLoadCommandResult> {
+    const { flags } = await this.parse(LabLoad);
+    const tty = process.stderr.isTTY === true;
+    // Ctrl-C ends the run early but still removes the load's users and prints what was measured.
+    const abort = new AbortController();
+    const onSigint = (): void => abort.abort();
+    process.once('SIGINT', onSigint);
+    const result = await labLoad({
+      signal: abort.signal,
+      home: this.labHome(flags),
+      clients: flags.clients,
+      durationMs: parseDuration(flags.duration),
+      ...(flags.rate === undefined ? {} : { rate: flags.rate }),
+      ...(flags.mix === undefined ? {} : { mixFile: flags.mix }),
+      onStep: (line) => process.stderr.write(`${tty ? '\r\x1b[K' : ''}… ${line}\n`),
+      onProgress: (p) => {
+        const where =
+          p.phase === 'login'
+            ? `logging in: ${p.done}/${flags.clients}`
+            : `${(p.elapsedMs / 1000).toFixed(0)}/${(p.durationMs / 1000).toFixed(0)} s: ${p.done} requests, ${Math.round(p.perSecond)} req/s`;
+        const line = `… ${where}, ${p.errors} errors`;
+        process.stderr.write(tty ? `\r\x1b[K${line}` : `${line}\n`);
+      },
+    }).finally(() => process.off('SIGINT', onSigint));
+    if (tty) process.stderr.write('\r\x1b[K');
+    this.log(renderLoadResult(result));
+    return loadResultJson(result);
+  }
+}

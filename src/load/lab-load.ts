@@ -1,0 +1,117 @@
+import { TrustedMsError } from '../errors.js';
+import { readLabState } from '../lab/state.js';
+import { labTopology, type ServiceDefinition } from '../lab/topology.js';
+import { openLabStore } from '../store/open.js';
+import { openUserAdmin } from '../users/admin.js';
+import { defaultMix, type Mix, readMixFile } from './mix.js';
+import { type LoadProgress, type LoadRunResult, runLoad } from './run.js';
+import { createVirtualUsers, removeVirtualUsers } from './users.js';
+
+export interface LabLoadOptions {
+  home: string;
+  clients: number;
+  durationMs: number;
+  rate?: number;
+  mixFile?: string;
+  onStep?: (line: string) => void;
+  onProgress?: (p: LoadProgress) => void;
+  signal?: AbortSignal;
+}
+
+export interface LabLoadResult extends LoadRunResult {
+  labId: string;
+  mix: Mix;
+  users: { created: number; removed: number };
+}
+
+export const MAX_CLIENTS = 2000;
+export const MAX_DURATION_MS = 10 * 60_000;
+
+/** The services running in the lab, with their definitions from the topology. */
+function labServices(serviceNames: readonly string[]): ServiceDefinition[] {
+  const names = new Set(serviceNames);
+  return labTopology().services.filter((s) => names.has(s.name));
+}
+
+/**
+ * `lab load`: checks the lab runs, builds the mix (default or from a file) against the lab's own
+ * services and roles, creates one user with its own key pair per client through the security
+ * service's admin API, runs the load, and removes the users again, whatever happened.
+ */
+export async function labLoad(opts: LabLoadOptions): Promise<LabLoadResult> {
+  if (!Number.isInteger(opts.clients) || opts.clients < 1 || opts.clients > MAX_CLIENTS) {
+    throw new TrustedMsError('INVALID_INPUT', `clients must be a whole number from 1 to ${MAX_CLIENTS}`);
+  }
+  if (!(opts.durationMs >= 100 && opts.durationMs <= MAX_DURATION_MS)) {
+    throw new TrustedMsError('INVALID_INPUT', 'the duration must be from 0.1 s to 10 min');
+  }
+  if (opts.rate !== undefined && !(opts.rate > 0 && opts.rate <= 1_000_000)) {
+    throw new TrustedMsError('INVALID_INPUT', 'the rate must be above 0 and at most 1,000,000 requests/s');
+  }
+  const step = opts.onStep ?? (() => undefined);
+  const state = await readLabState(opts.home);
+  const admin = state === undefined ? undefined : await openUserAdmin(opts.home);
+  if (state === undefined || admin?.via !== 'security-service') {
+    throw new TrustedMsError('LAB_NOT_RUNNING', `no lab is running in ${opts.home}`, {
+      actions: ['start one: trusted-ms lab up'],
+    });
+  }
+  if (new URL(state.gatewayUrl).hostname !== '127.0.0.1') {
+    // Load goes only to the lab's own gateway on this machine.
+    throw new TrustedMsError('INVALID_INPUT', `the gateway ${state.gatewayUrl} is not on 127.0.0.1`);
+  }
+  const services = labServices(state.parts.filter((p) => p.kind === 'service').map((p) => p.name));
+  const roles = (await openLabStore(opts.home).data()).roles;
+  const mix =
+    opts.mixFile === undefined
+      ? defaultMix(services, roles)
+      : await readMixFile(opts.mixFile, services, roles);
+  if (mix.roles.length === 0 || mix.requests.length === 0) {
+    throw new TrustedMsError('INVALID_INPUT', 'the lab has no role that may do anything: nothing to send');
+  }
+
+  step(
+    `creating ${opts.clients} users (roles ${mix.roles.join(', ')}), each with its own ${state.posture === 'paper' ? 'RSA-2048' : 'Ed25519'} key pair`,
+  );
+  let lastShown = 0;
+  const users = await createVirtualUsers(admin, {
+    count: opts.clients,
+    roles: mix.roles,
+    posture: state.posture,
+    onCreated: (n) => {
+      if (n === opts.clients || Date.now() - lastShown > 1000) {
+        lastShown = Date.now();
+        step(`  ${n}/${opts.clients} users`);
+      }
+    },
+  });
+  let removed = 0;
+  try {
+    step(
+      `${opts.clients} clients log in, then ${opts.rate === undefined ? 'closed loop' : `${opts.rate} req/s`} for ${(opts.durationMs / 1000).toFixed(1)} s over ${services.length} services`,
+    );
+    const result = await runLoad({
+      lab: state,
+      users,
+      roles,
+      services,
+      mix,
+      durationMs: opts.durationMs,
+      ...(opts.rate === undefined ? {} : { rate: opts.rate }),
+      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+      ...(opts.signal ? { signal: opts.signal } : {}),
+    });
+    step(`removing the ${users.length} load users`);
+    removed = await removeVirtualUsers(
+      admin,
+      users.map((u) => u.name),
+    );
+    return { ...result, labId: state.labId, mix, users: { created: users.length, removed } };
+  } finally {
+    if (removed === 0)
+      await removeVirtualUsers(
+        admin,
+        users.map((u) => u.name),
+      ).catch(() => 0);
+  }
+}
