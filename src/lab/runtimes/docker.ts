@@ -9,7 +9,7 @@ import { connectEngine, containerAlive, demuxLog, engineStatus, idempotent, LABE
 import { ensureImages, IMAGE_ROOT, type LabImages } from './docker/images.js';
 import { packTar, treeEntries } from './docker/tar.js';
 import { ProcessRuntime } from './process.js';
-import type { LabContext, PartLaunch, PartPlacement, PartPlan, Runtime } from './runtime.js';
+import type { LabContext, PartLaunch, PartPlacement, PartPlan, Runtime, StartHooks } from './runtime.js';
 
 /** Every part listens on this port inside its own container. */
 const PART_PORT = 8080;
@@ -64,6 +64,14 @@ export class DockerRuntime implements Runtime {
       internal: `tms-${labId}-internal`,
       edge: `tms-${labId}-edge`,
     };
+  }
+
+  /**
+   * For a lab already up (its networks exist): lets start() add parts to it (a restarted service,
+   * an attacker's program). The images are looked up at the first start.
+   */
+  attach(lab: LabContext): void {
+    this.lab = lab;
   }
 
   async prepare(lab: LabContext): Promise<void> {
@@ -121,10 +129,12 @@ export class DockerRuntime implements Runtime {
     return placed;
   }
 
-  async start(launch: PartLaunch): Promise<PartState> {
-    if (launch.kind === 'supervisor') return this.local.start(launch);
+  async start(launch: PartLaunch, hooks: StartHooks = {}): Promise<PartState> {
+    if (launch.kind === 'supervisor') return this.local.start(launch, hooks);
     const lab = this.requireLab();
-    const images = this.images as LabImages;
+    // Attached to a running lab: the images it was built with (cached, so nothing is rebuilt).
+    this.images ??= await ensureImages(this.docker, () => undefined, this.opts);
+    const images = this.images;
     const n = this.names(lab.labId);
     const hostPort = this.published.get(launch.name);
     const service = launch.kind === 'service';
@@ -163,6 +173,7 @@ export class DockerRuntime implements Runtime {
         const entries = await treeEntries(launch.appDir as string, 'app');
         await container.putArchive(packTar(entries), { path: '/srv' });
       }
+      await hooks.beforeRun?.(partOf(launch, container.id, hostPort === undefined));
       await container.start();
     } catch (err) {
       await idempotent(() => container.remove({ force: true }));
@@ -172,15 +183,7 @@ export class DockerRuntime implements Runtime {
       ? (await container.inspect()).NetworkSettings.Networks[n.internal]?.IPAddress
       : undefined;
     return {
-      name: launch.name,
-      kind: launch.kind,
-      port: launch.port,
-      url: launch.url,
-      containerId: container.id,
-      configFile: launch.configFile,
-      logFile: launch.logFile,
-      ...(launch.appDir ? { appDir: launch.appDir } : {}),
-      ...(service ? { internal: true } : {}),
+      ...partOf(launch, container.id, hostPort === undefined),
       ...(ip ? { directUrl: `${new URL(launch.url).protocol}//${ip}:${PART_PORT}` } : {}),
     };
   }
@@ -287,9 +290,12 @@ export class DockerRuntime implements Runtime {
   }
 
   private entryInContainer(launch: PartLaunch): string {
-    if (launch.appDir && launch.kind === 'service') {
+    const inside = (dir: string) => !relative(dir, launch.entry).startsWith('..');
+    if (launch.appDir && launch.kind === 'service' && inside(launch.appDir)) {
       return `${CONTAINER_APP_DIR}/${relative(launch.appDir, launch.entry)}`;
     }
+    // A program from a folder mounted at the same path (a compromised service's implant).
+    if ((launch.mounts ?? []).some((m) => inside(m.path))) return launch.entry;
     const rel = relative(packageRoot(), launch.entry);
     if (rel.startsWith('..'))
       throw new TrustedMsError('LAB_START_FAILED', `${launch.entry} is not part of the lab image`);
@@ -301,4 +307,19 @@ export class DockerRuntime implements Runtime {
       throw new TrustedMsError('LAB_START_FAILED', 'the Docker runtime was not prepared for a lab');
     return this.lab;
   }
+}
+
+/** What a started container is, in the lab's state; `internal`: reached on the lab's network only. */
+function partOf(launch: PartLaunch, containerId: string, internal: boolean): PartState {
+  return {
+    name: launch.name,
+    kind: launch.kind,
+    port: launch.port,
+    url: launch.url,
+    containerId,
+    configFile: launch.configFile,
+    logFile: launch.logFile,
+    ...(launch.appDir ? { appDir: launch.appDir } : {}),
+    ...(internal ? { internal: true } : {}),
+  };
 }
