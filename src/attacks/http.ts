@@ -13,7 +13,10 @@ export function assertLabAddress(url: string, lab?: LabState): URL {
   const u = new URL(url);
   if (lab?.parts.some((p) => p.directUrl !== undefined && new URL(p.directUrl).host === u.host)) return u;
   // A part's own address as the lab's parts reach it (a container's name on the lab network).
-  if (lab?.runtime === 'docker' && lab.parts.some((p) => p.url.startsWith('http') && new URL(p.url).host === u.host))
+  if (
+    lab?.runtime === 'docker' &&
+    lab.parts.some((p) => p.url.startsWith('http') && new URL(p.url).host === u.host)
+  )
     return u;
   const m = LOOPBACK.exec(u.hostname);
   if (m === null || Number(m[1]) > 255) {

@@ -53,7 +53,9 @@ export async function insertProxy(ctx: ScenarioContext, opts: ProxyChoice): Prom
   const runtime = await runtimeFor(ctx.lab.runtime, { labId: ctx.lab.labId, posture: ctx.lab.posture });
   state.runtime = runtime;
   const placement = (
-    await runtime.place([{ name: PROXY_NAME, kind: 'attacker', scheme: callee.protocol === 'https:' ? 'https' : 'http' }])
+    await runtime.place([
+      { name: PROXY_NAME, kind: 'attacker', scheme: callee.protocol === 'https:' ? 'https' : 'http' },
+    ])
   ).get(PROXY_NAME) as PartPlacement;
   state.placement = placement;
   state.proxy = await ProgramProxy.start(ctx.lab, runtime, placement, PROXY_NAME, {
@@ -118,12 +120,7 @@ export async function attackerCertificate(
 }
 
 /** What the proxy saw, as evidence: `gotData` when the marker was readable in the relayed bytes. */
-export function proxyEvidence(
-  ctx: ScenarioContext,
-  proxy: ProxyView,
-  marker: string,
-  how: string,
-): Attempt {
+export function proxyEvidence(ctx: ScenarioContext, proxy: ProxyView, marker: string, how: string): Attempt {
   const seen = Buffer.concat([proxy.bytesUp(), proxy.bytesDown()]);
   const s = proxy.stats();
   const attempt: Attempt = {

@@ -61,7 +61,9 @@ const opts: ProxyOptions = {
 const proxy = new InterceptingProxy(opts);
 await proxy.listen(config.port);
 write();
-console.log(`proxy listening on ${config.host}:${config.port} for ${config.upstream.host}:${config.upstream.port}`);
+console.log(
+  `proxy listening on ${config.host}:${config.port} for ${config.upstream.host}:${config.upstream.port}`,
+);
 
 const stop = (): void => {
   void proxy.close().finally(() => process.exit(0));

@@ -68,23 +68,26 @@ export async function restartService(
     (st) => st.size,
     () => 0,
   );
-  const part = await runtime.start({
-    name,
-    kind: 'service',
-    entry,
-    configFile: old.configFile,
-    logFile: old.logFile,
-    port: old.port,
-    url: old.url,
-    appDir: old.appDir,
-    mounts: [
-      { path: old.configFile },
-      ...(opts.entry ? [{ path: dirname(opts.entry) }] : []),
-      ...(lab.posture === 'paper' ? [{ path: config.labTokenFile }] : []),
-      ...(config.identityDir ? [{ path: config.identityDir }] : []),
-      ...(config.caFile ? [{ path: config.caFile }] : []),
-    ],
-  }, { beforeRun });
+  const part = await runtime.start(
+    {
+      name,
+      kind: 'service',
+      entry,
+      configFile: old.configFile,
+      logFile: old.logFile,
+      port: old.port,
+      url: old.url,
+      appDir: old.appDir,
+      mounts: [
+        { path: old.configFile },
+        ...(opts.entry ? [{ path: dirname(opts.entry) }] : []),
+        ...(lab.posture === 'paper' ? [{ path: config.labTokenFile }] : []),
+        ...(config.identityDir ? [{ path: config.identityDir }] : []),
+        ...(config.caFile ? [{ path: config.caFile }] : []),
+      ],
+    },
+    { beforeRun },
+  );
   lab.parts[index] = part;
   const onDisk = await readLabState(home);
   if (onDisk?.labId === lab.labId) {

@@ -59,11 +59,7 @@ export const mitmTamper: Scenario = {
 };
 
 /** Succeeded when customers accepted an answer from accounts that is not what accounts holds. */
-async function overviewThroughProxy(
-  ctx: ScenarioContext,
-  proxy: ProxyView,
-  how: string,
-): Promise<void> {
+async function overviewThroughProxy(ctx: ScenarioContext, proxy: ProxyView, how: string): Promise<void> {
   const holds = ctx.scratch.holds as number | undefined;
   const { body } = await victimCall(
     ctx,
