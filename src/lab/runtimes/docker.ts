@@ -143,6 +143,7 @@ export class DockerRuntime implements Runtime {
     const uid = process.getuid?.() ?? 0;
     const gid = process.getgid?.() ?? 0;
     const portKey = `${PART_PORT}/tcp`;
+    await this.removeStale(n.container(launch.name), lab.labId);
     const container = await this.docker.createContainer({
       name: n.container(launch.name),
       Image: service ? images.node : images.lab,
@@ -300,6 +301,18 @@ export class DockerRuntime implements Runtime {
     if (rel.startsWith('..'))
       throw new TrustedMsError('LAB_START_FAILED', `${launch.entry} is not part of the lab image`);
     return `${IMAGE_ROOT}/${rel}`;
+  }
+
+  /**
+   * A container of this lab left under the name by a run that ended before removing it (an
+   * attacker's program whose scenario was killed): removed, so the name is free again.
+   */
+  private async removeStale(name: string, labId: string): Promise<void> {
+    const [stale] = await this.docker.listContainers({
+      all: true,
+      filters: { name: [`^/${name}$`], label: [`${LABEL.lab}=${labId}`] },
+    });
+    if (stale) await idempotent(() => this.docker.getContainer(stale.Id).remove({ force: true }));
   }
 
   private requireLab(): LabContext {
