@@ -5,6 +5,9 @@ import type Dockerode from 'dockerode';
 import { pack } from 'tar-stream';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SCENARIOS } from '../../src/attacks/registry.js';
+import { runAttacks } from '../../src/attacks/runner.js';
+import type { Scenario } from '../../src/attacks/types.js';
 import { hashDirectory } from '../../src/attestation/tree-hash.js';
 import { callService } from '../../src/client/call.js';
 import { verifyServices } from '../../src/lab/attest.js';
@@ -12,7 +15,7 @@ import { labDown } from '../../src/lab/down.js';
 import { connectEngine, idempotent, LABEL } from '../../src/lab/runtimes/docker/engine.js';
 import { ensureImages, IMAGE_NODE } from '../../src/lab/runtimes/docker/images.js';
 import { DockerRuntime } from '../../src/lab/runtimes/docker.js';
-import type { PartState } from '../../src/lab/state.js';
+import { type LabState, type PartState, readLabState } from '../../src/lab/state.js';
 import { labStatus } from '../../src/lab/status.js';
 import { type RunningLab, startLab } from '../support/lab.js';
 
@@ -322,6 +325,21 @@ describe.runIf(engine)('the Docker lab (paper posture) on a configured base imag
       .getContainer(catalog.containerId as string)
       .getArchive({ path: '/etc/tms-e2e-base' });
     marker.resume();
+  });
+
+  it("restarts a service for an attack on the lab's own base image, not the one this CLI would pick", async () => {
+    const scenario = SCENARIOS.find((s) => s.id === 'malicious-service.lying-attestation');
+    const report = await runAttacks({
+      scenarios: [scenario as Scenario],
+      postures: ['paper'],
+      home: lab.home,
+    });
+    expect(report.results.map((r) => [r.outcome, r.reverted])).toEqual([['succeeded', true]]);
+    const state = (await readLabState(lab.home)) as LabState;
+    const customers = state.parts.find((p) => p.name === 'customers') as PartState;
+    expect(customers.containerId).not.toBe(lab.state.parts.find((p) => p.name === 'customers')?.containerId);
+    const info = await docker.getContainer(customers.containerId as string).inspect();
+    expect(info.Config.Image).toBe(runtime.builtImages?.node);
   });
 
   it('logs a user in (the paper scheme) and serves a call; refuses a database outside the role', async () => {

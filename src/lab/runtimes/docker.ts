@@ -28,6 +28,8 @@ export class DockerRuntime implements Runtime {
   private lab: LabContext | undefined;
   private images: LabImages | undefined;
   private readonly published = new Map<string, number>();
+  /** the image services run on in this lab */
+  private serviceImage: string | undefined;
 
   /**
    * `baseImage`: a base image (e.g. `node:24-slim`) to build the lab's images on when it is present
@@ -78,6 +80,7 @@ export class DockerRuntime implements Runtime {
     this.lab = lab;
     const progress = lab.onProgress ?? (() => undefined);
     this.images = await ensureImages(this.docker, progress, this.opts);
+    this.serviceImage = this.images.node;
     const from =
       this.images.base.used === 'configured'
         ? `base image ${this.images.base.configured}`
@@ -132,12 +135,10 @@ export class DockerRuntime implements Runtime {
   async start(launch: PartLaunch, hooks: StartHooks = {}): Promise<PartState> {
     if (launch.kind === 'supervisor') return this.local.start(launch, hooks);
     const lab = this.requireLab();
-    // Attached to a running lab: the images it was built with (cached, so nothing is rebuilt).
-    this.images ??= await ensureImages(this.docker, () => undefined, this.opts);
-    const images = this.images;
     const n = this.names(lab.labId);
     const hostPort = this.published.get(launch.name);
     const service = launch.kind === 'service';
+    const image = service ? await this.nodeImage(lab.labId) : await this.labImage();
     if (service && !launch.appDir)
       throw new TrustedMsError('LAB_START_FAILED', `${launch.name} has no code folder`);
     const uid = process.getuid?.() ?? 0;
@@ -146,7 +147,7 @@ export class DockerRuntime implements Runtime {
     await this.removeStale(n.container(launch.name), lab.labId);
     const container = await this.docker.createContainer({
       name: n.container(launch.name),
-      Image: service ? images.node : images.lab,
+      Image: image,
       Cmd: [this.entryInContainer(launch)],
       Env: [`TMS_PART_CONFIG=${launch.configFile}`, 'NODE_ENV=production'],
       User: `${uid}:${gid}`,
@@ -313,6 +314,41 @@ export class DockerRuntime implements Runtime {
       filters: { name: [`^/${name}$`], label: [`${LABEL.lab}=${labId}`] },
     });
     if (stale) await idempotent(() => this.docker.getContainer(stale.Id).remove({ force: true }));
+  }
+
+  /**
+   * The image a service runs on: the one `lab up` chose (prepared), or, attached to a running lab,
+   * the one its services already run on (the same base image, whatever this CLI was told).
+   */
+  private async nodeImage(labId: string): Promise<string> {
+    if (this.serviceImage) return this.serviceImage;
+    const containers = await this.docker.listContainers({
+      all: true,
+      filters: { label: [`${LABEL.lab}=${labId}`] },
+    });
+    for (const ref of new Set(containers.map((c) => c.Image))) {
+      const info = await this.docker
+        .getImage(ref)
+        .inspect()
+        .catch(() => undefined);
+      if (info?.Config.Labels?.[LABEL.image] === 'node') {
+        this.serviceImage = ref;
+        return ref;
+      }
+    }
+    this.serviceImage = (await this.labImages()).node;
+    return this.serviceImage;
+  }
+
+  /** The lab's code image of this CLI's build (an attacker's program is part of it). */
+  private async labImage(): Promise<string> {
+    return (await this.labImages()).lab;
+  }
+
+  /** Built when missing, cached by content: a running lab's are found, not rebuilt. */
+  private async labImages(): Promise<LabImages> {
+    this.images ??= await ensureImages(this.docker, () => undefined, this.opts);
+    return this.images;
   }
 
   private requireLab(): LabContext {
