@@ -8,6 +8,7 @@ import { type AttackReport, runAttacks } from '../../src/attacks/runner.js';
 import { BaseCommand, type JsonEnvelope } from '../../src/cli/base-command.js';
 import { TrustedMsError } from '../../src/errors.js';
 import { POSTURES, type Posture } from '../../src/lab/posture.js';
+import { RUNTIME_CHOICES, type RuntimeChoice } from '../../src/lab/runtimes/select.js';
 
 export type AttackSimulateResult = AttackReport;
 
@@ -24,6 +25,7 @@ export default class AttackSimulate extends BaseCommand {
     '<%= config.bin %> <%= command.id %> --all --posture all',
     '<%= config.bin %> <%= command.id %> masquerade.stolen-ticket --posture trusted',
     '<%= config.bin %> <%= command.id %> --all --posture all --junit attacks.xml --json',
+    '<%= config.bin %> <%= command.id %> --all --posture all --runtime docker --services 4',
     '<%= config.bin %> <%= command.id %> --all --posture all --junit reports/attacks.xml --html reports/attacks.html',
   ];
   static override args = { ids: Args.string({ description: 'scenario ids (see `attack list`)' }) };
@@ -39,6 +41,12 @@ export default class AttackSimulate extends BaseCommand {
       default: 20,
       min: 2,
       max: 20,
+    }),
+    runtime: Flags.string({
+      description:
+        'what labs this command brings up run on (auto: Docker when an engine answers); a running lab in --home is used on its own runtime',
+      options: [...RUNTIME_CHOICES],
+      default: 'process',
     }),
     junit: Flags.string({ description: 'also write a JUnit XML report to this file' }),
     html: Flags.string({
@@ -64,6 +72,7 @@ export default class AttackSimulate extends BaseCommand {
       postures,
       home: this.labHome(flags),
       services: flags.services,
+      runtime: flags.runtime as RuntimeChoice,
       onProgress: say,
       onResult: (r) =>
         say(

@@ -44,6 +44,10 @@ export default class LabUp extends BaseCommand {
       ...(flags['base-image'] ? { baseImage: flags['base-image'] } : {}),
     });
     this.logToStderr(`… runtime ${runtime.kind} (${reason})`);
+    if (flags['base-image'] && runtime.kind === 'process') {
+      // Said rather than silently dropped: the flag (or TRUSTED_MS_BASE_IMAGE) only shapes Docker images.
+      this.warn(`--base-image ${flags['base-image']} is ignored: local processes run on this host's Node`);
+    }
     const result = await labUp({
       home: this.labHome(flags),
       runtime,

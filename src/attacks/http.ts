@@ -6,12 +6,18 @@ import type { Attempt, ScenarioContext } from './types.js';
 const LOOPBACK = /^127\.0\.0\.(\d{1,3})$/;
 
 /**
- * Scenarios talk only to the lab's own addresses: loopback, or a container's address on the lab's
- * own Docker network (as the lab state records it). Anything else is a bug, refused here.
+ * Scenarios talk only to the lab's own addresses: loopback, or a container's address or name on
+ * the lab's own Docker network (as the lab state records it). Anything else is a bug, refused here.
  */
 export function assertLabAddress(url: string, lab?: LabState): URL {
   const u = new URL(url);
   if (lab?.parts.some((p) => p.directUrl !== undefined && new URL(p.directUrl).host === u.host)) return u;
+  // A part's own address as the lab's parts reach it (a container's name on the lab network).
+  if (
+    lab?.runtime === 'docker' &&
+    lab.parts.some((p) => p.url.startsWith('http') && new URL(p.url).host === u.host)
+  )
+    return u;
   const m = LOOPBACK.exec(u.hostname);
   if (m === null || Number(m[1]) > 255) {
     throw new TrustedMsError('INVALID_INPUT', `attack traffic may only go to 127.0.0.x, not ${u.host}`);

@@ -2,18 +2,20 @@ import { readFile } from 'node:fs/promises';
 import { TrustedMsError } from '../errors.js';
 import type { ServicePartConfig } from '../lab/part-config.js';
 import { restartService } from '../lab/restart.js';
+import type { PartPlacement, Runtime } from '../lab/runtimes/runtime.js';
+import { runtimeFor } from '../lab/runtimes/select.js';
 import { createLabCa } from '../pki/ca.js';
 import { issueServiceCertificate } from '../pki/identity.js';
 import { assertLabAddress } from './http.js';
 import { servicePart } from './plant.js';
-import { InterceptingProxy, type ProxyOptions } from './proxy.js';
+import { ProgramProxy, type ProgramProxyOptions, type ProxyView } from './proxy-program.js';
 import type { Attempt, ScenarioContext } from './types.js';
 
 /**
  * The link the man in the middle sits on: customers calls accounts (its `/overview` reads the
- * accounts database with the user's credentials). On loopback there is no network path to
- * poison, so the proxy is put on the link the way DNS or ARP spoofing would: the caller's address
- * for the callee now leads to the proxy, which relays to the real callee. The gateway's own link
+ * accounts database with the user's credentials). The proxy is put on the link the way DNS or ARP
+ * spoofing would: the caller's address for the callee now leads to the proxy, which relays to the
+ * real callee. The gateway's own link
  * to accounts stays direct, which is how a scenario reads what accounts really holds.
  */
 export const LINK = { caller: 'customers', callee: 'accounts', database: 'accounts' } as const;
@@ -21,9 +23,14 @@ export const LINK = { caller: 'customers', callee: 'accounts', database: 'accoun
 /** A record of the accounts database: the data crossing the link. */
 export const LINK_MARKER = '"id":"acc-1"';
 
+/** The proxy program's name in the lab (a container's name on Docker). */
+const PROXY_NAME = 'mitm-proxy';
+
 interface Inserted {
-  proxy?: InterceptingProxy;
-  port?: number;
+  proxy?: ProgramProxy;
+  runtime?: Runtime;
+  /** where the proxy listens: the same place for a proxy swapped in */
+  placement?: PartPlacement;
   /** the caller's config before the proxy was put on its link */
   original?: ServicePartConfig;
 }
@@ -33,53 +40,59 @@ function inserted(ctx: ScenarioContext): Inserted {
   return ctx.scratch.mitm as Inserted;
 }
 
-/** Starts the proxy and points the caller's link at it (restarting the caller). */
-export async function insertProxy(
-  ctx: ScenarioContext,
-  opts: Omit<ProxyOptions, 'upstream'>,
-): Promise<InterceptingProxy> {
+type ProxyChoice = Omit<ProgramProxyOptions, 'upstream'>;
+
+/**
+ * Starts the proxy and points the caller's link at it (restarting the caller). The proxy is a
+ * program the lab's runtime runs where the services can reach it: a local process on loopback, or
+ * a container on the lab's Docker network.
+ */
+export async function insertProxy(ctx: ScenarioContext, opts: ProxyChoice): Promise<ProxyView> {
   const state = inserted(ctx);
-  const callee = assertLabAddress(servicePart(ctx, LINK.callee).url);
-  const proxy = new InterceptingProxy({
+  const callee = assertLabAddress(servicePart(ctx, LINK.callee).url, ctx.lab);
+  const runtime = await runtimeFor(ctx.lab.runtime, { labId: ctx.lab.labId, posture: ctx.lab.posture });
+  state.runtime = runtime;
+  const placement = (
+    await runtime.place([
+      { name: PROXY_NAME, kind: 'attacker', scheme: callee.protocol === 'https:' ? 'https' : 'http' },
+    ])
+  ).get(PROXY_NAME) as PartPlacement;
+  state.placement = placement;
+  state.proxy = await ProgramProxy.start(ctx.lab, runtime, placement, PROXY_NAME, {
     ...opts,
     upstream: { host: callee.hostname, port: Number(callee.port) },
   });
-  state.proxy = proxy;
-  state.port = await proxy.listen();
   const caller = servicePart(ctx, LINK.caller);
   const original = JSON.parse(await readFile(caller.configFile, 'utf8')) as ServicePartConfig;
   state.original = original;
   await restartService(ctx.lab, LINK.caller, {
-    config: {
-      ...original,
-      peers: { ...original.peers, [LINK.callee]: `${callee.protocol}//127.0.0.1:${state.port}` },
-    },
+    runtime,
+    config: { ...original, peers: { ...original.peers, [LINK.callee]: placement.url } },
   });
-  return proxy;
+  return state.proxy;
 }
 
 /** The proxy on the link now. */
-export function currentProxy(ctx: ScenarioContext): InterceptingProxy {
+export function currentProxy(ctx: ScenarioContext): ProxyView {
   const proxy = inserted(ctx).proxy;
   if (proxy === undefined) throw new TrustedMsError('INTERNAL', 'no proxy is on the link');
   return proxy;
 }
 
-/** Replaces the proxy on the same port by another (e.g. one that terminates TLS). */
-export async function swapProxy(
-  ctx: ScenarioContext,
-  opts: Omit<ProxyOptions, 'upstream'>,
-): Promise<InterceptingProxy> {
+/** Replaces the proxy by another at the same address (e.g. one that terminates TLS). */
+export async function swapProxy(ctx: ScenarioContext, opts: ProxyChoice): Promise<ProxyView> {
   const state = inserted(ctx);
-  const callee = assertLabAddress(servicePart(ctx, LINK.callee).url);
+  const { runtime, placement } = state;
+  if (runtime === undefined || placement === undefined)
+    throw new TrustedMsError('INTERNAL', 'no proxy is on the link');
+  const callee = assertLabAddress(servicePart(ctx, LINK.callee).url, ctx.lab);
   await state.proxy?.close();
-  const proxy = new InterceptingProxy({
+  state.proxy = undefined;
+  state.proxy = await ProgramProxy.start(ctx.lab, runtime, placement, PROXY_NAME, {
     ...opts,
     upstream: { host: callee.hostname, port: Number(callee.port) },
   });
-  state.proxy = proxy;
-  await proxy.listen(state.port);
-  return proxy;
+  return state.proxy;
 }
 
 /** Takes the proxy off the link: the caller gets its own config back and is restarted. */
@@ -87,7 +100,12 @@ export async function removeProxy(ctx: ScenarioContext): Promise<void> {
   const state = ctx.scratch.mitm as Inserted | undefined;
   if (state === undefined) return;
   await state.proxy?.close();
-  if (state.original) await restartService(ctx.lab, LINK.caller, { config: state.original });
+  if (state.original) {
+    await restartService(ctx.lab, LINK.caller, {
+      config: state.original,
+      ...(state.runtime ? { runtime: state.runtime } : {}),
+    });
+  }
   ctx.scratch.mitm = undefined;
 }
 
@@ -102,17 +120,12 @@ export async function attackerCertificate(
 }
 
 /** What the proxy saw, as evidence: `gotData` when the marker was readable in the relayed bytes. */
-export function proxyEvidence(
-  ctx: ScenarioContext,
-  proxy: InterceptingProxy,
-  marker: string,
-  how: string,
-): Attempt {
+export function proxyEvidence(ctx: ScenarioContext, proxy: ProxyView, marker: string, how: string): Attempt {
   const seen = Buffer.concat([proxy.bytesUp(), proxy.bytesDown()]);
   const s = proxy.stats();
   const attempt: Attempt = {
     action: `read the data in the bytes relayed on ${LINK.caller} → ${LINK.callee} (${how})`,
-    target: `tcp://127.0.0.1:${inserted(ctx).port ?? 0}`,
+    target: `tcp://${proxyAddress(ctx)}`,
     gotData: seen.includes(marker),
     note:
       `${s.connections} connection(s), ${s.bytesUp} B up, ${s.bytesDown} B down, ` +
@@ -128,4 +141,10 @@ export function proxyEvidence(
     proxyBytesDown: (m.proxyBytesDown ?? 0) + s.bytesDown,
   };
   return attempt;
+}
+
+/** host:port of the proxy on the link, for the evidence. */
+export function proxyAddress(ctx: ScenarioContext): string {
+  const url = inserted(ctx).placement?.url;
+  return url ? new URL(url).host : 'the proxy';
 }

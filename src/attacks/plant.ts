@@ -9,7 +9,7 @@ import { listServices, verifyServices } from '../lab/attest.js';
 import { homeOfLab, restartService } from '../lab/restart.js';
 import type { PartState } from '../lab/state.js';
 import { packageRoot } from '../paths.js';
-import { sinkPart } from './sink.js';
+import { sinkUrlForParts } from './sink.js';
 import type { Attempt, ScenarioContext } from './types.js';
 
 /**
@@ -69,7 +69,7 @@ export async function plantInCodeFolder(
   const entry = join(appDir, 'service.mjs');
   const planted: Planted = { service, original: await readFile(entry) };
   ctx.scratch.planted = planted;
-  await writeFile(join(appDir, 'attacker.json'), attackerJson({ sink: sinkPart(ctx.lab).url }));
+  await writeFile(join(appDir, 'attacker.json'), attackerJson({ sink: sinkUrlForParts(ctx.lab) }));
   await copyFile(variantBundle(variant), entry);
   await restartService(ctx.lab, service);
 }

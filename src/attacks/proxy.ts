@@ -23,6 +23,12 @@ export interface ProxyOptions {
   maxRecordedBytes?: number;
   /** default 60 s */
   lifetimeMs?: number;
+  /** where to listen (default 127.0.0.1; a container listens on its lab network) */
+  host?: string;
+  /** told after anything it recorded or counted changed (a program writes its record out) */
+  onChange?: () => void;
+  /** told when it closes (its lifetime is over) */
+  onClose?: () => void;
 }
 
 export interface ProxyStats {
@@ -63,7 +69,7 @@ export class InterceptingProxy {
     this.#opts = opts;
   }
 
-  /** Listens on 127.0.0.1 (`port` 0 = any free one) and returns the port. */
+  /** Listens on 127.0.0.1 or `host` (`port` 0 = any free one) and returns the port. */
   async listen(port = 0): Promise<number> {
     const server = this.#opts.tls
       ? createTlsServer({ cert: this.#opts.tls.certPem, key: this.#opts.tls.keyPem }, (s) =>
@@ -78,7 +84,7 @@ export class InterceptingProxy {
     this.#server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(port, '127.0.0.1', () => resolve());
+      server.listen(port, this.#opts.host ?? '127.0.0.1', () => resolve());
     });
     this.#timer = setTimeout(() => void this.close(), this.#opts.lifetimeMs ?? 60_000);
     this.#timer.unref();
@@ -92,6 +98,7 @@ export class InterceptingProxy {
     const server = this.#server;
     this.#server = undefined;
     if (server) await new Promise<void>((r) => server.close(() => r()));
+    if (server) this.#opts.onClose?.();
   }
 
   /** Everything the caller sent, as far as it was recorded. */
@@ -136,6 +143,7 @@ export class InterceptingProxy {
         const i = altered.length - 1;
         altered[i] = (altered[i] as number) ^ 0x01;
         this.#stats.tlsRecordsAltered += 1;
+        this.#opts.onChange?.();
         return altered;
       }
       return record;
@@ -224,6 +232,7 @@ export class InterceptingProxy {
       if (!Array.isArray(doc.records)) return body;
       doc.records.push(this.#opts.forged ?? { id: 'forged-by-mitm' });
       this.#stats.httpRewrites += 1;
+      this.#opts.onChange?.();
       return Buffer.from(JSON.stringify(doc), 'utf8');
     } catch {
       return body;
@@ -236,6 +245,7 @@ export class InterceptingProxy {
     if (seen < max) into.push(chunk.subarray(0, max - seen));
     if (dir === 'up') this.#stats.bytesUp += chunk.length;
     else this.#stats.bytesDown += chunk.length;
+    this.#opts.onChange?.();
   }
 
   #track(s: Socket): void {
@@ -245,6 +255,7 @@ export class InterceptingProxy {
 
   #error(message: string): void {
     if (this.#stats.errors.length < 20) this.#stats.errors.push(message.slice(0, 200));
+    this.#opts.onChange?.();
   }
 }
 

@@ -6,7 +6,7 @@ import { loadPrivateKeyFile, privateKeyPath } from '../crypto/keys.js';
 import { isTrustedMsError } from '../errors.js';
 import { labDown } from '../lab/down.js';
 import type { Posture } from '../lab/posture.js';
-import { runtimeFor } from '../lab/runtimes/select.js';
+import { chooseRuntime, type RuntimeChoice, runtimeFor } from '../lab/runtimes/select.js';
 import { type LabState, readLabState } from '../lab/state.js';
 import { labUp } from '../lab/up.js';
 import { packageVersion } from '../paths.js';
@@ -28,6 +28,8 @@ export interface RunOptions {
   home?: string;
   /** services in the labs the runner brings up (default 20) */
   services?: number;
+  /** what the labs the runner brings up run on (default: local processes) */
+  runtime?: RuntimeChoice;
   /** bound on each request of a scenario, ms (default 10,000) */
   timeoutMs?: number;
   onProgress?: (line: string) => void;
@@ -119,7 +121,15 @@ export async function runAttacks(opts: RunOptions): Promise<AttackReport> {
       const users = await ensureAttackUsers(home, keyDir);
       progress(`${posture}: bringing a lab up (${services} services)`);
       const t0 = Date.now();
-      const up = await labUp({ home, posture, services, onProgress: (s) => progress(`${posture}: ${s}`) });
+      const { runtime: chosen, reason } = await chooseRuntime(opts.runtime ?? 'process');
+      progress(`${posture}: runtime ${chosen.kind} (${reason})`);
+      const up = await labUp({
+        home,
+        posture,
+        services,
+        runtime: chosen,
+        onProgress: (s) => progress(`${posture}: ${s}`),
+      });
       postures.push({ posture, labId: up.state.labId, lab: 'started', services, labUpMs: Date.now() - t0 });
       await runAll(up.state, users, opts, results);
     } catch (err) {

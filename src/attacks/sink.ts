@@ -18,6 +18,12 @@ export function sinkPart(lab: LabState): PartState {
   return part;
 }
 
+/** Where the lab's own parts (an implant) send to the sink: on Docker, its name on the lab network. */
+export function sinkUrlForParts(lab: LabState): string {
+  const part = sinkPart(lab);
+  return part.networkUrl ?? part.url;
+}
+
 /** What the sink holds after `after` (a seq), read with the lab token from the sink's own config. */
 export async function readSink(lab: LabState, after = 0, timeoutMs = 5000): Promise<SinkRecordsBody> {
   const part = sinkPart(lab);

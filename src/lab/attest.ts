@@ -66,7 +66,18 @@ export async function verifyServices(
 ): Promise<{ services: ServiceAttestation[]; durationMs: number }> {
   const t0 = performance.now();
   const state = await requireLabState(home);
-  const measured = await measureAll(runtime ?? (await runtimeFor(state.runtime)), pick(state, names));
+  const services = await verifyParts(home, state, pick(state, names), runtime);
+  return { services, durationMs: performance.now() - t0 };
+}
+
+/** As verifyServices, for parts given as they are (a container not started yet, say). */
+export async function verifyParts(
+  home: string,
+  state: LabState,
+  parts: PartState[],
+  runtime?: Runtime,
+): Promise<ServiceAttestation[]> {
+  const measured = await measureAll(runtime ?? (await runtimeFor(state.runtime)), parts);
   const res = await jsonRequest<{ services: ServiceAttestation[] }>(
     `${state.securityUrl}/v1/admin/attestations`,
     {
@@ -74,7 +85,7 @@ export async function verifyServices(
       body: { reports: measured },
     },
   );
-  return { services: res.services, durationMs: performance.now() - t0 };
+  return res.services;
 }
 
 export async function listServices(home: string): Promise<ServiceAttestation[]> {

@@ -4,7 +4,7 @@ import { Agent } from 'undici';
 import { TrustedMsError } from '../errors.js';
 import { readIdentity } from '../pki/identity-files.js';
 import { clientTlsConnector } from '../pki/mtls.js';
-import { verifyServices } from './attest.js';
+import { verifyParts } from './attest.js';
 import type { ServicePartConfig } from './part-config.js';
 import type { Runtime } from './runtimes/runtime.js';
 import { runtimeFor } from './runtimes/select.js';
@@ -46,7 +46,7 @@ export async function restartService(
     throw new TrustedMsError('SERVICE_NOT_FOUND', `no service named ${name} in this lab`);
   if (!old.appDir) throw new TrustedMsError('INVALID_INPUT', `${name} has no code folder`);
   const home = homeOfLab(lab);
-  const runtime = opts.runtime ?? (await runtimeFor(lab.runtime));
+  const runtime = opts.runtime ?? (await runtimeFor(lab.runtime, { labId: lab.labId, posture: lab.posture }));
   await runtime.stop(old);
   if (opts.config !== undefined) {
     await writeFile(old.configFile, `${JSON.stringify(opts.config, null, 2)}\n`, { mode: 0o600 });
@@ -54,33 +54,40 @@ export async function restartService(
   const config = JSON.parse(await readFile(old.configFile, 'utf8')) as ServicePartConfig;
 
   let attestation: string | undefined;
-  if (lab.posture === 'trusted') {
-    const { services } = await verifyServices(home, [name], runtime);
+  // trusted: the code as it will run (in a container: read from the container) is measured before
+  // the program starts.
+  const beforeRun = async (next: PartState): Promise<void> => {
+    if (lab.posture !== 'trusted') return;
+    const state = (await readLabState(home)) ?? lab;
+    const services = await verifyParts(home, state, [next], runtime);
     attestation = services[0]?.state;
-  }
+  };
 
   const entry = opts.entry ?? join(old.appDir, 'service.mjs');
   const logStart = await stat(old.logFile).then(
     (st) => st.size,
     () => 0,
   );
-  const part = await runtime.start({
-    name,
-    kind: 'service',
-    entry,
-    configFile: old.configFile,
-    logFile: old.logFile,
-    port: old.port,
-    url: old.url,
-    appDir: old.appDir,
-    mounts: [
-      { path: old.configFile },
-      ...(opts.entry ? [{ path: dirname(opts.entry) }] : []),
-      ...(lab.posture === 'paper' ? [{ path: config.labTokenFile }] : []),
-      ...(config.identityDir ? [{ path: config.identityDir }] : []),
-      ...(config.caFile ? [{ path: config.caFile }] : []),
-    ],
-  });
+  const part = await runtime.start(
+    {
+      name,
+      kind: 'service',
+      entry,
+      configFile: old.configFile,
+      logFile: old.logFile,
+      port: old.port,
+      url: old.url,
+      appDir: old.appDir,
+      mounts: [
+        { path: old.configFile },
+        ...(opts.entry ? [{ path: dirname(opts.entry) }] : []),
+        ...(lab.posture === 'paper' ? [{ path: config.labTokenFile }] : []),
+        ...(config.identityDir ? [{ path: config.identityDir }] : []),
+        ...(config.caFile ? [{ path: config.caFile }] : []),
+      ],
+    },
+    { beforeRun },
+  );
   lab.parts[index] = part;
   const onDisk = await readLabState(home);
   if (onDisk?.labId === lab.labId) {
@@ -91,7 +98,8 @@ export async function restartService(
   }
 
   const timeout = opts.healthTimeoutMs ?? 20_000;
-  if (opts.waitForLog === true) {
+  // A part with nothing published (a service container) is waited for by its log in any case.
+  if (opts.waitForLog === true && part.internal !== true) {
     await waitForListening(runtime, part, logStart, timeout);
   } else {
     // Health through the gateway's own identity in trusted: the service accepts lab-CA clients only.

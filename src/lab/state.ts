@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { errnoCode, TrustedMsError } from '../errors.js';
 import type { Posture } from './posture.js';
 
-export type PartKind = 'security' | 'gateway' | 'service' | 'supervisor' | 'sink';
+/** `attacker`: a program `attack simulate` runs beside the lab for a while (never in the state file) */
+export type PartKind = 'security' | 'gateway' | 'service' | 'supervisor' | 'sink' | 'attacker';
 
 export interface PartState {
   name: string;
@@ -13,7 +14,10 @@ export interface PartState {
   url: string;
   pid?: number;
   containerId?: string;
-  /** reached only on the lab's own network (a service container), not from this host */
+  /**
+   * Nothing is published for it (a service container): the CLI does not get a port of its own to
+   * call, so health is read from its log. The host still sits on the lab's bridge: see directUrl.
+   */
   internal?: boolean;
   /**
    * A service container's own address on the lab's internal network (`scheme://ip:port`). The host
@@ -21,6 +25,11 @@ export interface PartState {
    * attacker inside the network would; nothing is published for it.
    */
   directUrl?: string;
+  /**
+   * How the lab's own parts reach it when that is not `url` (a published container: `url` is its
+   * 127.0.0.1 port on this host, which a container cannot reach).
+   */
+  networkUrl?: string;
   configFile: string;
   logFile: string;
   appDir?: string;

@@ -246,7 +246,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
         [labTokenFile],
       ),
     );
-    parts.push(sink);
+    parts.push(onNetwork(sink, sinkAt));
     await writeLabState(opts.home, state());
     // Waited for with the services, not before them: the sink's start-up overlaps theirs.
     const sinkHealthy = waitHealthy(runtime, sink, healthTimeout);
@@ -331,7 +331,14 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
       : undefined;
     if (gatewayIdentity) await writeIdentity(gatewayIdentityDir, gatewayIdentity);
     progress(`starting ${launches.length} services`);
-    const running = await Promise.all(launches.map((l) => runtime.start(l)));
+    const startedOne = counter(launches.length, 'started', progress);
+    const running = await Promise.all(
+      launches.map(async (l) => {
+        const part = await runtime.start(l);
+        startedOne();
+        return part;
+      }),
+    );
     parts.push(...running);
     await writeLabState(opts.home, state());
 
@@ -383,17 +390,19 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     parts.push(gateway);
     await writeLabState(opts.home, state());
     const caPem = ca?.certPem;
+    const healthy = counter(running.length, 'healthy', progress);
     await Promise.all([
-      ...running.map((p) =>
-        waitHealthy(
+      ...running.map(async (p) => {
+        await waitHealthy(
           runtime,
           p,
           healthTimeout,
           gatewayIdentity && caPem
             ? new Agent({ connect: clientTlsConnector(gatewayIdentity, caPem, p.name) })
             : undefined,
-        ),
-      ),
+        );
+        healthy();
+      }),
       waitHealthy(runtime, gateway, healthTimeout),
       sinkHealthy,
     ]);
@@ -431,6 +440,24 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     await rm(join(dir, 'state.json'), { force: true });
     throw err;
   }
+}
+
+/** A part published on this host keeps, for the other parts, its address on the lab's network. */
+function onNetwork(part: PartState, at: PartPlacement): PartState {
+  return at.hostUrl !== undefined && at.hostUrl !== at.url ? { ...part, networkUrl: at.url } : part;
+}
+
+/** Counts parts as they get somewhere, saying so at most once a second (and at the last). */
+function counter(total: number, what: string, progress: (step: string) => void): () => void {
+  let n = 0;
+  let said = Date.now();
+  return () => {
+    n += 1;
+    if (n === total || Date.now() - said >= 1000) {
+      said = Date.now();
+      progress(`${what} ${n}/${total}`);
+    }
+  };
 }
 
 function serviceJson(s: ServiceDefinition, callers: string[]): string {

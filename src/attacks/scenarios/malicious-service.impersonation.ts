@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Session } from '../../client/session.js';
 import { attackerCertificate, LINK } from '../mitm.js';
 import { compromiseProcess, undoPlant, victimCall, victimSession } from '../plant.js';
-import { sinkEvidence, sinkMark, sinkPart } from '../sink.js';
+import { sinkEvidence, sinkMark, sinkUrlForParts } from '../sink.js';
 import { judgeByData, type Scenario } from '../types.js';
 
 /** A rogue service takes the accounts service's place and collects the credentials callers hand it. */
@@ -30,7 +30,7 @@ export const impersonation: Scenario = {
         await writeFile(tls.keyFile, own.keyPem, { mode: 0o600 });
       }
       return {
-        sink: sinkPart(ctx.lab).url,
+        sink: sinkUrlForParts(ctx.lab),
         rogue: {
           database: LINK.database,
           forged: { id: 'acc-rogue', owner: 'mallory', status: 'active' },

@@ -1,5 +1,5 @@
 import { compromiseProcess, servicePart, undoPlant, victimCall } from '../plant.js';
-import { sinkEvidence, sinkMark, sinkPart } from '../sink.js';
+import { sinkEvidence, sinkMark, sinkUrlForParts } from '../sink.js';
 import { TARGET } from '../target.js';
 import { judgeByData, type Scenario } from '../types.js';
 
@@ -22,7 +22,7 @@ export const lateralTheft: Scenario = {
     ctx.scratch.mark = await sinkMark(ctx.lab);
     const target = servicePart(ctx, TARGET.service);
     await compromiseProcess(ctx, COMPROMISED, 'lateral', {
-      sink: sinkPart(ctx.lab).url,
+      sink: sinkUrlForParts(ctx.lab),
       target: { service: TARGET.service, url: target.url, path: TARGET.path },
     });
   },

@@ -1,6 +1,14 @@
-import { attackerCertificate, currentProxy, insertProxy, LINK, removeProxy, swapProxy } from '../mitm.js';
+import {
+  attackerCertificate,
+  currentProxy,
+  insertProxy,
+  LINK,
+  proxyAddress,
+  removeProxy,
+  swapProxy,
+} from '../mitm.js';
 import { victimCall, victimSession } from '../plant.js';
-import type { InterceptingProxy } from '../proxy.js';
+import type { ProxyView } from '../proxy-program.js';
 import { judgeByData, type Scenario, type ScenarioContext } from '../types.js';
 
 const FORGED = { id: 'acc-forged', owner: 'mallory', status: 'active' };
@@ -51,11 +59,7 @@ export const mitmTamper: Scenario = {
 };
 
 /** Succeeded when customers accepted an answer from accounts that is not what accounts holds. */
-async function overviewThroughProxy(
-  ctx: ScenarioContext,
-  proxy: InterceptingProxy,
-  how: string,
-): Promise<void> {
+async function overviewThroughProxy(ctx: ScenarioContext, proxy: ProxyView, how: string): Promise<void> {
   const holds = ctx.scratch.holds as number | undefined;
   const { body } = await victimCall(
     ctx,
@@ -68,7 +72,7 @@ async function overviewThroughProxy(
   const s = proxy.stats();
   ctx.evidence.attempts.push({
     action: `change the accounts answer customers receives (${how})`,
-    target: `tcp://127.0.0.1 proxy on ${LINK.caller} → ${LINK.callee}`,
+    target: `tcp://${proxyAddress(ctx)} proxy on ${LINK.caller} → ${LINK.callee}`,
     ...(got?.status === undefined ? {} : { status: got.status }),
     ...(got?.code === undefined ? {} : { code: got.code }),
     gotData: holds !== undefined && got?.status === 200 && got.count !== holds,

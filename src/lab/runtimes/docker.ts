@@ -9,7 +9,7 @@ import { connectEngine, containerAlive, demuxLog, engineStatus, idempotent, LABE
 import { ensureImages, IMAGE_ROOT, type LabImages } from './docker/images.js';
 import { packTar, treeEntries } from './docker/tar.js';
 import { ProcessRuntime } from './process.js';
-import type { LabContext, PartLaunch, PartPlacement, PartPlan, Runtime } from './runtime.js';
+import type { LabContext, PartLaunch, PartPlacement, PartPlan, Runtime, StartHooks } from './runtime.js';
 
 /** Every part listens on this port inside its own container. */
 const PART_PORT = 8080;
@@ -28,6 +28,8 @@ export class DockerRuntime implements Runtime {
   private lab: LabContext | undefined;
   private images: LabImages | undefined;
   private readonly published = new Map<string, number>();
+  /** the image services run on in this lab */
+  private serviceImage: string | undefined;
 
   /**
    * `baseImage`: a base image (e.g. `node:24-slim`) to build the lab's images on when it is present
@@ -66,10 +68,19 @@ export class DockerRuntime implements Runtime {
     };
   }
 
+  /**
+   * For a lab already up (its networks exist): lets start() add parts to it (a restarted service,
+   * an attacker's program). The images are looked up at the first start.
+   */
+  attach(lab: LabContext): void {
+    this.lab = lab;
+  }
+
   async prepare(lab: LabContext): Promise<void> {
     this.lab = lab;
     const progress = lab.onProgress ?? (() => undefined);
     this.images = await ensureImages(this.docker, progress, this.opts);
+    this.serviceImage = this.images.node;
     const from =
       this.images.base.used === 'configured'
         ? `base image ${this.images.base.configured}`
@@ -121,21 +132,22 @@ export class DockerRuntime implements Runtime {
     return placed;
   }
 
-  async start(launch: PartLaunch): Promise<PartState> {
-    if (launch.kind === 'supervisor') return this.local.start(launch);
+  async start(launch: PartLaunch, hooks: StartHooks = {}): Promise<PartState> {
+    if (launch.kind === 'supervisor') return this.local.start(launch, hooks);
     const lab = this.requireLab();
-    const images = this.images as LabImages;
     const n = this.names(lab.labId);
     const hostPort = this.published.get(launch.name);
     const service = launch.kind === 'service';
+    const image = service ? await this.nodeImage(lab.labId) : await this.labImage();
     if (service && !launch.appDir)
       throw new TrustedMsError('LAB_START_FAILED', `${launch.name} has no code folder`);
     const uid = process.getuid?.() ?? 0;
     const gid = process.getgid?.() ?? 0;
     const portKey = `${PART_PORT}/tcp`;
+    await this.removeStale(n.container(launch.name), lab.labId);
     const container = await this.docker.createContainer({
       name: n.container(launch.name),
-      Image: service ? images.node : images.lab,
+      Image: image,
       Cmd: [this.entryInContainer(launch)],
       Env: [`TMS_PART_CONFIG=${launch.configFile}`, 'NODE_ENV=production'],
       User: `${uid}:${gid}`,
@@ -163,6 +175,7 @@ export class DockerRuntime implements Runtime {
         const entries = await treeEntries(launch.appDir as string, 'app');
         await container.putArchive(packTar(entries), { path: '/srv' });
       }
+      await hooks.beforeRun?.(partOf(launch, container.id, hostPort === undefined));
       await container.start();
     } catch (err) {
       await idempotent(() => container.remove({ force: true }));
@@ -172,15 +185,7 @@ export class DockerRuntime implements Runtime {
       ? (await container.inspect()).NetworkSettings.Networks[n.internal]?.IPAddress
       : undefined;
     return {
-      name: launch.name,
-      kind: launch.kind,
-      port: launch.port,
-      url: launch.url,
-      containerId: container.id,
-      configFile: launch.configFile,
-      logFile: launch.logFile,
-      ...(launch.appDir ? { appDir: launch.appDir } : {}),
-      ...(service ? { internal: true } : {}),
+      ...partOf(launch, container.id, hostPort === undefined),
       ...(ip ? { directUrl: `${new URL(launch.url).protocol}//${ip}:${PART_PORT}` } : {}),
     };
   }
@@ -287,13 +292,63 @@ export class DockerRuntime implements Runtime {
   }
 
   private entryInContainer(launch: PartLaunch): string {
-    if (launch.appDir && launch.kind === 'service') {
+    const inside = (dir: string) => !relative(dir, launch.entry).startsWith('..');
+    if (launch.appDir && launch.kind === 'service' && inside(launch.appDir)) {
       return `${CONTAINER_APP_DIR}/${relative(launch.appDir, launch.entry)}`;
     }
+    // A program from a folder mounted at the same path (a compromised service's implant).
+    if ((launch.mounts ?? []).some((m) => inside(m.path))) return launch.entry;
     const rel = relative(packageRoot(), launch.entry);
     if (rel.startsWith('..'))
       throw new TrustedMsError('LAB_START_FAILED', `${launch.entry} is not part of the lab image`);
     return `${IMAGE_ROOT}/${rel}`;
+  }
+
+  /**
+   * A container of this lab left under the name by a run that ended before removing it (an
+   * attacker's program whose scenario was killed): removed, so the name is free again.
+   */
+  private async removeStale(name: string, labId: string): Promise<void> {
+    const [stale] = await this.docker.listContainers({
+      all: true,
+      filters: { name: [`^/${name}$`], label: [`${LABEL.lab}=${labId}`] },
+    });
+    if (stale) await idempotent(() => this.docker.getContainer(stale.Id).remove({ force: true }));
+  }
+
+  /**
+   * The image a service runs on: the one `lab up` chose (prepared), or, attached to a running lab,
+   * the one its services already run on (the same base image, whatever this CLI was told).
+   */
+  private async nodeImage(labId: string): Promise<string> {
+    if (this.serviceImage) return this.serviceImage;
+    const containers = await this.docker.listContainers({
+      all: true,
+      filters: { label: [`${LABEL.lab}=${labId}`] },
+    });
+    for (const ref of new Set(containers.map((c) => c.Image))) {
+      const info = await this.docker
+        .getImage(ref)
+        .inspect()
+        .catch(() => undefined);
+      if (info?.Config.Labels?.[LABEL.image] === 'node') {
+        this.serviceImage = ref;
+        return ref;
+      }
+    }
+    this.serviceImage = (await this.labImages()).node;
+    return this.serviceImage;
+  }
+
+  /** The lab's code image of this CLI's build (an attacker's program is part of it). */
+  private async labImage(): Promise<string> {
+    return (await this.labImages()).lab;
+  }
+
+  /** Built when missing, cached by content: a running lab's are found, not rebuilt. */
+  private async labImages(): Promise<LabImages> {
+    this.images ??= await ensureImages(this.docker, () => undefined, this.opts);
+    return this.images;
   }
 
   private requireLab(): LabContext {
@@ -301,4 +356,19 @@ export class DockerRuntime implements Runtime {
       throw new TrustedMsError('LAB_START_FAILED', 'the Docker runtime was not prepared for a lab');
     return this.lab;
   }
+}
+
+/** What a started container is, in the lab's state; `internal`: reached on the lab's network only. */
+function partOf(launch: PartLaunch, containerId: string, internal: boolean): PartState {
+  return {
+    name: launch.name,
+    kind: launch.kind,
+    port: launch.port,
+    url: launch.url,
+    containerId,
+    configFile: launch.configFile,
+    logFile: launch.logFile,
+    ...(launch.appDir ? { appDir: launch.appDir } : {}),
+    ...(internal ? { internal: true } : {}),
+  };
 }

@@ -5,7 +5,7 @@ import { hashDirectory } from '../../attestation/tree-hash.js';
 import { TrustedMsError } from '../../errors.js';
 import { freePorts } from '../ports.js';
 import type { PartState } from '../state.js';
-import type { PartLaunch, PartPlacement, PartPlan, Runtime } from './runtime.js';
+import type { PartLaunch, PartPlacement, PartPlan, Runtime, StartHooks } from './runtime.js';
 
 const HOST = '127.0.0.1';
 
@@ -39,7 +39,8 @@ export class ProcessRuntime implements Runtime {
     return [];
   }
 
-  async start(launch: PartLaunch): Promise<PartState> {
+  async start(launch: PartLaunch, hooks: StartHooks = {}): Promise<PartState> {
+    await hooks.beforeRun?.(partOf(launch));
     // The log file's descriptor goes to the child itself, so nothing flows through this process
     // and `lab up` can exit while the part runs on.
     // (execa's types take only literal descriptor numbers; at run time any descriptor is passed on.)
@@ -59,16 +60,7 @@ export class ProcessRuntime implements Runtime {
       child.unref();
       if (child.pid === undefined)
         throw new TrustedMsError('LAB_START_FAILED', `${launch.name} did not start`);
-      return {
-        name: launch.name,
-        kind: launch.kind,
-        port: launch.port,
-        url: launch.url,
-        pid: child.pid,
-        configFile: launch.configFile,
-        logFile: launch.logFile,
-        ...(launch.appDir ? { appDir: launch.appDir } : {}),
-      };
+      return { ...partOf(launch), pid: child.pid };
     } finally {
       closeSync(log);
     }
@@ -112,6 +104,18 @@ export class ProcessRuntime implements Runtime {
     const text = await readFile(part.logFile, 'utf8').catch(() => '');
     return text.split('\n').filter(Boolean).slice(-lines).join('\n');
   }
+}
+
+function partOf(launch: PartLaunch): PartState {
+  return {
+    name: launch.name,
+    kind: launch.kind,
+    port: launch.port,
+    url: launch.url,
+    configFile: launch.configFile,
+    logFile: launch.logFile,
+    ...(launch.appDir ? { appDir: launch.appDir } : {}),
+  };
 }
 
 function signal(pid: number, sig: NodeJS.Signals): void {

@@ -20,6 +20,10 @@ export interface PartLaunch {
   mounts?: { path: string; writable?: boolean }[];
 }
 
+export interface StartHooks {
+  beforeRun?: (part: PartState) => Promise<void>;
+}
+
 /** Where one part is reached, chosen by the runtime before any part starts. */
 export interface PartPlacement {
   /** the address the part listens on, inside its process or container */
@@ -58,7 +62,11 @@ export interface Runtime {
   prepare(lab: LabContext): Promise<void>;
   /** Addresses for every part of the lab, chosen before any starts. */
   place(parts: PartPlan[]): Promise<Map<string, PartPlacement>>;
-  start(launch: PartLaunch): Promise<PartState>;
+  /**
+   * Starts a part. `beforeRun` sees the part once its code is in place and before its program
+   * runs (a container created but not started): where a restart measures the code it will run.
+   */
+  start(launch: PartLaunch, hooks?: StartHooks): Promise<PartState>;
   /** Stops a part; stopping one that is already gone is not an error. */
   stop(part: PartState): Promise<void>;
   isAlive(part: PartState): Promise<boolean>;

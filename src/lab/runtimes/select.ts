@@ -1,5 +1,5 @@
 import { ProcessRuntime } from './process.js';
-import type { Runtime } from './runtime.js';
+import type { LabContext, Runtime } from './runtime.js';
 
 export const RUNTIME_CHOICES = ['auto', 'docker', 'process'] as const;
 export type RuntimeChoice = (typeof RUNTIME_CHOICES)[number];
@@ -21,9 +21,14 @@ export async function chooseRuntime(
   return { runtime: new ProcessRuntime(), reason: 'auto: no Docker engine answered' };
 }
 
-/** The runtime a running lab was started with, for the commands that act on it later. */
-export async function runtimeFor(kind: 'process' | 'docker'): Promise<Runtime> {
+/**
+ * The runtime a running lab was started with, for the commands that act on it later. Given the
+ * lab, the runtime can also start parts in it again (a restarted service, an attacker's program).
+ */
+export async function runtimeFor(kind: 'process' | 'docker', lab?: LabContext): Promise<Runtime> {
   if (kind === 'process') return new ProcessRuntime();
   const { DockerRuntime } = await import('./docker.js');
-  return DockerRuntime.connect();
+  const runtime = await DockerRuntime.connect();
+  if (lab) runtime.attach(lab);
+  return runtime;
 }
