@@ -2,7 +2,9 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { judgeByDegradation, latencyRatio } from '../../../src/attacks/dos.js';
-import { FLOOD_CAPS, flood } from '../../../src/attacks/flood.js';
+import { FLOOD_CAPS, flood, recipeRequests } from '../../../src/attacks/flood.js';
+import { floodQueryBody } from '../../../src/attacks/scenarios/dos.request-flood.js';
+import { BODY_LIMIT } from '../../../src/services/http.js';
 import type { ScenarioContext } from '../../../src/attacks/types.js';
 
 const ctxWith = (measurements: Record<string, number>) =>
@@ -101,5 +103,38 @@ describe('flood', () => {
       }),
     ).rejects.toMatchObject({ code: 'INVALID_INPUT' });
     expect(FLOOD_CAPS).toEqual({ requests: 20_000, durationMs: 10_000, concurrency: 512 });
+  });
+});
+
+describe('the request flood recipe', () => {
+  const session = { user: 'tms-attacker', labId: 'lab', posture: 'none' as const, basic: 'YTpi' };
+
+  it('sends one body built once: the same bytes with every request, as JSON', () => {
+    const next = recipeRequests({
+      kind: 'request',
+      session,
+      path: '/svc/catalog/db/catalog/query',
+      method: 'POST',
+      body: floodQueryBody(),
+    });
+    const [a, b] = [next(0), next(1)];
+    expect(a).toMatchObject({ method: 'POST', path: '/svc/catalog/db/catalog/query' });
+    expect(a.headers).toEqual({ 'content-type': 'application/json', authorization: 'Basic YTpi' });
+    expect(Buffer.isBuffer(a.body)).toBe(true);
+    expect(b.body).toBe(a.body);
+  });
+
+  it('builds a valid query just under the body limit, made of escapes the service must decode', () => {
+    const body = floodQueryBody();
+    expect(Buffer.byteLength(body)).toBeLessThan(BODY_LIMIT);
+    expect(Buffer.byteLength(body)).toBeGreaterThan(BODY_LIMIT - 2048);
+    const where = (JSON.parse(body) as { where: Record<string, unknown> }).where;
+    expect(Object.keys(where)).toEqual(['title']);
+    expect(where.title).toMatch(/^\n+$/);
+  });
+
+  it('keeps GETs without a body', () => {
+    const r = recipeRequests({ kind: 'request', session, path: '/svc/catalog/x' })(0);
+    expect(r).toEqual({ method: 'GET', path: '/svc/catalog/x', headers: { authorization: 'Basic YTpi' } });
   });
 });
