@@ -40,6 +40,14 @@ export const DOS_THRESHOLDS = {
    * about the geometric middle of 1.04 and 7.4: a margin of ~2.5x either way.
    */
   latencyFactor: 3,
+  /**
+   * ... or by more than this for the request flood (p95), whose flood in trusted still reaches the
+   * flooded service at the user's rate (100/s, each a 63 KiB query to parse). bench/dos.ts, 8 runs
+   * per lab of 3 services, 5 s floods, load average 5-13: none 40-189x, paper 23-110x, trusted
+   * with its limits off 61-104x; trusted 2.8-4.8x. 10 is about the geometric middle of 4.8 and 23:
+   * a margin of ~2x either way.
+   */
+  requestFloodLatencyFactor: 10,
   /** ... over the baseline's, counted as at least this (a 1 ms operation is not slowed 3x by 2 ms) */
   latencyFloorMs: 5,
   /** or when the success rate falls by more than this (0.1 = ten points) */
@@ -141,16 +149,20 @@ export async function measureUnderFlood(ctx: ScenarioContext, run: DosRun): Prom
 
 /**
  * The verdict of a DoS scenario, from the measurements only: succeeded when, during the flood, the
- * legitimate user's latency percentile or success rate got worse than DOS_THRESHOLDS allow.
+ * legitimate user's latency percentile grew by more than `latencyFactor` or its success rate fell
+ * by more than DOS_THRESHOLDS allow.
  */
-export function judgeByDegradation(percentile: JudgedPercentile): (ctx: ScenarioContext) => Verdict {
+export function judgeByDegradation(
+  percentile: JudgedPercentile,
+  latencyFactor: number = DOS_THRESHOLDS.latencyFactor,
+): (ctx: ScenarioContext) => Verdict {
   return (ctx) => {
     const m = ctx.evidence.measurements;
     if (m === undefined || m.legitDuringOps === undefined || m.legitDuringOps === 0) return 'blocked';
     const t = DOS_THRESHOLDS;
     const ratio = latencyRatio(m, percentile);
     const failing = (m.legitDuringSuccessRate ?? 1) < (m.legitBaselineSuccessRate ?? 1) - t.successDrop;
-    return ratio > t.latencyFactor || failing ? 'succeeded' : 'blocked';
+    return ratio > latencyFactor || failing ? 'succeeded' : 'blocked';
   };
 }
 

@@ -3,7 +3,7 @@ import { login } from '../../client/login.js';
 import type { Session } from '../../client/session.js';
 import { TrustedMsError } from '../../errors.js';
 import { BODY_LIMIT } from '../../services/http.js';
-import { judgeByDegradation, measureUnderFlood } from '../dos.js';
+import { DOS_THRESHOLDS, judgeByDegradation, measureUnderFlood } from '../dos.js';
 import { TARGET } from '../target.js';
 import type { Scenario } from '../types.js';
 
@@ -32,14 +32,13 @@ export function floodQueryBody(limit = BODY_LIMIT): string {
 }
 
 /**
- * The attacker floods one service with its own valid session while the victim works. Not in the
- * catalog yet (registry.ts, PLANNED), only run by bench/dos.ts: measured on the 2-core lab machine
- * under the load of other work (load average 20-35), the victim's p95 during the flood in `none`
- * was 1.3x to 30x its baseline from one run to the next, overlapping `trusted` (0.4x to 4.4x): the
- * attacker, one thread on the same two cores, cannot send faster than the services answer, so
- * whether the flooded service queues depends on the machine's other load, not on the posture.
- * What does hold: trusted slows the flooding user to its rate (~140 requests/s against 500-4,700
- * in none and paper), the defence this scenario exists to show once the flood can be made to bite.
+ * The attacker floods one service with its own valid session while the victim works. Asymmetric,
+ * like the login flood: plain reads (the previous version) cost the attacker, one thread on the same
+ * two cores, about what they cost the services, so whether the flooded service queued depended on
+ * the machine's other load (victim p95 1.3-30x in none, overlapping trusted's 0.4-4.4x). A 63 KiB
+ * query of escapes costs the lab a body to relay and parse and the attacker one send of the same
+ * bytes: the flooded service queues in none and paper whatever the load (bench/dos.ts, numbers at
+ * DOS_THRESHOLDS.requestFloodLatencyFactor).
  */
 export const requestFlood: Scenario = {
   id: 'dos.request-flood',
@@ -47,7 +46,7 @@ export const requestFlood: Scenario = {
   paperAttack: 3,
   technique: 'T1499',
   description:
-    "The attacker logs in with its own account and, from its own address (127.0.0.2), keeps 512 reads of a catalog record in flight through the gateway for 5 s (then waits at most 5 s for the answers still due), every request valid (with a fresh proof of possession in trusted). Meanwhile the victim keeps working: each step reads a catalog record (the flooded service) and then a customer record (another service). Measured on the 2-core lab machine, users of the other services are barely slowed even in none (separate processes, and the gateway's share of a request is small): who suffers is every user of the flooded service. Neither none nor the paper's scheme limits a user's requests (the paper names DoS as its attack 3 but has nothing against it), so both are expected to fall. Trusted allows a user 100 requests a second (burst 200) and makes the excess wait its turn rather than answering 429 at once, so a flooding client is slowed to that rate instead of keeping the gateway busy.",
+    "The attacker logs in with its own account and, from its own address (127.0.0.2), keeps 512 queries of the catalog service in flight through the gateway for 5 s (then waits at most 5 s for the answers still due). Each query is valid (analyst may query catalog; a fresh proof of possession in trusted) and as large as the lab accepts: one 63 KiB string of JSON escapes, built once and sent again and again, which the gateway must read and relay and the catalog service parse. Meanwhile the victim keeps working: each step reads a catalog record (the flooded service) and then a customer record (another service). Neither none nor the paper's scheme limits a user's requests (the paper names DoS as its attack 3 but has nothing against it: a request with a valid ticket is served, however many come), so every query reaches the catalog service, which answers them in turn, and the victim waits behind them: both are expected to fall. Trusted allows a user 100 requests a second (burst 200) and makes the excess wait its turn at the gateway (up to 10 s) rather than answering 429 at once, so the flooding user, however many requests it keeps open, reaches the service at that rate only.",
   evidence:
     "The victim's success rate and latency before and during the flood (DOS_THRESHOLDS in src/attacks/dos.ts), and the flood's answers by status (429 = refused by a limit).",
   expected: { none: 'succeeded', paper: 'succeeded', trusted: 'blocked' },
@@ -99,6 +98,8 @@ export const requestFlood: Scenario = {
     });
   },
 
-  judge: judgeByDegradation('p95'),
+  // p95: the victim's reads of the flooded service queue behind the flood's, while its reads of the
+  // other service do not; the factor is the request flood's own, from its measurements.
+  judge: judgeByDegradation('p95', DOS_THRESHOLDS.requestFloodLatencyFactor),
   // Nothing to undo: the sessions expire by themselves and the rate-limit buckets refill.
 };
