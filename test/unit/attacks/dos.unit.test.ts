@@ -4,8 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { judgeByDegradation, latencyRatio } from '../../../src/attacks/dos.js';
 import { FLOOD_CAPS, flood, recipeRequests } from '../../../src/attacks/flood.js';
 import { floodQueryBody } from '../../../src/attacks/scenarios/dos.request-flood.js';
-import { BODY_LIMIT } from '../../../src/services/http.js';
 import type { ScenarioContext } from '../../../src/attacks/types.js';
+import { BODY_LIMIT } from '../../../src/services/http.js';
 
 const ctxWith = (measurements: Record<string, number>) =>
   ({ evidence: { attempts: [], measurements } }) as unknown as ScenarioContext;
@@ -20,13 +20,19 @@ const base = {
 };
 
 describe('judgeByDegradation', () => {
-  it('succeeded when the judged percentile grows past 8x the baseline, blocked below', () => {
+  it('succeeded when the judged percentile grows past 3x the baseline, blocked below', () => {
     const p50 = judgeByDegradation('p50');
     expect(p50(ctxWith({ ...base, legitDuringP50Ms: 301, legitDuringP95Ms: 0 }))).toBe('succeeded');
     expect(p50(ctxWith({ ...base, legitDuringP50Ms: 299, legitDuringP95Ms: 5000 }))).toBe('blocked');
     const p95 = judgeByDegradation('p95');
     expect(p95(ctxWith({ ...base, legitDuringP50Ms: 100, legitDuringP95Ms: 601 }))).toBe('succeeded');
     expect(p95(ctxWith({ ...base, legitDuringP50Ms: 1000, legitDuringP95Ms: 599 }))).toBe('blocked');
+  });
+
+  it("judges against a scenario's own factor when it gives one (the request flood's 10x)", () => {
+    const p95 = judgeByDegradation('p95', 10);
+    expect(p95(ctxWith({ ...base, legitDuringP50Ms: 100, legitDuringP95Ms: 2001 }))).toBe('succeeded');
+    expect(p95(ctxWith({ ...base, legitDuringP50Ms: 100, legitDuringP95Ms: 1999 }))).toBe('blocked');
   });
 
   it('counts a tiny baseline as the 5 ms floor, so 1 ms to 3 ms is no denial of service', () => {
