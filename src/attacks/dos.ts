@@ -44,7 +44,7 @@ export const DOS_THRESHOLDS = {
    * ... or by more than this for the request flood (p95), whose flood in trusted still reaches the
    * flooded service at the user's rate (100/s, each a 63 KiB query to parse). bench/dos.ts, 12 runs
    * per lab of 3 services, 5 s floods, load average 5-65 from other work: none 40-521x, paper
-   * 23-128x, trusted with its limits off 61-110x; trusted 1.6-5.1x. 10 is about the geometric middle
+   * 23-128x, trusted with its limits off 61-166x; trusted 1.6-5.1x. 10 is about the geometric middle
    * of 5.1 and 23: a margin of ~2x either way. Not robust to a starved attacker: with three busy
    * loops of ours on the two cores as well, the flood fell to ~500 requests/s and none measured
    * 2.9-4.4x, paper 1.2-6.5x (trusted 1.8-7.0x): the scenario then fails in none, loudly, and never
