@@ -40,6 +40,18 @@ export const DOS_THRESHOLDS = {
    * about the geometric middle of 1.04 and 7.4: a margin of ~2.5x either way.
    */
   latencyFactor: 3,
+  /**
+   * ... or by more than this for the request flood (p95), whose flood in trusted still reaches the
+   * flooded service at the user's rate (100/s, each a 63 KiB query to parse). bench/dos.ts, 12 runs
+   * per lab of 3 services, 5 s floods, load average 5-65 from other work: none 40-521x, paper
+   * 23-128x, trusted with its limits off 61-166x; trusted 1.6-5.1x. 10 is about the geometric middle
+   * of 5.1 and 23: a margin of ~2x either way. Not robust to a starved attacker: with three busy
+   * loops of ours on the two cores as well, the flood fell to ~500 requests/s and none measured
+   * 2.9-4.4x, paper 1.2-6.5x, trusted with its limits off 2.5-15x (trusted 1.8-7.0x): the flood
+   * then bites in no posture, so the scenario fails in none and paper, loudly, but its trusted cell
+   * alone would not tell a broken defence (judge a run by its none cell too).
+   */
+  requestFloodLatencyFactor: 10,
   /** ... over the baseline's, counted as at least this (a 1 ms operation is not slowed 3x by 2 ms) */
   latencyFloorMs: 5,
   /** or when the success rate falls by more than this (0.1 = ten points) */
@@ -141,16 +153,20 @@ export async function measureUnderFlood(ctx: ScenarioContext, run: DosRun): Prom
 
 /**
  * The verdict of a DoS scenario, from the measurements only: succeeded when, during the flood, the
- * legitimate user's latency percentile or success rate got worse than DOS_THRESHOLDS allow.
+ * legitimate user's latency percentile grew by more than `latencyFactor` or its success rate fell
+ * by more than DOS_THRESHOLDS allow.
  */
-export function judgeByDegradation(percentile: JudgedPercentile): (ctx: ScenarioContext) => Verdict {
+export function judgeByDegradation(
+  percentile: JudgedPercentile,
+  latencyFactor: number = DOS_THRESHOLDS.latencyFactor,
+): (ctx: ScenarioContext) => Verdict {
   return (ctx) => {
     const m = ctx.evidence.measurements;
     if (m === undefined || m.legitDuringOps === undefined || m.legitDuringOps === 0) return 'blocked';
     const t = DOS_THRESHOLDS;
     const ratio = latencyRatio(m, percentile);
     const failing = (m.legitDuringSuccessRate ?? 1) < (m.legitBaselineSuccessRate ?? 1) - t.successDrop;
-    return ratio > t.latencyFactor || failing ? 'succeeded' : 'blocked';
+    return ratio > latencyFactor || failing ? 'succeeded' : 'blocked';
   };
 }
 

@@ -21,7 +21,8 @@ export interface FloodRequest {
   /** path with query, on the flood's origin */
   path: string;
   headers: Record<string, string>;
-  body?: string;
+  /** a Buffer when the same bytes go with every request (built once: the attacker's cost is the send) */
+  body?: string | Buffer;
 }
 
 export interface FloodOptions {
@@ -106,17 +107,28 @@ export async function flood(opts: FloodOptions): Promise<FloodResult> {
  * What a flood sends, as data, so that it can cross to the worker thread that sends it:
  * - `login`: login attempts through the gateway as made-up users with random wrong passwords (each
  *   costs the lab a password hash; distinct, so no cache or in-flight check can share the work);
- * - `request`: GETs of `path` through the gateway with the attacker's own valid session (a fresh
- *   proof of possession for each in trusted).
+ * - `request`: requests to `path` through the gateway with the attacker's own valid session (a fresh
+ *   proof of possession for each in trusted): GETs, or with `body` the same JSON body every time,
+ *   encoded once, so that each request costs the lab a body to read and parse and the attacker only
+ *   the send (and, in trusted, the proof's HMAC over it).
  */
 export type FloodRecipe =
   | { kind: 'login'; posture: Posture }
-  | { kind: 'request'; session: Session; path: string };
+  | { kind: 'request'; session: Session; path: string; method?: 'GET' | 'POST'; body?: string };
 
 export function recipeRequests(recipe: FloodRecipe): (n: number) => FloodRequest {
   if (recipe.kind === 'request') {
-    const { session, path } = recipe;
-    return () => ({ method: 'GET', path, headers: authHeaders(session, 'GET', path, undefined) });
+    const { session, path, body } = recipe;
+    const method = recipe.method ?? 'GET';
+    if (body === undefined)
+      return () => ({ method, path, headers: authHeaders(session, method, path, undefined) });
+    const bytes = Buffer.from(body, 'utf8');
+    return () => ({
+      method,
+      path,
+      headers: { 'content-type': 'application/json', ...authHeaders(session, method, path, body) },
+      body: bytes,
+    });
   }
   // Well-formed but useless to the lab: the trusted posture wants an X25519 key with each attempt.
   const clientKey = randomBytes(32).toString('base64url');

@@ -2,22 +2,43 @@ import { callService } from '../../client/call.js';
 import { login } from '../../client/login.js';
 import type { Session } from '../../client/session.js';
 import { TrustedMsError } from '../../errors.js';
-import { judgeByDegradation, measureUnderFlood } from '../dos.js';
+import { BODY_LIMIT } from '../../services/http.js';
+import { DOS_THRESHOLDS, judgeByDegradation, measureUnderFlood } from '../dos.js';
 import { TARGET } from '../target.js';
 import type { Scenario } from '../types.js';
 
-/** The service the attacker floods: one its own role (analyst) may read, so every request is valid. */
-export const FLOODED = { service: 'catalog', path: '/db/catalog/records/prod-1' } as const;
+/**
+ * The service the attacker floods: one its own role (analyst) may read and query, so every request
+ * is valid. The victim reads `path`; the attacker posts queries to `queryPath`.
+ */
+export const FLOODED = {
+  service: 'catalog',
+  path: '/db/catalog/records/prod-1',
+  queryPath: '/db/catalog/query',
+} as const;
 
 /**
- * The attacker floods one service with its own valid session while the victim works. Not in the
- * catalog yet (registry.ts, PLANNED), only run by bench/dos.ts: measured on the 2-core lab machine
- * under the load of other work (load average 20-35), the victim's p95 during the flood in `none`
- * was 1.3x to 30x its baseline from one run to the next, overlapping `trusted` (0.4x to 4.4x): the
- * attacker, one thread on the same two cores, cannot send faster than the services answer, so
- * whether the flooded service queues depends on the machine's other load, not on the posture.
- * What does hold: trusted slows the flooding user to its rate (~140 requests/s against 500-4,700
- * in none and paper), the defence this scenario exists to show once the flood can be made to bite.
+ * The attacker's query: valid (one `where` string, matching no record) and as large as the lab takes
+ * (BODY_LIMIT, less a margin), made of `\n` escapes, the densest JSON a query's schema admits: the
+ * gateway reads it and forwards it, the service reads it and parses every escape (measured ~0.4 ms
+ * for 60 KiB, against ~0.1 ms for a plain string of that size), while the attacker sends the same
+ * bytes every time.
+ */
+export function floodQueryBody(limit = BODY_LIMIT): string {
+  const head = '{"where":{"title":"';
+  const tail = '"}}';
+  const escapes = Math.floor((limit - 1024 - head.length - tail.length) / 2);
+  return `${head}${'\\n'.repeat(escapes)}${tail}`;
+}
+
+/**
+ * The attacker floods one service with its own valid session while the victim works. Asymmetric,
+ * like the login flood: plain reads (the previous version) cost the attacker, one thread on the same
+ * two cores, about what they cost the services, so whether the flooded service queued depended on
+ * the machine's other load (victim p95 1.3-30x in none, overlapping trusted's 0.4-4.4x). A 63 KiB
+ * query of escapes costs the lab a body to relay and parse and the attacker one send of the same
+ * bytes: the flooded service queues in none and paper whatever the load (bench/dos.ts, numbers at
+ * DOS_THRESHOLDS.requestFloodLatencyFactor).
  */
 export const requestFlood: Scenario = {
   id: 'dos.request-flood',
@@ -25,9 +46,8 @@ export const requestFlood: Scenario = {
   paperAttack: 3,
   technique: 'T1499',
   description:
-    "The attacker logs in with its own account and, from its own address (127.0.0.2), keeps 512 reads of a catalog record in flight through the gateway for 5 s (then waits at most 5 s for the answers still due), every request valid (with a fresh proof of possession in trusted). Meanwhile the victim keeps working: each step reads a catalog record (the flooded service) and then a customer record (another service). Measured on the 2-core lab machine, users of the other services are barely slowed even in none (separate processes, and the gateway's share of a request is small): who suffers is every user of the flooded service. Neither none nor the paper's scheme limits a user's requests (the paper names DoS as its attack 3 but has nothing against it), so both are expected to fall. Trusted allows a user 100 requests a second (burst 200) and makes the excess wait its turn rather than answering 429 at once, so a flooding client is slowed to that rate instead of keeping the gateway busy.",
-  evidence:
-    "The victim's success rate and latency before and during the flood (DOS_THRESHOLDS in src/attacks/dos.ts), and the flood's answers by status (429 = refused by a limit).",
+    "The attacker logs in with its own account and, from its own address (127.0.0.2), keeps 512 queries of the catalog service in flight through the gateway for 5 s (then waits at most 5 s for the answers still due). Each query is valid (analyst may query catalog; a fresh proof of possession in trusted) and as large as the lab accepts: one 63 KiB string of JSON escapes, built once and sent again and again, which the gateway must read and relay and the catalog service parse. Meanwhile the victim keeps working: each step reads a catalog record (the flooded service) and then a customer record (another service). Neither none nor the paper's scheme limits a user's requests (the paper names DoS as its attack 3 but has nothing against it: a request with a valid ticket is served, however many come), so every query reaches the catalog service, which answers them in turn, and the victim waits behind them: both are expected to fall. Trusted allows a user 100 requests a second (burst 200) and makes the excess wait its turn at the gateway (up to 10 s) rather than answering 429 at once, so the flooding user, however many requests it keeps open, reaches the service at that rate only.",
+  evidence: `The victim's success rate and p95 latency before and during the flood (succeeded when the p95 grows over ${DOS_THRESHOLDS.requestFloodLatencyFactor}x its baseline or the success rate falls ${DOS_THRESHOLDS.successDrop * 100} points: DOS_THRESHOLDS in src/attacks/dos.ts), and the flood's answers by status (2xx = served, 429 = refused by a limit).`,
   expected: { none: 'succeeded', paper: 'succeeded', trusted: 'blocked' },
 
   async setup(ctx) {
@@ -47,7 +67,8 @@ export const requestFlood: Scenario = {
   async detonate(ctx) {
     const attacker = ctx.scratch.attacker as Session;
     const victim = ctx.scratch.victim as Session;
-    const floodPath = `/svc/${FLOODED.service}${FLOODED.path}`;
+    const floodPath = `/svc/${FLOODED.service}${FLOODED.queryPath}`;
+    const body = floodQueryBody();
     await measureUnderFlood(ctx, {
       legitAction: 'the victim reads a catalog record, then a customer record',
       legitTarget: `${ctx.lab.gatewayUrl}/svc/{${FLOODED.service},${TARGET.service}}/...`,
@@ -65,17 +86,19 @@ export const requestFlood: Scenario = {
           }
         }
       },
-      floodAction: `reads of ${FLOODED.service} with the attacker's own session`,
+      floodAction: `${Math.round(body.length / 1024)} KiB queries of ${FLOODED.service} with the attacker's own session`,
       flood: {
         origin: ctx.lab.gatewayUrl,
-        recipe: { kind: 'request', session: attacker, path: floodPath },
+        recipe: { kind: 'request', session: attacker, path: floodPath, method: 'POST', body },
         // The flooded service answers in turn: the more the attacker keeps in flight, the longer its
-        // other users wait (measured: 128 in flight slowed them 1.4-19x, too little to tell from noise).
+        // other users wait behind them.
         concurrency: 512,
       },
     });
   },
 
-  judge: judgeByDegradation('p95'),
+  // p95: the victim's reads of the flooded service queue behind the flood's, while its reads of the
+  // other service do not; the factor is the request flood's own, from its measurements.
+  judge: judgeByDegradation('p95', DOS_THRESHOLDS.requestFloodLatencyFactor),
   // Nothing to undo: the sessions expire by themselves and the rate-limit buckets refill.
 };

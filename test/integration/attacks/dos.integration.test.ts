@@ -2,45 +2,65 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { DOS_THRESHOLDS, latencyRatio } from '../../../src/attacks/dos.js';
+import { DOS_THRESHOLDS, type JudgedPercentile, latencyRatio } from '../../../src/attacks/dos.js';
 import { FLOOD_CAPS } from '../../../src/attacks/flood.js';
 import { type AttackReport, runAttacks } from '../../../src/attacks/runner.js';
 import { loginFlood } from '../../../src/attacks/scenarios/dos.login-flood.js';
+import { requestFlood } from '../../../src/attacks/scenarios/dos.request-flood.js';
 import { labDown } from '../../../src/lab/down.js';
 import { POSTURES } from '../../../src/lab/posture.js';
 import { labUp } from '../../../src/lab/up.js';
 
-// The login flood needs no service at all; two keep the lab as small as the catalog test's.
-const SERVICES = 2;
-// dos.request-flood is not judged yet (registry.ts, PLANNED): only the login flood is tested here.
-const DOS = [loginFlood];
+// The login flood needs no service at all; the request flood floods catalog while the victim also
+// reads customers: the first three services of the topology.
+const SERVICES = 3;
+const DOS = [loginFlood, requestFlood];
+/** What each scenario is judged on (its `judge`), to check the verdict against the figures. */
+const JUDGED: Record<string, { percentile: JudgedPercentile; factor: number }> = {
+  [loginFlood.id]: { percentile: 'p50', factor: DOS_THRESHOLDS.latencyFactor },
+  [requestFlood.id]: { percentile: 'p95', factor: DOS_THRESHOLDS.requestFloodLatencyFactor },
+};
 
 describe.sequential('the DoS scenarios against real labs', () => {
   let report: AttackReport;
 
-  it('runs the login flood in every posture, bounded, matching its expectation', async () => {
+  it('runs both floods in every posture, bounded, matching their expectations', async () => {
     report = await runAttacks({ scenarios: DOS, postures: POSTURES, services: SERVICES });
     const failures = report.results
       .filter((r) => !r.passed)
       .map((r) => `${r.id}@${r.posture}: ${r.outcome} ${JSON.stringify(r.evidence.measurements)}`);
     expect(failures).toEqual([]);
     expect(report.results).toHaveLength(DOS.length * POSTURES.length);
-  }, 240_000);
+  }, 420_000);
 
-  it('judges from the measurements: the victim slowed or refused in none, not in trusted, where 429s did it', () => {
+  it('judges from the measurements: the victim slowed or refused in none and paper, not in trusted, held back by its limits', () => {
     for (const s of DOS) {
+      const judged = JUDGED[s.id] as { percentile: JudgedPercentile; factor: number };
       const none = report.results.find((r) => r.id === s.id && r.posture === 'none')?.evidence;
       const trusted = report.results.find((r) => r.id === s.id && r.posture === 'trusted')?.evidence;
       const n = none?.measurements ?? {};
       const t = trusted?.measurements ?? {};
-      // none: nothing refused the flood, and the victim's median got worse than the threshold
-      expect(n.floodSent, s.id).toBeGreaterThan(0);
-      expect(n.floodRefused429, s.id).toBe(0);
-      expect(
-        latencyRatio(n, 'p50') > DOS_THRESHOLDS.latencyFactor ||
-          (n.legitDuringSuccessRate ?? 1) < (n.legitBaselineSuccessRate ?? 1) - DOS_THRESHOLDS.successDrop,
-        s.id,
-      ).toBe(true);
+      // none and the paper's scheme: nothing refused the flood, and the victim got slower than the
+      // threshold (or refused)
+      for (const posture of ['none', 'paper'] as const) {
+        const m =
+          report.results.find((r) => r.id === s.id && r.posture === posture)?.evidence.measurements ?? {};
+        expect(m.floodSent, `${s.id}@${posture}`).toBeGreaterThan(0);
+        expect(m.floodRefused429, `${s.id}@${posture}`).toBe(0);
+        expect(
+          latencyRatio(m, judged.percentile) > judged.factor ||
+            (m.legitDuringSuccessRate ?? 1) < (m.legitBaselineSuccessRate ?? 1) - DOS_THRESHOLDS.successDrop,
+          `${s.id}@${posture}`,
+        ).toBe(true);
+      }
+      // the request flood's queries are valid: answered, not refused as bad input, in every posture
+      if (s === requestFlood) {
+        for (const m of [n, t]) {
+          expect(m.floodAnswered2xx, s.id).toBeGreaterThan(0);
+          expect(m.floodOther4xx, s.id).toBe(0);
+        }
+      }
+      expect(latencyRatio(t, judged.percentile), s.id).toBeLessThanOrEqual(judged.factor);
       // trusted: the limits held the flood back and the victim kept working
       if (s === loginFlood) expect(t.floodRefused429, s.id).toBeGreaterThan(0);
       // a user over its rate waits its turn: no more got through than the per-user bucket allows
@@ -61,7 +81,7 @@ describe.sequential('the DoS scenarios against real labs', () => {
     }
   });
 
-  it("catches a broken defence: with the trusted lab's rate limits off, the login flood fails its expectation", async () => {
+  it("catches a broken defence: with the trusted lab's rate limits off, both floods fail their expectations", async () => {
     const dir = await mkdtemp(join(tmpdir(), 'tms-attack-dos-broken-'));
     const home = join(dir, 'home');
     try {
@@ -83,5 +103,5 @@ describe.sequential('the DoS scenarios against real labs', () => {
       await labDown(home);
       await rm(dir, { recursive: true, force: true });
     }
-  }, 90_000);
+  }, 150_000);
 });

@@ -2,8 +2,10 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { judgeByDegradation, latencyRatio } from '../../../src/attacks/dos.js';
-import { FLOOD_CAPS, flood } from '../../../src/attacks/flood.js';
+import { FLOOD_CAPS, flood, recipeRequests } from '../../../src/attacks/flood.js';
+import { floodQueryBody } from '../../../src/attacks/scenarios/dos.request-flood.js';
 import type { ScenarioContext } from '../../../src/attacks/types.js';
+import { BODY_LIMIT } from '../../../src/services/http.js';
 
 const ctxWith = (measurements: Record<string, number>) =>
   ({ evidence: { attempts: [], measurements } }) as unknown as ScenarioContext;
@@ -18,13 +20,19 @@ const base = {
 };
 
 describe('judgeByDegradation', () => {
-  it('succeeded when the judged percentile grows past 8x the baseline, blocked below', () => {
+  it('succeeded when the judged percentile grows past 3x the baseline, blocked below', () => {
     const p50 = judgeByDegradation('p50');
     expect(p50(ctxWith({ ...base, legitDuringP50Ms: 301, legitDuringP95Ms: 0 }))).toBe('succeeded');
     expect(p50(ctxWith({ ...base, legitDuringP50Ms: 299, legitDuringP95Ms: 5000 }))).toBe('blocked');
     const p95 = judgeByDegradation('p95');
     expect(p95(ctxWith({ ...base, legitDuringP50Ms: 100, legitDuringP95Ms: 601 }))).toBe('succeeded');
     expect(p95(ctxWith({ ...base, legitDuringP50Ms: 1000, legitDuringP95Ms: 599 }))).toBe('blocked');
+  });
+
+  it("judges against a scenario's own factor when it gives one (the request flood's 10x)", () => {
+    const p95 = judgeByDegradation('p95', 10);
+    expect(p95(ctxWith({ ...base, legitDuringP50Ms: 100, legitDuringP95Ms: 2001 }))).toBe('succeeded');
+    expect(p95(ctxWith({ ...base, legitDuringP50Ms: 100, legitDuringP95Ms: 1999 }))).toBe('blocked');
   });
 
   it('counts a tiny baseline as the 5 ms floor, so 1 ms to 3 ms is no denial of service', () => {
@@ -101,5 +109,38 @@ describe('flood', () => {
       }),
     ).rejects.toMatchObject({ code: 'INVALID_INPUT' });
     expect(FLOOD_CAPS).toEqual({ requests: 20_000, durationMs: 10_000, concurrency: 512 });
+  });
+});
+
+describe('the request flood recipe', () => {
+  const session = { user: 'tms-attacker', labId: 'lab', posture: 'none' as const, basic: 'YTpi' };
+
+  it('sends one body built once: the same bytes with every request, as JSON', () => {
+    const next = recipeRequests({
+      kind: 'request',
+      session,
+      path: '/svc/catalog/db/catalog/query',
+      method: 'POST',
+      body: floodQueryBody(),
+    });
+    const [a, b] = [next(0), next(1)];
+    expect(a).toMatchObject({ method: 'POST', path: '/svc/catalog/db/catalog/query' });
+    expect(a.headers).toEqual({ 'content-type': 'application/json', authorization: 'Basic YTpi' });
+    expect(Buffer.isBuffer(a.body)).toBe(true);
+    expect(b.body).toBe(a.body);
+  });
+
+  it('builds a valid query just under the body limit, made of escapes the service must decode', () => {
+    const body = floodQueryBody();
+    expect(Buffer.byteLength(body)).toBeLessThan(BODY_LIMIT);
+    expect(Buffer.byteLength(body)).toBeGreaterThan(BODY_LIMIT - 2048);
+    const where = (JSON.parse(body) as { where: Record<string, unknown> }).where;
+    expect(Object.keys(where)).toEqual(['title']);
+    expect(where.title).toMatch(/^\n+$/);
+  });
+
+  it('keeps GETs without a body', () => {
+    const r = recipeRequests({ kind: 'request', session, path: '/svc/catalog/x' })(0);
+    expect(r).toEqual({ method: 'GET', path: '/svc/catalog/x', headers: { authorization: 'Basic YTpi' } });
   });
 });
