@@ -26,6 +26,15 @@ describe.runIf(!engine && process.env.CI === 'true')('the attack catalog on Dock
 /** 4 services: customers (the target), accounts (the MITM link's callee), catalog (lateral theft). */
 const SERVICES = 4;
 
+/*
+ * The DoS scenarios are left out on Docker, a known gap (README, "Known limits"): a published port
+ * is relayed by Docker's userland proxy, so the gateway sees every host client (attacker and victim
+ * alike) at one address and its per-address login limits throttle both; measured: dos.login-flood
+ * comes out succeeded in trusted on Docker. Judging them here needs the attacker in a container of
+ * its own. They are judged on the process lab (test/integration/attacks/dos.integration.test.ts).
+ */
+const ON_DOCKER = SCENARIOS.filter((s) => s.paperAttack !== 3);
+
 /** The lab's containers as the engine lists them: name, part label, running or not. */
 async function labObjects(docker: Dockerode, labId: string) {
   const filters = { label: [`${LABEL.lab}=${labId}`] };
@@ -45,7 +54,7 @@ function expectAsDeclared(report: AttackReport, posture: Posture): void {
   const outcomes = Object.fromEntries(report.results.map((r) => [r.id, r.outcome]));
   const errors = report.results.filter((r) => r.error).map((r) => `${r.id}: ${r.error?.message}`);
   expect(errors).toEqual([]);
-  expect(outcomes).toEqual(Object.fromEntries(SCENARIOS.map((s) => [s.id, s.expected[posture]])));
+  expect(outcomes).toEqual(Object.fromEntries(ON_DOCKER.map((s) => [s.id, s.expected[posture]])));
   for (const r of report.results) expect(r.reverted, `${r.id} reverted`).toBe(true);
   expect(report.ok).toBe(true);
 }
@@ -67,7 +76,7 @@ for (const posture of ['none', 'paper', 'trusted'] as const) {
     beforeAll(async () => {
       lab = await startLab(posture, SERVICES, runtime);
       before = await labObjects(docker, lab.state.labId);
-      report = await runAttacks({ scenarios: SCENARIOS, postures: [posture], home: lab.home });
+      report = await runAttacks({ scenarios: ON_DOCKER, postures: [posture], home: lab.home });
     }, 420_000);
     afterAll(async () => {
       await lab?.[Symbol.asyncDispose]();
