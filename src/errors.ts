@@ -16,6 +16,8 @@ export const ERROR_CODES = {
   EXPECTATION_FAILED: { exit: 2, http: 417 },
   POSTURE_MISMATCH: { exit: 2, http: 409 },
   SCENARIO_NOT_FOUND: { exit: 2, http: 404 },
+  SCENARIO_INCONCLUSIVE: { exit: 2, http: 500 },
+  SCENARIO_UNSUPPORTED: { exit: 2, http: 400 },
   PASSWORD_REQUIRED: { exit: 2, http: 400 },
   REPORT_WRITE_FAILED: { exit: 2, http: 500 },
   // users, roles, policy

@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { TrustedMsError } from '../errors.js';
 import { type FloodRecipe, type FloodResult, floodInWorker } from './flood.js';
 import { ATTACKER_ADDRESS } from './http.js';
 import type { ScenarioContext, Verdict } from './types.js';
@@ -152,6 +153,22 @@ export async function measureUnderFlood(ctx: ScenarioContext, run: DosRun): Prom
 }
 
 /**
+ * The DoS scenarios measure the gateway's per-address limits from a second client address. On Docker
+ * a published port is relayed by the engine's port proxy, so the gateway sees every host client at
+ * one address and would throttle the victim with the attacker: a verdict there would be wrong, so
+ * there is none (README, "Known limits"). Judging them on Docker needs the attacker in a container.
+ */
+export function assertFloodableLab(ctx: ScenarioContext): void {
+  if (ctx.lab.runtime === 'docker') {
+    throw new TrustedMsError(
+      'SCENARIO_UNSUPPORTED',
+      'DoS scenarios are not judged on Docker: behind the port proxy the attacker and the victim share one address',
+      { actions: ['run the DoS scenarios on the process lab: --runtime process'] },
+    );
+  }
+}
+
+/**
  * The verdict of a DoS scenario, from the measurements only: succeeded when, during the flood, the
  * legitimate user's latency percentile grew by more than `latencyFactor` or its success rate fell
  * by more than DOS_THRESHOLDS allow.
@@ -161,9 +178,19 @@ export function judgeByDegradation(
   latencyFactor: number = DOS_THRESHOLDS.latencyFactor,
 ): (ctx: ScenarioContext) => Verdict {
   return (ctx) => {
-    const m = ctx.evidence.measurements;
-    if (m === undefined || m.legitDuringOps === undefined || m.legitDuringOps === 0) return 'blocked';
+    const m = ctx.evidence.measurements ?? {};
     const t = DOS_THRESHOLDS;
+    // A run that did not measure what the verdict rests on proves nothing either way: never call it
+    // blocked (the expected outcome in trusted, so a broken run would pass unseen).
+    const missing = [
+      (m.floodSent ?? 0) === 0 && 'the flood sent nothing',
+      (m.legitDuringOps ?? 0) === 0 && 'the legitimate user was not measured during the flood',
+      (m.legitBaselineSuccessRate ?? 0) < 1 - t.successDrop &&
+        'the legitimate user already failed before the flood',
+    ].filter((x): x is string => typeof x === 'string');
+    if (missing.length > 0) {
+      throw new TrustedMsError('SCENARIO_INCONCLUSIVE', `no verdict: ${missing.join('; ')}`);
+    }
     const ratio = latencyRatio(m, percentile);
     const failing = (m.legitDuringSuccessRate ?? 1) < (m.legitBaselineSuccessRate ?? 1) - t.successDrop;
     return ratio > latencyFactor || failing ? 'succeeded' : 'blocked';

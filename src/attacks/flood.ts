@@ -171,7 +171,8 @@ export function floodInWorker(job: FloodJob): Promise<FloodResult> {
     });
     worker.once('error', (err) => reject(new TrustedMsError('INTERNAL', `the flood failed: ${err.message}`)));
     worker.once('exit', (code) => {
-      if (code !== 0) reject(new TrustedMsError('INTERNAL', `the flood worker exited with ${code}`));
+      // After a result this is a no-op; before one (any code) the flood never reported: fail, never wait.
+      reject(new TrustedMsError('INTERNAL', `the flood worker exited with ${code} before its result`));
     });
   }).finally(() => void worker.terminate());
 }

@@ -99,14 +99,18 @@ export async function swapProxy(ctx: ScenarioContext, opts: ProxyChoice): Promis
 export async function removeProxy(ctx: ScenarioContext): Promise<void> {
   const state = ctx.scratch.mitm as Inserted | undefined;
   if (state === undefined) return;
-  await state.proxy?.close();
-  if (state.original) {
-    await restartService(ctx.lab, LINK.caller, {
-      config: state.original,
-      ...(state.runtime ? { runtime: state.runtime } : {}),
-    });
+  try {
+    await state.proxy?.close();
+  } finally {
+    // The caller gets its own link back even when the proxy would not close cleanly.
+    if (state.original) {
+      await restartService(ctx.lab, LINK.caller, {
+        config: state.original,
+        ...(state.runtime ? { runtime: state.runtime } : {}),
+      });
+    }
+    ctx.scratch.mitm = undefined;
   }
-  ctx.scratch.mitm = undefined;
 }
 
 /** A certificate naming the callee, from the attacker's own CA (the lab's CA never signed it). */

@@ -84,9 +84,10 @@ function builtFile(...parts: string[]): string {
 }
 
 /**
- * Brings the lab up: secrets and (trusted) a CA, one code folder per service, the security
- * service, registration and attestation of every service, the services, then the gateway. Any
- * failure stops what was started and names the part, with its last log lines.
+ * Brings the lab up: secrets and (trusted) a CA, the security service and the attacker's sink, one
+ * code folder per service, registration and attestation of every service, then the services and
+ * the gateway together (it needs only the security service). Any failure stops what was started and
+ * names the part, with its last log lines.
  */
 export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
   const started = Date.now();

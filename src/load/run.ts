@@ -161,8 +161,8 @@ export type LoginFigures = LoadRunResult['logins'];
 
 /**
  * Every virtual user logs in with the full handshake on its own connection, all at once. A login
- * refused with RATE_LIMITED (the security service limits logins per address, and it sees the
- * gateway's) or timed out is tried again after a pause, for up to `loginRetryMs`.
+ * refused with RATE_LIMITED (the gateway and, in trusted, the security service limit logins per
+ * client address) or timed out is tried again after a pause, for up to `loginRetryMs`.
  */
 export async function loginAll(
   opts: Pick<LoadRunOptions, 'lab' | 'users' | 'onProgress' | 'signal' | 'loginRetryMs' | 'loginConcurrency'>,
@@ -261,8 +261,11 @@ export async function sendRequests(
   );
   const start = performance.now();
   let end = start + durationMs;
+  // Wakes the constant-rate loops from their sleep between sends when the run is stopped early.
+  const stopped = new AbortController();
   const stop = (): void => {
     end = Math.min(end, performance.now());
+    stopped.abort();
   };
   opts.signal?.addEventListener('abort', stop, { once: true });
   if (opts.signal?.aborted) stop();
@@ -319,7 +322,8 @@ export async function sendRequests(
     let intended = start + (interval * i) / users.length;
     while (intended < end) {
       const wait = intended - performance.now();
-      if (wait > 0) await sleep(wait);
+      if (wait > 0) await sleep(wait, undefined, { signal: stopped.signal }).catch(() => undefined);
+      if (intended >= end) break;
       await one(client, session, vu, seq++, intended);
       intended += interval;
     }

@@ -26,14 +26,22 @@ export async function eachLimited<T, R>(
 ): Promise<R[]> {
   const out: R[] = new Array(items.length);
   let next = 0;
+  // On the first failure no new item starts, and the error is passed on only once every item
+  // already started has settled: a caller cleaning up after it then sees everything that was made.
+  let failure: { error: unknown } | undefined;
   await Promise.all(
     Array.from({ length: Math.min(limit, items.length) }, async () => {
-      while (next < items.length) {
+      while (failure === undefined && next < items.length) {
         const i = next++;
-        out[i] = await fn(items[i] as T);
+        try {
+          out[i] = await fn(items[i] as T);
+        } catch (error) {
+          failure ??= { error };
+        }
       }
     }),
   );
+  if (failure !== undefined) throw failure.error;
   return out;
 }
 

@@ -55,6 +55,9 @@ export class RateLimiter {
     } else {
       b.tokens = Math.min(this.burst, b.tokens + ((t - b.at) / 1000) * this.ratePerSecond);
       b.at = t;
+      // Most recently used last, so eviction drops the idlest key, never a busy flooder's bucket.
+      this.#buckets.delete(key);
+      this.#buckets.set(key, b);
     }
     return b;
   }

@@ -133,7 +133,8 @@ export class AuditLog {
       } catch (err) {
         throw ioError(this.file, 'create the folder of', err);
       }
-      const release = await this.#acquire();
+      const state = { compromised: undefined as Error | undefined };
+      const release = await this.#acquire(state);
       try {
         await this.#migrateLegacy();
         let handle: FileHandle;
@@ -157,6 +158,14 @@ export class AuditLog {
             prev: last ? last.hash : AUDIT_GENESIS,
           } as Omit<AuditRecord, 'hash'>;
           const record: AuditRecord = { ...base, hash: recordHash(base) };
+          // A lock taken over (stale) means another writer may have chained onto the same last
+          // record: writing now would fork the chain, which verify would call tampering.
+          if (state.compromised) {
+            throw new TrustedMsError('STORE_LOCKED', `lost the lock on ${this.file} before appending`, {
+              cause: state.compromised,
+              actions: ['retry; if it keeps happening, look for another process holding the store'],
+            });
+          }
           // One write(2) of one line with O_APPEND: a reader sees the line whole or not at all
           // (a line cut by a crash is dropped by the next writer, it was never acknowledged).
           await handle.write(`${JSON.stringify(record)}\n`);
@@ -465,7 +474,7 @@ export class AuditLog {
     }
   }
 
-  async #acquire(): Promise<() => Promise<void>> {
+  async #acquire(state: { compromised: Error | undefined }): Promise<() => Promise<void>> {
     const { staleMs, retries, minTimeoutMs, maxTimeoutMs } = this.#lock;
     try {
       return await lockfile.lock(this.file, {
@@ -478,8 +487,10 @@ export class AuditLog {
           factor: 1.3,
           randomize: true,
         },
-        // A lock taken over while we append: the append is one write, so nothing to undo.
-        onCompromised: () => undefined,
+        // Recorded, not thrown: proper-lockfile's default would throw outside any caller.
+        onCompromised: (err) => {
+          state.compromised = err;
+        },
       });
     } catch (err) {
       if (errnoCode(err) === 'ELOCKED') {

@@ -4,7 +4,7 @@ import { login } from '../../client/login.js';
 import { TrustedMsError } from '../../errors.js';
 import type { LabState } from '../../lab/state.js';
 import { openUserAdmin } from '../../users/admin.js';
-import { judgeByDegradation, measureUnderFlood } from '../dos.js';
+import { assertFloodableLab, judgeByDegradation, measureUnderFlood } from '../dos.js';
 import type { Scenario } from '../types.js';
 
 /**
@@ -38,6 +38,7 @@ export const loginFlood: Scenario = {
   expected: { none: 'succeeded', paper: 'succeeded', trusted: 'blocked' },
 
   async setup(ctx) {
+    assertFloodableLab(ctx);
     if (ctx.posture !== 'none') return;
     // In none the gateway checks a password once and caches it for 60 s: the victim's repeated
     // logins would measure that cache. Who waits for the password check there is every user

@@ -3,7 +3,7 @@ import { login } from '../../client/login.js';
 import type { Session } from '../../client/session.js';
 import { TrustedMsError } from '../../errors.js';
 import { BODY_LIMIT } from '../../services/http.js';
-import { DOS_THRESHOLDS, judgeByDegradation, measureUnderFlood } from '../dos.js';
+import { assertFloodableLab, DOS_THRESHOLDS, judgeByDegradation, measureUnderFlood } from '../dos.js';
 import { TARGET } from '../target.js';
 import type { Scenario } from '../types.js';
 
@@ -51,6 +51,7 @@ export const requestFlood: Scenario = {
   expected: { none: 'succeeded', paper: 'succeeded', trusted: 'blocked' },
 
   async setup(ctx) {
+    assertFloodableLab(ctx);
     const names = ctx.lab.parts.filter((p) => p.kind === 'service').map((p) => p.name);
     for (const name of [FLOODED.service, TARGET.service]) {
       if (!names.includes(name)) {

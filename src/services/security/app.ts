@@ -383,7 +383,7 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
     issueIdentity: boolean,
   ) => {
     const statuses = await deps.registry.report(reports);
-    // All at once, so the store writes them in one go (group commit): one audit rewrite, not 20.
+    // All at once: the audit log queues the appends itself (one line each, in order).
     await Promise.all(
       statuses.map((s) =>
         audit({

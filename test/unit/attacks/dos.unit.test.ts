@@ -12,6 +12,7 @@ const ctxWith = (measurements: Record<string, number>) =>
 
 const base = {
   legitBaselineOps: 20,
+  floodSent: 1000,
   legitBaselineSuccessRate: 1,
   legitBaselineP50Ms: 100,
   legitBaselineP95Ms: 200,
@@ -46,8 +47,15 @@ describe('judgeByDegradation', () => {
     expect(judgeByDegradation('p50')(ctxWith(m))).toBe('succeeded');
   });
 
-  it('blocked without measurements of the user during the flood: nothing shows a denial', () => {
-    expect(judgeByDegradation('p50')(ctxWith({ ...base, legitDuringOps: 0 }))).toBe('blocked');
+  it('gives no verdict when the run did not measure what the verdict rests on', () => {
+    const judge = judgeByDegradation('p50');
+    for (const m of [
+      { ...base, legitDuringOps: 0 },
+      { ...base, floodSent: 0 },
+      { ...base, legitBaselineSuccessRate: 0, legitDuringSuccessRate: 0 },
+    ]) {
+      expect(() => judge(ctxWith(m))).toThrow(expect.objectContaining({ code: 'SCENARIO_INCONCLUSIVE' }));
+    }
   });
 });
 
