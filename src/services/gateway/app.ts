@@ -46,6 +46,12 @@ export interface GatewayDeps {
   checkPassword?: (user: string, password: string) => Promise<Principal>;
   attestation: AttestationTable;
   /**
+   * Asks the security service again before refusing a service as not trusted: the table is pushed
+   * and polled, so a service attested a moment ago (a lab just up, a service just restarted) would
+   * otherwise get 503 until the next poll. The caller bounds how often it really asks.
+   */
+  recheckAttestation?: () => Promise<void>;
+  /**
    * trusted: per user (after the proof) and per client address (before the ticket). A user over
    * its rate waits up to `perUserMaxWaitMs` (default 0: refused at once) for its turn, so a user
    * flooding with many requests in flight is slowed to the rate instead of spinning on cheap 429s
@@ -301,7 +307,10 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
         if (waitMs > 0) await sleep(waitMs);
       }
       if (attestation.state(name) !== 'trusted' && deps.insecureSkipAttestation !== true) {
-        throw new TrustedMsError('SERVICE_UNTRUSTED', `service ${name} is not attested`);
+        await deps.recheckAttestation?.();
+        if (attestation.state(name) !== 'trusted') {
+          throw new TrustedMsError('SERVICE_UNTRUSTED', `service ${name} is not attested`);
+        }
       }
       headers.authorization = authorization as string;
     }

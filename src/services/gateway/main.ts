@@ -57,11 +57,30 @@ const poll =
     : setInterval(() => void attestation.refresh(fetchAttestations), POLL_MS);
 poll?.unref();
 
+// At most one recheck at a time and one every RECHECK_MS, however many requests hit an untrusted
+// service: a flood at a tampered service cannot turn into a flood at the security service.
+const RECHECK_MS = 250;
+let recheckInFlight: Promise<void> | undefined;
+let lastRecheck = 0;
+const recheckAttestation = (): Promise<void> => {
+  if (recheckInFlight) return recheckInFlight;
+  if (Date.now() - lastRecheck < RECHECK_MS) return Promise.resolve();
+  lastRecheck = Date.now();
+  recheckInFlight = attestation
+    .refresh(fetchAttestations)
+    .then(() => undefined)
+    .finally(() => {
+      recheckInFlight = undefined;
+    });
+  return recheckInFlight;
+};
+
 const { perUser, perClient, burst, userBurst } = config.rateLimit;
 const app = buildGateway({
   posture: config.posture,
   upstreams,
   attestation,
+  ...(config.posture === 'none' ? {} : { recheckAttestation }),
   labToken,
   ...(config.insecureSkipAttestation === true ? { insecureSkipAttestation: true } : {}),
   ...(verifier ? { verifier, auth: poolUpstream(createPool(config.securityUrl)) } : {}),

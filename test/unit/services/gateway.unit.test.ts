@@ -404,6 +404,34 @@ describe('gateway, posture paper', () => {
     expect(lab.logs.some((l) => l.includes('SERVICE_UNTRUSTED') && l.includes('"billing"'))).toBe(true);
     expect(lab.logs.join('\n')).not.toContain(ticket);
   });
+
+  it('asks the security service again before refusing, and routes a service attested since', async () => {
+    let asked = 0;
+    let attestedSince = false;
+    const own: Lab = await startGateway('paper', {
+      recheckAttestation: async () => {
+        asked += 1;
+        if (attestedSince) own.attestation.replace([{ name: 'billing', state: 'trusted' }]);
+      },
+    });
+    try {
+      const headers = { authorization: `Bearer ${issueTicket(SIGNING, claims('paper'))}` };
+      const refused = await send(own.url, '/svc/billing/x', { headers });
+      expect({ status: refused.status, code: refused.json.code, asked }).toEqual({
+        status: 503,
+        code: 'SERVICE_UNTRUSTED',
+        asked: 1,
+      });
+      attestedSince = true;
+      const routed = await send(own.url, '/svc/billing/x', { headers });
+      expect({ status: routed.status, asked }).toEqual({ status: 200, asked: 2 });
+      // A trusted service is routed without asking.
+      await send(own.url, '/svc/billing/x', { headers });
+      expect(asked).toBe(2);
+    } finally {
+      await own.close();
+    }
+  });
 });
 
 // ---- posture trusted ---------------------------------------------------------------------------
