@@ -124,7 +124,13 @@ export async function attackerCertificate(
 }
 
 /** What the proxy saw, as evidence: `gotData` when the marker was readable in the relayed bytes. */
-export function proxyEvidence(ctx: ScenarioContext, proxy: ProxyView, marker: string, how: string): Attempt {
+export async function proxyEvidence(
+  ctx: ScenarioContext,
+  proxy: ProxyView,
+  marker: string,
+  how: string,
+): Promise<Attempt> {
+  await proxy.settled?.();
   const seen = Buffer.concat([proxy.bytesUp(), proxy.bytesDown()]);
   const s = proxy.stats();
   const attempt: Attempt = {

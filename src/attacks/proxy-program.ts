@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { TrustedMsError } from '../errors.js';
 import type { PartPlacement, Runtime } from '../lab/runtimes/runtime.js';
 import type { LabState, PartState } from '../lab/state.js';
@@ -15,6 +16,8 @@ export interface ProxyView {
   bytesUp(): Buffer;
   bytesDown(): Buffer;
   stats(): ProxyStats;
+  /** Resolves once what the proxy recorded has stopped changing (it may live in another process). */
+  settled?(): Promise<void>;
 }
 
 export interface ProgramProxyOptions {
@@ -112,6 +115,23 @@ export class ProgramProxy implements ProxyView {
     return this.read()?.stats ?? EMPTY;
   }
 
+  /**
+   * The proxy is another process: the caller's answer can arrive before the proxy has handled (and
+   * recorded) the same connection's last events, e.g. a refused handshake. Waits until the record
+   * reads the same 4 times in a row, 50 ms apart, or 3 s at most.
+   */
+  async settled(): Promise<void> {
+    const until = Date.now() + 3000;
+    let last = this.raw();
+    let same = 0;
+    while (same < 4 && Date.now() < until) {
+      await sleep(50);
+      const now = this.raw();
+      same = now === last ? same + 1 : 0;
+      last = now;
+    }
+  }
+
   /** Stops the program (a container is removed) and deletes its folder. Idempotent. */
   async close(): Promise<void> {
     await this.runtime.stop(this.part).catch(() => undefined);
@@ -119,8 +139,17 @@ export class ProgramProxy implements ProxyView {
   }
 
   private read(): ProxyRecord | undefined {
+    const text = this.raw();
     try {
-      return JSON.parse(readFileSync(join(this.dir, 'record.json'), 'utf8')) as ProxyRecord;
+      return text === undefined ? undefined : (JSON.parse(text) as ProxyRecord);
+    } catch {
+      return undefined;
+    }
+  }
+
+  private raw(): string | undefined {
+    try {
+      return readFileSync(join(this.dir, 'record.json'), 'utf8');
     } catch {
       return undefined;
     }

@@ -36,11 +36,16 @@ export const eavesdrop: Scenario = {
       '/overview',
       'the victim asks customers for its overview (customers reads accounts)',
     );
-    proxyEvidence(ctx, proxy, LINK_MARKER, 'relaying the bytes as they are');
+    await proxyEvidence(ctx, proxy, LINK_MARKER, 'relaying the bytes as they are');
     if (ctx.posture === 'trusted') {
       const terminating = await swapProxy(ctx, { tls: await attackerCertificate(ctx, LINK.callee) });
       await victimCall(ctx, LINK.caller, '/overview', 'the victim asks for the overview again');
-      proxyEvidence(ctx, terminating, LINK_MARKER, 'terminating TLS with its own certificate for accounts');
+      await proxyEvidence(
+        ctx,
+        terminating,
+        LINK_MARKER,
+        'terminating TLS with its own certificate for accounts',
+      );
     }
   },
 

@@ -69,6 +69,7 @@ async function overviewThroughProxy(ctx: ScenarioContext, proxy: ProxyView, how:
   );
   const got = (body as { peers?: Record<string, { status?: number; count?: number; code?: string }> } | null)
     ?.peers?.[LINK.callee];
+  await proxy.settled?.();
   const s = proxy.stats();
   ctx.evidence.attempts.push({
     action: `change the accounts answer customers receives (${how})`,
