@@ -1,6 +1,5 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../src/cli/base-command.js';
-import { TrustedMsError } from '../../src/errors.js';
 import type { PruneResult } from '../../src/lab/runtimes/docker/prune.js';
 
 export type LabPruneResult = PruneResult;
@@ -21,17 +20,8 @@ export default class LabPrune extends BaseCommand {
 
   async run(): Promise<LabPruneResult> {
     const { flags } = await this.parse(LabPrune);
-    const { connectEngine } = await import('../../src/lab/runtimes/docker/engine.js');
-    const docker = await connectEngine();
-    if (!docker) {
-      throw new TrustedMsError(
-        'LAB_START_FAILED',
-        'no Docker engine answers (DOCKER_HOST or /var/run/docker.sock)',
-        {
-          actions: ['start dockerd; images exist only on an engine'],
-        },
-      );
-    }
+    const { requireEngine } = await import('../../src/lab/runtimes/docker/engine.js');
+    const docker = await requireEngine();
     const { pruneLabImages } = await import('../../src/lab/runtimes/docker/prune.js');
     const result = await pruneLabImages(docker, { all: flags.all });
     const mib = (result.reclaimedBytes / 1024 / 1024).toFixed(0);
