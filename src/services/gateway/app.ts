@@ -97,7 +97,12 @@ const BASIC_REALM = 'Basic realm="trusted-ms"';
 /** none: password re-checks of cached credentials running in the background at once */
 const MAX_BACKGROUND_CHECKS = 4;
 /** checkPassword refusals passed on as they are; any other failure is AUTH_FAILED. */
-const PASSWORD_PASS_THROUGH = new Set(['ACCOUNT_LOCKED', 'RATE_LIMITED', 'SERVICE_UNAVAILABLE', 'USER_REVOKED']);
+const PASSWORD_PASS_THROUGH = new Set([
+  'ACCOUNT_LOCKED',
+  'RATE_LIMITED',
+  'SERVICE_UNAVAILABLE',
+  'USER_REVOKED',
+]);
 
 interface CachedPrincipal {
   user: string;

@@ -94,7 +94,9 @@ export async function startSampleService(hooks: SampleKitHooks = {}): Promise<vo
 
   const stop = (): void => {
     setTimeout(() => process.exit(0), 1000).unref();
-    void Promise.allSettled([app.close(), feed?.stop(), ...agents.map((a) => a.destroy())]).finally(() => process.exit(0));
+    void Promise.allSettled([app.close(), feed?.stop(), ...agents.map((a) => a.destroy())]).finally(() =>
+      process.exit(0),
+    );
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);

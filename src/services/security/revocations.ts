@@ -58,7 +58,10 @@ function recordsOf(data: StoreData): RevocationRecords {
 
 export function assertServiceName(name: unknown): asserts name is string {
   if (typeof name !== 'string' || !SERVICE_RE.test(name)) {
-    throw new TrustedMsError('INVALID_NAME', `invalid service name ${JSON.stringify(String(name).slice(0, 64))}`);
+    throw new TrustedMsError(
+      'INVALID_NAME',
+      `invalid service name ${JSON.stringify(String(name).slice(0, 64))}`,
+    );
   }
 }
 
@@ -67,7 +70,11 @@ export function assertServiceName(name: unknown): asserts name is string {
  * second after now, since a ticket's `iat` is in whole seconds: a ticket issued earlier in this very
  * second must be refused too.
  */
-export async function revokeUserIn(store: LabStore, name: string, actor: string): Promise<UserRevocationResult> {
+export async function revokeUserIn(
+  store: LabStore,
+  name: string,
+  actor: string,
+): Promise<UserRevocationResult> {
   assertUserName(name);
   const at = store.now();
   const result = await store.update((data) => {
@@ -82,7 +89,13 @@ export async function revokeUserIn(store: LabStore, name: string, actor: string)
     users[name] = { name, revoked: true, notBefore, revokedAt: at.toISOString() };
     return { user: name, revoked: true, notBefore, changed: previous?.revoked !== true };
   });
-  await store.audit({ actor, action: 'user.revoke', target: name, outcome: 'ok', detail: { notBefore: result.notBefore } });
+  await store.audit({
+    actor,
+    action: 'user.revoke',
+    target: name,
+    outcome: 'ok',
+    detail: { notBefore: result.notBefore },
+  });
   return result;
 }
 
@@ -117,7 +130,13 @@ export async function reinstateUserIn(
     if (changed) e.reinstatedAt = store.now().toISOString();
     return { user: name, revoked: false, notBefore: e.notBefore, changed };
   });
-  await store.audit({ actor, action: 'user.reinstate', target: name, outcome: 'ok', detail: { changed: result.changed } });
+  await store.audit({
+    actor,
+    action: 'user.reinstate',
+    target: name,
+    outcome: 'ok',
+    detail: { changed: result.changed },
+  });
   return result;
 }
 
@@ -130,7 +149,13 @@ export async function quarantineIn(store: LabStore, name: string, actor: string)
     services[name] = { name, quarantinedAt: at };
     return true;
   });
-  await store.audit({ actor, action: 'service.quarantine', target: name, outcome: 'ok', detail: { changed } });
+  await store.audit({
+    actor,
+    action: 'service.quarantine',
+    target: name,
+    outcome: 'ok',
+    detail: { changed },
+  });
   return { service: name, quarantined: true, changed };
 }
 
@@ -229,7 +254,11 @@ export class RevocationBook {
    * One long poll: the current list at once when `since` is not its version, else when it changes
    * or after HOLD_MS. `part` names the asker, for confirmations only.
    */
-  next(since: string | undefined, part: string | undefined, onClose: (cb: () => void) => void): Promise<RevocationList> | RevocationList {
+  next(
+    since: string | undefined,
+    part: string | undefined,
+    onClose: (cb: () => void) => void,
+  ): Promise<RevocationList> | RevocationList {
     if (part !== undefined && since !== undefined) this.#confirm(part, since);
     if (since !== this.#list.version) return this.#list;
     return new Promise((resolve) => {
