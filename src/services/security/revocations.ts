@@ -243,7 +243,10 @@ export class RevocationBook {
     this.#waiters.clear();
     this.#check(pending);
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([confirmed, new Promise((r) => (timer = setTimeout(r, CONFIRM_MS)))]);
+    const timeout = new Promise<void>((r) => {
+      timer = setTimeout(r, CONFIRM_MS);
+    });
+    await Promise.race([confirmed, timeout]);
     clearTimeout(timer);
     this.#pending.delete(pending);
     const count = [...expected].filter((p) => (this.#held.get(p) ?? 0) >= n).length;
