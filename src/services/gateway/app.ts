@@ -197,10 +197,11 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
   });
 
   /** none: a good cached password check no longer counts once its user is revoked. */
-  const principalFor = async (header: string | undefined): Promise<CachedPrincipal> => {
+  const principalFor = async (header: string | undefined, ctx?: RequestContext): Promise<CachedPrincipal> => {
     if (header === undefined) throw new TrustedMsError('AUTH_FAILED', 'authentication required');
     const key = createHash('sha256').update(header).digest('base64');
     const p = await cachedPrincipalFor(key, header);
+    if (ctx !== undefined) ctx.user = p.user;
     if (deps.revocations?.userRevoked(p.user) === true) {
       basicCache.delete(key);
       throw new TrustedMsError('USER_REVOKED', `${p.user} is revoked`);
@@ -298,8 +299,7 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
     if (contentType !== undefined) headers['content-type'] = contentType;
 
     if (posture === 'none') {
-      const p = await principalFor(request.headers.authorization);
-      ctx.user = p.user;
+      const p = await principalFor(request.headers.authorization, ctx);
       headers['x-tms-user'] = p.user;
       headers['x-tms-role'] = p.role;
       headers['x-tms-perms'] = p.perms;

@@ -113,6 +113,15 @@ async function timeToRefusal(
   return out;
 }
 
+/** How many refusals with `code` for `user` the gateway logged (one JSON line each). */
+async function gatewayRefusals(lab: RunningLab, code: string, user: string): Promise<number> {
+  const part = lab.state.parts.find((p) => p.kind === 'gateway');
+  if (part === undefined) throw new Error('no gateway part');
+  return (await readFile(part.logFile, 'utf8'))
+    .split('\n')
+    .filter((l) => l.includes(`"refused":"${code}"`) && l.includes(`"user":"${user}"`)).length;
+}
+
 async function restartPart(lab: RunningLab, kind: 'security' | 'gateway'): Promise<void> {
   const runtime = new ProcessRuntime();
   const part = lab.state.parts.find((p) => p.kind === kind);
@@ -177,6 +186,8 @@ describe.each(['none', 'paper', 'trusted'] as Posture[])('user revoke, posture %
     const code = posture === 'none' ? 'USER_REVOKED' : 'TICKET_REVOKED';
     expect(refused.gateway?.answer).toMatchObject({ code });
     expect(refused.gateway?.ms).toBeLessThanOrEqual(LIMIT_MS);
+    // the gateway refused it itself (the service behind it would refuse it too: see its own probe)
+    expect(await gatewayRefusals(lab, code, 'bob')).toBeGreaterThan(0);
     if (posture !== 'none') {
       expect(refused.service?.answer).toMatchObject({ status: 401, code: 'TICKET_REVOKED' });
       expect(refused.service?.ms).toBeLessThanOrEqual(LIMIT_MS);
@@ -280,6 +291,7 @@ describe('trusted: quarantine at the peers, restarts', () => {
 
   it('revocations and quarantines stay after the security service restarts', async () => {
     const bob = await lab.login('bob');
+    const alice = await lab.login('alice');
     expect((await cli(lab, ['user', 'revoke', 'bob'])).exitCode).toBe(0);
     expect((await cli(lab, ['service', 'quarantine', 'catalog'])).exitCode).toBe(0);
     await restartPart(lab, 'security');
@@ -288,19 +300,36 @@ describe('trusted: quarantine at the peers, restarts', () => {
       result: { name: string; quarantined?: boolean }[];
     };
     expect(list.result.find((s) => s.name === 'catalog')?.quarantined).toBe(true);
+
+    // the parts that stayed up are back on the restarted service's feed: a new revocation reaches
+    // them within 1 s too
+    const dispatcher = await directClient(lab, 'accounts');
+    const refused = await timeToRefusal(lab, ['user', 'revoke', 'alice'], {
+      gateway: () => viaGateway(lab, alice, 'accounts', '/db/accounts/records'),
+      service: () => direct(lab, alice, 'accounts', '/db/accounts/records', dispatcher),
+    });
+    console.log(
+      `revoke after a security restart (trusted): gateway ${refused.gateway?.ms.toFixed(0)} ms, service ${refused.service?.ms.toFixed(0)} ms`,
+    );
+    for (const r of [refused.gateway, refused.service]) {
+      expect(r?.answer).toMatchObject({ code: 'TICKET_REVOKED' });
+      expect(r?.ms).toBeLessThanOrEqual(LIMIT_MS);
+    }
+    expect(await gatewayRefusals(lab, 'TICKET_REVOKED', 'alice')).toBeGreaterThan(0);
+    expect((await cli(lab, ['user', 'reinstate', 'alice'])).exitCode).toBe(0);
+
     // a gateway started now learns them from the restarted security service
     await restartPart(lab, 'gateway');
     expect(await viaGateway(lab, bob, 'accounts', '/db/accounts/records')).toMatchObject({
       code: 'TICKET_REVOKED',
     });
-    const alice = await lab.login('alice');
-    expect(await viaGateway(lab, alice, 'catalog', CATALOG)).toMatchObject({
+    const alice2 = await lab.login('alice');
+    expect(await viaGateway(lab, alice2, 'catalog', CATALOG)).toMatchObject({
       status: 503,
       code: 'SERVICE_QUARANTINED',
     });
-    // and the feed of a part that stayed up carries on across the restart: a release reaches it
     expect((await cli(lab, ['service', 'release', 'catalog'])).exitCode).toBe(0);
-    expect(await viaGateway(lab, alice, 'catalog', CATALOG)).toMatchObject({ status: 200 });
+    expect(await viaGateway(lab, alice2, 'catalog', CATALOG)).toMatchObject({ status: 200 });
     expect((await cli(lab, ['user', 'reinstate', 'bob'])).exitCode).toBe(0);
   });
 
