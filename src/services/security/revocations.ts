@@ -22,6 +22,8 @@ export const CONFIRM_MS = 1000;
 const SERVICE_RE = /^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 /** Part names remembered for confirmations (they are self-declared: bounded). */
 const MAX_PARTS = 1000;
+/** Polls held at once; beyond, answered at once (the lab has ~21 listeners; a flood must not pile up). */
+const MAX_WAITERS = 1000;
 
 export interface Propagation {
   /** parts holding a long poll when the change was made */
@@ -217,6 +219,11 @@ export class RevocationBook {
     return this.#list;
   }
 
+  /** Polls held open right now. */
+  get listening(): number {
+    return this.#waiters.size;
+  }
+
   userRevoked(name: string): boolean {
     return Object.hasOwn(this.#list.users, name) && this.#list.users[name]?.revoked === true;
   }
@@ -263,7 +270,7 @@ export class RevocationBook {
     onClose: (cb: () => void) => void,
   ): Promise<RevocationList> | RevocationList {
     if (part !== undefined && since !== undefined) this.#confirm(part, since);
-    if (since !== this.#list.version) return this.#list;
+    if (since !== this.#list.version || this.#waiters.size >= MAX_WAITERS) return this.#list;
     return new Promise((resolve) => {
       const waiter: Waiter = {
         part,
