@@ -233,7 +233,7 @@ describe.each(['none', 'paper', 'trusted'] as Posture[])('user revoke, posture %
     const list = await cli(lab, ['service', 'list', '--json']);
     const services = (JSON.parse(list.stdout) as { result: { name: string; quarantined?: boolean }[] })
       .result;
-    if (services.length > 0) expect(services.find((s) => s.name === 'accounts')?.quarantined).toBe(true);
+    expect(services.find((s) => s.name === 'accounts')?.quarantined).toBe(true);
     const release = await cli(lab, ['service', 'release', 'accounts']);
     expect(release.exitCode, release.stderr).toBe(0);
     expect(await viaGateway(lab, alice, 'accounts', '/db/accounts/records')).toMatchObject({ status: 200 });
