@@ -7,11 +7,14 @@ import { loadLabCa } from '../../pki/ca.js';
 import { openLabStore } from '../../store/open.js';
 import { buildSecurityService } from './app.js';
 import { ServiceRegistry } from './registry.js';
+import { RevocationBook } from './revocations.js';
 
 const config = readPartConfig('security');
 const store = openLabStore(config.home);
 const registry = new ServiceRegistry(store, config.posture);
 await registry.load();
+const revocations = new RevocationBook(store);
+await revocations.load();
 const privateKey = createPrivateKey(readFileSync(config.ticketKeyFile, 'utf8'));
 const labToken = readSecret(config.labTokenFile);
 
@@ -20,6 +23,7 @@ const app = buildSecurityService({
   posture: config.posture,
   store,
   registry,
+  revocations,
   signingKey: { kid: jwkThumbprint(privateKey), privateKey },
   sealKey: Buffer.from(readSecret(config.sealKeyFile), 'base64url'),
   labToken,
