@@ -600,6 +600,23 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
         imported: await importHtpasswd(store, request.body.text, request.body.role, { actor: 'admin' }),
       }),
     );
+    admin.post<{ Params: { name: string }; Body: { password: string } }>(
+      '/v1/admin/users/:name/check-password',
+      {
+        schema: {
+          body: {
+            type: 'object',
+            required: ['password'],
+            additionalProperties: false,
+            properties: { password: { type: 'string', minLength: 1, maxLength: 1024 } },
+          },
+        },
+      },
+      async (request) => ({
+        upgraded: (await checkPassword(store, request.params.name, request.body.password, { actor: 'admin' }))
+          .upgraded,
+      }),
+    );
     admin.get<{ Params: { name: string } }>('/v1/admin/users/:name', async (request) =>
       toPublicUser(await getUser(store, request.params.name)),
     );
