@@ -28,6 +28,7 @@ import {
 import { CLIENT_ADDRESS_HEADER, clientAddressOf } from '../client-address.js';
 import { createHttpApp } from '../http.js';
 import { LoginLockout, RateLimiter } from '../rate-limit.js';
+import { labAudience, labIssuer } from './issuer.js';
 import type { ServiceRegistry, ServiceStatus } from './registry.js';
 
 export interface SecurityDeps {
@@ -51,13 +52,7 @@ export interface SecurityDeps {
   insecureNoRateLimit?: boolean;
 }
 
-export function labIssuer(labId: string): string {
-  return `trusted-ms://lab-${labId}/security`;
-}
-
-export function labAudience(labId: string): string {
-  return `trusted-ms://lab-${labId}`;
-}
+export { labAudience, labIssuer } from './issuer.js';
 
 type Pending =
   | { kind: 'trusted'; challenge: Challenge }
