@@ -190,14 +190,13 @@ export class AuditLog {
       await serialised(this.file, () => this.#writeBatch()).catch(() => undefined);
     }
     this.#flushing = false;
+    // Not through `serialised`: another AuditLog of this file in this process may be queued there,
+    // waiting for the very lock this lets go of. No batch of ours runs now (a new flush clears the timer).
     if (this.#holdLockMs > 0) {
-      this.#releaseTimer = setTimeout(
-        () => void serialised(this.file, () => this.#letGo()),
-        this.#holdLockMs,
-      );
+      this.#releaseTimer = setTimeout(() => void this.#letGo(), this.#holdLockMs);
       this.#releaseTimer.unref();
     } else {
-      await serialised(this.file, () => this.#letGo());
+      await this.#letGo();
     }
   }
 
