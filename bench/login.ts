@@ -1,8 +1,9 @@
 /**
  * The login handshake alone, on one idle process lab (trusted, BENCH_SERVICES services, default 3):
  * sequential logins of one user, each next to one password hash so that the hash is subtracted at
- * the machine's load of that moment, plus the security service's CPU per login. And the CLI's cold
- * start (`--version`, `--help`, `user list`). Numbers only, nothing asserted. Run: `npm run bench:login`.
+ * the machine's load of that moment, plus the security service's CPU per login; the same service's
+ * store cost in-process (bench/security-store.ts). And the CLI's cold start (`--version`, `--help`,
+ * `user list`, `lab status`). Numbers only, nothing asserted. Run: `npm run bench:login`.
  * Environment: BENCH_LOGINS (60), BENCH_SERVICES (3), BENCH_CLI_RUNS (9).
  */
 import { readFileSync } from 'node:fs';
@@ -15,6 +16,7 @@ import { closeClients, openClients } from '../src/load/run.js';
 import { createVirtualUsers } from '../src/load/users.js';
 import { openUserAdmin } from '../src/users/admin.js';
 import { cliColdStartMs, sequentialLoginMs } from './micro.js';
+import { formatSecurityStoreFigures, securityStoreFigures } from './security-store.js';
 
 const LOGINS = Number(process.env.BENCH_LOGINS ?? 60);
 const SERVICES = Number(process.env.BENCH_SERVICES ?? 3);
@@ -56,6 +58,7 @@ try {
   } finally {
     await labDown(home);
   }
+  console.log(formatSecurityStoreFigures(await securityStoreFigures(LOGINS)));
   for (const args of [
     ['--version'],
     ['--help'],
