@@ -30,6 +30,10 @@ const user = (name: string): UserRecord => ({
   updatedAt: 't',
 });
 
+function addTo(data: StoreData, name: string): void {
+  data.users[name] = user(name);
+}
+
 async function onDisk(): Promise<StoreData> {
   return JSON.parse(await readFile(join(home, 'store.json'), 'utf8')) as StoreData;
 }
@@ -39,7 +43,7 @@ describe('LabStore, resident', () => {
     const store = new LabStore(home, { resident: true });
     try {
       for (let i = 0; i < 5; i++) {
-        await store.update((d) => void (d.users[`u${i}`] = user(`u${i}`)));
+        await store.update((d) => addTo(d, `u${i}`));
         expect(Object.keys((await onDisk()).users)).toContain(`u${i}`);
         await store.audit({ actor: 'test', action: `test.${i}`, outcome: 'ok' });
         expect(await readFile(join(home, 'audit.jsonl'), 'utf8')).toContain(`"test.${i}"`);
@@ -51,13 +55,13 @@ describe('LabStore, resident', () => {
 
   it('hands out frozen snapshots that later writes do not change', async () => {
     const store = new LabStore(home, { resident: true });
-    await store.update((d) => void (d.users.a = user('a')));
+    await store.update((d) => addTo(d, 'a'));
     const before = await store.data();
     expect(Object.isFrozen(before.users.a)).toBe(true);
     expect(() => {
       (before.users as Record<string, UserRecord>).b = user('b');
     }).toThrow(TypeError);
-    await store.update((d) => void (d.users.b = user('b')));
+    await store.update((d) => addTo(d, 'b'));
     expect(Object.keys(before.users)).toEqual(['a']);
     expect(Object.keys((await store.data()).users).sort()).toEqual(['a', 'b']);
   });
@@ -65,18 +69,14 @@ describe('LabStore, resident', () => {
   it('sees writes by another writer of the file and never overwrites them', async () => {
     const resident = new LabStore(home, { resident: true });
     const other = new LabStore(home);
-    await resident.update((d) => void (d.users.r0 = user('r0')));
+    await resident.update((d) => addTo(d, 'r0'));
     await resident.data(); // cached now
-    await other.update((d) => void (d.users.o0 = user('o0')));
+    await other.update((d) => addTo(d, 'o0'));
     expect(Object.keys((await resident.data()).users).sort()).toEqual(['o0', 'r0']);
     // Interleaved, and concurrent: every write of both survives.
     await Promise.all([
-      ...Array.from({ length: 15 }, (_, i) =>
-        resident.update((d) => void (d.users[`r${i + 1}`] = user(`r${i + 1}`))),
-      ),
-      ...Array.from({ length: 15 }, (_, i) =>
-        other.update((d) => void (d.users[`o${i + 1}`] = user(`o${i + 1}`))),
-      ),
+      ...Array.from({ length: 15 }, (_, i) => resident.update((d) => addTo(d, `r${i + 1}`))),
+      ...Array.from({ length: 15 }, (_, i) => other.update((d) => addTo(d, `o${i + 1}`))),
     ]);
     expect(Object.keys((await onDisk()).users)).toHaveLength(32);
     expect(Object.keys((await resident.data()).users)).toHaveLength(32);
