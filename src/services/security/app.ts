@@ -28,6 +28,7 @@ import {
 import { CLIENT_ADDRESS_HEADER, clientAddressOf } from '../client-address.js';
 import { createHttpApp } from '../http.js';
 import { LoginLockout, RateLimiter } from '../rate-limit.js';
+import { labAudience, labIssuer } from './issuer.js';
 import type { ServiceRegistry, ServiceStatus } from './registry.js';
 import { RevocationBook, registerRevocationRoutes } from './revocations.js';
 
@@ -54,13 +55,7 @@ export interface SecurityDeps {
   insecureNoRateLimit?: boolean;
 }
 
-export function labIssuer(labId: string): string {
-  return `trusted-ms://lab-${labId}/security`;
-}
-
-export function labAudience(labId: string): string {
-  return `trusted-ms://lab-${labId}`;
-}
+export { labAudience, labIssuer } from './issuer.js';
 
 type Pending =
   | { kind: 'trusted'; challenge: Challenge }
@@ -626,6 +621,23 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
       },
       async (request) => ({
         imported: await importHtpasswd(store, request.body.text, request.body.role, { actor: 'admin' }),
+      }),
+    );
+    admin.post<{ Params: { name: string }; Body: { password: string } }>(
+      '/v1/admin/users/:name/check-password',
+      {
+        schema: {
+          body: {
+            type: 'object',
+            required: ['password'],
+            additionalProperties: false,
+            properties: { password: { type: 'string', minLength: 1, maxLength: 1024 } },
+          },
+        },
+      },
+      async (request) => ({
+        upgraded: (await checkPassword(store, request.params.name, request.body.password, { actor: 'admin' }))
+          .upgraded,
       }),
     );
     admin.get<{ Params: { name: string } }>('/v1/admin/users/:name', async (request) =>

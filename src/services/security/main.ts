@@ -10,7 +10,9 @@ import { ServiceRegistry } from './registry.js';
 import { RevocationBook } from './revocations.js';
 
 const config = readPartConfig('security');
-const store = openLabStore(config.home);
+// Resident: while the lab runs this process is the store's only writer, so it keeps the store in
+// memory and the audit chain's head (every write still on disk before it is acknowledged).
+const store = openLabStore(config.home, { resident: true });
 const registry = new ServiceRegistry(store, config.posture);
 await registry.load();
 const revocations = new RevocationBook(store);
@@ -50,7 +52,10 @@ await app.listen({ host: config.host, port: config.port });
 console.log(`security service (${config.posture}) listening on ${config.host}:${config.port}`);
 
 const stop = (): void => {
-  void app.close().finally(() => process.exit(0));
+  void app
+    .close()
+    .then(() => store.close())
+    .finally(() => process.exit(0));
   setTimeout(() => process.exit(0), 1500).unref();
 };
 process.on('SIGTERM', stop);
