@@ -3,7 +3,7 @@ import { login } from '../../client/login.js';
 import type { Session } from '../../client/session.js';
 import { TrustedMsError } from '../../errors.js';
 import { BODY_LIMIT } from '../../services/http.js';
-import { assertFloodableLab, DOS_THRESHOLDS, judgeByDegradation, measureUnderFlood } from '../dos.js';
+import { DOS_THRESHOLDS, judgeByDegradation, measureUnderFlood, removeFloodLeftovers } from '../dos.js';
 import { TARGET } from '../target.js';
 import type { Scenario } from '../types.js';
 
@@ -51,7 +51,6 @@ export const requestFlood: Scenario = {
   expected: { none: 'succeeded', paper: 'succeeded', trusted: 'blocked' },
 
   async setup(ctx) {
-    assertFloodableLab(ctx);
     const names = ctx.lab.parts.filter((p) => p.kind === 'service').map((p) => p.name);
     for (const name of [FLOODED.service, TARGET.service]) {
       if (!names.includes(name)) {
@@ -101,5 +100,7 @@ export const requestFlood: Scenario = {
   // p95: the victim's reads of the flooded service queue behind the flood's, while its reads of the
   // other service do not; the factor is the request flood's own, from its measurements.
   judge: judgeByDegradation('p95', DOS_THRESHOLDS.requestFloodLatencyFactor),
-  // Nothing to undo: the sessions expire by themselves and the rate-limit buckets refill.
+  // The sessions expire by themselves and the rate-limit buckets refill: what is left to undo is a
+  // flood container of a run cut short (Docker).
+  revert: removeFloodLeftovers,
 };
