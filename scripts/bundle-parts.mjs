@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Bundles the security service and the gateway into `dist/lab/security.mjs` and
 // `dist/lab/gateway.mjs`, the files `lab up` starts, and the programs the lab runs in containers of
-// their own on a Docker lab's edge network (the DoS attacker's flood: `dist/lab/flood.mjs`), which
+// their own on a Docker lab's edge network (the DoS attacker's flood: `dist/lab/flood.mjs`; the
+// clients of `lab load --client-containers`: `dist/lab/load-client.mjs`), which
 // get that one file on the bare node image. Why: started from `dist/src` each part resolved
 // and read hundreds of files from node_modules at start-up (~450 ms and ~280 ms of CPU, measured
 // here); one bundled file takes ~190 ms and ~160 ms, and the security service is on `lab up`'s
@@ -17,6 +18,7 @@ const PARTS = {
   security: 'dist/src/services/security/main.js',
   gateway: 'dist/src/services/gateway/main.js',
   flood: 'dist/src/attacks/flood-main.js',
+  'load-client': 'dist/src/load/client-main.js',
 };
 for (const [part, entry] of Object.entries(PARTS)) {
   await build({

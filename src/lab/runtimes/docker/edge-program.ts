@@ -28,6 +28,8 @@ export interface EdgeProgramSpec {
   memoryBytes?: number;
   /** told each JSON line the program writes to stdout (program-io.ts emit) */
   onMessage?: (message: Record<string, unknown>) => void;
+  /** keep its stdin open for `send` (a signal to all programs of a run at once, e.g. go) */
+  stdin?: boolean;
 }
 
 export interface EdgeProgramExit {
@@ -60,8 +62,16 @@ export class EdgeProgram implements AsyncDisposable {
     /** the container's own address on the lab's edge network */
     readonly address: string,
     exited: Promise<EdgeProgramExit>,
+    private readonly input: NodeJS.WritableStream | undefined,
   ) {
     this.exited = exited;
+  }
+
+  /** Writes one line to its stdin (spec.stdin); false when it has no open stdin. */
+  send(line: string): boolean {
+    if (this.input === undefined) return false;
+    this.input.write(`${line}\n`);
+    return true;
   }
 
   static async start(runtime: DockerRuntime, lab: LabState, spec: EdgeProgramSpec): Promise<EdgeProgram> {
@@ -84,6 +94,7 @@ export class EdgeProgram implements AsyncDisposable {
       User: `${uid}:${gid}`,
       WorkingDir: '/',
       Labels: { [LABEL.lab]: lab.labId, [LABEL.part]: spec.name, [LABEL.posture]: lab.posture },
+      ...(spec.stdin ? { OpenStdin: true, StdinOnce: false, AttachStdin: true } : {}),
       HostConfig: {
         Init: true,
         NetworkMode: names.edge,
@@ -93,6 +104,7 @@ export class EdgeProgram implements AsyncDisposable {
     const removeIt = () => idempotent(() => container.remove({ force: true }));
     let exited: Promise<EdgeProgramExit>;
     let address: string | undefined;
+    let stdin: NodeJS.WritableStream | undefined;
     try {
       await container.putArchive(
         packTar([
@@ -113,7 +125,9 @@ export class EdgeProgram implements AsyncDisposable {
         stream: true,
         stdout: true,
         stderr: true,
-      })) as NodeJS.ReadableStream;
+        ...(spec.stdin ? { stdin: true, hijack: true } : {}),
+      })) as NodeJS.ReadWriteStream;
+      if (spec.stdin) stdin = stream;
       const out = new PassThrough();
       const err = new PassThrough();
       docker.modem.demuxStream(stream, out, err);
@@ -170,7 +184,7 @@ export class EdgeProgram implements AsyncDisposable {
       await removeIt();
       throw e;
     }
-    return new EdgeProgram(docker, container.id, address, exited);
+    return new EdgeProgram(docker, container.id, address, exited, stdin);
   }
 
   /**
@@ -193,6 +207,7 @@ export class EdgeProgram implements AsyncDisposable {
 
   /** Removes the container, running or not. Idempotent. */
   async remove(): Promise<void> {
+    (this.input as { destroy?: () => void } | undefined)?.destroy?.();
     await idempotent(() => this.docker.getContainer(this.containerId).remove({ force: true }));
   }
 
@@ -202,18 +217,22 @@ export class EdgeProgram implements AsyncDisposable {
 }
 
 /**
- * Every container of the lab labelled `part` (an edge program a run left behind when it was cut
- * short), removed. Returns how many.
+ * Every container of the lab whose part label is `part` (or matches it), an edge program a run
+ * left behind when it was cut short, removed. Returns how many.
  */
 export async function removeEdgePrograms(
   runtime: DockerRuntime,
   labId: string,
-  part: string,
+  part: string | RegExp,
 ): Promise<number> {
-  const found = await runtime.docker.listContainers({
-    all: true,
-    filters: { label: [`${LABEL.lab}=${labId}`, `${LABEL.part}=${part}`] },
-  });
+  const found = (
+    await runtime.docker.listContainers({
+      all: true,
+      filters: {
+        label: [`${LABEL.lab}=${labId}`, ...(typeof part === 'string' ? [`${LABEL.part}=${part}`] : [])],
+      },
+    })
+  ).filter((c) => typeof part === 'string' || part.test(c.Labels[LABEL.part] ?? ''));
   await Promise.all(
     found.map((c) => idempotent(() => runtime.docker.getContainer(c.Id).remove({ force: true }))),
   );
