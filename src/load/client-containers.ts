@@ -103,6 +103,10 @@ export async function runInClientContainers(
         ...(perClientRate === undefined ? {} : { rate: perClientRate }),
         ...(opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs }),
         goWithinMs: READY_WITHIN_MS,
+        // All N log in at once as their containers start (the host's own load logs in 8 at a
+        // time): a fleet ramping up on 2 cores waits out the gateway's 5 s password-check limit
+        // again and again, so each keeps trying for most of the time the host waits for it.
+        loginRetryMs: READY_WITHIN_MS - 20_000,
       };
       const p = await EdgeProgram.start(runtime, lab, {
         name: `${PART_PREFIX}${u.index}`,

@@ -21,6 +21,8 @@ export interface ClientJob {
   timeoutMs?: number;
   /** how long it waits for the host's go once logged in, then gives up without sending */
   goWithinMs: number;
+  /** how long it keeps retrying a login refused as RATE_LIMITED or timed out */
+  loginRetryMs: number;
 }
 
 /** What a client container reports, one JSON line each. Histograms: HDR, compressed base64. */

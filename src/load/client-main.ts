@@ -36,7 +36,7 @@ try {
   const users = [{ ...job.user, privateKey: createPrivateKey(job.user.privateKeyPem) }];
   const clients = openClients(origin, 1, job.timeoutMs, false);
   try {
-    const login = await loginAll({ lab, users }, clients);
+    const login = await loginAll({ lab, users, loginRetryMs: job.loginRetryMs }, clients);
     report({ event: 'ready', loggedIn: login.sessions[0] !== undefined });
     if (!(await go(job.goWithinMs))) throw new Error('no go from the host in time');
     const { histogram, serviceHistograms, ...figures } = await sendRequests(
