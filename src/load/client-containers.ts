@@ -17,8 +17,10 @@ import { eachLimited, type VirtualUser } from './users.js';
 const START_CONCURRENCY = 8;
 /** Each client container's memory limit: a Node client uses a fraction of it (measured, below). */
 const CLIENT_MEMORY_BYTES = 256 * 1024 * 1024;
-/** How long a client waits for the go after its login, and the host for every client's login. */
-const READY_WITHIN_MS = 120_000;
+/** How long a client waits for its turn to log in and for the go, and the host for every login. */
+const READY_WITHIN_MS = 180_000;
+/** Clients logging in at a time (the host's own load: LOGIN_CONCURRENCY, 8). */
+const LOGINS_AT_ONCE = 8;
 const GRACE_MS = 5000;
 const PART_PREFIX = 'load-client-';
 const MiB = 1024 * 1024;
@@ -74,8 +76,22 @@ export async function runInClientContainers(
   const everyoneReady = new Promise<void>((r) => {
     allReady = r;
   });
+  // Whose turn it is to log in: LOGINS_AT_ONCE at a time, in the order their containers started.
+  const waiting: { p: EdgeProgram; index: number }[] = [];
+  const loggingIn = new Set<number>();
+  const pump = (): void => {
+    while (loggingIn.size < LOGINS_AT_ONCE && waiting.length > 0) {
+      const next = waiting.shift() as { p: EdgeProgram; index: number };
+      if (settled.has(next.index)) continue;
+      loggingIn.add(next.index);
+      next.p.send('login');
+    }
+  };
   const settle = (index: number): void => {
+    if (settled.has(index)) return;
     settled.add(index);
+    loggingIn.delete(index);
+    pump();
     if (settled.size === users.length) allReady();
   };
   const t0 = performance.now();
@@ -103,10 +119,7 @@ export async function runInClientContainers(
         ...(perClientRate === undefined ? {} : { rate: perClientRate }),
         ...(opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs }),
         goWithinMs: READY_WITHIN_MS,
-        // All N log in at once as their containers start (the host's own load logs in 8 at a
-        // time): a fleet ramping up on 2 cores waits out the gateway's 5 s password-check limit
-        // again and again, so each keeps trying for most of the time the host waits for it.
-        loginRetryMs: READY_WITHIN_MS - 20_000,
+        loginRetryMs: 30_000,
       };
       const p = await EdgeProgram.start(runtime, lab, {
         name: `${PART_PREFIX}${u.index}`,
@@ -124,6 +137,8 @@ export async function runInClientContainers(
         },
       });
       programs.push(p);
+      waiting.push({ p, index: u.index });
+      pump();
       void p.exited.then(() => settle(u.index));
       if (programs.length === users.length || Date.now() - lastShown > 1000) {
         lastShown = Date.now();
@@ -145,7 +160,10 @@ export async function runInClientContainers(
       1000,
     );
     progress.unref();
-    await Promise.race([everyoneReady, sleepFor(READY_WITHIN_MS)]);
+    const stopped = new Promise<void>((r) =>
+      opts.signal?.addEventListener('abort', () => r(), { once: true }),
+    );
+    await Promise.race([everyoneReady, sleepFor(READY_WITHIN_MS), stopped]);
     clearInterval(progress);
     const loginWindowMs = Math.round(performance.now() - t0);
     if (settled.size < users.length) {
