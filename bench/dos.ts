@@ -3,7 +3,9 @@
  * dos.request-flood ROUNDS times against a lab in each posture, plus `trusted` with its rate limits
  * switched off (the broken defence the thresholds must still catch), and prints each run's figures
  * and, per scenario and posture, the spread of the latency ratio the verdict rests on.
- * Run: `npm run bench:dos -- [rounds] [services] [scenario id]` (default 5 rounds, 3 services, both). Numbers only, no assertions.
+ * Run: `npm run bench:dos -- [rounds] [services] [scenario id|both] [process|docker]` (default 5
+ * rounds, 3 services, both scenarios, process lab; on docker the attacker floods from a container of
+ * its own on the lab's edge network). Numbers only, no assertions.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,11 +16,13 @@ import { loginFlood } from '../src/attacks/scenarios/dos.login-flood.js';
 import { requestFlood } from '../src/attacks/scenarios/dos.request-flood.js';
 import { labDown } from '../src/lab/down.js';
 import type { Posture } from '../src/lab/posture.js';
+import { chooseRuntime } from '../src/lab/runtimes/select.js';
 import { labUp } from '../src/lab/up.js';
 
 const ROUNDS = Number(process.argv[2] ?? 5);
 const SERVICES = Number(process.argv[3] ?? 3);
-const ONLY = process.argv[4];
+const ONLY = process.argv[4] === 'both' ? undefined : process.argv[4];
+const RUNTIME = process.argv[5] === 'docker' ? 'docker' : 'process';
 const LABS: { name: string; posture: Posture; insecureNoRateLimit?: boolean }[] = [
   { name: 'none', posture: 'none' },
   { name: 'paper', posture: 'paper' },
@@ -27,7 +31,9 @@ const LABS: { name: string; posture: Posture; insecureNoRateLimit?: boolean }[] 
 ];
 
 const ratios = new Map<string, string[]>();
-console.log(`thresholds: ${JSON.stringify(DOS_THRESHOLDS)}; ${ROUNDS} rounds, ${SERVICES} services`);
+console.log(
+  `thresholds: ${JSON.stringify(DOS_THRESHOLDS)}; ${ROUNDS} rounds, ${SERVICES} services, ${RUNTIME} lab`,
+);
 console.log(
   'lab | scenario | legit base p50/p95 ms ok | during p50/p95 ms ok | ratio p50/p95 | flood sent/429/s | verdict',
 );
@@ -40,6 +46,7 @@ for (const l of LABS) {
       home,
       posture: l.posture,
       services: SERVICES,
+      runtime: (await chooseRuntime(RUNTIME)).runtime,
       ...(l.insecureNoRateLimit ? { insecureNoRateLimit: true } : {}),
     });
     for (let i = 0; i < ROUNDS; i++) {
@@ -55,10 +62,11 @@ for (const l of LABS) {
             `${m.legitBaselineP50Ms}/${m.legitBaselineP95Ms} ${m.legitBaselineSuccessRate}`,
             `${m.legitDuringP50Ms}/${m.legitDuringP95Ms} ${m.legitDuringSuccessRate}`,
             `${m.latencyRatioP50}/${m.latencyRatioP95}`,
-            `${m.floodSent}/${m.floodRefused429}/${m.floodPerSecond}`,
+            `${m.floodSent}/${m.floodRefused429}/${m.floodPerSecond} from ${r.evidence.attempts[1]?.action.split(', from ')[1] ?? '?'}`,
             r.outcome + (r.error ? ` ${r.error.code}: ${r.error.message}` : ''),
           ].join(' | '),
         );
+        if (process.env.BENCH_VERBOSE) console.log(`  flood: ${r.evidence.attempts[1]?.note}`);
       }
     }
   } finally {

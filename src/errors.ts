@@ -18,6 +18,8 @@ export const ERROR_CODES = {
   SCENARIO_NOT_FOUND: { exit: 2, http: 404 },
   SCENARIO_INCONCLUSIVE: { exit: 2, http: 500 },
   SCENARIO_UNSUPPORTED: { exit: 2, http: 400 },
+  /** an option that needs another runtime than the running lab's (client containers on a process lab) */
+  RUNTIME_UNSUPPORTED: { exit: 2, http: 400 },
   PASSWORD_REQUIRED: { exit: 2, http: 400 },
   REPORT_WRITE_FAILED: { exit: 2, http: 500 },
   // users, roles, policy

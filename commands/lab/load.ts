@@ -1,7 +1,7 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../src/cli/base-command.js';
 import { parseDuration } from '../../src/load/duration.js';
-import { type LabLoadResult, labLoad, MAX_CLIENTS } from '../../src/load/lab-load.js';
+import { type LabLoadResult, labLoad, MAX_CLIENT_CONTAINERS, MAX_CLIENTS } from '../../src/load/lab-load.js';
 import { loadResultJson, renderLoadResult } from '../../src/load/report.js';
 
 export type LabLoadCommandResult = Omit<LabLoadResult, 'histogram'>;
@@ -9,11 +9,12 @@ export type LabLoadCommandResult = Omit<LabLoadResult, 'histogram'>;
 export default class LabLoad extends BaseCommand {
   static override summary = 'Send load through the gateway: virtual users that log in and call the services.';
   static override description =
-    'Creates one user per client, each with its own key pair, through the running lab (and removes them after); each logs in with the full handshake on its own connection, then sends requests across the services until the duration is over. Closed loop by default (one request in flight per client); --rate sends at a constant total rate and measures latency from the intended send time, so a stall is not hidden (no coordinated omission). Latencies come from an HDR histogram. Traffic goes only to the lab gateway on 127.0.0.1 and stops at the duration.\n\nA mix file is JSON: {"roles": ["analyst", "admin"], "requests": [{"service": "orders", "database": "orders", "action": "read", "weight": 3}]}; each user draws only among the requests its role may do. Without one, every database of the lab with 6 read / 3 query / 1 write, and every role.';
+    'Creates one user per client, each with its own key pair, through the running lab (and removes them after); each logs in with the full handshake on its own connection, then sends requests across the services until the duration is over. Closed loop by default (one request in flight per client); --rate sends at a constant total rate and measures latency from the intended send time, so a stall is not hidden (no coordinated omission). Latencies come from an HDR histogram. Traffic goes only to the lab gateway on 127.0.0.1 and stops at the duration.\n\nA mix file is JSON: {"roles": ["analyst", "admin"], "requests": [{"service": "orders", "database": "orders", "action": "read", "weight": 3}]}; each user draws only among the requests its role may do. Without one, every database of the lab with 6 read / 3 query / 1 write, and every role.\n\nOn a Docker lab, --client-containers N runs the N virtual users as the paper did: each in a container of its own on the lab\'s edge network (the lab\'s node image, nothing pulled), sending to the gateway\'s address there, so the gateway sees N clients at N addresses; they log in, start together, and their HDR histograms are merged here. The containers are labelled as the lab\'s and removed afterwards whatever happens; the memory each used is measured mid-run and reported.';
   static override examples = [
     '<%= config.bin %> <%= command.id %> --clients 150 --duration 10s',
     '<%= config.bin %> <%= command.id %> --clients 20 --duration 30s --rate 500',
     '<%= config.bin %> <%= command.id %> --clients 5 --duration 2s --mix mix.json --json',
+    '<%= config.bin %> <%= command.id %> --client-containers 150 --duration 10s',
   ];
   static override flags = {
     clients: Flags.integer({ description: 'virtual users', min: 1, max: MAX_CLIENTS, default: 150 }),
@@ -23,6 +24,12 @@ export default class LabLoad extends BaseCommand {
       min: 1,
     }),
     mix: Flags.string({ description: 'JSON file: roles, and the requests with their weights' }),
+    'client-containers': Flags.integer({
+      description: 'run this many virtual users, each in a container of its own (Docker lab only)',
+      min: 1,
+      max: MAX_CLIENT_CONTAINERS,
+      exclusive: ['clients'],
+    }),
   };
 
   async run(): Promise<LabLoadCommandResult> {
@@ -32,10 +39,13 @@ export default class LabLoad extends BaseCommand {
     const abort = new AbortController();
     const onSigint = (): void => abort.abort();
     process.once('SIGINT', onSigint);
+    const containers = flags['client-containers'];
+    const clients = containers ?? flags.clients;
     const result = await labLoad({
       signal: abort.signal,
       home: this.labHome(flags),
-      clients: flags.clients,
+      clients,
+      ...(containers === undefined ? {} : { clientContainers: true }),
       durationMs: parseDuration(flags.duration),
       ...(flags.rate === undefined ? {} : { rate: flags.rate }),
       ...(flags.mix === undefined ? {} : { mixFile: flags.mix }),
@@ -43,7 +53,7 @@ export default class LabLoad extends BaseCommand {
       onProgress: (p) => {
         const where =
           p.phase === 'login'
-            ? `logging in: ${p.done}/${flags.clients}`
+            ? `logging in: ${p.done}/${clients}`
             : `${(p.elapsedMs / 1000).toFixed(0)}/${(p.durationMs / 1000).toFixed(0)} s: ${p.done} requests, ${Math.round(p.perSecond)} req/s`;
         const line = `… ${where}, ${p.errors} errors`;
         process.stderr.write(tty ? `\r\x1b[K${line}` : `${line}\n`);
@@ -51,6 +61,12 @@ export default class LabLoad extends BaseCommand {
     }).finally(() => process.off('SIGINT', onSigint));
     if (tty) process.stderr.write('\r\x1b[K');
     this.log(renderLoadResult(result));
+    const c = result.clientContainers;
+    if (c) {
+      this.log(
+        `client containers: ${c.count}, started in ${(c.startMs / 1000).toFixed(1)} s; memory each mid-run: mean ${c.memoryMiB.mean} MiB, max ${c.memoryMiB.max} MiB (${c.memoryMiB.sampled} sampled, limit ${c.memoryMiB.limit} MiB)`,
+      );
+    }
     return loadResultJson(result);
   }
 }

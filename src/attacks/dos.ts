@@ -1,7 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TrustedMsError } from '../errors.js';
-import { type FloodRecipe, type FloodResult, floodInWorker } from './flood.js';
-import { ATTACKER_ADDRESS } from './http.js';
+import { type FloodJob, type FloodRecipe, type FloodResult, type FloodRun, floodInWorker } from './flood.js';
 import type { ScenarioContext, Verdict } from './types.js';
 
 /**
@@ -103,15 +102,18 @@ export async function measureUnderFlood(ctx: ScenarioContext, run: DosRun): Prom
   );
 
   let flooding = true;
-  const sendingUntil = Date.now() + DOS_PLAN.floodMs;
-  const floodRun = floodInWorker({
+  const { started, result } = await startFlood(ctx, {
     ...run.flood,
     requests: DOS_PLAN.floodRequests,
     sendMs: DOS_PLAN.floodMs,
     durationMs: DOS_PLAN.floodMs + DOS_PLAN.floodDrainMs,
-  }).finally(() => {
+  });
+  const floodRun = result.finally(() => {
     flooding = false;
   });
+  // The window is the flood's own from its first request (a container takes a moment to start).
+  await Promise.race([started, floodRun.catch(() => undefined)]);
+  const sendingUntil = Date.now() + DOS_PLAN.floodMs;
   await Promise.race([sleep(DOS_PLAN.rampMs), floodRun.catch(() => undefined)]);
   // Measured while the attacker sends: an operation started then and stuck behind the flood counts
   // with all its wait, and operations once the flood has stopped do not dilute it.
@@ -127,7 +129,7 @@ export async function measureUnderFlood(ctx: ScenarioContext, run: DosRun): Prom
   const d = summary(during);
   ctx.evidence.attempts.push(
     legitAttempt(`${run.legitAction}, before the flood`, run.legitTarget, baseline, b),
-    floodAttempt(run.floodAction, run.flood.origin, f),
+    floodAttempt(run.floodAction, f),
     legitAttempt(`${run.legitAction}, during the flood`, run.legitTarget, during, d),
   );
   ctx.evidence.measurements = {
@@ -153,19 +155,22 @@ export async function measureUnderFlood(ctx: ScenarioContext, run: DosRun): Prom
 }
 
 /**
- * The DoS scenarios measure the gateway's per-address limits from a second client address. On Docker
- * a published port is relayed by the engine's port proxy, so the gateway sees every host client at
- * one address and would throttle the victim with the attacker: a verdict there would be wrong, so
- * there is none (README, "Known limits"). Judging them on Docker needs the attacker in a container.
+ * Where the attacker floods from, so that the lab sees it at an address of its own, apart from the
+ * legitimate user on this host: on a process lab a worker thread bound to 127.0.0.2; on Docker,
+ * where the engine's port relay shows every host client at one address, a container of its own on
+ * the lab's edge network (flood-container.ts). The same flood driver runs in both.
  */
-export function assertFloodableLab(ctx: ScenarioContext): void {
-  if (ctx.lab.runtime === 'docker') {
-    throw new TrustedMsError(
-      'SCENARIO_UNSUPPORTED',
-      'DoS scenarios are not judged on Docker: behind the port proxy the attacker and the victim share one address',
-      { actions: ['run the DoS scenarios on the process lab: --runtime process'] },
-    );
-  }
+async function startFlood(ctx: ScenarioContext, job: FloodJob): Promise<FloodRun> {
+  if (ctx.lab.runtime !== 'docker') return floodInWorker(job);
+  const { floodInContainer } = await import('./flood-container.js');
+  return floodInContainer(ctx.lab, job);
+}
+
+/** A DoS scenario's revert: nothing of the flood left running (a container on Docker). */
+export async function removeFloodLeftovers(ctx: ScenarioContext): Promise<void> {
+  if (ctx.lab.runtime !== 'docker') return;
+  const { removeFloodContainers } = await import('./flood-container.js');
+  await removeFloodContainers(ctx.lab);
 }
 
 /**
@@ -184,6 +189,10 @@ export function judgeByDegradation(
     // blocked (the expected outcome in trusted, so a broken run would pass unseen).
     const missing = [
       (m.floodSent ?? 0) === 0 && 'the flood sent nothing',
+      // Not one answer of any kind: the flood most likely never reached the lab (a wrong address).
+      (m.floodSent ?? 0) > 0 &&
+        m.floodNoAnswer === m.floodSent &&
+        'the flood got no answer at all (did it reach the lab?)',
       (m.legitDuringOps ?? 0) === 0 && 'the legitimate user was not measured during the flood',
       (m.legitBaselineSuccessRate ?? 0) < 1 - t.successDrop &&
         'the legitimate user already failed before the flood',
@@ -271,20 +280,16 @@ function legitAttempt(
   };
 }
 
-function floodAttempt(
-  action: string,
-  origin: string,
-  f: FloodResult,
-): ScenarioContext['evidence']['attempts'][number] {
+function floodAttempt(action: string, f: FloodResult): ScenarioContext['evidence']['attempts'][number] {
   const statuses = Object.entries(f.byStatus)
     .map(([status, n]) => `${status}x${n}`)
     .join(' ');
   return {
-    action: `${action}, from ${ATTACKER_ADDRESS}`,
-    target: origin,
+    action: `${action}, from ${f.from}`,
+    target: f.origin,
     ...(f.byStatus['429'] ? { status: 429, code: 'RATE_LIMITED' } : {}),
     gotData: false,
-    note: `${f.sent} sent in ${f.durationMs} ms: ${statuses || 'no answers'}${f.noAnswer ? `, ${f.noAnswer} unanswered` : ''}`,
+    note: `${f.sent} sent in ${f.durationMs} ms: ${statuses || 'no answers'}${f.noAnswer ? `, ${f.noAnswer} unanswered (first: ${f.firstNoAnswer ?? '?'})` : ''}`,
   };
 }
 

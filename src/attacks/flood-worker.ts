@@ -1,12 +1,11 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { type FloodJob, flood, recipeRequests } from './flood.js';
+import { type FloodJob, type FloodMessage, runFloodJob } from './flood.js';
 
 // The attacker's thread (see floodInWorker): runs one bounded flood and reports what came back.
-const job = workerData as FloodJob;
+const post = (m: FloodMessage): void => parentPort?.postMessage(m);
 try {
-  const { recipe, ...opts } = job;
-  const result = await flood({ ...opts, next: recipeRequests(recipe) });
-  parentPort?.postMessage({ ok: true, result });
+  const result = await runFloodJob(workerData as FloodJob, () => post({ event: 'started' }));
+  post({ event: 'result', result });
 } catch (err) {
-  parentPort?.postMessage({ ok: false, error: String((err as Error)?.message ?? err).slice(0, 200) });
+  post({ event: 'failed', error: String((err as Error)?.message ?? err).slice(0, 200) });
 }

@@ -8,11 +8,12 @@ import type { Session } from '../client/session.js';
 import { TrustedMsError } from '../errors.js';
 import type { Posture } from '../lab/posture.js';
 import { packageRoot } from '../paths.js';
-import { ATTACKER_ADDRESS, assertLabAddress } from './http.js';
+import { ATTACKER_ADDRESS, assertLabAddress, assertOwnNetwork } from './http.js';
 
 /**
  * Hard caps on any flood, whatever a scenario asks: a flood stops by itself after this many requests
- * or this long, with at most this many in flight, and only ever towards the lab's loopback addresses.
+ * or this long, with at most this many in flight, and only ever towards the lab's own addresses
+ * (loopback, or from a container the lab's own network).
  */
 export const FLOOD_CAPS = { requests: 20_000, durationMs: 10_000, concurrency: 512 } as const;
 
@@ -36,6 +37,13 @@ export interface FloodOptions {
   /** ... and those still unanswered are cut at this (the flood's bound, >= sendMs) */
   durationMs: number;
   concurrency: number;
+  /**
+   * Where the flood is sent from: `loopback` (default), this host bound to 127.0.0.2 towards a
+   * loopback origin; `network`, a container of the lab's, towards an address of its own network.
+   */
+  source?: 'loopback' | 'network';
+  /** told once, as the first requests go out */
+  onStart?: () => void;
 }
 
 export interface FloodResult {
@@ -45,23 +53,32 @@ export interface FloodResult {
   byStatus: Record<string, number>;
   /** requests that got no answer (reset, refused; cut at the deadline) */
   noAnswer: number;
+  /** why the first of those got none (an error code), as evidence of what the flood met */
+  firstNoAnswer?: string;
   durationMs: number;
+  /** the address the lab saw the flood come from, and where it went */
+  from: string;
+  origin: string;
 }
 
 /**
- * A closed-loop flood from the attacker's own address (127.0.0.2): `concurrency` workers each send
- * the next request as soon as the previous one is answered, until the count or `sendMs` runs out.
- * The answers still due are awaited (the lab is busy with them: that is part of the flood's effect)
- * and cut at `durationMs`, so the flood never outlives it.
+ * A closed-loop flood from the attacker's own address (127.0.0.2, or its container's): `concurrency`
+ * workers each send the next request as soon as the previous one is answered, until the count or
+ * `sendMs` runs out. The answers still due are awaited (the lab is busy with them: that is part of
+ * the flood's effect) and cut at `durationMs`, so the flood never outlives it.
  */
 export async function flood(opts: FloodOptions): Promise<FloodResult> {
-  const origin = assertLabAddress(opts.origin).origin;
+  const fromNetwork = opts.source === 'network';
+  const target = fromNetwork ? assertOwnNetwork(opts.origin) : undefined;
+  const origin = (target?.url ?? assertLabAddress(opts.origin)).origin;
+  const bindLoopback = !fromNetwork && process.platform === 'linux';
+  const from = target?.from ?? (bindLoopback ? ATTACKER_ADDRESS : '127.0.0.1');
   const requests = clamp(opts.requests, 1, FLOOD_CAPS.requests);
   const durationMs = clamp(opts.durationMs, 1, FLOOD_CAPS.durationMs);
   const concurrency = clamp(opts.concurrency, 1, FLOOD_CAPS.concurrency);
   const agent = new Agent({
     connections: concurrency,
-    ...(process.platform === 'linux' ? { localAddress: ATTACKER_ADDRESS } : {}),
+    ...(bindLoopback ? { localAddress: ATTACKER_ADDRESS } : {}),
   });
   const sendMs = clamp(opts.sendMs, 1, durationMs);
   const stop = new AbortController();
@@ -72,6 +89,7 @@ export async function flood(opts: FloodOptions): Promise<FloodResult> {
   const byStatus: Record<string, number> = {};
   let sent = 0;
   let noAnswer = 0;
+  let firstNoAnswer: string | undefined;
   const t0 = performance.now();
 
   const worker = async (): Promise<void> => {
@@ -89,18 +107,28 @@ export async function flood(opts: FloodOptions): Promise<FloodResult> {
         });
         await res.body.dump();
         byStatus[res.statusCode] = (byStatus[res.statusCode] ?? 0) + 1;
-      } catch {
+      } catch (err) {
         noAnswer += 1;
+        firstNoAnswer ??= errorCode(err);
       }
     }
   };
   try {
+    opts.onStart?.();
     await Promise.all(Array.from({ length: concurrency }, worker));
   } finally {
     clearTimeout(timer);
     await agent.destroy().catch(() => undefined);
   }
-  return { sent, byStatus, noAnswer, durationMs: Math.round(performance.now() - t0) };
+  return {
+    sent,
+    byStatus,
+    noAnswer,
+    durationMs: Math.round(performance.now() - t0),
+    from,
+    origin,
+    ...(firstNoAnswer === undefined ? {} : { firstNoAnswer }),
+  };
 }
 
 /**
@@ -151,7 +179,28 @@ export function recipeRequests(recipe: FloodRecipe): (n: number) => FloodRequest
   };
 }
 
-export type FloodJob = Omit<FloodOptions, 'next'> & { recipe: FloodRecipe };
+export type FloodJob = Omit<FloodOptions, 'next' | 'onStart'> & { recipe: FloodRecipe };
+
+/**
+ * The one driver of every flood, whoever runs it: the worker thread of a process lab
+ * (flood-worker.ts) and the attacker's container of a Docker lab (flood-main.ts).
+ */
+export function runFloodJob(job: FloodJob, onStart?: () => void): Promise<FloodResult> {
+  const { recipe, ...opts } = job;
+  return flood({ ...opts, next: recipeRequests(recipe), ...(onStart ? { onStart } : {}) });
+}
+
+/** A flood under way: `started` once its first requests go out, `result` when it is over. */
+export interface FloodRun {
+  started: Promise<void>;
+  result: Promise<FloodResult>;
+}
+
+/** What the worker thread and the container program report, one message or line each. */
+export type FloodMessage =
+  | { event: 'started' }
+  | { event: 'result'; result: FloodResult }
+  | { event: 'failed'; error: string };
 
 /**
  * Runs a flood in a worker thread: the attacker is then its own client with its own event loop, and
@@ -159,14 +208,19 @@ export type FloodJob = Omit<FloodOptions, 'next'> & { recipe: FloodRecipe };
  * (building proofs, reading thousands of answers), only behind the lab's: what the lab does is what
  * is measured. The worker runs the built code (dist/), like the lab's parts.
  */
-export function floodInWorker(job: FloodJob): Promise<FloodResult> {
+export function floodInWorker(job: FloodJob): FloodRun {
   assertLabAddress(job.origin);
   const worker = new Worker(join(packageRoot(), 'dist', 'src', 'attacks', 'flood-worker.js'), {
     workerData: job,
   });
-  return new Promise<FloodResult>((resolve, reject) => {
-    worker.once('message', (m: { ok: true; result: FloodResult } | { ok: false; error: string }) => {
-      if (m.ok) resolve(m.result);
+  let started: () => void = () => undefined;
+  const startedP = new Promise<void>((r) => {
+    started = r;
+  });
+  const result = new Promise<FloodResult>((resolve, reject) => {
+    worker.on('message', (m: FloodMessage) => {
+      if (m.event === 'started') started();
+      else if (m.event === 'result') resolve(m.result);
       else reject(new TrustedMsError('INTERNAL', `the flood failed: ${m.error}`));
     });
     worker.once('error', (err) => reject(new TrustedMsError('INTERNAL', `the flood failed: ${err.message}`)));
@@ -175,6 +229,12 @@ export function floodInWorker(job: FloodJob): Promise<FloodResult> {
       reject(new TrustedMsError('INTERNAL', `the flood worker exited with ${code} before its result`));
     });
   }).finally(() => void worker.terminate());
+  return { started: startedP, result };
+}
+
+function errorCode(err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : String((err as Error)?.message ?? err).slice(0, 80);
 }
 
 function clamp(n: number, min: number, max: number): number {

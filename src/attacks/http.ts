@@ -1,3 +1,5 @@
+import { BlockList, isIPv4 } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { Agent, buildConnector, type Dispatcher, request } from 'undici';
 import { TrustedMsError } from '../errors.js';
 import type { LabState } from '../lab/state.js';
@@ -23,6 +25,27 @@ export function assertLabAddress(url: string, lab?: LabState): URL {
     throw new TrustedMsError('INVALID_INPUT', `attack traffic may only go to 127.0.0.x, not ${u.host}`);
   }
   return u;
+}
+
+/**
+ * For a program in one of the lab's containers (the attacker's flood, the load clients), whose only
+ * network is the lab's own: `url` must be an address on that network, i.e. in the subnet of one of
+ * the container's own interfaces (loopback aside). Returns it, with the container's own address on
+ * that network (where the lab sees its requests come from).
+ */
+export function assertOwnNetwork(url: string): { url: URL; from: string } {
+  const u = new URL(url);
+  if (isIPv4(u.hostname)) {
+    for (const addrs of Object.values(networkInterfaces())) {
+      for (const a of addrs ?? []) {
+        if (a.internal || a.family !== 'IPv4' || a.cidr === null) continue;
+        const net = new BlockList();
+        net.addSubnet(a.address, Number(a.cidr.split('/')[1]), 'ipv4');
+        if (net.check(u.hostname, 'ipv4')) return { url: u, from: a.address };
+      }
+    }
+  }
+  throw new TrustedMsError('INVALID_INPUT', `${u.host} is not an address on this container's own network`);
 }
 
 export interface AttemptRequest {

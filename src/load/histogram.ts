@@ -55,3 +55,15 @@ export function summarize(h: Histogram): LatencySummary {
 export function percentileCurve(h: Histogram, percentiles: readonly number[]): [number, number][] {
   return percentiles.map((p) => [p, at(h, p)]);
 }
+
+/** A histogram as compressed base64 (HdrHistogram's own encoding), to cross a process boundary. */
+export function encodeHistogram(h: Histogram): string {
+  return hdr.encodeIntoCompressedBase64(h);
+}
+
+/** Adds encoded histograms into one: merged counts, so its percentiles are the whole run's. */
+export function mergeHistograms(encoded: readonly string[]): Histogram {
+  const all = latencyHistogram();
+  for (const e of encoded) all.add(hdr.decodeFromCompressedBase64(e));
+  return all;
+}

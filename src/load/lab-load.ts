@@ -3,6 +3,7 @@ import { readLabState } from '../lab/state.js';
 import { labTopology, type ServiceDefinition } from '../lab/topology.js';
 import { openLabStore } from '../store/open.js';
 import { openUserAdmin } from '../users/admin.js';
+import type { ClientContainerFigures } from './client-containers.js';
 import { defaultMix, type Mix, readMixFile } from './mix.js';
 import { type LoadProgress, type LoadRunResult, runLoad } from './run.js';
 import { createVirtualUsers, removeVirtualUsers } from './users.js';
@@ -13,6 +14,8 @@ export interface LabLoadOptions {
   durationMs: number;
   rate?: number;
   mixFile?: string;
+  /** run each client in a container of its own on a Docker lab's edge network (one user each) */
+  clientContainers?: boolean;
   onStep?: (line: string) => void;
   onProgress?: (p: LoadProgress) => void;
   signal?: AbortSignal;
@@ -22,9 +25,13 @@ export interface LabLoadResult extends LoadRunResult {
   labId: string;
   mix: Mix;
   users: { created: number; removed: number };
+  /** with client containers: how many, how long they took to start, memory each used */
+  clientContainers?: ClientContainerFigures;
 }
 
 export const MAX_CLIENTS = 2000;
+/** Client containers: 150 is the paper's figure; ~ this many fit in a 24 GiB, 2-core machine's run. */
+export const MAX_CLIENT_CONTAINERS = 300;
 export const MAX_DURATION_MS = 10 * 60_000;
 
 /** The services running in the lab, with their definitions from the topology. */
@@ -48,6 +55,12 @@ export async function labLoad(opts: LabLoadOptions): Promise<LabLoadResult> {
   if (opts.rate !== undefined && !(opts.rate > 0 && opts.rate <= 1_000_000)) {
     throw new TrustedMsError('INVALID_INPUT', 'the rate must be above 0 and at most 1,000,000 requests/s');
   }
+  if (opts.clientContainers && opts.clients > MAX_CLIENT_CONTAINERS) {
+    throw new TrustedMsError(
+      'INVALID_INPUT',
+      `client containers must be a whole number from 1 to ${MAX_CLIENT_CONTAINERS}`,
+    );
+  }
   const step = opts.onStep ?? (() => undefined);
   const state = await readLabState(opts.home);
   const admin = state === undefined ? undefined : await openUserAdmin(opts.home);
@@ -59,6 +72,18 @@ export async function labLoad(opts: LabLoadOptions): Promise<LabLoadResult> {
   if (new URL(state.gatewayUrl).hostname !== '127.0.0.1') {
     // Load goes only to the lab's own gateway on this machine.
     throw new TrustedMsError('INVALID_INPUT', `the gateway ${state.gatewayUrl} is not on 127.0.0.1`);
+  }
+  if (opts.clientContainers && state.runtime !== 'docker') {
+    throw new TrustedMsError(
+      'RUNTIME_UNSUPPORTED',
+      `client containers need a Docker lab; lab ${state.labId} runs as ${state.runtime}es`,
+      {
+        actions: [
+          'bring a Docker lab up: trusted-ms lab down && trusted-ms lab up --runtime docker',
+          'or load this lab from this host: trusted-ms lab load --clients N',
+        ],
+      },
+    );
   }
   const services = labServices(state.parts.filter((p) => p.kind === 'service').map((p) => p.name));
   const roles = (await openLabStore(opts.home).data()).roles;
@@ -90,7 +115,7 @@ export async function labLoad(opts: LabLoadOptions): Promise<LabLoadResult> {
     step(
       `${opts.clients} clients log in, then ${opts.rate === undefined ? 'closed loop' : `${opts.rate} req/s`} for ${(opts.durationMs / 1000).toFixed(1)} s over ${services.length} services`,
     );
-    const result = await runLoad({
+    const run = {
       lab: state,
       users,
       roles,
@@ -100,13 +125,29 @@ export async function labLoad(opts: LabLoadOptions): Promise<LabLoadResult> {
       ...(opts.rate === undefined ? {} : { rate: opts.rate }),
       ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
       ...(opts.signal ? { signal: opts.signal } : {}),
-    });
+    };
+    let containers: ClientContainerFigures | undefined;
+    let result: LoadRunResult;
+    if (opts.clientContainers) {
+      // Loaded on demand: it brings dockerode, which a process lab's load never needs.
+      const { runInClientContainers } = await import('./client-containers.js');
+      ({ result, containers } = await runInClientContainers({ ...run, onStep: step }));
+      step(
+        `client containers: ${containers.count} started in ${(containers.startMs / 1000).toFixed(1)} s, memory each mid-run: mean ${containers.memoryMiB.mean} MiB, max ${containers.memoryMiB.max} MiB (limit ${containers.memoryMiB.limit} MiB)`,
+      );
+    } else result = await runLoad(run);
     step(`removing the ${users.length} load users`);
     removed = await removeVirtualUsers(
       admin,
       users.map((u) => u.name),
     );
-    return { ...result, labId: state.labId, mix, users: { created: users.length, removed } };
+    return {
+      ...result,
+      labId: state.labId,
+      mix,
+      users: { created: users.length, removed },
+      ...(containers ? { clientContainers: containers } : {}),
+    };
   } finally {
     if (removed === 0)
       await removeVirtualUsers(

@@ -114,11 +114,14 @@ const add = (m: Record<string, number>, k: string): void => {
   m[k] = (m[k] ?? 0) + 1;
 };
 
-/** A virtual user's own connection to the gateway, from its own loopback address. */
-export function openClients(gatewayUrl: string, count: number, timeoutMs = 10_000): Client[] {
+/**
+ * A virtual user's own connection to the gateway, from its own loopback address (`bind`), or, in a
+ * client container of its own, from the container's address.
+ */
+export function openClients(gatewayUrl: string, count: number, timeoutMs = 10_000, bind = true): Client[] {
   const origin = new URL(gatewayUrl).origin;
   return Array.from({ length: count }, (_, i) => {
-    const address = clientAddress(i);
+    const address = bind ? clientAddress(i) : undefined;
     return new Client(origin, {
       ...(address === undefined ? {} : { localAddress: address }),
       headersTimeout: timeoutMs,
@@ -167,7 +170,7 @@ export type LoginFigures = LoadRunResult['logins'];
 export async function loginAll(
   opts: Pick<LoadRunOptions, 'lab' | 'users' | 'onProgress' | 'signal' | 'loginRetryMs' | 'loginConcurrency'>,
   clients: readonly Client[],
-): Promise<{ sessions: (Session | undefined)[]; logins: LoginFigures }> {
+): Promise<{ sessions: (Session | undefined)[]; logins: LoginFigures; histogram: Histogram }> {
   const { lab, users } = opts;
   const hist = latencyHistogram();
   const errors: Record<string, number> = {};
@@ -218,6 +221,7 @@ export async function loginAll(
     const ms = performance.now() - start;
     return {
       sessions,
+      histogram: hist,
       logins: {
         attempted: users.length,
         ok,
@@ -233,7 +237,10 @@ export async function loginAll(
   }
 }
 
-export type RequestFigures = Omit<LoadRunResult, 'logins' | 'posture' | 'clients'>;
+export type RequestFigures = Omit<LoadRunResult, 'logins' | 'posture' | 'clients'> & {
+  /** per service, kept for merging (client containers); not part of the JSON output */
+  serviceHistograms: Record<string, Histogram>;
+};
 
 /**
  * The logged-in users send requests through the gateway until the duration is over, closed loop
@@ -369,6 +376,9 @@ export async function sendRequests(
         latencyMs: summarize(s.hist),
       })),
     histogram: hist,
+    serviceHistograms: Object.fromEntries(
+      [...perService].filter(([, s]) => s.requests > 0).map(([name, s]) => [name, s.hist]),
+    ),
   };
 }
 
@@ -377,7 +387,7 @@ export async function runLoad(opts: LoadRunOptions): Promise<LoadRunResult> {
   const clients = openClients(opts.lab.gatewayUrl, opts.users.length, opts.timeoutMs);
   try {
     const { sessions, logins } = await loginAll(opts, clients);
-    const figures = await sendRequests(opts, clients, sessions);
+    const { serviceHistograms: _s, ...figures } = await sendRequests(opts, clients, sessions);
     return { posture: opts.lab.posture, clients: opts.users.length, ...figures, logins };
   } finally {
     await closeClients(clients);

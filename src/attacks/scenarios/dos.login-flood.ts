@@ -4,7 +4,7 @@ import { login } from '../../client/login.js';
 import { TrustedMsError } from '../../errors.js';
 import type { LabState } from '../../lab/state.js';
 import { openUserAdmin } from '../../users/admin.js';
-import { assertFloodableLab, judgeByDegradation, measureUnderFlood } from '../dos.js';
+import { judgeByDegradation, measureUnderFlood, removeFloodLeftovers } from '../dos.js';
 import type { Scenario } from '../types.js';
 
 /**
@@ -32,13 +32,12 @@ export const loginFlood: Scenario = {
   paperAttack: 3,
   technique: 'T1499',
   description:
-    "From its own address (127.0.0.2) the attacker keeps 32 login attempts in flight through the gateway for 5 s (then waits at most 5 s for the answers still due), each a made-up user with a random wrong password, so each costs the lab a password hash and an audit write. Meanwhile legitimate users keep logging in from 127.0.0.1: the victim, or in none users who have not logged in yet (none caches a checked password for 60 s, so only arriving users need the checker there). None checks every credential with no limit. The paper's scheme is expected to fall too: it names DoS as its attack 3 but its framework (a password at the gateway, then the ticket) limits nothing. Trusted admits two login steps in flight per client address (the rest wait), refuses an address whose failed logins are spent (10, then 1 a second) before any hash, and the security service limits logins per client address as the gateway vouches for it.",
+    "From its own address (127.0.0.2 on a process lab; on Docker a container of its own on the lab's edge network) the attacker keeps 32 login attempts in flight through the gateway for 5 s (then waits at most 5 s for the answers still due), each a made-up user with a random wrong password, so each costs the lab a password hash and an audit write. Meanwhile legitimate users keep logging in from 127.0.0.1: the victim, or in none users who have not logged in yet (none caches a checked password for 60 s, so only arriving users need the checker there). None checks every credential with no limit. The paper's scheme is expected to fall too: it names DoS as its attack 3 but its framework (a password at the gateway, then the ticket) limits nothing. Trusted admits two login steps in flight per client address (the rest wait), refuses an address whose failed logins are spent (10, then 1 a second) before any hash, and the security service limits logins per client address as the gateway vouches for it.",
   evidence:
     "The legitimate logins' success rate and latency before and during the flood (DOS_THRESHOLDS in src/attacks/dos.ts), and the flood's answers by status (429 = refused by a limit).",
   expected: { none: 'succeeded', paper: 'succeeded', trusted: 'blocked' },
 
   async setup(ctx) {
-    assertFloodableLab(ctx);
     if (ctx.posture !== 'none') return;
     // In none the gateway checks a password once and caches it for 60 s: the victim's repeated
     // logins would measure that cache. Who waits for the password check there is every user
@@ -80,6 +79,7 @@ export const loginFlood: Scenario = {
   },
 
   async revert(ctx) {
+    await removeFloodLeftovers(ctx);
     const fresh = ctx.scratch.fresh as { name: string }[] | undefined;
     if (fresh === undefined) return;
     const admin = await openUserAdmin(await labHome(ctx.lab));

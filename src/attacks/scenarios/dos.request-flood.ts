@@ -3,7 +3,7 @@ import { login } from '../../client/login.js';
 import type { Session } from '../../client/session.js';
 import { TrustedMsError } from '../../errors.js';
 import { BODY_LIMIT } from '../../services/http.js';
-import { assertFloodableLab, DOS_THRESHOLDS, judgeByDegradation, measureUnderFlood } from '../dos.js';
+import { DOS_THRESHOLDS, judgeByDegradation, measureUnderFlood, removeFloodLeftovers } from '../dos.js';
 import { TARGET } from '../target.js';
 import type { Scenario } from '../types.js';
 
@@ -46,12 +46,11 @@ export const requestFlood: Scenario = {
   paperAttack: 3,
   technique: 'T1499',
   description:
-    "The attacker logs in with its own account and, from its own address (127.0.0.2), keeps 512 queries of the catalog service in flight through the gateway for 5 s (then waits at most 5 s for the answers still due). Each query is valid (analyst may query catalog; a fresh proof of possession in trusted) and as large as the lab accepts: one 63 KiB string of JSON escapes, built once and sent again and again, which the gateway must read and relay and the catalog service parse. Meanwhile the victim keeps working: each step reads a catalog record (the flooded service) and then a customer record (another service). Neither none nor the paper's scheme limits a user's requests (the paper names DoS as its attack 3 but has nothing against it: a request with a valid ticket is served, however many come), so every query reaches the catalog service, which answers them in turn, and the victim waits behind them: both are expected to fall. Trusted allows a user 100 requests a second (burst 200) and makes the excess wait its turn at the gateway (up to 10 s) rather than answering 429 at once, so the flooding user, however many requests it keeps open, reaches the service at that rate only.",
+    "The attacker logs in with its own account and, from its own address (127.0.0.2 on a process lab; on Docker a container of its own on the lab's edge network), keeps 512 queries of the catalog service in flight through the gateway for 5 s (then waits at most 5 s for the answers still due). Each query is valid (analyst may query catalog; a fresh proof of possession in trusted) and as large as the lab accepts: one 63 KiB string of JSON escapes, built once and sent again and again, which the gateway must read and relay and the catalog service parse. Meanwhile the victim keeps working: each step reads a catalog record (the flooded service) and then a customer record (another service). Neither none nor the paper's scheme limits a user's requests (the paper names DoS as its attack 3 but has nothing against it: a request with a valid ticket is served, however many come), so every query reaches the catalog service, which answers them in turn, and the victim waits behind them: both are expected to fall. Trusted allows a user 100 requests a second (burst 200) and makes the excess wait its turn at the gateway (up to 10 s) rather than answering 429 at once, so the flooding user, however many requests it keeps open, reaches the service at that rate only.",
   evidence: `The victim's success rate and p95 latency before and during the flood (succeeded when the p95 grows over ${DOS_THRESHOLDS.requestFloodLatencyFactor}x its baseline or the success rate falls ${DOS_THRESHOLDS.successDrop * 100} points: DOS_THRESHOLDS in src/attacks/dos.ts), and the flood's answers by status (2xx = served, 429 = refused by a limit).`,
   expected: { none: 'succeeded', paper: 'succeeded', trusted: 'blocked' },
 
   async setup(ctx) {
-    assertFloodableLab(ctx);
     const names = ctx.lab.parts.filter((p) => p.kind === 'service').map((p) => p.name);
     for (const name of [FLOODED.service, TARGET.service]) {
       if (!names.includes(name)) {
@@ -101,5 +100,7 @@ export const requestFlood: Scenario = {
   // p95: the victim's reads of the flooded service queue behind the flood's, while its reads of the
   // other service do not; the factor is the request flood's own, from its measurements.
   judge: judgeByDegradation('p95', DOS_THRESHOLDS.requestFloodLatencyFactor),
-  // Nothing to undo: the sessions expire by themselves and the rate-limit buckets refill.
+  // The sessions expire by themselves and the rate-limit buckets refill: what is left to undo is a
+  // flood container of a run cut short (Docker).
+  revert: removeFloodLeftovers,
 };

@@ -311,7 +311,7 @@ export class DockerRuntime implements Runtime {
    * The image a service runs on: the one `lab up` chose (prepared), or, attached to a running lab,
    * the one its services already run on (the same base image, whatever this CLI was told).
    */
-  private async nodeImage(labId: string): Promise<string> {
+  async nodeImage(labId: string): Promise<string> {
     if (this.serviceImage) return this.serviceImage;
     const containers = await this.docker.listContainers({
       all: true,

@@ -85,6 +85,10 @@ describe('lab load on a process lab (trusted)', () => {
     await expect(
       labLoad({ home: join(lab.home, 'elsewhere'), clients: 1, durationMs: 1000 }),
     ).rejects.toMatchObject({ code: 'LAB_NOT_RUNNING' });
+    // Client containers need a Docker lab: refused before any user is made.
+    await expect(
+      labLoad({ home: lab.home, clients: 2, clientContainers: true, durationMs: 1000 }),
+    ).rejects.toMatchObject({ code: 'RUNTIME_UNSUPPORTED' });
   });
 });
 

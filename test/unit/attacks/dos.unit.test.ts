@@ -1,5 +1,6 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { judgeByDegradation, latencyRatio } from '../../../src/attacks/dos.js';
 import { FLOOD_CAPS, flood, recipeRequests } from '../../../src/attacks/flood.js';
@@ -53,6 +54,8 @@ describe('judgeByDegradation', () => {
       { ...base, legitDuringOps: 0 },
       { ...base, floodSent: 0 },
       { ...base, legitBaselineSuccessRate: 0, legitDuringSuccessRate: 0 },
+      // not one answer to the flood: it most likely never reached the lab
+      { ...base, legitDuringP50Ms: 100, legitDuringP95Ms: 200, floodNoAnswer: base.floodSent },
     ]) {
       expect(() => judge(ctxWith(m))).toThrow(expect.objectContaining({ code: 'SCENARIO_INCONCLUSIVE' }));
     }
@@ -118,6 +121,49 @@ describe('flood', () => {
     ).rejects.toMatchObject({ code: 'INVALID_INPUT' });
     expect(FLOOD_CAPS).toEqual({ requests: 20_000, durationMs: 10_000, concurrency: 512 });
   });
+});
+
+/** An address of this machine on a network of its own (not loopback), as a container has one. */
+const ownAddress = Object.values(networkInterfaces())
+  .flat()
+  .find((a) => a !== undefined && !a.internal && a.family === 'IPv4')?.address;
+
+describe('flood from a container of the lab (source: network)', () => {
+  const once = (origin: string) =>
+    flood({
+      origin,
+      source: 'network',
+      next: () => ({ method: 'GET', path: '/', headers: {} }),
+      requests: 3,
+      sendMs: 1000,
+      durationMs: 1000,
+      concurrency: 1,
+    });
+
+  it('refuses loopback and any address off its own networks, before sending anything', async () => {
+    for (const origin of ['http://127.0.0.1:80', 'http://203.0.113.7:80', 'http://example.com:80']) {
+      await expect(once(origin), origin).rejects.toMatchObject({ code: 'INVALID_INPUT' });
+    }
+  });
+
+  it.runIf(ownAddress)(
+    'sends to an address on its own network, unbound, and says where the lab saw it come from',
+    async () => {
+      const seen: string[] = [];
+      const server = createServer((req, res) => {
+        seen.push(req.socket.remoteAddress ?? '');
+        res.end();
+      });
+      await new Promise<void>((r) => server.listen(0, ownAddress, r));
+      try {
+        const r = await once(`http://${ownAddress}:${(server.address() as AddressInfo).port}`);
+        expect(r).toMatchObject({ sent: 3, byStatus: { 200: 3 }, noAnswer: 0, from: ownAddress });
+        expect(new Set(seen)).toEqual(new Set([ownAddress]));
+      } finally {
+        server.close();
+      }
+    },
+  );
 });
 
 describe('the request flood recipe', () => {

@@ -8,7 +8,9 @@ import { pack } from 'tar-stream';
 export type TarEntry =
   | { type: 'directory'; name: string; mode?: number }
   | { type: 'file'; name: string; from: string; mode: number; size: number }
-  | { type: 'symlink'; name: string; target: string };
+  | { type: 'symlink'; name: string; target: string }
+  /** bytes held in memory (a secret that never touches this host's disk), owned by `uid`:`gid` */
+  | { type: 'data'; name: string; data: Buffer; mode: number; uid?: number; gid?: number };
 
 const MTIME = new Date(0);
 const SMALL_FILE = 1024 * 1024;
@@ -30,6 +32,21 @@ export function packTar(entries: TarEntry[]): Readable {
           await new Promise<void>((res, rej) =>
             p.entry({ ...header, type: 'symlink', linkname: e.target, mode: 0o777 }, (err) =>
               err ? rej(err) : res(),
+            ),
+          );
+        } else if (e.type === 'data') {
+          await new Promise<void>((res, rej) =>
+            p.entry(
+              {
+                ...header,
+                uid: e.uid ?? 0,
+                gid: e.gid ?? 0,
+                type: 'file',
+                mode: e.mode,
+                size: e.data.length,
+              },
+              e.data,
+              (err) => (err ? rej(err) : res()),
             ),
           );
         } else if (e.size <= SMALL_FILE) {

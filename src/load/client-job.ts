@@ -1,0 +1,41 @@
+import type { Posture } from '../lab/posture.js';
+import type { ServiceDefinition } from '../lab/topology.js';
+import type { Role } from '../policy/types.js';
+import type { Mix } from './mix.js';
+import type { LoginFigures, RequestFigures } from './run.js';
+
+/** What one client container of `lab load --client-containers` gets: its 0600 input file. */
+export interface ClientJob {
+  /** the gateway's address on the lab's edge network */
+  origin: string;
+  labId: string;
+  posture: Posture;
+  /** its own user, made for the run (the private key is in this file only) */
+  user: { index: number; name: string; role: string; password: string; privateKeyPem: string };
+  roles: Record<string, Role>;
+  services: ServiceDefinition[];
+  mix: Mix;
+  durationMs: number;
+  /** this client's share of the total rate (constant rate); closed loop when absent */
+  rate?: number;
+  timeoutMs?: number;
+  /** how long it waits for the host's go once logged in, then gives up without sending */
+  goWithinMs: number;
+  /** how long it keeps retrying a login refused as RATE_LIMITED or timed out */
+  loginRetryMs: number;
+}
+
+/** What a client container reports, one JSON line each. Histograms: HDR, compressed base64. */
+export type ClientMessage =
+  | { event: 'ready'; loggedIn: boolean }
+  /** about once a second while it sends: its requests so far */
+  | { event: 'progress'; done: number; errors: number }
+  | {
+      event: 'result';
+      figures: Omit<RequestFigures, 'histogram' | 'serviceHistograms'>;
+      logins: LoginFigures;
+      histogram: string;
+      loginHistogram: string;
+      serviceHistograms: Record<string, string>;
+    }
+  | { event: 'failed'; error: string };
