@@ -59,6 +59,8 @@ export const ERROR_CODES = {
   SERVICE_NOT_FOUND: { exit: 8, http: 404 },
   SERVICE_UNTRUSTED: { exit: 8, http: 503 },
   SERVICE_UNAVAILABLE: { exit: 8, http: 502 },
+  /** Nothing listens where the service should be (its process is dead): refused at once, not a hang. */
+  SERVICE_DOWN: { exit: 8, http: 503 },
   ATTESTATION_MISMATCH: { exit: 8, http: 409 },
   PEER_CERTIFICATE_INVALID: { exit: 8, http: 403 },
   LAB_NOT_RUNNING: { exit: 9, http: 503 },

@@ -35,8 +35,12 @@ export const DEFAULT_POOL_OPTIONS = {
   bodyTimeout: 10_000,
 } as const satisfies PoolOptions;
 
-/** An Upstream over an undici Pool; every failure (refused, reset, timeout, too big) is SERVICE_UNAVAILABLE. */
-export function poolUpstream(pool: Pool): Upstream {
+/**
+ * An Upstream over an undici Pool. A refused connection (nothing listens: the service is dead or
+ * restarting) is SERVICE_DOWN, a 503 a client may retry; every other failure (reset, timeout, too
+ * big) is SERVICE_UNAVAILABLE.
+ */
+export function poolUpstream(pool: Pool, name = 'the service'): Upstream {
   return {
     async request({ method, path, headers, body }) {
       try {
@@ -62,7 +66,10 @@ export function poolUpstream(pool: Pool): Upstream {
           body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size),
         };
       } catch (cause) {
-        throw new TrustedMsError('SERVICE_UNAVAILABLE', 'the service did not answer', { cause });
+        if (isRefused(cause)) {
+          throw new TrustedMsError('SERVICE_DOWN', `${name} is not running (connection refused)`, { cause });
+        }
+        throw new TrustedMsError('SERVICE_UNAVAILABLE', `${name} did not answer`, { cause });
       }
     },
   };
@@ -71,4 +78,15 @@ export function poolUpstream(pool: Pool): Upstream {
 /** A Pool per base URL with the default settings, overridable (e.g. `connect` for mTLS). */
 export function createPool(baseUrl: string, opts: PoolOptions = {}): Pool {
   return new Pool(baseUrl, { ...DEFAULT_POOL_OPTIONS, ...opts });
+}
+
+function isRefused(err: unknown): boolean {
+  for (
+    let e = err as { code?: unknown; cause?: unknown } | undefined, i = 0;
+    e && i < 4;
+    e = e.cause as typeof e, i++
+  ) {
+    if (e.code === 'ECONNREFUSED') return true;
+  }
+  return false;
 }
