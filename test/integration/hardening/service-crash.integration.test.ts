@@ -67,27 +67,31 @@ describe('kill -9 of a service under load', () => {
         );
       }
     });
-    await waitFor('the load to start', 10_000, async () => (others.length >= 4 ? true : undefined));
+    let othersWhileDown = 0;
+    try {
+      await waitFor('the load to start', 10_000, async () => (others.length >= 4 ? true : undefined));
 
-    process.kill(victim.pid as number, 'SIGKILL');
-    await waitFor('the victim to die', 5_000, async () =>
-      (await runtime.isAlive(victim)) ? undefined : true,
-    );
-    const down = await labStatus(lab.home);
-    const whileDown = [await callVictim(), await callVictim(), await callVictim()];
-    expect(down.parts.find((p) => p.name === 'catalog')).toMatchObject({ alive: false, restarts: 0 });
-    expect(whileDown).toEqual(Array(3).fill({ status: 503, code: 'SERVICE_DOWN' }));
-    const othersWhileDown = others.length;
+      process.kill(victim.pid as number, 'SIGKILL');
+      await waitFor('the victim to die', 5_000, async () =>
+        (await runtime.isAlive(victim)) ? undefined : true,
+      );
+      const down = await labStatus(lab.home);
+      const whileDown = [await callVictim(), await callVictim(), await callVictim()];
+      expect(down.parts.find((p) => p.name === 'catalog')).toMatchObject({ alive: false, restarts: 0 });
+      expect(whileDown).toEqual(Array(3).fill({ status: 503, code: 'SERVICE_DOWN' }));
+      othersWhileDown = others.length;
 
-    // back by itself: after the first backoff, and its start-up
-    const back = await waitFor(
-      'the watchman to restart catalog',
-      DEFAULT_BACKOFF.baseMs + 30_000,
-      async () => ((await callVictim().catch(() => ({ status: 0 }))).status === 200 ? true : undefined),
-    );
-    expect(back).toBe(true);
-    loading = false;
-    await Promise.all(load);
+      // back by itself: after the first backoff, and its start-up
+      const back = await waitFor(
+        'the watchman to restart catalog',
+        DEFAULT_BACKOFF.baseMs + 30_000,
+        async () => ((await callVictim().catch(() => ({ status: 0 }))).status === 200 ? true : undefined),
+      );
+      expect(back).toBe(true);
+    } finally {
+      loading = false;
+      await Promise.all(load);
+    }
     expect(others.length).toBeGreaterThan(othersWhileDown);
     expect(others.filter((s) => s !== 200)).toEqual([]);
 
