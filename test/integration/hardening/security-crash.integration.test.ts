@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
+import { callService } from '../../../src/client/call.js';
 import { ProcessRuntime } from '../../../src/lab/runtimes/process.js';
 import { labDir, readLabState } from '../../../src/lab/state.js';
 import { DEFAULT_BACKOFF } from '../../../src/lab/supervisor/backoff.js';
@@ -15,11 +16,17 @@ const ACKED_BEFORE_KILL = 24;
  * The security service is the store's only writer. Killed with SIGKILL in the middle of a burst of
  * concurrent admin writes (`user add` through the admin API), it is brought back by the lab's
  * watchman; its store then loads, and every write it had acknowledged (answered 2xx) is there.
- * Writes in flight at the kill were never acknowledged and may or may not be.
+ * Writes in flight at the kill were never acknowledged and may or may not be. Tickets issued before
+ * the crash stay valid, and new ones verify with the key the gateway already had (the signing key
+ * is persisted, 0600: test/integration/lab/secrets.integration.test.ts).
  */
-describe('kill -9 of the security service during a burst of admin writes', () => {
+describe('kill -9 of the security service during a burst of admin writes (trusted)', () => {
   it('keeps every acknowledged write across the crash and restart', async () => {
-    await using lab = await startLab('none', 3);
+    await using lab = await startLab('trusted', 3);
+    const gatewayUrl = lab.state.gatewayUrl;
+    const records = { service: 'accounts', path: '/db/accounts/records' };
+    const before = await lab.login('alice');
+    expect((await callService(before, { gatewayUrl, ...records })).status).toBe(200);
     const token = (await readFile(join(labDir(lab.home), 'lab-token'), 'utf8')).trim();
     const securityUrl = lab.state.securityUrl;
     const security = partNamed(lab.state, 'security');
@@ -108,5 +115,10 @@ describe('kill -9 of the security service during a burst of admin writes', () =>
     });
     await after.body.dump();
     expect(after.statusCode).toBe(200);
+    // The ticket-signing key is the one on disk: a ticket issued before the crash still works, and
+    // one issued by the restarted service is accepted by the gateway, which kept the key it had.
+    expect((await callService(before, { gatewayUrl, ...records })).status).toBe(200);
+    const fresh = await lab.login('alice');
+    expect((await callService(fresh, { gatewayUrl, ...records })).status).toBe(200);
   }, 120_000);
 });
