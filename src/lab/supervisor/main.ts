@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { verifyParts, verifyServices } from '../attest.js';
 import { readPartConfig } from '../part-config.js';
@@ -66,9 +67,22 @@ async function round(): Promise<void> {
       continue;
     }
     if (now < seen.due) continue;
+    // Something listens on its port: someone else started it again (a restart by `attack
+    // simulate`, say) and has not written the state file yet. Look again next round.
+    if (await listening(part.port)) continue;
     await respawn(state, part, record);
   }
   if (JSON.stringify(record) !== before) await writeRestarts(home, record);
+}
+
+function listening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port }, () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.on('error', () => resolve(false));
+  });
 }
 
 function schedule(
