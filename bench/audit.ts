@@ -1,17 +1,21 @@
 /**
- * Audit-log appends, before and after the hash-chained JSONL log: the old way (lowdb rewriting the
- * whole `audit.json` under the file lock, as LabStore did up to schema 1) against `AuditLog.append`,
- * sequentially, into an empty log and into one that already holds 5,000 entries. Interleaved in one
- * process. Run: `npm run bench:audit`.
+ * Audit-log appends: the old way (lowdb rewriting the whole `audit.json` under the file lock, as
+ * LabStore did up to schema 1) against `AuditLog.append` (hash-chained JSONL, every acknowledged
+ * entry fsynced), as the CLI opens it (lock taken per write) and as the security service does
+ * (resident: lock held between close writes, chain head in memory); sequentially, into an empty
+ * log and into one that already holds 5,000 entries; then CONCURRENT appenders at once, where
+ * group commit writes and fsyncs the entries that arrive together as one. Interleaved in one
+ * process. Run: `npm run bench:audit`. Environment: AUDIT_BENCH_APPENDS (500), AUDIT_BENCH_CONCURRENT (32).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AuditLog } from '../src/store/audit-log.js';
 import { JsonFileStore } from '../src/store/json-file-store.js';
 import { type AuditData, type AuditEntry, emptyAuditData, validateAuditData } from '../src/store/schema.js';
 
 const APPENDS = Number(process.env.AUDIT_BENCH_APPENDS ?? 500);
+const CONCURRENT = Number(process.env.AUDIT_BENCH_CONCURRENT ?? 32);
 const PREFILL = [0, 5000];
 
 const entry = (i: number): AuditEntry => ({
@@ -37,28 +41,50 @@ async function lowdbRate(dir: string, prefill: number): Promise<number> {
   return APPENDS / ((performance.now() - t) / 1000);
 }
 
-async function chainRate(dir: string, prefill: number): Promise<number> {
-  const log = new AuditLog({ file: join(dir, 'audit.jsonl') });
-  for (let i = 0; i < prefill; i++) await log.append(entry(i));
+/** entries/s of APPENDS appends, `parallel` at a time. */
+async function chainRate(
+  file: string,
+  prefill: number,
+  holdLockMs: number,
+  parallel: number,
+): Promise<number> {
+  const log = new AuditLog({ file, holdLockMs });
+  await Promise.all(Array.from({ length: prefill }, (_, i) => log.append(entry(i))));
   const t = performance.now();
-  for (let i = 0; i < APPENDS; i++) await log.append(entry(i));
-  return APPENDS / ((performance.now() - t) / 1000);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: parallel }, async () => {
+      while (next < APPENDS) await log.append(entry(next++));
+    }),
+  );
+  const rate = APPENDS / ((performance.now() - t) / 1000);
+  await log.close();
+  if (!(await log.verify()).ok) throw new Error('the chain does not verify');
+  return rate;
 }
 
+const load0 = loadavg();
 const rows: string[] = [
-  '| log already holds | lowdb audit.json (before) | chained audit.jsonl (after) | ratio |',
-  '| --- | --- | --- | --- |',
+  '| log already holds | appenders | lowdb audit.json | chained, lock per write | chained, resident writer |',
+  '| --- | --- | --- | --- | --- |',
 ];
 for (const prefill of PREFILL) {
-  const dir = await mkdtemp(join(tmpdir(), 'tms-bench-audit-'));
-  try {
-    const before = await lowdbRate(dir, prefill);
-    const after = await chainRate(dir, prefill);
-    rows.push(
-      `| ${prefill} entries | ${before.toFixed(0)} entries/s | ${after.toFixed(0)} entries/s | ${(after / before).toFixed(1)}x |`,
-    );
-  } finally {
-    await rm(dir, { recursive: true, force: true });
+  for (const parallel of [1, CONCURRENT]) {
+    const dir = await mkdtemp(join(tmpdir(), 'tms-bench-audit-'));
+    try {
+      const before = parallel === 1 ? `${(await lowdbRate(dir, prefill)).toFixed(0)} entries/s` : '-';
+      const perWrite = await chainRate(join(dir, 'a.jsonl'), prefill, 0, parallel);
+      const resident = await chainRate(join(dir, 'b.jsonl'), prefill, 200, parallel);
+      rows.push(
+        `| ${prefill} entries | ${parallel} | ${before} | ${perWrite.toFixed(0)} entries/s | ${resident.toFixed(0)} entries/s |`,
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   }
 }
-console.log(`${APPENDS} sequential appends, one process, each under the file lock\n${rows.join('\n')}`);
+console.log(
+  `${APPENDS} appends, one process, each acknowledged entry written and fsynced (chained log)\n${rows.join('\n')}\nload average ${load0.map((x) => x.toFixed(2)).join(' ')} at the start, ${loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ')} at the end`,
+);

@@ -3,9 +3,17 @@
  * runs: the login's parts (password hash, signature verify, ticket issue) and the gateway's
  * per-request check (ticket, session key, proof). Medians of many single operations.
  */
+import { execFile } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import type { Client } from 'undici';
+import { login } from '../src/client/login.js';
 import { paperEncrypt, paperVerify } from '../src/crypto/paper-scheme.js';
 import { hashPassword, verifyPassword } from '../src/crypto/password.js';
+import type { LabState } from '../src/lab/state.js';
+import type { VirtualUser } from '../src/load/users.js';
 import { newChallenge, signChallenge, verifyChallengeSignature } from '../src/protocol/challenge.js';
 import { createProof, ProofVerifier } from '../src/protocol/proof.js';
 import {
@@ -145,5 +153,53 @@ export async function microFigures(): Promise<MicroFigures> {
       sessionKeyExchangeUs,
     },
     gateway: { perRequestUs, ticketVerifyCachedUs, ticketVerifyColdUs, proofVerifyUs },
+  };
+}
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** Median wall time of `trusted-ms <args>` in a new process, after one run that warms the file cache. */
+export async function cliColdStartMs(args: readonly string[], runs: number): Promise<number> {
+  const run = promisify(execFile);
+  const xs: number[] = [];
+  for (let i = 0; i < runs + 1; i++) {
+    const t0 = performance.now();
+    await run(process.execPath, [join(root, 'bin', 'run.js'), ...args]);
+    if (i > 0) xs.push(performance.now() - t0);
+  }
+  return median(xs);
+}
+
+/** Sequential logins of one user on an idle lab: the handshake's latency without queueing. */
+export async function sequentialLoginMs(
+  lab: LabState,
+  user: VirtualUser,
+  client: Client | undefined,
+  n: number,
+): Promise<{ loginMs: number; withoutHashMs: number; hashMs: number; verifyStepMs: number }> {
+  const stored = await hashPassword('bench password');
+  const xs: number[] = [];
+  const hashes: number[] = [];
+  const diffs: number[] = [];
+  const verifySteps: number[] = [];
+  for (let i = 0; i < n; i++) {
+    // One password hash (the same scrypt the security service runs) next to each login, so the
+    // hash is subtracted at the machine's load of that moment, not of another part of the run.
+    const h0 = performance.now();
+    await verifyPassword('bench password', stored);
+    const hash = performance.now() - h0;
+    const t0 = performance.now();
+    const { timings } = await login(lab, user.name, user.password, user.privateKey, client);
+    const ms = performance.now() - t0;
+    verifySteps.push(timings.verifyMs);
+    xs.push(ms);
+    hashes.push(hash);
+    diffs.push(ms - hash);
+  }
+  return {
+    loginMs: median(xs),
+    withoutHashMs: median(diffs),
+    hashMs: median(hashes),
+    verifyStepMs: median(verifySteps),
   };
 }

@@ -11,17 +11,13 @@
  * reported as logins/s, login latency, and the micro-figures. Numbers only: nothing here asserts a timing. Environment: BENCH_CLIENTS (150), BENCH_ROUNDS (3),
  * BENCH_SECONDS (5 per phase), BENCH_SERVICES (20).
  */
-import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import type { Client } from 'undici';
-import { login } from '../src/client/login.js';
 import type { Session } from '../src/client/session.js';
-import { hashPassword, verifyPassword } from '../src/crypto/password.js';
 import { verifyServices } from '../src/lab/attest.js';
 import { labDown } from '../src/lab/down.js';
 import type { Posture } from '../src/lab/posture.js';
@@ -43,7 +39,7 @@ import type { Role } from '../src/policy/types.js';
 import { openLabStore } from '../src/store/open.js';
 import { openUserAdmin } from '../src/users/admin.js';
 import { CHART_PERCENTILES, latencyChartSvg } from './chart.js';
-import { median, microFigures } from './micro.js';
+import { cliColdStartMs, median, microFigures, sequentialLoginMs } from './micro.js';
 
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 150);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -109,17 +105,6 @@ function labCpuMs(state: LabState): number | null {
   return total;
 }
 
-async function cliColdStartMs(runs: number): Promise<number> {
-  const run = promisify(execFile);
-  const xs: number[] = [];
-  for (let i = 0; i < runs + 1; i++) {
-    const t0 = performance.now();
-    await run(process.execPath, [join(root, 'bin', 'run.js'), '--version']);
-    if (i > 0) xs.push(performance.now() - t0); // the first warms the file cache
-  }
-  return median(xs);
-}
-
 async function bringUp(posture: Posture, base: string): Promise<Lab> {
   const home = join(base, posture);
   log(`lab up ${posture} (${SERVICES} services)`);
@@ -166,25 +151,11 @@ async function loginPhase(lab: Lab): Promise<LoginFigures> {
   return logins;
 }
 
-/** Sequential logins of one user on an idle lab: the handshake's latency without queueing. */
-async function sequentialLoginMs(lab: Lab, n: number): Promise<{ loginMs: number; withoutHashMs: number }> {
-  const u = lab.users[0] as VirtualUser;
-  const stored = await hashPassword('bench password');
-  const xs: number[] = [];
-  const diffs: number[] = [];
-  for (let i = 0; i < n; i++) {
-    // One password hash (the same scrypt the security service runs) next to each login, so the
-    // hash is subtracted at the machine's load of that moment, not of another part of the run.
-    const h0 = performance.now();
-    await verifyPassword('bench password', stored);
-    const hash = performance.now() - h0;
-    const t0 = performance.now();
-    await login(lab.state, u.name, u.password, u.privateKey, lab.clients[0]);
-    const ms = performance.now() - t0;
-    xs.push(ms);
-    diffs.push(ms - hash);
-  }
-  return { loginMs: median(xs), withoutHashMs: median(diffs) };
+async function sequentialLabLoginMs(
+  lab: Lab,
+  n: number,
+): Promise<{ loginMs: number; withoutHashMs: number }> {
+  return sequentialLoginMs(lab.state, lab.users[0] as VirtualUser, lab.clients[0] as Client, n);
 }
 
 async function main(): Promise<void> {
@@ -204,7 +175,7 @@ async function main(): Promise<void> {
   log('micro-figures');
   const micro = await microFigures();
   log('CLI cold start');
-  const cliVersionMs = await cliColdStartMs(9);
+  const cliVersionMs = await cliColdStartMs(['--version'], 9);
 
   const base = await mkdtemp(join(tmpdir(), 'tms-bench-'));
   const labs: Lab[] = [];
@@ -260,11 +231,11 @@ async function main(): Promise<void> {
 
     log('sequential logins, attestation');
     const trusted = byPosture('trusted');
-    const { loginMs: loginTrustedMs, withoutHashMs: loginTrustedNoHashMs } = await sequentialLoginMs(
+    const { loginMs: loginTrustedMs, withoutHashMs: loginTrustedNoHashMs } = await sequentialLabLoginMs(
       trusted,
       15,
     );
-    const { loginMs: loginPaperMs } = await sequentialLoginMs(byPosture('paper'), 15);
+    const { loginMs: loginPaperMs } = await sequentialLabLoginMs(byPosture('paper'), 15);
     const attest: number[] = [];
     for (let i = 0; i < 5; i++) {
       const v = await verifyServices(trusted.home, 'all');

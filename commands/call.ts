@@ -4,7 +4,7 @@ import { type CallResult, callService } from '../src/client/call.js';
 import { loadSession } from '../src/client/session.js';
 import { TrustedMsError } from '../src/errors.js';
 import { requireLabState } from '../src/lab/state.js';
-import { fromErrorBody } from '../src/services/http.js';
+import { fromErrorBody } from '../src/services/error-body.js';
 
 export type CallCommandResult = CallResult;
 

@@ -41,6 +41,10 @@ export const ERROR_CODES = {
   PROOF_REPLAYED: { exit: 4, http: 401 },
   RATE_LIMITED: { exit: 4, http: 429 },
   ACCOUNT_LOCKED: { exit: 4, http: 423 },
+  /** The user is revoked (`user revoke`): the password may be right, the login is refused. */
+  USER_REVOKED: { exit: 4, http: 403 },
+  /** The ticket was issued before its user was revoked: it stays refused, even after a reinstatement. */
+  TICKET_REVOKED: { exit: 4, http: 401 },
   // keys
   KEY_EXISTS: { exit: 5, http: 409 },
   KEY_NOT_FOUND: { exit: 5, http: 404 },
@@ -62,6 +66,10 @@ export const ERROR_CODES = {
   /** Nothing listens where the service should be (its process is dead): refused at once, not a hang. */
   SERVICE_DOWN: { exit: 8, http: 503 },
   ATTESTATION_MISMATCH: { exit: 8, http: 409 },
+  /** An operator took the service out (`service quarantine`): nobody routes to it until released. */
+  SERVICE_QUARANTINED: { exit: 8, http: 503 },
+  /** The calling service is quarantined: its peers refuse it whatever certificate it still holds. */
+  PEER_QUARANTINED: { exit: 8, http: 403 },
   PEER_CERTIFICATE_INVALID: { exit: 8, http: 403 },
   LAB_NOT_RUNNING: { exit: 9, http: 503 },
   LAB_ALREADY_RUNNING: { exit: 9, http: 409 },

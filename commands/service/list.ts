@@ -20,7 +20,7 @@ export default class ServiceList extends BaseCommand {
         ['service', 'state', 'expected hash', 'measured by', 'at'],
         services.map((s) => [
           s.name,
-          s.state,
+          s.quarantined === true ? `${s.state}, quarantined` : s.state,
           (s.expectedHash ?? '-').slice(0, 23),
           s.measuredBy ?? '-',
           s.measuredAt ?? '-',

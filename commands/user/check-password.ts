@@ -1,8 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import { BaseCommand } from '../../src/cli/base-command.js';
 import { obtainPassword } from '../../src/cli/password-input.js';
-import { openLabStore } from '../../src/store/open.js';
-import { checkPassword } from '../../src/users/users.js';
+import { openUserAdmin } from '../../src/users/admin.js';
 
 export interface UserCheckPasswordResult {
   user: string;
@@ -13,7 +12,7 @@ export interface UserCheckPasswordResult {
 export default class UserCheckPassword extends BaseCommand {
   static override summary = "Check a user's password against the store (a login's first step).";
   static override description =
-    'Exits 0 when the password is right and 4 (AUTH_FAILED) when it is not. A password imported from htpasswd in bcrypt form is upgraded to scrypt here, as at a login.';
+    "Exits 0 when the password is right and 4 (AUTH_FAILED) when it is not. A password imported from htpasswd in bcrypt form is upgraded to scrypt here, as at a login (through the security service while a lab runs, since it is then the store's only writer).";
   static override examples = [
     'printf %s "$PASSWORD" | <%= config.bin %> <%= command.id %> carol --password-stdin',
   ];
@@ -24,12 +23,13 @@ export default class UserCheckPassword extends BaseCommand {
 
   async run(): Promise<UserCheckPasswordResult> {
     const { args, flags } = await this.parse(UserCheckPassword);
+    const admin = await openUserAdmin(this.labHome(flags));
     const password = await obtainPassword({
       stdin: flags['password-stdin'],
       confirm: false,
       user: args.name,
     });
-    const { upgraded } = await checkPassword(openLabStore(this.labHome(flags)), args.name, password);
+    const { upgraded } = await admin.checkPassword(args.name, password);
     this.log(`Password of ${args.name} is correct${upgraded ? '; its hash was upgraded to scrypt' : ''}.`);
     return { user: args.name, ok: true, upgraded };
   }

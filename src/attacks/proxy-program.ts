@@ -8,7 +8,7 @@ import type { PartPlacement, Runtime } from '../lab/runtimes/runtime.js';
 import type { LabState, PartState } from '../lab/state.js';
 import { waitHealthy } from '../lab/up.js';
 import { packageRoot } from '../paths.js';
-import type { ProxyStats } from './proxy.js';
+import { emptyProxyStats, type ProxyOptions, type ProxyStats } from './proxy.js';
 import type { ProxyProgramConfig, ProxyRecord } from './proxy-main.js';
 
 /** What a scenario reads from a proxy on a link. */
@@ -20,24 +20,8 @@ export interface ProxyView {
   settled?(): Promise<void>;
 }
 
-export interface ProgramProxyOptions {
-  upstream: { host: string; port: number };
-  tamper?: boolean;
-  forged?: Record<string, unknown>;
-  tls?: { certPem: string; keyPem: string };
-  /** default 60 s */
-  lifetimeMs?: number;
-}
-
-const EMPTY: ProxyStats = {
-  connections: 0,
-  bytesUp: 0,
-  bytesDown: 0,
-  sawTls: false,
-  httpRewrites: 0,
-  tlsRecordsAltered: 0,
-  errors: [],
-};
+/** What the program is told; where it listens and what it reports to are the runtime's. */
+export type ProgramProxyOptions = Pick<ProxyOptions, 'upstream' | 'tamper' | 'forged' | 'tls' | 'lifetimeMs'>;
 
 /**
  * The proxy program (proxy-main.ts) started by the lab's runtime at `placement`: a local process,
@@ -112,7 +96,7 @@ export class ProgramProxy implements ProxyView {
   }
 
   stats(): ProxyStats {
-    return this.read()?.stats ?? EMPTY;
+    return this.read()?.stats ?? emptyProxyStats();
   }
 
   /**

@@ -45,15 +45,8 @@ export interface ProxyStats {
   errors: string[];
 }
 
-const TLS_HANDSHAKE = 0x16;
-const TLS_APPLICATION_DATA = 0x17;
-
-export class InterceptingProxy {
-  readonly #opts: ProxyOptions;
-  readonly #up: Buffer[] = [];
-  readonly #down: Buffer[] = [];
-  readonly #sockets = new Set<Socket>();
-  readonly #stats: ProxyStats = {
+export function emptyProxyStats(): ProxyStats {
+  return {
     connections: 0,
     bytesUp: 0,
     bytesDown: 0,
@@ -62,6 +55,17 @@ export class InterceptingProxy {
     tlsRecordsAltered: 0,
     errors: [],
   };
+}
+
+const TLS_HANDSHAKE = 0x16;
+const TLS_APPLICATION_DATA = 0x17;
+
+export class InterceptingProxy {
+  readonly #opts: ProxyOptions;
+  readonly #up: Buffer[] = [];
+  readonly #down: Buffer[] = [];
+  readonly #sockets = new Set<Socket>();
+  readonly #stats: ProxyStats = emptyProxyStats();
   #server: Server | undefined;
   #timer: NodeJS.Timeout | undefined;
 
@@ -157,14 +161,7 @@ export class InterceptingProxy {
         if (out.length > 0) caller.write(out);
       }
     });
-    const cut = () => {
-      caller.destroy();
-      callee.destroy();
-    };
-    caller.on('close', cut);
-    callee.on('close', cut);
-    caller.on('error', (e) => this.#error(`caller: ${e.message}`));
-    callee.on('error', (e) => this.#error(`callee: ${e.message}`));
+    this.#pair(caller, callee);
   }
 
   /** TLS terminated here: the plaintext is the proxy's to read, relayed on over TLS to the callee. */
@@ -182,6 +179,11 @@ export class InterceptingProxy {
       const out = down(chunk);
       if (out.length > 0) caller.write(out);
     });
+    this.#pair(caller, callee);
+  }
+
+  /** Either side closing cuts the other, and their failures are the proxy's errors to report. */
+  #pair(caller: Socket, callee: Socket): void {
     const cut = () => {
       caller.destroy();
       callee.destroy();

@@ -6,7 +6,7 @@ import { jsonRequest } from '../lab/http-client.js';
 import type { LabState } from '../lab/state.js';
 import { type Challenge, signatureToWire, signChallenge } from '../protocol/challenge.js';
 import { deriveSessionKey, newExchangeKeyPair } from '../protocol/session-key.js';
-import { labIssuer } from '../services/security/app.js';
+import { labIssuer } from '../services/security/issuer.js';
 import type { Session } from './session.js';
 
 export interface LoginTimings {

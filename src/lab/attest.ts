@@ -13,6 +13,8 @@ export interface ServiceAttestation {
   measuredHash?: string;
   measuredAt?: string;
   measuredBy?: 'runtime' | 'self';
+  /** `service quarantine`: refused by the gateway and its peers whatever its state */
+  quarantined?: boolean;
 }
 
 function pick(state: LabState, names: string[] | 'all'): PartState[] {

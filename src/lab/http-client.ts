@@ -1,6 +1,6 @@
-import { type Dispatcher, request } from 'undici';
+import type { Dispatcher } from 'undici';
 import { TrustedMsError } from '../errors.js';
-import { fromErrorBody } from '../services/http.js';
+import { fromErrorBody } from '../services/error-body.js';
 
 export interface JsonRequest {
   method?: Dispatcher.HttpMethod;
@@ -18,6 +18,8 @@ export interface JsonRequest {
  */
 export async function jsonRequest<T>(url: string, opts: JsonRequest = {}): Promise<T> {
   const timeout = opts.timeoutMs ?? 10_000;
+  // Loaded here, not at the top: undici costs ~0.1-0.2 s of a CLI command's start (--help, lists).
+  const { request } = await import('undici');
   let res: Dispatcher.ResponseData;
   try {
     res = await request(url, {

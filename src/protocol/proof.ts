@@ -20,6 +20,7 @@ export type ProofRefusalReason =
   | 'outside-window'
   | 'bad-mac'
   | 'replayed'
+  | 'before-start'
   | 'replay-cache-full';
 
 /** A refusal of a proof; `message` is generic, `reason` (not in `toJSON()`) is for the audit log. */
@@ -132,6 +133,12 @@ export interface ProofVerifierOptions {
   now?: () => number;
   /** Most (jti, nonce) pairs remembered; when full, new proofs are refused. 500,000 by default. */
   maxEntries?: number;
+  /**
+   * Proofs stamped before this millisecond are refused as possible replays: the replay cache is in
+   * memory, so a verifier that starts (a restarted gateway) has not seen the proofs accepted before
+   * it. Set it to the time the verifier's process started. None by default.
+   */
+  notBeforeMs?: number;
 }
 
 /**
@@ -150,6 +157,7 @@ export class ProofVerifier {
   readonly #windowMs: number;
   readonly #now: () => number;
   readonly #maxEntries: number;
+  readonly #notBeforeMs: number;
   /** `${jti}.${nonce}` → the millisecond after which its proof is outside the window. */
   readonly #seen = new Map<string, number>();
   #lastFullSweep = Number.NEGATIVE_INFINITY;
@@ -158,6 +166,7 @@ export class ProofVerifier {
     this.#windowMs = opts.windowMs ?? DEFAULT_PROOF_WINDOW_MS;
     this.#now = opts.now ?? Date.now;
     this.#maxEntries = opts.maxEntries ?? DEFAULT_REPLAY_CACHE_ENTRIES;
+    this.#notBeforeMs = opts.notBeforeMs ?? 0;
     if (!Number.isSafeInteger(this.#windowMs) || this.#windowMs <= 0) {
       throw new TrustedMsError('INVALID_INPUT', 'windowMs must be a positive whole number');
     }
@@ -184,6 +193,7 @@ export class ProofVerifier {
     const now = this.#now();
     if (!(Math.abs(now - t) <= this.#windowMs)) throw refuse('outside-window');
     if (!timingSafeEqual(given, mac(r, t, nonce))) throw refuse('bad-mac');
+    if (t < this.#notBeforeMs) throw new ProofError('PROOF_REPLAYED', 'proof already used', 'before-start');
 
     this.#sweep(now);
     const key = `${r.jti}.${nonce}`;

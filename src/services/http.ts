@@ -1,7 +1,8 @@
 import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import { ERROR_CODES, type ErrorCode, TrustedMsError } from '../errors.js';
+import { TrustedMsError } from '../errors.js';
+import { errorBody } from './error-body.js';
 
 export const BODY_LIMIT = 64 * 1024;
 
@@ -27,15 +28,7 @@ export const SERVER_LIMITS = {
   maxConnections: 4096,
 } as const;
 
-/** The body every refusal carries: a stable code and a short message, never a stack. */
-export interface ErrorBody {
-  code: ErrorCode;
-  message: string;
-}
-
-export function errorBody(err: TrustedMsError): ErrorBody {
-  return { code: err.code, message: err.message };
-}
+export { type ErrorBody, errorBody, fromErrorBody } from './error-body.js';
 
 /**
  * A fastify app with the lab's error contract: a TrustedMsError becomes its HTTP status and code;
@@ -149,13 +142,4 @@ export function toHttpError(err: unknown): TrustedMsError {
     return new TrustedMsError('INVALID_INPUT', e.message);
   }
   return new TrustedMsError('INTERNAL', 'internal error');
-}
-
-/** Maps a code received over HTTP back to an error, for clients of the lab's parts. */
-export function fromErrorBody(status: number, body: unknown): TrustedMsError {
-  const b = body as Partial<ErrorBody> | null;
-  if (b && typeof b.code === 'string' && Object.hasOwn(ERROR_CODES, b.code)) {
-    return new TrustedMsError(b.code as ErrorCode, String(b.message ?? b.code));
-  }
-  return new TrustedMsError(status >= 500 ? 'SERVICE_UNAVAILABLE' : 'INVALID_INPUT', `HTTP ${status}`);
 }

@@ -4,7 +4,7 @@ import { type FileHandle, mkdir, open, readFile, rename, stat, unlink } from 'no
 import { dirname } from 'node:path';
 import canonicalizeModule from 'canonicalize';
 import lockfile from 'proper-lockfile';
-import { errnoCode, isTrustedMsError, TrustedMsError } from '../errors.js';
+import { errnoCode, TrustedMsError } from '../errors.js';
 import { syncDir } from '../fs-sync.js';
 import { DEFAULT_LOCK_SETTINGS, type LockSettings, serialised } from './json-file-store.js';
 import { type AuditEntry, checkAuditEntry, validateAuditData } from './schema.js';
@@ -18,9 +18,17 @@ const canonicalize = canonicalizeModule as unknown as (value: unknown) => string
  * previous record, so that editing, removing or reordering a record breaks the chain at that point.
  *
  * Why JSONL and not lowdb: lowdb rewrites the whole file on every write, so an append costs O(size
- * of the log), and the log only ever grows. Here an append reads the last line (for the previous
- * hash) and writes one line, under the same proper-lockfile lock discipline as the store, so other
- * processes (the CLI while the lab is down) stay serialised with the security service.
+ * of the log), and the log only ever grows. Here appends are written under the same proper-lockfile
+ * lock discipline as the store, so other processes (the CLI while the lab is down) stay serialised
+ * with the security service.
+ *
+ * Durability and cost: an append resolves only once its line is written and fsynced. Appends that
+ * arrive while a write is in flight are written together in the next one (group commit: one write
+ * and one fsync for the batch). The chain head (last seq and hash, and the file's inode and size
+ * after our last write) is kept in memory: the last line is read again only when the file is not
+ * the one we last wrote (another process appended, or it was replaced). With `holdLockMs` (the
+ * security service, the log's writer while a lab runs) the lock is kept that long after a write in
+ * case more come, so a burst of logins pays one lock, not one per entry.
  *
  * What the chain cannot show by itself: records cut off at the end (the tail is still a valid
  * chain). `audit verify` prints the head hash and count so that they can be kept elsewhere.
@@ -112,74 +120,187 @@ export interface AuditLogOptions {
   /** The lowdb `audit.json` of schema 1, migrated into the chain on the first write. */
   legacyFile?: string;
   lock?: Partial<LockSettings>;
+  /** Keep the lock this long (ms) after the last write, for the next one (default 0: release at once). */
+  holdLockMs?: number;
+}
+
+interface QueuedAppend {
+  entry: AuditEntry;
+  resolve: (record: AuditRecord) => void;
+  reject: (err: unknown) => void;
+}
+
+/** The lock and the open log while we hold them. */
+interface Held {
+  release: () => Promise<void>;
+  state: { compromised: Error | undefined };
+  handle: FileHandle;
+}
+
+/** The end of the log as we last wrote or read it. */
+interface Head {
+  ino: bigint;
+  size: bigint;
+  seq: number;
+  hash: string;
 }
 
 export class AuditLog {
   readonly file: string;
   readonly legacyFile: string | undefined;
   readonly #lock: LockSettings;
+  readonly #holdLockMs: number;
+  #queue: QueuedAppend[] = [];
+  #flushing = false;
+  #held: Held | undefined;
+  #head: Head | undefined;
+  #releaseTimer: NodeJS.Timeout | undefined;
 
   constructor(opts: AuditLogOptions) {
     this.file = opts.file;
     this.legacyFile = opts.legacyFile;
     this.#lock = { ...DEFAULT_LOCK_SETTINGS, ...opts.lock };
+    this.#holdLockMs = opts.holdLockMs ?? 0;
   }
 
-  /** Appends one entry, chained to the last record; returns the record written. */
+  /**
+   * Appends one entry, chained to the last record, and resolves with the record once it is on disk
+   * (written and fsynced).
+   */
   append(entry: AuditEntry): Promise<AuditRecord> {
-    return serialised(this.file, async () => {
-      try {
-        await mkdir(dirname(this.file), { recursive: true, mode: 0o700 });
-      } catch (err) {
-        throw ioError(this.file, 'create the folder of', err);
-      }
-      const state = { compromised: undefined as Error | undefined };
-      const release = await this.#acquire(state);
-      try {
-        await this.#migrateLegacy();
-        let handle: FileHandle;
-        try {
-          handle = await open(
-            this.file,
-            fsConstants.O_RDWR | fsConstants.O_CREAT | fsConstants.O_APPEND,
-            0o600,
-          );
-        } catch (err) {
-          throw ioError(this.file, 'open', err);
-        }
-        try {
-          const last = await this.#lastRecord(handle);
-          // Through JSON first: what is hashed must be exactly what a reader will parse back.
-          const base = {
-            ...(JSON.parse(JSON.stringify(entry)) as AuditEntry),
-            v: AUDIT_LOG_VERSION,
-            seq: last ? last.seq + 1 : 0,
-            id: randomUUID(),
-            prev: last ? last.hash : AUDIT_GENESIS,
-          } as Omit<AuditRecord, 'hash'>;
-          const record: AuditRecord = { ...base, hash: recordHash(base) };
-          // A lock taken over (stale) means another writer may have chained onto the same last
-          // record: writing now would fork the chain, which verify would call tampering.
-          if (state.compromised) {
-            throw new TrustedMsError('STORE_LOCKED', `lost the lock on ${this.file} before appending`, {
-              cause: state.compromised,
-              actions: ['retry; if it keeps happening, look for another process holding the store'],
-            });
-          }
-          // One write(2) of one line with O_APPEND: a reader sees the line whole or not at all
-          // (a line cut by a crash is dropped by the next writer, it was never acknowledged).
-          await handle.write(`${JSON.stringify(record)}\n`);
-          return record;
-        } catch (err) {
-          if (isTrustedMsError(err)) throw err;
-          throw ioError(this.file, 'append to', err);
-        } finally {
-          await handle.close().catch(() => undefined);
-        }
-      } finally {
-        await release().catch(() => undefined);
+    return new Promise<AuditRecord>((resolve, reject) => {
+      this.#queue.push({ entry, resolve, reject });
+      if (!this.#flushing) {
+        this.#flushing = true;
+        void this.#flush();
       }
     });
+  }
+
+  /** Waits for queued appends, then lets go of the lock (a holder's shutdown). */
+  async close(): Promise<void> {
+    while (this.#flushing) await new Promise((r) => setImmediate(r));
+    clearTimeout(this.#releaseTimer);
+    await serialised(this.file, () => this.#letGo());
+  }
+
+  async #flush(): Promise<void> {
+    clearTimeout(this.#releaseTimer);
+    while (this.#queue.length > 0) {
+      await serialised(this.file, () => this.#writeBatch()).catch(() => undefined);
+    }
+    this.#flushing = false;
+    // Not through `serialised`: another AuditLog of this file in this process may be queued there,
+    // waiting for the very lock this lets go of. No batch of ours runs now (a new flush clears the timer).
+    if (this.#holdLockMs > 0) {
+      this.#releaseTimer = setTimeout(() => void this.#letGo(), this.#holdLockMs);
+      this.#releaseTimer.unref();
+    } else {
+      await this.#letGo();
+    }
+  }
+
+  /** Writes everything queued so far as one batch; each append learns its outcome. */
+  async #writeBatch(): Promise<void> {
+    let batch: QueuedAppend[] = [];
+    try {
+      const held = await this.#hold();
+      let head = this.#head;
+      if (head === undefined) {
+        const last = await this.#lastRecord(held.handle);
+        const { ino, size } = await held.handle.stat({ bigint: true });
+        head = { ino, size, seq: last ? last.seq : -1, hash: last ? last.hash : AUDIT_GENESIS };
+      }
+      // Taken only now: what arrived while the lock was being taken joins this write.
+      batch = this.#queue.splice(0);
+      const records: AuditRecord[] = [];
+      let { seq, hash } = head;
+      for (const { entry } of batch) {
+        // Through JSON first: what is hashed must be exactly what a reader will parse back.
+        const base = {
+          ...(JSON.parse(JSON.stringify(entry)) as AuditEntry),
+          v: AUDIT_LOG_VERSION,
+          seq: seq + 1,
+          id: randomUUID(),
+          prev: hash,
+        } as Omit<AuditRecord, 'hash'>;
+        const record: AuditRecord = { ...base, hash: recordHash(base) };
+        records.push(record);
+        seq = record.seq;
+        hash = record.hash;
+      }
+      // A lock taken over (stale) means another writer may have chained onto the same last
+      // record: writing now would fork the chain, which verify would call tampering.
+      if (held.state.compromised) {
+        throw new TrustedMsError('STORE_LOCKED', `lost the lock on ${this.file} before appending`, {
+          cause: held.state.compromised,
+          actions: ['retry; if it keeps happening, look for another process holding the store'],
+        });
+      }
+      const text = Buffer.from(records.map((r) => `${JSON.stringify(r)}\n`).join(''), 'utf8');
+      // One write(2) with O_APPEND: a reader sees whole lines (a line cut by a crash is dropped by
+      // the next writer, it was never acknowledged), then the fsync that makes them acknowledged.
+      let written: number;
+      try {
+        ({ bytesWritten: written } = await held.handle.write(text));
+        if (written === text.length) await held.handle.sync();
+      } catch (err) {
+        throw ioError(this.file, 'append to', err);
+      }
+      if (written !== text.length) throw ioError(this.file, 'append to', new Error('short write'));
+      this.#head = { ino: head.ino, size: head.size + BigInt(text.length), seq, hash };
+      for (const [i, p] of batch.entries()) p.resolve(records[i] as AuditRecord);
+    } catch (err) {
+      // What is on disk is unknown now: read the end again next time, under a fresh lock.
+      this.#head = undefined;
+      await this.#letGo();
+      if (batch.length === 0) batch = this.#queue.splice(0);
+      for (const p of batch) p.reject(err);
+    }
+  }
+
+  /** The lock and the open log, taken now unless still held (and not lost) from the last write. */
+  async #hold(): Promise<Held> {
+    if (this.#held?.state.compromised) await this.#letGo();
+    if (this.#held !== undefined) return this.#held;
+    try {
+      await mkdir(dirname(this.file), { recursive: true, mode: 0o700 });
+    } catch (err) {
+      throw ioError(this.file, 'create the folder of', err);
+    }
+    const state = { compromised: undefined as Error | undefined };
+    const release = await this.#acquire(state);
+    try {
+      await this.#migrateLegacy();
+      let handle: FileHandle;
+      try {
+        handle = await open(
+          this.file,
+          fsConstants.O_RDWR | fsConstants.O_CREAT | fsConstants.O_APPEND,
+          0o600,
+        );
+      } catch (err) {
+        throw ioError(this.file, 'open', err);
+      }
+      const { ino, size } = await handle.stat({ bigint: true });
+      // Someone else wrote (or replaced the file) since our last write: find the end again.
+      if (this.#head !== undefined && (this.#head.ino !== ino || this.#head.size !== size))
+        this.#head = undefined;
+      this.#held = { release, state, handle };
+      return this.#held;
+    } catch (err) {
+      await release().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  async #letGo(): Promise<void> {
+    const held = this.#held;
+    this.#held = undefined;
+    if (held === undefined) return;
+    await held.handle.close().catch(() => undefined);
+    // A lock taken over after our write, or already removed, is not our caller's problem.
+    await held.release().catch(() => undefined);
   }
 
   /** Every record, checked for shape (not for the chain: see `verify`). */

@@ -1,7 +1,10 @@
 import { defaultRoles } from '../policy/roles.js';
 import { LabStore } from './store.js';
 
-/** The lab's store in `home`, seeded with the default roles the first time it is created. */
-export function openLabStore(home: string): LabStore {
-  return new LabStore(home, { seedRoles: defaultRoles });
+/**
+ * The lab's store in `home`, seeded with the default roles the first time it is created.
+ * `resident`: for the security service, the store's writer while a lab runs (see LabStoreOptions).
+ */
+export function openLabStore(home: string, opts: { resident?: boolean } = {}): LabStore {
+  return new LabStore(home, { seedRoles: defaultRoles, resident: opts.resident === true });
 }

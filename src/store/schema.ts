@@ -47,6 +47,28 @@ export interface StoreData {
   users: Record<string, UserRecord>;
   roles: Record<string, Role>;
   services: Record<string, ServiceRecord>;
+  /** `user revoke` and `service quarantine` (src/services/security/revocations.ts); absent = none */
+  revocations?: RevocationRecords;
+}
+
+export interface UserRevocation {
+  name: string;
+  /** true from `user revoke` until `user reinstate`: no login */
+  revoked: boolean;
+  /** unix seconds: a ticket of this user issued (`iat`) before it is refused, reinstated or not */
+  notBefore: number;
+  revokedAt: string;
+  reinstatedAt?: string;
+}
+
+export interface ServiceQuarantine {
+  name: string;
+  quarantinedAt: string;
+}
+
+export interface RevocationRecords {
+  users: Record<string, UserRevocation>;
+  services: Record<string, ServiceQuarantine>;
 }
 
 export const AUDIT_OUTCOMES = ['allowed', 'denied', 'ok', 'error'] as const;
@@ -165,6 +187,13 @@ function checkService(o: Obj, path: string): void {
   str(o, 'registeredAt', path);
 }
 
+function checkUserRevocation(o: Obj, path: string): void {
+  if (typeof o.revoked !== 'boolean') fail(`${path}.revoked`, 'a boolean');
+  if (!Number.isSafeInteger(o.notBefore)) fail(`${path}.notBefore`, 'an integer');
+  str(o, 'revokedAt', path);
+  str(o, 'reinstatedAt', path, true);
+}
+
 export function checkAuditEntry(v: unknown, path: string): void {
   const o = obj(v, path);
   str(o, 'at', path);
@@ -218,6 +247,11 @@ export const validateStoreData: Validator<StoreData> = (raw, file) =>
     namedRecord(o.users, 'users', checkUser);
     namedRecord(o.roles, 'roles', checkRole);
     namedRecord(o.services, 'services', checkService);
+    if (o.revocations !== undefined) {
+      const r = obj(o.revocations, 'revocations');
+      namedRecord(r.users, 'revocations.users', checkUserRevocation);
+      namedRecord(r.services, 'revocations.services', (q, p) => str(q, 'quarantinedAt', p));
+    }
   });
 
 export const validateAuditData: Validator<AuditData> = (raw, file) =>

@@ -11,7 +11,16 @@ export interface LabStoreOptions {
   now?: () => Date;
   /** Lock tuning, mainly for tests. */
   lock?: Partial<LockSettings>;
+  /**
+   * This process is the store's writer while a lab runs (the security service): keep the store in
+   * memory and the audit log's chain head and lock between writes (see JsonFileStore, AuditLog).
+   * Every write is still durable before it resolves.
+   */
+  resident?: boolean;
 }
+
+/** How long the resident writer keeps the audit log's lock after a write, for the next login's. */
+const RESIDENT_AUDIT_HOLD_MS = 200;
 
 export const STORE_FILE = 'store.json';
 /** The tamper-evident audit log (hash-chained JSONL, see audit-log.ts). */
@@ -38,11 +47,13 @@ export class LabStore {
       initial: () => emptyStoreData(seedRoles()),
       validate: validateStoreData,
       ...(opts.lock ? { lock: opts.lock } : {}),
+      resident: opts.resident === true,
     });
     this.#audit = new AuditLog({
       file: join(this.home, AUDIT_FILE),
       legacyFile: join(this.home, LEGACY_AUDIT_FILE),
       ...(opts.lock ? { lock: opts.lock } : {}),
+      ...(opts.resident === true ? { holdLockMs: RESIDENT_AUDIT_HOLD_MS } : {}),
     });
   }
 
@@ -54,16 +65,25 @@ export class LabStore {
     return this.#audit.file;
   }
 
-  /** A snapshot of the store; a store not created yet reads as its seed. */
+  /** Finishes queued audit appends and lets go of the audit log's lock (a resident writer's shutdown). */
+  close(): Promise<void> {
+    return this.#audit.close();
+  }
+
+  /**
+   * A snapshot of the store; a store not created yet reads as its seed. Read-only: in a resident
+   * store it is shared and frozen.
+   */
   data(): Promise<StoreData> {
     return this.#store.read();
   }
 
-  /** Read-modify-write under the store's file lock; see JsonFileStore.update. */
+  /** Read-modify-write under the store's file lock, durable when it resolves; see JsonFileStore.update. */
   update<R>(fn: (data: StoreData) => R | Promise<R>): Promise<R> {
     return this.#store.update(fn);
   }
 
+  /** Appends to the audit log; resolves once the entry is on disk (see AuditLog.append). */
   async audit(entry: Omit<AuditEntry, 'at'> & { at?: string }): Promise<void> {
     const { at, ...rest } = entry;
     await this.#audit.append({ at: at ?? this.now().toISOString(), ...rest });

@@ -8,6 +8,7 @@ import type { LabStore } from '../store/store.js';
 import {
   addUser,
   addUserKey,
+  checkPassword,
   getUser,
   importHtpasswd,
   type NewUser,
@@ -27,6 +28,8 @@ export interface UserAdmin {
   getUser(name: string): Promise<PublicUser>;
   addKey(name: string, key: UserKey, replace: boolean): Promise<PublicUser>;
   importHtpasswd(text: string, role: string): Promise<string[]>;
+  /** AUTH_FAILED when wrong; a right bcrypt password is rehashed with scrypt (a write). */
+  checkPassword(name: string, password: string): Promise<{ upgraded: boolean }>;
 }
 
 export async function openUserAdmin(home: string): Promise<UserAdmin> {
@@ -73,6 +76,9 @@ function localAdmin(store: LabStore): UserAdmin {
       return toPublicUser(await addUserKey(store, name, key));
     },
     importHtpasswd: (text, role) => importHtpasswd(store, text, role),
+    checkPassword: async (name, password) => ({
+      upgraded: (await checkPassword(store, name, password)).upgraded,
+    }),
   };
 }
 
@@ -88,5 +94,7 @@ function remoteAdmin(url: string, token: string): UserAdmin {
       call(`/v1/admin/users/${encodeURIComponent(name)}/keys`, 'POST', { key, replace }),
     importHtpasswd: async (text, role) =>
       (await call<{ imported: string[] }>('/v1/admin/users/import', 'POST', { text, role })).imported,
+    checkPassword: (name, password) =>
+      call(`/v1/admin/users/${encodeURIComponent(name)}/check-password`, 'POST', { password }),
   };
 }

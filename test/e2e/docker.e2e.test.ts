@@ -48,6 +48,25 @@ function oneFileTar(name: string, content: Buffer): NodeJS.ReadableStream {
   return p as unknown as NodeJS.ReadableStream;
 }
 
+/** alice (admin) reads the catalog; bob is refused the customers database by his role, with its code. */
+async function expectCallAndRoleRefusal(lab: RunningLab): Promise<void> {
+  const alice = await lab.login('alice');
+  const ok = await callService(alice, {
+    gatewayUrl: lab.state.gatewayUrl,
+    service: 'catalog',
+    path: '/db/catalog/records',
+  });
+  expect(ok.status).toBe(200);
+  const bob = await lab.login('bob');
+  const refused = await callService(bob, {
+    gatewayUrl: lab.state.gatewayUrl,
+    service: 'customers',
+    path: '/db/customers/records',
+  });
+  expect(refused.status).toBe(403);
+  expect((refused.body as Body).code).toBe('ACCESS_DENIED');
+}
+
 /** Waits (bounded) until `check` holds; the last value is returned for the assertion that follows. */
 async function waitFor<T>(probe: () => Promise<T>, check: (v: T) => boolean, ms = 60_000): Promise<T> {
   const deadline = Date.now() + ms;
@@ -344,21 +363,7 @@ describe.runIf(engine)('the Docker lab (paper posture) on a configured base imag
 
   it('logs a user in (the paper scheme) and serves a call; refuses a database outside the role', async () => {
     expect(lab.state.posture).toBe('paper');
-    const alice = await lab.login('alice');
-    const ok = await callService(alice, {
-      gatewayUrl: lab.state.gatewayUrl,
-      service: 'catalog',
-      path: '/db/catalog/records',
-    });
-    expect(ok.status).toBe(200);
-    const bob = await lab.login('bob');
-    const refused = await callService(bob, {
-      gatewayUrl: lab.state.gatewayUrl,
-      service: 'customers',
-      path: '/db/customers/records',
-    });
-    expect(refused.status).toBe(403);
-    expect((refused.body as Body).code).toBe('ACCESS_DENIED');
+    await expectCallAndRoleRefusal(lab);
     await expect(lab.login('alice', { keyOf: 'bob' })).rejects.toMatchObject({ code: 'SIGNATURE_INVALID' });
   });
 });
@@ -392,20 +397,7 @@ describe.runIf(engine)('the Docker lab (none posture) with a configured base ima
 
   it('logs a user in with the password alone and serves a call; refuses a database outside the role', async () => {
     expect(lab.state.posture).toBe('none');
-    const alice = await lab.login('alice');
-    const ok = await callService(alice, {
-      gatewayUrl: lab.state.gatewayUrl,
-      service: 'catalog',
-      path: '/db/catalog/records',
-    });
-    expect(ok.status).toBe(200);
-    const bob = await lab.login('bob');
-    const refused = await callService(bob, {
-      gatewayUrl: lab.state.gatewayUrl,
-      service: 'customers',
-      path: '/db/customers/records',
-    });
-    expect(refused.status).toBe(403);
+    await expectCallAndRoleRefusal(lab);
     await expect(lab.login('alice', { password: 'wrong' })).rejects.toMatchObject({ code: 'AUTH_FAILED' });
   });
 });

@@ -1,7 +1,5 @@
-import { plantInCodeFolder, undoPlant, victimCall } from '../plant.js';
-import { sinkEvidence, sinkMark } from '../sink.js';
-import { TARGET } from '../target.js';
-import { judgeByData, type Scenario } from '../types.js';
+import { plantedCodeLifecycle } from '../planted-code.js';
+import type { Scenario } from '../types.js';
 
 /** Tampered code that, asked for its own hash, answers with the registered one. */
 export const lyingAttestation: Scenario = {
@@ -15,21 +13,5 @@ export const lyingAttestation: Scenario = {
     "The records that reached the attacker's sink after the victim's read of a customer record (succeeded when the record is among them), and the status the victim's read got.",
   expected: { none: 'succeeded', paper: 'succeeded', trusted: 'blocked' },
 
-  async setup(ctx) {
-    ctx.scratch.mark = await sinkMark(ctx.lab);
-    await plantInCodeFolder(ctx, TARGET.service, 'lying');
-  },
-
-  async detonate(ctx) {
-    await victimCall(
-      ctx,
-      TARGET.service,
-      TARGET.path,
-      'the victim reads a customer record through the gateway',
-    );
-    await sinkEvidence(ctx, ctx.scratch.mark as number, TARGET.marker);
-  },
-
-  judge: judgeByData,
-  revert: undoPlant,
+  ...plantedCodeLifecycle('lying'),
 };

@@ -5,7 +5,7 @@ import { TrustedMsError } from '../../errors.js';
 import { packageRoot } from '../../paths.js';
 import { freePorts } from '../ports.js';
 import type { PartState } from '../state.js';
-import { connectEngine, containerAlive, demuxLog, engineStatus, idempotent, LABEL } from './docker/engine.js';
+import { containerAlive, demuxLog, engineStatus, idempotent, LABEL, requireEngine } from './docker/engine.js';
 import { ensureImages, IMAGE_ROOT, type LabImages } from './docker/images.js';
 import { packTar, treeEntries } from './docker/tar.js';
 import { ProcessRuntime } from './process.js';
@@ -45,18 +45,9 @@ export class DockerRuntime implements Runtime {
     return this.images;
   }
 
-  /** The runtime for the local engine, or ENGINE_UNAVAILABLE-like LAB_START_FAILED when none answers. */
+  /** The runtime for the local engine, or LAB_START_FAILED when none answers. */
   static async connect(opts: { baseImage?: string } = {}): Promise<DockerRuntime> {
-    const docker = await connectEngine();
-    if (!docker) {
-      throw new TrustedMsError(
-        'LAB_START_FAILED',
-        'no Docker engine answers (DOCKER_HOST or /var/run/docker.sock)',
-        {
-          actions: ['start dockerd, or use --runtime process'],
-        },
-      );
-    }
+    const docker = await requireEngine();
     return new DockerRuntime(docker, opts);
   }
 

@@ -4,6 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { isTrustedMsError, TrustedMsError } from '../../errors.js';
 import type { Posture } from '../../lab/posture.js';
 import { PROOF_HEADER, type ProofVerifier } from '../../protocol/proof.js';
+import type { RevocationView } from '../../protocol/revocation-list.js';
 import { openSessionKey } from '../../protocol/session-key.js';
 import type { TicketClaims, TicketVerifier } from '../../protocol/ticket.js';
 import { CLIENT_ADDRESS_HEADER } from '../client-address.js';
@@ -45,6 +46,8 @@ export interface GatewayDeps {
   /** none: the password check behind HTTP basic (the security service) */
   checkPassword?: (user: string, password: string) => Promise<Principal>;
   attestation: AttestationTable;
+  /** revoked users and quarantined services, kept current by the security service's feed */
+  revocations?: RevocationView;
   /**
    * Asks the security service again before refusing a service as not trusted: the table is pushed
    * and polled, so a service attested a moment ago (a lab just up, a service just restarted) would
@@ -94,7 +97,12 @@ const BASIC_REALM = 'Basic realm="trusted-ms"';
 /** none: password re-checks of cached credentials running in the background at once */
 const MAX_BACKGROUND_CHECKS = 4;
 /** checkPassword refusals passed on as they are; any other failure is AUTH_FAILED. */
-const PASSWORD_PASS_THROUGH = new Set(['ACCOUNT_LOCKED', 'RATE_LIMITED', 'SERVICE_UNAVAILABLE']);
+const PASSWORD_PASS_THROUGH = new Set([
+  'ACCOUNT_LOCKED',
+  'RATE_LIMITED',
+  'SERVICE_UNAVAILABLE',
+  'USER_REVOKED',
+]);
 
 interface CachedPrincipal {
   user: string;
@@ -188,9 +196,20 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
     return { ok: true, services: services.length };
   });
 
-  const principalFor = async (header: string | undefined): Promise<CachedPrincipal> => {
+  /** none: a good cached password check no longer counts once its user is revoked. */
+  const principalFor = async (header: string | undefined, ctx?: RequestContext): Promise<CachedPrincipal> => {
     if (header === undefined) throw new TrustedMsError('AUTH_FAILED', 'authentication required');
     const key = createHash('sha256').update(header).digest('base64');
+    const p = await cachedPrincipalFor(key, header);
+    if (ctx !== undefined) ctx.user = p.user;
+    if (deps.revocations?.userRevoked(p.user) === true) {
+      basicCache.delete(key);
+      throw new TrustedMsError('USER_REVOKED', `${p.user} is revoked`);
+    }
+    return p;
+  };
+
+  const cachedPrincipalFor = async (key: string, header: string): Promise<CachedPrincipal> => {
     const hit = basicCache.get(key);
     const t = now();
     if (hit !== undefined) {
@@ -280,8 +299,7 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
     if (contentType !== undefined) headers['content-type'] = contentType;
 
     if (posture === 'none') {
-      const p = await principalFor(request.headers.authorization);
-      ctx.user = p.user;
+      const p = await principalFor(request.headers.authorization, ctx);
       headers['x-tms-user'] = p.user;
       headers['x-tms-role'] = p.role;
       headers['x-tms-perms'] = p.perms;
@@ -290,6 +308,9 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
       const authorization = request.headers.authorization;
       const claims = (verifier as TicketVerifier).verify(bearer(authorization) ?? '');
       ctx.user = claims.sub;
+      if (deps.revocations?.ticketRevoked(claims) === true) {
+        throw new TrustedMsError('TICKET_REVOKED', 'ticket revoked');
+      }
       if (posture === 'trusted' && deps.insecureSkipProof !== true) {
         const proof = request.headers[PROOF_HEADER];
         (proofs as ProofVerifier).verify({
@@ -313,6 +334,9 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
         }
       }
       headers.authorization = authorization as string;
+    }
+    if (deps.revocations?.quarantined(name) === true) {
+      throw new TrustedMsError('SERVICE_QUARANTINED', `service ${name} is quarantined`);
     }
 
     const res = await upstream.request({

@@ -7,12 +7,15 @@ import { clientTlsConnector } from '../../pki/mtls.js';
 import { ProofVerifier } from '../../protocol/proof.js';
 import type { TicketVerifier } from '../../protocol/ticket.js';
 import { KeyedConcurrency, RateLimiter } from '../rate-limit.js';
+import { RevocationFeed } from '../revocation-feed.js';
 import { SecurityClient } from '../security-client.js';
 import { buildGateway, type Principal } from './app.js';
 import { type AttestationEntry, AttestationTable, parseAttestationEntries } from './attestation-table.js';
 import { createPool, poolUpstream, type Upstream } from './upstream.js';
 
 const POLL_MS = 2000;
+/** Proofs made before this instance started may have been accepted by the one before it. */
+const STARTED_AT = Date.now();
 
 const config = readPartConfig('gateway');
 const labToken = readSecret(config.labTokenFile);
@@ -46,6 +49,12 @@ for (const [name, url] of Object.entries(config.services)) {
 }
 
 const attestation = new AttestationTable();
+const revocations = new RevocationFeed(config.securityUrl, {
+  part: 'gateway',
+  token: labToken,
+  log: (line) => console.log(line),
+});
+await revocations.start();
 let verifier: TicketVerifier | undefined;
 if (config.posture !== 'none') {
   verifier = await security.ticketVerifier(config.posture);
@@ -80,6 +89,7 @@ const app = buildGateway({
   posture: config.posture,
   upstreams,
   attestation,
+  revocations: revocations.view,
   ...(config.posture === 'none' ? {} : { recheckAttestation }),
   labToken,
   ...(config.insecureSkipAttestation === true ? { insecureSkipAttestation: true } : {}),
@@ -89,7 +99,7 @@ const app = buildGateway({
   ...(trusted
     ? {
         sealKey: Buffer.from(readSecret(config.sealKeyFile), 'base64url'),
-        proofs: new ProofVerifier(),
+        proofs: new ProofVerifier({ notBeforeMs: STARTED_AT }),
         ...(config.insecureSkipProof === true ? { insecureSkipProof: true } : {}),
         ...(config.insecureNoRateLimit === true
           ? {}
@@ -126,6 +136,7 @@ console.log(
 
 const stop = (): void => {
   if (poll) clearInterval(poll);
+  void revocations.stop();
   setTimeout(() => process.exit(0), 1500).unref();
   void Promise.allSettled([app.close(), ...pools.map((p) => p.destroy())]).finally(() => process.exit(0));
 };

@@ -7,6 +7,7 @@ import type { ServerTlsOptions } from '../../pki/mtls.js';
 import { authorizePeer } from '../../pki/mtls.js';
 import { permits } from '../../policy/evaluate.js';
 import { ACTIONS, type Action } from '../../policy/types.js';
+import type { RevocationView } from '../../protocol/revocation-list.js';
 import type { TicketVerifier } from '../../protocol/ticket.js';
 import { createHttpApp, toHttpError } from '../http.js';
 
@@ -36,6 +37,8 @@ export interface SampleServiceDeps {
   tls?: ServerTlsOptions;
   /** One line per refusal; no secrets, no tickets. */
   log?: (line: string) => void;
+  /** paper, trusted: revoked users and quarantined services, kept current by the security service */
+  revocations?: RevocationView;
 }
 
 /** Who a request acts for, and the headers that carry it on to peers. */
@@ -117,10 +120,13 @@ export function buildSampleService(deps: SampleServiceDeps): FastifyInstance {
   app.addHook('onRequest', async (request) => {
     if (pathOf(request.url) === '/healthz') return;
     if (posture === 'trusted') {
-      authorizePeer(
-        request.raw.socket as TLSSocket,
-        (peer, kind) => kind === 'gateway' || (kind === 'service' && callers.has(peer)),
-      );
+      authorizePeer(request.raw.socket as TLSSocket, (peer, kind) => {
+        // Its certificate may still be valid: a quarantine is known by name, from the feed.
+        if (kind === 'service' && deps.revocations?.quarantined(peer) === true) {
+          throw new TrustedMsError('PEER_QUARANTINED', `peer "${peer}" is quarantined`);
+        }
+        return kind === 'gateway' || (kind === 'service' && callers.has(peer));
+      });
     }
     if (request.is404) return;
     principals.set(request, authenticate(request));
@@ -130,6 +136,9 @@ export function buildSampleService(deps: SampleServiceDeps): FastifyInstance {
     if (posture === 'none') return headerPrincipal(request);
     const authorization = request.headers.authorization;
     const claims = (deps.verifier as TicketVerifier).verify(bearer(authorization) ?? '');
+    if (deps.revocations?.ticketRevoked(claims) === true) {
+      throw new TrustedMsError('TICKET_REVOKED', 'ticket revoked');
+    }
     return { user: claims.sub, perms: claims.perms, forward: { authorization: authorization as string } };
   };
 
@@ -249,6 +258,8 @@ export function buildSampleService(deps: SampleServiceDeps): FastifyInstance {
   ): Promise<{ status: number; count?: number; code?: string }> => {
     const peer = deps.peers[name];
     if (peer === undefined) return { status: 502, code: 'SERVICE_UNAVAILABLE' };
+    // Never hand the caller's ticket to a quarantined service.
+    if (deps.revocations?.quarantined(name) === true) return { status: 503, code: 'SERVICE_QUARANTINED' };
     try {
       return await withTimeout(async () => {
         let db = peerDatabases.get(name);

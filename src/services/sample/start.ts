@@ -7,6 +7,7 @@ import { isTrustedMsError, TrustedMsError } from '../../errors.js';
 import { readPartConfig, readSecret, type ServicePartConfig } from '../../lab/part-config.js';
 import { readIdentity } from '../../pki/identity-files.js';
 import { clientTlsConnector, type ServerTlsOptions, serverTlsOptions } from '../../pki/mtls.js';
+import { RevocationFeed } from '../revocation-feed.js';
 import { SecurityClient } from '../security-client.js';
 import { buildSampleService, type PeerClient, type SampleDefinition } from './app.js';
 
@@ -63,6 +64,16 @@ export async function startSampleService(hooks: SampleKitHooks = {}): Promise<vo
 
   const security = new SecurityClient(config.securityUrl, labToken, securityAgent);
   const verifier = config.posture === 'none' ? undefined : await security.ticketVerifier(config.posture);
+  // none: the service trusts the gateway, which applies the revocations itself.
+  const feed =
+    config.posture === 'none'
+      ? undefined
+      : new RevocationFeed(config.securityUrl, {
+          part: name,
+          ...(labToken === undefined ? {} : { token: labToken }),
+          log: (line) => console.log(`${name}: ${line}`),
+        });
+  await feed?.start();
   const app = buildSampleService({
     definition,
     posture: config.posture,
@@ -70,6 +81,7 @@ export async function startSampleService(hooks: SampleKitHooks = {}): Promise<vo
     log: (line) => console.log(line),
     ...(verifier ? { verifier } : {}),
     ...(tls ? { tls } : {}),
+    ...(feed ? { revocations: feed.view } : {}),
   });
 
   if (config.posture === 'paper') await selfReport();
@@ -82,7 +94,9 @@ export async function startSampleService(hooks: SampleKitHooks = {}): Promise<vo
 
   const stop = (): void => {
     setTimeout(() => process.exit(0), 1000).unref();
-    void Promise.allSettled([app.close(), ...agents.map((a) => a.destroy())]).finally(() => process.exit(0));
+    void Promise.allSettled([app.close(), feed?.stop(), ...agents.map((a) => a.destroy())]).finally(() =>
+      process.exit(0),
+    );
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);

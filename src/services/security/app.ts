@@ -28,7 +28,9 @@ import {
 import { CLIENT_ADDRESS_HEADER, clientAddressOf } from '../client-address.js';
 import { createHttpApp } from '../http.js';
 import { LoginLockout, RateLimiter } from '../rate-limit.js';
+import { labAudience, labIssuer } from './issuer.js';
 import type { ServiceRegistry, ServiceStatus } from './registry.js';
+import { RevocationBook, registerRevocationRoutes } from './revocations.js';
 
 export interface SecurityDeps {
   labId: string;
@@ -43,6 +45,8 @@ export interface SecurityDeps {
   challengeTtlSeconds: number;
   /** told about every attestation change, so the gateway refuses a tampered service at once */
   onAttestation?: (services: ServiceStatus[]) => Promise<void>;
+  /** revoked users and quarantined services, loaded from the store (default: an empty book) */
+  revocations?: RevocationBook;
   now?: () => number;
   /**
    * TEST ONLY, a deliberately broken defence: trusted without its per-client login limit. Exists
@@ -51,13 +55,7 @@ export interface SecurityDeps {
   insecureNoRateLimit?: boolean;
 }
 
-export function labIssuer(labId: string): string {
-  return `trusted-ms://lab-${labId}/security`;
-}
-
-export function labAudience(labId: string): string {
-  return `trusted-ms://lab-${labId}`;
-}
+export { labAudience, labIssuer } from './issuer.js';
 
 type Pending =
   | { kind: 'trusted'; challenge: Challenge }
@@ -88,6 +86,7 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
     .export({ format: 'pem', type: 'spki' })
     .toString();
   const { store } = deps;
+  const revocations = deps.revocations ?? new RevocationBook(store);
 
   // Parsed once per registered key: parsing PEM on every login is 5-7x slower (DESIGN.md).
   const parsedKeys = new Map<string, KeyObject>();
@@ -115,6 +114,15 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
   /** The real client of a login relayed by the gateway (see client-address.ts), else the socket's. */
   const clientOf = (request: FastifyRequest): string =>
     clientAddressOf(request.ip, request.headers[CLIENT_ADDRESS_HEADER], hasLabToken(request));
+
+  /** After the password or the signature: only someone who proved to be the user learns it is revoked. */
+  const refuseRevoked = async (request: FastifyRequest, action: string, user: string): Promise<void> => {
+    if (!revocations.userRevoked(user)) return;
+    await audit({ actor: clientOf(request), action, target: user, outcome: 'denied', code: 'USER_REVOKED' });
+    throw new TrustedMsError('USER_REVOKED', `${user} is revoked`, {
+      actions: [`an administrator can let ${user} in again: trusted-ms user reinstate ${user}`],
+    });
+  };
 
   const sweep = (): void => {
     const t = now();
@@ -153,6 +161,7 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
     try {
       const { user: record } = await checkPassword(store, user, password, { actor: client });
       lockout.succeed(user);
+      await refuseRevoked(request, 'auth.challenge', user);
       return record;
     } catch (err) {
       lockout.fail(user);
@@ -191,7 +200,13 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
     keys: [{ kid: deps.signingKey.kid, alg: 'EdDSA', publicKeyPem }],
   }));
 
-  app.get('/v1/services', async () => ({ posture: deps.posture, services: deps.registry.list() }));
+  app.get('/v1/services', async () => ({
+    posture: deps.posture,
+    services: deps.registry
+      .list()
+      .map((s) => (revocations.quarantined(s.name) ? { ...s, quarantined: true } : s)),
+  }));
+  registerRevocationRoutes(app, { store, book: revocations, requireLabToken });
 
   app.post<{ Body: { user: string; password: string; clientKey?: string } }>(
     '/v1/auth/challenge',
@@ -287,6 +302,8 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
       const data = await store.data();
       const record = Object.hasOwn(data.users, user) ? data.users[user] : undefined;
       if (!record) return deny(new TrustedMsError('AUTH_FAILED', 'authentication failed'));
+      // A challenge asked for before a revocation and answered after it gets no ticket.
+      await refuseRevoked(request, 'auth.verify', user);
       const sig = signatureFromWire(signature);
 
       if (p.kind === 'paper') {
@@ -372,6 +389,7 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
       const { user: record } = await checkPassword(store, request.body.user, request.body.password, {
         actor: 'gateway',
       });
+      await refuseRevoked(request, 'auth.password', record.name);
       const roles = (await store.data()).roles;
       const role = Object.hasOwn(roles, record.role) ? roles[record.role] : undefined;
       return { user: record.name, role: record.role, perms: role ? permissionsOf(role) : {} };
@@ -400,7 +418,7 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
     const identities: Record<string, ServiceIdentity> = {};
     if (issueIdentity && deps.ca) {
       for (const s of statuses) {
-        if (s.state === 'trusted')
+        if (s.state === 'trusted' && !revocations.quarantined(s.name))
           identities[s.name] = await issueServiceCertificate(deps.ca, { name: s.name });
       }
     }
@@ -518,6 +536,11 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
           `${request.params.name.slice(0, 64)} has not passed attestation`,
         );
       }
+      if (revocations.quarantined(status.name)) {
+        throw new TrustedMsError('PEER_QUARANTINED', `${status.name} is quarantined: it gets no identity`, {
+          actions: [`trusted-ms service release ${status.name}`],
+        });
+      }
       return issueServiceCertificate(deps.ca, { name: request.params.name });
     });
 
@@ -598,6 +621,23 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
       },
       async (request) => ({
         imported: await importHtpasswd(store, request.body.text, request.body.role, { actor: 'admin' }),
+      }),
+    );
+    admin.post<{ Params: { name: string }; Body: { password: string } }>(
+      '/v1/admin/users/:name/check-password',
+      {
+        schema: {
+          body: {
+            type: 'object',
+            required: ['password'],
+            additionalProperties: false,
+            properties: { password: { type: 'string', minLength: 1, maxLength: 1024 } },
+          },
+        },
+      },
+      async (request) => ({
+        upgraded: (await checkPassword(store, request.params.name, request.body.password, { actor: 'admin' }))
+          .upgraded,
       }),
     );
     admin.get<{ Params: { name: string } }>('/v1/admin/users/:name', async (request) =>

@@ -7,11 +7,16 @@ import { loadLabCa } from '../../pki/ca.js';
 import { openLabStore } from '../../store/open.js';
 import { buildSecurityService } from './app.js';
 import { ServiceRegistry } from './registry.js';
+import { RevocationBook } from './revocations.js';
 
 const config = readPartConfig('security');
-const store = openLabStore(config.home);
+// Resident: while the lab runs this process is the store's only writer, so it keeps the store in
+// memory and the audit chain's head (every write still on disk before it is acknowledged).
+const store = openLabStore(config.home, { resident: true });
 const registry = new ServiceRegistry(store, config.posture);
 await registry.load();
+const revocations = new RevocationBook(store);
+await revocations.load();
 const privateKey = createPrivateKey(readFileSync(config.ticketKeyFile, 'utf8'));
 const labToken = readSecret(config.labTokenFile);
 
@@ -20,6 +25,7 @@ const app = buildSecurityService({
   posture: config.posture,
   store,
   registry,
+  revocations,
   signingKey: { kid: jwkThumbprint(privateKey), privateKey },
   sealKey: Buffer.from(readSecret(config.sealKeyFile), 'base64url'),
   labToken,
@@ -46,7 +52,10 @@ await app.listen({ host: config.host, port: config.port });
 console.log(`security service (${config.posture}) listening on ${config.host}:${config.port}`);
 
 const stop = (): void => {
-  void app.close().finally(() => process.exit(0));
+  void app
+    .close()
+    .then(() => store.close())
+    .finally(() => process.exit(0));
   setTimeout(() => process.exit(0), 1500).unref();
 };
 process.on('SIGTERM', stop);

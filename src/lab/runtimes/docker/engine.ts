@@ -1,4 +1,5 @@
 import type Dockerode from 'dockerode';
+import { TrustedMsError } from '../../../errors.js';
 
 /** Labels on every object the lab creates: cleanup finds objects by label, never by name. */
 export const LABEL = {
@@ -36,6 +37,19 @@ export async function connectEngine(): Promise<Dockerode | undefined> {
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** The local engine, or LAB_START_FAILED saying how to get one when none answers. */
+export async function requireEngine(): Promise<Dockerode> {
+  const docker = await connectEngine();
+  if (docker) return docker;
+  throw new TrustedMsError(
+    'LAB_START_FAILED',
+    'no Docker engine answers (DOCKER_HOST or /var/run/docker.sock)',
+    {
+      actions: ['start dockerd, or use --runtime process'],
+    },
+  );
 }
 
 /** The HTTP status of an Engine API error, if it is one. */

@@ -1,0 +1,80 @@
+import { TrustedMsError } from '../errors.js';
+
+/**
+ * The revocation list the security service publishes (`GET /v1/revocations`, docs/protocol.md,
+ * "Revocation and quarantine") and the gateway and the services hold: revoked users and quarantined
+ * services. Small by nature (one entry per revoked user or quarantined service), so it travels whole.
+ */
+export interface RevocationList {
+  /** `<epoch>.<n>`: changes with every change, and with every start of the security service */
+  version: string;
+  /** user → unix seconds: a ticket of the user issued (`iat`) before it is refused; `revoked`: no login */
+  users: Record<string, { notBefore: number; revoked: boolean }>;
+  /** quarantined service names */
+  quarantined: string[];
+}
+
+const VERSION_RE = /^[A-Za-z0-9_-]{1,32}\.[0-9]{1,15}$/;
+const NAME_RE = /^[a-z][a-z0-9._-]{0,63}$/;
+const MAX_ENTRIES = 100_000;
+
+export function emptyRevocationList(): RevocationList {
+  return { version: '', users: {}, quarantined: [] };
+}
+
+/** Checks a list received over the network; INVALID_INPUT when it is not one. */
+export function parseRevocationList(x: unknown): RevocationList {
+  const bad = (why: string) => new TrustedMsError('INVALID_INPUT', `revocation list is invalid: ${why}`);
+  if (typeof x !== 'object' || x === null) throw bad('not an object');
+  const { version, users, quarantined } = x as Record<string, unknown>;
+  if (typeof version !== 'string' || !VERSION_RE.test(version)) throw bad('version');
+  if (typeof users !== 'object' || users === null || Array.isArray(users)) throw bad('users');
+  if (!Array.isArray(quarantined) || quarantined.length > MAX_ENTRIES) throw bad('quarantined');
+  const outUsers: RevocationList['users'] = Object.create(null);
+  const entries = Object.entries(users);
+  if (entries.length > MAX_ENTRIES) throw bad('users');
+  for (const [name, v] of entries) {
+    const { notBefore, revoked } = (v ?? {}) as Record<string, unknown>;
+    if (!NAME_RE.test(name) || !Number.isSafeInteger(notBefore) || typeof revoked !== 'boolean') {
+      throw bad(`user ${name.slice(0, 64)}`);
+    }
+    outUsers[name] = { notBefore: notBefore as number, revoked };
+  }
+  for (const q of quarantined) if (typeof q !== 'string' || !NAME_RE.test(q)) throw bad('service name');
+  return { version, users: outUsers, quarantined: [...quarantined] as string[] };
+}
+
+/**
+ * A part's current copy of the list, asked on every request (Map and Set lookups only). Replaced
+ * whole by the feed (`src/services/revocation-feed.ts`).
+ */
+export class RevocationView {
+  #version = '';
+  #users = new Map<string, { notBefore: number; revoked: boolean }>();
+  #quarantined = new Set<string>();
+
+  get version(): string {
+    return this.#version;
+  }
+
+  replace(list: RevocationList): void {
+    this.#users = new Map(Object.entries(list.users));
+    this.#quarantined = new Set(list.quarantined);
+    this.#version = list.version;
+  }
+
+  /** The ticket was issued before its user's last revocation (whether or not reinstated since). */
+  ticketRevoked(claims: { sub: string; iat: number }): boolean {
+    const u = this.#users.get(claims.sub);
+    return u !== undefined && (u.revoked || claims.iat < u.notBefore);
+  }
+
+  /** The user may not log in (posture none: its cached password check no longer counts). */
+  userRevoked(user: string): boolean {
+    return this.#users.get(user)?.revoked === true;
+  }
+
+  quarantined(service: string): boolean {
+    return this.#quarantined.has(service);
+  }
+}
