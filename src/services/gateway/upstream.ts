@@ -41,14 +41,22 @@ export const DEFAULT_POOL_OPTIONS = {
  * big) is SERVICE_UNAVAILABLE.
  */
 export function poolUpstream(pool: Pool, name = 'the service'): Upstream {
+  const send = (opts: Parameters<Pool['request']>[0]) => pool.request(opts);
   return {
     async request({ method, path, headers, body }) {
       try {
-        const res = await pool.request({
+        const opts = {
           method: method as 'GET',
           path,
           headers,
           ...(body !== undefined && body.length > 0 ? { body } : {}),
+        };
+        // A kept-alive connection to a service that just died can fail before any answer (the pool
+        // had not yet seen it close); an idempotent request is sent once more, on a new connection,
+        // which then says whether anything listens.
+        const res = await send(opts).catch((err: unknown) => {
+          if (IDEMPOTENT.has(method) && isClosedBeforeAnswer(err)) return send(opts);
+          throw err;
         });
         const chunks: Buffer[] = [];
         let size = 0;
@@ -78,6 +86,13 @@ export function poolUpstream(pool: Pool, name = 'the service'): Upstream {
 /** A Pool per base URL with the default settings, overridable (e.g. `connect` for mTLS). */
 export function createPool(baseUrl: string, opts: PoolOptions = {}): Pool {
   return new Pool(baseUrl, { ...DEFAULT_POOL_OPTIONS, ...opts });
+}
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+function isClosedBeforeAnswer(err: unknown): boolean {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return code === 'UND_ERR_SOCKET' || code === 'ECONNRESET' || code === 'EPIPE';
 }
 
 function isRefused(err: unknown): boolean {
