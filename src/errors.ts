@@ -65,6 +65,8 @@ export const ERROR_CODES = {
   SERVICE_NOT_FOUND: { exit: 8, http: 404 },
   SERVICE_UNTRUSTED: { exit: 8, http: 503 },
   SERVICE_UNAVAILABLE: { exit: 8, http: 502 },
+  /** Nothing listens where the service should be (its process is dead): refused at once, not a hang. */
+  SERVICE_DOWN: { exit: 8, http: 503 },
   ATTESTATION_MISMATCH: { exit: 8, http: 409 },
   /** An operator took the service out (`service quarantine`): nobody routes to it until released. */
   SERVICE_QUARANTINED: { exit: 8, http: 503 },

@@ -5,7 +5,10 @@ import { type LabStatus, labStatus } from '../../src/lab/status.js';
 export type LabStatusResult = LabStatus;
 
 export default class LabStatusCommand extends BaseCommand {
-  static override summary = "Show each part of the lab: alive or not, and each service's attestation.";
+  static override summary =
+    "Show each part of the lab: alive or not, how often it was restarted, and each service's attestation.";
+  static override description =
+    'On the process runtime the lab\'s watchman brings a part that died back by itself (after 1 s, then 2, 4, 8, 16 s; at most 5 times in a row), and `restarts` counts how often it did; a part it gave up on shows "gave up". On Docker the containers\' restart policy does the same.';
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
     '<%= config.bin %> <%= command.id %> --json',
@@ -23,8 +26,15 @@ export default class LabStatusCommand extends BaseCommand {
     );
     this.log(
       renderTable(
-        ['part', 'kind', 'alive', 'attestation', 'address'],
-        status.parts.map((p) => [p.name, p.kind, p.alive ? 'yes' : 'NO', p.attestation ?? '-', p.url]),
+        ['part', 'kind', 'alive', 'restarts', 'attestation', 'address'],
+        status.parts.map((p) => [
+          p.name,
+          p.kind,
+          p.alive ? 'yes' : 'NO',
+          p.gaveUp ? `${p.restarts} (gave up)` : String(p.restarts),
+          p.attestation ?? '-',
+          p.url,
+        ]),
       ),
     );
     return status;

@@ -1,6 +1,8 @@
+import { join } from 'node:path';
+import { processesOfLab } from './runtimes/process.js';
 import type { Runtime } from './runtimes/runtime.js';
 import { runtimeFor } from './runtimes/select.js';
-import { readLabState, removeLabState } from './state.js';
+import { labDir, readLabState, removeLabState } from './state.js';
 
 export interface LabDownResult {
   labId?: string;
@@ -16,8 +18,9 @@ export interface LabDownOptions {
 }
 
 /**
- * Stops every part the lab started (by PID or container id), gateway first, then removes what else
- * the runtime made for it (Docker: by label) and forgets the lab. Running it twice is harmless.
+ * Stops every part the lab started (by PID or container id), the watchman first (so that it brings
+ * nothing back) and then the gateway, then removes what else the runtime made for it (Docker: by
+ * label) and forgets the lab. Running it twice is harmless.
  */
 export async function labDown(
   home: string,
@@ -33,9 +36,17 @@ export async function labDown(
   }
   if (!state) return { stopped: [], removed, durationMs: Date.now() - started };
   const runtime = given ?? (await runtimeFor(state.runtime));
-  const order = ['gateway', 'supervisor', 'service', 'sink', 'security'];
-  const parts = [...state.parts].sort((a, b) => order.indexOf(a.kind) - order.indexOf(b.kind));
   const stopped: string[] = [];
+  for (const p of state.parts.filter((p) => p.kind === 'supervisor')) {
+    if (await runtime.isAlive(p)) stopped.push(p.name);
+    await runtime.stop(p);
+  }
+  // The watchman may have restarted a part just before it stopped: the state file names it now.
+  const current = (await readLabState(home)) ?? state;
+  const order = ['gateway', 'service', 'sink', 'security'];
+  const parts = current.parts
+    .filter((p) => p.kind !== 'supervisor')
+    .sort((a, b) => order.indexOf(a.kind) - order.indexOf(b.kind));
   for (const kind of order) {
     const batch = parts.filter((p) => p.kind === kind);
     await Promise.all(
@@ -44,6 +55,16 @@ export async function labDown(
         await runtime.stop(p);
       }),
     );
+  }
+  // Any process of this lab still running that no state names (started as the watchman was
+  // stopped): found by its config path, never by name.
+  for (const pid of await processesOfLab(join(labDir(home), 'parts'))) {
+    try {
+      process.kill(pid, 'SIGKILL');
+      stopped.push(`pid ${pid}`);
+    } catch {
+      // gone meanwhile
+    }
   }
   removed.push(...(await runtime.teardown(state.labId)));
   await removeLabState(home);

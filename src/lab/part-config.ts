@@ -77,7 +77,7 @@ export interface ServicePartConfig extends CommonPartConfig {
   caFile?: string;
 }
 
-/** Re-measures every service from outside on an interval (trusted posture). */
+/** The watchman: restarts dead parts (process runtime) and, in trusted, re-measures every service on an interval. */
 export interface SupervisorPartConfig extends CommonPartConfig {
   kind: 'supervisor';
   home: string;

@@ -33,6 +33,8 @@ export interface PartState {
   configFile: string;
   logFile: string;
   appDir?: string;
+  /** the program it runs (process runtime): what the watchman starts again when it dies */
+  entry?: string;
 }
 
 /** What `lab up` leaves behind so that any shell can run `lab status`, `logs`, `down`. */

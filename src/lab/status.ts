@@ -2,6 +2,7 @@ import { jsonRequest } from './http-client.js';
 import type { Runtime } from './runtimes/runtime.js';
 import { runtimeFor } from './runtimes/select.js';
 import { type LabState, readLabState } from './state.js';
+import { readRestarts } from './supervisor/restarts.js';
 
 export interface PartStatus {
   name: string;
@@ -10,6 +11,11 @@ export interface PartStatus {
   pid?: number;
   alive: boolean;
   attestation?: string;
+  /** how often the lab's watchman (process runtime) brought it back after it died */
+  restarts: number;
+  lastRestartAt?: string;
+  /** the watchman stopped bringing it back (too many deaths in a row) */
+  gaveUp?: boolean;
 }
 
 export interface LabStatus {
@@ -22,12 +28,15 @@ export interface LabStatus {
   parts: PartStatus[];
 }
 
-/** The lab as it is now: each part alive or not, and each service's attestation state. */
+/**
+ * The lab as it is now: each part alive or not, how often the watchman restarted it, and each
+ * service's attestation state.
+ */
 export async function labStatus(home: string, given?: Runtime): Promise<LabStatus> {
   const state = await readLabState(home);
   if (!state) return { running: false, parts: [] };
   const runtime = given ?? (await runtimeFor(state.runtime));
-  const attestation = await serviceStates(state);
+  const [attestation, restarts] = await Promise.all([serviceStates(state), readRestarts(home)]);
   const parts = await Promise.all(
     state.parts.map(async (p) => ({
       name: p.name,
@@ -36,6 +45,9 @@ export async function labStatus(home: string, given?: Runtime): Promise<LabStatu
       ...(p.pid === undefined ? {} : { pid: p.pid }),
       alive: await runtime.isAlive(p),
       ...(p.kind === 'service' ? { attestation: attestation.get(p.name) ?? 'unknown' } : {}),
+      restarts: restarts[p.name]?.restarts ?? 0,
+      ...(restarts[p.name]?.lastRestartAt ? { lastRestartAt: restarts[p.name]?.lastRestartAt } : {}),
+      ...(restarts[p.name]?.gaveUp ? { gaveUp: true } : {}),
     })),
   );
   return {

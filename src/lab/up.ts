@@ -408,8 +408,9 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
       sinkHealthy,
     ]);
 
-    // 6. trusted: the supervisor re-measures the services on an interval (the runtime, not the services)
-    if (trusted) {
+    // 6. the watchman: brings a dead part back (process runtime; Docker has its restart policy) and,
+    //    in trusted, re-measures the services on an interval (the runtime, not the services)
+    if (trusted || runtime.kind === 'process') {
       const supervisorConfig: SupervisorPartConfig = {
         ...common(securityAt),
         host: '127.0.0.1',

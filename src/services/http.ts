@@ -6,6 +6,28 @@ import { errorBody } from './error-body.js';
 
 export const BODY_LIMIT = 64 * 1024;
 
+/**
+ * What every server of the lab (security service, gateway, services, sink) allows a client, so that
+ * a slow or flooding client holds a socket for a bounded time only (slowloris). Node's defaults are
+ * far looser: 60 s for headers, 300 s for a request, the check that enforces them every 30 s, and no
+ * idle or connection cap.
+ */
+export const SERVER_LIMITS = {
+  /** the whole header section must arrive within this, however slowly it trickles */
+  headersTimeoutMs: 10_000,
+  /** the whole request, body included */
+  requestTimeoutMs: 30_000,
+  /** how often Node checks the two above: the most a slow socket outlives its deadline */
+  connectionsCheckingIntervalMs: 1_000,
+  /** a socket with no traffic at all while a request is in progress */
+  idleTimeoutMs: 60_000,
+  /** between requests on a kept-alive socket (above the gateway pool's 30 s, so it closes first) */
+  keepAliveTimeoutMs: 72_000,
+  maxHeaderSize: 16 * 1024,
+  /** open sockets per server; more are refused at accept (below the 20,000 descriptors a part has) */
+  maxConnections: 4096,
+} as const;
+
 export { type ErrorBody, errorBody, fromErrorBody } from './error-body.js';
 
 /**
@@ -15,9 +37,20 @@ export { type ErrorBody, errorBody, fromErrorBody } from './error-body.js';
 export function createHttpApp(
   opts: Partial<FastifyServerOptions> & { https?: object } = {},
 ): FastifyInstance {
+  const serverOptions = {
+    headersTimeout: SERVER_LIMITS.headersTimeoutMs,
+    requestTimeout: SERVER_LIMITS.requestTimeoutMs,
+    connectionsCheckingInterval: SERVER_LIMITS.connectionsCheckingIntervalMs,
+    maxHeaderSize: SERVER_LIMITS.maxHeaderSize,
+  };
   const app = Fastify({
     logger: false,
     bodyLimit: BODY_LIMIT,
+    connectionTimeout: SERVER_LIMITS.idleTimeoutMs,
+    keepAliveTimeout: SERVER_LIMITS.keepAliveTimeoutMs,
+    requestTimeout: SERVER_LIMITS.requestTimeoutMs,
+    // Node takes these only when the server is created (https takes http's options too).
+    http: serverOptions,
     // Errors fastify raises before routing (an over-long path parameter, a bad %-escape) get a
     // lab code too, instead of fastify's own 414/400 body.
     frameworkErrors: (
@@ -32,6 +65,7 @@ export function createHttpApp(
     },
     clientErrorHandler,
     ...opts,
+    ...(opts.https ? { https: { ...serverOptions, ...opts.https } } : {}),
     ajv: {
       ...opts.ajv,
       customOptions: {
@@ -44,6 +78,9 @@ export function createHttpApp(
       },
     },
   } as FastifyServerOptions) as unknown as FastifyInstance;
+  // Not a createServer option: set on the server (checked at every new socket).
+  app.server.headersTimeout = SERVER_LIMITS.headersTimeoutMs;
+  app.server.maxConnections = SERVER_LIMITS.maxConnections;
   // Node answers an `Expect` other than 100-continue with a bare 417 before any route runs; give it
   // the lab's body too (found by the fuzz suite).
   app.server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {

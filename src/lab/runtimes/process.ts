@@ -1,5 +1,5 @@
 import { closeSync, openSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { hashDirectory } from '../../attestation/tree-hash.js';
 import { TrustedMsError } from '../../errors.js';
 import { freePorts } from '../ports.js';
@@ -107,6 +107,26 @@ export class ProcessRuntime implements Runtime {
   }
 }
 
+/**
+ * Every process on this host started as a part of the lab whose part configs are in `partsDir`
+ * (found by the `TMS_PART_CONFIG` in its environment), whether or not the state file names it: a
+ * part the watchman started just as the lab was taken down. Linux only (empty elsewhere).
+ */
+export async function processesOfLab(partsDir: string): Promise<number[]> {
+  const prefix = `TMS_PART_CONFIG=${partsDir.endsWith('/') ? partsDir : `${partsDir}/`}`;
+  const pids = (await readdir('/proc').catch(() => [] as string[])).filter((d) => /^\d+$/.test(d));
+  const found: number[] = [];
+  await Promise.all(
+    pids.map(async (pid) => {
+      const environ = await readFile(`/proc/${pid}/environ`, 'utf8').catch(() => '');
+      if (!environ.split('\0').some((v) => v.startsWith(prefix))) return;
+      const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+      if (stat !== '' && !/\) Z /.test(stat)) found.push(Number(pid));
+    }),
+  );
+  return found;
+}
+
 function partOf(launch: PartLaunch): PartState {
   return {
     name: launch.name,
@@ -115,6 +135,7 @@ function partOf(launch: PartLaunch): PartState {
     url: launch.url,
     configFile: launch.configFile,
     logFile: launch.logFile,
+    entry: launch.entry,
     ...(launch.appDir ? { appDir: launch.appDir } : {}),
   };
 }

@@ -1,34 +1,191 @@
-import { verifyServices } from '../attest.js';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { verifyParts, verifyServices } from '../attest.js';
 import { readPartConfig } from '../part-config.js';
+import { ProcessRuntime } from '../runtimes/process.js';
+import type { PartLaunch } from '../runtimes/runtime.js';
+import { type LabState, type PartState, readLabState, writeLabState } from '../state.js';
+import { RestartBackoff } from './backoff.js';
+import { readRestarts, writeRestarts } from './restarts.js';
 
 /**
- * The runtime's watchman: every interval it measures each service's code from outside and reports
- * to the security service, so code changed while the lab runs is caught without anyone asking.
+ * The lab's watchman, in every posture. On the process runtime it brings back a part that died
+ * (the security service, the gateway, a service, the sink), as Docker's on-failure restart policy
+ * does for containers: with a growing wait and at most five times in a row, recorded for
+ * `lab status`. In trusted it also measures every service's code from outside on an interval and
+ * reports to the security service, and a service it brings back is measured as it is now before
+ * its program runs.
  */
 const config = readPartConfig('supervisor');
-let running = false;
+const home = config.home;
+const trusted = config.posture === 'trusted';
+const runtime = new ProcessRuntime();
+const backoff = new RestartBackoff();
+const WATCH_MS = 250;
+
+/** A part seen dead: which process died, and when it may be started again. */
+const pending = new Map<string, { pid: number | undefined; due: number }>();
+let busy: Promise<void> | undefined;
+let stopping = false;
+
+function log(line: string): void {
+  console.log(`${new Date().toISOString()} ${line}`);
+}
+
+function watch(): void {
+  if (busy !== undefined || stopping) return;
+  busy = round()
+    .catch((err) => log(`watchman: round failed: ${(err as Error).message}`))
+    .finally(() => {
+      busy = undefined;
+    });
+}
 
 async function round(): Promise<void> {
-  if (running) return;
-  running = true;
+  const state = await readLabState(home).catch(() => undefined);
+  // The lab was taken down (or replaced) without stopping the watchman: nothing is ours to restart.
+  if (state?.labId !== config.labId) {
+    void stop();
+    return;
+  }
+  if (state.runtime !== 'process') return; // Docker's own restart policy brings containers back
+  const record = await readRestarts(home);
+  const before = JSON.stringify(record);
+  for (const part of state.parts) {
+    if (stopping) return;
+    if (part.kind === 'supervisor' || part.kind === 'attacker' || record[part.name]?.gaveUp) continue;
+    if (await runtime.isAlive(part)) {
+      pending.delete(part.name);
+      continue;
+    }
+    const now = Date.now();
+    const seen = pending.get(part.name);
+    // Someone else started it again meanwhile (a restart by `attack simulate`): a new process to watch.
+    if (seen !== undefined && seen.pid !== part.pid) pending.delete(part.name);
+    if (seen === undefined || seen.pid !== part.pid) {
+      schedule(part, now, record, 'died');
+      continue;
+    }
+    if (now < seen.due) continue;
+    // Something listens on its port: someone else started it again (a restart by `attack
+    // simulate`, say) and has not written the state file yet. Look again next round.
+    if (await listening(part.port)) continue;
+    await respawn(state, part, record);
+  }
+  if (JSON.stringify(record) !== before) await writeRestarts(home, record);
+}
+
+function listening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port }, () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.on('error', () => resolve(false));
+  });
+}
+
+function schedule(
+  part: PartState,
+  now: number,
+  record: Awaited<ReturnType<typeof readRestarts>>,
+  what: string,
+): void {
+  const delay = backoff.delayAfterDeath(part.name, now);
+  if (delay === undefined) {
+    record[part.name] = { ...(record[part.name] ?? { restarts: 0 }), gaveUp: true };
+    pending.delete(part.name);
+    log(`watchman: ${part.name} ${what} (pid ${part.pid}); gave up after too many restarts in a row`);
+    return;
+  }
+  pending.set(part.name, { pid: part.pid, due: now + delay });
+  log(`watchman: ${part.name} ${what} (pid ${part.pid}); restarting in ${delay} ms`);
+}
+
+async function respawn(
+  state: LabState,
+  part: PartState,
+  record: Awaited<ReturnType<typeof readRestarts>>,
+): Promise<void> {
+  const entry =
+    part.entry ?? (part.kind === 'service' && part.appDir ? join(part.appDir, 'service.mjs') : undefined);
+  if (entry === undefined) {
+    record[part.name] = { ...(record[part.name] ?? { restarts: 0 }), gaveUp: true };
+    log(`watchman: ${part.name} cannot be restarted: its program is not recorded`);
+    return;
+  }
+  const launch: PartLaunch = {
+    name: part.name,
+    kind: part.kind,
+    entry,
+    configFile: part.configFile,
+    logFile: part.logFile,
+    port: part.port,
+    url: part.url,
+    ...(part.appDir ? { appDir: part.appDir } : {}),
+  };
+  // trusted: the code it will run is measured before it runs; a service whose code changed is
+  // marked untrusted (the gateway stops routing to it) and started all the same, as by `lab up`.
+  const beforeRun =
+    trusted && part.kind === 'service'
+      ? async (next: PartState): Promise<void> => {
+          const [measured] = await verifyParts(home, state, [next], runtime);
+          log(`watchman: ${part.name} measured before restart: ${measured?.state ?? 'unknown'}`);
+        }
+      : undefined;
+  const now = Date.now();
+  backoff.started(part.name, now);
+  let started: PartState;
   try {
-    const { services, durationMs } = await verifyServices(config.home, 'all');
+    started = await runtime.start(launch, beforeRun ? { beforeRun } : {});
+  } catch (err) {
+    log(`watchman: ${part.name} could not be restarted: ${(err as Error).message}`);
+    schedule(part, Date.now(), record, 'failed to restart');
+    return;
+  }
+  // The lab's state file names the new process, so that `lab down` stops it and `lab status` sees it.
+  const onDisk = await readLabState(home);
+  if (onDisk?.labId === config.labId) {
+    await writeLabState(home, {
+      ...onDisk,
+      parts: onDisk.parts.map((p) => (p.name === part.name ? { ...p, ...started } : p)),
+    });
+  }
+  pending.delete(part.name);
+  const previous = record[part.name]?.restarts ?? 0;
+  record[part.name] = { restarts: previous + 1, lastRestartAt: new Date(now).toISOString() };
+  log(`watchman: ${part.name} restarted (pid ${started.pid}, restart ${previous + 1})`);
+}
+
+let attesting = false;
+async function attestRound(): Promise<void> {
+  if (attesting) return;
+  attesting = true;
+  try {
+    const { services, durationMs } = await verifyServices(home, 'all');
     const bad = services.filter((s) => s.state !== 'trusted').map((s) => s.name);
-    console.log(
+    log(
       `attested ${services.length} services in ${durationMs.toFixed(0)} ms${bad.length ? `; untrusted: ${bad.join(', ')}` : ''}`,
     );
   } catch (err) {
-    console.log(`attestation round failed: ${(err as Error).message}`);
+    log(`attestation round failed: ${(err as Error).message}`);
   } finally {
-    running = false;
+    attesting = false;
   }
 }
 
-const timer = setInterval(() => void round(), config.intervalSeconds * 1000);
-console.log(`supervisor: re-attesting every ${config.intervalSeconds} s`);
-const stop = (): void => {
-  clearInterval(timer);
+const watcher = setInterval(watch, WATCH_MS);
+const attester = trusted ? setInterval(() => void attestRound(), config.intervalSeconds * 1000) : undefined;
+log(`watchman: restarting dead parts${trusted ? `, re-attesting every ${config.intervalSeconds} s` : ''}`);
+
+/** A restart under way finishes (and is written to the state file) before the watchman exits. */
+async function stop(): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  clearInterval(watcher);
+  if (attester) clearInterval(attester);
+  await busy;
   process.exit(0);
-};
-process.on('SIGTERM', stop);
-process.on('SIGINT', stop);
+}
+process.on('SIGTERM', () => void stop());
+process.on('SIGINT', () => void stop());

@@ -45,7 +45,7 @@ for (const [name, url] of Object.entries(config.services)) {
     tls === undefined ? {} : { connect: clientTlsConnector(tls.identity, tls.caPem, name) },
   );
   pools.push(pool);
-  upstreams[name] = poolUpstream(pool);
+  upstreams[name] = poolUpstream(pool, name);
 }
 
 const attestation = new AttestationTable();
@@ -93,7 +93,9 @@ const app = buildGateway({
   ...(config.posture === 'none' ? {} : { recheckAttestation }),
   labToken,
   ...(config.insecureSkipAttestation === true ? { insecureSkipAttestation: true } : {}),
-  ...(verifier ? { verifier, auth: poolUpstream(createPool(config.securityUrl)) } : {}),
+  ...(verifier
+    ? { verifier, auth: poolUpstream(createPool(config.securityUrl), 'the security service') }
+    : {}),
   ...(trusted
     ? {
         sealKey: Buffer.from(readSecret(config.sealKeyFile), 'base64url'),

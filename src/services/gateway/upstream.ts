@@ -35,16 +35,28 @@ export const DEFAULT_POOL_OPTIONS = {
   bodyTimeout: 10_000,
 } as const satisfies PoolOptions;
 
-/** An Upstream over an undici Pool; every failure (refused, reset, timeout, too big) is SERVICE_UNAVAILABLE. */
-export function poolUpstream(pool: Pool): Upstream {
+/**
+ * An Upstream over an undici Pool. A refused connection (nothing listens: the service is dead or
+ * restarting) is SERVICE_DOWN, a 503 a client may retry; every other failure (reset, timeout, too
+ * big) is SERVICE_UNAVAILABLE.
+ */
+export function poolUpstream(pool: Pool, name = 'the service'): Upstream {
+  const send = (opts: Parameters<Pool['request']>[0]) => pool.request(opts);
   return {
     async request({ method, path, headers, body }) {
       try {
-        const res = await pool.request({
+        const opts = {
           method: method as 'GET',
           path,
           headers,
           ...(body !== undefined && body.length > 0 ? { body } : {}),
+        };
+        // A kept-alive connection to a service that just died can fail before any answer (the pool
+        // had not yet seen it close); an idempotent request is sent once more, on a new connection,
+        // which then says whether anything listens.
+        const res = await send(opts).catch((err: unknown) => {
+          if (IDEMPOTENT.has(method) && isClosedBeforeAnswer(err)) return send(opts);
+          throw err;
         });
         const chunks: Buffer[] = [];
         let size = 0;
@@ -62,7 +74,10 @@ export function poolUpstream(pool: Pool): Upstream {
           body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size),
         };
       } catch (cause) {
-        throw new TrustedMsError('SERVICE_UNAVAILABLE', 'the service did not answer', { cause });
+        if (isRefused(cause)) {
+          throw new TrustedMsError('SERVICE_DOWN', `${name} is not running (connection refused)`, { cause });
+        }
+        throw new TrustedMsError('SERVICE_UNAVAILABLE', `${name} did not answer`, { cause });
       }
     },
   };
@@ -71,4 +86,22 @@ export function poolUpstream(pool: Pool): Upstream {
 /** A Pool per base URL with the default settings, overridable (e.g. `connect` for mTLS). */
 export function createPool(baseUrl: string, opts: PoolOptions = {}): Pool {
   return new Pool(baseUrl, { ...DEFAULT_POOL_OPTIONS, ...opts });
+}
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+function isClosedBeforeAnswer(err: unknown): boolean {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return code === 'UND_ERR_SOCKET' || code === 'ECONNRESET' || code === 'EPIPE';
+}
+
+function isRefused(err: unknown): boolean {
+  for (
+    let e = err as { code?: unknown; cause?: unknown } | undefined, i = 0;
+    e && i < 4;
+    e = e.cause as typeof e, i++
+  ) {
+    if (e.code === 'ECONNREFUSED') return true;
+  }
+  return false;
 }

@@ -737,9 +737,9 @@ describe('gateway, forwarding', () => {
     expect(r.text).toBe('teapot');
   });
 
-  it('answers 502 SERVICE_UNAVAILABLE when the service is down', async () => {
+  it('answers 503 SERVICE_DOWN at once when nothing listens where the service should be', async () => {
     const r = await send(lab.url, '/svc/down/x', { headers: auth });
-    expect({ status: r.status, code: r.json.code }).toEqual({ status: 502, code: 'SERVICE_UNAVAILABLE' });
+    expect({ status: r.status, code: r.json.code }).toEqual({ status: 503, code: 'SERVICE_DOWN' });
     // and keeps working
     expect((await send(lab.url, '/healthz')).status).toBe(200);
   });

@@ -1,0 +1,32 @@
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { labDir } from '../state.js';
+
+/** What the watchman did for one part: how often it brought it back, and whether it gave up. */
+export interface PartRestarts {
+  restarts: number;
+  lastRestartAt?: string;
+  /** the watchman stopped trying after too many quick deaths in a row (Docker: on-failure:5) */
+  gaveUp?: boolean;
+}
+
+export type RestartRecord = Record<string, PartRestarts>;
+
+export function restartsFile(home: string): string {
+  return join(labDir(home), 'restarts.json');
+}
+
+/** The watchman's record (it is its only writer); none yet is an empty record. */
+export async function readRestarts(home: string): Promise<RestartRecord> {
+  try {
+    return JSON.parse(await readFile(restartsFile(home), 'utf8')) as RestartRecord;
+  } catch {
+    return {};
+  }
+}
+
+export async function writeRestarts(home: string, record: RestartRecord): Promise<void> {
+  const file = restartsFile(home);
+  await writeFile(`${file}.tmp`, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600 });
+  await rename(`${file}.tmp`, file);
+}
