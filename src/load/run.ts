@@ -204,7 +204,7 @@ export async function loginAll(
             // A login storm can also outlast a request's timeout: try again (the gateway joins a
             // retry to the check still running for the same credentials).
             if (
-              (code === 'RATE_LIMITED' || code === 'SERVICE_UNAVAILABLE') &&
+              (code === 'RATE_LIMITED' || code === 'SERVICE_UNAVAILABLE' || code === 'SERVICE_DOWN') &&
               performance.now() < retryUntil
             ) {
               retries += 1;

@@ -37,7 +37,8 @@ export const DEFAULT_POOL_OPTIONS = {
 
 /**
  * An Upstream over an undici Pool. A refused connection (nothing listens: the service is dead or
- * restarting) is SERVICE_DOWN, a 503 a client may retry; every other failure (reset, timeout, too
+ * restarting), or on Docker a name that no longer resolves (the engine's DNS drops a stopped
+ * container), is SERVICE_DOWN, a 503 a client may retry; every other failure (reset, timeout, too
  * big) is SERVICE_UNAVAILABLE.
  */
 export function poolUpstream(pool: Pool, name = 'the service'): Upstream {
@@ -74,8 +75,8 @@ export function poolUpstream(pool: Pool, name = 'the service'): Upstream {
           body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size),
         };
       } catch (cause) {
-        if (isRefused(cause)) {
-          throw new TrustedMsError('SERVICE_DOWN', `${name} is not running (connection refused)`, { cause });
+        if (refusal(cause) !== undefined) {
+          throw new TrustedMsError('SERVICE_DOWN', `${name} is not running (${refusal(cause)})`, { cause });
         }
         throw new TrustedMsError('SERVICE_UNAVAILABLE', `${name} did not answer`, { cause });
       }
@@ -95,13 +96,19 @@ function isClosedBeforeAnswer(err: unknown): boolean {
   return code === 'UND_ERR_SOCKET' || code === 'ECONNRESET' || code === 'EPIPE';
 }
 
-function isRefused(err: unknown): boolean {
+const DOWN_CODES: Record<string, string> = {
+  ECONNREFUSED: 'connection refused',
+  ENOTFOUND: 'its name does not resolve',
+};
+
+/** What says the service is not there, found down the chain of causes, or undefined. */
+function refusal(err: unknown): string | undefined {
   for (
     let e = err as { code?: unknown; cause?: unknown } | undefined, i = 0;
     e && i < 4;
     e = e.cause as typeof e, i++
   ) {
-    if (e.code === 'ECONNREFUSED') return true;
+    if (typeof e.code === 'string' && Object.hasOwn(DOWN_CODES, e.code)) return DOWN_CODES[e.code];
   }
-  return false;
+  return undefined;
 }

@@ -89,12 +89,14 @@ interface Lab {
 }
 
 async function startGateway(posture: Posture, extra: Partial<GatewayDeps> = {}): Promise<Lab> {
-  const pools = [createPool(upstreamUrl), createPool(deadUrl)];
+  // `.invalid` never resolves (RFC 6761): a Docker service whose stopped container left the engine's DNS
+  const pools = [createPool(upstreamUrl), createPool(deadUrl), createPool('http://tms-gone.invalid:8080')];
   const logs: string[] = [];
   const passwordCalls = { n: 0 };
   const attestation = new AttestationTable([
     { name: 'orders', state: 'trusted' },
     { name: 'down', state: 'trusted' },
+    { name: 'gone', state: 'trusted' },
     { name: 'billing', state: 'untrusted' },
   ]);
   const app = buildGateway({
@@ -103,6 +105,7 @@ async function startGateway(posture: Posture, extra: Partial<GatewayDeps> = {}):
       orders: poolUpstream(pools[0]!),
       billing: poolUpstream(pools[0]!),
       down: poolUpstream(pools[1]!),
+      gone: poolUpstream(pools[2]!),
     },
     attestation,
     labToken: LAB_TOKEN,
@@ -740,6 +743,8 @@ describe('gateway, forwarding', () => {
   it('answers 503 SERVICE_DOWN at once when nothing listens where the service should be', async () => {
     const r = await send(lab.url, '/svc/down/x', { headers: auth });
     expect({ status: r.status, code: r.json.code }).toEqual({ status: 503, code: 'SERVICE_DOWN' });
+    const gone = await send(lab.url, '/svc/gone/x', { headers: auth });
+    expect({ status: gone.status, code: gone.json.code }).toEqual({ status: 503, code: 'SERVICE_DOWN' });
     // and keeps working
     expect((await send(lab.url, '/healthz')).status).toBe(200);
   });
