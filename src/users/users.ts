@@ -146,11 +146,37 @@ export async function addUser(store: LabStore, input: NewUser, ctx: ActorContext
           source: 'cli',
         };
         data.users[name] = record;
+        clearLoginBan(data, name, store.now());
         return record;
       });
     },
     (user) => ({ role: user.role }),
   );
+}
+
+/**
+ * A removed user's tickets must not outlive it (they would work until expiry otherwise), and in
+ * posture none its cached password check must go too: the user's revocation record is set as by
+ * `user revoke`. A user added again under the name starts free to log in (clearLoginBan), while the
+ * tickets from before stay refused by `notBefore`.
+ */
+function revokeTicketsOfRemoved(data: StoreData, name: string, at: Date): void {
+  data.revocations ??= { users: {}, services: {} };
+  data.revocations.users[name] = {
+    name,
+    revoked: true,
+    notBefore: Math.floor(at.getTime() / 1000) + 1,
+    revokedAt: at.toISOString(),
+  };
+}
+
+/** A new user of a name starts with no ban from a removed one (see revokeTicketsOfRemoved). */
+function clearLoginBan(data: StoreData, name: string, at: Date): void {
+  const entry = data.revocations?.users[name];
+  if (entry?.revoked) {
+    entry.revoked = false;
+    entry.reinstatedAt = at.toISOString();
+  }
 }
 
 export async function removeUser(store: LabStore, name: string, ctx: ActorContext = {}): Promise<UserRecord> {
@@ -162,6 +188,7 @@ export async function removeUser(store: LabStore, name: string, ctx: ActorContex
       return store.update((data) => {
         const user = requireUser(data, name);
         delete data.users[name];
+        revokeTicketsOfRemoved(data, name, store.now());
         return user;
       });
     },
@@ -235,6 +262,7 @@ export async function importHtpasswd(
             updatedAt: now,
             source: 'htpasswd',
           };
+          clearLoginBan(data, e.name, store.now());
         }
         return names;
       });

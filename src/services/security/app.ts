@@ -560,11 +560,18 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
           },
         },
       },
-      async (request) => toPublicUser(await addUser(store, request.body, { actor: 'admin' })),
+      async (request) => {
+        const banned = revocations.userRevoked(request.body.name);
+        const user = toPublicUser(await addUser(store, request.body, { actor: 'admin' }));
+        if (banned) await revocations.publish(); // the name of a removed user is free to log in again
+        return user;
+      },
     );
-    admin.delete<{ Params: { name: string } }>('/v1/admin/users/:name', async (request) =>
-      toPublicUser(await removeUser(store, request.params.name, { actor: 'admin' })),
-    );
+    admin.delete<{ Params: { name: string } }>('/v1/admin/users/:name', async (request) => {
+      const user = toPublicUser(await removeUser(store, request.params.name, { actor: 'admin' }));
+      await revocations.publish(); // its tickets go with it
+      return user;
+    });
     admin.post<{ Params: { name: string }; Body: { key: UserKey; replace?: boolean } }>(
       '/v1/admin/users/:name/keys',
       {
@@ -619,9 +626,13 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
           },
         },
       },
-      async (request) => ({
-        imported: await importHtpasswd(store, request.body.text, request.body.role, { actor: 'admin' }),
-      }),
+      async (request) => {
+        const imported = await importHtpasswd(store, request.body.text, request.body.role, {
+          actor: 'admin',
+        });
+        if (imported.some((name) => revocations.userRevoked(name))) await revocations.publish();
+        return { imported };
+      },
     );
     admin.post<{ Params: { name: string }; Body: { password: string } }>(
       '/v1/admin/users/:name/check-password',

@@ -220,6 +220,33 @@ describe.each(['none', 'paper', 'trusted'] as Posture[])('user revoke, posture %
     expect(JSON.parse(r.stdout)).toMatchObject({ error: { code: 'USER_NOT_FOUND' } });
   });
 
+  it("refuses a removed user's tickets (none: its cached password) within 1 s; the name added again logs in", async () => {
+    // paper logs in with an RSA key only: bob (done with by now); erin (Ed25519) elsewhere
+    const name = posture === 'paper' ? 'bob' : 'erin';
+    const session = await lab.login(name);
+    expect(await viaGateway(lab, session, 'catalog', CATALOG)).toMatchObject({ status: 200 });
+    const refused = await timeToRefusal(lab, ['user', 'remove', name], {
+      gateway: () => viaGateway(lab, session, 'catalog', CATALOG),
+    });
+    expect(refused.gateway?.answer).toMatchObject({
+      code: posture === 'none' ? 'USER_REVOKED' : 'TICKET_REVOKED',
+    });
+    expect(refused.gateway?.ms).toBeLessThanOrEqual(LIMIT_MS);
+    const added = await cli(lab, ['user', 'add', name, '--role', 'clerk', '--password-stdin'], {
+      input: 'erin-new-pw',
+    });
+    expect(added.exitCode, added.stderr).toBe(0);
+    if (posture === 'none') {
+      // the password alone logs in (no key to register again): the name is free, the old password is not
+      const again = await lab.login('erin', { password: 'erin-new-pw' });
+      expect(await viaGateway(lab, again, 'catalog', CATALOG)).toMatchObject({ status: 200 });
+      await expect(lab.login('erin')).rejects.toMatchObject({ code: 'AUTH_FAILED' });
+    } else {
+      // the ticket of the removed user stays refused under the new user of the same name
+      expect(await viaGateway(lab, session, 'catalog', CATALOG)).toMatchObject({ code: 'TICKET_REVOKED' });
+    }
+  });
+
   it('quarantines a service within 1 s at the gateway; release lets it back', async () => {
     const alice = await lab.login('alice');
     expect(await viaGateway(lab, alice, 'accounts', '/db/accounts/records')).toMatchObject({ status: 200 });
