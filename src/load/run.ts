@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client } from 'undici';
 import { authHeaders } from '../client/call.js';
@@ -270,6 +271,8 @@ export async function sendRequests(
   let end = start + durationMs;
   // Wakes the constant-rate loops from their sleep between sends when the run is stopped early.
   const stopped = new AbortController();
+  // each constant-rate loop sleeps on it at once: one listener per virtual user is expected
+  setMaxListeners(users.length + 10, stopped.signal);
   const stop = (): void => {
     end = Math.min(end, performance.now());
     stopped.abort();
