@@ -154,6 +154,9 @@ export async function addUser(store: LabStore, input: NewUser, ctx: ActorContext
   );
 }
 
+/** How long the revocation record of a removed user is kept: a day, well past any ticket of it (1 h). */
+export const REMOVED_USER_RECORD_SECONDS = 24 * 3600;
+
 /**
  * A removed user's tickets must not outlive it (they would work until expiry otherwise), and in
  * posture none its cached password check must go too: the user's revocation record is set as by
@@ -162,7 +165,14 @@ export async function addUser(store: LabStore, input: NewUser, ctx: ActorContext
  */
 function revokeTicketsOfRemoved(data: StoreData, name: string, at: Date): void {
   data.revocations ??= { users: {}, services: {} };
-  data.revocations.users[name] = {
+  const records = data.revocations.users;
+  // Records of users long gone refuse nothing any more (their tickets expired: the lab's live an
+  // hour) and would otherwise grow the published list with every `lab load` run's users.
+  const stale = Math.floor(at.getTime() / 1000) - REMOVED_USER_RECORD_SECONDS;
+  for (const [n, r] of Object.entries(records)) {
+    if (!Object.hasOwn(data.users, n) && r.notBefore < stale) delete records[n];
+  }
+  records[name] = {
     name,
     revoked: true,
     notBefore: Math.floor(at.getTime() / 1000) + 1,

@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { SCRYPT_PARAMS } from '../../../src/crypto/password.js';
 import { isTrustedMsError } from '../../../src/errors.js';
 import type { Role } from '../../../src/policy/types.js';
+import { revokeUserIn } from '../../../src/services/security/revocations.js';
 import type { UserKey } from '../../../src/store/schema.js';
 import { LabStore } from '../../../src/store/store.js';
 import {
@@ -15,6 +16,7 @@ import {
   getUser,
   importHtpasswd,
   listUsers,
+  REMOVED_USER_RECORD_SECONDS,
   removeUser,
   toPublicUser,
 } from '../../../src/users/users.js';
@@ -223,6 +225,29 @@ describe('checkPassword', () => {
     const { ln, r, p } = SCRYPT_PARAMS;
     expect(verified).toHaveLength(3);
     for (const hash of verified) expect(hash.startsWith(`$scrypt$ln=${ln},r=${r},p=${p}$`)).toBe(true);
+  });
+});
+
+describe('removeUser and revocation', () => {
+  it("revokes the removed user's tickets, frees the name, and forgets records of users gone for a day", async () => {
+    let now = new Date('2030-05-06T07:08:09.000Z');
+    const timed = new LabStore(home, { seedRoles: ROLES, now: () => now });
+    for (const name of ['gone', 'kept', 'later'])
+      await addUser(timed, { name, role: 'analyst', password: 'pw' });
+    await removeUser(timed, 'gone');
+    await revokeUserIn(timed, 'kept', 'test'); // an operator's revocation of a user that still exists
+    const first = (await timed.data()).revocations?.users;
+    expect(first?.gone).toMatchObject({ revoked: true, notBefore: now.getTime() / 1000 + 1 });
+
+    // the name added again may log in: the ban goes, the notBefore (old tickets refused) stays
+    await addUser(timed, { name: 'gone', role: 'analyst', password: 'pw2' });
+    expect((await timed.data()).revocations?.users.gone).toMatchObject({ revoked: false });
+    await removeUser(timed, 'gone');
+
+    now = new Date(now.getTime() + (REMOVED_USER_RECORD_SECONDS + 60) * 1000);
+    await removeUser(timed, 'later');
+    const users = (await timed.data()).revocations?.users ?? {};
+    expect(Object.keys(users).sort()).toEqual(['kept', 'later']);
   });
 });
 
