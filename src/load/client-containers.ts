@@ -4,14 +4,11 @@ import { EdgeProgram, edgeUrlOf, removeEdgePrograms } from '../lab/runtimes/dock
 import type { DockerRuntime } from '../lab/runtimes/docker.js';
 import { runtimeFor } from '../lab/runtimes/select.js';
 import type { LabState } from '../lab/state.js';
-import type { ServiceDefinition } from '../lab/topology.js';
 import { packageRoot } from '../paths.js';
-import type { Role } from '../policy/types.js';
 import type { ClientJob, ClientMessage } from './client-job.js';
 import { mergeHistograms, summarize } from './histogram.js';
-import type { Mix } from './mix.js';
-import type { LoadProgress, LoadRunResult } from './run.js';
-import { eachLimited, type VirtualUser } from './users.js';
+import type { LoadRunOptions, LoadRunResult } from './run.js';
+import { eachLimited } from './users.js';
 
 /** Client containers created and started at a time (the engine serialises much of it anyway). */
 const START_CONCURRENCY = 8;
@@ -33,19 +30,14 @@ export interface ClientContainerFigures {
   memoryMiB: { mean: number; max: number; sampled: number; limit: number };
 }
 
-export interface ClientContainerOptions {
+/** The options of a load run (run.ts), with the whole lab state (its network) and step messages. */
+export type ClientContainerOptions = Pick<
+  LoadRunOptions,
+  'users' | 'roles' | 'services' | 'mix' | 'durationMs' | 'rate' | 'timeoutMs' | 'onProgress' | 'signal'
+> & {
   lab: LabState;
-  users: readonly VirtualUser[];
-  roles: Record<string, Role>;
-  services: readonly ServiceDefinition[];
-  mix: Mix;
-  durationMs: number;
-  rate?: number;
-  timeoutMs?: number;
   onStep?: (line: string) => void;
-  onProgress?: (p: LoadProgress) => void;
-  signal?: AbortSignal;
-}
+};
 
 /**
  * `lab load --client-containers N`: each virtual user in a container of its own on the Docker
