@@ -78,6 +78,12 @@ export const ERROR_CODES = {
   LAB_START_FAILED: { exit: 9, http: 500 },
   /** The lab home is writable by group or others, who could then swap its keys, tokens or store. */
   LAB_HOME_UNSAFE: { exit: 9, http: 500 },
+  /** The container engine kept refusing an operation (a removal, say) after its retries. */
+  ENGINE_OPERATION_FAILED: { exit: 9, http: 500 },
+  /** A scenario's revert could not restore the lab: later scenarios are not judged on a changed lab. */
+  LAB_NOT_RESTORED: { exit: 9, http: 500 },
+  /** A service could not be measured right now (its container is being replaced): no verdict, retried. */
+  MEASUREMENT_DEFERRED: { exit: 8, http: 503 },
   // imports
   HTPASSWD_INVALID: { exit: 7, http: 400 },
   HTPASSWD_UNSUPPORTED_FORMAT: { exit: 7, http: 400 },

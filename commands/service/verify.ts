@@ -32,10 +32,28 @@ export default class ServiceVerify extends BaseCommand {
     this.log(
       renderTable(
         ['service', 'state', 'measured'],
-        result.services.map((s) => [s.name, paint(s.state), s.measuredHash ?? '-']),
+        result.services.map((s) => [
+          s.name,
+          s.deferred ? chalk.yellow('not measured') : paint(s.state),
+          s.deferred ?? s.measuredHash ?? '-',
+        ]),
       ),
     );
-    const bad = result.services.filter((s) => s.state !== 'trusted');
+    const bad = result.services.filter((s) => s.state !== 'trusted' && !s.deferred);
+    const deferred = result.services.filter((s) => s.deferred);
+    if (deferred.length > 0 && bad.length === 0) {
+      // Not a verdict: nothing was found wrong, but not everything could be looked at.
+      const err = new TrustedMsError(
+        'MEASUREMENT_DEFERRED',
+        `not measured right now: ${deferred.map((s) => s.name).join(', ')}`,
+        { actions: ['measure them again in a moment'] },
+      );
+      if (this.jsonEnabled()) {
+        process.exitCode = err.exitCode;
+        return result;
+      }
+      throw err;
+    }
     this.log(
       `${result.services.length - bad.length}/${result.services.length} trusted, measured in ${result.durationMs.toFixed(0)} ms.`,
     );

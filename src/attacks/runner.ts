@@ -107,7 +107,7 @@ export async function runAttacks(opts: RunOptions): Promise<AttackReport> {
           lab: 'running',
           services: running.parts.filter((p) => p.kind === 'service').length,
         });
-        await runAll(running, users, opts, results);
+        await runScenarios(running, users, opts, results);
       } finally {
         await removeAttackUsers(opts.home, keyDir);
       }
@@ -131,7 +131,7 @@ export async function runAttacks(opts: RunOptions): Promise<AttackReport> {
         onProgress: (s) => progress(`${posture}: ${s}`),
       });
       postures.push({ posture, labId: up.state.labId, lab: 'started', services, labUpMs: Date.now() - t0 });
-      await runAll(up.state, users, opts, results);
+      await runScenarios(up.state, users, opts, results);
     } catch (err) {
       // A lab that would not come up: every scenario of the posture fails, with the reason.
       const error = errorOf(err);
@@ -165,17 +165,34 @@ export async function runAttacks(opts: RunOptions): Promise<AttackReport> {
   };
 }
 
-async function runAll(
+/** The scenarios in turn against one lab, each result pushed to `results` as soon as it is known. */
+export async function runScenarios(
   lab: LabState,
   users: { victim: LabUser; attacker: LabUser },
   opts: RunOptions,
   results: ScenarioResult[],
 ): Promise<void> {
+  // Once a revert fails the lab is no longer the one the expectations were declared for: later
+  // scenarios are reported as not run, with the reason, rather than judged on a changed lab.
+  let notRestored: { code: string; message: string } | undefined;
   for (const scenario of opts.scenarios) {
+    if (notRestored) {
+      const r = resultOf(scenario, lab.posture, 'error', { attempts: [] }, 0, true, undefined, notRestored);
+      results.push(r);
+      opts.onResult?.(r);
+      continue;
+    }
     opts.onProgress?.(`${lab.posture}: ${scenario.id} …`);
     const r = await runScenario(scenario, lab, users, opts.timeoutMs ?? 10_000);
     results.push(r);
     opts.onResult?.(r);
+    if (!r.reverted) {
+      notRestored = {
+        code: 'LAB_NOT_RESTORED',
+        message: `not run: the revert of ${scenario.id} failed (${r.revertError ?? 'unknown error'}), so the lab is no longer as declared`,
+      };
+      opts.onProgress?.(`${lab.posture}: ${notRestored.message}`);
+    }
   }
 }
 

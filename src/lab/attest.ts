@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { TrustedMsError } from '../errors.js';
+import { isTrustedMsError, TrustedMsError } from '../errors.js';
 import { jsonRequest } from './http-client.js';
 import { readSecret } from './part-config.js';
 import type { Runtime } from './runtimes/runtime.js';
@@ -15,6 +15,11 @@ export interface ServiceAttestation {
   measuredBy?: 'runtime' | 'self';
   /** `service quarantine`: refused by the gateway and its peers whatever its state */
   quarantined?: boolean;
+  /**
+   * Not measured this time (its container was being removed or replaced, or the engine could not
+   * read it): no verdict was reported, the service keeps the state it had. Why, in a few words.
+   */
+  deferred?: string;
 }
 
 function pick(state: LabState, names: string[] | 'all'): PartState[] {
@@ -35,8 +40,43 @@ function labToken(home: string): string {
   return readSecret(join(labDir(home), 'lab-token'));
 }
 
-async function measureAll(runtime: Runtime, parts: PartState[]): Promise<{ name: string; hash: string }[]> {
-  return Promise.all(parts.map(async (p) => ({ name: p.name, hash: await runtime.measure(p) })));
+interface Measured {
+  measured: { name: string; hash: string }[];
+  deferred: { name: string; reason: string }[];
+}
+
+/**
+ * Every part measured at once. A part that is not measurable right now (MEASUREMENT_DEFERRED: its
+ * container is being replaced) is tried once more after a pause and otherwise left out, so that
+ * one replacement under way neither fails the round for the others nor counts as a verdict.
+ */
+async function measureAll(runtime: Runtime, parts: PartState[]): Promise<Measured> {
+  const out: Measured = { measured: [], deferred: [] };
+  await Promise.all(
+    parts.map(async (p) => {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          out.measured.push({ name: p.name, hash: await runtime.measure(p) });
+          return;
+        } catch (err) {
+          if (!isTrustedMsError(err, 'MEASUREMENT_DEFERRED')) throw err;
+          if (attempt >= 1) {
+            out.deferred.push({ name: p.name, reason: err.message });
+            return;
+          }
+          await new Promise((r) => setTimeout(r, 1000));
+        }
+      }
+    }),
+  );
+  return out;
+}
+
+function requireMeasured(m: Measured): { name: string; hash: string }[] {
+  if (m.deferred.length === 0) return m.measured;
+  throw new TrustedMsError('MEASUREMENT_DEFERRED', m.deferred.map((d) => d.reason).join('; '), {
+    actions: ['try again in a moment'],
+  });
 }
 
 /** Records each service's current code hash as the expected one. */
@@ -46,7 +86,10 @@ export async function registerServices(
   runtime?: Runtime,
 ): Promise<ServiceAttestation[]> {
   const state = await requireLabState(home);
-  const measured = await measureAll(runtime ?? (await runtimeFor(state.runtime)), pick(state, names));
+  // Registering records a known-good hash: every named service must have been measured.
+  const measured = requireMeasured(
+    await measureAll(runtime ?? (await runtimeFor(state.runtime)), pick(state, names)),
+  );
   const res = await jsonRequest<{ services: ServiceAttestation[] }>(
     `${state.securityUrl}/v1/admin/services/register`,
     {
@@ -79,15 +122,23 @@ export async function verifyParts(
   parts: PartState[],
   runtime?: Runtime,
 ): Promise<ServiceAttestation[]> {
-  const measured = await measureAll(runtime ?? (await runtimeFor(state.runtime)), parts);
-  const res = await jsonRequest<{ services: ServiceAttestation[] }>(
-    `${state.securityUrl}/v1/admin/attestations`,
-    {
-      token: labToken(home),
-      body: { reports: measured },
-    },
-  );
-  return res.services;
+  const { measured, deferred } = await measureAll(runtime ?? (await runtimeFor(state.runtime)), parts);
+  const reported =
+    measured.length === 0
+      ? []
+      : (
+          await jsonRequest<{ services: ServiceAttestation[] }>(
+            `${state.securityUrl}/v1/admin/attestations`,
+            {
+              token: labToken(home),
+              body: { reports: measured },
+            },
+          )
+        ).services;
+  return [
+    ...reported,
+    ...deferred.map((d): ServiceAttestation => ({ name: d.name, state: 'unknown', deferred: d.reason })),
+  ];
 }
 
 export async function listServices(home: string): Promise<ServiceAttestation[]> {

@@ -5,7 +5,18 @@ import { TrustedMsError } from '../../errors.js';
 import { packageRoot } from '../../paths.js';
 import { freePorts } from '../ports.js';
 import type { PartState } from '../state.js';
-import { containerAlive, demuxLog, engineStatus, idempotent, LABEL, requireEngine } from './docker/engine.js';
+import { containerLockPath, lockForMeasure, lockForRemoval } from './docker/container-lock.js';
+import {
+  containerAlive,
+  demuxLog,
+  engineMessage,
+  engineStatus,
+  LABEL,
+  removeContainer,
+  removeWithRetry,
+  requireEngine,
+  transientRemovalError,
+} from './docker/engine.js';
 import { ensureImages, IMAGE_ROOT, type LabImages } from './docker/images.js';
 import { packTar, treeEntries } from './docker/tar.js';
 import { ProcessRuntime } from './process.js';
@@ -169,7 +180,7 @@ export class DockerRuntime implements Runtime {
       await hooks.beforeRun?.(partOf(launch, container.id, hostPort === undefined));
       await container.start();
     } catch (err) {
-      await idempotent(() => container.remove({ force: true }));
+      await removeContainer(this.docker, container.id, { name: launch.name }).catch(() => undefined);
       throw err;
     }
     const ip = service
@@ -181,9 +192,17 @@ export class DockerRuntime implements Runtime {
     };
   }
 
+  /** Removes the part's container once no measurement of it is under way (container-lock.ts). */
   async stop(part: PartState): Promise<void> {
     if (!part.containerId) return this.local.stop(part);
-    await idempotent(() => this.docker.getContainer(part.containerId as string).remove({ force: true }));
+    const release = await lockForRemoval(containerLockPath(part.configFile, part.containerId)).catch(
+      () => undefined,
+    );
+    try {
+      await removeContainer(this.docker, part.containerId, { name: part.name });
+    } finally {
+      await release?.().catch(() => undefined);
+    }
   }
 
   async isAlive(part: PartState): Promise<boolean> {
@@ -201,22 +220,47 @@ export class DockerRuntime implements Runtime {
    * Before the container exists: the folder that will be copied into it. After: the container's
    * own code folder, read through the Engine API (getArchive) and hashed here, outside it.
    */
-  async measure(part: Pick<PartState, 'name' | 'appDir' | 'containerId'>): Promise<string> {
+  async measure(
+    part: Pick<PartState, 'name' | 'appDir' | 'containerId'> & { configFile?: string },
+  ): Promise<string> {
     if (!part.containerId) {
       if (!part.appDir)
         throw new TrustedMsError('INVALID_INPUT', `${part.name} has no code folder to measure`);
       return (await hashDirectory(part.appDir)).hash;
     }
-    let archive: NodeJS.ReadableStream;
+    const release = part.configFile
+      ? await lockForMeasure(containerLockPath(part.configFile, part.containerId), part.name)
+      : undefined;
     try {
-      archive = await this.docker.getContainer(part.containerId).getArchive({ path: CONTAINER_APP_DIR });
-    } catch (err) {
-      throw new TrustedMsError(
-        'SERVICE_UNAVAILABLE',
-        `cannot read ${part.name}'s code from its container (${engineStatus(err) ?? 'engine error'})`,
-      );
+      return await this.readCodeHash(part.name, part.containerId);
+    } finally {
+      await release?.().catch(() => undefined);
     }
-    return (await hashTarStream(archive)).hash;
+  }
+
+  /**
+   * The code folder read through the engine and hashed here. A container that is gone or that the
+   * engine cannot read right now (a removal of it under way) is tried twice more, then reported as
+   * not measurable: an engine's hiccup is not a verdict on the service.
+   */
+  private async readCodeHash(name: string, containerId: string): Promise<string> {
+    let last: unknown;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if (attempt > 0) await new Promise((r) => setTimeout(r, 300 * attempt));
+      try {
+        const archive = await this.docker.getContainer(containerId).getArchive({ path: CONTAINER_APP_DIR });
+        return (await hashTarStream(archive)).hash;
+      } catch (err) {
+        last = err;
+        if (engineStatus(err) === 404) break;
+        if (engineStatus(err) !== undefined && !transientRemovalError(err)) break;
+      }
+    }
+    throw new TrustedMsError(
+      'MEASUREMENT_DEFERRED',
+      `cannot read ${name}'s code from its container right now (${engineStatus(last) ?? 'engine error'}: ${engineMessage(last).slice(0, 200)})`,
+      { actions: ['measure again in a moment: trusted-ms service verify'] },
+    );
   }
 
   async logTail(part: PartState, lines: number): Promise<string> {
@@ -261,21 +305,22 @@ export class DockerRuntime implements Runtime {
     const containers = await this.docker.listContainers({ all: true, filters });
     await Promise.all(
       containers.map(async (c) => {
-        await idempotent(() => this.docker.getContainer(c.Id).remove({ force: true }));
-        removed.push(c.Names[0]?.replace(/^\//, '') ?? c.Id);
+        const name = c.Names[0]?.replace(/^\//, '') ?? c.Id;
+        await removeContainer(this.docker, c.Id, { name });
+        removed.push(name);
       }),
     );
     const networks = await this.docker.listNetworks({ filters });
     await Promise.all(
       networks.map(async (net) => {
-        await idempotent(() => this.docker.getNetwork(net.Id).remove());
+        await removeWithRetry(() => this.docker.getNetwork(net.Id).remove(), `network ${net.Name}`);
         removed.push(net.Name);
       }),
     );
     const volumes = (await this.docker.listVolumes({ filters })).Volumes ?? [];
     await Promise.all(
       volumes.map(async (v) => {
-        await idempotent(() => this.docker.getVolume(v.Name).remove());
+        await removeWithRetry(() => this.docker.getVolume(v.Name).remove(), `volume ${v.Name}`);
         removed.push(v.Name);
       }),
     );
@@ -304,7 +349,7 @@ export class DockerRuntime implements Runtime {
       all: true,
       filters: { name: [`^/${name}$`], label: [`${LABEL.lab}=${labId}`] },
     });
-    if (stale) await idempotent(() => this.docker.getContainer(stale.Id).remove({ force: true }));
+    if (stale) await removeContainer(this.docker, stale.Id, { name });
   }
 
   /**

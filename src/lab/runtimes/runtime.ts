@@ -71,7 +71,9 @@ export interface Runtime {
   stop(part: PartState): Promise<void>;
   isAlive(part: PartState): Promise<boolean>;
   /** Measures a service's code tree from outside the service (attestation). */
-  measure(part: Pick<PartState, 'name' | 'appDir' | 'containerId'>): Promise<string>;
+  measure(
+    part: Pick<PartState, 'name' | 'appDir' | 'containerId'> & { configFile?: string },
+  ): Promise<string>;
   /** The last lines of a part's log. */
   logTail(part: PartState, lines: number): Promise<string>;
   /**

@@ -6,7 +6,7 @@ import { TrustedMsError } from '../../../errors.js';
 import { PROGRAM_INPUT_ENV } from '../../program-io.js';
 import type { LabState } from '../../state.js';
 import type { DockerRuntime } from '../docker.js';
-import { engineStatus, idempotent, LABEL } from './engine.js';
+import { engineStatus, idempotent, LABEL, removeContainer } from './engine.js';
 import { packTar } from './tar.js';
 
 /** Where the program and its input go in the container (a folder every node image has). */
@@ -101,7 +101,7 @@ export class EdgeProgram implements AsyncDisposable {
         Memory: spec.memoryBytes ?? 256 * 1024 * 1024,
       },
     });
-    const removeIt = () => idempotent(() => container.remove({ force: true }));
+    const removeIt = () => removeContainer(docker, container.id, { name: spec.name });
     let exited: Promise<EdgeProgramExit>;
     let address: string | undefined;
     let stdin: NodeJS.WritableStream | undefined;
@@ -212,7 +212,7 @@ export class EdgeProgram implements AsyncDisposable {
   /** Removes the container, running or not. Idempotent. */
   async remove(): Promise<void> {
     (this.input as { destroy?: () => void } | undefined)?.destroy?.();
-    await idempotent(() => this.docker.getContainer(this.containerId).remove({ force: true }));
+    await removeContainer(this.docker, this.containerId);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -238,7 +238,7 @@ export async function removeEdgePrograms(
     })
   ).filter((c) => typeof part === 'string' || part.test(c.Labels[LABEL.part] ?? ''));
   await Promise.all(
-    found.map((c) => idempotent(() => runtime.docker.getContainer(c.Id).remove({ force: true }))),
+    found.map((c) => removeContainer(runtime.docker, c.Id, { name: c.Labels[LABEL.part] ?? c.Id })),
   );
   return found.length;
 }
@@ -297,5 +297,5 @@ async function removeByName(docker: Dockerode, labId: string, name: string): Pro
     all: true,
     filters: { name: [`^/${name}$`], label: [`${LABEL.lab}=${labId}`] },
   });
-  if (stale) await idempotent(() => docker.getContainer(stale.Id).remove({ force: true }));
+  if (stale) await removeContainer(docker, stale.Id, { name });
 }

@@ -67,7 +67,10 @@ export function containerAlive(state: { Status?: string; Running?: boolean; Rest
   return state.Status === 'running' && state.Running === true && state.Restarting !== true;
 }
 
-/** Removing or stopping something already gone (404), already stopped (304) or being removed (409) is success. */
+/**
+ * Stopping something already stopped (304) or gone (404) is success. Not for removals: a 409 there
+ * can mean "removal already in progress", which is not "gone" (use removeContainer/removeNetwork).
+ */
 export async function idempotent(run: () => Promise<unknown>): Promise<void> {
   try {
     await run();
@@ -76,6 +79,128 @@ export async function idempotent(run: () => Promise<unknown>): Promise<void> {
     if (status === 304 || status === 404 || status === 409) return;
     throw err;
   }
+}
+
+/** The engine's own words for a failed call (dockerode puts the JSON body's `message` in `json`). */
+export function engineMessage(err: unknown): string {
+  const e = err as { json?: { message?: unknown }; message?: unknown } | null;
+  const fromBody = e?.json?.message;
+  if (typeof fromBody === 'string' && fromBody) return fromBody;
+  return String(e?.message ?? err);
+}
+
+/** How often and how patiently an engine operation is tried again after a transient answer. */
+export interface EngineRetry {
+  attempts: number;
+  firstDelayMs: number;
+  maxDelayMs: number;
+  sleep?: (ms: number) => Promise<void>;
+}
+
+/** ~12 s in all: longer than the engine needs to finish a removal or an archive under load. */
+export const ENGINE_RETRY: EngineRetry = { attempts: 8, firstDelayMs: 200, maxDelayMs: 3000 };
+
+/**
+ * Engine answers to a removal that pass when the same call is made again: the root filesystem
+ * still held by another operation on the container (an archive read mounts the container's
+ * volumes into it: "unlinkat ... directory not empty", "read-only file system", "device or
+ * resource busy"), a removal already under way, a container the restart policy is restarting,
+ * a network whose endpoints are still being released.
+ */
+const TRANSIENT =
+  /directory not empty|device or resource busy|read-only file system|failed to remove root filesystem|unlinkat|is restarting|already in progress|in progress|has active endpoints|cannot remove a running container|container is running|stop the container before/i;
+
+export function transientRemovalError(err: unknown): boolean {
+  const status = engineStatus(err);
+  if (status === undefined) return false;
+  if (status >= 500) return true;
+  return status === 409 && TRANSIENT.test(engineMessage(err));
+}
+
+type ContainerHandle = Pick<Dockerode.Container, 'remove' | 'inspect' | 'kill' | 'update' | 'wait'>;
+
+/**
+ * Removes a container, and only returns once it is gone (404 is gone already). A transient answer
+ * is tried again with back-off; before the next try the container's restart policy is switched off
+ * and it is killed and waited for, so that neither it nor the engine's restart manager holds it.
+ * After the last try: ENGINE_OPERATION_FAILED, naming the container and the engine's message.
+ */
+export async function removeContainer(
+  docker: { getContainer(id: string): ContainerHandle },
+  id: string,
+  opts: { name?: string; retry?: EngineRetry } = {},
+): Promise<void> {
+  const retry = opts.retry ?? ENGINE_RETRY;
+  const sleep = retry.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  const container = docker.getContainer(id);
+  let last: unknown;
+  let delay = retry.firstDelayMs;
+  for (let attempt = 1; attempt <= retry.attempts; attempt++) {
+    try {
+      await container.remove({ force: true });
+      return;
+    } catch (err) {
+      if (engineStatus(err) === 404) return;
+      if (!transientRemovalError(err)) throw err;
+      last = err;
+    }
+    await quiesce(container);
+    await sleep(delay);
+    delay = Math.min(delay * 2, retry.maxDelayMs);
+  }
+  const what = opts.name ? `${opts.name} (${id.slice(0, 12)})` : id.slice(0, 12);
+  throw new TrustedMsError(
+    'ENGINE_OPERATION_FAILED',
+    `the engine would not remove container ${what} after ${retry.attempts} tries: ${engineMessage(last)}`,
+    {
+      cause: last,
+      actions: [
+        "see the engine's log (dockerd's output, or journalctl -u docker)",
+        `remove it by hand (docker rm -f ${id.slice(0, 12)}), then run trusted-ms lab down`,
+      ],
+    },
+  );
+}
+
+/** Best effort between two tries of a removal: no restarts, not running. */
+async function quiesce(container: ContainerHandle): Promise<void> {
+  const info = await container.inspect().catch(() => undefined);
+  if (!info) return;
+  if (info.HostConfig?.RestartPolicy?.Name && info.HostConfig.RestartPolicy.Name !== 'no') {
+    await container.update({ RestartPolicy: { Name: 'no', MaximumRetryCount: 0 } }).catch(() => undefined);
+  }
+  if (info.State?.Running || info.State?.Restarting) {
+    await container.kill().catch(() => undefined);
+    await container.wait({ condition: 'not-running' }).catch(() => undefined);
+  }
+}
+
+/** Removes a network or volume, trying again while the engine still releases what used it. */
+export async function removeWithRetry(
+  remove: () => Promise<unknown>,
+  what: string,
+  retry: EngineRetry = ENGINE_RETRY,
+): Promise<void> {
+  const sleep = retry.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  let last: unknown;
+  let delay = retry.firstDelayMs;
+  for (let attempt = 1; attempt <= retry.attempts; attempt++) {
+    try {
+      await remove();
+      return;
+    } catch (err) {
+      if (engineStatus(err) === 404) return;
+      if (!transientRemovalError(err)) throw err;
+      last = err;
+    }
+    await sleep(delay);
+    delay = Math.min(delay * 2, retry.maxDelayMs);
+  }
+  throw new TrustedMsError(
+    'ENGINE_OPERATION_FAILED',
+    `the engine would not remove ${what} after ${retry.attempts} tries: ${engineMessage(last)}`,
+    { cause: last, actions: ["see the engine's log", 'then run trusted-ms lab down again'] },
+  );
 }
 
 /** A container's log (non-TTY: frames of an 8-byte header + payload) as text. */
