@@ -10,9 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
+import { readLabState } from '../src/kernel/lab-state.js';
 import { connectEngine, idempotent, LABEL } from '../src/lab/runtimes/docker/engine.js';
 import { ensureImages } from '../src/lab/runtimes/docker/images.js';
-import { readLabState } from '../src/lab/state.js';
 
 const ROUNDS = 2;
 const SERVICES = 20;

@@ -14,8 +14,8 @@ import { DOS_THRESHOLDS } from '../src/attacks/dos.js';
 import { ensureAttackUsers, runScenario } from '../src/attacks/runner.js';
 import { loginFlood } from '../src/attacks/scenarios/dos.login-flood.js';
 import { requestFlood } from '../src/attacks/scenarios/dos.request-flood.js';
+import type { Posture } from '../src/defences/posture.js';
 import { labDown } from '../src/lab/down.js';
-import type { Posture } from '../src/lab/posture.js';
 import { chooseRuntime } from '../src/lab/runtimes/select.js';
 import { labUp } from '../src/lab/up.js';
 

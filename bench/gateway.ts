@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
-import type { Posture } from '../src/lab/posture.js';
+import type { Posture } from '../src/defences/posture.js';
 import { createProof, PROOF_HEADER, ProofVerifier } from '../src/protocol/proof.js';
 import { deriveSessionKey, newExchangeKeyPair, sealSessionKey } from '../src/protocol/session-key.js';
 import { issueTicket, TicketVerifier } from '../src/protocol/ticket.js';

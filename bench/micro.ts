@@ -12,7 +12,7 @@ import type { Client } from 'undici';
 import { login } from '../src/client/login.js';
 import { paperEncrypt, paperVerify } from '../src/crypto/paper-scheme.js';
 import { hashPassword, verifyPassword } from '../src/crypto/password.js';
-import type { LabState } from '../src/lab/state.js';
+import type { LabState } from '../src/kernel/lab-state.js';
 import type { VirtualUser } from '../src/load/users.js';
 import { newChallenge, signChallenge, verifyChallengeSignature } from '../src/protocol/challenge.js';
 import { createProof, ProofVerifier } from '../src/protocol/proof.js';

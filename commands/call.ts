@@ -3,8 +3,8 @@ import { BaseCommand } from '../src/cli/base-command.js';
 import { type CallResult, callService } from '../src/client/call.js';
 import { loadSession } from '../src/client/session.js';
 import { TrustedMsError } from '../src/errors.js';
-import { requireLabState } from '../src/lab/state.js';
-import { fromErrorBody } from '../src/services/error-body.js';
+import { fromErrorBody } from '../src/kernel/error-body.js';
+import { requireLabState } from '../src/kernel/lab-state.js';
 
 export type CallCommandResult = CallResult;
 

@@ -6,8 +6,8 @@ import { renderJunit, renderMatrix } from '../../src/attacks/report.js';
 import { renderHtml } from '../../src/attacks/report-html.js';
 import { type AttackReport, runAttacks } from '../../src/attacks/runner.js';
 import { BaseCommand, type JsonEnvelope } from '../../src/cli/base-command.js';
+import { POSTURES, type Posture } from '../../src/defences/posture.js';
 import { TrustedMsError } from '../../src/errors.js';
-import { POSTURES, type Posture } from '../../src/lab/posture.js';
 import { RUNTIME_CHOICES, type RuntimeChoice } from '../../src/lab/runtimes/select.js';
 
 export type AttackSimulateResult = AttackReport;

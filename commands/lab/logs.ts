@@ -2,8 +2,8 @@ import { open, stat } from 'node:fs/promises';
 import { Args, Flags } from '@oclif/core';
 import { BaseCommand } from '../../src/cli/base-command.js';
 import { TrustedMsError } from '../../src/errors.js';
+import { requireLabState } from '../../src/kernel/lab-state.js';
 import { runtimeFor } from '../../src/lab/runtimes/select.js';
-import { requireLabState } from '../../src/lab/state.js';
 
 export interface LabLogsResult {
   part: string;

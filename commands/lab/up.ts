@@ -1,7 +1,7 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../src/cli/base-command.js';
 import { renderTable } from '../../src/cli/table.js';
-import { POSTURES, parsePosture } from '../../src/lab/posture.js';
+import { POSTURES, parsePosture } from '../../src/defences/posture.js';
 import { chooseRuntime, RUNTIME_CHOICES, type RuntimeChoice } from '../../src/lab/runtimes/select.js';
 import { type LabUpResult, labUp } from '../../src/lab/up.js';
 

@@ -5,7 +5,7 @@ import { login } from '../../src/client/login.js';
 import { saveSession } from '../../src/client/session.js';
 import { loadPrivateKeyFile, privateKeyPath } from '../../src/crypto/keys.js';
 import { resolveKeyDir } from '../../src/home.js';
-import { requireLabState } from '../../src/lab/state.js';
+import { requireLabState } from '../../src/kernel/lab-state.js';
 
 export interface UserLoginResult {
   user: string;

@@ -1,8 +1,8 @@
 import { Args } from '@oclif/core';
 import { BaseCommand } from '../../src/cli/base-command.js';
 import { propagationLine } from '../../src/cli/propagation.js';
-import { openRevocationAdmin } from '../../src/lab/revocation-admin.js';
-import type { UserRevocationResult } from '../../src/services/security/revocations.js';
+import { openRevocationAdmin } from '../../src/users/revocation-admin.js';
+import type { UserRevocationResult } from '../../src/users/revocations.js';
 
 export type UserRevokeResult = UserRevocationResult & { via: 'store' | 'security-service' };
 

@@ -1,9 +1,9 @@
 import { join } from 'node:path';
 import { TrustedMsError } from '../errors.js';
+import type { LabState } from '../kernel/lab-state.js';
 import { EdgeProgram, edgeUrlOf, removeEdgePrograms } from '../lab/runtimes/docker/edge-program.js';
 import type { DockerRuntime } from '../lab/runtimes/docker.js';
 import { runtimeFor } from '../lab/runtimes/select.js';
-import type { LabState } from '../lab/state.js';
 import { packageRoot } from '../paths.js';
 import { FLOOD_CAPS, type FloodJob, type FloodMessage, type FloodResult, type FloodRun } from './flood.js';
 

@@ -5,8 +5,8 @@ import { Worker } from 'node:worker_threads';
 import { Agent, type Dispatcher } from 'undici';
 import { authHeaders } from '../client/call.js';
 import type { Session } from '../client/session.js';
+import type { Posture } from '../defences/posture.js';
 import { TrustedMsError } from '../errors.js';
-import type { Posture } from '../lab/posture.js';
 import { packageRoot } from '../paths.js';
 import { ATTACKER_ADDRESS, assertLabAddress, assertOwnNetwork } from './http.js';
 

@@ -2,7 +2,7 @@ import { BlockList, isIPv4 } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { Agent, buildConnector, type Dispatcher, request } from 'undici';
 import { TrustedMsError } from '../errors.js';
-import type { LabState } from '../lab/state.js';
+import type { LabState } from '../kernel/lab-state.js';
 import type { Attempt, ScenarioContext } from './types.js';
 
 const LOOPBACK = /^127\.0\.0\.(\d{1,3})$/;

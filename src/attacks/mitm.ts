@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { TrustedMsError } from '../errors.js';
-import type { ServicePartConfig } from '../lab/part-config.js';
+import type { ServicePartConfig } from '../kernel/part-config.js';
 import { restartService } from '../lab/restart.js';
 import type { PartPlacement, Runtime } from '../lab/runtimes/runtime.js';
 import { runtimeFor } from '../lab/runtimes/select.js';

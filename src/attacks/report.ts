@@ -1,5 +1,5 @@
 import chalk from 'chalk';
-import type { Posture } from '../lab/posture.js';
+import type { Posture } from '../defences/posture.js';
 import type { AttackReport, ScenarioResult } from './runner.js';
 
 /** The terminal matrix: scenario × posture, outcome colored, `!` where it differs from the expectation. */

@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { TrustedMsError } from '../errors.js';
-import { jsonRequest } from '../lab/http-client.js';
-import { readSecret, type SinkPartConfig } from '../lab/part-config.js';
-import type { LabState, PartState } from '../lab/state.js';
+import { jsonRequest } from '../kernel/http-client.js';
+import type { LabState, PartState } from '../kernel/lab-state.js';
+import { readSecret, type SinkPartConfig } from '../kernel/part-config.js';
 import type { SinkRecordsBody } from '../services/sink/app.js';
 import { assertLabAddress } from './http.js';
 import type { Attempt, ScenarioContext } from './types.js';

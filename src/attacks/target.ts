@@ -1,5 +1,5 @@
 import { TrustedMsError } from '../errors.js';
-import type { LabState } from '../lab/state.js';
+import type { LabState } from '../kernel/lab-state.js';
 
 /**
  * What the scenarios are after: a customer record. The victim's role (admin) may read it; the

@@ -1,7 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import type { Dispatcher } from 'undici';
-import type { Posture } from '../lab/posture.js';
-import type { LabState } from '../lab/state.js';
+import type { Posture } from '../defences/posture.js';
+import type { LabState } from '../kernel/lab-state.js';
 
 /** What an attack achieved, judged from evidence only. */
 export type Verdict = 'succeeded' | 'blocked';

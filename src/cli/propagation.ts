@@ -1,4 +1,4 @@
-import type { Propagation } from '../services/security/revocations.js';
+import type { Propagation } from '../users/revocations.js';
 
 /** One line on how far a revocation or quarantine reached before the command returned. */
 export function propagationLine(via: 'store' | 'security-service', p: Propagation | undefined): string {

@@ -2,11 +2,11 @@ import type { KeyObject } from 'node:crypto';
 import type { Dispatcher } from 'undici';
 import { paperEncrypt } from '../crypto/paper-scheme.js';
 import { TrustedMsError } from '../errors.js';
-import { jsonRequest } from '../lab/http-client.js';
-import type { LabState } from '../lab/state.js';
+import { jsonRequest } from '../kernel/http-client.js';
+import type { LabState } from '../kernel/lab-state.js';
 import { type Challenge, signatureToWire, signChallenge } from '../protocol/challenge.js';
+import { labIssuer } from '../protocol/issuer.js';
 import { deriveSessionKey, newExchangeKeyPair } from '../protocol/session-key.js';
-import { labIssuer } from '../services/security/issuer.js';
 import type { Session } from './session.js';
 
 export interface LoginTimings {

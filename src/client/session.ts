@@ -1,7 +1,7 @@
 import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Posture } from '../defences/posture.js';
 import { errnoCode, TrustedMsError } from '../errors.js';
-import type { Posture } from '../lab/posture.js';
 
 /** What `user login` keeps for `call`: in a 0600 file, since a ticket with its key is a credential. */
 export interface Session {

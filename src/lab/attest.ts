@@ -1,10 +1,10 @@
 import { join } from 'node:path';
 import { isTrustedMsError, TrustedMsError } from '../errors.js';
-import { jsonRequest } from './http-client.js';
-import { readSecret } from './part-config.js';
+import { jsonRequest } from '../kernel/http-client.js';
+import { type LabState, labDir, type PartState, requireLabState } from '../kernel/lab-state.js';
+import { readSecret } from '../kernel/part-config.js';
 import type { Runtime } from './runtimes/runtime.js';
 import { runtimeFor } from './runtimes/select.js';
-import { type LabState, labDir, type PartState, requireLabState } from './state.js';
 
 export interface ServiceAttestation {
   name: string;

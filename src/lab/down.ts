@@ -1,8 +1,8 @@
 import { join } from 'node:path';
+import { labDir, readLabState, removeLabState } from '../kernel/lab-state.js';
 import { processesOfLab } from './runtimes/process.js';
 import type { Runtime } from './runtimes/runtime.js';
 import { runtimeFor } from './runtimes/select.js';
-import { labDir, readLabState, removeLabState } from './state.js';
 
 export interface LabDownResult {
   labId?: string;

@@ -2,13 +2,13 @@ import { open, readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Agent } from 'undici';
 import { TrustedMsError } from '../errors.js';
+import { type LabState, labDir, type PartState, readLabState, writeLabState } from '../kernel/lab-state.js';
+import type { ServicePartConfig } from '../kernel/part-config.js';
 import { readIdentity } from '../pki/identity-files.js';
 import { clientTlsConnector } from '../pki/mtls.js';
 import { verifyParts } from './attest.js';
-import type { ServicePartConfig } from './part-config.js';
 import type { Runtime } from './runtimes/runtime.js';
 import { runtimeFor } from './runtimes/select.js';
-import { type LabState, labDir, type PartState, readLabState, writeLabState } from './state.js';
 import { waitHealthy } from './up.js';
 
 export interface RestartOptions {

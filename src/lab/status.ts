@@ -1,7 +1,7 @@
-import { jsonRequest } from './http-client.js';
+import { jsonRequest } from '../kernel/http-client.js';
+import { type LabState, readLabState } from '../kernel/lab-state.js';
 import type { Runtime } from './runtimes/runtime.js';
 import { runtimeFor } from './runtimes/select.js';
-import { type LabState, readLabState } from './state.js';
 import { readRestarts } from './supervisor/restarts.js';
 
 export interface PartStatus {

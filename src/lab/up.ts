@@ -2,13 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { access, copyFile, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Agent } from 'undici';
+import type { Posture } from '../defences/posture.js';
 import { errnoCode, TrustedMsError } from '../errors.js';
-import { packageRoot } from '../paths.js';
-import { createLabCa, saveLabCa } from '../pki/ca.js';
-import { issueServiceCertificate, type ServiceIdentity } from '../pki/identity.js';
-import { writeIdentity } from '../pki/identity-files.js';
-import { clientTlsConnector } from '../pki/mtls.js';
-import { jsonRequest } from './http-client.js';
+import { jsonRequest } from '../kernel/http-client.js';
+import { type LabState, labDir, type PartState, readLabState, writeLabState } from '../kernel/lab-state.js';
 import type {
   GatewayPartConfig,
   PartConfig,
@@ -16,13 +13,16 @@ import type {
   ServicePartConfig,
   SinkPartConfig,
   SupervisorPartConfig,
-} from './part-config.js';
-import type { Posture } from './posture.js';
+} from '../kernel/part-config.js';
+import { labTopology, type ServiceDefinition, selectServices } from '../kernel/topology.js';
+import { packageRoot } from '../paths.js';
+import { createLabCa, saveLabCa } from '../pki/ca.js';
+import { issueServiceCertificate, type ServiceIdentity } from '../pki/identity.js';
+import { writeIdentity } from '../pki/identity-files.js';
+import { clientTlsConnector } from '../pki/mtls.js';
 import { ProcessRuntime } from './runtimes/process.js';
 import type { PartLaunch, PartPlacement, Runtime } from './runtimes/runtime.js';
 import { createLabSecrets } from './secrets.js';
-import { type LabState, labDir, type PartState, readLabState, writeLabState } from './state.js';
-import { labTopology, type ServiceDefinition, selectServices } from './topology.js';
 
 export interface LabUpOptions {
   home: string;

@@ -1,5 +1,5 @@
-import type { Posture } from '../lab/posture.js';
-import type { ServiceDefinition } from '../lab/topology.js';
+import type { Posture } from '../defences/posture.js';
+import type { ServiceDefinition } from '../kernel/topology.js';
 import type { Role } from '../policy/types.js';
 import type { Mix } from './mix.js';
 import type { LoginFigures, RequestFigures } from './run.js';

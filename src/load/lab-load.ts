@@ -1,6 +1,6 @@
 import { TrustedMsError } from '../errors.js';
-import { readLabState } from '../lab/state.js';
-import { labTopology, type ServiceDefinition } from '../lab/topology.js';
+import { readLabState } from '../kernel/lab-state.js';
+import { labTopology, type ServiceDefinition } from '../kernel/topology.js';
 import { openLabStore } from '../store/open.js';
 import { openUserAdmin } from '../users/admin.js';
 import type { ClientContainerFigures } from './client-containers.js';

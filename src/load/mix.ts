@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { errnoCode, TrustedMsError } from '../errors.js';
-import type { ServiceDefinition } from '../lab/topology.js';
+import type { ServiceDefinition } from '../kernel/topology.js';
 import { evaluate } from '../policy/evaluate.js';
 import { ACTIONS, type Action, type Role } from '../policy/types.js';
 

@@ -1,4 +1,4 @@
-import type { ServiceDefinition } from '../lab/topology.js';
+import type { ServiceDefinition } from '../kernel/topology.js';
 import type { MixEntry } from './mix.js';
 
 /** One concrete HTTP request of the load: what the gateway sees under `/svc/<service>`. */

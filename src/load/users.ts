@@ -1,6 +1,6 @@
 import { type KeyObject, randomBytes } from 'node:crypto';
 import { generateUserKeyPair, type KeyType } from '../crypto/keys.js';
-import type { Posture } from '../lab/posture.js';
+import type { Posture } from '../defences/posture.js';
 import type { UserAdmin } from '../users/admin.js';
 
 /** One virtual user of a load run: a real lab user with its own password and key pair. */

@@ -2,7 +2,7 @@ import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:ht
 import type { Socket } from 'node:net';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { TrustedMsError } from '../errors.js';
-import { errorBody } from './error-body.js';
+import { errorBody } from '../kernel/error-body.js';
 
 export const BODY_LIMIT = 64 * 1024;
 
@@ -28,7 +28,7 @@ export const SERVER_LIMITS = {
   maxConnections: 4096,
 } as const;
 
-export { type ErrorBody, errorBody, fromErrorBody } from './error-body.js';
+export { type ErrorBody, errorBody, fromErrorBody } from '../kernel/error-body.js';
 
 /**
  * A fastify app with the lab's error contract: a TrustedMsError becomes its HTTP status and code;

@@ -1,7 +1,7 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import type { Dispatcher } from 'undici';
 import { isTrustedMsError, TrustedMsError } from '../errors.js';
-import { jsonRequest } from '../lab/http-client.js';
+import { jsonRequest } from '../kernel/http-client.js';
 import { type Posture, TicketVerifier } from '../protocol/ticket.js';
 
 /**

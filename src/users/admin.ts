@@ -1,7 +1,7 @@
 import { join } from 'node:path';
-import { jsonRequest } from '../lab/http-client.js';
-import { readSecret } from '../lab/part-config.js';
-import { labDir, readLabState } from '../lab/state.js';
+import { jsonRequest } from '../kernel/http-client.js';
+import { labDir, readLabState } from '../kernel/lab-state.js';
+import { readSecret } from '../kernel/part-config.js';
 import { openLabStore } from '../store/open.js';
 import type { UserKey } from '../store/schema.js';
 import type { LabStore } from '../store/store.js';

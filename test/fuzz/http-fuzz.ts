@@ -5,8 +5,8 @@ import { Client, request } from 'undici';
 import { authHeaders } from '../../src/client/call.js';
 import type { Session } from '../../src/client/session.js';
 import { ERROR_CODES } from '../../src/errors.js';
-import type { LabState } from '../../src/lab/state.js';
-import { labTopology } from '../../src/lab/topology.js';
+import type { LabState } from '../../src/kernel/lab-state.js';
+import { labTopology } from '../../src/kernel/topology.js';
 import { PROOF_HEADER } from '../../src/protocol/proof.js';
 import { BODY_LIMIT } from '../../src/services/http.js';
 import {

@@ -1,5 +1,5 @@
 import { request } from 'undici';
-import type { Posture } from '../../src/lab/posture.js';
+import type { Posture } from '../../src/defences/posture.js';
 import { type RunningLab, startLab, TEST_USERS } from '../support/lab.js';
 import { type FuzzTarget, readLabToken } from './http-fuzz.js';
 

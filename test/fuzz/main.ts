@@ -5,7 +5,7 @@
  * Prints counts, statuses, 5xx, crashes and the seed; exits 1 on any 5xx, contract violation or crash.
  */
 import { execa } from 'execa';
-import type { Posture } from '../../src/lab/posture.js';
+import type { Posture } from '../../src/defences/posture.js';
 import { type FuzzReport, runHttpFuzz, summarize } from './http-fuzz.js';
 import { startFuzzLab } from './lab-target.js';
 

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { login } from '../../client/login.js';
 import { TrustedMsError } from '../../errors.js';
-import type { LabState } from '../../lab/state.js';
+import type { LabState } from '../../kernel/lab-state.js';
 import { openUserAdmin } from '../../users/admin.js';
 import { judgeByDegradation, measureUnderFlood, removeFloodLeftovers } from '../dos.js';
 import type { Scenario } from '../types.js';

@@ -1,5 +1,5 @@
 import { paperEncrypt } from '../../crypto/paper-scheme.js';
-import { jsonRequest } from '../../lab/http-client.js';
+import { jsonRequest } from '../../kernel/http-client.js';
 import { type Challenge, signatureToWire, signChallenge } from '../../protocol/challenge.js';
 import { newExchangeKeyPair } from '../../protocol/session-key.js';
 import { assertLabAddress, attempt } from '../http.js';

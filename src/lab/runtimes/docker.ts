@@ -2,9 +2,9 @@ import { relative } from 'node:path';
 import type Dockerode from 'dockerode';
 import { hashDirectory, hashTarStream } from '../../attestation/tree-hash.js';
 import { TrustedMsError } from '../../errors.js';
+import type { PartState } from '../../kernel/lab-state.js';
 import { packageRoot } from '../../paths.js';
 import { freePorts } from '../ports.js';
-import type { PartState } from '../state.js';
 import { containerLockPath, lockForMeasure, lockForRemoval } from './docker/container-lock.js';
 import {
   containerAlive,

@@ -2,8 +2,8 @@ import { closeSync, openSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { hashDirectory } from '../../attestation/tree-hash.js';
 import { TrustedMsError } from '../../errors.js';
+import type { PartState } from '../../kernel/lab-state.js';
 import { freePorts } from '../ports.js';
-import type { PartState } from '../state.js';
 import type { PartLaunch, PartPlacement, PartPlan, Runtime, StartHooks } from './runtime.js';
 
 const HOST = '127.0.0.1';

@@ -1,5 +1,5 @@
-import type { Posture } from '../posture.js';
-import type { PartKind, PartState } from '../state.js';
+import type { Posture } from '../../defences/posture.js';
+import type { PartKind, PartState } from '../../kernel/lab-state.js';
 
 /** What a runtime needs to start one part of the lab. */
 export interface PartLaunch {

@@ -1,10 +1,10 @@
 import { connect } from 'node:net';
 import { join } from 'node:path';
+import { type LabState, type PartState, readLabState, writeLabState } from '../../kernel/lab-state.js';
+import { readPartConfig } from '../../kernel/part-config.js';
 import { verifyParts, verifyServices } from '../attest.js';
-import { readPartConfig } from '../part-config.js';
 import { ProcessRuntime } from '../runtimes/process.js';
 import type { PartLaunch } from '../runtimes/runtime.js';
-import { type LabState, type PartState, readLabState, writeLabState } from '../state.js';
 import { RestartBackoff } from './backoff.js';
 import { readRestarts, writeRestarts } from './restarts.js';
 

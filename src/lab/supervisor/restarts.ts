@@ -1,6 +1,6 @@
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { labDir } from '../state.js';
+import { labDir } from '../../kernel/lab-state.js';
 
 /** What the watchman did for one part: how often it brought it back, and whether it gave up. */
 export interface PartRestarts {

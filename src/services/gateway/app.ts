@@ -1,13 +1,13 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Posture } from '../../defences/posture.js';
 import { isTrustedMsError, TrustedMsError } from '../../errors.js';
-import type { Posture } from '../../lab/posture.js';
+import { CLIENT_ADDRESS_HEADER } from '../../kernel/client-address.js';
 import { PROOF_HEADER, type ProofVerifier } from '../../protocol/proof.js';
 import type { RevocationView } from '../../protocol/revocation-list.js';
 import { openSessionKey } from '../../protocol/session-key.js';
 import type { TicketClaims, TicketVerifier } from '../../protocol/ticket.js';
-import { CLIENT_ADDRESS_HEADER } from '../client-address.js';
 import { createHttpApp, toHttpError } from '../http.js';
 import type { KeyedConcurrency, RateLimiter } from '../rate-limit.js';
 import { type AttestationTable, parseAttestationEntries } from './attestation-table.js';

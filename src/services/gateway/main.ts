@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Pool } from 'undici';
 import { TrustedMsError } from '../../errors.js';
-import { readPartConfig, readSecret } from '../../lab/part-config.js';
+import { readPartConfig, readSecret } from '../../kernel/part-config.js';
 import { readIdentity } from '../../pki/identity-files.js';
 import { clientTlsConnector } from '../../pki/mtls.js';
 import { ProofVerifier } from '../../protocol/proof.js';

@@ -1,8 +1,8 @@
 import type { TLSSocket } from 'node:tls';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Posture } from '../../defences/posture.js';
 import { isTrustedMsError, TrustedMsError } from '../../errors.js';
-import type { Posture } from '../../lab/posture.js';
-import type { DbRecord, ServiceDefinition } from '../../lab/topology.js';
+import type { DbRecord, ServiceDefinition } from '../../kernel/topology.js';
 import type { ServerTlsOptions } from '../../pki/mtls.js';
 import { authorizePeer } from '../../pki/mtls.js';
 import { permits } from '../../policy/evaluate.js';

@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { Agent, type Dispatcher, request } from 'undici';
 import { hashDirectory } from '../../attestation/tree-hash.js';
 import { isTrustedMsError, TrustedMsError } from '../../errors.js';
-import { readPartConfig, readSecret, type ServicePartConfig } from '../../lab/part-config.js';
+import { readPartConfig, readSecret, type ServicePartConfig } from '../../kernel/part-config.js';
 import { readIdentity } from '../../pki/identity-files.js';
 import { clientTlsConnector, type ServerTlsOptions, serverTlsOptions } from '../../pki/mtls.js';
 import { RevocationFeed } from '../revocation-feed.js';

@@ -1,8 +1,9 @@
 import { createPublicKey, type KeyObject, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { paperVerify } from '../../crypto/paper-scheme.js';
+import type { Posture } from '../../defences/posture.js';
 import { TrustedMsError } from '../../errors.js';
-import type { Posture } from '../../lab/posture.js';
+import { CLIENT_ADDRESS_HEADER, clientAddressOf } from '../../kernel/client-address.js';
 import type { LabCa } from '../../pki/ca.js';
 import { issueServiceCertificate, type ServiceIdentity } from '../../pki/identity.js';
 import { permissionsOf } from '../../policy/evaluate.js';
@@ -12,6 +13,7 @@ import {
   signatureFromWire,
   verifyChallengeSignature,
 } from '../../protocol/challenge.js';
+import { labAudience, labIssuer } from '../../protocol/issuer.js';
 import { deriveSessionKey, newExchangeKeyPair, sealSessionKey } from '../../protocol/session-key.js';
 import { issueTicket, type TicketClaims } from '../../protocol/ticket.js';
 import type { UserKey, UserRecord } from '../../store/schema.js';
@@ -25,10 +27,8 @@ import {
   removeUser,
   toPublicUser,
 } from '../../users/users.js';
-import { CLIENT_ADDRESS_HEADER, clientAddressOf } from '../client-address.js';
 import { createHttpApp } from '../http.js';
 import { LoginLockout, RateLimiter } from '../rate-limit.js';
-import { labAudience, labIssuer } from './issuer.js';
 import type { ServiceRegistry, ServiceStatus } from './registry.js';
 import { RevocationBook, registerRevocationRoutes } from './revocations.js';
 
@@ -55,7 +55,7 @@ export interface SecurityDeps {
   insecureNoRateLimit?: boolean;
 }
 
-export { labAudience, labIssuer } from './issuer.js';
+export { labAudience, labIssuer } from '../../protocol/issuer.js';
 
 type Pending =
   | { kind: 'trusted'; challenge: Challenge }

@@ -2,7 +2,7 @@ import { createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { request } from 'undici';
 import { jwkThumbprint } from '../../crypto/thumbprint.js';
-import { readPartConfig, readSecret } from '../../lab/part-config.js';
+import { readPartConfig, readSecret } from '../../kernel/part-config.js';
 import { loadLabCa } from '../../pki/ca.js';
 import { openLabStore } from '../../store/open.js';
 import { buildSecurityService } from './app.js';

@@ -1,4 +1,4 @@
-import type { Posture } from '../../lab/posture.js';
+import type { Posture } from '../../defences/posture.js';
 import type { AttestationState, ServiceRecord } from '../../store/schema.js';
 import type { LabStore } from '../../store/store.js';
 

@@ -1,4 +1,4 @@
-import { readPartConfig, readSecret } from '../../lab/part-config.js';
+import { readPartConfig, readSecret } from '../../kernel/part-config.js';
 import { buildSink } from './app.js';
 
 /** Entry point of the attacker's sink, a part of the lab (see app.ts). */

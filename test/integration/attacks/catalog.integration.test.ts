@@ -5,8 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { SCENARIOS as ALL } from '../../../src/attacks/registry.js';
 import { type AttackReport, runAttacks } from '../../../src/attacks/runner.js';
 import { stolenTicket } from '../../../src/attacks/scenarios/masquerade.stolen-ticket.js';
+import { POSTURES } from '../../../src/defences/posture.js';
 import { labDown } from '../../../src/lab/down.js';
-import { POSTURES } from '../../../src/lab/posture.js';
 import { labUp } from '../../../src/lab/up.js';
 
 // Two services (customers and the accounts it calls) are all the masquerade and privilege scenarios

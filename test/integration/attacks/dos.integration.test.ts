@@ -7,8 +7,8 @@ import { FLOOD_CAPS } from '../../../src/attacks/flood.js';
 import { type AttackReport, runAttacks } from '../../../src/attacks/runner.js';
 import { loginFlood } from '../../../src/attacks/scenarios/dos.login-flood.js';
 import { requestFlood } from '../../../src/attacks/scenarios/dos.request-flood.js';
+import { POSTURES } from '../../../src/defences/posture.js';
 import { labDown } from '../../../src/lab/down.js';
-import { POSTURES } from '../../../src/lab/posture.js';
 import { labUp } from '../../../src/lab/up.js';
 
 // The login flood needs no service at all; the request flood floods catalog while the victim also

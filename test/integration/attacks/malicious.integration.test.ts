@@ -6,11 +6,11 @@ import { type AttackReport, runAttacks, type ScenarioResult } from '../../../src
 import { tamperedCode } from '../../../src/attacks/scenarios/malicious-service.tampered-code.js';
 import { readSink } from '../../../src/attacks/sink.js';
 import { callService } from '../../../src/client/call.js';
+import { POSTURES } from '../../../src/defences/posture.js';
+import { readLabState } from '../../../src/kernel/lab-state.js';
 import { listServices } from '../../../src/lab/attest.js';
 import { labDown } from '../../../src/lab/down.js';
-import { POSTURES } from '../../../src/lab/posture.js';
 import { ProcessRuntime } from '../../../src/lab/runtimes/process.js';
-import { readLabState } from '../../../src/lab/state.js';
 import { labUp } from '../../../src/lab/up.js';
 import { type RunningLab, startLab } from '../../support/lab.js';
 

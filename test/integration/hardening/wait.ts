@@ -1,4 +1,4 @@
-import type { LabState, PartState } from '../../../src/lab/state.js';
+import type { LabState, PartState } from '../../../src/kernel/lab-state.js';
 
 /**
  * Polls until `check` gives a value (not undefined), or fails after `timeoutMs`. The bound is a

@@ -7,8 +7,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ServicePartConfig } from '../../../src/lab/part-config.js';
-import { labTopology } from '../../../src/lab/topology.js';
+import type { ServicePartConfig } from '../../../src/kernel/part-config.js';
+import { labTopology } from '../../../src/kernel/topology.js';
 import { packageRoot } from '../../../src/paths.js';
 
 const run = promisify(execFile);

@@ -2,7 +2,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { runScenarios, type ScenarioResult } from '../../../src/attacks/runner.js';
 import type { LabUser, Scenario } from '../../../src/attacks/types.js';
-import type { LabState } from '../../../src/lab/state.js';
+import type { LabState } from '../../../src/kernel/lab-state.js';
 
 /** Scenarios that touch no lab: what matters here is the runner's bookkeeping of reverts. */
 function scenario(id: string, revert?: () => Promise<void>): Scenario {

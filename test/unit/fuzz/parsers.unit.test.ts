@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadPrivateKeyFile, parsePublicKeyPem } from '../../../src/crypto/keys.js';
 import { isTrustedMsError } from '../../../src/errors.js';
-import { parseTopology } from '../../../src/lab/topology.js';
+import { parseTopology } from '../../../src/kernel/topology.js';
 import { parseRoles } from '../../../src/policy/roles.js';
 import {
   parseChallengeSigningBytes,

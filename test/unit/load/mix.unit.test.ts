@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { labTopology } from '../../../src/lab/topology.js';
+import { labTopology } from '../../../src/kernel/topology.js';
 import { parseDuration } from '../../../src/load/duration.js';
 import { defaultMix, parseMix, pickerFor } from '../../../src/load/mix.js';
 import { requestMaker } from '../../../src/load/requests.js';

@@ -8,15 +8,10 @@ import { createProof, ProofVerifier } from '../../../src/protocol/proof.js';
 import { parseRevocationList, RevocationView } from '../../../src/protocol/revocation-list.js';
 import { createHttpApp } from '../../../src/services/http.js';
 import { RevocationFeed } from '../../../src/services/revocation-feed.js';
-import {
-  quarantineIn,
-  RevocationBook,
-  registerRevocationRoutes,
-  reinstateUserIn,
-  revokeUserIn,
-} from '../../../src/services/security/revocations.js';
+import { RevocationBook, registerRevocationRoutes } from '../../../src/services/security/revocations.js';
 import { openLabStore } from '../../../src/store/open.js';
 import type { LabStore } from '../../../src/store/store.js';
+import { quarantineIn, reinstateUserIn, revokeUserIn } from '../../../src/users/revocations.js';
 import { addUser } from '../../../src/users/users.js';
 
 describe('revocation list', () => {

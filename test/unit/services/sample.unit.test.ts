@@ -2,8 +2,8 @@ import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { Agent, type Dispatcher, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Posture } from '../../../src/lab/posture.js';
-import { labTopology } from '../../../src/lab/topology.js';
+import type { Posture } from '../../../src/defences/posture.js';
+import { labTopology } from '../../../src/kernel/topology.js';
 import { createLabCa, type LabCa } from '../../../src/pki/ca.js';
 import {
   issueServiceCertificate,

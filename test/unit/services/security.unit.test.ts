@@ -7,13 +7,13 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { generateUserKeyPair } from '../../../src/crypto/keys.js';
 import { paperEncrypt } from '../../../src/crypto/paper-scheme.js';
 import { jwkThumbprint } from '../../../src/crypto/thumbprint.js';
-import { jsonRequest } from '../../../src/lab/http-client.js';
-import type { Posture } from '../../../src/lab/posture.js';
+import type { Posture } from '../../../src/defences/posture.js';
+import { CLIENT_ADDRESS_HEADER } from '../../../src/kernel/client-address.js';
+import { jsonRequest } from '../../../src/kernel/http-client.js';
 import { createLabCa } from '../../../src/pki/ca.js';
 import { type Challenge, signatureToWire, signChallenge } from '../../../src/protocol/challenge.js';
 import { deriveSessionKey, newExchangeKeyPair, openSessionKey } from '../../../src/protocol/session-key.js';
 import { TicketVerifier } from '../../../src/protocol/ticket.js';
-import { CLIENT_ADDRESS_HEADER } from '../../../src/services/client-address.js';
 import {
   buildSecurityService,
   labAudience,

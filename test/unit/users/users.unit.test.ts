@@ -6,9 +6,9 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { SCRYPT_PARAMS } from '../../../src/crypto/password.js';
 import { isTrustedMsError } from '../../../src/errors.js';
 import type { Role } from '../../../src/policy/types.js';
-import { revokeUserIn } from '../../../src/services/security/revocations.js';
 import type { UserKey } from '../../../src/store/schema.js';
 import { LabStore } from '../../../src/store/store.js';
+import { revokeUserIn } from '../../../src/users/revocations.js';
 import {
   addUser,
   addUserKey,

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
+import type { Posture } from '../defences/posture.js';
 import { TrustedMsError } from '../errors.js';
-import type { Posture } from './posture.js';
 
 /**
  * What a part of the lab is told when it starts: one JSON file whose path is in `TMS_PART_CONFIG`.

@@ -1,5 +1,10 @@
 import { join } from 'node:path';
 import { TrustedMsError } from '../errors.js';
+import { jsonRequest } from '../kernel/http-client.js';
+import { labDir, readLabState } from '../kernel/lab-state.js';
+import { readSecret } from '../kernel/part-config.js';
+import { labTopology } from '../kernel/topology.js';
+import { openLabStore } from '../store/open.js';
 import {
   type QuarantineResult,
   quarantineIn,
@@ -7,12 +12,7 @@ import {
   releaseIn,
   revokeUserIn,
   type UserRevocationResult,
-} from '../services/security/revocations.js';
-import { openLabStore } from '../store/open.js';
-import { jsonRequest } from './http-client.js';
-import { readSecret } from './part-config.js';
-import { labDir, readLabState } from './state.js';
-import { labTopology } from './topology.js';
+} from './revocations.js';
 
 /**
  * Where `user revoke|reinstate` and `service quarantine|release` go: through the security service's

@@ -1,7 +1,7 @@
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Posture } from '../defences/posture.js';
 import { errnoCode, TrustedMsError } from '../errors.js';
-import type { Posture } from './posture.js';
 
 /** `attacker`: a program `attack simulate` runs beside the lab for a while (never in the state file) */
 export type PartKind = 'security' | 'gateway' | 'service' | 'supervisor' | 'sink' | 'attacker';

@@ -1,6 +1,6 @@
 import type { Dispatcher } from 'undici';
 import { TrustedMsError } from '../errors.js';
-import { fromErrorBody } from '../services/error-body.js';
+import { fromErrorBody } from './error-body.js';
 
 export interface JsonRequest {
   method?: Dispatcher.HttpMethod;
