@@ -7,6 +7,7 @@
  * rounds, 3 services, both scenarios, process lab; on docker the attacker floods from a container of
  * its own on the lab's edge network). Numbers only, no assertions.
  */
+
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +16,7 @@ import { ensureAttackUsers, runScenario } from '../src/attacks/runner.js';
 import { loginFlood } from '../src/attacks/scenarios/dos.login-flood.js';
 import { requestFlood } from '../src/attacks/scenarios/dos.request-flood.js';
 import type { Posture } from '../src/defences/posture.js';
+import type { Ablation } from '../src/defences/presets.js';
 import { labDown } from '../src/lab/down.js';
 import { chooseRuntime } from '../src/lab/runtimes/select.js';
 import { labUp } from '../src/lab/up.js';
@@ -23,11 +25,11 @@ const ROUNDS = Number(process.argv[2] ?? 5);
 const SERVICES = Number(process.argv[3] ?? 3);
 const ONLY = process.argv[4] === 'both' ? undefined : process.argv[4];
 const RUNTIME = process.argv[5] === 'docker' ? 'docker' : 'process';
-const LABS: { name: string; posture: Posture; insecureNoRateLimit?: boolean }[] = [
+const LABS: { name: string; posture: Posture; without?: Ablation[] }[] = [
   { name: 'none', posture: 'none' },
   { name: 'paper', posture: 'paper' },
   { name: 'trusted', posture: 'trusted' },
-  { name: 'trusted, no limits', posture: 'trusted', insecureNoRateLimit: true },
+  { name: 'trusted, no limits', posture: 'trusted', without: ['limits:on'] },
 ];
 
 const ratios = new Map<string, string[]>();
@@ -47,7 +49,7 @@ for (const l of LABS) {
       posture: l.posture,
       services: SERVICES,
       runtime: (await chooseRuntime(RUNTIME)).runtime,
-      ...(l.insecureNoRateLimit ? { insecureNoRateLimit: true } : {}),
+      ...(l.without ? { without: l.without } : {}),
     });
     for (let i = 0; i < ROUNDS; i++) {
       for (const s of [loginFlood, requestFlood].filter((x) => ONLY === undefined || x.id === ONLY)) {

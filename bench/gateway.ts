@@ -13,12 +13,14 @@ import type { AddressInfo } from 'node:net';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
+import { AttestationTable } from '../src/defences/attestation-table.js';
 import type { Posture } from '../src/defences/posture.js';
+import { defencesFor } from '../src/defences/presets.js';
 import { createProof, PROOF_HEADER, ProofVerifier } from '../src/protocol/proof.js';
 import { deriveSessionKey, newExchangeKeyPair, sealSessionKey } from '../src/protocol/session-key.js';
 import { issueTicket, TicketVerifier } from '../src/protocol/ticket.js';
 import { buildGateway } from '../src/services/gateway/app.js';
-import { AttestationTable } from '../src/services/gateway/attestation-table.js';
+import { gatewayStrategies } from '../src/services/gateway/assemble.js';
 import { createPool, poolUpstream } from '../src/services/gateway/upstream.js';
 
 const HOST = '127.0.0.1';
@@ -50,20 +52,27 @@ async function serve(setup: ServerSetup): Promise<Record<'none' | 'trusted', str
   const upstreamUrl = `http://${HOST}:${(upstream.address() as AddressInfo).port}`;
   const urls: Partial<Record<'none' | 'trusted', string>> = {};
   for (const posture of ['none', 'trusted'] as const satisfies readonly Posture[]) {
+    const attestation = new AttestationTable([{ name: 'orders', state: 'trusted' }]);
+    const upstreams = { orders: poolUpstream(createPool(upstreamUrl)) };
+    // The gateway's own checks, as before: trusted's limits are left out (they measure nothing here).
+    const defences = posture === 'trusted' ? defencesFor('trusted', ['limits:on']) : defencesFor(posture);
     const app = buildGateway({
-      posture,
-      upstreams: { orders: poolUpstream(createPool(upstreamUrl)) },
-      attestation: new AttestationTable([{ name: 'orders', state: 'trusted' }]),
-      log: () => undefined,
-      checkPassword: async (user) => ({ user, role: 'analyst', perms: { orders: ['read'] } }),
-      verifier: new TicketVerifier({
-        keys: new Map([['bench', createPublicKey(setup.publicKeyPem)]]),
-        issuer: ISSUER,
-        audience: AUDIENCE,
-        posture: 'trusted',
+      ...gatewayStrategies(defences, {
+        attestation,
+        checkPassword: async (user) => ({ user, role: 'analyst', perms: { orders: ['read'] } }),
+        verifier: new TicketVerifier({
+          keys: new Map([['bench', createPublicKey(setup.publicKeyPem)]]),
+          issuer: ISSUER,
+          audience: AUDIENCE,
+          posture: 'trusted',
+        }),
+        sealKey: Buffer.from(setup.sealKey, 'base64url'),
+        proofs: new ProofVerifier(),
+        auth: upstreams.orders,
       }),
-      sealKey: Buffer.from(setup.sealKey, 'base64url'),
-      proofs: new ProofVerifier(),
+      upstreams,
+      attestation,
+      log: () => undefined,
     });
     await app.listen({ host: HOST, port: 0 });
     urls[posture] = `http://${HOST}:${(app.server.address() as AddressInfo).port}`;

@@ -33,7 +33,7 @@ try {
     const [user] = await createVirtualUsers(await openUserAdmin(home), {
       count: 1,
       roles: ['analyst'],
-      posture: 'trusted',
+      login: up.state.defences.login,
     });
     if (user === undefined) throw new Error('no user made');
     const clients = openClients(up.state.gatewayUrl, 1);

@@ -118,7 +118,7 @@ async function bringUp(posture: Posture, base: string): Promise<Lab> {
   const users = await createVirtualUsers(await openUserAdmin(home), {
     count: CLIENTS,
     roles: mix.roles,
-    posture,
+    login: up.state.defences.login,
   });
   return {
     posture,

@@ -9,11 +9,13 @@
  * but for the challenge's own crypto and HTTP parsing (the same in both). Numbers only.
  * Part of `npm run bench:login`; alone: `node dist/bench/security-store.js`.
  */
+
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateUserKeyPair } from '../src/crypto/keys.js';
+import { defencesFor } from '../src/defences/presets.js';
 import { defaultRoles } from '../src/policy/roles.js';
 import { type Challenge, signatureToWire, signChallenge } from '../src/protocol/challenge.js';
 import { newExchangeKeyPair } from '../src/protocol/session-key.js';
@@ -55,11 +57,13 @@ export async function securityStoreFigures(logins: number): Promise<SecurityStor
         createdAt: new Date().toISOString(),
       });
       const store = new LabStore(home, { seedRoles: defaultRoles, resident });
-      const registry = new ServiceRegistry(store, 'trusted');
+      const registry = new ServiceRegistry(store, 'measured');
       await registry.load();
       const app = buildSecurityService({
         labId: 'bench',
-        posture: 'trusted',
+        // Sequential logins from one address faster than a person types: the per-address login
+        // limit would refuse most of them, and it is not what is measured here.
+        defences: defencesFor('trusted', ['limits:on']),
         store,
         registry,
         signingKey: { kid: 'bench', privateKey: generateKeyPairSync('ed25519').privateKey },
@@ -67,9 +71,6 @@ export async function securityStoreFigures(logins: number): Promise<SecurityStor
         labToken: randomBytes(16).toString('hex'),
         ticketTtlSeconds: 300,
         challengeTtlSeconds: 60,
-        // Sequential logins from one address faster than a person types: the per-address login
-        // limit would refuse most of them, and it is not what is measured here.
-        insecureNoRateLimit: true,
       });
       await app.ready();
       return { app, store };

@@ -1,10 +1,11 @@
 import { stat, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { Args, Flags } from '@oclif/core';
+import { dependences, renderDependences } from '../../src/attacks/ablation.js';
 import { findScenario, SCENARIOS } from '../../src/attacks/registry.js';
 import { renderJunit, renderMatrix } from '../../src/attacks/report.js';
 import { renderHtml } from '../../src/attacks/report-html.js';
-import { type AttackReport, runAttacks } from '../../src/attacks/runner.js';
+import { type AttackReport, ablationVariants, runAttacks } from '../../src/attacks/runner.js';
 import { BaseCommand, type JsonEnvelope } from '../../src/cli/base-command.js';
 import { POSTURES, type Posture } from '../../src/defences/posture.js';
 import { TrustedMsError } from '../../src/errors.js';
@@ -14,6 +15,9 @@ export type AttackSimulateResult = AttackReport;
 
 /** Exit status when a scenario's outcome differs from its expectation (docs/report.md). */
 export const OUTCOME_MISMATCH_EXIT = 1;
+
+/** The posture the ablation study removes defences from. */
+const PRESET_ABLATED: Posture = 'trusted';
 
 export default class AttackSimulate extends BaseCommand {
   static override summary =
@@ -27,6 +31,7 @@ export default class AttackSimulate extends BaseCommand {
     '<%= config.bin %> <%= command.id %> --all --posture all --junit attacks.xml --json',
     '<%= config.bin %> <%= command.id %> --all --posture all --runtime docker --services 4',
     '<%= config.bin %> <%= command.id %> --all --posture all --junit reports/attacks.xml --html reports/attacks.html',
+    '<%= config.bin %> <%= command.id %> --all --ablate --json > ablation.json',
   ];
   static override args = { ids: Args.string({ description: 'scenario ids (see `attack list`)' }) };
   static override flags = {
@@ -48,6 +53,10 @@ export default class AttackSimulate extends BaseCommand {
       options: [...RUNTIME_CHOICES],
       default: 'process',
     }),
+    ablate: Flags.boolean({
+      description:
+        'the ablation study: trusted, then trusted less each removable defence in turn (lab up --without), and which defence each scenario depends on',
+    }),
     junit: Flags.string({ description: 'also write a JUnit XML report to this file' }),
     html: Flags.string({
       description: 'also write a self-contained HTML report (matrix, evidence, chart) to this file',
@@ -64,22 +73,32 @@ export default class AttackSimulate extends BaseCommand {
     }
     const scenarios = flags.all ? SCENARIOS : ids.map(findScenario);
     const postures: readonly Posture[] = flags.posture === 'all' ? POSTURES : [flags.posture as Posture];
+    if (flags.ablate && (postures.length !== 1 || postures[0] !== PRESET_ABLATED)) {
+      throw new TrustedMsError('USAGE', '--ablate studies the trusted posture: leave --posture out', {
+        actions: ['trusted-ms attack simulate --all --ablate'],
+      });
+    }
     // Checked before the run, which can take minutes, rather than failing at its end.
     for (const file of [flags.junit, flags.html]) if (file !== undefined) await assertWritableFolder(file);
     const say = (line: string) => process.stderr.write(this.jsonEnabled() ? '' : `  ${line}\n`);
     const report = await runAttacks({
       scenarios,
       postures,
+      ...(flags.ablate ? { variants: ablationVariants() } : {}),
       home: this.labHome(flags),
       services: flags.services,
       runtime: flags.runtime as RuntimeChoice,
       onProgress: say,
       onResult: (r) =>
         say(
-          `${r.posture}: ${r.id} ${r.outcome}, ${r.passed ? 'as expected' : `expected ${r.expected}`} (${(r.durationMs / 1000).toFixed(1)} s)`,
+          `${r.variant}: ${r.id} ${r.outcome}, ${r.without ? 'ablated' : r.passed ? 'as expected' : `expected ${r.expected}`} (${(r.durationMs / 1000).toFixed(1)} s)`,
         ),
     });
     this.log(renderMatrix(report));
+    if (flags.ablate) {
+      this.log(renderDependences(report));
+      report.dependences = dependences(report);
+    }
     if (flags.junit) await writeReport(flags.junit, renderJunit(report));
     if (flags.html) await writeReport(flags.html, renderHtml(report));
     if (!report.ok) process.exitCode = OUTCOME_MISMATCH_EXIT;

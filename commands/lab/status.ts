@@ -22,8 +22,9 @@ export default class LabStatusCommand extends BaseCommand {
       return status;
     }
     this.log(
-      `Lab ${status.labId}: posture ${status.posture}, ${status.runtime}, gateway ${status.gatewayUrl}`,
+      `Lab ${status.labId}: posture ${status.posture}${status.without?.length ? ` without ${status.without.join(', ')}` : ''}, ${status.runtime}, gateway ${status.gatewayUrl}`,
     );
+    this.log(`Defences: ${(status.defences ?? []).join(' ')}`);
     this.log(
       renderTable(
         ['part', 'kind', 'alive', 'restarts', 'attestation', 'address'],

@@ -2,6 +2,7 @@ import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../src/cli/base-command.js';
 import { renderTable } from '../../src/cli/table.js';
 import { POSTURES, parsePosture } from '../../src/defences/posture.js';
+import { ABLATION_NAMES, defenceList, labelOf, parseAblations } from '../../src/defences/presets.js';
 import { chooseRuntime, RUNTIME_CHOICES, type RuntimeChoice } from '../../src/lab/runtimes/select.js';
 import { type LabUpResult, labUp } from '../../src/lab/up.js';
 
@@ -14,12 +15,20 @@ export default class LabUp extends BaseCommand {
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
     '<%= config.bin %> <%= command.id %> --posture paper',
+    '<%= config.bin %> <%= command.id %> --posture trusted --without links:mtls',
+    '<%= config.bin %> <%= command.id %> --without request:bound --without limits:on --runtime process',
     '<%= config.bin %> <%= command.id %> --posture none --services 5 --json',
     '<%= config.bin %> <%= command.id %> --runtime docker',
     '<%= config.bin %> <%= command.id %> --runtime docker --base-image node:24-slim',
   ];
   static override flags = {
     posture: Flags.string({ description: 'security posture', options: [...POSTURES], default: 'trusted' }),
+    without: Flags.string({
+      description:
+        "leave one of the posture's defences out (repeatable): it runs the next weaker strategy instead, and lab status and every report say so",
+      options: [...ABLATION_NAMES],
+      multiple: true,
+    }),
     services: Flags.integer({
       description: 'how many of the 20 services (their callees come too)',
       min: 1,
@@ -48,10 +57,13 @@ export default class LabUp extends BaseCommand {
       // Said rather than silently dropped: the flag (or TRUSTED_MS_BASE_IMAGE) only shapes Docker images.
       this.warn(`--base-image ${flags['base-image']} is ignored: local processes run on this host's Node`);
     }
+    const posture = parsePosture(flags.posture);
+    const without = parseAblations(flags.without ?? [], posture);
     const result = await labUp({
       home: this.labHome(flags),
       runtime,
-      posture: parsePosture(flags.posture),
+      posture,
+      without,
       services: flags.services,
       onProgress: (step) => this.logToStderr(`… ${step}`),
     });
@@ -63,8 +75,9 @@ export default class LabUp extends BaseCommand {
       ),
     );
     this.log(
-      `Lab ${state.labId} up in ${(result.durationMs / 1000).toFixed(1)} s, posture ${state.posture}.`,
+      `Lab ${state.labId} up in ${(result.durationMs / 1000).toFixed(1)} s, posture ${labelOf(state.posture, state.without)}.`,
     );
+    this.log(`Defences: ${defenceList(state.defences).join(' ')}`);
     this.log(
       `Gateway: ${state.gatewayUrl}   Next: trusted-ms user login <name>, trusted-ms call <service> <path>`,
     );

@@ -5,7 +5,7 @@ import { Worker } from 'node:worker_threads';
 import { Agent, type Dispatcher } from 'undici';
 import { authHeaders } from '../client/call.js';
 import type { Session } from '../client/session.js';
-import type { Posture } from '../defences/posture.js';
+import type { Defences } from '../defences/presets.js';
 import { TrustedMsError } from '../errors.js';
 import { packageRoot } from '../paths.js';
 import { ATTACKER_ADDRESS, assertLabAddress, assertOwnNetwork } from './http.js';
@@ -141,7 +141,7 @@ export async function flood(opts: FloodOptions): Promise<FloodResult> {
  *   the send (and, in trusted, the proof's HMAC over it).
  */
 export type FloodRecipe =
-  | { kind: 'login'; posture: Posture }
+  | { kind: 'login'; login: Defences['login'] }
   | { kind: 'request'; session: Session; path: string; method?: 'GET' | 'POST'; body?: string };
 
 export function recipeRequests(recipe: FloodRecipe): (n: number) => FloodRequest {
@@ -158,12 +158,12 @@ export function recipeRequests(recipe: FloodRecipe): (n: number) => FloodRequest
       body: bytes,
     });
   }
-  // Well-formed but useless to the lab: the trusted posture wants an X25519 key with each attempt.
+  // Well-formed but useless to the lab: the challenge login wants an X25519 key with each attempt.
   const clientKey = randomBytes(32).toString('base64url');
   return (n): FloodRequest => {
     const user = `tms-flood-${n}`;
     const password = randomBytes(9).toString('base64url');
-    if (recipe.posture === 'none') {
+    if (recipe.login === 'basic') {
       return {
         method: 'GET',
         path: '/auth/basic',
@@ -174,7 +174,7 @@ export function recipeRequests(recipe: FloodRecipe): (n: number) => FloodRequest
       method: 'POST',
       path: '/auth/challenge',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ user, password, ...(recipe.posture === 'trusted' ? { clientKey } : {}) }),
+      body: JSON.stringify({ user, password, ...(recipe.login === 'challenge' ? { clientKey } : {}) }),
     };
   };
 }

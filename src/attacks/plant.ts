@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { callService } from '../client/call.js';
 import { login } from '../client/login.js';
 import type { Session } from '../client/session.js';
+import { measuredByRuntime } from '../defences/attestation.js';
+import { isAttested } from '../defences/attestation-table.js';
 import { TrustedMsError } from '../errors.js';
 import type { PartState } from '../kernel/lab-state.js';
 import { listServices, verifyServices } from '../lab/attest.js';
@@ -118,11 +120,11 @@ export async function undoPlant(ctx: ScenarioContext): Promise<void> {
  * settles it.
  */
 export async function ensureAttested(ctx: ScenarioContext, service: string): Promise<void> {
-  if (ctx.posture !== 'trusted') return;
+  if (!measuredByRuntime(ctx.defences.attestation)) return;
   const home = homeOfLab(ctx.lab);
   for (let i = 0; i < 3; i++) {
     const state = (await listServices(home)).find((s) => s.name === service)?.state;
-    if (state === 'trusted') return;
+    if (isAttested(state)) return;
     await new Promise((r) => setTimeout(r, 300));
     await verifyServices(home, [service]);
   }

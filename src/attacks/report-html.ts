@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { columnOf } from './report.js';
 import type { AttackReport, ScenarioResult } from './runner.js';
 
 /*
@@ -93,14 +94,16 @@ export function renderHtml(report: AttackReport): string {
 
 /** Postures in run order: those the report ran labs for, then any only seen in results. */
 function postureOrder(report: AttackReport): string[] {
-  return [...new Set([...report.postures.map((p) => p.posture), ...report.results.map((r) => r.posture)])];
+  return [
+    ...new Set([...report.postures.map((p) => p.variant ?? p.posture), ...report.results.map(columnOf)]),
+  ];
 }
 
 function matrix(report: AttackReport, ids: string[], postures: string[]): string {
   const rows = ids.map((id) => {
     const first = report.results.find((r) => r.id === id) as ScenarioResult;
     const cells = postures.map((p) => {
-      const i = report.results.findIndex((r) => r.id === id && r.posture === p);
+      const i = report.results.findIndex((r) => r.id === id && columnOf(r) === p);
       const r = report.results[i];
       if (r === undefined) return '<td class="cell muted">not run</td>';
       const verdict = r.passed
@@ -132,7 +135,7 @@ function chart(report: AttackReport, postures: string[]): string {
     )
     .join('');
   const bars = postures.map((p, row) => {
-    const rs = report.results.filter((r) => r.posture === p);
+    const rs = report.results.filter((r) => columnOf(r) === p);
     const y = top + row * rowH;
     const label = `<text x="0" y="${y + 16}">${e(p)}</text>`;
     if (rs.length === 0) return `${label}<text x="${barX}" y="${y + 16}" class="muted">no results</text>`;
@@ -162,7 +165,7 @@ function durations(report: AttackReport): string {
     const y = i * rowH;
     const w = Math.max(1, (r.durationMs / max) * barW);
     const color = r.outcome === 'error' ? COLORS.error : COLORS[r.outcome];
-    return `<text x="0" y="${y + 13}">${e(r.id)} [${e(r.posture)}]</text><rect x="${labelW}" y="${y + 3}" width="${w.toFixed(1)}" height="12" fill="${color}"><title>${e(r.id)} in ${e(r.posture)}: ${e(r.outcome)}, ${e(seconds(r.durationMs))}</title></rect><text x="${(labelW + w + 6).toFixed(1)}" y="${y + 13}">${e(seconds(r.durationMs))}</text>`;
+    return `<text x="0" y="${y + 13}">${e(r.id)} [${e(columnOf(r))}]</text><rect x="${labelW}" y="${y + 3}" width="${w.toFixed(1)}" height="12" fill="${color}"><title>${e(r.id)} in ${e(columnOf(r))}: ${e(r.outcome)}, ${e(seconds(r.durationMs))}</title></rect><text x="${(labelW + w + 6).toFixed(1)}" y="${y + 13}">${e(seconds(r.durationMs))}</text>`;
   });
   return `<svg id="durations" role="img" aria-label="how long each scenario ran, per posture" width="${labelW + barW + 70}" height="${height}" viewBox="0 0 ${labelW + barW + 70} ${height}" xmlns="http://www.w3.org/2000/svg">${rows.join('')}</svg>`;
 }
@@ -179,7 +182,7 @@ function runTable(report: AttackReport): string {
   ];
   const labs = report.postures.map(
     (p) =>
-      `<tr><td>${e(p.posture)}</td><td class="mono">${e(p.labId || '-')}</td><td>${e(p.lab)}</td><td>${e(p.services)}</td><td>${p.labUpMs === undefined ? '-' : e(seconds(p.labUpMs))}</td><td>${p.error ? `<code>${e(p.error.code)}</code> ${e(p.error.message)}` : ''}</td></tr>`,
+      `<tr><td>${e(p.variant ?? p.posture)}</td><td class="mono">${e(p.labId || '-')}</td><td>${e(p.lab)}</td><td>${e(p.services)}</td><td>${p.labUpMs === undefined ? '-' : e(seconds(p.labUpMs))}</td><td>${p.error ? `<code>${e(p.error.code)}</code> ${e(p.error.message)}` : ''}</td></tr>`,
   );
   return [
     '<table id="run">',
@@ -202,7 +205,7 @@ function evidence(r: ScenarioResult, i: number): string {
   );
   return [
     `<details id="ev-${i}" class="evidence${r.passed ? '' : ' fail'}"${r.passed ? '' : ' open'}>`,
-    `<summary><code>${e(r.id)}</code> in ${e(r.posture)}: <span class="${e(r.outcome)}">${e(r.outcome)}</span>, expected ${e(r.expected)} — ${r.passed ? 'pass' : '<span class="verdict fail">FAIL</span>'} <span class="muted">(${e(seconds(r.durationMs))})</span></summary>`,
+    `<summary><code>${e(r.id)}</code> in ${e(columnOf(r))}: <span class="${e(r.outcome)}">${e(r.outcome)}</span>, expected ${e(r.expected)} — ${r.passed ? 'pass' : '<span class="verdict fail">FAIL</span>'} <span class="muted">(${e(seconds(r.durationMs))})</span></summary>`,
     `<p>${e(r.title)} · paper attack ${e(r.paperAttack)} · MITRE ATT&amp;CK ${e(r.technique)}</p>`,
     r.error ? `<p class="verdict fail">Error <code>${e(r.error.code)}</code>: ${e(r.error.message)}</p>` : '',
     r.reverted ? '' : `<p class="verdict fail">Revert failed: ${e(r.revertError ?? '')}</p>`,

@@ -1,10 +1,14 @@
 import chalk from 'chalk';
-import type { Posture } from '../defences/posture.js';
 import type { AttackReport, ScenarioResult } from './runner.js';
+
+/** A result's column: its lab's variant (a report made before variants existed: its posture). */
+export function columnOf(r: Pick<ScenarioResult, 'posture'> & { variant?: string }): string {
+  return r.variant ?? r.posture;
+}
 
 /** The terminal matrix: scenario × posture, outcome colored, `!` where it differs from the expectation. */
 export function renderMatrix(report: AttackReport): string {
-  const postures = [...new Set(report.results.map((r) => r.posture))] as Posture[];
+  const postures = [...new Set(report.results.map(columnOf))];
   const ids = [...new Set(report.results.map((r) => r.id))];
   const width = Math.max(8, ...ids.map((i) => i.length));
   const cell = (r: ScenarioResult | undefined): string => {
@@ -16,7 +20,7 @@ export function renderMatrix(report: AttackReport): string {
   const lines = [`${'scenario'.padEnd(width)}  ${postures.map((p) => p.padEnd(12)).join(' ')}`];
   for (const id of ids) {
     lines.push(
-      `${id.padEnd(width)}  ${postures.map((p) => cell(report.results.find((r) => r.id === id && r.posture === p))).join(' ')}`,
+      `${id.padEnd(width)}  ${postures.map((p) => cell(report.results.find((r) => r.id === id && columnOf(r) === p))).join(' ')}`,
     );
   }
   const { total, passed, failed } = report.summary;
@@ -27,7 +31,7 @@ export function renderMatrix(report: AttackReport): string {
   );
   for (const r of report.results.filter((x) => !x.passed)) {
     lines.push(
-      `  ${chalk.red('✗')} ${r.id} in ${r.posture}: expected ${r.expected}, got ${r.outcome}` +
+      `  ${chalk.red('✗')} ${r.id} in ${columnOf(r)}: ${r.without ? 'no verdict' : `expected ${r.expected}, got ${r.outcome}`}` +
         (r.error ? ` (${r.error.code}: ${r.error.message})` : '') +
         (r.reverted ? '' : ` (revert failed: ${r.revertError})`),
     );
@@ -37,13 +41,13 @@ export function renderMatrix(report: AttackReport): string {
 
 /** JUnit XML: one testsuite per posture, one testcase per scenario × posture, a failure on a mismatch. */
 export function renderJunit(report: AttackReport): string {
-  const postures = [...new Set(report.results.map((r) => r.posture))];
+  const postures = [...new Set(report.results.map(columnOf))];
   const out = ['<?xml version="1.0" encoding="UTF-8"?>'];
   out.push(
     `<testsuites name="trusted-ms attack simulate" tests="${report.summary.total}" failures="${report.summary.failed}" time="${secs(report.durationMs)}">`,
   );
   for (const p of postures) {
-    const rs = report.results.filter((r) => r.posture === p);
+    const rs = report.results.filter((r) => columnOf(r) === p);
     const failed = rs.filter((r) => !r.passed).length;
     out.push(
       `  <testsuite name="posture ${xml(p)}" tests="${rs.length}" failures="${failed}" errors="0" time="${secs(rs.reduce((a, r) => a + r.durationMs, 0))}">`,

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadPrivateKeyFile, privateKeyPath } from '../crypto/keys.js';
 import type { Posture } from '../defences/posture.js';
+import { ABLATION_NAMES, type Ablation, labelOf } from '../defences/presets.js';
 import { isTrustedMsError } from '../errors.js';
 import { type LabState, readLabState } from '../kernel/lab-state.js';
 import { labDown } from '../lab/down.js';
@@ -12,6 +13,7 @@ import { labUp } from '../lab/up.js';
 import { packageVersion } from '../paths.js';
 import { openUserAdmin } from '../users/admin.js';
 import { keygenForUser } from '../users/keygen.js';
+import type { Dependence } from './ablation.js';
 import { attackerClient } from './http.js';
 import type { Evidence, LabUser, Scenario, ScenarioContext, Verdict } from './types.js';
 
@@ -21,9 +23,20 @@ export const ATTACK_USERS = [
   { key: 'attacker', name: 'tms-attacker', role: 'analyst' },
 ] as const;
 
+/** One lab to run the scenarios against: a posture, less the defences named in `without`. */
+export interface LabVariant {
+  posture: Posture;
+  without?: readonly Ablation[];
+}
+
 export interface RunOptions {
   scenarios: readonly Scenario[];
   postures: readonly Posture[];
+  /**
+   * The labs to run, in order; by default one per posture. `--ablate`: trusted, then trusted less
+   * each defence in turn (ablationVariants), which shows which defence each scenario depends on.
+   */
+  variants?: readonly LabVariant[];
   /** a lab running here is used for its own posture; any other posture gets a lab of its own */
   home?: string;
   /** services in the labs the runner brings up (default 20) */
@@ -43,6 +56,11 @@ export interface ScenarioResult {
   paperAttack: number;
   technique: string;
   posture: Posture;
+  /** the lab's column in a report: the posture, or `trusted -links:mtls` for one with a defence removed */
+  variant: string;
+  /** the defences removed from the posture for this run (an ablation); its verdict then has no expectation */
+  without?: Ablation[];
+  /** the expectation of the posture (for an ablated lab, of the full posture, shown for comparison) */
   expected: Verdict;
   /** judged from evidence; `error` when the scenario could not run to the end (a failure too) */
   outcome: Verdict | 'error';
@@ -57,6 +75,8 @@ export interface ScenarioResult {
 
 export interface PostureRun {
   posture: Posture;
+  variant: string;
+  without?: Ablation[];
   labId: string;
   /** `running`: the lab found in --home; `started`: brought up for this run and taken down after */
   lab: 'running' | 'started';
@@ -76,6 +96,8 @@ export interface AttackReport {
   summary: { total: number; passed: number; failed: number };
   /** true when every scenario's outcome matched its expectation in every posture */
   ok: boolean;
+  /** `--ablate`: which defence each scenario depends on (src/attacks/ablation.ts) */
+  dependences?: Dependence[];
 }
 
 /**
@@ -95,14 +117,24 @@ export async function runAttacks(opts: RunOptions): Promise<AttackReport> {
       ? (await Promise.all(running.parts.map((p) => runtime.isAlive(p)))).every(Boolean)
       : false;
 
-  for (const posture of opts.postures) {
-    if (running && alive && running.posture === posture && opts.home) {
-      progress(`${posture}: using the running lab ${running.labId} in ${opts.home}`);
+  const variants: readonly LabVariant[] = opts.variants ?? opts.postures.map((posture) => ({ posture }));
+  for (const v of variants) {
+    const { posture } = v;
+    const without = [...(v.without ?? [])];
+    const label = labelOf(posture, without);
+    const same =
+      running?.posture === posture &&
+      (running.without ?? []).length === without.length &&
+      without.every((a) => running.without?.includes(a));
+    if (running && alive && same && opts.home) {
+      progress(`${label}: using the running lab ${running.labId} in ${opts.home}`);
       const keyDir = join(opts.home, 'attack-keys');
       const users = await ensureAttackUsers(opts.home, keyDir);
       try {
         postures.push({
           posture,
+          variant: label,
+          ...(without.length ? { without } : {}),
           labId: running.labId,
           lab: 'running',
           services: running.parts.filter((p) => p.kind === 'service').length,
@@ -117,33 +149,36 @@ export async function runAttacks(opts: RunOptions): Promise<AttackReport> {
     const home = join(dir, 'home');
     const keyDir = join(dir, 'keys');
     const services = opts.services ?? 20;
+    const base = { posture, variant: label, ...(without.length ? { without } : {}) };
     try {
       const users = await ensureAttackUsers(home, keyDir);
-      progress(`${posture}: bringing a lab up (${services} services)`);
+      progress(`${label}: bringing a lab up (${services} services)`);
       const t0 = Date.now();
       const { runtime: chosen, reason } = await chooseRuntime(opts.runtime ?? 'process');
-      progress(`${posture}: runtime ${chosen.kind} (${reason})`);
+      progress(`${label}: runtime ${chosen.kind} (${reason})`);
       const up = await labUp({
         home,
         posture,
+        without,
         services,
         runtime: chosen,
-        onProgress: (s) => progress(`${posture}: ${s}`),
+        onProgress: (s) => progress(`${label}: ${s}`),
       });
-      postures.push({ posture, labId: up.state.labId, lab: 'started', services, labUpMs: Date.now() - t0 });
+      postures.push({ ...base, labId: up.state.labId, lab: 'started', services, labUpMs: Date.now() - t0 });
       await runScenarios(up.state, users, opts, results);
     } catch (err) {
-      // A lab that would not come up: every scenario of the posture fails, with the reason.
+      // A lab that would not come up: every scenario of the lab fails, with the reason.
       const error = errorOf(err);
-      postures.push({ posture, labId: '', lab: 'started', services, error });
+      postures.push({ ...base, labId: '', lab: 'started', services, error });
+      const lab = { posture, ...(without.length ? { without } : {}) };
       for (const s of opts.scenarios) {
-        if (results.some((r) => r.id === s.id && r.posture === posture)) continue;
-        const r = resultOf(s, posture, 'error', { attempts: [] }, 0, true, undefined, error);
+        if (results.some((r) => r.id === s.id && r.variant === label)) continue;
+        const r = resultOf(s, lab, 'error', { attempts: [] }, 0, true, undefined, error);
         results.push(r);
         opts.onResult?.(r);
       }
     } finally {
-      progress(`${posture}: taking the lab down`);
+      progress(`${label}: taking the lab down`);
       await labDown(home).catch(() => undefined);
       await rm(dir, { recursive: true, force: true });
     }
@@ -177,7 +212,7 @@ export async function runScenarios(
   let notRestored: { code: string; message: string } | undefined;
   for (const scenario of opts.scenarios) {
     if (notRestored) {
-      const r = resultOf(scenario, lab.posture, 'error', { attempts: [] }, 0, true, undefined, notRestored);
+      const r = resultOf(scenario, lab, 'error', { attempts: [] }, 0, true, undefined, notRestored);
       results.push(r);
       opts.onResult?.(r);
       continue;
@@ -208,6 +243,7 @@ export async function runScenario(
   const ctx: ScenarioContext = {
     lab,
     posture: lab.posture,
+    defences: lab.defences,
     ...users,
     client,
     timeoutMs,
@@ -233,21 +269,12 @@ export async function runScenario(
     }
     await client.close().catch(() => undefined);
   }
-  return resultOf(
-    scenario,
-    lab.posture,
-    outcome,
-    ctx.evidence,
-    Date.now() - t0,
-    reverted,
-    revertError,
-    error,
-  );
+  return resultOf(scenario, lab, outcome, ctx.evidence, Date.now() - t0, reverted, revertError, error);
 }
 
 function resultOf(
   s: Scenario,
-  posture: Posture,
+  lab: Pick<LabState, 'posture' | 'without'>,
   outcome: Verdict | 'error',
   evidence: Evidence,
   durationMs: number,
@@ -255,16 +282,23 @@ function resultOf(
   revertError: string | undefined,
   error: { code: string; message: string } | undefined,
 ): ScenarioResult {
+  const { posture } = lab;
+  const without = [...(lab.without ?? [])];
   const expected = s.expected[posture];
+  // With a defence removed there is no expectation: the verdict is the finding (which defence
+  // the scenario depends on). It still must be a verdict, and the lab must be restored.
+  const ablated = without.length > 0;
   return {
     id: s.id,
     title: s.title,
     paperAttack: s.paperAttack,
     technique: s.technique,
     posture,
+    variant: labelOf(posture, without),
+    ...(ablated ? { without } : {}),
     expected,
     outcome,
-    passed: outcome === expected && reverted,
+    passed: (ablated ? outcome !== 'error' : outcome === expected) && reverted,
     evidence,
     ...(error ? { error } : {}),
     reverted,
@@ -303,4 +337,12 @@ export async function removeAttackUsers(home: string, keyDir: string): Promise<v
   const admin = await openUserAdmin(home);
   for (const u of ATTACK_USERS) await admin.removeUser(u.name).catch(() => undefined);
   await rm(keyDir, { recursive: true, force: true });
+}
+
+/** The ablation study: trusted as it is, then trusted less each removable defence in turn. */
+export function ablationVariants(): LabVariant[] {
+  return [
+    { posture: 'trusted' },
+    ...ABLATION_NAMES.map((a) => ({ posture: 'trusted' as const, without: [a] })),
+  ];
 }

@@ -1,6 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import type { Dispatcher } from 'undici';
 import type { Posture } from '../defences/posture.js';
+import type { Defences } from '../defences/presets.js';
 import type { LabState } from '../kernel/lab-state.js';
 
 /** What an attack achieved, judged from evidence only. */
@@ -39,7 +40,10 @@ export interface LabUser {
 /** What every lifecycle step of a scenario gets. `scratch` carries state from one step to the next. */
 export interface ScenarioContext {
   lab: LabState;
+  /** the preset the lab started from: which expectation applies */
   posture: Posture;
+  /** the defences in force (the preset less `--without`): what the attacker is up against */
+  defences: Defences;
   /** the victim: a user with a broad role (admin) */
   victim: LabUser;
   /** the attacker's own account: a low role (analyst) */

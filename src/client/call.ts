@@ -1,7 +1,6 @@
 import { type Dispatcher, request } from 'undici';
+import { requestHeaders } from '../defences/request/client.js';
 import { TrustedMsError } from '../errors.js';
-import { createProof, PROOF_HEADER } from '../protocol/proof.js';
-import { decodeTicketUnverified } from '../protocol/ticket.js';
 import type { Session } from './session.js';
 
 export interface CallRequest {
@@ -20,30 +19,8 @@ export interface CallResult {
   durationMs: number;
 }
 
-/** The headers a session puts on one request: basic, a bearer ticket, and in trusted a fresh proof. */
-export function authHeaders(
-  session: Session,
-  method: string,
-  fullPath: string,
-  body: string | undefined,
-): Record<string, string> {
-  if (session.posture === 'none') return { authorization: `Basic ${session.basic ?? ''}` };
-  if (!session.ticket)
-    throw new TrustedMsError('TICKET_MISSING', `${session.user} has no ticket: log in again`);
-  const headers: Record<string, string> = { authorization: `Bearer ${session.ticket}` };
-  if (session.posture === 'trusted') {
-    if (!session.sessionKey)
-      throw new TrustedMsError('TICKET_MISSING', 'the session has no session key: log in again');
-    headers[PROOF_HEADER] = createProof({
-      sessionKey: Buffer.from(session.sessionKey, 'base64url'),
-      method,
-      path: fullPath,
-      body: body ?? '',
-      jti: decodeTicketUnverified(session.ticket).claims.jti,
-    });
-  }
-  return headers;
-}
+/** The headers a session puts on one request (src/defences/request/client.ts). */
+export const authHeaders = requestHeaders;
 
 /** One request through the gateway as a logged-in user: the curl of the lab. */
 export async function callService(session: Session, req: CallRequest): Promise<CallResult> {

@@ -21,7 +21,7 @@ export interface LoginTimings {
  * ticket and, in trusted, the session key from the X25519 exchange bound into the challenge.
  */
 export async function login(
-  lab: Pick<LabState, 'labId' | 'posture' | 'gatewayUrl'>,
+  lab: Pick<LabState, 'labId' | 'posture' | 'defences' | 'gatewayUrl'>,
   user: string,
   password: string,
   privateKey: KeyObject | undefined,
@@ -29,7 +29,8 @@ export async function login(
   dispatcher?: Dispatcher,
 ): Promise<{ session: Session; timings: LoginTimings }> {
   const via = dispatcher === undefined ? {} : { dispatcher };
-  if (lab.posture === 'none') {
+  const scheme = lab.defences.login;
+  if (scheme === 'basic') {
     // No framework: the gateway checks HTTP basic credentials on every call; check them once now.
     const basic = Buffer.from(`${user}:${password}`).toString('base64');
     const t0 = performance.now();
@@ -38,14 +39,14 @@ export async function login(
       ...via,
     });
     return {
-      session: { user, labId: lab.labId, posture: 'none', basic },
+      session: { user, labId: lab.labId, posture: lab.posture, basic },
       timings: { challengeMs: 0, signMs: 0, verifyMs: performance.now() - t0 },
     };
   }
   if (!privateKey)
-    throw new TrustedMsError('KEY_NOT_FOUND', `the ${lab.posture} posture needs ${user}'s private key`);
+    throw new TrustedMsError('KEY_NOT_FOUND', `login:${scheme} (${lab.posture}) needs ${user}'s private key`);
   const t0 = performance.now();
-  if (lab.posture === 'paper') {
+  if (scheme !== 'challenge') {
     const c = await jsonRequest<{ id: string; ticket: string }>(`${lab.gatewayUrl}/auth/challenge`, {
       body: { user, password },
       ...via,
@@ -64,7 +65,7 @@ export async function login(
       session: {
         user,
         labId: lab.labId,
-        posture: 'paper',
+        posture: lab.posture,
         ticket: v.ticket,
         expiresAt: v.expiresAt,
         thumbprint: v.thumbprint,
@@ -100,7 +101,7 @@ export async function login(
     session: {
       user,
       labId: lab.labId,
-      posture: 'trusted',
+      posture: lab.posture,
       ticket: v.ticket,
       sessionKey: sessionKey.toString('base64url'),
       expiresAt: v.expiresAt,

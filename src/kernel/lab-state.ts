@@ -1,6 +1,7 @@
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Posture } from '../defences/posture.js';
+import { type Ablation, type Defences, defencesFor } from '../defences/presets.js';
 import { errnoCode, TrustedMsError } from '../errors.js';
 
 /** `attacker`: a program `attack simulate` runs beside the lab for a while (never in the state file) */
@@ -42,7 +43,12 @@ export interface LabState {
   version: 1;
   labId: string;
   runtime: 'process' | 'docker';
+  /** the preset the lab was started from */
   posture: Posture;
+  /** what `--without` removed from the preset */
+  without?: Ablation[];
+  /** the defences in force: the preset less `without` */
+  defences: Defences;
   startedAt: string;
   gatewayUrl: string;
   securityUrl: string;
@@ -68,7 +74,8 @@ export async function readLabState(home: string): Promise<LabState | undefined> 
   try {
     const state = JSON.parse(text) as LabState;
     if (state.version !== 1 || !Array.isArray(state.parts)) throw new Error('shape');
-    return state;
+    // A lab started before defences were recorded runs its preset.
+    return state.defences ? state : { ...state, defences: defencesFor(state.posture, state.without) };
   } catch {
     throw new TrustedMsError('STORE_CORRUPT', `${stateFile(home)} is not a lab state file`, {
       actions: ['stop leftover parts with `trusted-ms lab down --force`'],

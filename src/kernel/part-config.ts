@@ -1,5 +1,7 @@
 import { readFileSync } from 'node:fs';
+import type { GatewayLimitConfig } from '../defences/limits.js';
 import type { Posture } from '../defences/posture.js';
+import type { Defences } from '../defences/presets.js';
 import { TrustedMsError } from '../errors.js';
 
 /**
@@ -8,7 +10,9 @@ import { TrustedMsError } from '../errors.js';
  */
 interface CommonPartConfig {
   labId: string;
+  /** the preset, for the part's own log and /healthz; its behaviour follows `defences` */
   posture: Posture;
+  defences: Defences;
   part: string;
   host: string;
   port: number;
@@ -23,14 +27,12 @@ export interface SecurityPartConfig extends CommonPartConfig {
   home: string;
   ticketKeyFile: string;
   sealKeyFile: string;
-  /** trusted: the lab CA folder (ca.pem, ca-key.pem) */
+  /** links:mtls: the lab CA folder (ca.pem, ca-key.pem) */
   caDir?: string;
   /** where to push attestation changes so the gateway need not wait for its next poll */
   gatewayUrl?: string;
   ticketTtlSeconds: number;
   challengeTtlSeconds: number;
-  /** TEST ONLY (see SecurityDeps.insecureNoRateLimit): set from code, never from the CLI */
-  insecureNoRateLimit?: boolean;
 }
 
 export interface GatewayPartConfig extends CommonPartConfig {
@@ -38,33 +40,11 @@ export interface GatewayPartConfig extends CommonPartConfig {
   sealKeyFile: string;
   /** service name → base URL (https in trusted) */
   services: Record<string, string>;
-  /** trusted: folder with cert.pem, key.pem of the gateway's identity, and the CA file */
+  /** links:mtls: folder with cert.pem, key.pem of the gateway's identity, and the CA file */
   identityDir?: string;
   caFile?: string;
-  /**
-   * trusted only: requests per second allowed per user (burst `userBurst`) and per client address
-   * (burst `burst`); login steps per client address per second; failed login steps per client
-   * address per second (burst `loginFailureBurst`); login steps in flight per client address
-   */
-  rateLimit: {
-    perUser: number;
-    userBurst: number;
-    /** how long a user over its rate waits for its turn before a 429 */
-    userMaxWaitMs: number;
-    perClient: number;
-    burst: number;
-    loginsPerClient: number;
-    loginFailuresPerClient: number;
-    loginFailureBurst: number;
-    /** login steps in flight per client address; more wait (up to 256), then 429 */
-    loginsInFlightPerClient: number;
-  };
-  /** TEST ONLY (see GatewayDeps.insecureSkipProof): set from code, never from the CLI */
-  insecureSkipProof?: boolean;
-  /** TEST ONLY (see GatewayDeps.insecureSkipAttestation): set from code, never from the CLI */
-  insecureSkipAttestation?: boolean;
-  /** TEST ONLY: a trusted gateway without its rate limits (LabUpOptions.insecureNoRateLimit) */
-  insecureNoRateLimit?: boolean;
+  /** limits:on: the gateway's numbers (chosen and measured in lab/up.ts) */
+  rateLimit: GatewayLimitConfig;
 }
 
 export interface ServicePartConfig extends CommonPartConfig {

@@ -1,6 +1,7 @@
 import { open, readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Agent } from 'undici';
+import { acceptsSelfReport, measuredByRuntime } from '../defences/attestation.js';
 import { TrustedMsError } from '../errors.js';
 import { type LabState, labDir, type PartState, readLabState, writeLabState } from '../kernel/lab-state.js';
 import type { ServicePartConfig } from '../kernel/part-config.js';
@@ -57,7 +58,7 @@ export async function restartService(
   // trusted: the code as it will run (in a container: read from the container) is measured before
   // the program starts.
   const beforeRun = async (next: PartState): Promise<void> => {
-    if (lab.posture !== 'trusted') return;
+    if (!measuredByRuntime(lab.defences.attestation)) return;
     const state = (await readLabState(home)) ?? lab;
     const services = await verifyParts(home, state, [next], runtime);
     attestation = services[0]?.state;
@@ -81,7 +82,7 @@ export async function restartService(
       mounts: [
         { path: old.configFile },
         ...(opts.entry ? [{ path: dirname(opts.entry) }] : []),
-        ...(lab.posture === 'paper' ? [{ path: config.labTokenFile }] : []),
+        ...(acceptsSelfReport(lab.defences.attestation) ? [{ path: config.labTokenFile }] : []),
         ...(config.identityDir ? [{ path: config.identityDir }] : []),
         ...(config.caFile ? [{ path: config.caFile }] : []),
       ],
@@ -102,9 +103,9 @@ export async function restartService(
   if (opts.waitForLog === true && part.internal !== true) {
     await waitForListening(runtime, part, logStart, timeout);
   } else {
-    // Health through the gateway's own identity in trusted: the service accepts lab-CA clients only.
+    // Health through the gateway's own identity with mTLS: the service accepts lab-CA clients only.
     let dispatcher: Agent | undefined;
-    if (lab.posture === 'trusted' && config.caFile) {
+    if (config.caFile) {
       const gateway = await readIdentity(join(labDir(home), 'gateway', 'identity'));
       dispatcher = new Agent({
         connect: clientTlsConnector(gateway, await readFile(config.caFile, 'utf8'), name),

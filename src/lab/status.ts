@@ -1,3 +1,4 @@
+import { type Ablation, defenceList } from '../defences/presets.js';
 import { jsonRequest } from '../kernel/http-client.js';
 import { type LabState, readLabState } from '../kernel/lab-state.js';
 import type { Runtime } from './runtimes/runtime.js';
@@ -22,6 +23,10 @@ export interface LabStatus {
   running: boolean;
   labId?: string;
   posture?: string;
+  /** the defences removed from the posture (`lab up --without`) */
+  without?: Ablation[];
+  /** the defences in force, one `name:choice` each */
+  defences?: string[];
   runtime?: string;
   gatewayUrl?: string;
   startedAt?: string;
@@ -54,6 +59,8 @@ export async function labStatus(home: string, given?: Runtime): Promise<LabStatu
     running: parts.some((p) => p.alive),
     labId: state.labId,
     posture: state.posture,
+    ...(state.without?.length ? { without: state.without } : {}),
+    defences: defenceList(state.defences),
     runtime: state.runtime,
     gatewayUrl: state.gatewayUrl,
     startedAt: state.startedAt,

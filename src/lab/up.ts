@@ -3,6 +3,7 @@ import { access, copyFile, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Agent } from 'undici';
 import type { Posture } from '../defences/posture.js';
+import { type Ablation, defenceList, defencesFor, labelOf } from '../defences/presets.js';
 import { errnoCode, TrustedMsError } from '../errors.js';
 import { jsonRequest } from '../kernel/http-client.js';
 import { type LabState, labDir, type PartState, readLabState, writeLabState } from '../kernel/lab-state.js';
@@ -34,17 +35,10 @@ export interface LabUpOptions {
   attestIntervalSeconds?: number;
   onProgress?: (step: string) => void;
   /**
-   * TEST ONLY: a trusted gateway that skips the proof-of-possession check, to show the attack
-   * catalog catches a broken defence. Deliberately not a flag of `lab up`.
+   * Defences of the posture to leave out (`lab up --without`): the lab then runs the next weaker
+   * strategy for each (src/defences/presets.ts), and its state and every report say so.
    */
-  insecureSkipProof?: boolean;
-  /** TEST ONLY: a gateway that routes to untrusted services (see GatewayDeps.insecureSkipAttestation). */
-  insecureSkipAttestation?: boolean;
-  /**
-   * TEST ONLY: a trusted lab without its rate limits (gateway and security service), to show the
-   * DoS scenarios catch a broken defence. Deliberately not a flag of `lab up`.
-   */
-  insecureNoRateLimit?: boolean;
+  without?: readonly Ablation[];
 }
 
 export interface LabUpResult {
@@ -122,20 +116,25 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     await mkdir(join(dir, sub), { recursive: true, mode: 0o700 });
   const labId = randomBytes(4).toString('hex');
   const posture = opts.posture;
-  const trusted = posture === 'trusted';
+  const without = [...(opts.without ?? [])];
+  const defences = defencesFor(posture, without);
+  const mtls = defences.links === 'mtls';
+  const measured = defences.attestation === 'measured';
   const services = selectServices(labTopology(), opts.services ?? 20);
-  progress(`lab ${labId}: ${posture} posture, ${services.length} services, ${runtime.kind} runtime`);
+  progress(
+    `lab ${labId}: ${labelOf(posture, without)} (${defenceList(defences).join(' ')}), ${services.length} services, ${runtime.kind} runtime`,
+  );
 
   const secrets = await createLabSecrets(dir);
   const caDir = join(dir, 'ca');
-  const ca = trusted ? await createLabCa({ labId }) : undefined;
+  const ca = mtls ? await createLabCa({ labId }) : undefined;
   if (ca) await saveLabCa(ca, caDir);
   const caFile = join(caDir, 'ca.pem');
 
   await runtime.prepare({ labId, posture, onProgress: progress });
   // Addresses come from the runtime: 127.0.0.1 ports for processes, container names on the lab's
   // network for Docker (where only the gateway and the security service are reachable from here).
-  const scheme: 'http' | 'https' = trusted ? 'https' : 'http';
+  const scheme: 'http' | 'https' = mtls ? 'https' : 'http';
   const appDirOf = (name: string) => join(dir, 'services', name, 'app');
   const placed = await runtime.place([
     { name: 'security', kind: 'security', scheme: 'http' },
@@ -153,6 +152,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
   const common = (p: PartPlacement) => ({
     labId,
     posture,
+    defences,
     host: p.listenHost,
     securityUrl: securityAt.url,
     labTokenFile,
@@ -190,6 +190,8 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     labId,
     runtime: runtime.kind,
     posture,
+    ...(without.length ? { without } : {}),
+    defences,
     startedAt: new Date(started).toISOString(),
     gatewayUrl,
     securityUrl,
@@ -207,11 +209,10 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
       home: opts.home,
       ticketKeyFile: secrets.ticketKeyFile,
       sealKeyFile: secrets.sealKeyFile,
-      ...(trusted ? { caDir } : {}),
+      ...(mtls ? { caDir } : {}),
       gatewayUrl: gatewayAt.url,
       ticketTtlSeconds: 3600,
       challengeTtlSeconds: 60,
-      ...(opts.insecureNoRateLimit === true ? { insecureNoRateLimit: true } : {}),
     };
     const securityLaunch = launchOf(
       'security',
@@ -271,7 +272,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
           port: place.port,
           appDir: place.appDir ?? appDir,
           peers: Object.fromEntries(s.calls.map((c) => [c, serviceUrl.get(c) as string])),
-          ...(trusted ? { identityDir: join(base, 'identity'), caFile } : {}),
+          ...(mtls ? { identityDir: join(base, 'identity'), caFile } : {}),
         };
         return {
           ...launchOf(
@@ -282,8 +283,8 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
             config.port,
             hostView(place),
             [
-              ...(posture === 'paper' ? [labTokenFile] : []),
-              ...(trusted ? [join(base, 'identity'), caFile] : []),
+              ...(defences.attestation === 'self' ? [labTokenFile] : []),
+              ...(mtls ? [join(base, 'identity'), caFile] : []),
             ],
           ),
           appDir,
@@ -291,10 +292,10 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
       }),
     );
 
-    // 3. registration (a fresh deployment is the known-good code) and, in trusted, attestation
-    //    measured from outside, which earns each service its identity certificate
+    // 3. registration (a fresh deployment is the known-good code) and, measured from outside,
+    //    attestation, which (mTLS) earns each service its identity certificate
     progress(`measuring ${launches.length} services`);
-    const measured = await Promise.all(
+    const measurements = await Promise.all(
       launches.map(async (l) => ({
         name: l.name,
         hash: await runtime.measure({ name: l.name, appDir: l.appDir as string }),
@@ -303,22 +304,22 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     await securityHealthy;
     await jsonRequest(`${securityUrl}/v1/admin/services/register`, {
       token: secrets.labToken,
-      body: { services: measured },
+      body: { services: measurements },
     });
-    let attestation: { name: string; state: string }[] = measured.map((m) => ({
+    let attestation: { name: string; state: string }[] = measurements.map((m) => ({
       name: m.name,
       state: 'registered',
     }));
-    if (trusted) {
+    if (measured || mtls) {
       const result = await jsonRequest<{
         services: { name: string; state: string }[];
         identities: Record<string, ServiceIdentity>;
       }>(`${securityUrl}/v1/admin/attestations`, {
         token: secrets.labToken,
-        body: { reports: measured, issueIdentity: true },
+        body: { reports: measurements, issueIdentity: mtls },
       });
       attestation = result.services.map((s) => ({ name: s.name, state: s.state }));
-      for (const s of services) {
+      for (const s of mtls ? services : []) {
         const identity = result.identities[s.name];
         if (!identity) throw new TrustedMsError('LAB_START_FAILED', `${s.name} failed attestation at start`);
         await writeIdentity(join(dir, 'services', s.name, 'identity'), identity);
@@ -353,7 +354,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
       port: gatewayAt.port,
       sealKeyFile: secrets.sealKeyFile,
       services: Object.fromEntries(serviceUrl),
-      ...(trusted ? { identityDir: gatewayIdentityDir, caFile } : {}),
+      ...(mtls ? { identityDir: gatewayIdentityDir, caFile } : {}),
       // Per user: about what one of the load test's 150 users gets at saturation (~60/s), far below
       // what one flooding user pushes through (measured 400-4300/s, dos.request-flood); over it a
       // user waits its turn (up to 10 s, ~1,000 requests: more than the flood keeps in flight,
@@ -372,9 +373,6 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
         loginFailureBurst: 10,
         loginsInFlightPerClient: 2,
       },
-      ...(opts.insecureSkipProof === true ? { insecureSkipProof: true } : {}),
-      ...(opts.insecureSkipAttestation === true ? { insecureSkipAttestation: true } : {}),
-      ...(opts.insecureNoRateLimit === true ? { insecureNoRateLimit: true } : {}),
     };
     progress('starting the gateway');
     const gateway = await runtime.start(
@@ -385,7 +383,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
         await writeConfig(gatewayConfig),
         gatewayAt.port,
         gatewayUrl,
-        [labTokenFile, secrets.sealKeyFile, ...(trusted ? [gatewayIdentityDir, caFile] : [])],
+        [labTokenFile, secrets.sealKeyFile, ...(mtls ? [gatewayIdentityDir, caFile] : [])],
       ),
     );
     parts.push(gateway);
@@ -409,8 +407,8 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     ]);
 
     // 6. the watchman: brings a dead part back (process runtime; Docker has its restart policy) and,
-    //    in trusted, re-measures the services on an interval (the runtime, not the services)
-    if (trusted || runtime.kind === 'process') {
+    //    with measured attestation, re-measures the services on an interval (the runtime, not them)
+    if (measured || runtime.kind === 'process') {
       const supervisorConfig: SupervisorPartConfig = {
         ...common(securityAt),
         host: '127.0.0.1',

@@ -97,6 +97,7 @@ export async function runInClientContainers(
         origin,
         labId: lab.labId,
         posture: lab.posture,
+        defences: lab.defences,
         user: {
           index: u.index,
           name: u.name,

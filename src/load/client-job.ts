@@ -1,4 +1,5 @@
 import type { Posture } from '../defences/posture.js';
+import type { Defences } from '../defences/presets.js';
 import type { ServiceDefinition } from '../kernel/topology.js';
 import type { Role } from '../policy/types.js';
 import type { Mix } from './mix.js';
@@ -10,6 +11,7 @@ export interface ClientJob {
   origin: string;
   labId: string;
   posture: Posture;
+  defences: Defences;
   /** its own user, made for the run (the private key is in this file only) */
   user: { index: number; name: string; role: string; password: string; privateKeyPem: string };
   roles: Record<string, Role>;

@@ -38,7 +38,7 @@ async function hear(word: string, withinMs: number): Promise<boolean> {
 try {
   const job = readProgramInput<ClientJob>();
   const origin = assertOwnNetwork(job.origin).url.origin;
-  const lab = { labId: job.labId, posture: job.posture, gatewayUrl: origin };
+  const lab = { labId: job.labId, posture: job.posture, defences: job.defences, gatewayUrl: origin };
   const users = [{ ...job.user, privateKey: createPrivateKey(job.user.privateKeyPem) }];
   const clients = openClients(origin, 1, job.timeoutMs, false);
   try {

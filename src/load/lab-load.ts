@@ -6,7 +6,7 @@ import { openUserAdmin } from '../users/admin.js';
 import type { ClientContainerFigures } from './client-containers.js';
 import { defaultMix, type Mix, readMixFile } from './mix.js';
 import { type LoadProgress, type LoadRunResult, runLoad } from './run.js';
-import { createVirtualUsers, removeVirtualUsers } from './users.js';
+import { createVirtualUsers, loadKeyType, removeVirtualUsers } from './users.js';
 
 export interface LabLoadOptions {
   home: string;
@@ -96,13 +96,13 @@ export async function labLoad(opts: LabLoadOptions): Promise<LabLoadResult> {
   }
 
   step(
-    `creating ${opts.clients} users (roles ${mix.roles.join(', ')}), each with its own ${state.posture === 'paper' ? 'RSA-2048' : 'Ed25519'} key pair`,
+    `creating ${opts.clients} users (roles ${mix.roles.join(', ')}), each with its own ${loadKeyType(state.defences.login) === 'rsa' ? 'RSA-2048' : 'Ed25519'} key pair`,
   );
   let lastShown = 0;
   const users = await createVirtualUsers(admin, {
     count: opts.clients,
     roles: mix.roles,
-    posture: state.posture,
+    login: state.defences.login,
     onCreated: (n) => {
       if (n === opts.clients || Date.now() - lastShown > 1000) {
         lastShown = Date.now();

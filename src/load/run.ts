@@ -16,7 +16,7 @@ import { eachLimited, type VirtualUser } from './users.js';
 const LOGIN_CONCURRENCY = 8;
 
 export interface LoadRunOptions {
-  lab: Pick<LabState, 'labId' | 'posture' | 'gatewayUrl'>;
+  lab: Pick<LabState, 'labId' | 'posture' | 'defences' | 'gatewayUrl'>;
   users: readonly VirtualUser[];
   roles: Record<string, Role>;
   services: readonly ServiceDefinition[];

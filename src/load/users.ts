@@ -1,6 +1,6 @@
 import { type KeyObject, randomBytes } from 'node:crypto';
 import { generateUserKeyPair, type KeyType } from '../crypto/keys.js';
-import type { Posture } from '../defences/posture.js';
+import type { Defences } from '../defences/presets.js';
 import type { UserAdmin } from '../users/admin.js';
 
 /** One virtual user of a load run: a real lab user with its own password and key pair. */
@@ -13,9 +13,15 @@ export interface VirtualUser {
   privateKey: KeyObject;
 }
 
-/** The paper's scheme encrypts with an RSA private key; otherwise Ed25519 (cheap to make). */
-export function loadKeyType(posture: Posture): KeyType {
-  return posture === 'paper' ? 'rsa' : 'ed25519';
+/** The paper's login encrypts with an RSA private key; otherwise Ed25519 (cheap to make). */
+export function loadKeyType(login: Defences['login']): KeyType {
+  switch (login) {
+    case 'paper':
+      return 'rsa';
+    case 'basic':
+    case 'challenge':
+      return 'ed25519';
+  }
 }
 
 /** Runs `fn` over `items` with at most `limit` at a time, in order of the items. */
@@ -55,14 +61,14 @@ export async function createVirtualUsers(
   opts: {
     count: number;
     roles: readonly string[];
-    posture: Posture;
+    login: Defences['login'];
     runId?: string;
     concurrency?: number;
     onCreated?: (done: number) => void;
   },
 ): Promise<VirtualUser[]> {
   const runId = opts.runId ?? randomBytes(3).toString('hex');
-  const type = loadKeyType(opts.posture);
+  const type = loadKeyType(opts.login);
   const made: string[] = [];
   let done = 0;
   try {

@@ -9,7 +9,11 @@ import { ACTIONS, type Action } from '../policy/types.js';
  * per-request cost of a known ticket is a Map lookup.
  */
 
-export type Posture = 'paper' | 'trusted';
+/**
+ * Which login issued a ticket (its `posture` claim, named so on the wire): the paper's bearer
+ * ticket, or a ticket bound to the session key agreed by the signed-challenge login (`cnf`).
+ */
+export type TicketKind = 'paper' | 'trusted';
 
 export interface TicketClaims {
   v: 1;
@@ -28,7 +32,7 @@ export interface TicketClaims {
   exp: number;
   /** Ticket id, base64url, 16-128 characters. */
   jti: string;
-  posture: Posture;
+  posture: TicketKind;
   /** Confirmation (trusted posture only, and required there): what binds the ticket to its holder. */
   cnf?: {
     /** RFC 7638 thumbprint of the user's public key. */
@@ -238,7 +242,7 @@ export interface TicketVerifierOptions {
   /** When given, the `aud` a ticket must carry. */
   audience?: string;
   /** When given, the `posture` a ticket must carry (a trusted gateway refuses bearer tickets). */
-  posture?: Posture;
+  posture?: TicketKind;
   /** Clock in milliseconds; `Date.now` by default. */
   now?: () => number;
   /** Most verified tickets kept; the oldest is dropped first. 10,000 by default. */
@@ -259,7 +263,7 @@ export class TicketVerifier {
   readonly #keys: () => ReadonlyMap<string, KeyObject>;
   readonly #issuer: string;
   readonly #audience: string | undefined;
-  readonly #posture: Posture | undefined;
+  readonly #posture: TicketKind | undefined;
   readonly #now: () => number;
   readonly #maxEntries: number;
   readonly #leewayMs: number;

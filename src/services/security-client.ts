@@ -2,7 +2,7 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import type { Dispatcher } from 'undici';
 import { isTrustedMsError, TrustedMsError } from '../errors.js';
 import { jsonRequest } from '../kernel/http-client.js';
-import { type Posture, TicketVerifier } from '../protocol/ticket.js';
+import { type TicketKind, TicketVerifier } from '../protocol/ticket.js';
 
 /**
  * How the gateway and the services talk to the security service: JSON calls with the lab token,
@@ -45,7 +45,7 @@ export class SecurityClient {
   }
 
   /** The security service's ticket keys as a verifier that caches every good ticket until expiry. */
-  async ticketVerifier(posture: Posture): Promise<TicketVerifier> {
+  async ticketVerifier(posture: TicketKind): Promise<TicketVerifier> {
     const r = await this.untilReady('fetching the ticket keys', () =>
       this.call<{
         issuer: string;

@@ -87,7 +87,7 @@ describe.runIf(engine)('a program of the lab in a container of its own on the ed
       sendMs: 10_000,
       durationMs: 10_000,
       concurrency: 1,
-      recipe: { kind: 'login', posture: 'paper' },
+      recipe: { kind: 'login', login: 'paper' },
     };
     const program = await EdgeProgram.start(runtime, lab.state, {
       name: FLOOD_PART,

@@ -38,7 +38,7 @@ export const loginFlood: Scenario = {
   expected: { none: 'succeeded', paper: 'succeeded', trusted: 'blocked' },
 
   async setup(ctx) {
-    if (ctx.posture !== 'none') return;
+    if (ctx.defences.login !== 'basic') return;
     // In none the gateway checks a password once and caches it for 60 s: the victim's repeated
     // logins would measure that cache. Who waits for the password check there is every user
     // arriving (and everyone once a minute), so the legitimate logins are of fresh users.
@@ -74,7 +74,11 @@ export const loginFlood: Scenario = {
       ...(fresh.length > 0 ? { maxOps: FRESH } : {}),
       floodAction: 'login attempts as made-up users with wrong passwords',
       // 32 in flight: enough to keep every hashing thread of the security service busy.
-      flood: { origin: lab.gatewayUrl, recipe: { kind: 'login', posture: lab.posture }, concurrency: 32 },
+      flood: {
+        origin: lab.gatewayUrl,
+        recipe: { kind: 'login', login: ctx.defences.login },
+        concurrency: 32,
+      },
     });
   },
 

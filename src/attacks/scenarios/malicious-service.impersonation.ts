@@ -23,7 +23,7 @@ export const impersonation: Scenario = {
     await victimSession(ctx);
     await compromiseProcess(ctx, LINK.callee, 'rogue', async (dir) => {
       let tls: { certFile: string; keyFile: string } | undefined;
-      if (ctx.posture === 'trusted') {
+      if (ctx.defences.links === 'mtls') {
         const own = await attackerCertificate(ctx, LINK.callee);
         tls = { certFile: join(dir, 'cert.pem'), keyFile: join(dir, 'key.pem') };
         await writeFile(tls.certFile, own.certPem);
@@ -57,7 +57,7 @@ export const impersonation: Scenario = {
     );
     const session = ctx.scratch.victimSession as Session;
     const credential =
-      session.posture === 'none' ? `"x-tms-user":"${ctx.victim.name}"` : (session.ticket ?? '');
+      ctx.defences.request === 'basic' ? `"x-tms-user":"${ctx.victim.name}"` : (session.ticket ?? '');
     await sinkEvidence(ctx, ctx.scratch.mark as number, credential, "the victim's credential at the sink");
   },
 

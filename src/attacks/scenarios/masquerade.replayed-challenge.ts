@@ -58,7 +58,7 @@ export const replayedChallenge: Scenario = {
 /** The victim's login, step by step, keeping a copy of the answer as it goes over the wire. */
 async function victimLogin(ctx: ScenarioContext): Promise<Captured> {
   const { lab, victim } = ctx;
-  if (lab.posture === 'none') {
+  if (ctx.defences.login === 'basic') {
     return {
       kind: 'basic',
       header: `Basic ${Buffer.from(`${victim.name}:${victim.password}`).toString('base64')}`,
@@ -67,7 +67,7 @@ async function victimLogin(ctx: ScenarioContext): Promise<Captured> {
   const gw = assertLabAddress(lab.gatewayUrl).origin;
   const opts = { timeoutMs: ctx.timeoutMs };
   let body: { id: string; signature: string };
-  if (lab.posture === 'paper') {
+  if (ctx.defences.login !== 'challenge') {
     const c = await jsonRequest<{ id: string; ticket: string }>(`${gw}/auth/challenge`, {
       ...opts,
       body: { user: victim.name, password: victim.password },

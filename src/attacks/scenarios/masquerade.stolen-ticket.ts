@@ -27,7 +27,7 @@ export const stolenTicket: Scenario = {
   async detonate(ctx) {
     const session = ctx.scratch.session as Session;
     const url = gatewayTargetUrl(ctx.lab);
-    if (session.posture === 'none') {
+    if (ctx.defences.request === 'basic') {
       await attempt(ctx, {
         action: "read the victim-only record with the victim's captured basic header",
         url,
@@ -45,7 +45,7 @@ export const stolenTicket: Scenario = {
       dispatcher: ctx.client,
       marker: TARGET.marker,
     });
-    if (session.posture === 'trusted') {
+    if (ctx.defences.request === 'bound') {
       const jti = decodeTicketUnverified(session.ticket as string).claims.jti;
       const guessed = createProof({
         sessionKey: randomBytes(32),

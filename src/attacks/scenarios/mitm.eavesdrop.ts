@@ -37,7 +37,7 @@ export const eavesdrop: Scenario = {
       'the victim asks customers for its overview (customers reads accounts)',
     );
     await proxyEvidence(ctx, proxy, LINK_MARKER, 'relaying the bytes as they are');
-    if (ctx.posture === 'trusted') {
+    if (ctx.defences.links === 'mtls') {
       const terminating = await swapProxy(ctx, { tls: await attackerCertificate(ctx, LINK.callee) });
       await victimCall(ctx, LINK.caller, '/overview', 'the victim asks for the overview again');
       await proxyEvidence(

@@ -40,7 +40,7 @@ export const mitmTamper: Scenario = {
     const holds = (real.body as { records?: unknown[] } | null)?.records?.length;
     ctx.scratch.holds = holds;
     await overviewThroughProxy(ctx, currentProxy(ctx), 'rewriting the answers it relays');
-    if (ctx.posture === 'trusted') {
+    if (ctx.defences.links === 'mtls') {
       const terminating = await swapProxy(ctx, {
         tamper: true,
         forged: FORGED,

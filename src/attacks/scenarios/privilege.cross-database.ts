@@ -33,7 +33,7 @@ export const crossDatabase: Scenario = {
       marker: TARGET.marker,
     });
     const headers: Record<string, string> =
-      session.posture === 'none'
+      ctx.defences.request === 'basic'
         ? {
             'x-tms-user': ctx.attacker.name,
             'x-tms-role': ctx.attacker.role,
@@ -42,7 +42,7 @@ export const crossDatabase: Scenario = {
         : { authorization: `Bearer ${session.ticket ?? ''}` };
     await attempt(ctx, {
       action:
-        session.posture === 'none'
+        ctx.defences.request === 'basic'
           ? 'read it directly at the service, sending the identity headers the gateway would add'
           : "read it directly at the service with the attacker's own ticket",
       url: directTargetUrl(ctx.lab),

@@ -31,7 +31,7 @@ export const forgedRole: Scenario = {
 
   async detonate(ctx) {
     const session = ctx.scratch.session as Session;
-    if (session.posture === 'none') {
+    if (ctx.defences.request === 'basic') {
       const forged = {
         'x-tms-user': ctx.attacker.name,
         'x-tms-role': 'admin',
@@ -57,7 +57,7 @@ export const forgedRole: Scenario = {
     const forgedSession: Session = { ...session, ticket };
     await attempt(ctx, {
       action:
-        session.posture === 'trusted'
+        ctx.defences.request === 'bound'
           ? 'read through the gateway with the edited ticket and a valid proof from its own session key'
           : 'read through the gateway with the edited ticket',
       url: gatewayTargetUrl(ctx.lab),

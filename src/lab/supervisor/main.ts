@@ -1,5 +1,7 @@
 import { connect } from 'node:net';
 import { join } from 'node:path';
+import { measuredByRuntime } from '../../defences/attestation.js';
+import { isAttested } from '../../defences/attestation-table.js';
 import { type LabState, type PartState, readLabState, writeLabState } from '../../kernel/lab-state.js';
 import { readPartConfig } from '../../kernel/part-config.js';
 import { verifyParts, verifyServices } from '../attest.js';
@@ -18,7 +20,7 @@ import { readRestarts, writeRestarts } from './restarts.js';
  */
 const config = readPartConfig('supervisor');
 const home = config.home;
-const trusted = config.posture === 'trusted';
+const trusted = measuredByRuntime(config.defences.attestation);
 const runtime = new ProcessRuntime();
 const backoff = new RestartBackoff();
 const WATCH_MS = 250;
@@ -163,7 +165,7 @@ async function attestRound(): Promise<void> {
   attesting = true;
   try {
     const { services, durationMs } = await verifyServices(home, 'all');
-    const bad = services.filter((s) => s.state !== 'trusted' && !s.deferred).map((s) => s.name);
+    const bad = services.filter((s) => !isAttested(s.state) && !s.deferred).map((s) => s.name);
     const later = services.filter((s) => s.deferred).map((s) => s.name);
     log(
       `attested ${services.length - later.length} services in ${durationMs.toFixed(0)} ms${bad.length ? `; untrusted: ${bad.join(', ')}` : ''}${later.length ? `; not measurable right now: ${later.join(', ')}` : ''}`,

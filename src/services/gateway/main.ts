@@ -1,16 +1,20 @@
-import { readFileSync } from 'node:fs';
 import type { Pool } from 'undici';
-import { TrustedMsError } from '../../errors.js';
+import { enforcesAttestation } from '../../defences/attestation.js';
+import {
+  type AttestationEntry,
+  AttestationTable,
+  parseAttestationEntries,
+} from '../../defences/attestation-table.js';
+import { metersFor } from '../../defences/limits.js';
+import { linksFor } from '../../defences/links.js';
+import { ticketKindOf } from '../../defences/presets.js';
+import type { PasswordPrincipal } from '../../defences/request/gateway-basic.js';
 import { readPartConfig, readSecret } from '../../kernel/part-config.js';
-import { readIdentity } from '../../pki/identity-files.js';
-import { clientTlsConnector } from '../../pki/mtls.js';
 import { ProofVerifier } from '../../protocol/proof.js';
-import type { TicketVerifier } from '../../protocol/ticket.js';
-import { KeyedConcurrency, RateLimiter } from '../rate-limit.js';
 import { RevocationFeed } from '../revocation-feed.js';
 import { SecurityClient } from '../security-client.js';
-import { buildGateway, type Principal } from './app.js';
-import { type AttestationEntry, AttestationTable, parseAttestationEntries } from './attestation-table.js';
+import { buildGateway } from './app.js';
+import { gatewayStrategies } from './assemble.js';
 import { createPool, poolUpstream, type Upstream } from './upstream.js';
 
 const POLL_MS = 2000;
@@ -29,21 +33,13 @@ const fetchAttestations = async (): Promise<AttestationEntry[]> =>
     })),
   );
 
-const trusted = config.posture === 'trusted';
-let tls: { identity: Awaited<ReturnType<typeof readIdentity>>; caPem: string } | undefined;
-if (trusted) {
-  if (!config.identityDir || !config.caFile) {
-    throw new TrustedMsError('INVALID_INPUT', 'a trusted gateway needs identityDir and caFile');
-  }
-  tls = { identity: await readIdentity(config.identityDir), caPem: readFileSync(config.caFile, 'utf8') };
-}
+const { defences } = config;
+const links = await linksFor(defences.links, config);
 const pools: Pool[] = [];
 const upstreams: Record<string, Upstream> = {};
 for (const [name, url] of Object.entries(config.services)) {
-  const pool = createPool(
-    url,
-    tls === undefined ? {} : { connect: clientTlsConnector(tls.identity, tls.caPem, name) },
-  );
+  const connect = links.connect(name);
+  const pool = createPool(url, connect === undefined ? {} : { connect });
   pools.push(pool);
   upstreams[name] = poolUpstream(pool, name);
 }
@@ -55,15 +51,13 @@ const revocations = new RevocationFeed(config.securityUrl, {
   log: (line) => console.log(line),
 });
 await revocations.start();
-let verifier: TicketVerifier | undefined;
-if (config.posture !== 'none') {
-  verifier = await security.ticketVerifier(config.posture);
-  await attestation.refresh(fetchAttestations);
-}
-const poll =
-  config.posture === 'none'
-    ? undefined
-    : setInterval(() => void attestation.refresh(fetchAttestations), POLL_MS);
+const ticketKind = ticketKindOf(defences.login);
+const verifier = ticketKind === undefined ? undefined : await security.ticketVerifier(ticketKind);
+// With no attestation to enforce, the table is not needed: nothing polls the security service for it.
+const poll = enforcesAttestation(defences.attestation)
+  ? setInterval(() => void attestation.refresh(fetchAttestations), POLL_MS)
+  : undefined;
+if (poll) await attestation.refresh(fetchAttestations);
 poll?.unref();
 
 // At most one recheck at a time and one every RECHECK_MS, however many requests hit an untrusted
@@ -84,54 +78,32 @@ const recheckAttestation = (): Promise<void> => {
   return recheckInFlight;
 };
 
-const { perUser, perClient, burst, userBurst } = config.rateLimit;
 const app = buildGateway({
-  posture: config.posture,
+  ...gatewayStrategies(defences, {
+    attestation,
+    revocations: revocations.view,
+    ...(verifier ? { verifier } : {}),
+    sealKey: Buffer.from(readSecret(config.sealKeyFile), 'base64url'),
+    proofs: new ProofVerifier({ notBeforeMs: STARTED_AT }),
+    checkPassword: async (user: string, password: string) =>
+      security.call<PasswordPrincipal>('POST', '/v1/internal/password', { user, password }),
+    auth: poolUpstream(createPool(config.securityUrl), 'the security service'),
+    recheckAttestation,
+    meters: metersFor(config.rateLimit),
+  }),
   upstreams,
   attestation,
   revocations: revocations.view,
-  ...(config.posture === 'none' ? {} : { recheckAttestation }),
   labToken,
-  ...(config.insecureSkipAttestation === true ? { insecureSkipAttestation: true } : {}),
-  ...(verifier
-    ? { verifier, auth: poolUpstream(createPool(config.securityUrl), 'the security service') }
-    : {}),
-  ...(trusted
-    ? {
-        sealKey: Buffer.from(readSecret(config.sealKeyFile), 'base64url'),
-        proofs: new ProofVerifier({ notBeforeMs: STARTED_AT }),
-        ...(config.insecureSkipProof === true ? { insecureSkipProof: true } : {}),
-        ...(config.insecureNoRateLimit === true
-          ? {}
-          : {
-              rateLimit: {
-                perUser: new RateLimiter(perUser, userBurst),
-                perClient: new RateLimiter(perClient, burst),
-                perUserMaxWaitMs: config.rateLimit.userMaxWaitMs,
-              },
-              authRateLimit: new RateLimiter(
-                config.rateLimit.loginsPerClient,
-                config.rateLimit.loginsPerClient * 2,
-              ),
-              authFailureLimit: new RateLimiter(
-                config.rateLimit.loginFailuresPerClient,
-                config.rateLimit.loginFailureBurst,
-              ),
-              authInFlight: new KeyedConcurrency(config.rateLimit.loginsInFlightPerClient, 256),
-            }),
-      }
-    : {}),
-  ...(config.posture === 'none'
-    ? {
-        checkPassword: async (user: string, password: string) =>
-          security.call<Principal>('POST', '/v1/internal/password', { user, password }),
-      }
-    : {}),
 });
 
 await app.listen({ host: config.host, port: config.port });
 console.log(
-  `gateway (${config.posture}) listening on ${config.host}:${config.port}, ${pools.length} services`,
+  `gateway (${config.posture}) listening on ${config.host}:${config.port}, ${pools.length} services, ${Object.entries(
+    defences,
+  )
+    .map(([k, v]) => `${k}:${v}`)
+    .join(' ')}`,
 );
 
 const stop = (): void => {

@@ -1,22 +1,20 @@
-import type { TLSSocket } from 'node:tls';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Posture } from '../../defences/posture.js';
+import type { Links } from '../../defences/links.js';
+import type { Defences } from '../../defences/presets.js';
+import type { Principal, ServiceAuthenticator } from '../../defences/request/types.js';
 import { isTrustedMsError, TrustedMsError } from '../../errors.js';
 import type { DbRecord, ServiceDefinition } from '../../kernel/topology.js';
-import type { ServerTlsOptions } from '../../pki/mtls.js';
-import { authorizePeer } from '../../pki/mtls.js';
 import { permits } from '../../policy/evaluate.js';
-import { ACTIONS, type Action } from '../../policy/types.js';
+import type { Action } from '../../policy/types.js';
 import type { RevocationView } from '../../protocol/revocation-list.js';
-import type { TicketVerifier } from '../../protocol/ticket.js';
 import { createHttpApp, toHttpError } from '../http.js';
 
 /**
  * The kit every sample microservice of the lab runs: one owner of a few in-memory databases with
  * read/query/write endpoints and an `/overview` that calls its peers with the caller's credentials.
- * Every request is authorized here, whatever the gateway did (principal propagation): `none` trusts
- * the gateway's `x-tms-*` headers, `paper`/`trusted` verify the bearer ticket themselves, and
- * `trusted` also accepts only mTLS peers that may call it.
+ * Every request is authorized here, whatever the gateway did (principal propagation): the `request`
+ * defence says who it acts for (the gateway's `x-tms-*` headers, or the ticket checked here), and
+ * with `links:mtls` only the gateway and the services that may call this one get in.
  */
 
 /** One callee, reached over undici in `main.ts` (mTLS in `trusted`). Throws when unreachable. */
@@ -28,24 +26,18 @@ export type SampleDefinition = ServiceDefinition & { callers: string[] };
 
 export interface SampleServiceDeps {
   definition: SampleDefinition;
-  posture: Posture;
-  /** paper, trusted: checks the bearer ticket. */
-  verifier?: TicketVerifier;
+  /** the defences in force, for /healthz; the strategies below carry them out */
+  defences: Defences;
+  /** request: who a request acts for */
+  authenticate: ServiceAuthenticator;
+  /** links: the server's TLS and who may call it */
+  links: Links;
   /** callee name → client; a callee without one is reported as unavailable. */
   peers: Record<string, PeerClient>;
-  /** trusted: the server's TLS options (`serverTlsOptions`), client certificates required. */
-  tls?: ServerTlsOptions;
   /** One line per refusal; no secrets, no tickets. */
   log?: (line: string) => void;
-  /** paper, trusted: revoked users and quarantined services, kept current by the security service */
+  /** revoked users and quarantined services, kept current by the security service */
   revocations?: RevocationView;
-}
-
-/** Who a request acts for, and the headers that carry it on to peers. */
-interface Principal {
-  user: string;
-  perms: Record<string, readonly Action[]>;
-  forward: Record<string, string>;
 }
 
 export interface RecordsBody {
@@ -67,7 +59,6 @@ export interface OverviewBody {
 /** Most records a database may grow to through writes (memory stays bounded under a flood). */
 export const MAX_RECORDS_PER_DATABASE = 10_000;
 const PEER_TIMEOUT_MS = 8000;
-const ACTION_SET: ReadonlySet<string> = new Set(ACTIONS);
 const ID_SCHEMA = { type: 'string', minLength: 1, maxLength: 128 } as const;
 const PARAMS = {
   type: 'object',
@@ -76,14 +67,8 @@ const PARAMS = {
 } as const;
 
 export function buildSampleService(deps: SampleServiceDeps): FastifyInstance {
-  const { definition, posture } = deps;
+  const { definition, links } = deps;
   const log = deps.log ?? (() => {});
-  if (posture !== 'none' && deps.verifier === undefined) {
-    throw new TrustedMsError('INVALID_INPUT', `posture ${posture} needs a ticket verifier`);
-  }
-  if (posture === 'trusted' && deps.tls === undefined) {
-    throw new TrustedMsError('INVALID_INPUT', 'the trusted posture needs TLS options');
-  }
   const ownDatabases = Object.keys(definition.databases);
   const firstDatabase = ownDatabases[0];
   const data = new Map<string, Map<string, DbRecord>>(
@@ -98,7 +83,7 @@ export function buildSampleService(deps: SampleServiceDeps): FastifyInstance {
   const peerDatabases = new Map<string, string>();
 
   const app = createHttpApp({
-    ...(deps.tls ? { https: deps.tls } : {}),
+    ...(links.serverTls ? { https: links.serverTls } : {}),
     // `where` values are a union type: ajv then keeps each value's own type (anyOf would coerce).
     ajv: { customOptions: { allowUnionTypes: true } },
     // Router refusals (a parameter over 100 characters, a malformed %-escape) bypass the error
@@ -119,28 +104,16 @@ export function buildSampleService(deps: SampleServiceDeps): FastifyInstance {
 
   app.addHook('onRequest', async (request) => {
     if (pathOf(request.url) === '/healthz') return;
-    if (posture === 'trusted') {
-      authorizePeer(request.raw.socket as TLSSocket, (peer, kind) => {
-        // Its certificate may still be valid: a quarantine is known by name, from the feed.
-        if (kind === 'service' && deps.revocations?.quarantined(peer) === true) {
-          throw new TrustedMsError('PEER_QUARANTINED', `peer "${peer}" is quarantined`);
-        }
-        return kind === 'gateway' || (kind === 'service' && callers.has(peer));
-      });
-    }
+    links.authorizeCaller(request.raw.socket, (peer, kind) => {
+      // Its certificate may still be valid: a quarantine is known by name, from the feed.
+      if (kind === 'service' && deps.revocations?.quarantined(peer) === true) {
+        throw new TrustedMsError('PEER_QUARANTINED', `peer "${peer}" is quarantined`);
+      }
+      return kind === 'gateway' || (kind === 'service' && callers.has(peer));
+    });
     if (request.is404) return;
-    principals.set(request, authenticate(request));
+    principals.set(request, deps.authenticate.authenticate(request.headers));
   });
-
-  const authenticate = (request: FastifyRequest): Principal => {
-    if (posture === 'none') return headerPrincipal(request);
-    const authorization = request.headers.authorization;
-    const claims = (deps.verifier as TicketVerifier).verify(bearer(authorization) ?? '');
-    if (deps.revocations?.ticketRevoked(claims) === true) {
-      throw new TrustedMsError('TICKET_REVOKED', 'ticket revoked');
-    }
-    return { user: claims.sub, perms: claims.perms, forward: { authorization: authorization as string } };
-  };
 
   /** preValidation: the database is ours and the principal may do `action` on it (before any body check). */
   const authorize =
@@ -158,7 +131,12 @@ export function buildSampleService(deps: SampleServiceDeps): FastifyInstance {
 
   const table = (db: string): Map<string, DbRecord> => data.get(db) as Map<string, DbRecord>;
 
-  app.get('/healthz', async () => ({ ok: true, service: definition.name, posture, databases: ownDatabases }));
+  app.get('/healthz', async () => ({
+    ok: true,
+    service: definition.name,
+    defences: deps.defences,
+    databases: ownDatabases,
+  }));
 
   app.get<{ Params: { db: string } }>(
     '/db/:db/records',
@@ -283,43 +261,6 @@ export function buildSampleService(deps: SampleServiceDeps): FastifyInstance {
   };
 
   return app;
-}
-
-/** `x-tms-user`, `x-tms-role`, `x-tms-perms` (posture none: the gateway vouches for the user). */
-function headerPrincipal(request: FastifyRequest): Principal {
-  const { 'x-tms-user': user, 'x-tms-role': role, 'x-tms-perms': permsHeader } = request.headers;
-  if (typeof user !== 'string' || typeof role !== 'string' || typeof permsHeader !== 'string') {
-    throw new TrustedMsError('TICKET_MISSING', 'no user');
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(permsHeader);
-  } catch {
-    parsed = undefined;
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw new TrustedMsError('TICKET_INVALID', 'malformed permissions');
-  }
-  const perms: Record<string, Action[]> = Object.create(null);
-  for (const [db, actions] of Object.entries(parsed)) {
-    if (!Array.isArray(actions) || actions.some((a) => typeof a !== 'string' || !ACTION_SET.has(a))) {
-      throw new TrustedMsError('TICKET_INVALID', 'malformed permissions');
-    }
-    perms[db] = actions as Action[];
-  }
-  return {
-    user,
-    perms,
-    forward: { 'x-tms-user': user, 'x-tms-role': role, 'x-tms-perms': permsHeader },
-  };
-}
-
-/** The token of an `authorization: Bearer <token>` header. */
-function bearer(header: string | undefined): string | undefined {
-  if (header === undefined || header.length < 8 || header.slice(0, 7).toLowerCase() !== 'bearer ') {
-    return undefined;
-  }
-  return header.slice(7);
 }
 
 function codeOf(body: unknown): string {

@@ -3,10 +3,12 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Agent, type Dispatcher, request } from 'undici';
 import { hashDirectory } from '../../attestation/tree-hash.js';
+import { acceptsSelfReport } from '../../defences/attestation.js';
+import { linksFor } from '../../defences/links.js';
+import { ticketKindOf } from '../../defences/presets.js';
+import { GATEWAY_VOUCHES, TicketAtService } from '../../defences/request/service.js';
 import { isTrustedMsError, TrustedMsError } from '../../errors.js';
 import { readPartConfig, readSecret, type ServicePartConfig } from '../../kernel/part-config.js';
-import { readIdentity } from '../../pki/identity-files.js';
-import { clientTlsConnector, type ServerTlsOptions, serverTlsOptions } from '../../pki/mtls.js';
 import { RevocationFeed } from '../revocation-feed.js';
 import { SecurityClient } from '../security-client.js';
 import { buildSampleService, type PeerClient, type SampleDefinition } from './app.js';
@@ -33,40 +35,31 @@ const timeouts = { headersTimeout: HEADERS_TIMEOUT_MS, bodyTimeout: HEADERS_TIME
 
 export async function startSampleService(hooks: SampleKitHooks = {}): Promise<void> {
   const config = readPartConfig('service');
+  const { defences } = config;
   const definition = readDefinition(join(config.appDir, 'service.json'));
   const name = definition.name;
   const securityAgent = new Agent({ connect: { timeout: CONNECT_TIMEOUT_MS }, ...timeouts });
-  const labToken = config.posture === 'paper' ? readSecret(config.labTokenFile) : undefined;
+  // attestation:self: the service reports its own hash, with the lab token (the paper's scheme).
+  const selfReports = acceptsSelfReport(defences.attestation);
+  const labToken = selfReports ? readSecret(config.labTokenFile) : undefined;
 
-  let tls: ServerTlsOptions | undefined;
+  const links = await linksFor(defences.links, config);
   const agents: Agent[] = [securityAgent];
   const peers: Record<string, PeerClient> = {};
-  if (config.posture === 'trusted') {
-    if (!config.identityDir || !config.caFile) {
-      throw new TrustedMsError('INVALID_INPUT', 'a trusted service needs identityDir and caFile');
-    }
-    const identity = await readIdentity(config.identityDir);
-    const caPem = readFileSync(config.caFile, 'utf8');
-    tls = serverTlsOptions(identity, caPem);
-    for (const [peer, url] of Object.entries(config.peers)) {
-      const agent = new Agent({
-        connect: { ...clientTlsConnector(identity, caPem, peer), timeout: CONNECT_TIMEOUT_MS },
-        ...timeouts,
-      });
-      agents.push(agent);
-      peers[peer] = peerClient(url, agent);
-    }
-  } else {
-    const agent = new Agent({ connect: { timeout: CONNECT_TIMEOUT_MS }, ...timeouts });
+  for (const [peer, url] of Object.entries(config.peers)) {
+    const agent = new Agent({
+      connect: { ...links.connect(peer), timeout: CONNECT_TIMEOUT_MS },
+      ...timeouts,
+    });
     agents.push(agent);
-    for (const [peer, url] of Object.entries(config.peers)) peers[peer] = peerClient(url, agent);
+    peers[peer] = peerClient(url, agent);
   }
 
   const security = new SecurityClient(config.securityUrl, labToken, securityAgent);
-  const verifier = config.posture === 'none' ? undefined : await security.ticketVerifier(config.posture);
-  // none: the service trusts the gateway, which applies the revocations itself.
+  const ticketKind = ticketKindOf(defences.login);
+  // request:basic: the service trusts the gateway, which applies the revocations itself.
   const feed =
-    config.posture === 'none'
+    defences.request === 'basic'
       ? undefined
       : new RevocationFeed(config.securityUrl, {
           part: name,
@@ -74,21 +67,25 @@ export async function startSampleService(hooks: SampleKitHooks = {}): Promise<vo
           log: (line) => console.log(`${name}: ${line}`),
         });
   await feed?.start();
+  const authenticate =
+    defences.request === 'basic' || ticketKind === undefined
+      ? GATEWAY_VOUCHES
+      : new TicketAtService(await security.ticketVerifier(ticketKind), feed?.view);
   const app = buildSampleService({
     definition,
-    posture: config.posture,
+    defences,
+    authenticate,
+    links,
     peers,
     log: (line) => console.log(line),
-    ...(verifier ? { verifier } : {}),
-    ...(tls ? { tls } : {}),
     ...(feed ? { revocations: feed.view } : {}),
   });
 
-  if (config.posture === 'paper') await selfReport();
+  if (selfReports) await selfReport();
   hooks.extend?.(app, config, definition);
   await app.listen({ host: config.host, port: config.port });
   console.log(
-    `${name} (${config.posture}) listening on ${tls ? 'https' : 'http'}://${config.host}:${config.port}, ` +
+    `${name} (${config.posture}) listening on ${links.serverTls ? 'https' : 'http'}://${config.host}:${config.port}, ` +
       `databases ${Object.keys(definition.databases).join(', ') || '-'}, calls ${definition.calls.join(', ') || '-'}`,
   );
 

@@ -1,7 +1,9 @@
 import { createPublicKey, type KeyObject, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { paperVerify } from '../../crypto/paper-scheme.js';
-import type { Posture } from '../../defences/posture.js';
+import { isAttested } from '../../defences/attestation-table.js';
+import { securityLimits } from '../../defences/limits.js';
+import { type Defences, ticketKindOf } from '../../defences/presets.js';
 import { TrustedMsError } from '../../errors.js';
 import { CLIENT_ADDRESS_HEADER, clientAddressOf } from '../../kernel/client-address.js';
 import type { LabCa } from '../../pki/ca.js';
@@ -28,13 +30,13 @@ import {
   toPublicUser,
 } from '../../users/users.js';
 import { createHttpApp } from '../http.js';
-import { LoginLockout, RateLimiter } from '../rate-limit.js';
 import type { ServiceRegistry, ServiceStatus } from './registry.js';
 import { RevocationBook, registerRevocationRoutes } from './revocations.js';
 
 export interface SecurityDeps {
   labId: string;
-  posture: Posture;
+  /** login: which login it answers; limits: its per-address login limit and lock-out */
+  defences: Defences;
   store: LabStore;
   registry: ServiceRegistry;
   signingKey: { kid: string; privateKey: KeyObject };
@@ -48,18 +50,13 @@ export interface SecurityDeps {
   /** revoked users and quarantined services, loaded from the store (default: an empty book) */
   revocations?: RevocationBook;
   now?: () => number;
-  /**
-   * TEST ONLY, a deliberately broken defence: trusted without its per-client login limit. Exists
-   * so the attack catalog's tests can show the login flood is caught; set from code, never the CLI.
-   */
-  insecureNoRateLimit?: boolean;
 }
 
 export { labAudience, labIssuer } from '../../protocol/issuer.js';
 
 type Pending =
-  | { kind: 'trusted'; challenge: Challenge }
-  | { kind: 'paper'; id: string; user: string; ticket: Buffer; expiresAt: number };
+  | { kind: 'signed-challenge'; challenge: Challenge }
+  | { kind: 'encrypted-ticket'; id: string; user: string; ticket: Buffer; expiresAt: number };
 
 const NAME = { type: 'string', minLength: 1, maxLength: 64 } as const;
 const B64URL = { type: 'string', minLength: 1, maxLength: 4096, pattern: '^[A-Za-z0-9_-]+$' } as const;
@@ -73,13 +70,10 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
   const now = deps.now ?? Date.now;
   const app = createHttpApp();
   const pending = new Map<string, Pending>();
-  const lockout = new LoginLockout(5, 10 * 60_000, 60_000, now);
-  // Per client address, before the password hash (each costs ~60 ms of CPU): trusted only, like the
-  // gateway's limits; the paper's scheme has none (DESIGN.md, postures).
-  const perClient =
-    deps.posture === 'trusted' && deps.insecureNoRateLimit !== true
-      ? new RateLimiter(20, 40, now)
-      : undefined;
+  const { login } = deps.defences;
+  const { perClient, lockout } = securityLimits(deps.defences.limits, now);
+  // The ticket a login here issues: the paper's bearer ticket, or one bound to a session key.
+  const ticketKind = ticketKindOf(login) ?? 'paper';
   const issuer = labIssuer(deps.labId);
   const audience = labAudience(deps.labId);
   const publicKeyPem = createPublicKey(deps.signingKey.privateKey)
@@ -127,7 +121,7 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
   const sweep = (): void => {
     const t = now();
     for (const [id, p] of pending) {
-      const exp = p.kind === 'trusted' ? p.challenge.expiresAt : p.expiresAt;
+      const exp = p.kind === 'signed-challenge' ? p.challenge.expiresAt : p.expiresAt;
       if (exp * 1000 <= t) pending.delete(id);
     }
   };
@@ -148,7 +142,7 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
       });
       throw new TrustedMsError('RATE_LIMITED', 'too many login attempts from this address');
     }
-    if (deps.posture === 'trusted' && lockout.isLocked(user)) {
+    if (lockout?.isLocked(user) === true) {
       await audit({
         actor: client,
         action: 'auth.challenge',
@@ -160,11 +154,11 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
     }
     try {
       const { user: record } = await checkPassword(store, user, password, { actor: client });
-      lockout.succeed(user);
+      lockout?.succeed(user);
       await refuseRevoked(request, 'auth.challenge', user);
       return record;
     } catch (err) {
-      lockout.fail(user);
+      lockout?.fail(user);
       throw err;
     }
   };
@@ -186,13 +180,18 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
       iat,
       exp: iat + deps.ticketTtlSeconds,
       jti: randomBytes(16).toString('base64url'),
-      posture: deps.posture === 'trusted' ? 'trusted' : 'paper',
+      posture: ticketKind,
       ...extra,
     };
     return claims;
   };
 
-  app.get('/healthz', async () => ({ ok: true, part: 'security', posture: deps.posture, labId: deps.labId }));
+  app.get('/healthz', async () => ({
+    ok: true,
+    part: 'security',
+    defences: deps.defences,
+    labId: deps.labId,
+  }));
 
   app.get('/v1/keys', async () => ({
     issuer,
@@ -201,7 +200,7 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
   }));
 
   app.get('/v1/services', async () => ({
-    posture: deps.posture,
+    defences: deps.defences,
     services: deps.registry
       .list()
       .map((s) => (revocations.quarantined(s.name) ? { ...s, quarantined: true } : s)),
@@ -225,19 +224,19 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
       },
     },
     async (request) => {
-      if (deps.posture === 'none') {
+      if (login === 'basic') {
         throw new TrustedMsError(
           'POSTURE_MISMATCH',
-          'posture none has no login: the gateway checks passwords',
+          "this lab's login is HTTP basic (posture none has no login): the gateway checks passwords",
         );
       }
       sweep();
       const { user, password, clientKey } = request.body;
-      if (deps.posture === 'trusted' && clientKey === undefined) {
+      if (login === 'challenge' && clientKey === undefined) {
         throw new TrustedMsError('INVALID_INPUT', 'clientKey (an X25519 public key) is required');
       }
       const record = await passwordStep(request, user, password);
-      if (deps.posture === 'paper') {
+      if (login !== 'challenge') {
         if (!record.keys.some((k) => k.type === 'rsa')) {
           throw new TrustedMsError('KEY_NOT_FOUND', `${user} has no RSA key: the paper's scheme needs one`, {
             actions: [`trusted-ms user keygen ${user} --type rsa`],
@@ -246,7 +245,7 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
         const id = randomBytes(16).toString('base64url');
         const expiresAt = Math.floor(now() / 1000) + deps.challengeTtlSeconds;
         const ticket = randomBytes(32);
-        pending.set(id, { kind: 'paper', id, user, ticket, expiresAt });
+        pending.set(id, { kind: 'encrypted-ticket', id, user, ticket, expiresAt });
         await audit({ actor: clientOf(request), action: 'auth.challenge', target: user, outcome: 'ok' });
         return { posture: 'paper', id, user, ticket: ticket.toString('base64url'), expiresAt };
       }
@@ -256,7 +255,7 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
         });
       }
       const challenge = newChallenge(user, issuer, clientKey as string, deps.challengeTtlSeconds, now);
-      pending.set(challenge.id, { kind: 'trusted', challenge });
+      pending.set(challenge.id, { kind: 'signed-challenge', challenge });
       await audit({ actor: clientOf(request), action: 'auth.challenge', target: user, outcome: 'ok' });
       return { posture: 'trusted', ...challenge };
     },
@@ -288,7 +287,7 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
         });
         throw new TrustedMsError('CHALLENGE_UNKNOWN', 'unknown or already used challenge');
       }
-      const user = p.kind === 'trusted' ? p.challenge.user : p.user;
+      const user = p.kind === 'signed-challenge' ? p.challenge.user : p.user;
       const deny = async (err: TrustedMsError): Promise<never> => {
         await audit({
           actor: clientOf(request),
@@ -306,7 +305,7 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
       await refuseRevoked(request, 'auth.verify', user);
       const sig = signatureFromWire(signature);
 
-      if (p.kind === 'paper') {
+      if (p.kind === 'encrypted-ticket') {
         if (p.expiresAt * 1000 <= now())
           return deny(new TrustedMsError('CHALLENGE_EXPIRED', 'challenge expired'));
         const key = record.keys.find((k) => k.type === 'rsa' && paperVerify(publicKeyOf(k), sig, p.ticket));
@@ -408,8 +407,8 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
           actor: reports[0]?.by === 'self' ? s.name : 'runtime',
           action: 'service.attest',
           target: s.name,
-          outcome: s.state === 'trusted' ? 'ok' : 'denied',
-          ...(s.state === 'trusted' ? {} : { code: 'ATTESTATION_MISMATCH' }),
+          outcome: isAttested(s.state) ? 'ok' : 'denied',
+          ...(isAttested(s.state) ? {} : { code: 'ATTESTATION_MISMATCH' }),
           detail: { measured: s.measuredHash, expected: s.expectedHash },
         }),
       ),
@@ -418,7 +417,7 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
     const identities: Record<string, ServiceIdentity> = {};
     if (issueIdentity && deps.ca) {
       for (const s of statuses) {
-        if (s.state === 'trusted' && !revocations.quarantined(s.name))
+        if (isAttested(s.state) && !revocations.quarantined(s.name))
           identities[s.name] = await issueServiceCertificate(deps.ca, { name: s.name });
       }
     }
@@ -440,7 +439,10 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
     async (request) => {
       requireLabToken(request);
       if (!deps.registry.acceptsSelfReports()) {
-        throw new TrustedMsError('POSTURE_MISMATCH', 'self-reported hashes count only in the paper posture');
+        throw new TrustedMsError(
+          'POSTURE_MISMATCH',
+          'self-reported hashes count only with attestation:self (the paper posture)',
+        );
       }
       const { services } = await reportAndIssue(
         [{ name: request.params.name, hash: request.body.hash, by: 'self' }],
@@ -521,7 +523,10 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
     admin.post<{ Params: { name: string } }>('/v1/admin/services/:name/identity', async (request) => {
       const status = deps.registry.get(request.params.name);
       if (!deps.ca)
-        throw new TrustedMsError('POSTURE_MISMATCH', 'identities exist only in the trusted posture');
+        throw new TrustedMsError(
+          'POSTURE_MISMATCH',
+          'identities exist only with links:mtls (the trusted posture)',
+        );
       // Asking for the identity of a service that is unknown or not attested is the caller's
       // mistake (4xx), not an outage: SERVICE_UNTRUSTED is a 503 (found by the fuzz suite).
       if (status === undefined) {
@@ -530,7 +535,7 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
           `no service named ${request.params.name.slice(0, 64)} is registered`,
         );
       }
-      if (status.state !== 'trusted') {
+      if (!isAttested(status.state)) {
         throw new TrustedMsError(
           'ATTESTATION_MISMATCH',
           `${request.params.name.slice(0, 64)} has not passed attestation`,

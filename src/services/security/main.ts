@@ -13,7 +13,7 @@ const config = readPartConfig('security');
 // Resident: while the lab runs this process is the store's only writer, so it keeps the store in
 // memory and the audit chain's head (every write still on disk before it is acknowledged).
 const store = openLabStore(config.home, { resident: true });
-const registry = new ServiceRegistry(store, config.posture);
+const registry = new ServiceRegistry(store, config.defences.attestation);
 await registry.load();
 const revocations = new RevocationBook(store);
 await revocations.load();
@@ -22,7 +22,7 @@ const labToken = readSecret(config.labTokenFile);
 
 const app = buildSecurityService({
   labId: config.labId,
-  posture: config.posture,
+  defences: config.defences,
   store,
   registry,
   revocations,
@@ -32,7 +32,6 @@ const app = buildSecurityService({
   ...(config.caDir ? { ca: await loadLabCa(config.caDir) } : {}),
   ticketTtlSeconds: config.ticketTtlSeconds,
   challengeTtlSeconds: config.challengeTtlSeconds,
-  ...(config.insecureNoRateLimit === true ? { insecureNoRateLimit: true } : {}),
   onAttestation: async (services) => {
     if (!config.gatewayUrl) return;
     // The gateway may not be up yet (it starts last); it polls at start anyway.

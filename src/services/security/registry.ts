@@ -1,4 +1,5 @@
-import type { Posture } from '../../defences/posture.js';
+import { acceptsSelfReport } from '../../defences/attestation.js';
+import type { Defences } from '../../defences/presets.js';
 import type { AttestationState, ServiceRecord } from '../../store/schema.js';
 import type { LabStore } from '../../store/store.js';
 
@@ -28,7 +29,7 @@ export class ServiceRegistry {
 
   constructor(
     private readonly store: LabStore,
-    private readonly posture: Posture,
+    private readonly attestation: Defences['attestation'],
   ) {}
 
   async load(): Promise<void> {
@@ -86,9 +87,9 @@ export class ServiceRegistry {
     return reports.map((r) => this.#status.get(r.name) as ServiceStatus);
   }
 
-  /** In the paper posture a service vouches for itself; elsewhere only outside measurements count. */
+  /** attestation:self: a service vouches for itself; otherwise only outside measurements count. */
   acceptsSelfReports(): boolean {
-    return this.posture === 'paper';
+    return acceptsSelfReport(this.attestation);
   }
 }
 

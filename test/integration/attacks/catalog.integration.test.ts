@@ -56,7 +56,7 @@ describe.sequential('the attack catalog against real labs', () => {
     const dir = await mkdtemp(join(tmpdir(), 'tms-attack-broken-'));
     const home = join(dir, 'home');
     try {
-      await labUp({ home, posture: 'trusted', services: SERVICES, insecureSkipProof: true });
+      await labUp({ home, posture: 'trusted', services: SERVICES, without: ['request:bound'] });
       const broken = await runAttacks({ scenarios: [stolenTicket], postures: ['trusted'], home });
       expect(broken.postures[0]?.lab).toBe('running');
       expect(broken.results[0]).toMatchObject({

@@ -85,7 +85,7 @@ describe.sequential('the DoS scenarios against real labs', () => {
     const dir = await mkdtemp(join(tmpdir(), 'tms-attack-dos-broken-'));
     const home = join(dir, 'home');
     try {
-      await labUp({ home, posture: 'trusted', services: SERVICES, insecureNoRateLimit: true });
+      await labUp({ home, posture: 'trusted', services: SERVICES, without: ['limits:on'] });
       const broken = await runAttacks({ scenarios: DOS, postures: ['trusted'], home });
       expect(broken.postures[0]?.lab).toBe('running');
       for (const r of broken.results) {

@@ -166,7 +166,7 @@ describe.sequential('a broken defence is caught', () => {
     const dir = await mkdtemp(join(tmpdir(), 'tms-attack-broken-attest-'));
     const home = join(dir, 'home');
     try {
-      await labUp({ home, posture: 'trusted', services: SERVICES, insecureSkipAttestation: true });
+      await labUp({ home, posture: 'trusted', services: SERVICES, without: ['attestation:measured'] });
       const broken = await runAttacks({ scenarios: [tamperedCode], postures: ['trusted'], home });
       expect(broken.results[0]).toMatchObject({
         id: 'malicious-service.tampered-code',

@@ -80,7 +80,7 @@ describe.runIf(hasChromium || hasXmllint)('the report files of a real run', () =
     dir = await mkdtemp(join(tmpdir(), 'tms-report-'));
     home = join(dir, 'home');
     // TEST ONLY: a trusted lab without the proof check, so masquerade.stolen-ticket fails there.
-    await labUp({ home, posture: 'trusted', services: 2, insecureSkipProof: true });
+    await labUp({ home, posture: 'trusted', services: 2, without: ['request:bound'] });
     run = await cli(
       { home, keys: join(dir, 'keys') },
       [

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defencesFor } from '../../../src/defences/presets.js';
 import type { ServicePartConfig } from '../../../src/kernel/part-config.js';
 import { labTopology } from '../../../src/kernel/topology.js';
 import { packageRoot } from '../../../src/paths.js';
@@ -64,6 +65,7 @@ describe('the bundled sample service (service.mjs) as a real process', () => {
       kind: 'service',
       labId: 'lab-bundle',
       posture: 'none',
+      defences: defencesFor('none'),
       part: 'orders',
       host: HOST,
       port,

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadPrivateKeyFile, parsePublicKeyPem } from '../../../src/crypto/keys.js';
+import { parseAttestationEntries } from '../../../src/defences/attestation-table.js';
 import { isTrustedMsError } from '../../../src/errors.js';
 import { parseTopology } from '../../../src/kernel/topology.js';
 import { parseRoles } from '../../../src/policy/roles.js';
@@ -14,7 +15,6 @@ import {
   validateChallenge,
 } from '../../../src/protocol/challenge.js';
 import { decodeTicketUnverified } from '../../../src/protocol/ticket.js';
-import { parseAttestationEntries } from '../../../src/services/gateway/attestation-table.js';
 import { AuditLog } from '../../../src/store/audit-log.js';
 import { validateAuditData, validateStoreData } from '../../../src/store/schema.js';
 import { parseHtpasswd } from '../../../src/users/htpasswd.js';

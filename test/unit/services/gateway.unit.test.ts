@@ -6,7 +6,10 @@ import type { TLSSocket } from 'node:tls';
 import type { FastifyInstance } from 'fastify';
 import { type Dispatcher, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { AttestationTable } from '../../../src/defences/attestation-table.js';
 import type { Posture } from '../../../src/defences/posture.js';
+import { defencesFor } from '../../../src/defences/presets.js';
+import { KeyedConcurrency, RateLimiter } from '../../../src/defences/rate-limit.js';
 import { TrustedMsError } from '../../../src/errors.js';
 import { CLIENT_ADDRESS_HEADER } from '../../../src/kernel/client-address.js';
 import { createLabCa } from '../../../src/pki/ca.js';
@@ -15,10 +18,9 @@ import { authorizePeer, clientTlsConnector, serverTlsOptions } from '../../../sr
 import { createProof, PROOF_HEADER, ProofVerifier } from '../../../src/protocol/proof.js';
 import { deriveSessionKey, newExchangeKeyPair, sealSessionKey } from '../../../src/protocol/session-key.js';
 import { issueTicket, type TicketClaims, TicketVerifier } from '../../../src/protocol/ticket.js';
-import { buildGateway, type GatewayDeps, servicePath } from '../../../src/services/gateway/app.js';
-import { AttestationTable } from '../../../src/services/gateway/attestation-table.js';
+import { buildGateway, servicePath } from '../../../src/services/gateway/app.js';
+import { type GatewayIngredients, gatewayStrategies } from '../../../src/services/gateway/assemble.js';
 import { createPool, poolUpstream } from '../../../src/services/gateway/upstream.js';
-import { KeyedConcurrency, RateLimiter } from '../../../src/services/rate-limit.js';
 
 const HOST = '127.0.0.1';
 const ISSUER = 'trusted-ms://lab-test/security';
@@ -88,7 +90,30 @@ interface Lab {
   close(): Promise<void>;
 }
 
-async function startGateway(posture: Posture, extra: Partial<GatewayDeps> = {}): Promise<Lab> {
+/** What a test may give its gateway beyond the defaults: ingredients, and the meters it checks. */
+interface Extra extends Partial<GatewayIngredients> {
+  rateLimit?: { perUser: RateLimiter; perClient: RateLimiter };
+  authFailureLimit?: RateLimiter;
+  authInFlight?: KeyedConcurrency;
+  authRefusalDelayMs?: number;
+}
+
+async function startGateway(posture: Posture, extra: Extra = {}): Promise<Lab> {
+  const { rateLimit, authFailureLimit, authInFlight, authRefusalDelayMs, ...ingredients } = extra;
+  // A test gateway meters only what the test gives it (limits:on needs its meters).
+  const metered = rateLimit !== undefined || authFailureLimit !== undefined || authInFlight !== undefined;
+  const defences =
+    posture === 'trusted' && !metered ? defencesFor('trusted', ['limits:on']) : defencesFor(posture);
+  const unlimited = () => new RateLimiter(1e9, 1e9);
+  const meters = metered
+    ? {
+        perUser: rateLimit?.perUser ?? unlimited(),
+        perClient: rateLimit?.perClient ?? unlimited(),
+        ...(authFailureLimit ? { loginFailures: authFailureLimit } : {}),
+        ...(authInFlight ? { loginsInFlight: authInFlight } : {}),
+        ...(authRefusalDelayMs === undefined ? {} : { refusalDelayMs: authRefusalDelayMs }),
+      }
+    : undefined;
   // `.invalid` never resolves (RFC 6761): a Docker service whose stopped container left the engine's DNS
   const pools = [createPool(upstreamUrl), createPool(deadUrl), createPool('http://tms-gone.invalid:8080')];
   const logs: string[] = [];
@@ -99,35 +124,40 @@ async function startGateway(posture: Posture, extra: Partial<GatewayDeps> = {}):
     { name: 'gone', state: 'trusted' },
     { name: 'billing', state: 'untrusted' },
   ]);
+  const upstreams = {
+    orders: poolUpstream(pools[0]!),
+    billing: poolUpstream(pools[0]!),
+    down: poolUpstream(pools[1]!),
+    gone: poolUpstream(pools[2]!),
+  };
   const app = buildGateway({
-    posture,
-    upstreams: {
-      orders: poolUpstream(pools[0]!),
-      billing: poolUpstream(pools[0]!),
-      down: poolUpstream(pools[1]!),
-      gone: poolUpstream(pools[2]!),
-    },
+    ...gatewayStrategies(defences, {
+      attestation,
+      verifier: new TicketVerifier({
+        keys: new Map([[SIGNING.kid, SIGNING.publicKey]]),
+        issuer: ISSUER,
+        audience: AUDIENCE,
+        posture: posture === 'trusted' ? 'trusted' : 'paper',
+      }),
+      sealKey: SEAL_KEY,
+      proofs: new ProofVerifier(),
+      checkPassword: async (user, password) => {
+        passwordCalls.n += 1;
+        await new Promise((r) => setTimeout(r, 20));
+        if (user === 'alice' && password === ALICE_PASSWORD) {
+          return { user, role: 'analyst', perms: { orders: ['read', 'query'] } };
+        }
+        if (user === 'locked') throw new TrustedMsError('ACCOUNT_LOCKED', 'account locked');
+        throw new TrustedMsError('AUTH_FAILED', 'authentication failed');
+      },
+      auth: upstreams.orders,
+      ...(meters ? { meters } : {}),
+      ...ingredients,
+    }),
+    upstreams,
     attestation,
     labToken: LAB_TOKEN,
     log: (line) => logs.push(line),
-    verifier: new TicketVerifier({
-      keys: new Map([[SIGNING.kid, SIGNING.publicKey]]),
-      issuer: ISSUER,
-      audience: AUDIENCE,
-      posture: posture === 'trusted' ? 'trusted' : 'paper',
-    }),
-    sealKey: SEAL_KEY,
-    proofs: new ProofVerifier(),
-    checkPassword: async (user, password) => {
-      passwordCalls.n += 1;
-      await new Promise((r) => setTimeout(r, 20));
-      if (user === 'alice' && password === ALICE_PASSWORD) {
-        return { user, role: 'analyst', perms: { orders: ['read', 'query'] } };
-      }
-      if (user === 'locked') throw new TrustedMsError('ACCOUNT_LOCKED', 'account locked');
-      throw new TrustedMsError('AUTH_FAILED', 'authentication failed');
-    },
-    ...extra,
   });
   await app.listen({ host: HOST, port: 0 });
   const url = `http://${HOST}:${(app.server.address() as AddressInfo).port}`;
@@ -238,7 +268,7 @@ describe('gateway, posture none', () => {
   it('answers its health', async () => {
     const r = await send(lab.url, '/healthz');
     expect(r.status).toBe(200);
-    expect(r.json).toEqual({ ok: true, part: 'gateway', posture: 'none' });
+    expect(r.json).toEqual({ ok: true, part: 'gateway', defences: defencesFor('none') });
   });
 
   it('forwards with the password check, caching a good credential', async () => {
@@ -886,12 +916,15 @@ describe('gateway, mutual TLS to a service', () => {
       createPool(url, { connect: clientTlsConnector(gatewayId, ca.certPem, 'orders') }),
       createPool(url, { connect: clientTlsConnector(gatewayId, ca.certPem, 'billing') }),
     ];
+    const attestation = new AttestationTable();
     const app = buildGateway({
-      posture: 'none',
+      ...gatewayStrategies(defencesFor('none'), {
+        attestation,
+        checkPassword: async (user) => ({ user, role: 'analyst', perms: {} }),
+      }),
       upstreams: { orders: poolUpstream(pools[0]!), billing: poolUpstream(pools[1]!) },
-      attestation: new AttestationTable(),
+      attestation,
       log: () => undefined,
-      checkPassword: async (user) => ({ user, role: 'analyst', perms: {} }),
     });
     try {
       const auth = { authorization: basic('alice', 'pw') };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { KeyedConcurrency, RateLimiter } from '../../../src/services/rate-limit.js';
+import { KeyedConcurrency, RateLimiter } from '../../../src/defences/rate-limit.js';
 
 describe('RateLimiter.peek', () => {
   it('says whether a token is left without taking it: failures are counted after the fact', () => {

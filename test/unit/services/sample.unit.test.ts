@@ -2,7 +2,10 @@ import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { Agent, type Dispatcher, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MutualTls, PLAIN_LINKS } from '../../../src/defences/links.js';
 import type { Posture } from '../../../src/defences/posture.js';
+import { defencesFor } from '../../../src/defences/presets.js';
+import { GATEWAY_VOUCHES, TicketAtService } from '../../../src/defences/request/service.js';
 import { labTopology } from '../../../src/kernel/topology.js';
 import { createLabCa, type LabCa } from '../../../src/pki/ca.js';
 import {
@@ -10,7 +13,7 @@ import {
   type ServiceIdentity,
   type ServiceKind,
 } from '../../../src/pki/identity.js';
-import { clientTlsConnector, serverTlsOptions } from '../../../src/pki/mtls.js';
+import { clientTlsConnector } from '../../../src/pki/mtls.js';
 import { permissionsOf } from '../../../src/policy/evaluate.js';
 import { defaultRoles } from '../../../src/policy/roles.js';
 import { issueTicket, type TicketClaims, TicketVerifier } from '../../../src/protocol/ticket.js';
@@ -148,21 +151,23 @@ async function start(
   name: string,
   peers: Record<string, PeerClient> = {},
 ): Promise<string> {
+  const defences = defencesFor(posture);
   const app = buildSampleService({
     definition: definition(name),
-    posture,
+    defences,
     peers,
-    ...(posture === 'none'
-      ? {}
-      : {
-          verifier: new TicketVerifier({
-            keys: new Map([['k1', SIGNING.publicKey]]),
-            issuer: ISSUER,
-            audience: AUDIENCE,
-            posture,
-          }),
-        }),
-    ...(posture === 'trusted' ? { tls: serverTlsOptions(ids[name] as ServiceIdentity, ca.certPem) } : {}),
+    authenticate:
+      posture === 'none'
+        ? GATEWAY_VOUCHES
+        : new TicketAtService(
+            new TicketVerifier({
+              keys: new Map([['k1', SIGNING.publicKey]]),
+              issuer: ISSUER,
+              audience: AUDIENCE,
+              posture,
+            }),
+          ),
+    links: posture === 'trusted' ? new MutualTls(ids[name] as ServiceIdentity, ca.certPem) : PLAIN_LINKS,
   });
   apps.push(app);
   await app.listen({ host: HOST, port: 0 });
@@ -194,7 +199,7 @@ describe.each(['none', 'paper', 'trusted'] as const)('sample service, posture %s
   it('answers /healthz without credentials', async () => {
     const res = await get('/healthz');
     expect(res.status).toBe(200);
-    expect(res.body).toMatchObject({ ok: true, service: 'orders', posture });
+    expect(res.body).toMatchObject({ ok: true, service: 'orders', defences: defencesFor(posture) });
   });
 
   it('lets an allowed role read, query and write', async () => {

@@ -8,6 +8,7 @@ import { generateUserKeyPair } from '../../../src/crypto/keys.js';
 import { paperEncrypt } from '../../../src/crypto/paper-scheme.js';
 import { jwkThumbprint } from '../../../src/crypto/thumbprint.js';
 import type { Posture } from '../../../src/defences/posture.js';
+import { defencesFor } from '../../../src/defences/presets.js';
 import { CLIENT_ADDRESS_HEADER } from '../../../src/kernel/client-address.js';
 import { jsonRequest } from '../../../src/kernel/http-client.js';
 import { createLabCa } from '../../../src/pki/ca.js';
@@ -52,13 +53,13 @@ async function start(posture: Posture, extra: Partial<SecurityDeps> = {}): Promi
       createdAt: new Date().toISOString(),
     });
   }
-  const registry = new ServiceRegistry(store, posture);
+  const registry = new ServiceRegistry(store, defencesFor(posture).attestation);
   await registry.load();
   const signing = generateKeyPairSync('ed25519');
   const sealKey = Buffer.alloc(32, 3);
   const app = buildSecurityService({
     labId: LAB,
-    posture,
+    defences: defencesFor(posture),
     store,
     registry,
     signingKey: { kid: jwkThumbprint(signing.publicKey), privateKey: signing.privateKey },

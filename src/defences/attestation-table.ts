@@ -1,6 +1,12 @@
-import { TrustedMsError } from '../../errors.js';
+import { TrustedMsError } from '../errors.js';
 
 export type AttestationState = 'trusted' | 'untrusted' | 'unknown';
+
+/** Whether an attestation state lets a service serve: its latest attestation matched. */
+export function isAttested(state: AttestationState | undefined): boolean {
+  return state === ATTESTED;
+}
+const ATTESTED: AttestationState = 'trusted';
 
 export interface AttestationEntry {
   name: string;

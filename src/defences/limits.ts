@@ -1,0 +1,151 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { TrustedMsError } from '../errors.js';
+import type { Defences } from './presets.js';
+import { KeyedConcurrency, LoginLockout, RateLimiter } from './rate-limit.js';
+
+/**
+ * The `limits` defence at the gateway: what a client address and a user may send, and how logins
+ * are metered per address. `off` admits everything; `on` is the trusted preset's policy. The
+ * security service's own share (per-address login limit, lock-out) follows the same choice there.
+ */
+export interface GatewayLimits {
+  /** before the ticket is even read: per client address; throws RATE_LIMITED */
+  admitClient(ip: string): void;
+  /** after the request is authenticated: per user; resolves when the user's turn comes, or throws */
+  admitUser(user: string): Promise<void>;
+  /** a login step: its slot (released by the returned function), or RATE_LIMITED */
+  loginSlot(ip: string): Promise<() => void>;
+  /** before a login step is relayed: refuses an address whose failures or rate are spent */
+  admitLogin(ip: string): Promise<void>;
+  /** after a login step was refused by the security service (a 4xx) */
+  loginFailed(ip: string): void;
+}
+
+/** The gateway's numbers (`GatewayPartConfig.rateLimit`; chosen and measured in lab/up.ts). */
+export interface GatewayLimitConfig {
+  perUser: number;
+  userBurst: number;
+  /** how long a user over its rate waits for its turn before a 429 */
+  userMaxWaitMs: number;
+  perClient: number;
+  burst: number;
+  loginsPerClient: number;
+  loginFailuresPerClient: number;
+  loginFailureBurst: number;
+  /** login steps in flight per client address; more wait (up to 256), then 429 */
+  loginsInFlightPerClient: number;
+  /**
+   * how long a client whose failed logins are spent waits for its 429 (default 1 s), in its login
+   * slot. Refused at once, a flooding client asks again at once and keeps the gateway busy
+   * answering (measured: ~550 refusals/s from 32 connections slowed others' logins ~5x); made to
+   * wait, it gets two refusals a second.
+   */
+  refusalDelayMs?: number;
+}
+
+export function rateLimited(): TrustedMsError {
+  return new TrustedMsError('RATE_LIMITED', 'too many requests, try again shortly');
+}
+
+const RELEASE_NOTHING = () => undefined;
+
+/** `limits:off`: nobody is metered. */
+export const NO_LIMITS: GatewayLimits = Object.freeze({
+  admitClient: () => undefined,
+  admitUser: async () => undefined,
+  loginSlot: async () => RELEASE_NOTHING,
+  admitLogin: async () => undefined,
+  loginFailed: () => undefined,
+});
+
+/** The meters of `limits:on`; a login meter left out does not limit (tests give only what they check). */
+export interface LimitMeters {
+  perUser: RateLimiter;
+  perClient: RateLimiter;
+  /** how long a user over its rate may wait for its turn (default 0: refused at once) */
+  perUserMaxWaitMs?: number;
+  logins?: RateLimiter;
+  loginFailures?: RateLimiter;
+  loginsInFlight?: KeyedConcurrency;
+  refusalDelayMs?: number;
+}
+
+/**
+ * `limits:on`. Per user: a user over its rate waits its turn (up to perUserMaxWaitMs) rather than
+ * spinning on cheap 429s that still cost the gateway (dos.request-flood). Logins: failed steps are
+ * counted after the answer and checked before the relay, so a flood of wrong passwords gets a
+ * handful of hashes and then cheap 429s, while successful logins (many users behind one address)
+ * are never counted (dos.login-flood).
+ */
+export class AddressAndUserLimits implements GatewayLimits {
+  readonly #m: LimitMeters;
+
+  constructor(meters: LimitMeters) {
+    this.#m = meters;
+  }
+
+  static fromConfig(c: GatewayLimitConfig, now?: () => number): AddressAndUserLimits {
+    return new AddressAndUserLimits(metersFor(c, now));
+  }
+
+  admitClient(ip: string): void {
+    if (!this.#m.perClient.take(ip)) throw rateLimited();
+  }
+
+  async admitUser(user: string): Promise<void> {
+    const waitMs = this.#m.perUser.reserve(user, this.#m.perUserMaxWaitMs ?? 0);
+    if (waitMs === undefined) throw rateLimited();
+    if (waitMs > 0) await sleep(waitMs);
+  }
+
+  async loginSlot(ip: string): Promise<() => void> {
+    if (this.#m.loginsInFlight === undefined) return RELEASE_NOTHING;
+    const release = await this.#m.loginsInFlight.acquire(ip);
+    if (release === undefined) throw rateLimited();
+    return release;
+  }
+
+  async admitLogin(ip: string): Promise<void> {
+    if (this.#m.loginFailures !== undefined && !this.#m.loginFailures.peek(ip)) {
+      await sleep(this.#m.refusalDelayMs ?? 1000);
+      throw rateLimited();
+    }
+    if (this.#m.logins !== undefined && !this.#m.logins.take(ip)) throw rateLimited();
+  }
+
+  loginFailed(ip: string): void {
+    this.#m.loginFailures?.take(ip);
+  }
+}
+
+/** The meters of `limits:on` from the gateway's numbers. */
+export function metersFor(c: GatewayLimitConfig, now?: () => number): LimitMeters {
+  return {
+    perUser: new RateLimiter(c.perUser, c.userBurst, now),
+    perClient: new RateLimiter(c.perClient, c.burst, now),
+    perUserMaxWaitMs: c.userMaxWaitMs,
+    logins: new RateLimiter(c.loginsPerClient, c.loginsPerClient * 2, now),
+    loginFailures: new RateLimiter(c.loginFailuresPerClient, c.loginFailureBurst, now),
+    loginsInFlight: new KeyedConcurrency(c.loginsInFlightPerClient, 256),
+    ...(c.refusalDelayMs === undefined ? {} : { refusalDelayMs: c.refusalDelayMs }),
+  };
+}
+
+/** The strategy a gateway with these defences gets. */
+export function gatewayLimits(choice: Defences['limits'], config: GatewayLimitConfig): GatewayLimits {
+  return choice === 'on' ? AddressAndUserLimits.fromConfig(config) : NO_LIMITS;
+}
+
+/**
+ * The security service's share of `limits:on`: logins per client address before the password hash
+ * (each costs ~60 ms of CPU), and a user locked out after repeated failures. `off`: neither.
+ */
+export interface SecurityLimits {
+  perClient?: RateLimiter;
+  lockout?: LoginLockout;
+}
+
+export function securityLimits(choice: Defences['limits'], now?: () => number): SecurityLimits {
+  if (choice === 'off') return {};
+  return { perClient: new RateLimiter(20, 40, now), lockout: new LoginLockout(5, 10 * 60_000, 60_000, now) };
+}
