@@ -91,7 +91,7 @@ export default class AttackSimulate extends BaseCommand {
       onProgress: say,
       onResult: (r) =>
         say(
-          `${r.variant}: ${r.id} ${r.outcome}, ${r.without ? 'ablated' : r.passed ? 'as expected' : `expected ${r.expected}`} (${(r.durationMs / 1000).toFixed(1)} s)`,
+          `${r.variant}: ${r.id} ${r.outcome}, ${r.ablation ? 'ablation' : r.passed ? 'as expected' : `expected ${r.expected}`} (${(r.durationMs / 1000).toFixed(1)} s)`,
         ),
     });
     this.log(renderMatrix(report));

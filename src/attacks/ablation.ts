@@ -21,11 +21,11 @@ export function dependences(report: AttackReport): Dependence[] {
   const ids = [...new Set(report.results.map((r) => r.id))];
   return ids.map((id) => {
     const rows = report.results.filter((r) => r.id === id);
-    const full = rows.find((r) => !r.without?.length)?.outcome ?? 'not run';
+    const full = rows.find((r) => !r.ablation)?.outcome ?? 'not run';
     const blockedBy: Ablation[] = [];
     const unjudged: Ablation[] = [];
     for (const r of rows) {
-      if (!r.without?.length) continue;
+      if (!r.ablation || !r.without) continue;
       if (r.outcome === 'error') unjudged.push(...r.without);
       else if (full === 'blocked' && r.outcome === 'succeeded') blockedBy.push(...r.without);
     }

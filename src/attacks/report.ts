@@ -31,7 +31,7 @@ export function renderMatrix(report: AttackReport): string {
   );
   for (const r of report.results.filter((x) => !x.passed)) {
     lines.push(
-      `  ${chalk.red('✗')} ${r.id} in ${columnOf(r)}: ${r.without ? 'no verdict' : `expected ${r.expected}, got ${r.outcome}`}` +
+      `  ${chalk.red('✗')} ${r.id} in ${columnOf(r)}: ${r.ablation ? 'not judged' : `expected ${r.expected}, got ${r.outcome}`}` +
         (r.error ? ` (${r.error.code}: ${r.error.message})` : '') +
         (r.reverted ? '' : ` (revert failed: ${r.revertError})`),
     );

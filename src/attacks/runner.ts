@@ -58,8 +58,10 @@ export interface ScenarioResult {
   posture: Posture;
   /** the lab's column in a report: the posture, or `trusted -links:mtls` for one with a defence removed */
   variant: string;
-  /** the defences removed from the posture for this run (an ablation); its verdict then has no expectation */
+  /** the defences removed from the posture in the lab this ran against */
   without?: Ablation[];
+  /** a variant of the ablation study (`--ablate`): its verdict has no expectation, it is the finding */
+  ablation?: true;
   /** the expectation of the posture (for an ablated lab, of the full posture, shown for comparison) */
   expected: Verdict;
   /** judged from evidence; `error` when the scenario could not run to the end (a failure too) */
@@ -122,10 +124,15 @@ export async function runAttacks(opts: RunOptions): Promise<AttackReport> {
     const { posture } = v;
     const without = [...(v.without ?? [])];
     const label = labelOf(posture, without);
+    // A variant of the ablation study needs its exact lab; a posture asked for plainly takes the
+    // lab running in that posture as it is, with any defence removed from it (the report says
+    // which, and judges it against the posture's expectations: a broken defence shows as failures).
+    const study = v.without !== undefined;
+    const runningWithout = running?.without ?? [];
     const same =
       running?.posture === posture &&
-      (running.without ?? []).length === without.length &&
-      without.every((a) => running.without?.includes(a));
+      (!study ||
+        (runningWithout.length === without.length && without.every((a) => runningWithout.includes(a))));
     if (running && alive && same && opts.home) {
       progress(`${label}: using the running lab ${running.labId} in ${opts.home}`);
       const keyDir = join(opts.home, 'attack-keys');
@@ -139,7 +146,7 @@ export async function runAttacks(opts: RunOptions): Promise<AttackReport> {
           lab: 'running',
           services: running.parts.filter((p) => p.kind === 'service').length,
         });
-        await runScenarios(running, users, opts, results);
+        await runScenarios(running, users, opts, results, study);
       } finally {
         await removeAttackUsers(opts.home, keyDir);
       }
@@ -165,7 +172,7 @@ export async function runAttacks(opts: RunOptions): Promise<AttackReport> {
         onProgress: (s) => progress(`${label}: ${s}`),
       });
       postures.push({ ...base, labId: up.state.labId, lab: 'started', services, labUpMs: Date.now() - t0 });
-      await runScenarios(up.state, users, opts, results);
+      await runScenarios(up.state, users, opts, results, study);
     } catch (err) {
       // A lab that would not come up: every scenario of the lab fails, with the reason.
       const error = errorOf(err);
@@ -173,7 +180,7 @@ export async function runAttacks(opts: RunOptions): Promise<AttackReport> {
       const lab = { posture, ...(without.length ? { without } : {}) };
       for (const s of opts.scenarios) {
         if (results.some((r) => r.id === s.id && r.variant === label)) continue;
-        const r = resultOf(s, lab, 'error', { attempts: [] }, 0, true, undefined, error);
+        const r = resultOf(s, lab, study, 'error', { attempts: [] }, 0, true, undefined, error);
         results.push(r);
         opts.onResult?.(r);
       }
@@ -206,19 +213,21 @@ export async function runScenarios(
   users: { victim: LabUser; attacker: LabUser },
   opts: RunOptions,
   results: ScenarioResult[],
+  /** a variant of the ablation study: its verdicts have no expectation */
+  study = false,
 ): Promise<void> {
   // Once a revert fails the lab is no longer the one the expectations were declared for: later
   // scenarios are reported as not run, with the reason, rather than judged on a changed lab.
   let notRestored: { code: string; message: string } | undefined;
   for (const scenario of opts.scenarios) {
     if (notRestored) {
-      const r = resultOf(scenario, lab, 'error', { attempts: [] }, 0, true, undefined, notRestored);
+      const r = resultOf(scenario, lab, study, 'error', { attempts: [] }, 0, true, undefined, notRestored);
       results.push(r);
       opts.onResult?.(r);
       continue;
     }
     opts.onProgress?.(`${lab.posture}: ${scenario.id} …`);
-    const r = await runScenario(scenario, lab, users, opts.timeoutMs ?? 10_000);
+    const r = await runScenario(scenario, lab, users, opts.timeoutMs ?? 10_000, study);
     results.push(r);
     opts.onResult?.(r);
     if (!r.reverted) {
@@ -237,6 +246,7 @@ export async function runScenario(
   lab: LabState,
   users: { victim: LabUser; attacker: LabUser },
   timeoutMs: number,
+  study = false,
 ): Promise<ScenarioResult> {
   const t0 = Date.now();
   const client = attackerClient();
@@ -269,12 +279,13 @@ export async function runScenario(
     }
     await client.close().catch(() => undefined);
   }
-  return resultOf(scenario, lab, outcome, ctx.evidence, Date.now() - t0, reverted, revertError, error);
+  return resultOf(scenario, lab, study, outcome, ctx.evidence, Date.now() - t0, reverted, revertError, error);
 }
 
 function resultOf(
   s: Scenario,
   lab: Pick<LabState, 'posture' | 'without'>,
+  study: boolean,
   outcome: Verdict | 'error',
   evidence: Evidence,
   durationMs: number,
@@ -285,9 +296,10 @@ function resultOf(
   const { posture } = lab;
   const without = [...(lab.without ?? [])];
   const expected = s.expected[posture];
-  // With a defence removed there is no expectation: the verdict is the finding (which defence
-  // the scenario depends on). It still must be a verdict, and the lab must be restored.
-  const ablated = without.length > 0;
+  // In the ablation study a lab with a defence removed has no expectation: the verdict is the
+  // finding (which defence the scenario depends on). It still must be a verdict, and the lab must
+  // be restored.
+  const ablated = study && without.length > 0;
   return {
     id: s.id,
     title: s.title,
@@ -295,7 +307,8 @@ function resultOf(
     technique: s.technique,
     posture,
     variant: labelOf(posture, without),
-    ...(ablated ? { without } : {}),
+    ...(without.length ? { without } : {}),
+    ...(ablated ? { ablation: true } : {}),
     expected,
     outcome,
     passed: (ablated ? outcome !== 'error' : outcome === expected) && reverted,
