@@ -23,6 +23,8 @@ import {
   getUser,
   importHtpasswd,
   removeUser,
+  removeUserKey,
+  replaceUserKeys,
   toPublicUser,
 } from '../../users/users.js';
 import { CLIENT_ADDRESS_HEADER, clientAddressOf } from '../client-address.js';
@@ -600,18 +602,23 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
       async (request) => {
         const { key, replace } = request.body;
         if (replace) {
-          const record = await store.update((data) => {
-            const u = Object.hasOwn(data.users, request.params.name)
-              ? data.users[request.params.name]
-              : undefined;
-            if (u) u.keys = [key];
-            return u;
-          });
-          if (!record) throw new TrustedMsError('USER_NOT_FOUND', `no user named ${request.params.name}`);
-          await audit({ actor: 'admin', action: 'user.key.replace', target: record.name, outcome: 'ok' });
-          return toPublicUser(record);
+          const user = toPublicUser(
+            await replaceUserKeys(store, request.params.name, key, { actor: 'admin' }),
+          );
+          await revocations.publish(); // the replaced keys' tickets go with them
+          return user;
         }
         return toPublicUser(await addUserKey(store, request.params.name, key, { actor: 'admin' }));
+      },
+    );
+    admin.delete<{ Params: { name: string; thumbprint: string } }>(
+      '/v1/admin/users/:name/keys/:thumbprint',
+      async (request) => {
+        const r = await removeUserKey(store, request.params.name, request.params.thumbprint, {
+          actor: 'admin',
+        });
+        await revocations.publish(); // the tickets bound to the key go with it
+        return { user: toPublicUser(r.user), removed: r.removed, notBefore: r.notBefore };
       },
     );
     admin.post<{ Body: { text: string; role: string } }>(
