@@ -107,22 +107,39 @@ function parseOpenSshLine(text: string): KeyObject {
     );
   }
   const [, type, b64] = m as unknown as [string, string, string];
-  const blob = Buffer.from(b64, 'base64');
+  return publicKeyFromSshBlob(Buffer.from(b64, 'base64'), type);
+}
+
+/**
+ * The public key in an SSH key blob (RFC 4253 §6.6: `string type, ...`), as an OpenSSH line or
+ * ssh-agent carries it; `expectedType`, when given, must be the type inside. Ed25519 or RSA ≥ 2048.
+ */
+export function publicKeyFromSshBlob(blob: Buffer, expectedType?: string): KeyObject {
   let key: KeyObject;
+  let type = expectedType ?? 'ssh';
   try {
     const r = new SshReader(blob);
-    if (r.string().toString('latin1') !== type) throw new Error('the key type inside differs');
-    const jwk: JsonWebKey =
-      type === 'ssh-ed25519'
-        ? { kty: 'OKP', crv: 'Ed25519', x: exactly(r.string(), 32).toString('base64url') }
-        : (() => {
-            const e = r.mpint();
-            const n = r.mpint();
-            return { kty: 'RSA', e: e.toString('base64url'), n: n.toString('base64url') };
-          })();
+    const inside = r.string().toString('latin1');
+    if (expectedType !== undefined && inside !== expectedType) throw new Error('the key type inside differs');
+    type = inside;
+    if (type !== 'ssh-ed25519' && type !== 'ssh-rsa') {
+      throw new TrustedMsError(
+        'KEY_TYPE_UNSUPPORTED',
+        `unsupported OpenSSH key type ${type.slice(0, 48)}: use ssh-ed25519 or ssh-rsa (2048 bits or more)`,
+      );
+    }
+    let jwk: JsonWebKey;
+    if (type === 'ssh-ed25519') {
+      jwk = { kty: 'OKP', crv: 'Ed25519', x: exactly(r.string(), 32).toString('base64url') };
+    } else {
+      const e = r.mpint();
+      const n = r.mpint();
+      jwk = { kty: 'RSA', e: e.toString('base64url'), n: n.toString('base64url') };
+    }
     r.end();
     key = createPublicKey({ key: jwk, format: 'jwk' });
   } catch (cause) {
+    if (cause instanceof TrustedMsError) throw cause;
     throw new TrustedMsError('KEY_INVALID', `not a valid ${type} public key (truncated or damaged)`, {
       cause,
     });
