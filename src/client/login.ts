@@ -60,7 +60,7 @@ export async function login(
         { actions: ['log in with --key FILE (an RSA key) in the paper posture'] },
       );
     }
-    const c = await jsonRequest<{ id: string; ticket: string }>(`${lab.gatewayUrl}/auth/challenge`, {
+    const c = await jsonRequest<{ id: string; ticket: string }>(`${lab.gatewayUrl}/v1/auth/challenge`, {
       body: { user, password },
       ...via,
     });
@@ -68,7 +68,7 @@ export async function login(
     const encrypted = paperEncrypt(privateKey, Buffer.from(c.ticket, 'base64url'));
     const t2 = performance.now();
     const v = await jsonRequest<{ ticket: string; expiresAt: number; thumbprint: string }>(
-      `${lab.gatewayUrl}/auth/verify`,
+      `${lab.gatewayUrl}/v1/auth/verify`,
       {
         body: { id: c.id, signature: encrypted.toString('base64url') },
         ...via,
@@ -87,7 +87,7 @@ export async function login(
     };
   }
   const exchange = newExchangeKeyPair();
-  const challenge = await jsonRequest<Challenge>(`${lab.gatewayUrl}/auth/challenge`, {
+  const challenge = await jsonRequest<Challenge>(`${lab.gatewayUrl}/v1/auth/challenge`, {
     body: { user, password, clientKey: exchange.publicKeyRaw },
     ...via,
   });
@@ -110,7 +110,7 @@ export async function login(
   );
   const t2 = performance.now();
   const v = await jsonRequest<{ ticket: string; expiresAt: number; serverKey: string; thumbprint: string }>(
-    `${lab.gatewayUrl}/auth/verify`,
+    `${lab.gatewayUrl}/v1/auth/verify`,
     { body: { id: challenge.id, signature }, ...via },
   );
   const sessionKey = deriveSessionKey(exchange.privateKey, v.serverKey, challenge.id);

@@ -66,7 +66,7 @@ export interface GatewayDeps {
   labToken?: string;
   /** one line per refusal; stderr by default */
   log?: (line: string) => void;
-  /** paper, trusted: the security service, to which `POST /auth/challenge` and `/auth/verify` are relayed */
+  /** paper, trusted: the security service, to which `POST /v1/auth/challenge` and `/v1/auth/verify` are relayed */
   auth?: Upstream;
   /** trusted: logins allowed per client address (each costs the security service a password hash) */
   authRateLimit?: RateLimiter;
@@ -375,7 +375,7 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
       throw rateLimited();
     }
     const body = (request.body as Buffer | undefined) ?? EMPTY;
-    const step = request.url.startsWith('/auth/verify') ? 'verify' : 'challenge';
+    const step = /^(\/v1)?\/auth\/verify/.test(request.url) ? 'verify' : 'challenge';
     const contentType = request.headers['content-type'];
     const headers: Record<string, string> = {
       'content-type': typeof contentType === 'string' ? contentType : 'application/json',
@@ -405,6 +405,10 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
       return { user: p.user, role: p.role };
     });
   }
+  // The canonical paths are the security service's own (docs/protocol.md, "The login flow");
+  // `/auth/...` stays as an alias for the clients written before, same handler, same limits.
+  app.post('/v1/auth/challenge', relayAuth);
+  app.post('/v1/auth/verify', relayAuth);
   app.post('/auth/challenge', relayAuth);
   app.post('/auth/verify', relayAuth);
 
