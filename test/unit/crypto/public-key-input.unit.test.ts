@@ -82,6 +82,14 @@ describe('parsePublicKeyInput', () => {
       'KEY_INVALID',
     ],
     ['a comment-only OpenSSH file', async () => '# alice laptop\n\n# nothing else\n', 'KEY_INVALID'],
+    [
+      'an ssh-ed25519 blob with bytes after the key',
+      async () => {
+        const [type, b64] = (await file('ed.pub')).split(' ') as [string, string];
+        return `${type} ${Buffer.concat([Buffer.from(b64, 'base64'), Buffer.from([0, 0, 0, 1, 7])]).toString('base64')}`;
+      },
+      'KEY_INVALID',
+    ],
     ['an ssh-ed25519 line cut short', async () => (await file('ed.pub')).slice(0, 40), 'KEY_INVALID'],
     [
       'a type that lies about its blob',
