@@ -7,8 +7,10 @@ import { PROOF_HEADER, type ProofVerifier } from '../../protocol/proof.js';
 import type { RevocationView } from '../../protocol/revocation-list.js';
 import { openSessionKey } from '../../protocol/session-key.js';
 import type { TicketClaims, TicketVerifier } from '../../protocol/ticket.js';
+import { CHALLENGE_REQUEST_BODY, VERIFY_REQUEST_BODY } from '../../protocol/wire-schemas.js';
 import { CLIENT_ADDRESS_HEADER } from '../client-address.js';
 import { createHttpApp, toHttpError } from '../http.js';
+import { describeApi } from '../openapi.js';
 import type { KeyedConcurrency, RateLimiter } from '../rate-limit.js';
 import { type AttestationTable, parseAttestationEntries } from './attestation-table.js';
 import type { Upstream } from './upstream.js';
@@ -150,6 +152,11 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
   const contexts = new WeakMap<FastifyRequest, RequestContext>();
 
   const app = createHttpApp();
+  describeApi(app, {
+    title: 'trusted-ms gateway',
+    description:
+      "The lab's only entry point: the login (relayed to the security service), and /svc/<service>/... with a ticket and, in the trusted posture, a proof (docs/protocol.md).",
+  });
   app.removeAllContentTypeParsers();
   const raw = (_req: FastifyRequest, body: Buffer, done: (err: Error | null, body?: Buffer) => void) =>
     done(null, body);
@@ -407,14 +414,29 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
   }
   // The canonical paths are the security service's own (docs/protocol.md, "The login flow");
   // `/auth/...` stays as an alias for the clients written before, same handler, same limits.
-  app.post('/v1/auth/challenge', relayAuth);
-  app.post('/v1/auth/verify', relayAuth);
-  app.post('/auth/challenge', relayAuth);
-  app.post('/auth/verify', relayAuth);
+  for (const [prefix, deprecated] of [
+    ['/v1', false],
+    ['', true],
+  ] as const) {
+    app.post(`${prefix}/auth/challenge`, loginRoute(CHALLENGE_REQUEST_BODY, deprecated), relayAuth);
+    app.post(`${prefix}/auth/verify`, loginRoute(VERIFY_REQUEST_BODY, deprecated), relayAuth);
+  }
 
   app.all('/svc/:service', forward);
   app.all('/svc/:service/*', forward);
   return app;
+}
+
+/**
+ * A relayed login step's route options: the body schema is there to describe the API (OpenAPI);
+ * the security service validates the body, so the gateway's own validator accepts whatever it
+ * relays (it sees the raw bytes, not parsed JSON).
+ */
+function loginRoute(body: object, deprecated: boolean) {
+  return {
+    schema: { body, ...(deprecated ? { deprecated: true } : {}) },
+    validatorCompiler: () => () => true,
+  };
 }
 
 function rateLimited(): TrustedMsError {

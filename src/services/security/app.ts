@@ -14,6 +14,7 @@ import {
 } from '../../protocol/challenge.js';
 import { deriveSessionKey, newExchangeKeyPair, sealSessionKey } from '../../protocol/session-key.js';
 import { issueTicket, type TicketClaims } from '../../protocol/ticket.js';
+import { CHALLENGE_REQUEST_BODY, VERIFY_REQUEST_BODY } from '../../protocol/wire-schemas.js';
 import type { UserKey, UserRecord } from '../../store/schema.js';
 import type { LabStore } from '../../store/store.js';
 import {
@@ -29,6 +30,7 @@ import {
 } from '../../users/users.js';
 import { CLIENT_ADDRESS_HEADER, clientAddressOf } from '../client-address.js';
 import { createHttpApp } from '../http.js';
+import { describeApi } from '../openapi.js';
 import { LoginLockout, RateLimiter } from '../rate-limit.js';
 import { labAudience, labIssuer } from './issuer.js';
 import type { ServiceRegistry, ServiceStatus } from './registry.js';
@@ -74,6 +76,11 @@ const B64URL = { type: 'string', minLength: 1, maxLength: 4096, pattern: '^[A-Za
 export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
   const now = deps.now ?? Date.now;
   const app = createHttpApp();
+  describeApi(app, {
+    title: 'trusted-ms security service',
+    description:
+      'Users, keys, logins (docs/protocol.md), the service registry, revocations, and the admin API the CLI uses while a lab runs (lab token).',
+  });
   const pending = new Map<string, Pending>();
   const lockout = new LoginLockout(5, 10 * 60_000, 60_000, now);
   // Per client address, before the password hash (each costs ~60 ms of CPU): trusted only, like the
@@ -212,20 +219,7 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
 
   app.post<{ Body: { user: string; password: string; clientKey?: string } }>(
     '/v1/auth/challenge',
-    {
-      schema: {
-        body: {
-          type: 'object',
-          required: ['user', 'password'],
-          additionalProperties: false,
-          properties: {
-            user: NAME,
-            password: { type: 'string', minLength: 1, maxLength: 1024 },
-            clientKey: B64URL,
-          },
-        },
-      },
-    },
+    { schema: { body: CHALLENGE_REQUEST_BODY } },
     async (request) => {
       if (deps.posture === 'none') {
         throw new TrustedMsError(
@@ -266,16 +260,7 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
 
   app.post<{ Body: { id: string; signature: string } }>(
     '/v1/auth/verify',
-    {
-      schema: {
-        body: {
-          type: 'object',
-          required: ['id', 'signature'],
-          additionalProperties: false,
-          properties: { id: B64URL, signature: B64URL },
-        },
-      },
-    },
+    { schema: { body: VERIFY_REQUEST_BODY } },
     async (request) => {
       const { id, signature } = request.body;
       const p = pending.get(id);

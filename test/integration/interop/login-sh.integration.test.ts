@@ -135,4 +135,14 @@ describe('docs/clients/login.sh', () => {
       expect(JSON.parse(res.stdout)).toMatchObject({ code: 'CHALLENGE_UNKNOWN' });
     }
   });
+
+  it('the running gateway serves its OpenAPI document at /openapi.json, the committed one for its posture', async () => {
+    const res = await execa('curl', ['-sS', `${lab.state.gatewayUrl}/openapi.json`]);
+    const served = JSON.parse(res.stdout) as { openapi: string; paths: Record<string, unknown> };
+    const committed = JSON.parse(await readFile(join(repoRoot, 'docs', 'openapi', 'gateway.json'), 'utf8'));
+    expect(served.openapi).toBe('3.1.0');
+    // The committed document is the union of the postures; a trusted gateway has no /auth/basic.
+    const { ['/auth/basic']: _noneOnly, ...trustedPaths } = committed.paths;
+    expect(served.paths).toEqual(trustedPaths);
+  });
 });
