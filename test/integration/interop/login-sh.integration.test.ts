@@ -142,7 +142,7 @@ describe('docs/clients/login.sh', () => {
     const committed = JSON.parse(await readFile(join(repoRoot, 'docs', 'openapi', 'gateway.json'), 'utf8'));
     expect(served.openapi).toBe('3.1.0');
     // The committed document is the union of the postures; a trusted gateway has no /auth/basic.
-    const { ['/auth/basic']: _noneOnly, ...trustedPaths } = committed.paths;
+    const { '/auth/basic': _noneOnly, ...trustedPaths } = committed.paths;
     expect(served.paths).toEqual(trustedPaths);
   });
 });

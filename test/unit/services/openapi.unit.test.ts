@@ -71,7 +71,7 @@ describe('the check itself', () => {
   it('fails for a document without one of the routes', async () => {
     served.length = 0;
     const doc = await securityDocument();
-    const { ['/v1/auth/verify']: _gone, ...paths } = doc.paths;
+    const { '/v1/auth/verify': _gone, ...paths } = doc.paths;
     expect(missing({ ...doc, paths })).toEqual(['POST /v1/auth/verify']);
   });
 });
