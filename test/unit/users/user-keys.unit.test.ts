@@ -2,9 +2,10 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { splitStdinSecrets } from '../../../src/client/login-key.js';
 import { isTrustedMsError } from '../../../src/errors.js';
 import type { Role } from '../../../src/policy/types.js';
-import { RevocationView } from '../../../src/protocol/revocation-list.js';
+import { parseRevocationList, RevocationView } from '../../../src/protocol/revocation-list.js';
 import { RevocationBook, reinstateUserIn, revokeUserIn } from '../../../src/services/security/revocations.js';
 import type { UserKey } from '../../../src/store/schema.js';
 import { LabStore } from '../../../src/store/store.js';
@@ -183,5 +184,36 @@ describe('store schema 1 → 2', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('the published list with key refusals, as a part receives it', () => {
+  const list = (keys: unknown) => ({
+    version: 'e.1',
+    users: { alice: { notBefore: 0, revoked: false, keys } },
+    quarantined: [],
+  });
+
+  it('keeps a well-formed entry and refuses a malformed one whole', () => {
+    expect(parseRevocationList(list({ [LAPTOP]: 5 })).users.alice?.keys).toEqual({ [LAPTOP]: 5 });
+    for (const bad of [{ short: 5 }, { [LAPTOP]: '5' }, [5], null]) {
+      expect(() => parseRevocationList(list(bad))).toThrow(/revocation list is invalid/);
+    }
+  });
+});
+
+describe('splitStdinSecrets (user login --password-stdin --passphrase-stdin)', () => {
+  it('reads the password, then the passphrase, one per line; one alone takes the whole input', () => {
+    expect(splitStdinSecrets('pw\nphrase with spaces\n', { password: true, passphrase: true })).toEqual({
+      password: 'pw',
+      passphrase: 'phrase with spaces',
+    });
+    expect(splitStdinSecrets('only\n', { password: false, passphrase: true })).toEqual({
+      password: undefined,
+      passphrase: 'only',
+    });
+    expect(() => splitStdinSecrets('one line', { password: true, passphrase: true })).toThrow(
+      /password, then the passphrase/,
+    );
   });
 });
