@@ -25,7 +25,19 @@ die() { printf 'login.sh: %s\n' "$*" >&2; exit 1; }
 GW=${1%/}; NAME=$2; KEY=$3; CALL_PATH=${4:-}
 [ -n "${TMS_AUDIENCE:-}" ] || die 'set TMS_AUDIENCE=trusted-ms://<lab-id>/security (the service you mean to log in to)'
 [ -r "$KEY" ] || die "cannot read the private key $KEY"
-if [ -z "${TMS_PASSWORD:-}" ]; then IFS= read -r TMS_PASSWORD || true; fi
+if [ -z "${TMS_PASSWORD:-}" ]; then
+  if [ -t 0 ]; then
+    # Not echoed on a terminal; echo restored however the read ends.
+    printf 'Password for %s: ' "$NAME" >&2
+    trap 'stty echo' EXIT INT TERM
+    stty -echo
+    IFS= read -r TMS_PASSWORD || true
+    stty echo
+    echo >&2
+  else
+    IFS= read -r TMS_PASSWORD || true
+  fi
+fi
 [ -n "$TMS_PASSWORD" ] || die 'no password: set TMS_PASSWORD or give it on standard input'
 
 W=$(mktemp -d)
