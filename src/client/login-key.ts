@@ -19,13 +19,13 @@ export interface LoginSecrets {
 
 /**
  * `--password-stdin` and `--passphrase-stdin` together read two lines: the password, then the
- * key's passphrase. Alone, each takes the whole input (one trailing newline removed).
+ * key's passphrase. Alone, each takes the whole input, as before. `body` is standard input as
+ * readPasswordFromStdin gives it (one trailing newline already removed).
  */
 export function splitStdinSecrets(
-  text: string,
+  body: string,
   opts: { password: boolean; passphrase: boolean },
 ): LoginSecrets {
-  const body = text.replace(/\r?\n$/, '');
   if (opts.password && opts.passphrase) {
     const nl = body.indexOf('\n');
     if (nl < 0) {

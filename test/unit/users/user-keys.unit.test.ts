@@ -204,13 +204,13 @@ describe('the published list with key refusals, as a part receives it', () => {
 
 describe('splitStdinSecrets (user login --password-stdin --passphrase-stdin)', () => {
   it('reads the password, then the passphrase, one per line; one alone takes the whole input', () => {
-    expect(splitStdinSecrets('pw\nphrase with spaces\n', { password: true, passphrase: true })).toEqual({
+    expect(splitStdinSecrets('pw\nphrase with spaces', { password: true, passphrase: true })).toEqual({
       password: 'pw',
       passphrase: 'phrase with spaces',
     });
     expect(splitStdinSecrets('only\n', { password: false, passphrase: true })).toEqual({
       password: undefined,
-      passphrase: 'only',
+      passphrase: 'only\n',
     });
     expect(() => splitStdinSecrets('one line', { password: true, passphrase: true })).toThrow(
       /password, then the passphrase/,
