@@ -54,6 +54,12 @@ export const ERROR_CODES = {
   KEY_PERMISSIONS_TOO_OPEN: { exit: 5, http: 400 },
   KEY_INVALID: { exit: 5, http: 400 },
   KEY_TYPE_UNSUPPORTED: { exit: 5, http: 400 },
+  /** The private key is encrypted and no passphrase could be asked for (no terminal, no --passphrase-stdin). */
+  KEY_PASSPHRASE_REQUIRED: { exit: 5, http: 400 },
+  /** The passphrase does not open the key. */
+  KEY_PASSPHRASE_WRONG: { exit: 5, http: 400 },
+  /** ssh-agent: not reachable, or holds no key that can sign for the user. */
+  AGENT_UNAVAILABLE: { exit: 5, http: 400 },
   // store
   STORE_CORRUPT: { exit: 6, http: 500 },
   STORE_VERSION_UNSUPPORTED: { exit: 6, http: 500 },

@@ -8,9 +8,9 @@ import { type KeygenResult, keygenForUser } from '../../src/users/keygen.js';
 export type UserKeygenResult = KeygenResult;
 
 export default class UserKeygen extends BaseCommand {
-  static override summary = "Generate a user's key pair and register its public key.";
+  static override summary = "Generate a user's key pair here and register its public key.";
   static override description =
-    'The private key is written with mode 0600 to <key-dir>/<name>.pem and never enters the store. Ed25519 by default; RSA for the paper posture, whose scheme needs it.';
+    "For the lab's own users: the key pair is generated on this machine and the private key written with mode 0600 to <key-dir>/<name>.pem; it never enters the store. Ed25519 by default; RSA for the paper posture, whose scheme needs it. A user who already has a key registers its public half instead: `user key add`. --force replaces the user's keys and revokes the tickets bound to them.";
   static override examples = [
     '<%= config.bin %> <%= command.id %> alice',
     '<%= config.bin %> <%= command.id %> bob --type rsa --bits 3072',
@@ -36,7 +36,9 @@ export default class UserKeygen extends BaseCommand {
       force: flags.force,
     });
     const kind = result.type === 'rsa' ? `RSA-${result.bits}` : 'Ed25519';
-    this.log(`${kind} key for ${result.user} written to ${result.privateKeyFile} (0600)`);
+    this.log(
+      `${kind} key for ${result.user} generated here; private key written to ${result.privateKeyFile} (0600)`,
+    );
     this.log(`thumbprint ${result.thumbprint}`);
     return result;
   }

@@ -35,3 +35,18 @@ export async function obtainPassword(opts: {
   }
   return first;
 }
+
+/** The passphrase from standard input, else a hidden prompt when there is a terminal, else none. */
+export function passphraseSource(
+  given: string | undefined,
+  file: string,
+): (() => Promise<string>) | undefined {
+  if (given !== undefined) return async () => given;
+  if (!process.stdin.isTTY) return undefined;
+  return async () => {
+    const { default: password } = await import('@inquirer/password');
+    const p = await password({ message: `Passphrase for ${file}:`, mask: true });
+    if (p === '') throw new TrustedMsError('KEY_PASSPHRASE_REQUIRED', 'an empty passphrase was given');
+    return p;
+  };
+}

@@ -1,13 +1,19 @@
-import type { KeyObject } from 'node:crypto';
+import { KeyObject } from 'node:crypto';
 import type { Dispatcher } from 'undici';
 import { paperEncrypt } from '../crypto/paper-scheme.js';
 import { TrustedMsError } from '../errors.js';
 import { jsonRequest } from '../kernel/http-client.js';
 import type { LabState } from '../kernel/lab-state.js';
-import { type Challenge, signatureToWire, signChallenge } from '../protocol/challenge.js';
+import {
+  type Challenge,
+  challengeSigningBytes,
+  signatureToWire,
+  signChallenge,
+} from '../protocol/challenge.js';
 import { labIssuer } from '../protocol/issuer.js';
 import { deriveSessionKey, newExchangeKeyPair } from '../protocol/session-key.js';
 import type { Session } from './session.js';
+import type { ChallengeSigner } from './ssh-agent.js';
 
 export interface LoginTimings {
   challengeMs: number;
@@ -24,7 +30,8 @@ export async function login(
   lab: Pick<LabState, 'labId' | 'posture' | 'defences' | 'gatewayUrl'>,
   user: string,
   password: string,
-  privateKey: KeyObject | undefined,
+  /** the private key, or a signer that holds it elsewhere (ssh-agent: trusted posture only) */
+  privateKey: KeyObject | ChallengeSigner | undefined,
   /** the connection to use (a load's virtual user has its own); the global one by default */
   dispatcher?: Dispatcher,
 ): Promise<{ session: Session; timings: LoginTimings }> {
@@ -47,7 +54,14 @@ export async function login(
     throw new TrustedMsError('KEY_NOT_FOUND', `login:${scheme} (${lab.posture}) needs ${user}'s private key`);
   const t0 = performance.now();
   if (scheme !== 'challenge') {
-    const c = await jsonRequest<{ id: string; ticket: string }>(`${lab.gatewayUrl}/auth/challenge`, {
+    if (!(privateKey instanceof KeyObject)) {
+      throw new TrustedMsError(
+        'POSTURE_MISMATCH',
+        "the paper posture's scheme encrypts with the RSA private key itself: an agent cannot do it",
+        { actions: ['log in with --key FILE (an RSA key) in the paper posture'] },
+      );
+    }
+    const c = await jsonRequest<{ id: string; ticket: string }>(`${lab.gatewayUrl}/v1/auth/challenge`, {
       body: { user, password },
       ...via,
     });
@@ -55,7 +69,7 @@ export async function login(
     const encrypted = paperEncrypt(privateKey, Buffer.from(c.ticket, 'base64url'));
     const t2 = performance.now();
     const v = await jsonRequest<{ ticket: string; expiresAt: number; thumbprint: string }>(
-      `${lab.gatewayUrl}/auth/verify`,
+      `${lab.gatewayUrl}/v1/auth/verify`,
       {
         body: { id: c.id, signature: encrypted.toString('base64url') },
         ...via,
@@ -74,7 +88,7 @@ export async function login(
     };
   }
   const exchange = newExchangeKeyPair();
-  const challenge = await jsonRequest<Challenge>(`${lab.gatewayUrl}/auth/challenge`, {
+  const challenge = await jsonRequest<Challenge>(`${lab.gatewayUrl}/v1/auth/challenge`, {
     body: { user, password, clientKey: exchange.publicKeyRaw },
     ...via,
   });
@@ -90,10 +104,14 @@ export async function login(
       'the challenge was not issued for this login: refusing to sign it',
     );
   }
-  const signature = signatureToWire(signChallenge(privateKey, challenge));
+  const signature = signatureToWire(
+    privateKey instanceof KeyObject
+      ? signChallenge(privateKey, challenge)
+      : await privateKey.sign(challengeSigningBytes(challenge)),
+  );
   const t2 = performance.now();
   const v = await jsonRequest<{ ticket: string; expiresAt: number; serverKey: string; thumbprint: string }>(
-    `${lab.gatewayUrl}/auth/verify`,
+    `${lab.gatewayUrl}/v1/auth/verify`,
     { body: { id: challenge.id, signature }, ...via },
   );
   const sessionKey = deriveSessionKey(exchange.privateKey, v.serverKey, challenge.id);

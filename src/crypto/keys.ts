@@ -3,8 +3,9 @@ import { constants as fsConstants } from 'node:fs';
 import { chmod, type FileHandle, link, lstat, mkdir, open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join, relative, sep } from 'node:path';
 import { promisify } from 'node:util';
-import { errnoCode, TrustedMsError } from '../errors.js';
+import { errnoCode, isTrustedMsError, TrustedMsError } from '../errors.js';
 import { syncDir } from '../fs-sync.js';
+import { OPENSSH_PRIVATE_RE, parseOpenSshPrivateKey, passphraseRequired } from './openssh.js';
 import { readSecretFile } from './secret-file.js';
 import { MIN_RSA_BITS } from './signature.js';
 import { jwkThumbprint } from './thumbprint.js';
@@ -158,20 +159,37 @@ export async function writePrivateKeyFile(
 
 /**
  * Loads a user's private key, with ssh's checks: the file must exist, be a regular file readable
- * by us, not be accessible by group or others, hold an unencrypted PEM private key, and be an
- * Ed25519 or RSA (>= 2048 bits) key. Messages name the file and the fix, never the key's content.
+ * by us, not be accessible by group or others, hold a PEM (PKCS#8, PKCS#1) or OpenSSH private key,
+ * and be an Ed25519 or RSA (>= 2048 bits) key. An encrypted key is opened with `passphrase`, asked
+ * only then. Messages name the file and the fix, never the key's content.
  */
-export async function loadPrivateKeyFile(path: string): Promise<KeyObject> {
-  const text = await readSecretFile(path, {
-    maxBytes: MAX_KEY_FILE_BYTES,
-    notFound: () =>
-      new TrustedMsError('KEY_NOT_FOUND', `no private key file at ${path}`, {
-        actions: ['create one with `trusted-ms user keygen <user>`'],
-      }),
-    // A folder or a FIFO where the key should be: unreadable, not an invalid key.
-    notRegularCode: 'KEY_UNREADABLE',
-  });
-  const key = parsePrivateKeyPem(text, path);
+export async function loadPrivateKeyFile(
+  path: string,
+  opts: { passphrase?: () => Promise<string> } = {},
+): Promise<KeyObject> {
+  const read = (shared: boolean) =>
+    readSecretFile(path, {
+      maxBytes: MAX_KEY_FILE_BYTES,
+      notFound: () =>
+        new TrustedMsError('KEY_NOT_FOUND', `no private key file at ${path}`, {
+          actions: [
+            'create one with `trusted-ms user keygen <user>`, or give your own with --key (or use --agent)',
+          ],
+        }),
+      // A folder or a FIFO where the key should be: unreadable, not an invalid key.
+      notRegularCode: 'KEY_UNREADABLE',
+      shared,
+    });
+  let text: string;
+  try {
+    text = await read(false);
+  } catch (err) {
+    // A world-readable .pub given for the private key: "chmod 600" would be the wrong fix.
+    if (!isTrustedMsError(err, 'KEY_PERMISSIONS_TOO_OPEN')) throw err;
+    refusePublicKey(await read(true).catch(() => ''), path);
+    throw err;
+  }
+  const key = await parsePrivateKeyText(text, path, opts.passphrase);
   describeKey(key);
   return key;
 }
@@ -202,30 +220,45 @@ export function parsePublicKeyPem(pem: string): KeyObject {
   return key;
 }
 
-function parsePrivateKeyPem(text: string, path: string): KeyObject {
-  if (/-----BEGIN ENCRYPTED PRIVATE KEY-----/.test(text) || /Proc-Type: *4, *ENCRYPTED/.test(text)) {
-    throw new TrustedMsError(
-      'KEY_INVALID',
-      `${path} holds a passphrase-protected key, which is not supported`,
-      {
-        actions: [
-          `remove the passphrase: openssl pkey -in ${path} -out ${path}.new && mv ${path}.new ${path}`,
-        ],
-      },
-    );
-  }
-  if (/-----BEGIN OPENSSH PRIVATE KEY-----/.test(text)) {
-    throw new TrustedMsError('KEY_INVALID', `${path} is in OpenSSH format; a PEM (PKCS#8) key is needed`, {
-      actions: [`convert it: ssh-keygen -p -m PKCS8 -f ${path}`],
+/** A public key where a private key is needed: say where the private key is, and what else works. */
+function refusePublicKey(text: string, path: string): void {
+  if (
+    /-----BEGIN (RSA )?PUBLIC KEY-----/.test(text) ||
+    /^\s*(ssh-ed25519|ssh-rsa|ecdsa-[\w-]+) AAAA/.test(text)
+  ) {
+    throw new TrustedMsError('KEY_INVALID', `${path} holds a public key; logging in needs the private key`, {
+      actions: [
+        `give the private key file (for ssh-keygen keys, the one without .pub: ${path.replace(/\.pub$/, '')})`,
+        'or keep the private key in ssh-agent and use --agent',
+        'to register this public key: trusted-ms user key add <name> --public-key <file>',
+      ],
     });
   }
-  if (!/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(text)) {
-    throw new TrustedMsError('KEY_INVALID', `${path} does not hold a PEM private key`);
+}
+
+async function parsePrivateKeyText(
+  text: string,
+  path: string,
+  passphrase: (() => Promise<string>) | undefined,
+): Promise<KeyObject> {
+  refusePublicKey(text, path);
+  if (OPENSSH_PRIVATE_RE.test(text)) {
+    return parseOpenSshPrivateKey(text, path, passphrase);
   }
+  if (!/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(text)) {
+    throw new TrustedMsError('KEY_INVALID', `${path} does not hold a PEM or OpenSSH private key`);
+  }
+  const encrypted =
+    /-----BEGIN ENCRYPTED PRIVATE KEY-----/.test(text) || /Proc-Type: *4, *ENCRYPTED/.test(text);
+  if (encrypted && passphrase === undefined) throw passphraseRequired(path);
+  // An empty passphrase makes an encrypted key fail instead of prompting or hanging.
+  const secret = encrypted && passphrase !== undefined ? await passphrase() : '';
   try {
-    // An empty passphrase makes an encrypted key fail instead of prompting or hanging.
-    return createPrivateKey({ key: text, format: 'pem', passphrase: '' });
+    return createPrivateKey({ key: text, format: 'pem', passphrase: secret });
   } catch (cause) {
+    if (encrypted) {
+      throw new TrustedMsError('KEY_PASSPHRASE_WRONG', `the passphrase does not open ${path}`, { cause });
+    }
     throw new TrustedMsError('KEY_INVALID', `${path} does not hold a valid PEM private key`, { cause });
   }
 }

@@ -8,12 +8,23 @@ import { TrustedMsError } from '../errors.js';
 export interface RevocationList {
   /** `<epoch>.<n>`: changes with every change, and with every start of the security service */
   version: string;
-  /** user → unix seconds: a ticket of the user issued (`iat`) before it is refused; `revoked`: no login */
-  users: Record<string, { notBefore: number; revoked: boolean }>;
+  /**
+   * user → unix seconds: a ticket of the user issued (`iat`) before it is refused; `revoked`: no
+   * login; `keys`: thumbprint → the same, for the tickets bound to one removed key (`user key remove`)
+   */
+  users: Record<string, UserEntry>;
   /** quarantined service names */
   quarantined: string[];
 }
 
+export interface UserEntry {
+  notBefore: number;
+  revoked: boolean;
+  keys?: Record<string, number>;
+}
+
+const THUMBPRINT_RE = /^[A-Za-z0-9_-]{43}$/;
+const MAX_KEYS_PER_USER = 1000;
 const VERSION_RE = /^[A-Za-z0-9_-]{1,32}\.[0-9]{1,15}$/;
 const NAME_RE = /^[a-z][a-z0-9._-]{0,63}$/;
 const MAX_ENTRIES = 100_000;
@@ -34,11 +45,23 @@ export function parseRevocationList(x: unknown): RevocationList {
   const entries = Object.entries(users);
   if (entries.length > MAX_ENTRIES) throw bad('users');
   for (const [name, v] of entries) {
-    const { notBefore, revoked } = (v ?? {}) as Record<string, unknown>;
+    const { notBefore, revoked, keys } = (v ?? {}) as Record<string, unknown>;
     if (!NAME_RE.test(name) || !Number.isSafeInteger(notBefore) || typeof revoked !== 'boolean') {
       throw bad(`user ${name.slice(0, 64)}`);
     }
-    outUsers[name] = { notBefore: notBefore as number, revoked };
+    const entry: UserEntry = { notBefore: notBefore as number, revoked };
+    if (keys !== undefined) {
+      const pairs = typeof keys === 'object' && keys !== null ? Object.entries(keys) : undefined;
+      if (pairs === undefined || Array.isArray(keys) || pairs.length > MAX_KEYS_PER_USER) {
+        throw bad(`user ${name} keys`);
+      }
+      entry.keys = Object.create(null) as Record<string, number>;
+      for (const [t, nb] of pairs) {
+        if (!THUMBPRINT_RE.test(t) || !Number.isSafeInteger(nb)) throw bad(`user ${name} keys`);
+        entry.keys[t] = nb as number;
+      }
+    }
+    outUsers[name] = entry;
   }
   for (const q of quarantined) if (typeof q !== 'string' || !NAME_RE.test(q)) throw bad('service name');
   return { version, users: outUsers, quarantined: [...quarantined] as string[] };
@@ -50,7 +73,7 @@ export function parseRevocationList(x: unknown): RevocationList {
  */
 export class RevocationView {
   #version = '';
-  #users = new Map<string, { notBefore: number; revoked: boolean }>();
+  #users = new Map<string, UserEntry>();
   #quarantined = new Set<string>();
 
   get version(): string {
@@ -63,10 +86,19 @@ export class RevocationView {
     this.#version = list.version;
   }
 
-  /** The ticket was issued before its user's last revocation (whether or not reinstated since). */
-  ticketRevoked(claims: { sub: string; iat: number }): boolean {
+  /**
+   * The ticket was issued before its user's last revocation (whether or not reinstated since), or
+   * before the removal of the key it is bound to. A ticket bound to no key (paper) falls with any
+   * key of its user removed after it was issued: it cannot show which key it came from.
+   */
+  ticketRevoked(claims: { sub: string; iat: number; cnf?: { jkt: string } }): boolean {
     const u = this.#users.get(claims.sub);
-    return u !== undefined && (u.revoked || claims.iat < u.notBefore);
+    if (u === undefined) return false;
+    if (u.revoked || claims.iat < u.notBefore) return true;
+    if (u.keys === undefined) return false;
+    const jkt = claims.cnf?.jkt;
+    if (jkt !== undefined) return Object.hasOwn(u.keys, jkt) && claims.iat < (u.keys[jkt] as number);
+    return Object.values(u.keys).some((nb) => claims.iat < nb);
   }
 
   /** The user may not log in (posture none: its cached password check no longer counts). */

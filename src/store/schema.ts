@@ -3,9 +3,17 @@ import type { Role } from '../policy/types.js';
 
 /**
  * The shape of the lab's store files. `schemaVersion` is checked on every read: a file written by a
- * newer trusted-ms is refused (STORE_VERSION_UNSUPPORTED) rather than half-understood and rewritten.
+ * newer trusted-ms is refused (STORE_VERSION_UNSUPPORTED) rather than half-understood and rewritten;
+ * an older one is migrated in memory (STORE_MIGRATIONS) and written in the new version at the next
+ * change.
+ *
+ * 2: `revocations.users[name].keys`, the tickets refused per removed key (`user key remove`). Version
+ *    1 had the same shape without it; it is bumped so that an older trusted-ms refuses the file
+ *    instead of ignoring the key revocations and accepting tickets of a removed key.
  */
-export const STORE_SCHEMA_VERSION = 1;
+export const STORE_SCHEMA_VERSION = 2;
+/** The audit log's files keep their own version: their shape did not change with the store's. */
+export const AUDIT_SCHEMA_VERSION = 1;
 
 export interface UserKey {
   /** SHA-256 thumbprint of the public key (as computed by the key module); unique per user. */
@@ -43,7 +51,7 @@ export interface ServiceRecord {
 }
 
 export interface StoreData {
-  schemaVersion: 1;
+  schemaVersion: typeof STORE_SCHEMA_VERSION;
   users: Record<string, UserRecord>;
   roles: Record<string, Role>;
   services: Record<string, ServiceRecord>;
@@ -59,6 +67,11 @@ export interface UserRevocation {
   notBefore: number;
   revokedAt: string;
   reinstatedAt?: string;
+  /**
+   * thumbprint → unix seconds: a ticket bound to that key (`cnf.jkt`) issued before it is refused
+   * (`user key remove`); so is a ticket bound to no key (paper), which cannot show it was not that key's.
+   */
+  keys?: Record<string, number>;
 }
 
 export interface ServiceQuarantine {
@@ -85,7 +98,7 @@ export interface AuditEntry {
 }
 
 export interface AuditData {
-  schemaVersion: 1;
+  schemaVersion: typeof AUDIT_SCHEMA_VERSION;
   entries: AuditEntry[];
 }
 
@@ -94,7 +107,7 @@ export function emptyStoreData(roles: Record<string, Role> = {}): StoreData {
 }
 
 export function emptyAuditData(): AuditData {
-  return { schemaVersion: STORE_SCHEMA_VERSION, entries: [] };
+  return { schemaVersion: AUDIT_SCHEMA_VERSION, entries: [] };
 }
 
 /** Checks a parsed file against one of the shapes above; throws STORE_CORRUPT / STORE_VERSION_UNSUPPORTED. */
@@ -192,6 +205,11 @@ function checkUserRevocation(o: Obj, path: string): void {
   if (!Number.isSafeInteger(o.notBefore)) fail(`${path}.notBefore`, 'an integer');
   str(o, 'revokedAt', path);
   str(o, 'reinstatedAt', path, true);
+  if (o.keys !== undefined) {
+    for (const [t, nb] of Object.entries(obj(o.keys, `${path}.keys`))) {
+      if (!Number.isSafeInteger(nb)) fail(`${path}.keys.${t}`, 'an integer');
+    }
+  }
 }
 
 export function checkAuditEntry(v: unknown, path: string): void {
@@ -215,46 +233,77 @@ function corrupt(file: string, why: string): TrustedMsError {
 }
 
 /** The common envelope: an object with a supported integer `schemaVersion`. */
-function checkVersion(raw: unknown, file: string): Obj {
+function checkVersion(raw: unknown, file: string, current: number): Obj {
   if (!isObject(raw)) throw corrupt(file, 'expected a JSON object');
   const v = raw.schemaVersion;
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
     throw corrupt(file, 'schemaVersion: expected a positive integer');
   }
-  if (v > STORE_SCHEMA_VERSION) {
+  if (v > current) {
     throw new TrustedMsError(
       'STORE_VERSION_UNSUPPORTED',
-      `${file} has schemaVersion ${v}; this trusted-ms reads up to ${STORE_SCHEMA_VERSION}`,
+      `${file} has schemaVersion ${v}; this trusted-ms reads up to ${current}`,
       { actions: ['upgrade trusted-ms to a version that wrote this file', 'the file was left untouched'] },
     );
   }
   return raw;
 }
 
-function withShape<T>(file: string, raw: unknown, check: (o: Obj) => void): T {
-  const o = checkVersion(raw, file);
+function withShape<T>(
+  file: string,
+  raw: unknown,
+  current: number,
+  check: (o: Obj) => void,
+  migrate: (o: Obj) => Obj = (o) => o,
+): T {
+  const o = checkVersion(raw, file, current);
   try {
     check(o);
+    return migrate(o) as T;
   } catch (err) {
     if (err instanceof ShapeError) throw corrupt(file, err.message);
     throw err;
   }
-  return o as T;
+}
+
+/**
+ * Store migrations: entry `n` turns a checked version-`n` object into version `n + 1`. They work on
+ * a copy; the file on disk changes only at the next write, in the current version.
+ */
+const STORE_MIGRATIONS: Record<number, (o: Obj) => Obj> = {
+  // Same shape: only the version changes (see STORE_SCHEMA_VERSION).
+  1: (o) => ({ ...o, schemaVersion: 2 }),
+};
+
+function migrateStore(o: Obj): Obj {
+  let out = o;
+  for (let v = out.schemaVersion as number; v < STORE_SCHEMA_VERSION; v += 1) {
+    const step = STORE_MIGRATIONS[v];
+    if (step === undefined) throw new ShapeError(`schemaVersion ${v}: no migration to ${v + 1}`);
+    out = step(out);
+  }
+  return out;
 }
 
 export const validateStoreData: Validator<StoreData> = (raw, file) =>
-  withShape<StoreData>(file, raw, (o) => {
-    namedRecord(o.users, 'users', checkUser);
-    namedRecord(o.roles, 'roles', checkRole);
-    namedRecord(o.services, 'services', checkService);
-    if (o.revocations !== undefined) {
-      const r = obj(o.revocations, 'revocations');
-      namedRecord(r.users, 'revocations.users', checkUserRevocation);
-      namedRecord(r.services, 'revocations.services', (q, p) => str(q, 'quarantinedAt', p));
-    }
-  });
+  withShape<StoreData>(
+    file,
+    raw,
+    STORE_SCHEMA_VERSION,
+    (o) => {
+      namedRecord(o.users, 'users', checkUser);
+      namedRecord(o.roles, 'roles', checkRole);
+      namedRecord(o.services, 'services', checkService);
+      if (o.revocations !== undefined) {
+        const r = obj(o.revocations, 'revocations');
+        namedRecord(r.users, 'revocations.users', checkUserRevocation);
+        namedRecord(r.services, 'revocations.services', (q, p) => str(q, 'quarantinedAt', p));
+      }
+    },
+    migrateStore,
+  );
 
 export const validateAuditData: Validator<AuditData> = (raw, file) =>
-  withShape<AuditData>(file, raw, (o) => {
+  withShape<AuditData>(file, raw, AUDIT_SCHEMA_VERSION, (o) => {
     for (const [i, e] of arr(o, 'entries', '').entries()) checkAuditEntry(e, `entries[${i}]`);
   });

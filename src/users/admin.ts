@@ -14,8 +14,17 @@ import {
   type NewUser,
   type PublicUser,
   removeUser,
+  removeUserKey,
+  replaceUserKeys,
   toPublicUser,
 } from './users.js';
+
+export interface KeyRemoval {
+  user: PublicUser;
+  removed: UserKey;
+  /** unix seconds: tickets bound to the key issued before are refused */
+  notBefore: number;
+}
 
 /**
  * Where user changes go: straight to the store (under its file lock) when no lab runs, or through
@@ -26,7 +35,10 @@ export interface UserAdmin {
   addUser(input: NewUser): Promise<PublicUser>;
   removeUser(name: string): Promise<PublicUser>;
   getUser(name: string): Promise<PublicUser>;
+  /** `replace`: the user's keys become this one, and the others' tickets are refused */
   addKey(name: string, key: UserKey, replace: boolean): Promise<PublicUser>;
+  /** Unregisters a key; the tickets bound to it are refused from `notBefore` on. */
+  removeKey(name: string, thumbprint: string): Promise<KeyRemoval>;
   importHtpasswd(text: string, role: string): Promise<string[]>;
   /** AUTH_FAILED when wrong; a right bcrypt password is rehashed with scrypt (a write). */
   checkPassword(name: string, password: string): Promise<{ upgraded: boolean }>;
@@ -51,29 +63,11 @@ function localAdmin(store: LabStore): UserAdmin {
     addUser: async (input) => toPublicUser(await addUser(store, input)),
     removeUser: async (name) => toPublicUser(await removeUser(store, name)),
     getUser: async (name) => toPublicUser(await getUser(store, name)),
-    addKey: async (name, key, replace) => {
-      if (replace) {
-        // One locked update, so the user is never left with no key or two.
-        const record = await store.update((data) => {
-          const u = Object.hasOwn(data.users, name) ? data.users[name] : undefined;
-          if (u) {
-            u.keys = [key];
-            u.updatedAt = key.createdAt;
-          }
-          return u;
-        });
-        if (record) {
-          await store.audit({
-            actor: 'cli',
-            action: 'user.key.replace',
-            target: name,
-            outcome: 'ok',
-            detail: { thumbprint: key.thumbprint },
-          });
-          return toPublicUser(record);
-        }
-      }
-      return toPublicUser(await addUserKey(store, name, key));
+    addKey: async (name, key, replace) =>
+      toPublicUser(await (replace ? replaceUserKeys(store, name, key) : addUserKey(store, name, key))),
+    removeKey: async (name, thumbprint) => {
+      const r = await removeUserKey(store, name, thumbprint);
+      return { user: toPublicUser(r.user), removed: { ...r.removed }, notBefore: r.notBefore };
     },
     importHtpasswd: (text, role) => importHtpasswd(store, text, role),
     checkPassword: async (name, password) => ({
@@ -92,6 +86,8 @@ function remoteAdmin(url: string, token: string): UserAdmin {
     getUser: (name) => call(`/v1/admin/users/${encodeURIComponent(name)}`, 'GET'),
     addKey: (name, key, replace) =>
       call(`/v1/admin/users/${encodeURIComponent(name)}/keys`, 'POST', { key, replace }),
+    removeKey: (name, thumbprint) =>
+      call(`/v1/admin/users/${encodeURIComponent(name)}/keys/${encodeURIComponent(thumbprint)}`, 'DELETE'),
     importHtpasswd: async (text, role) =>
       (await call<{ imported: string[] }>('/v1/admin/users/import', 'POST', { text, role })).imported,
     checkPassword: (name, password) =>

@@ -77,7 +77,14 @@ export async function revokeUserIn(
     const users = recordsOf(data).users;
     const previous = Object.hasOwn(users, name) ? users[name] : undefined;
     const notBefore = Math.floor(at.getTime() / 1000) + 1;
-    users[name] = { name, revoked: true, notBefore, revokedAt: at.toISOString() };
+    // The removed keys' entries stay: a later reinstatement must not bring their tickets back.
+    users[name] = {
+      ...(previous?.keys ? { keys: previous.keys } : {}),
+      name,
+      revoked: true,
+      notBefore,
+      revokedAt: at.toISOString(),
+    };
     return { user: name, revoked: true, notBefore, changed: previous?.revoked !== true };
   });
   await store.audit({

@@ -6,7 +6,7 @@ import {
   verifyPassword,
 } from '../crypto/password.js';
 import { isTrustedMsError, TrustedMsError } from '../errors.js';
-import type { StoreData, UserKey, UserRecord } from '../store/schema.js';
+import type { StoreData, UserKey, UserRecord, UserRevocation } from '../store/schema.js';
 import type { LabStore } from '../store/store.js';
 import { parseHtpasswd } from './htpasswd.js';
 import { assertUserName, isUserName } from './names.js';
@@ -239,6 +239,95 @@ export async function addUserKey(
       });
     },
     () => ({ thumbprint: key.thumbprint, type: key.type }),
+  );
+}
+
+/**
+ * Refuses, from the next second on, every ticket of `name` bound to one of `thumbprints` (the user's
+ * other keys and their tickets stay). Kept in the user's revocation record, like `user revoke`'s, so
+ * that a restarted security service still publishes it; entries older than
+ * REMOVED_USER_RECORD_SECONDS refuse nothing any more (tickets live an hour) and are dropped.
+ */
+function revokeKeyTickets(data: StoreData, name: string, thumbprints: string[], at: Date): number {
+  const notBefore = Math.floor(at.getTime() / 1000) + 1;
+  if (thumbprints.length === 0) return notBefore;
+  data.revocations ??= { users: {}, services: {} };
+  const records = data.revocations.users;
+  const entry = Object.hasOwn(records, name) ? (records[name] as UserRevocation) : undefined;
+  const record = entry ?? { name, revoked: false, notBefore: 0, revokedAt: at.toISOString() };
+  const stale = notBefore - REMOVED_USER_RECORD_SECONDS;
+  const keys = Object.fromEntries(Object.entries(record.keys ?? {}).filter(([, nb]) => nb >= stale));
+  for (const t of thumbprints) keys[t] = notBefore;
+  record.keys = keys;
+  records[name] = record;
+  return notBefore;
+}
+
+/** Unregisters one key of a user; the tickets bound to it are refused from then on (revokeKeyTickets). */
+export async function removeUserKey(
+  store: LabStore,
+  name: string,
+  thumbprint: string,
+  ctx: ActorContext = {},
+): Promise<{ user: UserRecord; removed: UserKey; notBefore: number }> {
+  return audited(
+    store,
+    { actor: ctx.actor ?? 'cli', action: 'user.key.remove', target: auditTarget(name) },
+    () => {
+      assertUserName(name);
+      return store.update((data) => {
+        const user = requireUser(data, name);
+        const removed = user.keys.find((k) => k.thumbprint === thumbprint);
+        if (!removed) throw keyNotRegistered(user, thumbprint);
+        const at = store.now();
+        user.keys = user.keys.filter((k) => k !== removed);
+        user.updatedAt = at.toISOString();
+        const notBefore = revokeKeyTickets(data, name, [thumbprint], at);
+        return { user, removed, notBefore };
+      });
+    },
+    (r) => ({ thumbprint: r.removed.thumbprint, notBefore: r.notBefore }),
+  );
+}
+
+/**
+ * `user keygen --force`: the user's keys become `key` alone, in one locked update (never no key or
+ * two), and the tickets bound to the keys it replaces are refused, as after `user key remove`.
+ */
+export async function replaceUserKeys(
+  store: LabStore,
+  name: string,
+  key: UserKey,
+  ctx: ActorContext = {},
+): Promise<UserRecord> {
+  return audited(
+    store,
+    { actor: ctx.actor ?? 'cli', action: 'user.key.replace', target: auditTarget(name) },
+    () => {
+      assertUserName(name);
+      return store.update((data) => {
+        const user = requireUser(data, name);
+        const at = store.now();
+        const gone = user.keys.map((k) => k.thumbprint).filter((t) => t !== key.thumbprint);
+        user.keys = [{ ...key }];
+        user.updatedAt = at.toISOString();
+        revokeKeyTickets(data, name, gone, at);
+        return user;
+      });
+    },
+    () => ({ thumbprint: key.thumbprint }),
+  );
+}
+
+/** KEY_NOT_FOUND naming the keys the user does have, so the fix is a copy and paste away. */
+export function keyNotRegistered(user: UserRecord, thumbprint: string): TrustedMsError {
+  const have = user.keys.map((k) => k.thumbprint);
+  return new TrustedMsError(
+    'KEY_NOT_FOUND',
+    `${user.name} has no key with thumbprint ${thumbprint.slice(0, 64)}; registered: ${
+      have.length ? have.join(', ') : '(none)'
+    }`,
+    { actions: [`list them with \`trusted-ms user key list ${user.name}\``] },
   );
 }
 

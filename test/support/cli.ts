@@ -28,12 +28,12 @@ export async function tempLab(): Promise<{ home: string; keys: string; dir: stri
 export async function cli(
   lab: { home: string; keys: string },
   args: string[],
-  opts: { input?: string; timeoutMs?: number } = {},
+  opts: { input?: string; timeoutMs?: number; env?: Record<string, string> } = {},
 ): Promise<CliResult> {
   const r = await execa(process.execPath, [runJs, ...args], {
     reject: false,
     input: opts.input ?? '',
-    env: { TRUSTED_MS_HOME: lab.home, TRUSTED_MS_KEYS: lab.keys, NO_COLOR: '1', DEBUG: '' },
+    env: { TRUSTED_MS_HOME: lab.home, TRUSTED_MS_KEYS: lab.keys, NO_COLOR: '1', DEBUG: '', ...opts.env },
     timeout: opts.timeoutMs ?? 60_000,
   });
   const stderr = r.timedOut
@@ -45,7 +45,7 @@ export async function cli(
 export async function cliJson<T = unknown>(
   lab: { home: string; keys: string },
   args: string[],
-  opts: { input?: string } = {},
+  opts: { input?: string; env?: Record<string, string> } = {},
 ): Promise<{ exitCode: number; json: T; stderr: string }> {
   const r = await cli(lab, [...args, '--json'], opts);
   return { exitCode: r.exitCode, json: JSON.parse(r.stdout) as T, stderr: r.stderr };

@@ -9,7 +9,9 @@ import { bearer, type GatewayAuthenticator } from '../../defences/request/types.
 import { TrustedMsError } from '../../errors.js';
 import { CLIENT_ADDRESS_HEADER } from '../../kernel/client-address.js';
 import type { RevocationView } from '../../protocol/revocation-list.js';
+import { CHALLENGE_REQUEST_BODY, VERIFY_REQUEST_BODY } from '../../protocol/wire-schemas.js';
 import { createHttpApp, toHttpError } from '../http.js';
+import { describeApi } from '../openapi.js';
 import type { Upstream } from './upstream.js';
 
 export type { Upstream, UpstreamRequest, UpstreamResponse } from './upstream.js';
@@ -70,6 +72,11 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
   const contexts = new WeakMap<FastifyRequest, RequestContext>();
 
   const app = createHttpApp();
+  describeApi(app, {
+    title: 'trusted-ms gateway',
+    description:
+      "The lab's only entry point: the login (relayed to the security service), and /svc/<service>/... with a ticket and, in the trusted posture, a proof (docs/protocol.md).",
+  });
   app.removeAllContentTypeParsers();
   const raw = (_req: FastifyRequest, body: Buffer, done: (err: Error | null, body?: Buffer) => void) =>
     done(null, body);
@@ -159,6 +166,18 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
     return reply.send(res.body);
   };
 
+  // The canonical paths are the security service's own (docs/protocol.md, "The login flow");
+  // `/auth/...` stays as an alias for the clients written before, same handler, same limits.
+  function loginRoutes(handler: (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>): void {
+    for (const [prefix, deprecated] of [
+      ['/v1', false],
+      ['', true],
+    ] as const) {
+      app.post(`${prefix}/auth/challenge`, loginRoute(CHALLENGE_REQUEST_BODY, deprecated), handler);
+      app.post(`${prefix}/auth/verify`, loginRoute(VERIFY_REQUEST_BODY, deprecated), handler);
+    }
+  }
+
   const login = deps.login;
   if (login.kind === 'basic') {
     app.get('/auth/basic', async (request) => {
@@ -168,25 +187,22 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
     const noChallenge = async () => {
       throw new TrustedMsError('ROUTE_NOT_FOUND', "this lab's login is HTTP basic: there is no challenge");
     };
-    app.post('/auth/challenge', noChallenge);
-    app.post('/auth/verify', noChallenge);
+    loginRoutes(noChallenge);
   } else {
-    const relayAuth = async (request: FastifyRequest, reply: FastifyReply) => {
+    loginRoutes(async (request: FastifyRequest, reply: FastifyReply) => {
       const release = await limits.loginSlot(request.ip);
       try {
         return await relayAuthStep(request, reply, login.auth);
       } finally {
         release();
       }
-    };
-    app.post('/auth/challenge', relayAuth);
-    app.post('/auth/verify', relayAuth);
+    });
   }
 
   const relayAuthStep = async (request: FastifyRequest, reply: FastifyReply, auth: Upstream) => {
     await limits.admitLogin(request.ip);
     const body = (request.body as Buffer | undefined) ?? EMPTY;
-    const step = request.url.startsWith('/auth/verify') ? 'verify' : 'challenge';
+    const step = /^(\/v1)?\/auth\/verify/.test(request.url) ? 'verify' : 'challenge';
     const contentType = request.headers['content-type'];
     const headers: Record<string, string> = {
       'content-type': typeof contentType === 'string' ? contentType : 'application/json',
@@ -217,6 +233,18 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
 
 function sha256(s: string): Buffer {
   return createHash('sha256').update(s, 'utf8').digest();
+}
+
+/**
+ * A relayed login step's route options: the body schema is there to describe the API (OpenAPI);
+ * the security service validates the body, so the gateway's own validator accepts whatever it
+ * relays (it sees the raw bytes, not parsed JSON).
+ */
+function loginRoute(body: object, deprecated: boolean) {
+  return {
+    schema: { body, ...(deprecated ? { deprecated: true } : {}) },
+    validatorCompiler: () => () => true,
+  };
 }
 
 /** `/svc/<name>/rest?query` → `/rest?query` (raw, as sent), `/svc/<name>` → `/`. */

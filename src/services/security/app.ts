@@ -18,6 +18,7 @@ import {
 import { labAudience, labIssuer } from '../../protocol/issuer.js';
 import { deriveSessionKey, newExchangeKeyPair, sealSessionKey } from '../../protocol/session-key.js';
 import { issueTicket, type TicketClaims } from '../../protocol/ticket.js';
+import { CHALLENGE_REQUEST_BODY, VERIFY_REQUEST_BODY } from '../../protocol/wire-schemas.js';
 import type { UserKey, UserRecord } from '../../store/schema.js';
 import type { LabStore } from '../../store/store.js';
 import {
@@ -27,9 +28,12 @@ import {
   getUser,
   importHtpasswd,
   removeUser,
+  removeUserKey,
+  replaceUserKeys,
   toPublicUser,
 } from '../../users/users.js';
 import { createHttpApp } from '../http.js';
+import { describeApi } from '../openapi.js';
 import type { ServiceRegistry, ServiceStatus } from './registry.js';
 import { RevocationBook, registerRevocationRoutes } from './revocations.js';
 
@@ -69,6 +73,11 @@ const B64URL = { type: 'string', minLength: 1, maxLength: 4096, pattern: '^[A-Za
 export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
   const now = deps.now ?? Date.now;
   const app = createHttpApp();
+  describeApi(app, {
+    title: 'trusted-ms security service',
+    description:
+      'Users, keys, logins (docs/protocol.md), the service registry, revocations, and the admin API the CLI uses while a lab runs (lab token).',
+  });
   const pending = new Map<string, Pending>();
   const { login } = deps.defences;
   const { perClient, lockout } = securityLimits(deps.defences.limits, now);
@@ -209,20 +218,7 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
 
   app.post<{ Body: { user: string; password: string; clientKey?: string } }>(
     '/v1/auth/challenge',
-    {
-      schema: {
-        body: {
-          type: 'object',
-          required: ['user', 'password'],
-          additionalProperties: false,
-          properties: {
-            user: NAME,
-            password: { type: 'string', minLength: 1, maxLength: 1024 },
-            clientKey: B64URL,
-          },
-        },
-      },
-    },
+    { schema: { body: CHALLENGE_REQUEST_BODY } },
     async (request) => {
       if (login === 'basic') {
         throw new TrustedMsError(
@@ -263,16 +259,7 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
 
   app.post<{ Body: { id: string; signature: string } }>(
     '/v1/auth/verify',
-    {
-      schema: {
-        body: {
-          type: 'object',
-          required: ['id', 'signature'],
-          additionalProperties: false,
-          properties: { id: B64URL, signature: B64URL },
-        },
-      },
-    },
+    { schema: { body: VERIFY_REQUEST_BODY } },
     async (request) => {
       const { id, signature } = request.body;
       const p = pending.get(id);
@@ -605,18 +592,23 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
       async (request) => {
         const { key, replace } = request.body;
         if (replace) {
-          const record = await store.update((data) => {
-            const u = Object.hasOwn(data.users, request.params.name)
-              ? data.users[request.params.name]
-              : undefined;
-            if (u) u.keys = [key];
-            return u;
-          });
-          if (!record) throw new TrustedMsError('USER_NOT_FOUND', `no user named ${request.params.name}`);
-          await audit({ actor: 'admin', action: 'user.key.replace', target: record.name, outcome: 'ok' });
-          return toPublicUser(record);
+          const user = toPublicUser(
+            await replaceUserKeys(store, request.params.name, key, { actor: 'admin' }),
+          );
+          await revocations.publish(); // the replaced keys' tickets go with them
+          return user;
         }
         return toPublicUser(await addUserKey(store, request.params.name, key, { actor: 'admin' }));
+      },
+    );
+    admin.delete<{ Params: { name: string; thumbprint: string } }>(
+      '/v1/admin/users/:name/keys/:thumbprint',
+      async (request) => {
+        const r = await removeUserKey(store, request.params.name, request.params.thumbprint, {
+          actor: 'admin',
+        });
+        await revocations.publish(); // the tickets bound to the key go with it
+        return { user: toPublicUser(r.user), removed: r.removed, notBefore: r.notBefore };
       },
     );
     admin.post<{ Body: { text: string; role: string } }>(

@@ -55,7 +55,10 @@ export class RevocationBook {
     this.#list = parseRevocationList({
       version: `${this.#epoch}.${this.#n}`,
       users: Object.fromEntries(
-        Object.values(r?.users ?? {}).map((u) => [u.name, { notBefore: u.notBefore, revoked: u.revoked }]),
+        Object.values(r?.users ?? {}).map((u) => [
+          u.name,
+          { notBefore: u.notBefore, revoked: u.revoked, ...(u.keys ? { keys: u.keys } : {}) },
+        ]),
       ),
       quarantined: Object.keys(r?.services ?? {}).sort(),
     });

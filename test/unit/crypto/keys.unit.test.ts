@@ -233,23 +233,30 @@ describe('loadPrivateKeyFile', () => {
     await expect(loadPrivateKeyFile(path)).rejects.toMatchObject({ code: 'KEY_INVALID' });
   });
 
-  it('a passphrase-protected key: KEY_INVALID, with a hint', async () => {
+  it('a passphrase-protected key: KEY_PASSPHRASE_REQUIRED without a passphrase, naming the fix; opened with it', async () => {
     const encrypted = ed.privateKey
       .export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'secret' })
       .toString();
     const path = await put('enc.pem', encrypted);
     const err = await failure(() => loadPrivateKeyFile(path));
-    expect(err.code).toBe('KEY_INVALID');
-    expect(err.message).toMatch(/passphrase/);
+    expect(err.code).toBe('KEY_PASSPHRASE_REQUIRED');
+    expect(err.actions.join(' ')).toMatch(/--passphrase-stdin/);
     expect(err.message).not.toMatch(/BEGIN|secret/);
+    const opened = await loadPrivateKeyFile(path, { passphrase: async () => 'secret' });
+    expect(opened.equals(ed.privateKey)).toBe(true);
+    const wrong = await failure(() => loadPrivateKeyFile(path, { passphrase: async () => 'guess' }));
+    expect(wrong.code).toBe('KEY_PASSPHRASE_WRONG');
+    expect(wrong.message).not.toMatch(/guess|BEGIN/);
   });
 
-  it('an old-style PKCS#1 encrypted RSA key: KEY_INVALID', async () => {
+  it('an old-style PKCS#1 encrypted RSA key: KEY_PASSPHRASE_REQUIRED, opened with its passphrase', async () => {
     const encrypted = rsa.privateKey
       .export({ type: 'pkcs1', format: 'pem', cipher: 'aes-128-cbc', passphrase: 'secret' })
       .toString();
     const path = await put('enc1.pem', encrypted);
-    await expect(loadPrivateKeyFile(path)).rejects.toMatchObject({ code: 'KEY_INVALID' });
+    await expect(loadPrivateKeyFile(path)).rejects.toMatchObject({ code: 'KEY_PASSPHRASE_REQUIRED' });
+    const opened = await loadPrivateKeyFile(path, { passphrase: async () => 'secret' });
+    expect(opened.equals(rsa.privateKey)).toBe(true);
   });
 
   it('accepts a PKCS#1 RSA private key', async () => {

@@ -127,7 +127,7 @@ describe('JsonFileStore: refusing files that are not ours, without touching them
     ],
     [
       'a future schemaVersion',
-      '{"schemaVersion":2,"users":{},"roles":{},"services":{},"tenants":{}}',
+      '{"schemaVersion":3,"users":{},"roles":{},"services":{},"tenants":{}}',
       'STORE_VERSION_UNSUPPORTED',
     ],
     [
