@@ -7,8 +7,8 @@ import { loadPrivateKeyFile, privateKeyPath } from '../../src/crypto/keys.js';
 import type { Posture } from '../../src/defences/posture.js';
 import type { LabState } from '../../src/kernel/lab-state.js';
 import { labDown } from '../../src/lab/down.js';
+import { startLab as startRunningLab } from '../../src/lab/running-lab.js';
 import type { Runtime } from '../../src/lab/runtimes/runtime.js';
-import { labUp } from '../../src/lab/up.js';
 import { openLabStore } from '../../src/store/open.js';
 import { openUserAdmin } from '../../src/users/admin.js';
 import { keygenForUser } from '../../src/users/keygen.js';
@@ -47,14 +47,15 @@ export async function startLab(posture: Posture, services = 20, runtime?: Runtim
     await admin.addUser({ name: u.name, role: u.role, password: u.password });
     await keygenForUser(admin, { user: u.name, type: u.type, keyDir: keys, force: false });
   }
-  let state: LabState;
+  let lab: Awaited<ReturnType<typeof startRunningLab>>;
   try {
-    state = (await labUp({ home, posture, services, ...(runtime ? { runtime } : {}) })).state;
+    lab = await startRunningLab({ home, posture, services, ...(runtime ? { runtime } : {}) });
   } catch (err) {
     await labDown(home, runtime).catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
     throw err;
   }
+  const { state } = lab;
   return {
     home,
     keys,
@@ -65,7 +66,7 @@ export async function startLab(posture: Posture, services = 20, runtime?: Runtim
       return (await login(state, user, opts.password ?? u?.password ?? '', key)).session;
     },
     async [Symbol.asyncDispose]() {
-      await labDown(home, runtime);
+      await lab.down();
       await rm(dir, { recursive: true, force: true });
     },
   };
