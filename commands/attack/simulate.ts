@@ -1,4 +1,4 @@
-import { stat, writeFile } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { Args, Flags } from '@oclif/core';
 import { findScenario, SCENARIOS } from '../../src/attacks/registry.js';
@@ -6,7 +6,9 @@ import { renderJunit, renderMatrix } from '../../src/attacks/report.js';
 import { renderHtml } from '../../src/attacks/report-html.js';
 import { type AttackReport, runAttacks } from '../../src/attacks/runner.js';
 import { BaseCommand, type JsonEnvelope } from '../../src/cli/base-command.js';
+import { fileError, isDiskFault } from '../../src/disk-errors.js';
 import { TrustedMsError } from '../../src/errors.js';
+import { writeFileDurably } from '../../src/fs-sync.js';
 import { POSTURES, type Posture } from '../../src/lab/posture.js';
 import { RUNTIME_CHOICES, type RuntimeChoice } from '../../src/lab/runtimes/select.js';
 
@@ -105,7 +107,9 @@ async function assertWritableFolder(file: string): Promise<void> {
 }
 
 async function writeReport(file: string, text: string): Promise<void> {
-  await writeFile(file, text).catch((err: NodeJS.ErrnoException) => {
+  // Whole or not at all: a report cut by a full disk would pass for a report with fewer scenarios.
+  await writeFileDurably(file, text, 0o644).catch((err: NodeJS.ErrnoException) => {
+    if (isDiskFault(err)) throw fileError(file, 'write the report', err, { nothingChanged: false });
     throw new TrustedMsError('REPORT_WRITE_FAILED', `cannot write ${file}: ${err.code ?? err.message}`, {
       actions: ['give a file in a folder you can write to'],
     });

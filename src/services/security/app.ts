@@ -100,8 +100,12 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
     return key;
   };
 
+  // A refusal stands whether or not its record can be written; a grant (a challenge, a ticket, an
+  // attestation) is not given without its record: it fails with the audit log's error and cause.
   const audit = (entry: Parameters<LabStore['audit']>[0]): Promise<void> =>
-    store.audit(entry).catch(() => undefined);
+    entry.outcome === 'denied' || entry.outcome === 'error'
+      ? store.audit(entry).catch(() => undefined)
+      : store.auditRequired(entry);
 
   const hasLabToken = (request: FastifyRequest): boolean => {
     const given = Buffer.from(/^Bearer (.+)$/.exec(request.headers.authorization ?? '')?.[1] ?? '');
@@ -246,8 +250,8 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
         const id = randomBytes(16).toString('base64url');
         const expiresAt = Math.floor(now() / 1000) + deps.challengeTtlSeconds;
         const ticket = randomBytes(32);
-        pending.set(id, { kind: 'paper', id, user, ticket, expiresAt });
         await audit({ actor: clientOf(request), action: 'auth.challenge', target: user, outcome: 'ok' });
+        pending.set(id, { kind: 'paper', id, user, ticket, expiresAt });
         return { posture: 'paper', id, user, ticket: ticket.toString('base64url'), expiresAt };
       }
       if (record.keys.length === 0) {
@@ -256,8 +260,8 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
         });
       }
       const challenge = newChallenge(user, issuer, clientKey as string, deps.challengeTtlSeconds, now);
-      pending.set(challenge.id, { kind: 'trusted', challenge });
       await audit({ actor: clientOf(request), action: 'auth.challenge', target: user, outcome: 'ok' });
+      pending.set(challenge.id, { kind: 'trusted', challenge });
       return { posture: 'trusted', ...challenge };
     },
   );
