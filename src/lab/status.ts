@@ -1,3 +1,4 @@
+import { type DiskCondition, diskCondition } from './disk.js';
 import { jsonRequest } from './http-client.js';
 import type { Runtime } from './runtimes/runtime.js';
 import { runtimeFor } from './runtimes/select.js';
@@ -26,6 +27,8 @@ export interface LabStatus {
   gatewayUrl?: string;
   startedAt?: string;
   parts: PartStatus[];
+  /** the disk under the lab home: a full or read-only one refuses logins and admin writes */
+  disk?: DiskCondition;
 }
 
 /**
@@ -36,7 +39,11 @@ export async function labStatus(home: string, given?: Runtime): Promise<LabStatu
   const state = await readLabState(home);
   if (!state) return { running: false, parts: [] };
   const runtime = given ?? (await runtimeFor(state.runtime));
-  const [attestation, restarts] = await Promise.all([serviceStates(state), readRestarts(home)]);
+  const [attestation, restarts, disk] = await Promise.all([
+    serviceStates(state),
+    readRestarts(home),
+    diskCondition(home).catch(() => undefined),
+  ]);
   const parts = await Promise.all(
     state.parts.map(async (p) => ({
       name: p.name,
@@ -58,6 +65,7 @@ export async function labStatus(home: string, given?: Runtime): Promise<LabStatu
     gatewayUrl: state.gatewayUrl,
     startedAt: state.startedAt,
     parts,
+    ...(disk ? { disk } : {}),
   };
 }
 

@@ -2,12 +2,15 @@ import { randomBytes } from 'node:crypto';
 import { access, copyFile, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Agent } from 'undici';
+import { fileError } from '../disk-errors.js';
 import { errnoCode, TrustedMsError } from '../errors.js';
+import { makeDir } from '../fs-sync.js';
 import { packageRoot } from '../paths.js';
 import { createLabCa, saveLabCa } from '../pki/ca.js';
 import { issueServiceCertificate, type ServiceIdentity } from '../pki/identity.js';
 import { writeIdentity } from '../pki/identity-files.js';
 import { clientTlsConnector } from '../pki/mtls.js';
+import { requireRoomForLab } from './disk.js';
 import { jsonRequest } from './http-client.js';
 import type {
   GatewayPartConfig,
@@ -116,10 +119,14 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     });
   }
 
+  await requireRoomForLab(opts.home);
   const dir = labDir(opts.home);
   await rm(dir, { recursive: true, force: true });
-  for (const sub of ['parts', 'logs', 'services'])
-    await mkdir(join(dir, sub), { recursive: true, mode: 0o700 });
+  for (const sub of ['parts', 'logs', 'services']) {
+    await makeDir(join(dir, sub)).catch((err: unknown) => {
+      throw fileError(join(dir, sub), 'create', err);
+    });
+  }
   const labId = randomBytes(4).toString('hex');
   const posture = opts.posture;
   const trusted = posture === 'trusted';

@@ -1,7 +1,7 @@
 import { createPublicKey, type KeyObject, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { paperVerify } from '../../crypto/paper-scheme.js';
-import { TrustedMsError } from '../../errors.js';
+import { isTrustedMsError, TrustedMsError } from '../../errors.js';
 import type { Posture } from '../../lab/posture.js';
 import type { LabCa } from '../../pki/ca.js';
 import { issueServiceCertificate, type ServiceIdentity } from '../../pki/identity.js';
@@ -168,7 +168,9 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
       await refuseRevoked(request, 'auth.challenge', user);
       return record;
     } catch (err) {
-      lockout.fail(user);
+      // Only a wrong password counts towards the lock-out: a login refused because it could not be
+      // audited (a full disk) must not lock the user out for ten minutes after space is back.
+      if (isTrustedMsError(err, 'AUTH_FAILED')) lockout.fail(user);
       throw err;
     }
   };
