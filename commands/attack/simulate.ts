@@ -1,11 +1,13 @@
 import { stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { Args, Flags } from '@oclif/core';
+import { recoverAttackRun } from '../../src/attacks/journal.js';
 import { findScenario, SCENARIOS } from '../../src/attacks/registry.js';
 import { renderJunit, renderMatrix } from '../../src/attacks/report.js';
 import { renderHtml } from '../../src/attacks/report-html.js';
 import { type AttackReport, runAttacks } from '../../src/attacks/runner.js';
 import { BaseCommand, type JsonEnvelope } from '../../src/cli/base-command.js';
+import { onInterrupt } from '../../src/cli/interrupt.js';
 import { fileError, isDiskFault } from '../../src/disk-errors.js';
 import { TrustedMsError } from '../../src/errors.js';
 import { writeFileDurably } from '../../src/fs-sync.js';
@@ -21,7 +23,7 @@ export default class AttackSimulate extends BaseCommand {
   static override summary =
     'Run attack scenarios against the lab in one posture or all three, judged from evidence.';
   static override description =
-    'Uses the lab running in --home when its posture is the one asked for; otherwise brings a lab up in a temporary home for that posture and takes it down after. Exits 1 when any outcome differs from its expectation. Report schema: docs/report.md.';
+    "Uses the lab running in --home when its posture is the one asked for; otherwise brings a lab up in a temporary home for that posture and takes it down after. Exits 1 when any outcome differs from its expectation. Report schema: docs/report.md. Before each step it records in --home what it is about to change (labs it brings up, attack users, every service's code and config before each scenario). Signals: on SIGINT (Ctrl-C) or SIGTERM it reverts at once from that record and exits 130 or 143; after SIGKILL, the next `attack simulate` or `lab down` in the same home reverts it.";
   static override strict = false;
   static override examples = [
     '<%= config.bin %> <%= command.id %> --all --posture all',
@@ -69,10 +71,14 @@ export default class AttackSimulate extends BaseCommand {
     // Checked before the run, which can take minutes, rather than failing at its end.
     for (const file of [flags.junit, flags.html]) if (file !== undefined) await assertWritableFolder(file);
     const say = (line: string) => process.stderr.write(this.jsonEnabled() ? '' : `  ${line}\n`);
+    const home = this.labHome(flags);
+    const revertOnSignal = onInterrupt(async () => {
+      for (const line of (await recoverAttackRun(home, { own: true })).reverted) say(`reverted: ${line}`);
+    }, say);
     const report = await runAttacks({
       scenarios,
       postures,
-      home: this.labHome(flags),
+      home,
       services: flags.services,
       runtime: flags.runtime as RuntimeChoice,
       onProgress: say,
@@ -80,7 +86,7 @@ export default class AttackSimulate extends BaseCommand {
         say(
           `${r.posture}: ${r.id} ${r.outcome}, ${r.passed ? 'as expected' : `expected ${r.expected}`} (${(r.durationMs / 1000).toFixed(1)} s)`,
         ),
-    });
+    }).finally(revertOnSignal);
     this.log(renderMatrix(report));
     if (flags.junit) await writeReport(flags.junit, renderJunit(report));
     if (flags.html) await writeReport(flags.html, renderHtml(report));

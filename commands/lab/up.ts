@@ -1,6 +1,8 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../src/cli/base-command.js';
+import { onInterrupt } from '../../src/cli/interrupt.js';
 import { renderTable } from '../../src/cli/table.js';
+import { labDown } from '../../src/lab/down.js';
 import { POSTURES, parsePosture } from '../../src/lab/posture.js';
 import { chooseRuntime, RUNTIME_CHOICES, type RuntimeChoice } from '../../src/lab/runtimes/select.js';
 import { type LabUpResult, labUp } from '../../src/lab/up.js';
@@ -10,7 +12,7 @@ export type LabUpCommandResult = LabUpResult;
 export default class LabUp extends BaseCommand {
   static override summary = 'Start the lab: security service, gateway and the sample microservices.';
   static override description =
-    "Runs every part as a container on the local Docker engine (images built here, no registry; only the gateway and the security service's admin port published, on 127.0.0.1), or as local processes on 127.0.0.1 when no engine answers or with --runtime process. Registers each service's code hash; in the trusted posture also measures it from outside and issues each service an mTLS identity.";
+    "Runs every part as a container on the local Docker engine (images built here, no registry; only the gateway and the security service's admin port published, on 127.0.0.1), or as local processes on 127.0.0.1 when no engine answers or with --runtime process. Registers each service's code hash; in the trusted posture also measures it from outside and issues each service an mTLS identity. Signals: on SIGINT (Ctrl-C) or SIGTERM during start, everything started so far is stopped at once (as `lab down` does) and it exits 130 or 143; after SIGKILL, the next `lab down` stops what was started (processes found by their config under --home; on Docker, `lab down --all` removes containers by label).";
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
     '<%= config.bin %> <%= command.id %> --posture paper',
@@ -48,13 +50,20 @@ export default class LabUp extends BaseCommand {
       // Said rather than silently dropped: the flag (or TRUSTED_MS_BASE_IMAGE) only shapes Docker images.
       this.warn(`--base-image ${flags['base-image']} is ignored: local processes run on this host's Node`);
     }
+    const home = this.labHome(flags);
+    const stopOnSignal = onInterrupt(
+      async () => {
+        await labDown(home, runtime);
+      },
+      (line) => this.logToStderr(`… ${line}`),
+    );
     const result = await labUp({
-      home: this.labHome(flags),
+      home,
       runtime,
       posture: parsePosture(flags.posture),
       services: flags.services,
       onProgress: (step) => this.logToStderr(`… ${step}`),
-    });
+    }).finally(stopOnSignal);
     const { state } = result;
     this.log(
       renderTable(

@@ -13,6 +13,7 @@ import { packageVersion } from '../paths.js';
 import { openUserAdmin } from '../users/admin.js';
 import { keygenForUser } from '../users/keygen.js';
 import { attackerClient } from './http.js';
+import { AttackRunJournal } from './journal.js';
 import type { Evidence, LabUser, Scenario, ScenarioContext, Verdict } from './types.js';
 
 /** The two accounts every scenario uses: made before the scenarios run, removed after. */
@@ -95,10 +96,13 @@ export async function runAttacks(opts: RunOptions): Promise<AttackReport> {
       ? (await Promise.all(running.parts.map((p) => runtime.isAlive(p)))).every(Boolean)
       : false;
 
+  // Persisted before anything changes, so a killed run is undone by the next one or `lab down`.
+  const journal = opts.home ? await AttackRunJournal.begin(opts.home, progress) : undefined;
   for (const posture of opts.postures) {
     if (running && alive && running.posture === posture && opts.home) {
       progress(`${posture}: using the running lab ${running.labId} in ${opts.home}`);
       const keyDir = join(opts.home, 'attack-keys');
+      await journal?.inPlace(running, keyDir);
       const users = await ensureAttackUsers(opts.home, keyDir);
       try {
         postures.push({
@@ -107,7 +111,7 @@ export async function runAttacks(opts: RunOptions): Promise<AttackReport> {
           lab: 'running',
           services: running.parts.filter((p) => p.kind === 'service').length,
         });
-        await runAll(running, users, opts, results);
+        await runAll(running, users, opts, results, journal);
       } finally {
         await removeAttackUsers(opts.home, keyDir);
       }
@@ -117,6 +121,7 @@ export async function runAttacks(opts: RunOptions): Promise<AttackReport> {
     const home = join(dir, 'home');
     const keyDir = join(dir, 'keys');
     const services = opts.services ?? 20;
+    await journal?.tempLab(home, dir);
     try {
       const users = await ensureAttackUsers(home, keyDir);
       progress(`${posture}: bringing a lab up (${services} services)`);
@@ -146,8 +151,10 @@ export async function runAttacks(opts: RunOptions): Promise<AttackReport> {
       progress(`${posture}: taking the lab down`);
       await labDown(home).catch(() => undefined);
       await rm(dir, { recursive: true, force: true });
+      await journal?.tempLabGone(dir);
     }
   }
+  await journal?.end();
   const passed = results.filter((r) => r.passed).length;
   return {
     schema: 'trusted-ms/attack-report@1',
@@ -170,10 +177,13 @@ async function runAll(
   users: { victim: LabUser; attacker: LabUser },
   opts: RunOptions,
   results: ScenarioResult[],
+  journal?: AttackRunJournal,
 ): Promise<void> {
   for (const scenario of opts.scenarios) {
     opts.onProgress?.(`${lab.posture}: ${scenario.id} …`);
+    await journal?.detonating(lab, scenario.id);
     const r = await runScenario(scenario, lab, users, opts.timeoutMs ?? 10_000);
+    if (r.reverted) await journal?.reverted();
     results.push(r);
     opts.onResult?.(r);
   }

@@ -1,5 +1,6 @@
 import { constants as fsConstants } from 'node:fs';
 import { access, statfs } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { fileError } from '../disk-errors.js';
 import { errnoCode, TrustedMsError } from '../errors.js';
 
@@ -20,11 +21,12 @@ export const LAB_UP_MIN_FREE_BYTES = 8 * 1024 * 1024;
 
 /** The disk under `path` now: free space (statfs) and whether it takes writes (access W_OK). */
 export async function diskCondition(path: string): Promise<DiskCondition> {
-  const readOnly = await access(path, fsConstants.W_OK).then(
+  const at = await nearestExisting(path);
+  const readOnly = await access(at, fsConstants.W_OK).then(
     () => false,
     (err: unknown) => errnoCode(err) === 'EROFS' || errnoCode(err) === 'EACCES',
   );
-  const s = await statfs(path);
+  const s = await statfs(at);
   const freeBytes = Number(s.bavail) * Number(s.bsize);
   const state = readOnly
     ? 'read-only'
@@ -44,7 +46,7 @@ export async function requireRoomForLab(home: string, needBytes = LAB_UP_MIN_FRE
   const disk = await diskCondition(home);
   if (disk.state === 'read-only') {
     // The real errno and its hint, as any write in there would get it.
-    const err = await access(home, fsConstants.W_OK).then(
+    const err = await access(await nearestExisting(home), fsConstants.W_OK).then(
       () => undefined,
       (e: unknown) => e,
     );
@@ -69,4 +71,17 @@ export function formatBytes(n: number): string {
   if (n < 1024 * 1024) return `${(n / 1024).toFixed(0)} KiB`;
   if (n < 1024 ** 3) return `${(n / 1024 / 1024).toFixed(1)} MiB`;
   return `${(n / 1024 ** 3).toFixed(1)} GiB`;
+}
+
+/** `path`, or its closest ancestor that exists (a home not created yet lives on its parent's disk). */
+async function nearestExisting(path: string): Promise<string> {
+  let at = resolve(path);
+  for (;;) {
+    const found = await access(at).then(
+      () => true,
+      () => false,
+    );
+    if (found || dirname(at) === at) return at;
+    at = dirname(at);
+  }
 }
