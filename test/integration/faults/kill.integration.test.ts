@@ -1,9 +1,9 @@
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { processesOfLab } from '../../../src/lab/runtimes/process.js';
-import { labDir, readLabState } from '../../../src/lab/state.js';
+import { labDir, readLabState, stateFile } from '../../../src/lab/state.js';
 import { openLabStore } from '../../../src/store/open.js';
 import { cli, repoRoot, tempLab } from '../../support/cli.js';
 import { startLab } from '../../support/lab.js';
@@ -36,6 +36,18 @@ async function partsAlive(home: string): Promise<number[]> {
   return processesOfLab(join(labDir(home), 'parts'));
 }
 
+/** A temp lab home whose leftover processes are killed on dispose, even when the handling under test failed. */
+async function killedLab(): Promise<Awaited<ReturnType<typeof tempLab>>> {
+  const lab = await tempLab();
+  return {
+    ...lab,
+    async [Symbol.asyncDispose]() {
+      for (const pid of await partsAlive(lab.home)) process.kill(pid, 'SIGKILL');
+      await lab[Symbol.asyncDispose]();
+    },
+  };
+}
+
 const exists = (file: string) =>
   stat(file).then(
     () => true,
@@ -44,7 +56,7 @@ const exists = (file: string) =>
 
 describe('lab up killed during start', () => {
   it('SIGKILL: the next `lab down` stops every process it had started', async () => {
-    await using lab = await tempLab();
+    await using lab = await killedLab();
     const up = spawnCli(lab, ['lab', 'up', '--runtime', 'process', '--services', '2']);
     // Killed as soon as its first part runs: before the state file names them all (or at all).
     await until('the first part of the lab', async () => (await partsAlive(lab.home)).length > 0);
@@ -55,11 +67,27 @@ describe('lab up killed during start', () => {
     await until('no process of the lab', async () => (await partsAlive(lab.home)).length === 0, 5_000);
   });
 
+  it('SIGKILL before the state file was written: `lab down` still finds its processes by their config path', async () => {
+    await using lab = await killedLab();
+    const up = spawnCli(lab, ['lab', 'up', '--runtime', 'process', '--services', '2']);
+    await until('the first part of the lab', async () => (await partsAlive(lab.home)).length > 0);
+    up.kill('SIGKILL');
+    await up;
+    // The window between the first start and the first state write is microseconds wide: a kill
+    // inside it cannot be timed from outside, so its result is made by removing the state file.
+    await rm(stateFile(lab.home), { force: true });
+    expect((await partsAlive(lab.home)).length).toBeGreaterThan(0);
+    const down = await cli(lab, ['lab', 'down']);
+    expect(down.exitCode, down.stderr).toBe(0);
+    expect(down.stdout).toMatch(/stopped \d+ leftover process\(es\) of an interrupted start/);
+    await until('no process of the lab', async () => (await partsAlive(lab.home)).length === 0, 5_000);
+  });
+
   it.each([
     ['SIGINT', 130],
     ['SIGTERM', 143],
   ] as const)('%s: stops what it started at once and exits %i, no `lab down` needed', async (signal, code) => {
-    await using lab = await tempLab();
+    await using lab = await killedLab();
     const up = spawnCli(lab, ['lab', 'up', '--runtime', 'process', '--services', '2']);
     await until('the first part of the lab', async () => (await partsAlive(lab.home)).length > 0);
     up.kill(signal);
