@@ -37,6 +37,8 @@ interface ServiceSnapshot {
 export interface AttackRunRecord {
   version: 1;
   pid: number;
+  /** the pid's start time (Linux: /proc/<pid>/stat), so a recycled pid is not taken for the run */
+  pidStart?: string;
   startedAt: string;
   /** labs brought up for the run in temporary homes: taken down and removed on recovery */
   tempLabs: { home: string; dir: string }[];
@@ -83,13 +85,20 @@ async function readRecord(home: string): Promise<AttackRunRecord | undefined> {
   }
 }
 
-function alive(pid: number): boolean {
+async function alive(pid: number, start: string | undefined): Promise<boolean> {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
-    return errnoCode(err) === 'EPERM';
+    if (errnoCode(err) !== 'EPERM') return false;
   }
+  return start === undefined || (await processStart(pid)) === start;
+}
+
+/** Field 22 of /proc/<pid>/stat (start time in clock ticks since boot); undefined off Linux. */
+async function processStart(pid: number): Promise<string | undefined> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  // The command name (field 2) may hold spaces and parentheses: count from its closing one.
+  return stat?.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
 }
 
 function sha256(buf: Buffer): string {
@@ -123,6 +132,7 @@ export class AttackRunJournal {
     const journal = new AttackRunJournal(home, {
       version: 1,
       pid: process.pid,
+      ...(await processStart(process.pid).then((s) => (s === undefined ? {} : { pidStart: s }))),
       startedAt: new Date().toISOString(),
       tempLabs: [],
     });
@@ -212,7 +222,7 @@ export async function recoverAttackRun(home: string, opts: { own?: boolean } = {
   const record = await readRecord(home);
   if (record === undefined) return { reverted: [] };
   // `own`: this process's signal handler, undoing its own run; otherwise only a dead run's record.
-  if (!(opts.own === true || record.pid === process.pid) && alive(record.pid)) {
+  if (!(opts.own === true || record.pid === process.pid) && (await alive(record.pid, record.pidStart))) {
     return { reverted: [], busy: { pid: record.pid } };
   }
   const reverted: string[] = [];

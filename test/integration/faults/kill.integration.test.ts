@@ -98,6 +98,48 @@ describe('lab up killed during start', () => {
   });
 });
 
+describe('attack simulate killed while the lab it brought up runs', () => {
+  it('SIGKILL: the next `lab down` in its home takes that lab down and removes its temporary home', async () => {
+    await using lab = await killedLab();
+    const run = spawnCli(lab, [
+      'attack',
+      'simulate',
+      'privilege.cross-database',
+      '--posture',
+      'none',
+      '--services',
+      '2',
+    ]);
+    let temp: { home: string; dir: string } | undefined;
+    await until('the lab of the run up', async () => {
+      const journal = await readFile(join(lab.home, 'attack-run', 'journal.json'), 'utf8').catch(() => '');
+      temp =
+        journal === ''
+          ? undefined
+          : (JSON.parse(journal) as { tempLabs: { home: string; dir: string }[] }).tempLabs[0];
+      return temp !== undefined && (await partsAlive(temp.home)).length > 0;
+    });
+    run.kill('SIGKILL');
+    await run;
+    const { home: tempHome, dir } = temp as { home: string; dir: string };
+    try {
+      const down = await cli(lab, ['lab', 'down']);
+      expect(down.exitCode, down.stderr).toBe(0);
+      expect(down.stdout).toMatch(/took down the lab it started/);
+      await until(
+        "no process of the run's lab",
+        async () => (await partsAlive(tempHome)).length === 0,
+        5_000,
+      );
+      expect(await exists(dir)).toBe(false);
+      expect(await exists(join(lab.home, 'attack-run'))).toBe(false);
+    } finally {
+      for (const pid of await partsAlive(tempHome)) process.kill(pid, 'SIGKILL');
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('attack simulate killed during a scenario on the lab of its home', () => {
   /** Runs the tampered-code scenario and sends `signal` once the customers service's code is tampered. */
   async function killMidScenario(
