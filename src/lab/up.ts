@@ -93,7 +93,8 @@ function builtFile(...parts: string[]): string {
  * names the part, with its last log lines.
  */
 export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
-  const started = Date.now();
+  const started = performance.now();
+  const startedAt = new Date().toISOString();
   const progress = opts.onProgress ?? (() => undefined);
   const runtime = opts.runtime ?? new ProcessRuntime();
   await assertPrivateHome(opts.home);
@@ -197,7 +198,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     labId,
     runtime: runtime.kind,
     posture,
-    startedAt: new Date(started).toISOString(),
+    startedAt,
     gatewayUrl,
     securityUrl,
     parts,
@@ -442,7 +443,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
       );
       await writeLabState(opts.home, state());
     }
-    return { state: state(), durationMs: Date.now() - started, attestation };
+    return { state: state(), durationMs: Math.round(performance.now() - started), attestation };
   } catch (err) {
     await Promise.all(parts.map((p) => runtime.stop(p).catch(() => undefined)));
     await runtime.teardown(labId).catch(() => []);
@@ -459,11 +460,11 @@ function onNetwork(part: PartState, at: PartPlacement): PartState {
 /** Counts parts as they get somewhere, saying so at most once a second (and at the last). */
 function counter(total: number, what: string, progress: (step: string) => void): () => void {
   let n = 0;
-  let said = Date.now();
+  let said = performance.now();
   return () => {
     n += 1;
-    if (n === total || Date.now() - said >= 1000) {
-      said = Date.now();
+    if (n === total || performance.now() - said >= 1000) {
+      said = performance.now();
       progress(`${what} ${n}/${total}`);
     }
   };
@@ -480,10 +481,10 @@ export async function waitHealthy(
   timeoutMs: number,
   dispatcher?: Agent,
 ): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
+  const deadline = performance.now() + timeoutMs;
   let last = '';
   try {
-    while (Date.now() < deadline) {
+    while (performance.now() < deadline) {
       if (part.internal) {
         // Not reachable from this host (a service on the lab's internal network): its own log
         // line says when it listens, as a wait-for-log strategy.

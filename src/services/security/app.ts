@@ -27,7 +27,7 @@ import {
 } from '../../users/users.js';
 import { CLIENT_ADDRESS_HEADER, clientAddressOf } from '../client-address.js';
 import { createHttpApp } from '../http.js';
-import { LoginLockout, RateLimiter } from '../rate-limit.js';
+import { LoginLockout, monotonicNow, RateLimiter } from '../rate-limit.js';
 import { labAudience, labIssuer } from './issuer.js';
 import type { ServiceRegistry, ServiceStatus } from './registry.js';
 import { RevocationBook, registerRevocationRoutes } from './revocations.js';
@@ -73,12 +73,14 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
   const now = deps.now ?? Date.now;
   const app = createHttpApp();
   const pending = new Map<string, Pending>();
-  const lockout = new LoginLockout(5, 10 * 60_000, 60_000, now);
+  // Durations on a monotonic clock unless a test injects one (see monotonicNow).
+  const durationNow = deps.now ?? monotonicNow;
+  const lockout = new LoginLockout(5, 10 * 60_000, 60_000, durationNow);
   // Per client address, before the password hash (each costs ~60 ms of CPU): trusted only, like the
   // gateway's limits; the paper's scheme has none (DESIGN.md, postures).
   const perClient =
     deps.posture === 'trusted' && deps.insecureNoRateLimit !== true
-      ? new RateLimiter(20, 40, now)
+      ? new RateLimiter(20, 40, durationNow)
       : undefined;
   const issuer = labIssuer(deps.labId);
   const audience = labAudience(deps.labId);
