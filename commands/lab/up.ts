@@ -3,6 +3,7 @@ import { BaseCommand } from '../../src/cli/base-command.js';
 import { onInterrupt } from '../../src/cli/interrupt.js';
 import { renderTable } from '../../src/cli/table.js';
 import { labDown } from '../../src/lab/down.js';
+import { fdLimitWarning } from '../../src/lab/fd-limit.js';
 import { POSTURES, parsePosture } from '../../src/lab/posture.js';
 import { chooseRuntime, RUNTIME_CHOICES, type RuntimeChoice } from '../../src/lab/runtimes/select.js';
 import { type LabUpResult, labUp } from '../../src/lab/up.js';
@@ -12,7 +13,7 @@ export type LabUpCommandResult = LabUpResult;
 export default class LabUp extends BaseCommand {
   static override summary = 'Start the lab: security service, gateway and the sample microservices.';
   static override description =
-    "Runs every part as a container on the local Docker engine (images built here, no registry; only the gateway and the security service's admin port published, on 127.0.0.1), or as local processes on 127.0.0.1 when no engine answers or with --runtime process. Registers each service's code hash; in the trusted posture also measures it from outside and issues each service an mTLS identity. Signals: on SIGINT (Ctrl-C) or SIGTERM during start, everything started so far is stopped at once (as `lab down` does) and it exits 130 or 143; after SIGKILL, the next `lab down` stops what was started (processes found by their config under --home; on Docker, `lab down --all` removes containers by label).";
+    "Runs every part as a container on the local Docker engine (images built here, no registry; only the gateway and the security service's admin port published, on 127.0.0.1), or as local processes on 127.0.0.1 when no engine answers or with --runtime process. Registers each service's code hash; in the trusted posture also measures it from outside and issues each service an mTLS identity. Warns, with the numbers, when `ulimit -n` is below what the gateway of a lab this size needs under 150 clients. Signals: on SIGINT (Ctrl-C) or SIGTERM during start, everything started so far is stopped at once (as `lab down` does) and it exits 130 or 143; after SIGKILL, the next `lab down` stops what was started (processes found by their config under --home; on Docker, `lab down --all` removes containers by label).";
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
     '<%= config.bin %> <%= command.id %> --posture paper',
@@ -50,6 +51,8 @@ export default class LabUp extends BaseCommand {
       // Said rather than silently dropped: the flag (or TRUSTED_MS_BASE_IMAGE) only shapes Docker images.
       this.warn(`--base-image ${flags['base-image']} is ignored: local processes run on this host's Node`);
     }
+    const fdWarning = await fdLimitWarning(flags.services);
+    if (fdWarning !== undefined) this.warn(fdWarning);
     const home = this.labHome(flags);
     const stopOnSignal = onInterrupt(
       async () => {
