@@ -59,7 +59,14 @@ export async function mountTmpfs(sizeBytes: number): Promise<Tmpfs> {
       await rm(ballast, { force: true });
     },
     async remount(mode) {
-      await execa('mount', ['-o', `remount,${mode}`, dir]);
+      // A file still open for writing (a log closing a few ms after its last append) makes the
+      // kernel refuse a read-only remount (EBUSY): try again for a moment.
+      for (let i = 0; ; i++) {
+        const r = await execa('mount', ['-o', `remount,${mode}`, dir], { reject: false });
+        if (r.exitCode === 0) return;
+        if (i >= 40) throw new Error(`mount -o remount,${mode} ${dir}: ${r.stderr}`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
     },
     async [Symbol.asyncDispose]() {
       await execa('umount', ['-l', dir], { reject: false });
