@@ -2,8 +2,8 @@ import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../src/cli/base-command.js';
 import { onInterrupt } from '../../src/cli/interrupt.js';
 import { renderTable } from '../../src/cli/table.js';
-import { labDown } from '../../src/lab/down.js';
 import { fdLimitWarning } from '../../src/lab/fd-limit.js';
+import { closableRuntime, stopInterruptedUp } from '../../src/lab/interrupted-up.js';
 import { POSTURES, parsePosture } from '../../src/lab/posture.js';
 import { chooseRuntime, RUNTIME_CHOICES, type RuntimeChoice } from '../../src/lab/runtimes/select.js';
 import { type LabUpResult, labUp } from '../../src/lab/up.js';
@@ -54,15 +54,17 @@ export default class LabUp extends BaseCommand {
     const fdWarning = await fdLimitWarning(flags.services);
     if (fdWarning !== undefined) this.warn(fdWarning);
     const home = this.labHome(flags);
+    const starting = closableRuntime(runtime);
     const stopOnSignal = onInterrupt(
       async () => {
-        await labDown(home, runtime);
+        starting.close();
+        await stopInterruptedUp(home, runtime);
       },
       (line) => this.logToStderr(`… ${line}`),
     );
     const result = await labUp({
       home,
-      runtime,
+      runtime: starting.runtime,
       posture: parsePosture(flags.posture),
       services: flags.services,
       onProgress: (step) => this.logToStderr(`… ${step}`),
