@@ -65,6 +65,13 @@ export const ERROR_CODES = {
   STORE_VERSION_UNSUPPORTED: { exit: 6, http: 500 },
   STORE_LOCKED: { exit: 6, http: 503 },
   STORE_IO: { exit: 6, http: 500 },
+  /**
+   * The file system under a write is full (ENOSPC) or over quota (EDQUOT): nothing was changed, and
+   * the same action works again once space is freed, without a restart. 507: the server's storage.
+   */
+  DISK_FULL: { exit: 6, http: 507 },
+  /** The file system under a write is read-only (EROFS) or refuses this user (EACCES, EPERM). */
+  DISK_READ_ONLY: { exit: 6, http: 503 },
   /** The audit log's hash chain is broken: an entry was edited, removed or reordered. */
   AUDIT_TAMPERED: { exit: 6, http: 500 },
   // services, attestation, the lab

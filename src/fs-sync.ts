@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { open, rename, unlink } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { mkdir, open, rename, unlink } from 'node:fs/promises';
+import { basename, dirname, join, parse, resolve, sep } from 'node:path';
+import { errnoCode } from './errors.js';
 
 /** Flushes a folder's entries (a rename into it) to disk, where the platform can; else a no-op. */
 export async function syncDir(dir: string): Promise<void> {
@@ -38,4 +39,29 @@ export async function writeFileDurably(file: string, text: string, mode = 0o600)
     throw err;
   }
   await syncDir(dirname(file));
+}
+
+/**
+ * `mkdir -p` with the OS's real cause on failure. Node's recursive mkdir answers ENOENT where a
+ * folder on the way could not be made because the disk is read-only (EROFS) or full: the folders
+ * are then made one at a time, which fails with the real errno, for the caller to map.
+ */
+export async function makeDir(dir: string, mode = 0o700): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true, mode });
+  } catch (err) {
+    if (errnoCode(err) !== 'ENOENT') throw err;
+    const abs = resolve(dir);
+    const parts = abs.slice(parse(abs).root.length).split(sep).filter(Boolean);
+    let path = parse(abs).root;
+    for (const part of parts) {
+      path = join(path, part);
+      try {
+        await mkdir(path, { mode });
+      } catch (stepErr) {
+        if (errnoCode(stepErr) !== 'EEXIST') throw stepErr;
+      }
+    }
+    throw err;
+  }
 }

@@ -1,14 +1,18 @@
-import { stat, writeFile } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { Args, Flags } from '@oclif/core';
 import { dependences, renderDependences } from '../../src/attacks/ablation.js';
+import { recoverAttackRun } from '../../src/attacks/journal.js';
 import { findScenario, SCENARIOS } from '../../src/attacks/registry.js';
 import { renderJunit, renderMatrix } from '../../src/attacks/report.js';
 import { renderHtml } from '../../src/attacks/report-html.js';
 import { type AttackReport, ablationVariants, runAttacks } from '../../src/attacks/runner.js';
 import { BaseCommand, type JsonEnvelope } from '../../src/cli/base-command.js';
+import { onInterrupt } from '../../src/cli/interrupt.js';
 import { POSTURES, type Posture } from '../../src/defences/posture.js';
+import { fileError, isDiskFault } from '../../src/disk-errors.js';
 import { TrustedMsError } from '../../src/errors.js';
+import { writeFileDurably } from '../../src/fs-sync.js';
 import { RUNTIME_CHOICES, type RuntimeChoice } from '../../src/lab/runtimes/select.js';
 
 export type AttackSimulateResult = AttackReport;
@@ -23,7 +27,7 @@ export default class AttackSimulate extends BaseCommand {
   static override summary =
     'Run attack scenarios against the lab in one posture or all three, judged from evidence.';
   static override description =
-    'Uses the lab running in --home when its posture is the one asked for; otherwise brings a lab up in a temporary home for that posture and takes it down after. Exits 1 when any outcome differs from its expectation. Report schema: docs/report.md.';
+    "Uses the lab running in --home when its posture is the one asked for; otherwise brings a lab up in a temporary home for that posture and takes it down after. Exits 1 when any outcome differs from its expectation. Report schema: docs/report.md. Before each step it records in --home what it is about to change (labs it brings up, attack users, every service's code and config before each scenario). Signals: on SIGINT (Ctrl-C) or SIGTERM it reverts at once from that record and exits 130 or 143; after SIGKILL, the next `attack simulate` or `lab down` in the same home reverts it.";
   static override strict = false;
   static override examples = [
     '<%= config.bin %> <%= command.id %> --all --posture all',
@@ -81,11 +85,15 @@ export default class AttackSimulate extends BaseCommand {
     // Checked before the run, which can take minutes, rather than failing at its end.
     for (const file of [flags.junit, flags.html]) if (file !== undefined) await assertWritableFolder(file);
     const say = (line: string) => process.stderr.write(this.jsonEnabled() ? '' : `  ${line}\n`);
+    const home = this.labHome(flags);
+    const revertOnSignal = onInterrupt(async () => {
+      for (const line of (await recoverAttackRun(home, { own: true })).reverted) say(`reverted: ${line}`);
+    }, say);
     const report = await runAttacks({
       scenarios,
       postures,
       ...(flags.ablate ? { variants: ablationVariants() } : {}),
-      home: this.labHome(flags),
+      home,
       services: flags.services,
       runtime: flags.runtime as RuntimeChoice,
       onProgress: say,
@@ -93,7 +101,7 @@ export default class AttackSimulate extends BaseCommand {
         say(
           `${r.variant}: ${r.id} ${r.outcome}, ${r.ablation ? 'ablation' : r.passed ? 'as expected' : `expected ${r.expected}`} (${(r.durationMs / 1000).toFixed(1)} s)`,
         ),
-    });
+    }).finally(revertOnSignal);
     this.log(renderMatrix(report));
     if (flags.ablate) {
       this.log(renderDependences(report));
@@ -124,7 +132,9 @@ async function assertWritableFolder(file: string): Promise<void> {
 }
 
 async function writeReport(file: string, text: string): Promise<void> {
-  await writeFile(file, text).catch((err: NodeJS.ErrnoException) => {
+  // Whole or not at all: a report cut by a full disk would pass for a report with fewer scenarios.
+  await writeFileDurably(file, text, 0o644).catch((err: NodeJS.ErrnoException) => {
+    if (isDiskFault(err)) throw fileError(file, 'write the report', err, { nothingChanged: false });
     throw new TrustedMsError('REPORT_WRITE_FAILED', `cannot write ${file}: ${err.code ?? err.message}`, {
       actions: ['give a file in a folder you can write to'],
     });

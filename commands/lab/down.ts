@@ -1,11 +1,14 @@
 import { Flags } from '@oclif/core';
+import { recoverAttackRun } from '../../src/attacks/journal.js';
 import { BaseCommand } from '../../src/cli/base-command.js';
 import { type LabDownResult, labDown } from '../../src/lab/down.js';
 
-export type LabDownCommandResult = LabDownResult;
+export type LabDownCommandResult = LabDownResult & { attackReverted: string[] };
 
 export default class LabDown extends BaseCommand {
   static override summary = 'Stop every part the lab started.';
+  static override description =
+    'Also undoes what an `attack simulate` killed half-way left in this home, from the record it keeps before each step: the labs it brought up, tampered service code and configs, the attack users and their keys. Without a state file (a `lab up` killed before writing it) it still stops the processes started for this home. Signals: SIGINT or SIGTERM stop it where it is; running it again finishes the job.';
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
     '<%= config.bin %> <%= command.id %> --all',
@@ -19,9 +22,22 @@ export default class LabDown extends BaseCommand {
 
   async run(): Promise<LabDownCommandResult> {
     const { flags } = await this.parse(LabDown);
-    const result = await labDown(this.labHome(flags), undefined, { all: flags.all });
+    const home = this.labHome(flags);
+    const down = await labDown(home, undefined, { all: flags.all });
+    const attack = await recoverAttackRun(home);
+    const result = { ...down, attackReverted: attack.reverted };
+    for (const line of attack.reverted) this.log(`Reverted (interrupted attack run): ${line}`);
+    if (attack.busy)
+      this.warn(
+        `an attack run (pid ${attack.busy.pid}) is still running in ${home}: it reverts its own changes`,
+      );
     if (result.removed.length > 0) this.log(`Removed by label: ${result.removed.join(', ')}.`);
-    if (result.labId === undefined) this.log('No lab was running.');
+    if (result.labId === undefined)
+      this.log(
+        result.stopped.length > 0
+          ? `No lab state; stopped ${result.stopped.length} leftover process(es) of an interrupted start.`
+          : 'No lab was running.',
+      );
     else
       this.log(`Lab ${result.labId}: stopped ${result.stopped.length} part(s) in ${result.durationMs} ms.`);
     return result;

@@ -1,5 +1,6 @@
 import { BaseCommand } from '../../src/cli/base-command.js';
 import { renderTable } from '../../src/cli/table.js';
+import { formatBytes } from '../../src/lab/disk.js';
 import { type LabStatus, labStatus } from '../../src/lab/status.js';
 
 export type LabStatusResult = LabStatus;
@@ -8,7 +9,7 @@ export default class LabStatusCommand extends BaseCommand {
   static override summary =
     "Show each part of the lab: alive or not, how often it was restarted, and each service's attestation.";
   static override description =
-    'On the process runtime the lab\'s watchman brings a part that died back by itself (after 1 s, then 2, 4, 8, 16 s; at most 5 times in a row), and `restarts` counts how often it did; a part it gave up on shows "gave up". On Docker the containers\' restart policy does the same.';
+    'On the process runtime the lab\'s watchman brings a part that died back by itself (after 1 s, then 2, 4, 8, 16 s; at most 5 times in a row), and `restarts` counts how often it did; a part it gave up on shows "gave up". On Docker the containers\' restart policy does the same. A full or read-only disk under the lab home is shown above the table (and as `disk` in --json): logins and admin writes are refused with DISK_FULL or DISK_READ_ONLY until it is fixed, and work again without a restart once it is.';
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
     '<%= config.bin %> <%= command.id %> --json',
@@ -25,6 +26,14 @@ export default class LabStatusCommand extends BaseCommand {
       `Lab ${status.labId}: posture ${status.posture}${status.without?.length ? ` without ${status.without.join(', ')}` : ''}, ${status.runtime}, gateway ${status.gatewayUrl}`,
     );
     this.log(`Defences: ${(status.defences ?? []).join(' ')}`);
+    const { disk } = status;
+    if (disk !== undefined && disk.state !== 'ok') {
+      this.log(
+        disk.state === 'read-only'
+          ? `Disk: ${disk.path} is READ-ONLY: logins and admin writes are refused (DISK_READ_ONLY) until it is writable again`
+          : `Disk: ${formatBytes(disk.freeBytes)} free under ${disk.path}${disk.state === 'full' ? ': FULL, logins and admin writes are refused (DISK_FULL) until space is freed' : ' (low)'}`,
+      );
+    }
     this.log(
       renderTable(
         ['part', 'kind', 'alive', 'restarts', 'attestation', 'address'],

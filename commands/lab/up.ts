@@ -1,8 +1,11 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../src/cli/base-command.js';
+import { onInterrupt } from '../../src/cli/interrupt.js';
 import { renderTable } from '../../src/cli/table.js';
 import { POSTURES, parsePosture } from '../../src/defences/posture.js';
 import { ABLATION_NAMES, defenceList, labelOf, parseAblations } from '../../src/defences/presets.js';
+import { fdLimitWarning } from '../../src/lab/fd-limit.js';
+import { closableRuntime, stopInterruptedUp } from '../../src/lab/interrupted-up.js';
 import { chooseRuntime, RUNTIME_CHOICES, type RuntimeChoice } from '../../src/lab/runtimes/select.js';
 import { type LabUpResult, labUp } from '../../src/lab/up.js';
 
@@ -11,7 +14,7 @@ export type LabUpCommandResult = LabUpResult;
 export default class LabUp extends BaseCommand {
   static override summary = 'Start the lab: security service, gateway and the sample microservices.';
   static override description =
-    "Runs every part as a container on the local Docker engine (images built here, no registry; only the gateway and the security service's admin port published, on 127.0.0.1), or as local processes on 127.0.0.1 when no engine answers or with --runtime process. Registers each service's code hash; in the trusted posture also measures it from outside and issues each service an mTLS identity.";
+    "Runs every part as a container on the local Docker engine (images built here, no registry; only the gateway and the security service's admin port published, on 127.0.0.1), or as local processes on 127.0.0.1 when no engine answers or with --runtime process. Registers each service's code hash; in the trusted posture also measures it from outside and issues each service an mTLS identity. Warns, with the numbers, when `ulimit -n` is below what the gateway of a lab this size needs under 150 clients. Signals: on SIGINT (Ctrl-C) or SIGTERM during start, everything started so far is stopped at once (as `lab down` does) and it exits 130 or 143; after SIGKILL, the next `lab down` stops what was started (processes found by their config under --home; on Docker, `lab down --all` removes containers by label).";
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
     '<%= config.bin %> <%= command.id %> --posture paper',
@@ -59,14 +62,25 @@ export default class LabUp extends BaseCommand {
     }
     const posture = parsePosture(flags.posture);
     const without = parseAblations(flags.without ?? [], posture);
+    const fdWarning = await fdLimitWarning(flags.services);
+    if (fdWarning !== undefined) this.warn(fdWarning);
+    const home = this.labHome(flags);
+    const starting = closableRuntime(runtime);
+    const stopOnSignal = onInterrupt(
+      async () => {
+        starting.close();
+        await stopInterruptedUp(home, runtime);
+      },
+      (line) => this.logToStderr(`… ${line}`),
+    );
     const result = await labUp({
-      home: this.labHome(flags),
-      runtime,
+      home,
+      runtime: starting.runtime,
       posture,
       without,
       services: flags.services,
       onProgress: (step) => this.logToStderr(`… ${step}`),
-    });
+    }).finally(stopOnSignal);
     const { state } = result;
     this.log(
       renderTable(

@@ -15,6 +15,7 @@ import { openUserAdmin } from '../users/admin.js';
 import { keygenForUser } from '../users/keygen.js';
 import type { Dependence } from './ablation.js';
 import { attackerClient } from './http.js';
+import { AttackRunJournal } from './journal.js';
 import type { Evidence, LabUser, Scenario, ScenarioContext, Verdict } from './types.js';
 
 /** The two accounts every scenario uses: made before the scenarios run, removed after. */
@@ -119,6 +120,8 @@ export async function runAttacks(opts: RunOptions): Promise<AttackReport> {
       ? (await Promise.all(running.parts.map((p) => runtime.isAlive(p)))).every(Boolean)
       : false;
 
+  // Persisted before anything changes, so a killed run is undone by the next one or `lab down`.
+  const journal = opts.home ? await AttackRunJournal.begin(opts.home, progress) : undefined;
   const variants: readonly LabVariant[] = opts.variants ?? opts.postures.map((posture) => ({ posture }));
   for (const v of variants) {
     const { posture } = v;
@@ -136,6 +139,7 @@ export async function runAttacks(opts: RunOptions): Promise<AttackReport> {
     if (running && alive && same && opts.home) {
       progress(`${label}: using the running lab ${running.labId} in ${opts.home}`);
       const keyDir = join(opts.home, 'attack-keys');
+      await journal?.inPlace(running, keyDir);
       const users = await ensureAttackUsers(opts.home, keyDir);
       try {
         postures.push({
@@ -146,7 +150,7 @@ export async function runAttacks(opts: RunOptions): Promise<AttackReport> {
           lab: 'running',
           services: running.parts.filter((p) => p.kind === 'service').length,
         });
-        await runScenarios(running, users, opts, results, study);
+        await runScenarios(running, users, opts, results, study, journal);
       } finally {
         await removeAttackUsers(opts.home, keyDir);
       }
@@ -157,6 +161,7 @@ export async function runAttacks(opts: RunOptions): Promise<AttackReport> {
     const keyDir = join(dir, 'keys');
     const services = opts.services ?? 20;
     const base = { posture, variant: label, ...(without.length ? { without } : {}) };
+    await journal?.tempLab(home, dir);
     try {
       const users = await ensureAttackUsers(home, keyDir);
       progress(`${label}: bringing a lab up (${services} services)`);
@@ -188,8 +193,10 @@ export async function runAttacks(opts: RunOptions): Promise<AttackReport> {
       progress(`${label}: taking the lab down`);
       await labDown(home).catch(() => undefined);
       await rm(dir, { recursive: true, force: true });
+      await journal?.tempLabGone(dir);
     }
   }
+  await journal?.end();
   const passed = results.filter((r) => r.passed).length;
   return {
     schema: 'trusted-ms/attack-report@1',
@@ -215,6 +222,7 @@ export async function runScenarios(
   results: ScenarioResult[],
   /** a variant of the ablation study: its verdicts have no expectation */
   study = false,
+  journal?: AttackRunJournal,
 ): Promise<void> {
   // Once a revert fails the lab is no longer the one the expectations were declared for: later
   // scenarios are reported as not run, with the reason, rather than judged on a changed lab.
@@ -227,7 +235,9 @@ export async function runScenarios(
       continue;
     }
     opts.onProgress?.(`${lab.posture}: ${scenario.id} …`);
+    await journal?.detonating(lab, scenario.id);
     const r = await runScenario(scenario, lab, users, opts.timeoutMs ?? 10_000, study);
+    if (r.reverted) await journal?.reverted();
     results.push(r);
     opts.onResult?.(r);
     if (!r.reverted) {

@@ -1,5 +1,6 @@
 import { Command, Flags } from '@oclif/core';
 import chalk from 'chalk';
+import { diskFaultOf } from '../disk-errors.js';
 import { type ErrorCode, TrustedMsError } from '../errors.js';
 import { resolveLabHome } from '../home.js';
 
@@ -57,6 +58,9 @@ export function asTrustedMsError(err: unknown): TrustedMsError {
       actions: ['see --help for usage and examples'],
     });
   }
+  // A full or read-only disk under a write that no caller mapped: still the disk's error, not a bug.
+  const disk = diskFaultOf(err);
+  if (disk !== undefined) return disk;
   const code: ErrorCode = 'INTERNAL';
   return new TrustedMsError(code, `unexpected error: ${firstLine(String(e?.message ?? err))}`, {
     actions: ['run again with DEBUG=1 to see where it happened, and report it'],

@@ -1,7 +1,9 @@
-import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Posture } from '../defences/posture.js';
+import { fileError } from '../disk-errors.js';
 import { errnoCode, TrustedMsError } from '../errors.js';
+import { makeDir, writeFileDurably } from '../fs-sync.js';
 
 /** What `user login` keeps for `call`: in a 0600 file, since a ticket with its key is a credential. */
 export interface Session {
@@ -23,11 +25,15 @@ function sessionDir(home: string): string {
 }
 
 export async function saveSession(home: string, session: Session): Promise<string> {
-  await mkdir(sessionDir(home), { recursive: true, mode: 0o700 });
   const file = join(sessionDir(home), `${session.user}.json`);
-  const tmp = `${file}.${process.pid}.tmp`;
-  await writeFile(tmp, `${JSON.stringify(session, null, 2)}\n`, { mode: 0o600 });
-  await rename(tmp, file);
+  try {
+    await makeDir(sessionDir(home));
+    await writeFileDurably(file, `${JSON.stringify(session, null, 2)}\n`, 0o600);
+  } catch (err) {
+    // The ticket was issued (and audited) but cannot be kept: say why, and that logging in again
+    // once the disk is fixed is all it takes (the old session file, if any, is left as it was).
+    throw fileError(file, 'save the session in', err);
+  }
   return file;
 }
 

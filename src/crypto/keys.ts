@@ -3,8 +3,9 @@ import { constants as fsConstants } from 'node:fs';
 import { chmod, type FileHandle, link, lstat, mkdir, open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join, relative, sep } from 'node:path';
 import { promisify } from 'node:util';
+import { fileError } from '../disk-errors.js';
 import { errnoCode, isTrustedMsError, TrustedMsError } from '../errors.js';
-import { syncDir } from '../fs-sync.js';
+import { makeDir, syncDir } from '../fs-sync.js';
 import { OPENSSH_PRIVATE_RE, parseOpenSshPrivateKey, passphraseRequired } from './openssh.js';
 import { readSecretFile } from './secret-file.js';
 import { MIN_RSA_BITS } from './signature.js';
@@ -269,7 +270,14 @@ async function ensurePrivateDir(dir: string, path: string): Promise<void> {
   try {
     first = await mkdir(dir, { recursive: true, mode: 0o700 });
   } catch (err) {
-    throw writeError(path, err);
+    // makeDir finds the real cause behind Node's ENOENT (a read-only or full disk).
+    throw writeError(
+      path,
+      await makeDir(dir).then(
+        () => err,
+        (real: unknown) => real,
+      ),
+    );
   }
   if (first === undefined) return;
   // mkdir's mode is narrowed by the umask (good) but chmod anyway so the folder is exactly 0700.
@@ -312,7 +320,5 @@ function writeError(path: string, err: unknown): TrustedMsError {
   if (code === 'EISDIR') {
     return new TrustedMsError('INVALID_INPUT', `${path} is a folder, not a key file path`);
   }
-  return new TrustedMsError('STORE_IO', `cannot write the key file ${path} (${code ?? 'error'})`, {
-    cause: err,
-  });
+  return fileError(path, 'write the key file', err);
 }

@@ -1,4 +1,12 @@
 /**
+ * The clock of durations here (refills, lock-outs): monotonic, so a wall clock stepped back or
+ * forward (NTP, an operator, a VM resumed) neither locks clients out for the step's length nor
+ * forgives them early. An injected clock (tests, or a wall clock) is guarded as well: time that
+ * seems to run backwards counts as no time.
+ */
+export const monotonicNow = (): number => performance.now();
+
+/**
  * Token buckets keyed by a string (a user, a client address). Bounded: when full, the oldest
  * bucket is dropped, which can only forgive a client, never block one wrongly. Clock injectable.
  */
@@ -8,7 +16,7 @@ export class RateLimiter {
   constructor(
     private readonly ratePerSecond: number,
     private readonly burst: number,
-    private readonly now: () => number = Date.now,
+    private readonly now: () => number = monotonicNow,
     private readonly maxKeys = 10_000,
   ) {}
 
@@ -53,7 +61,8 @@ export class RateLimiter {
       b = { tokens: this.burst, at: t };
       this.#buckets.set(key, b);
     } else {
-      b.tokens = Math.min(this.burst, b.tokens + ((t - b.at) / 1000) * this.ratePerSecond);
+      // A clock stepped back gives no refill, never a debt of the step's length.
+      b.tokens = Math.min(this.burst, b.tokens + (Math.max(0, t - b.at) / 1000) * this.ratePerSecond);
       b.at = t;
       // Most recently used last, so eviction drops the idlest key, never a busy flooder's bucket.
       this.#buckets.delete(key);
@@ -71,17 +80,23 @@ export class LoginLockout {
     private readonly maxFailures = 5,
     private readonly windowMs = 10 * 60_000,
     private readonly lockMs = 60_000,
-    private readonly now: () => number = Date.now,
+    private readonly now: () => number = monotonicNow,
   ) {}
 
   isLocked(user: string): boolean {
     const f = this.#failures.get(user);
-    return f !== undefined && f.lockedUntil > this.now();
+    if (f === undefined) return false;
+    const t = this.now();
+    // The clock went back: a lock ends at most lockMs from now, not lockMs plus the step.
+    if (f.lockedUntil - t > this.lockMs) f.lockedUntil = t + this.lockMs;
+    return f.lockedUntil > t;
   }
 
   fail(user: string): void {
     const t = this.now();
     let f = this.#failures.get(user);
+    // The clock went back past the window's start: the window starts again here.
+    if (f !== undefined && t < f.first) f.first = t;
     if (f === undefined || t - f.first > this.windowMs) {
       f = { count: 0, first: t, lockedUntil: 0 };
       if (this.#failures.size >= 10_000) this.#failures.delete(this.#failures.keys().next().value as string);

@@ -1,8 +1,10 @@
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Posture } from '../defences/posture.js';
 import { type Ablation, type Defences, defencesFor } from '../defences/presets.js';
+import { fileError } from '../disk-errors.js';
 import { errnoCode, TrustedMsError } from '../errors.js';
+import { makeDir, writeFileDurably } from '../fs-sync.js';
 
 /** `attacker`: a program `attack simulate` runs beside the lab for a while (never in the state file) */
 export type PartKind = 'security' | 'gateway' | 'service' | 'supervisor' | 'sink' | 'attacker';
@@ -84,10 +86,12 @@ export async function readLabState(home: string): Promise<LabState | undefined> 
 }
 
 export async function writeLabState(home: string, state: LabState): Promise<void> {
-  await mkdir(labDir(home), { recursive: true, mode: 0o700 });
-  const tmp = `${stateFile(home)}.${process.pid}.tmp`;
-  await writeFile(tmp, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
-  await rename(tmp, stateFile(home));
+  try {
+    await makeDir(labDir(home));
+    await writeFileDurably(stateFile(home), `${JSON.stringify(state, null, 2)}\n`, 0o600);
+  } catch (err) {
+    throw fileError(stateFile(home), 'write', err);
+  }
 }
 
 export async function removeLabState(home: string): Promise<void> {

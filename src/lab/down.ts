@@ -34,7 +34,12 @@ export async function labDown(
     const docker = given?.kind === 'docker' ? given : await runtimeFor('docker').catch(() => undefined);
     if (docker) removed.push(...(await docker.teardown(undefined)));
   }
-  if (!state) return { stopped: [], removed, durationMs: Date.now() - started };
+  if (!state) {
+    // A `lab up` killed before it wrote the state file may have started parts already: they are
+    // found by their config path under this home, as below.
+    const stopped = await killLeftovers(home);
+    return { stopped, removed, durationMs: Date.now() - started };
+  }
   const runtime = given ?? (await runtimeFor(state.runtime));
   const stopped: string[] = [];
   for (const p of state.parts.filter((p) => p.kind === 'supervisor')) {
@@ -56,8 +61,18 @@ export async function labDown(
       }),
     );
   }
-  // Any process of this lab still running that no state names (started as the watchman was
-  // stopped): found by its config path, never by name.
+  stopped.push(...(await killLeftovers(home)));
+  removed.push(...(await runtime.teardown(state.labId)));
+  await removeLabState(home);
+  return { labId: state.labId, stopped, removed, durationMs: Date.now() - started };
+}
+
+/**
+ * Any process of this home's lab still running that no state names (started as the watchman was
+ * stopped, or by a `lab up` killed half-way): found by its config path, never by name.
+ */
+async function killLeftovers(home: string): Promise<string[]> {
+  const stopped: string[] = [];
   for (const pid of await processesOfLab(join(labDir(home), 'parts'))) {
     try {
       process.kill(pid, 'SIGKILL');
@@ -66,7 +81,5 @@ export async function labDown(
       // gone meanwhile
     }
   }
-  removed.push(...(await runtime.teardown(state.labId)));
-  await removeLabState(home);
-  return { labId: state.labId, stopped, removed, durationMs: Date.now() - started };
+  return stopped;
 }

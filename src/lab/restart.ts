@@ -130,8 +130,8 @@ async function waitForListening(
   from: number,
   timeoutMs: number,
 ): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
+  const deadline = performance.now() + timeoutMs;
+  while (performance.now() < deadline) {
     const fh = await open(part.logFile, 'r').catch(() => undefined);
     if (fh) {
       try {

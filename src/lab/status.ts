@@ -1,6 +1,7 @@
 import { type Ablation, defenceList } from '../defences/presets.js';
 import { jsonRequest } from '../kernel/http-client.js';
 import { type LabState, readLabState } from '../kernel/lab-state.js';
+import { type DiskCondition, diskCondition } from './disk.js';
 import type { Runtime } from './runtimes/runtime.js';
 import { runtimeFor } from './runtimes/select.js';
 import { readRestarts } from './supervisor/restarts.js';
@@ -31,6 +32,8 @@ export interface LabStatus {
   gatewayUrl?: string;
   startedAt?: string;
   parts: PartStatus[];
+  /** the disk under the lab home: a full or read-only one refuses logins and admin writes */
+  disk?: DiskCondition;
 }
 
 /**
@@ -41,7 +44,11 @@ export async function labStatus(home: string, given?: Runtime): Promise<LabStatu
   const state = await readLabState(home);
   if (!state) return { running: false, parts: [] };
   const runtime = given ?? (await runtimeFor(state.runtime));
-  const [attestation, restarts] = await Promise.all([serviceStates(state), readRestarts(home)]);
+  const [attestation, restarts, disk] = await Promise.all([
+    serviceStates(state),
+    readRestarts(home),
+    diskCondition(home).catch(() => undefined),
+  ]);
   const parts = await Promise.all(
     state.parts.map(async (p) => ({
       name: p.name,
@@ -65,6 +72,7 @@ export async function labStatus(home: string, given?: Runtime): Promise<LabStatu
     gatewayUrl: state.gatewayUrl,
     startedAt: state.startedAt,
     parts,
+    ...(disk ? { disk } : {}),
   };
 }
 

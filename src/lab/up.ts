@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import { Agent } from 'undici';
 import type { Posture } from '../defences/posture.js';
 import { type Ablation, defenceList, defencesFor, labelOf } from '../defences/presets.js';
+import { fileError } from '../disk-errors.js';
 import { errnoCode, TrustedMsError } from '../errors.js';
+import { makeDir } from '../fs-sync.js';
 import { jsonRequest } from '../kernel/http-client.js';
 import { type LabState, labDir, type PartState, readLabState, writeLabState } from '../kernel/lab-state.js';
 import type {
@@ -21,6 +23,7 @@ import { createLabCa, saveLabCa } from '../pki/ca.js';
 import { issueServiceCertificate, type ServiceIdentity } from '../pki/identity.js';
 import { writeIdentity } from '../pki/identity-files.js';
 import { clientTlsConnector } from '../pki/mtls.js';
+import { requireRoomForLab } from './disk.js';
 import { ProcessRuntime } from './runtimes/process.js';
 import type { PartLaunch, PartPlacement, Runtime } from './runtimes/runtime.js';
 import { createLabSecrets } from './secrets.js';
@@ -84,7 +87,8 @@ function builtFile(...parts: string[]): string {
  * names the part, with its last log lines.
  */
 export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
-  const started = Date.now();
+  const started = performance.now();
+  const startedAt = new Date().toISOString();
   const progress = opts.onProgress ?? (() => undefined);
   const runtime = opts.runtime ?? new ProcessRuntime();
   await assertPrivateHome(opts.home);
@@ -110,10 +114,14 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     });
   }
 
+  await requireRoomForLab(opts.home);
   const dir = labDir(opts.home);
   await rm(dir, { recursive: true, force: true });
-  for (const sub of ['parts', 'logs', 'services'])
-    await mkdir(join(dir, sub), { recursive: true, mode: 0o700 });
+  for (const sub of ['parts', 'logs', 'services']) {
+    await makeDir(join(dir, sub)).catch((err: unknown) => {
+      throw fileError(join(dir, sub), 'create', err);
+    });
+  }
   const labId = randomBytes(4).toString('hex');
   const posture = opts.posture;
   const without = [...(opts.without ?? [])];
@@ -192,7 +200,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     posture,
     ...(without.length ? { without } : {}),
     defences,
-    startedAt: new Date(started).toISOString(),
+    startedAt,
     gatewayUrl,
     securityUrl,
     parts,
@@ -433,7 +441,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
       );
       await writeLabState(opts.home, state());
     }
-    return { state: state(), durationMs: Date.now() - started, attestation };
+    return { state: state(), durationMs: Math.round(performance.now() - started), attestation };
   } catch (err) {
     await Promise.all(parts.map((p) => runtime.stop(p).catch(() => undefined)));
     await runtime.teardown(labId).catch(() => []);
@@ -450,11 +458,11 @@ function onNetwork(part: PartState, at: PartPlacement): PartState {
 /** Counts parts as they get somewhere, saying so at most once a second (and at the last). */
 function counter(total: number, what: string, progress: (step: string) => void): () => void {
   let n = 0;
-  let said = Date.now();
+  let said = performance.now();
   return () => {
     n += 1;
-    if (n === total || Date.now() - said >= 1000) {
-      said = Date.now();
+    if (n === total || performance.now() - said >= 1000) {
+      said = performance.now();
       progress(`${what} ${n}/${total}`);
     }
   };
@@ -471,10 +479,10 @@ export async function waitHealthy(
   timeoutMs: number,
   dispatcher?: Agent,
 ): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
+  const deadline = performance.now() + timeoutMs;
   let last = '';
   try {
-    while (Date.now() < deadline) {
+    while (performance.now() < deadline) {
       if (part.internal) {
         // Not reachable from this host (a service on the lab's internal network): its own log
         // line says when it listens, as a wait-for-log strategy.

@@ -1,6 +1,8 @@
 import { X509Certificate } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileError } from '../disk-errors.js';
+import { writeFileDurably } from '../fs-sync.js';
 import type { ServiceIdentity } from './spiffe.js';
 
 export const IDENTITY_CERT_FILE = 'cert.pem';
@@ -10,9 +12,10 @@ export const IDENTITY_KEY_FILE = 'key.pem';
 export async function writeIdentity(dir: string, identity: ServiceIdentity): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const put = async (name: string, content: string, mode: number): Promise<void> => {
-    const tmp = join(dir, `.${name}.${process.pid}.tmp`);
-    await writeFile(tmp, content, { mode });
-    await rename(tmp, join(dir, name));
+    const file = join(dir, name);
+    await writeFileDurably(file, content, mode).catch((err: unknown) => {
+      throw fileError(file, 'write', err);
+    });
   };
   await put(IDENTITY_KEY_FILE, identity.keyPem, 0o600);
   await put(IDENTITY_CERT_FILE, identity.certPem, 0o644);

@@ -1,6 +1,7 @@
 import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { diskFaultOf } from '../disk-errors.js';
 import { TrustedMsError } from '../errors.js';
 import { errorBody } from '../kernel/error-body.js';
 
@@ -141,5 +142,5 @@ export function toHttpError(err: unknown): TrustedMsError {
   if (typeof e?.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
     return new TrustedMsError('INVALID_INPUT', e.message);
   }
-  return new TrustedMsError('INTERNAL', 'internal error');
+  return diskFaultOf(err) ?? new TrustedMsError('INTERNAL', 'internal error');
 }

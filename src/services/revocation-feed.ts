@@ -41,13 +41,13 @@ export class RevocationFeed {
 
   /** Fetches the list once (retrying for up to `deadlineMs`), then keeps it current in the background. */
   async start(deadlineMs = 10_000): Promise<void> {
-    const deadline = Date.now() + deadlineMs;
+    const deadline = performance.now() + deadlineMs;
     for (;;) {
       try {
         this.view.replace(await this.#fetch(undefined));
         break;
       } catch (err) {
-        if (Date.now() > deadline || this.#abort.signal.aborted) {
+        if (performance.now() > deadline || this.#abort.signal.aborted) {
           throw new TrustedMsError(
             'SERVICE_UNAVAILABLE',
             `fetching the revocation list failed: ${(err as Error).message}`,

@@ -27,13 +27,13 @@ export class SecurityClient {
 
   /** Retries while the security service is unreachable or answers 5xx, up to the deadline. */
   async untilReady<T>(what: string, run: () => Promise<T>, deadlineMs = 10_000): Promise<T> {
-    const deadline = Date.now() + deadlineMs;
+    const deadline = performance.now() + deadlineMs;
     for (;;) {
       try {
         return await run();
       } catch (err) {
         const transient = !isTrustedMsError(err) || err.httpStatus >= 500;
-        if (!transient || Date.now() > deadline) {
+        if (!transient || performance.now() > deadline) {
           throw new TrustedMsError(
             isTrustedMsError(err) ? err.code : 'SERVICE_UNAVAILABLE',
             `${what} failed: ${(err as Error).message}`,

@@ -1,11 +1,12 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { type FileHandle, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { type FileHandle, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import canonicalizeModule from 'canonicalize';
-import lockfile from 'proper-lockfile';
+import { fileError } from '../disk-errors.js';
 import { errnoCode, TrustedMsError } from '../errors.js';
-import { syncDir } from '../fs-sync.js';
+import { makeDir, syncDir } from '../fs-sync.js';
+import { lockFile } from './file-lock.js';
 import { DEFAULT_LOCK_SETTINGS, type LockSettings, serialised } from './json-file-store.js';
 import { type AuditEntry, checkAuditEntry, validateAuditData } from './schema.js';
 
@@ -109,10 +110,7 @@ function parseLine(line: string): AuditRecord {
 }
 
 function ioError(file: string, what: string, err: unknown): TrustedMsError {
-  return new TrustedMsError('STORE_IO', `cannot ${what} ${file}: ${errnoCode(err) ?? 'error'}`, {
-    cause: err,
-    actions: [`check that ${dirname(file)} exists and is writable by this user`],
-  });
+  return fileError(file, what, err, { write: what !== 'read' });
 }
 
 export interface AuditLogOptions {
@@ -240,14 +238,22 @@ export class AuditLog {
       const text = Buffer.from(records.map((r) => `${JSON.stringify(r)}\n`).join(''), 'utf8');
       // One write(2) with O_APPEND: a reader sees whole lines (a line cut by a crash is dropped by
       // the next writer, it was never acknowledged), then the fsync that makes them acknowledged.
-      let written: number;
       try {
-        ({ bytesWritten: written } = await held.handle.write(text));
-        if (written === text.length) await held.handle.sync();
+        let written = 0;
+        // A nearly full disk takes part of a write and answers the rest's write with its errno
+        // (ENOSPC): that second write is what names the cause for the user.
+        while (written < text.length) {
+          const { bytesWritten } = await held.handle.write(text, written, text.length - written);
+          if (bytesWritten === 0) throw new Error('the file system accepted no bytes');
+          written += bytesWritten;
+        }
+        await held.handle.sync();
       } catch (err) {
+        // Not acknowledged: take the part that did reach the file away now, so nothing half-written
+        // stays (the next writer would drop it, but a reader or `audit verify` could see it first).
+        await held.handle.truncate(Number(head.size)).catch(() => undefined);
         throw ioError(this.file, 'append to', err);
       }
-      if (written !== text.length) throw ioError(this.file, 'append to', new Error('short write'));
       this.#head = { ino: head.ino, size: head.size + BigInt(text.length), seq, hash };
       for (const [i, p] of batch.entries()) p.resolve(records[i] as AuditRecord);
     } catch (err) {
@@ -264,7 +270,7 @@ export class AuditLog {
     if (this.#held?.state.compromised) await this.#letGo();
     if (this.#held !== undefined) return this.#held;
     try {
-      await mkdir(dirname(this.file), { recursive: true, mode: 0o700 });
+      await makeDir(dirname(this.file));
     } catch (err) {
       throw ioError(this.file, 'create the folder of', err);
     }
@@ -596,22 +602,10 @@ export class AuditLog {
   }
 
   async #acquire(state: { compromised: Error | undefined }): Promise<() => Promise<void>> {
-    const { staleMs, retries, minTimeoutMs, maxTimeoutMs } = this.#lock;
     try {
-      return await lockfile.lock(this.file, {
-        realpath: false,
-        stale: staleMs,
-        retries: {
-          retries,
-          minTimeout: minTimeoutMs,
-          maxTimeout: maxTimeoutMs,
-          factor: 1.3,
-          randomize: true,
-        },
-        // Recorded, not thrown: proper-lockfile's default would throw outside any caller.
-        onCompromised: (err) => {
-          state.compromised = err;
-        },
+      return await lockFile(this.file, this.#lock, (err) => {
+        // Recorded, not thrown: proper-lockfile's default throws from a timer and kills the process.
+        state.compromised = err;
       });
     } catch (err) {
       if (errnoCode(err) === 'ELOCKED') {

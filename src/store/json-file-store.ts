@@ -1,9 +1,10 @@
-import { mkdir, readFile, stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { type Adapter, Low } from 'lowdb';
-import lockfile from 'proper-lockfile';
+import { fileError } from '../disk-errors.js';
 import { errnoCode, isTrustedMsError, TrustedMsError } from '../errors.js';
-import { writeFileDurably } from '../fs-sync.js';
+import { makeDir, writeFileDurably } from '../fs-sync.js';
+import { lockFile } from './file-lock.js';
 import type { Validator } from './schema.js';
 
 export interface LockSettings {
@@ -62,12 +63,7 @@ export function serialised<R>(key: string, fn: () => Promise<R>): Promise<R> {
 }
 
 function ioError(file: string, what: string, err: unknown): TrustedMsError {
-  const code = errnoCode(err) ?? 'unknown error';
-  const reason = err instanceof Error ? err.message : String(err);
-  return new TrustedMsError('STORE_IO', `cannot ${what} ${file}: ${code}`, {
-    cause: err,
-    actions: [`check that ${dirname(file)} exists and is writable by this user (${reason})`],
-  });
+  return fileError(file, what, err, { write: what !== 'read' && what !== 'validate' });
 }
 
 /** lowdb's adapter for our files: every write durable (see writeFileDurably), the file 0600. */
@@ -186,28 +182,16 @@ export class JsonFileStore<T> {
 
   async #ensureFolder(): Promise<void> {
     try {
-      await mkdir(dirname(this.file), { recursive: true, mode: 0o700 });
+      await makeDir(dirname(this.file));
     } catch (err) {
       throw ioError(this.file, 'create the folder of', err);
     }
   }
   async #acquire(state: { compromised: Error | undefined }): Promise<() => Promise<void>> {
-    const { staleMs, retries, minTimeoutMs, maxTimeoutMs } = this.#lock;
     try {
-      return await lockfile.lock(this.file, {
-        realpath: false,
-        stale: staleMs,
-        retries: {
-          retries,
-          minTimeout: minTimeoutMs,
-          maxTimeout: maxTimeoutMs,
-          factor: 1.3,
-          randomize: true,
-        },
-        // The default throws from a timer and kills the process; record it and refuse to write.
-        onCompromised: (err) => {
-          state.compromised = err;
-        },
+      return await lockFile(this.file, this.#lock, (err) => {
+        // Recorded, not thrown: proper-lockfile's default throws from a timer and kills the process.
+        state.compromised = err;
       });
     } catch (err) {
       if (errnoCode(err) === 'ELOCKED') {
@@ -215,7 +199,7 @@ export class JsonFileStore<T> {
           cause: err,
           actions: [
             'retry in a moment',
-            `if no trusted-ms process is running, the lock ${this.file}.lock is taken over after ${Math.round(staleMs / 1000)} s`,
+            `if no trusted-ms process is running, the lock ${this.file}.lock is taken over after ${Math.round(this.#lock.staleMs / 1000)} s`,
           ],
         });
       }

@@ -1,4 +1,6 @@
 import { join, resolve } from 'node:path';
+import { fileError } from '../disk-errors.js';
+import { TrustedMsError } from '../errors.js';
 import type { Role } from '../policy/types.js';
 import { AuditLog, type AuditRecord, type AuditVerifyResult } from './audit-log.js';
 import { JsonFileStore, type LockSettings } from './json-file-store.js';
@@ -87,6 +89,24 @@ export class LabStore {
   async audit(entry: Omit<AuditEntry, 'at'> & { at?: string }): Promise<void> {
     const { at, ...rest } = entry;
     await this.#audit.append({ at: at ?? this.now().toISOString(), ...rest });
+  }
+
+  /**
+   * Appends an entry the action itself depends on (a login granted, an admin change made): when it
+   * cannot be written the action is refused, with the log's own error (DISK_FULL, DISK_READ_ONLY,
+   * STORE_LOCKED...) and its cause in the message, never a bare "error".
+   */
+  async auditRequired(entry: Omit<AuditEntry, 'at'> & { at?: string }): Promise<void> {
+    try {
+      await this.audit(entry);
+    } catch (err) {
+      const e = fileError(this.auditFile, 'append to', err);
+      throw new TrustedMsError(
+        e.code,
+        `${entry.action} refused: it cannot be recorded in the audit log: ${e.message}`,
+        { cause: err, actions: e.actions },
+      );
+    }
   }
 
   /** The audit entries in order, without their chain fields. */

@@ -116,7 +116,7 @@ async function audited<R>(
     await store.audit({ ...base, outcome: 'error', code }).catch(() => undefined);
     throw err;
   }
-  await store.audit({ ...base, outcome: 'ok', ...(detail ? { detail: detail(result) } : {}) });
+  await store.auditRequired({ ...base, outcome: 'ok', ...(detail ? { detail: detail(result) } : {}) });
   return result;
 }
 
@@ -420,6 +420,6 @@ export async function checkPassword(
     });
   }
   // Fail closed: a login that cannot be audited is not granted.
-  await store.audit({ ...base, outcome: 'allowed', ...(upgraded ? { detail: { upgraded } } : {}) });
+  await store.auditRequired({ ...base, outcome: 'allowed', ...(upgraded ? { detail: { upgraded } } : {}) });
   return { user, upgraded };
 }

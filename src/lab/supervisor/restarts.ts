@@ -1,5 +1,7 @@
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileError } from '../../disk-errors.js';
+import { writeFileDurably } from '../../fs-sync.js';
 import { labDir } from '../../kernel/lab-state.js';
 
 /** What the watchman did for one part: how often it brought it back, and whether it gave up. */
@@ -27,6 +29,7 @@ export async function readRestarts(home: string): Promise<RestartRecord> {
 
 export async function writeRestarts(home: string, record: RestartRecord): Promise<void> {
   const file = restartsFile(home);
-  await writeFile(`${file}.tmp`, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600 });
-  await rename(`${file}.tmp`, file);
+  await writeFileDurably(file, `${JSON.stringify(record, null, 2)}\n`, 0o600).catch((err: unknown) => {
+    throw fileError(file, 'write', err);
+  });
 }

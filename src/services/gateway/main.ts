@@ -64,11 +64,12 @@ poll?.unref();
 // service: a flood at a tampered service cannot turn into a flood at the security service.
 const RECHECK_MS = 250;
 let recheckInFlight: Promise<void> | undefined;
-let lastRecheck = 0;
+// Monotonic: on the wall clock, a step back of an hour stopped every re-check for that hour.
+let lastRecheck = Number.NEGATIVE_INFINITY;
 const recheckAttestation = (): Promise<void> => {
   if (recheckInFlight) return recheckInFlight;
-  if (Date.now() - lastRecheck < RECHECK_MS) return Promise.resolve();
-  lastRecheck = Date.now();
+  if (performance.now() - lastRecheck < RECHECK_MS) return Promise.resolve();
+  lastRecheck = performance.now();
   recheckInFlight = attestation
     .refresh(fetchAttestations)
     .then(() => undefined)

@@ -4,7 +4,8 @@ import { paperVerify } from '../../crypto/paper-scheme.js';
 import { isAttested } from '../../defences/attestation-table.js';
 import { securityLimits } from '../../defences/limits.js';
 import { type Defences, ticketKindOf } from '../../defences/presets.js';
-import { TrustedMsError } from '../../errors.js';
+import { monotonicNow } from '../../defences/rate-limit.js';
+import { isTrustedMsError, TrustedMsError } from '../../errors.js';
 import { CLIENT_ADDRESS_HEADER, clientAddressOf } from '../../kernel/client-address.js';
 import type { LabCa } from '../../pki/ca.js';
 import { issueServiceCertificate, type ServiceIdentity } from '../../pki/identity.js';
@@ -80,7 +81,8 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
   });
   const pending = new Map<string, Pending>();
   const { login } = deps.defences;
-  const { perClient, lockout } = securityLimits(deps.defences.limits, now);
+  // Durations on a monotonic clock unless a test injects one (see monotonicNow).
+  const { perClient, lockout } = securityLimits(deps.defences.limits, deps.now ?? monotonicNow);
   // The ticket a login here issues: the paper's bearer ticket, or one bound to a session key.
   const ticketKind = ticketKindOf(login) ?? 'paper';
   const issuer = labIssuer(deps.labId);
@@ -103,8 +105,12 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
     return key;
   };
 
+  // A refusal stands whether or not its record can be written; a grant (a challenge, a ticket, an
+  // attestation) is not given without its record: it fails with the audit log's error and cause.
   const audit = (entry: Parameters<LabStore['audit']>[0]): Promise<void> =>
-    store.audit(entry).catch(() => undefined);
+    entry.outcome === 'denied' || entry.outcome === 'error'
+      ? store.audit(entry).catch(() => undefined)
+      : store.auditRequired(entry);
 
   const hasLabToken = (request: FastifyRequest): boolean => {
     const given = Buffer.from(/^Bearer (.+)$/.exec(request.headers.authorization ?? '')?.[1] ?? '');
@@ -167,7 +173,9 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
       await refuseRevoked(request, 'auth.challenge', user);
       return record;
     } catch (err) {
-      lockout?.fail(user);
+      // Only a wrong password counts towards the lock-out: a login refused because it could not be
+      // audited (a full disk) must not lock the user out for ten minutes after space is back.
+      if (isTrustedMsError(err, 'AUTH_FAILED')) lockout?.fail(user);
       throw err;
     }
   };
@@ -241,8 +249,8 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
         const id = randomBytes(16).toString('base64url');
         const expiresAt = Math.floor(now() / 1000) + deps.challengeTtlSeconds;
         const ticket = randomBytes(32);
-        pending.set(id, { kind: 'encrypted-ticket', id, user, ticket, expiresAt });
         await audit({ actor: clientOf(request), action: 'auth.challenge', target: user, outcome: 'ok' });
+        pending.set(id, { kind: 'encrypted-ticket', id, user, ticket, expiresAt });
         return { posture: 'paper', id, user, ticket: ticket.toString('base64url'), expiresAt };
       }
       if (record.keys.length === 0) {
@@ -251,8 +259,8 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
         });
       }
       const challenge = newChallenge(user, issuer, clientKey as string, deps.challengeTtlSeconds, now);
-      pending.set(challenge.id, { kind: 'signed-challenge', challenge });
       await audit({ actor: clientOf(request), action: 'auth.challenge', target: user, outcome: 'ok' });
+      pending.set(challenge.id, { kind: 'signed-challenge', challenge });
       return { posture: 'trusted', ...challenge };
     },
   );
