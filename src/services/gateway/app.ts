@@ -9,7 +9,7 @@ import { openSessionKey } from '../../protocol/session-key.js';
 import type { TicketClaims, TicketVerifier } from '../../protocol/ticket.js';
 import { CLIENT_ADDRESS_HEADER } from '../client-address.js';
 import { createHttpApp, toHttpError } from '../http.js';
-import type { KeyedConcurrency, RateLimiter } from '../rate-limit.js';
+import { type KeyedConcurrency, RATE_WAIT_HEADER, type RateLimiter } from '../rate-limit.js';
 import { type AttestationTable, parseAttestationEntries } from './attestation-table.js';
 import type { Upstream } from './upstream.js';
 
@@ -325,7 +325,10 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
       if (rateLimit !== undefined) {
         const waitMs = rateLimit.perUser.reserve(claims.sub, rateLimit.perUserMaxWaitMs ?? 0);
         if (waitMs === undefined) throw rateLimited();
-        if (waitMs > 0) await sleep(waitMs);
+        if (waitMs > 0) {
+          reply.header(RATE_WAIT_HEADER, String(Math.ceil(waitMs)));
+          await sleep(waitMs);
+        }
       }
       if (attestation.state(name) !== 'trusted' && deps.insecureSkipAttestation !== true) {
         await deps.recheckAttestation?.();

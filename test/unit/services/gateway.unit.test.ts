@@ -18,7 +18,7 @@ import { CLIENT_ADDRESS_HEADER } from '../../../src/services/client-address.js';
 import { buildGateway, type GatewayDeps, servicePath } from '../../../src/services/gateway/app.js';
 import { AttestationTable } from '../../../src/services/gateway/attestation-table.js';
 import { createPool, poolUpstream } from '../../../src/services/gateway/upstream.js';
-import { KeyedConcurrency, RateLimiter } from '../../../src/services/rate-limit.js';
+import { KeyedConcurrency, RATE_WAIT_HEADER, RateLimiter } from '../../../src/services/rate-limit.js';
 
 const HOST = '127.0.0.1';
 const ISSUER = 'trusted-ms://lab-test/security';
@@ -596,6 +596,32 @@ describe('gateway, posture trusted', () => {
         (await send(limited.url, '/svc/orders/x', { headers: signedHeaders(s, 'GET', '/svc/orders/x') }))
           .status,
       ).toBe(200);
+    } finally {
+      await limited.close();
+    }
+  });
+
+  it('makes a user over its rate wait its turn, and says so on the answer (the DoS judge counts it)', async () => {
+    const t = 1_000_000;
+    const limited = await startGateway('trusted', {
+      rateLimit: {
+        perUser: new RateLimiter(50, 1, () => t),
+        perClient: new RateLimiter(1000, 1000, () => t),
+        perUserMaxWaitMs: 1000,
+      },
+    });
+    try {
+      const s = trustedSession();
+      const first = await send(limited.url, '/svc/orders/x', {
+        headers: signedHeaders(s, 'GET', '/svc/orders/x'),
+      });
+      const second = await send(limited.url, '/svc/orders/x', {
+        headers: signedHeaders(s, 'GET', '/svc/orders/x'),
+      });
+      expect([first.status, second.status]).toEqual([200, 200]);
+      expect(first.headers[RATE_WAIT_HEADER]).toBeUndefined();
+      // the bucket's clock is frozen: the second token is due 1/50 s later
+      expect(second.headers[RATE_WAIT_HEADER]).toBe('20');
     } finally {
       await limited.close();
     }
