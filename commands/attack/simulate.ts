@@ -19,7 +19,7 @@ export default class AttackSimulate extends BaseCommand {
   static override summary =
     'Run attack scenarios against the lab in one posture or all three, judged from evidence.';
   static override description =
-    'Uses the lab running in --home when its posture is the one asked for; otherwise brings a lab up in a temporary home for that posture and takes it down after. Exits 1 when any outcome differs from its expectation. Report schema: docs/report.md.';
+    'Uses the lab running in --home when its posture is the one asked for; otherwise brings a lab up in a temporary home for that posture and takes it down after. Exits 1 when any outcome differs from its expectation; a scenario whose measurements cannot carry a verdict (a DoS flood the attacker could not deliver on a busy machine) is run once more, and if still inconclusive counts as differing. Report schema: docs/report.md.';
   static override strict = false;
   static override examples = [
     '<%= config.bin %> <%= command.id %> --all --posture all',

@@ -34,7 +34,7 @@ export const DOS_PLAN = {
  * When the legitimate user counts as denied service. Decided from measurement on the 2-core lab
  * machines shared with other work (bench/dos.ts; the distributions are in the commit that set
  * these): the chosen latency percentile during the flood against the baseline's, or a fall in the
- * share of operations that succeed.
+ * share of operations that succeed. judgeFlood reads them as deadlines (DOS_RULES below).
  */
 export const DOS_THRESHOLDS = {
   /**
@@ -52,14 +52,23 @@ export const DOS_THRESHOLDS = {
    * of 5.1 and 23: a margin of ~2x either way. Not robust to a starved attacker: with three busy
    * loops of ours on the two cores as well, the flood fell to ~500 requests/s and none measured
    * 2.9-4.4x, paper 1.2-6.5x, trusted with its limits off 2.5-15x (trusted 1.8-7.0x): the flood
-   * then bites in no posture, so the scenario fails in none and paper, loudly, but its trusted cell
-   * alone would not tell a broken defence (judge a run by its none cell too).
+   * then bites in no posture. judgeFlood therefore calls a cell blocked only when a defence engaged
+   * for the attacker, and a flood that slowed no one while nothing limited it inconclusive.
    */
   requestFloodLatencyFactor: 10,
   /** ... over the baseline's, counted as at least this (a 1 ms operation is not slowed 3x by 2 ms) */
   latencyFloorMs: 5,
   /** or when the success rate falls by more than this (0.1 = ten points) */
   successDrop: 0.1,
+  /**
+   * A flood nothing limited counts as delivered when it sent at least this share of the victim's
+   * own rate alone (operations a second, one after another, before the flood). A floor against a
+   * starved attacker, not a target: with two busy loops on the 2 cores (dos-busy.integration.test.ts,
+   * 5 runs) the login flood of none and paper sent 0.98-3.0x the victim's rate and bit every time,
+   * the request flood 5-10x; at 1.0 the 0.98x run was called inconclusive though the victim missed
+   * every deadline during the flood and none after it.
+   */
+  deliveredShare: 0.5,
 } as const;
 
 /**
@@ -231,7 +240,8 @@ export async function removeFloodLeftovers(ctx: ScenarioContext): Promise<void> 
  * The verdict of a DoS scenario, from counts rather than speeds where it can:
  * - succeeded when the victim missed its deadlines (DeadlineRule) during the flood, kept them
  *   after it (so the flood, not the machine, made it late) and the flood was delivered: refused or
- *   held back by a defence, or else sent at least as fast as the victim works alone;
+ *   held back by a defence, or else sent at least DOS_THRESHOLDS.deliveredShare of the rate at
+ *   which the victim works alone;
  * - blocked when the victim kept its deadlines and a defence engaged for the attacker (its
  *   requests refused 429 or held back to its rate by the gateway): blocked is a defence's doing,
  *   never a flood too weak to matter;
@@ -280,9 +290,9 @@ export function judgeFlood(rule: DeadlineRule): (ctx: ScenarioContext) => Verdic
         `the baseline did not hold: after the flood the victim still missed its ${m.legitDeadlineMs} ms deadline (${pct(m.legitAfterMissedShare)} late or failed, p50 ${m.legitAfterP50Ms} ms), so the lab was slow without the flood too`,
       ]);
     }
-    if (!engaged && (m.floodSendPerSecond ?? 0) < (m.legitBaselinePerSecond ?? 0)) {
+    if (!engaged && (m.floodSendPerSecond ?? 0) < t.deliveredShare * (m.legitBaselinePerSecond ?? 0)) {
       return inconclusive([
-        `the flood was not delivered: the attacker sent ${m.floodSendPerSecond}/s, less than the victim's ${m.legitBaselinePerSecond}/s alone (starved of CPU?), so the victim's misses are not shown to be its doing`,
+        `the flood was not delivered: the attacker sent ${m.floodSendPerSecond}/s, less than ${t.deliveredShare}x the victim's ${m.legitBaselinePerSecond}/s alone (starved of CPU?), so the victim's misses are not shown to be its doing`,
       ]);
     }
     return 'succeeded';
