@@ -7,7 +7,6 @@ import { runAttacks, type ScenarioResult } from '../../../src/attacks/runner.js'
 import { loginFlood } from '../../../src/attacks/scenarios/dos.login-flood.js';
 import { requestFlood } from '../../../src/attacks/scenarios/dos.request-flood.js';
 import { labDown } from '../../../src/lab/down.js';
-import { POSTURES } from '../../../src/lab/posture.js';
 import { labUp } from '../../../src/lab/up.js';
 
 /*
@@ -20,6 +19,8 @@ const REPEAT = Math.max(1, Number.parseInt(process.env.TMS_DOS_BUSY_REPEAT ?? '1
 const BUSY = 2;
 const SERVICES = 3;
 const DOS = [loginFlood, requestFlood];
+// Spelt out rather than imported: where the posture list lives is moving (issue 12, item 4).
+const POSTURES = ['none', 'paper', 'trusted'] as const;
 
 describe.sequential(`the DoS verdicts with ${BUSY} busy loops on the cores, ${REPEAT} time(s)`, () => {
   const busy = new Set<ChildProcess>();
