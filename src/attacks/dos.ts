@@ -69,6 +69,14 @@ export const DOS_THRESHOLDS = {
    * every deadline during the flood and none after it.
    */
   deliveredShare: 0.5,
+  /**
+   * A defence bound the flood when at least this share of its answers were refused (429) or held
+   * back to the attacker's rate. If the victim still missed its deadline then, what decided it is
+   * whether this machine, at this moment, could serve what the defence let through: seen once at a
+   * load average of 27 from other work, the trusted request flood held back 868 of 1,140 queries
+   * (76%) and the victim's p95 still went from 13 ms to 1.7 s (with the old latency rule too, 14x).
+   */
+  boundShare: 0.5,
 } as const;
 
 /**
@@ -239,9 +247,11 @@ export async function removeFloodLeftovers(ctx: ScenarioContext): Promise<void> 
 /**
  * The verdict of a DoS scenario, from counts rather than speeds where it can:
  * - succeeded when the victim missed its deadlines (DeadlineRule) during the flood, kept them
- *   after it (so the flood, not the machine, made it late) and the flood was delivered: refused or
- *   held back by a defence, or else sent at least DOS_THRESHOLDS.deliveredShare of the rate at
- *   which the victim works alone;
+ *   after it (so the flood, not the machine, made it late) and the flood was delivered: sent at
+ *   least DOS_THRESHOLDS.deliveredShare of the rate at which the victim works alone, or met by a
+ *   defence that refused or held back only a part of it (under DOS_THRESHOLDS.boundShare; a
+ *   defence that bound the flood and still let the victim miss leaves the machine's capacity to
+ *   decide: inconclusive);
  * - blocked when the victim kept its deadlines and a defence engaged for the attacker (its
  *   requests refused 429 or held back to its rate by the gateway): blocked is a defence's doing,
  *   never a flood too weak to matter;
@@ -288,6 +298,13 @@ export function judgeFlood(rule: DeadlineRule): (ctx: ScenarioContext) => Verdic
     if (afterMissed) {
       return inconclusive([
         `the baseline did not hold: after the flood the victim still missed its ${m.legitDeadlineMs} ms deadline (${pct(m.legitAfterMissedShare)} late or failed, p50 ${m.legitAfterP50Ms} ms), so the lab was slow without the flood too`,
+      ]);
+    }
+    const answered = (m.floodSent ?? 0) - (m.floodNoAnswer ?? 0);
+    const held = (m.floodRefused429 ?? 0) + (m.floodQueued ?? 0);
+    if (held >= t.boundShare * answered) {
+      return inconclusive([
+        `a defence bound the flood (${held} of its ${answered} answers refused or held back to the attacker's rate) and the victim still missed its ${m.legitDeadlineMs} ms deadline (${pct(m.legitDuringMissedShare)} late or failed): the lab on this machine could not serve even what the defence let through, too busy to judge (a limit set too high would show here too)`,
       ]);
     }
     if (!engaged && (m.floodSendPerSecond ?? 0) < t.deliveredShare * (m.legitBaselinePerSecond ?? 0)) {

@@ -60,8 +60,8 @@ describe('judgeFlood', () => {
     expect(judged(request, { ...base, legitDuringMissedShare: 0.05, floodQueued: 1 }).verdict).toBe(
       'blocked',
     );
-    // a defence that engaged and still let the victim miss its deadline did not block the flood
-    expect(judged(request, { ...base, legitDuringMissedShare: 0.5, floodQueued: 900 }).verdict).toBe(
+    // a defence that engaged for a part of the flood and still let the victim miss did not block it
+    expect(judged(request, { ...base, legitDuringMissedShare: 0.5, floodQueued: 499 }).verdict).toBe(
       'succeeded',
     );
   });
@@ -104,6 +104,15 @@ describe('judgeFlood', () => {
     expect(judged(login, { ...slow, floodSendPerSecond: 5 }).verdict).toBe('succeeded');
     // held back by the defence, the attacker sends slowly by design: that is not a starved attacker
     expect(judged(login, { ...slow, floodRefused429: 5 }).verdict).toBe('succeeded');
+  });
+
+  it('inconclusive when a defence bound the flood and the victim still missed: the machine decided, not the attack', () => {
+    const r = judged(request, { ...base, legitDuringMissedShare: 0.28, floodQueued: 868, floodNoAnswer: 10 });
+    expect(r.verdict).toBe('inconclusive');
+    expect(r.reason).toMatch(/a defence bound the flood \(868 of its 990 answers .*28% late or failed/);
+    expect(judged(login, { ...base, legitDuringMissedShare: 1, floodRefused429: 500 }).verdict).toBe(
+      'inconclusive',
+    );
   });
 
   it('inconclusive when the run did not measure what the verdict rests on', () => {
