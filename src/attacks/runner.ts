@@ -177,8 +177,9 @@ async function runAll(
     opts.onProgress?.(`${lab.posture}: ${scenario.id} …`);
     let r = await runScenario(scenario, lab, users, opts.timeoutMs ?? 10_000);
     // Measurements that could not carry a verdict (a busy machine starved the attacker, say) get
-    // one more run; the report keeps why the first gave none, and a second inconclusive stands.
-    if (r.outcome === 'inconclusive') {
+    // one more run, on a lab its revert restored; the report keeps why the first gave none, and a
+    // second inconclusive stands.
+    if (r.outcome === 'inconclusive' && r.reverted) {
       const reason = r.evidence.inconclusive ?? 'no reason given';
       opts.onProgress?.(`${lab.posture}: ${scenario.id} inconclusive (${reason}), running it once more`);
       const again = await runScenario(scenario, lab, users, opts.timeoutMs ?? 10_000);
