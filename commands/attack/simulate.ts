@@ -27,7 +27,7 @@ export default class AttackSimulate extends BaseCommand {
   static override summary =
     'Run attack scenarios against the lab in one posture or all three, judged from evidence.';
   static override description =
-    "Uses the lab running in --home when its posture is the one asked for; otherwise brings a lab up in a temporary home for that posture and takes it down after. Exits 1 when any outcome differs from its expectation. Report schema: docs/report.md. Before each step it records in --home what it is about to change (labs it brings up, attack users, every service's code and config before each scenario). Signals: on SIGINT (Ctrl-C) or SIGTERM it reverts at once from that record and exits 130 or 143; after SIGKILL, the next `attack simulate` or `lab down` in the same home reverts it.";
+    "Uses the lab running in --home when its posture is the one asked for; otherwise brings a lab up in a temporary home for that posture and takes it down after. Exits 1 when any outcome differs from its expectation; a scenario whose measurements cannot carry a verdict (a DoS flood the attacker could not deliver on a busy machine) is run once more, and if still inconclusive counts as differing. Report schema: docs/report.md. Before each step it records in --home what it is about to change (labs it brings up, attack users, every service's code and config before each scenario). Signals: on SIGINT (Ctrl-C) or SIGTERM it reverts at once from that record and exits 130 or 143; after SIGKILL, the next `attack simulate` or `lab down` in the same home reverts it.";
   static override strict = false;
   static override examples = [
     '<%= config.bin %> <%= command.id %> --all --posture all',

@@ -26,7 +26,7 @@ export function dependences(report: AttackReport): Dependence[] {
     const unjudged: Ablation[] = [];
     for (const r of rows) {
       if (!r.ablation || !r.without) continue;
-      if (r.outcome === 'error') unjudged.push(...r.without);
+      if (r.outcome !== 'blocked' && r.outcome !== 'succeeded') unjudged.push(...r.without);
       else if (full === 'blocked' && r.outcome === 'succeeded') blockedBy.push(...r.without);
     }
     return { id, full, blockedBy, unjudged };

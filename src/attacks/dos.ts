@@ -1,5 +1,4 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { TrustedMsError } from '../errors.js';
 import { type FloodJob, type FloodRecipe, type FloodResult, type FloodRun, floodInWorker } from './flood.js';
 import type { ScenarioContext, Verdict } from './types.js';
 
@@ -24,13 +23,18 @@ export const DOS_PLAN = {
   floodRequests: 20_000,
   floodMs: 5000,
   floodDrainMs: 5000,
+  /**
+   * after the flood, this pause and then the baseline again (settled, as long and as many): the
+   * control that tells a flood's effect from a lab that was slow anyway (the machine's other work)
+   */
+  afterPauseMs: 1000,
 } as const;
 
 /**
  * When the legitimate user counts as denied service. Decided from measurement on the 2-core lab
  * machines shared with other work (bench/dos.ts; the distributions are in the commit that set
  * these): the chosen latency percentile during the flood against the baseline's, or a fall in the
- * share of operations that succeed.
+ * share of operations that succeed. judgeFlood reads them as deadlines (DOS_RULES below).
  */
 export const DOS_THRESHOLDS = {
   /**
@@ -48,15 +52,53 @@ export const DOS_THRESHOLDS = {
    * of 5.1 and 23: a margin of ~2x either way. Not robust to a starved attacker: with three busy
    * loops of ours on the two cores as well, the flood fell to ~500 requests/s and none measured
    * 2.9-4.4x, paper 1.2-6.5x, trusted with its limits off 2.5-15x (trusted 1.8-7.0x): the flood
-   * then bites in no posture, so the scenario fails in none and paper, loudly, but its trusted cell
-   * alone would not tell a broken defence (judge a run by its none cell too).
+   * then bites in no posture. judgeFlood therefore calls a cell blocked only when a defence engaged
+   * for the attacker, and a flood that slowed no one while nothing limited it inconclusive.
    */
   requestFloodLatencyFactor: 10,
   /** ... over the baseline's, counted as at least this (a 1 ms operation is not slowed 3x by 2 ms) */
   latencyFloorMs: 5,
   /** or when the success rate falls by more than this (0.1 = ten points) */
   successDrop: 0.1,
+  /**
+   * A flood nothing limited counts as delivered when it sent at least this share of the victim's
+   * own rate alone (operations a second, one after another, before the flood). A floor against a
+   * starved attacker, not a target: with two busy loops on the 2 cores (dos-busy.integration.test.ts,
+   * 5 runs) the login flood of none and paper sent 0.98-3.0x the victim's rate and bit every time,
+   * the request flood 5-10x; at 1.0 the 0.98x run was called inconclusive though the victim missed
+   * every deadline during the flood and none after it.
+   */
+  deliveredShare: 0.5,
+  /**
+   * A defence bound the flood when at least this share of its answers were refused (429) or held
+   * back to the attacker's rate. If the victim still missed its deadline then, what decided it is
+   * whether this machine, at this moment, could serve what the defence let through: seen once at a
+   * load average of 27 from other work, the trusted request flood held back 868 of 1,140 queries
+   * (76%) and the victim's p95 still went from 13 ms to 1.7 s (with the old latency rule too, 14x).
+   */
+  boundShare: 0.5,
 } as const;
+
+/**
+ * A DoS scenario's verdict rule. The victim's deadline comes from its own baseline in the same run
+ * (so a slow machine moves it too): `factor` times the baseline's `percentile`, at least
+ * `factor` times DOS_THRESHOLDS.latencyFloorMs. The victim missed its deadlines when more than
+ * `lateShare` of its operations during the flood were late, or its success rate fell by more than
+ * DOS_THRESHOLDS.successDrop. With these values the rule is the ratios of DOS_THRESHOLDS read as
+ * counts: a median over 3x is more than half the operations over 3x; a p95 over 10x, more than 5%.
+ */
+export interface DeadlineRule {
+  percentile: JudgedPercentile;
+  factor: number;
+  lateShare: number;
+}
+
+export const DOS_RULES = {
+  /** logins queue behind the hashes: every one is slowed, so the median's share */
+  login: { percentile: 'p50', factor: DOS_THRESHOLDS.latencyFactor, lateShare: 0.5 },
+  /** reads of the flooded service queue, those of the other do not: the p95's share */
+  request: { percentile: 'p95', factor: DOS_THRESHOLDS.requestFloodLatencyFactor, lateShare: 0.05 },
+} as const satisfies Record<string, DeadlineRule>;
 
 /**
  * Which latency percentile a scenario is judged on. The median where a flood stalls every
@@ -83,8 +125,10 @@ export interface DosRun {
   floodAction: string;
   /** `concurrency`: requests the attacker keeps in flight */
   flood: { origin: string; recipe: FloodRecipe; concurrency: number };
+  /** how the victim's deadline is set and when it counts as missed */
+  rule: DeadlineRule;
   /** fewer operations than DOS_PLAN allows, when each needs something used up (a fresh user) */
-  maxOps?: { baseline: number; during: number };
+  maxOps?: { baseline: number; during: number; after: number };
 }
 
 /**
@@ -94,12 +138,15 @@ export interface DosRun {
 export async function measureUnderFlood(ctx: ScenarioContext, run: DosRun): Promise<void> {
   // Unmeasured operations first: connections and code paths warmed, and the lab settled after
   // whatever ran before (a flood's leftovers) so the baseline is the quiet lab's.
-  await settle(run.legit, run.maxOps === undefined ? DOS_PLAN.settleMs : 0);
+  const settleMs = run.maxOps === undefined ? DOS_PLAN.settleMs : 0;
+  await settle(run.legit, settleMs);
+  const baselineT0 = performance.now();
   const baseline = await probe(
     run.legit,
     Date.now() + DOS_PLAN.baselineMs,
     run.maxOps?.baseline ?? DOS_PLAN.baselineOps,
   );
+  const baselineSeconds = (performance.now() - baselineT0) / 1000;
 
   let flooding = true;
   const { started, result } = await startFlood(ctx, {
@@ -124,15 +171,37 @@ export async function measureUnderFlood(ctx: ScenarioContext, run: DosRun): Prom
   );
   // The lab works off what the flood left before anything else is measured against it.
   const f = await floodRun;
+  await sleep(DOS_PLAN.afterPauseMs);
+  await settle(run.legit, settleMs);
+  const after = await probe(
+    run.legit,
+    Date.now() + DOS_PLAN.baselineMs,
+    run.maxOps?.after ?? DOS_PLAN.baselineOps,
+  );
 
   const b = summary(baseline);
   const d = summary(during);
+  const a = summary(after);
+  const deadlineMs = round(
+    run.rule.factor * Math.max(run.rule.percentile === 'p50' ? b.p50 : b.p95, DOS_THRESHOLDS.latencyFloorMs),
+    1,
+  );
+  const sendSeconds = Math.max(Math.min(f.durationMs, DOS_PLAN.floodMs), 1) / 1000;
   ctx.evidence.attempts.push(
     legitAttempt(`${run.legitAction}, before the flood`, run.legitTarget, baseline, b),
     floodAttempt(run.floodAction, f),
-    legitAttempt(`${run.legitAction}, during the flood`, run.legitTarget, during, d),
+    legitAttempt(`${run.legitAction}, during the flood`, run.legitTarget, during, d, deadlineMs),
+    legitAttempt(`${run.legitAction}, after the flood`, run.legitTarget, after, a, deadlineMs),
   );
   ctx.evidence.measurements = {
+    legitDeadlineMs: deadlineMs,
+    legitBaselinePerSecond: round(baseline.length / Math.max(baselineSeconds, 0.001), 1),
+    legitDuringMissedShare: missedShare(during, deadlineMs),
+    legitAfterOps: after.length,
+    legitAfterSuccessRate: a.successRate,
+    legitAfterP50Ms: a.p50,
+    legitAfterP95Ms: a.p95,
+    legitAfterMissedShare: missedShare(after, deadlineMs),
     legitBaselineOps: baseline.length,
     legitBaselineSuccessRate: b.successRate,
     legitBaselineP50Ms: b.p50,
@@ -146,11 +215,13 @@ export async function measureUnderFlood(ctx: ScenarioContext, run: DosRun): Prom
     floodSent: f.sent,
     floodAnswered2xx: countStatus(f, 200, 299),
     floodRefused429: f.byStatus['429'] ?? 0,
+    floodQueued: f.queued,
     floodOther4xx: countStatus(f, 400, 499) - (f.byStatus['429'] ?? 0),
     floodAnswered5xx: countStatus(f, 500, 599),
     floodNoAnswer: f.noAnswer,
     floodDurationMs: f.durationMs,
     floodPerSecond: Math.round((f.sent / Math.max(f.durationMs, 1)) * 1000),
+    floodSendPerSecond: Math.round(f.sent / sendSeconds),
   };
 }
 
@@ -174,19 +245,28 @@ export async function removeFloodLeftovers(ctx: ScenarioContext): Promise<void> 
 }
 
 /**
- * The verdict of a DoS scenario, from the measurements only: succeeded when, during the flood, the
- * legitimate user's latency percentile grew by more than `latencyFactor` or its success rate fell
- * by more than DOS_THRESHOLDS allow.
+ * The verdict of a DoS scenario, from counts rather than speeds where it can:
+ * - succeeded when the victim missed its deadlines (DeadlineRule) during the flood, kept them
+ *   after it (so the flood, not the machine, made it late) and the flood was delivered: sent at
+ *   least DOS_THRESHOLDS.deliveredShare of the rate at which the victim works alone, or met by a
+ *   defence that refused or held back only a part of it (under DOS_THRESHOLDS.boundShare; a
+ *   defence that bound the flood and still let the victim miss leaves the machine's capacity to
+ *   decide: inconclusive);
+ * - blocked when the victim kept its deadlines and a defence engaged for the attacker (its
+ *   requests refused 429 or held back to its rate by the gateway): blocked is a defence's doing,
+ *   never a flood too weak to matter;
+ * - inconclusive otherwise, with the reason in the evidence: nothing measured, a baseline that did
+ *   not hold, a flood the attacker could not deliver, or one that slowed no one while nothing
+ *   limited it. Nothing then is claimed either way, and the runner runs the scenario once more.
  */
-export function judgeByDegradation(
-  percentile: JudgedPercentile,
-  latencyFactor: number = DOS_THRESHOLDS.latencyFactor,
-): (ctx: ScenarioContext) => Verdict {
+export function judgeFlood(rule: DeadlineRule): (ctx: ScenarioContext) => Verdict {
   return (ctx) => {
     const m = ctx.evidence.measurements ?? {};
     const t = DOS_THRESHOLDS;
-    // A run that did not measure what the verdict rests on proves nothing either way: never call it
-    // blocked (the expected outcome in trusted, so a broken run would pass unseen).
+    const inconclusive = (reasons: string[]): Verdict => {
+      ctx.evidence.inconclusive = reasons.join('; ');
+      return 'inconclusive';
+    };
     const missing = [
       (m.floodSent ?? 0) === 0 && 'the flood sent nothing',
       // Not one answer of any kind: the flood most likely never reached the lab (a wrong address).
@@ -194,15 +274,45 @@ export function judgeByDegradation(
         m.floodNoAnswer === m.floodSent &&
         'the flood got no answer at all (did it reach the lab?)',
       (m.legitDuringOps ?? 0) === 0 && 'the legitimate user was not measured during the flood',
+      (m.legitAfterOps ?? 0) === 0 && 'the legitimate user was not measured after the flood',
       (m.legitBaselineSuccessRate ?? 0) < 1 - t.successDrop &&
         'the legitimate user already failed before the flood',
     ].filter((x): x is string => typeof x === 'string');
-    if (missing.length > 0) {
-      throw new TrustedMsError('SCENARIO_INCONCLUSIVE', `no verdict: ${missing.join('; ')}`);
+    if (missing.length > 0) return inconclusive(missing);
+
+    const base = m.legitBaselineSuccessRate ?? 1;
+    const pct = (x: number | undefined) => `${Math.round((x ?? 0) * 100)}%`;
+    const missed =
+      (m.legitDuringMissedShare ?? 0) > rule.lateShare ||
+      (m.legitDuringSuccessRate ?? 1) < base - t.successDrop;
+    const engaged = (m.floodRefused429 ?? 0) + (m.floodQueued ?? 0) > 0;
+    if (!missed) {
+      if (engaged) return 'blocked';
+      return inconclusive([
+        `the victim kept its ${m.legitDeadlineMs} ms deadline but no defence engaged for the flood (none refused or held back): it sent ${m.floodSendPerSecond}/s against the victim's ${m.legitBaselinePerSecond}/s alone, too weak on this machine to judge`,
+      ]);
     }
-    const ratio = latencyRatio(m, percentile);
-    const failing = (m.legitDuringSuccessRate ?? 1) < (m.legitBaselineSuccessRate ?? 1) - t.successDrop;
-    return ratio > latencyFactor || failing ? 'succeeded' : 'blocked';
+    const afterMissed =
+      (m.legitAfterMissedShare ?? 0) > rule.lateShare ||
+      (m.legitAfterSuccessRate ?? 1) < base - t.successDrop;
+    if (afterMissed) {
+      return inconclusive([
+        `the baseline did not hold: after the flood the victim still missed its ${m.legitDeadlineMs} ms deadline (${pct(m.legitAfterMissedShare)} late or failed, p50 ${m.legitAfterP50Ms} ms), so the lab was slow without the flood too`,
+      ]);
+    }
+    const answered = (m.floodSent ?? 0) - (m.floodNoAnswer ?? 0);
+    const held = (m.floodRefused429 ?? 0) + (m.floodQueued ?? 0);
+    if (held >= t.boundShare * answered) {
+      return inconclusive([
+        `a defence bound the flood (${held} of its ${answered} answers refused or held back to the attacker's rate) and the victim still missed its ${m.legitDeadlineMs} ms deadline (${pct(m.legitDuringMissedShare)} late or failed): the lab on this machine could not serve even what the defence let through, too busy to judge (a limit set too high would show here too)`,
+      ]);
+    }
+    if (!engaged && (m.floodSendPerSecond ?? 0) < t.deliveredShare * (m.legitBaselinePerSecond ?? 0)) {
+      return inconclusive([
+        `the flood was not delivered: the attacker sent ${m.floodSendPerSecond}/s, less than ${t.deliveredShare}x the victim's ${m.legitBaselinePerSecond}/s alone (starved of CPU?), so the victim's misses are not shown to be its doing`,
+      ]);
+    }
+    return 'succeeded';
   };
 }
 
@@ -261,11 +371,18 @@ function summary(samples: Sample[]): { successRate: number; p50: number; p95: nu
   };
 }
 
+/** The share of operations that failed or took longer than the deadline. */
+function missedShare(samples: Sample[], deadlineMs: number): number {
+  if (samples.length === 0) return 0;
+  return round(samples.filter((x) => !x.ok || x.ms > deadlineMs).length / samples.length, 3);
+}
+
 function legitAttempt(
   action: string,
   target: string,
   samples: Sample[],
   s: ReturnType<typeof summary>,
+  deadlineMs?: number,
 ): ScenarioContext['evidence']['attempts'][number] {
   const codes = new Map<string, number>();
   for (const x of samples) if (!x.ok) codes.set(x.code ?? 'ERROR', (codes.get(x.code ?? 'ERROR') ?? 0) + 1);
@@ -276,7 +393,7 @@ function legitAttempt(
     target,
     ...(firstCode === undefined ? {} : { code: firstCode }),
     gotData: false,
-    note: `${samples.filter((x) => x.ok).length}/${samples.length} ok, p50 ${s.p50} ms, p95 ${s.p95} ms${failed ? `, failed: ${failed}` : ''}`,
+    note: `${samples.filter((x) => x.ok).length}/${samples.length} ok, p50 ${s.p50} ms, p95 ${s.p95} ms${failed ? `, failed: ${failed}` : ''}${deadlineMs === undefined ? '' : `, ${samples.filter((x) => x.ok && x.ms > deadlineMs).length} over the ${deadlineMs} ms deadline`}`,
   };
 }
 
@@ -289,7 +406,7 @@ function floodAttempt(action: string, f: FloodResult): ScenarioContext['evidence
     target: f.origin,
     ...(f.byStatus['429'] ? { status: 429, code: 'RATE_LIMITED' } : {}),
     gotData: false,
-    note: `${f.sent} sent in ${f.durationMs} ms: ${statuses || 'no answers'}${f.noAnswer ? `, ${f.noAnswer} unanswered (first: ${f.firstNoAnswer ?? '?'})` : ''}`,
+    note: `${f.sent} sent in ${f.durationMs} ms: ${statuses || 'no answers'}${f.queued ? `, ${f.queued} held back to the user's rate first` : ''}${f.noAnswer ? `, ${f.noAnswer} unanswered (first: ${f.firstNoAnswer ?? '?'})` : ''}`,
   };
 }
 

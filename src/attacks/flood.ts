@@ -6,6 +6,7 @@ import { Agent, type Dispatcher } from 'undici';
 import { authHeaders } from '../client/call.js';
 import type { Session } from '../client/session.js';
 import type { Defences } from '../defences/presets.js';
+import { RATE_WAIT_HEADER } from '../defences/rate-limit.js';
 import { TrustedMsError } from '../errors.js';
 import { packageRoot } from '../paths.js';
 import { ATTACKER_ADDRESS, assertLabAddress, assertOwnNetwork } from './http.js';
@@ -51,6 +52,8 @@ export interface FloodResult {
   sent: number;
   /** answers by HTTP status, e.g. { "401": 120, "429": 3000 } */
   byStatus: Record<string, number>;
+  /** answers whose request the gateway held back to the user's rate first (RATE_WAIT_HEADER) */
+  queued: number;
   /** requests that got no answer (reset, refused; cut at the deadline) */
   noAnswer: number;
   /** why the first of those got none (an error code), as evidence of what the flood met */
@@ -88,6 +91,7 @@ export async function flood(opts: FloodOptions): Promise<FloodResult> {
   const sendUntil = Date.now() + sendMs;
   const byStatus: Record<string, number> = {};
   let sent = 0;
+  let queued = 0;
   let noAnswer = 0;
   let firstNoAnswer: string | undefined;
   const t0 = performance.now();
@@ -107,6 +111,7 @@ export async function flood(opts: FloodOptions): Promise<FloodResult> {
         });
         await res.body.dump();
         byStatus[res.statusCode] = (byStatus[res.statusCode] ?? 0) + 1;
+        if (res.headers[RATE_WAIT_HEADER] !== undefined) queued += 1;
       } catch (err) {
         noAnswer += 1;
         firstNoAnswer ??= errorCode(err);
@@ -123,6 +128,7 @@ export async function flood(opts: FloodOptions): Promise<FloodResult> {
   return {
     sent,
     byStatus,
+    queued,
     noAnswer,
     durationMs: Math.round(performance.now() - t0),
     from,

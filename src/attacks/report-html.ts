@@ -26,6 +26,7 @@ td.cell a { color: inherit; text-decoration: none; display: block; }
 .blocked { color: var(--ok); font-weight: 600; }
 .succeeded { color: var(--warn); font-weight: 600; }
 .error { color: var(--muted); font-weight: 600; }
+.inconclusive { color: #8250df; font-weight: 600; }
 td.fail { background: #ffebe9; outline: 2px solid var(--bad); outline-offset: -2px; }
 .verdict { display: block; font-size: 12px; }
 .verdict.pass { color: var(--ok); }
@@ -41,7 +42,13 @@ svg text { font: 12px system-ui, sans-serif; fill: #1f2328; }
 const STYLE_HASH = createHash('sha256').update(CSS).digest('base64');
 const CSP = `default-src 'none'; style-src 'sha256-${STYLE_HASH}'; img-src data:; base-uri 'none'; form-action 'none'`;
 
-const COLORS = { blocked: '#2da44e', succeeded: '#d4a72c', error: '#8c959f' } as const;
+const COLORS = {
+  blocked: '#2da44e',
+  succeeded: '#d4a72c',
+  inconclusive: '#8250df',
+  error: '#8c959f',
+} as const;
+const OUTCOMES = ['blocked', 'succeeded', 'inconclusive', 'error'] as const;
 
 /** Text safe in HTML content and in quoted attributes. */
 export function escapeHtml(value: unknown): string {
@@ -121,26 +128,24 @@ function matrix(report: AttackReport, ids: string[], postures: string[]): string
   ].join('\n');
 }
 
-/** A horizontal stacked bar per posture: how many runs were blocked, succeeded, or errored. */
+/** A horizontal stacked bar per posture: how many runs were blocked, succeeded, inconclusive, or errored. */
 function chart(report: AttackReport, postures: string[]): string {
   const barX = 90;
   const barW = 560;
   const rowH = 34;
   const top = 28;
   const height = top + postures.length * rowH + 10;
-  const legend = (['blocked', 'succeeded', 'error'] as const)
-    .map(
-      (k, i) =>
-        `<rect x="${barX + i * 120}" y="4" width="12" height="12" fill="${COLORS[k]}"/><text x="${barX + i * 120 + 17}" y="14">${k}</text>`,
-    )
-    .join('');
+  const legend = OUTCOMES.map(
+    (k, i) =>
+      `<rect x="${barX + i * 120}" y="4" width="12" height="12" fill="${COLORS[k]}"/><text x="${barX + i * 120 + 17}" y="14">${k}</text>`,
+  ).join('');
   const bars = postures.map((p, row) => {
     const rs = report.results.filter((r) => columnOf(r) === p);
     const y = top + row * rowH;
     const label = `<text x="0" y="${y + 16}">${e(p)}</text>`;
     if (rs.length === 0) return `${label}<text x="${barX}" y="${y + 16}" class="muted">no results</text>`;
     let x = barX;
-    const parts = (['blocked', 'succeeded', 'error'] as const).map((k) => {
+    const parts = OUTCOMES.map((k) => {
       const n = rs.filter((r) => r.outcome === k).length;
       if (n === 0) return '';
       const w = (n / rs.length) * barW;
@@ -151,7 +156,7 @@ function chart(report: AttackReport, postures: string[]): string {
     const asExpected = rs.filter((r) => r.passed).length;
     return `${label}${parts.join('')}<text x="${barX + barW + 8}" y="${y + 16}">${asExpected}/${rs.length} as expected</text>`;
   });
-  return `<svg id="chart" role="img" aria-label="runs blocked, succeeded and errored per posture" width="${barX + barW + 140}" height="${height}" viewBox="0 0 ${barX + barW + 140} ${height}" xmlns="http://www.w3.org/2000/svg">${legend}${bars.join('')}</svg>`;
+  return `<svg id="chart" role="img" aria-label="runs blocked, succeeded, inconclusive and errored per posture" width="${barX + barW + 140}" height="${height}" viewBox="0 0 ${barX + barW + 140} ${height}" xmlns="http://www.w3.org/2000/svg">${legend}${bars.join('')}</svg>`;
 }
 
 /** One bar per scenario × posture, its length the run's duration (setup to revert). */
@@ -164,7 +169,7 @@ function durations(report: AttackReport): string {
   const rows = report.results.map((r, i) => {
     const y = i * rowH;
     const w = Math.max(1, (r.durationMs / max) * barW);
-    const color = r.outcome === 'error' ? COLORS.error : COLORS[r.outcome];
+    const color = COLORS[r.outcome];
     return `<text x="0" y="${y + 13}">${e(r.id)} [${e(columnOf(r))}]</text><rect x="${labelW}" y="${y + 3}" width="${w.toFixed(1)}" height="12" fill="${color}"><title>${e(r.id)} in ${e(columnOf(r))}: ${e(r.outcome)}, ${e(seconds(r.durationMs))}</title></rect><text x="${(labelW + w + 6).toFixed(1)}" y="${y + 13}">${e(seconds(r.durationMs))}</text>`;
   });
   return `<svg id="durations" role="img" aria-label="how long each scenario ran, per posture" width="${labelW + barW + 70}" height="${height}" viewBox="0 0 ${labelW + barW + 70} ${height}" xmlns="http://www.w3.org/2000/svg">${rows.join('')}</svg>`;
@@ -207,6 +212,12 @@ function evidence(r: ScenarioResult, i: number): string {
     `<details id="ev-${i}" class="evidence${r.passed ? '' : ' fail'}"${r.passed ? '' : ' open'}>`,
     `<summary><code>${e(r.id)}</code> in ${e(columnOf(r))}: <span class="${e(r.outcome)}">${e(r.outcome)}</span>, expected ${e(r.expected)} — ${r.passed ? 'pass' : '<span class="verdict fail">FAIL</span>'} <span class="muted">(${e(seconds(r.durationMs))})</span></summary>`,
     `<p>${e(r.title)} · paper attack ${e(r.paperAttack)} · MITRE ATT&amp;CK ${e(r.technique)}</p>`,
+    r.evidence.inconclusive === undefined
+      ? ''
+      : `<p class="verdict fail">No verdict: ${e(r.evidence.inconclusive)}</p>`,
+    r.rerunAfter === undefined
+      ? ''
+      : `<p class="muted">Run twice: the first run was inconclusive (${e(r.rerunAfter)}).</p>`,
     r.error ? `<p class="verdict fail">Error <code>${e(r.error.code)}</code>: ${e(r.error.message)}</p>` : '',
     r.reverted ? '' : `<p class="verdict fail">Revert failed: ${e(r.revertError ?? '')}</p>`,
     attempts.length === 0

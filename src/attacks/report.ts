@@ -6,18 +6,25 @@ export function columnOf(r: Pick<ScenarioResult, 'posture'> & { variant?: string
   return r.variant ?? r.posture;
 }
 
-/** The terminal matrix: scenario × posture, outcome colored, `!` where it differs from the expectation. */
+/** A cell's width: the longest outcome, `inconclusive`, with its marks. */
+const CELL = 14;
+
+/**
+ * The terminal matrix: scenario × posture, outcome colored, `!` where it differs from the
+ * expectation, `~` where a second run gave it (the first inconclusive).
+ */
 export function renderMatrix(report: AttackReport): string {
   const postures = [...new Set(report.results.map(columnOf))];
   const ids = [...new Set(report.results.map((r) => r.id))];
   const width = Math.max(8, ...ids.map((i) => i.length));
   const cell = (r: ScenarioResult | undefined): string => {
-    if (r === undefined) return ''.padEnd(12);
-    const text = `${r.outcome}${r.passed ? '' : '!'}`.padEnd(12);
+    if (r === undefined) return ''.padEnd(CELL);
+    // `~`: judged on a second run, the first having been inconclusive
+    const text = `${r.outcome}${r.rerunAfter === undefined ? '' : '~'}${r.passed ? '' : '!'}`.padEnd(CELL);
     if (!r.passed) return chalk.bgRed.white(text);
     return r.outcome === 'blocked' ? chalk.green(text) : chalk.yellow(text);
   };
-  const lines = [`${'scenario'.padEnd(width)}  ${postures.map((p) => p.padEnd(12)).join(' ')}`];
+  const lines = [`${'scenario'.padEnd(width)}  ${postures.map((p) => p.padEnd(CELL)).join(' ')}`];
   for (const id of ids) {
     lines.push(
       `${id.padEnd(width)}  ${postures.map((p) => cell(report.results.find((r) => r.id === id && columnOf(r) === p))).join(' ')}`,
@@ -32,9 +39,13 @@ export function renderMatrix(report: AttackReport): string {
   for (const r of report.results.filter((x) => !x.passed)) {
     lines.push(
       `  ${chalk.red('✗')} ${r.id} in ${columnOf(r)}: ${r.ablation ? 'not judged' : `expected ${r.expected}, got ${r.outcome}`}` +
+        (r.evidence.inconclusive === undefined ? '' : ` (${r.evidence.inconclusive})`) +
         (r.error ? ` (${r.error.code}: ${r.error.message})` : '') +
         (r.reverted ? '' : ` (revert failed: ${r.revertError})`),
     );
+  }
+  for (const r of report.results.filter((x) => x.rerunAfter !== undefined)) {
+    lines.push(`  ~ ${r.id} in ${columnOf(r)}: run again after an inconclusive first run (${r.rerunAfter})`);
   }
   return lines.join('\n');
 }
@@ -57,10 +68,9 @@ export function renderJunit(report: AttackReport): string {
         `    <testcase classname="attacks.${xml(p)}" name="${xml(r.id)} [${xml(p)}]" time="${secs(r.durationMs)}">`,
       );
       if (!r.passed) {
-        const msg = `expected ${r.expected}, got ${r.outcome}${r.error ? ` (${r.error.code})` : ''}`;
-        out.push(
-          `      <failure message="${xml(msg)}" type="OutcomeMismatch">${xml(evidenceText(r))}</failure>`,
-        );
+        const msg = `expected ${r.expected}, got ${r.outcome}${r.error ? ` (${r.error.code})` : ''}${r.evidence.inconclusive === undefined ? '' : ` (${r.evidence.inconclusive})`}`;
+        const type = r.outcome === 'inconclusive' ? 'Inconclusive' : 'OutcomeMismatch';
+        out.push(`      <failure message="${xml(msg)}" type="${type}">${xml(evidenceText(r))}</failure>`);
       }
       out.push(`      <system-out>${xml(evidenceText(r))}</system-out>`, '    </testcase>');
     }
@@ -77,6 +87,8 @@ function evidenceText(r: ScenarioResult): string {
       `${a.action}: ${a.target} -> ${a.status ?? 'no answer'}${a.code ? ` ${a.code}` : ''}${a.gotData ? ' (data obtained)' : ''}${a.note ? ` — ${a.note}` : ''}`,
   );
   for (const [k, v] of Object.entries(r.evidence.measurements ?? {})) lines.push(`${k} = ${v}`);
+  if (r.evidence.inconclusive !== undefined) lines.push(`inconclusive: ${r.evidence.inconclusive}`);
+  if (r.rerunAfter !== undefined) lines.push(`run again after an inconclusive first run: ${r.rerunAfter}`);
   if (r.error) lines.push(`error ${r.error.code}: ${r.error.message}`);
   if (!r.reverted) lines.push(`revert failed: ${r.revertError ?? ''}`);
   return lines.join('\n');

@@ -4,8 +4,16 @@ import type { Posture } from '../defences/posture.js';
 import type { Defences } from '../defences/presets.js';
 import type { LabState } from '../kernel/lab-state.js';
 
-/** What an attack achieved, judged from evidence only. */
-export type Verdict = 'succeeded' | 'blocked';
+/**
+ * What an attack achieved, judged from evidence only; `inconclusive` when the scenario's own
+ * measurements cannot carry a verdict (a flood the attacker could not deliver, a baseline that did
+ * not hold), the reason in `Evidence.inconclusive`. Never expected, so never a pass: the runner runs
+ * such a scenario once more before it reports it.
+ */
+export type Verdict = 'succeeded' | 'blocked' | 'inconclusive';
+
+/** What a scenario may declare as its expected outcome in a posture. */
+export type ExpectedVerdict = Exclude<Verdict, 'inconclusive'>;
 
 /** One thing the attacker tried and what the lab answered: the evidence a verdict rests on. */
 export interface Attempt {
@@ -27,6 +35,8 @@ export interface Evidence {
   attempts: Attempt[];
   /** free-form measurements (counts, rates, latencies) */
   measurements?: Record<string, number>;
+  /** with the verdict `inconclusive`: why these measurements cannot carry a verdict */
+  inconclusive?: string;
 }
 
 /** A user of the lab a scenario acts as or against; the runner makes sure each exists with a key. */
@@ -71,7 +81,7 @@ export interface Scenario {
   description: string;
   /** what evidence decides the verdict */
   evidence: string;
-  expected: Record<Posture, Verdict>;
+  expected: Record<Posture, ExpectedVerdict>;
   setup?(ctx: ScenarioContext): Promise<void>;
   detonate(ctx: ScenarioContext): Promise<void>;
   judge(ctx: ScenarioContext): Verdict;

@@ -11,8 +11,11 @@ import { KeyedConcurrency, LoginLockout, RateLimiter } from './rate-limit.js';
 export interface GatewayLimits {
   /** before the ticket is even read: per client address; throws RATE_LIMITED */
   admitClient(ip: string): void;
-  /** after the request is authenticated: per user; resolves when the user's turn comes, or throws */
-  admitUser(user: string): Promise<void>;
+  /**
+   * after the request is authenticated: per user; resolves when the user's turn comes with how long
+   * it waited (ms, 0 when it did not), or throws
+   */
+  admitUser(user: string): Promise<number>;
   /** a login step: its slot (released by the returned function), or RATE_LIMITED */
   loginSlot(ip: string): Promise<() => void>;
   /** before a login step is relayed: refuses an address whose failures or rate are spent */
@@ -52,7 +55,7 @@ const RELEASE_NOTHING = () => undefined;
 /** `limits:off`: nobody is metered. */
 export const NO_LIMITS: GatewayLimits = Object.freeze({
   admitClient: () => undefined,
-  admitUser: async () => undefined,
+  admitUser: async () => 0,
   loginSlot: async () => RELEASE_NOTHING,
   admitLogin: async () => undefined,
   loginFailed: () => undefined,
@@ -92,10 +95,11 @@ export class AddressAndUserLimits implements GatewayLimits {
     if (!this.#m.perClient.take(ip)) throw rateLimited();
   }
 
-  async admitUser(user: string): Promise<void> {
+  async admitUser(user: string): Promise<number> {
     const waitMs = this.#m.perUser.reserve(user, this.#m.perUserMaxWaitMs ?? 0);
     if (waitMs === undefined) throw rateLimited();
     if (waitMs > 0) await sleep(waitMs);
+    return waitMs;
   }
 
   async loginSlot(ip: string): Promise<() => void> {

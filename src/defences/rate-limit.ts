@@ -7,6 +7,13 @@
 export const monotonicNow = (): number => performance.now();
 
 /**
+ * Set by the gateway on an answer whose request waited for the user's rate (its value: the wait in
+ * ms), so a client, and the DoS scenarios' judge, can see the limit engaged though the answer is a
+ * 2xx: the standard RateLimit headers say what is left, not that a request was held back.
+ */
+export const RATE_WAIT_HEADER = 'x-tms-rate-wait-ms';
+
+/**
  * Token buckets keyed by a string (a user, a client address). Bounded: when full, the oldest
  * bucket is dropped, which can only forgive a client, never block one wrongly. Clock injectable.
  */

@@ -4,15 +4,16 @@ import { login } from '../../client/login.js';
 import { TrustedMsError } from '../../errors.js';
 import type { LabState } from '../../kernel/lab-state.js';
 import { openUserAdmin } from '../../users/admin.js';
-import { judgeByDegradation, measureUnderFlood, removeFloodLeftovers } from '../dos.js';
+import { DOS_RULES, judgeFlood, measureUnderFlood, removeFloodLeftovers } from '../dos.js';
 import type { Scenario } from '../types.js';
 
 /**
- * Users who log in once each (posture none): one to warm up, then at most 8 before and 8 during the
- * flood; few, since each costs the lab a password hash and a store write to create.
+ * Users who log in once each (posture none): one to warm up before the flood and one after it, then
+ * at most 8 before, 8 during and 8 after the flood; few, since each costs the lab a password hash
+ * and a store write to create.
  */
-const FRESH = { baseline: 8, during: 8 } as const;
-const FRESH_USERS = 1 + FRESH.baseline + FRESH.during;
+const FRESH = { baseline: 8, during: 8, after: 8 } as const;
+const FRESH_USERS = 2 + FRESH.baseline + FRESH.during + FRESH.after;
 
 /** The lab's home, from the security service's own config (the scenario context does not carry it). */
 async function labHome(lab: LabState): Promise<string> {
@@ -34,7 +35,7 @@ export const loginFlood: Scenario = {
   description:
     "From its own address (127.0.0.2 on a process lab; on Docker a container of its own on the lab's edge network) the attacker keeps 32 login attempts in flight through the gateway for 5 s (then waits at most 5 s for the answers still due), each a made-up user with a random wrong password, so each costs the lab a password hash and an audit write. Meanwhile legitimate users keep logging in from 127.0.0.1: the victim, or in none users who have not logged in yet (none caches a checked password for 60 s, so only arriving users need the checker there). None checks every credential with no limit. The paper's scheme is expected to fall too: it names DoS as its attack 3 but its framework (a password at the gateway, then the ticket) limits nothing. Trusted admits two login steps in flight per client address (the rest wait), refuses an address whose failed logins are spent (10, then 1 a second) before any hash, and the security service limits logins per client address as the gateway vouches for it.",
   evidence:
-    "The legitimate logins' success rate and latency before and during the flood (DOS_THRESHOLDS in src/attacks/dos.ts), and the flood's answers by status (429 = refused by a limit).",
+    "Counts, not speeds, where they can be: the legitimate logins' deadline is 3x their own median before the flood, in the same run. Succeeded when more than half the logins during the flood failed or missed it, the logins after the flood kept it (the lab was not slow anyway) and the flood was delivered; blocked when they kept it and a defence engaged for the attacker (its attempts refused 429); inconclusive, and run once more, when neither holds (e.g. the attacker was starved of CPU and its flood slowed no one while nothing limited it). Also the flood's answers by status. Rules: judgeFlood and DOS_RULES in src/attacks/dos.ts.",
   expected: { none: 'succeeded', paper: 'succeeded', trusted: 'blocked' },
 
   async setup(ctx) {
@@ -71,6 +72,7 @@ export const loginFlood: Scenario = {
         if (u === undefined) throw Object.assign(new Error('no fresh user left'), { code: 'NO_FRESH_USER' });
         await login(lab, u.name, u.password, undefined);
       },
+      rule: DOS_RULES.login,
       ...(fresh.length > 0 ? { maxOps: FRESH } : {}),
       floodAction: 'login attempts as made-up users with wrong passwords',
       // 32 in flight: enough to keep every hashing thread of the security service busy.
@@ -90,5 +92,5 @@ export const loginFlood: Scenario = {
     await Promise.all(fresh.map((u) => admin.removeUser(u.name).catch(() => undefined)));
   },
 
-  judge: judgeByDegradation('p50'),
+  judge: judgeFlood(DOS_RULES.login),
 };

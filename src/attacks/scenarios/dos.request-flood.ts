@@ -3,7 +3,7 @@ import { login } from '../../client/login.js';
 import type { Session } from '../../client/session.js';
 import { TrustedMsError } from '../../errors.js';
 import { BODY_LIMIT } from '../../services/http.js';
-import { DOS_THRESHOLDS, judgeByDegradation, measureUnderFlood, removeFloodLeftovers } from '../dos.js';
+import { DOS_RULES, judgeFlood, measureUnderFlood, removeFloodLeftovers } from '../dos.js';
 import { TARGET } from '../target.js';
 import type { Scenario } from '../types.js';
 
@@ -46,8 +46,8 @@ export const requestFlood: Scenario = {
   paperAttack: 3,
   technique: 'T1499',
   description:
-    "The attacker logs in with its own account and, from its own address (127.0.0.2 on a process lab; on Docker a container of its own on the lab's edge network), keeps 512 queries of the catalog service in flight through the gateway for 5 s (then waits at most 5 s for the answers still due). Each query is valid (analyst may query catalog; a fresh proof of possession in trusted) and as large as the lab accepts: one 63 KiB string of JSON escapes, built once and sent again and again, which the gateway must read and relay and the catalog service parse. Meanwhile the victim keeps working: each step reads a catalog record (the flooded service) and then a customer record (another service). Neither none nor the paper's scheme limits a user's requests (the paper names DoS as its attack 3 but has nothing against it: a request with a valid ticket is served, however many come), so every query reaches the catalog service, which answers them in turn, and the victim waits behind them: both are expected to fall. Trusted allows a user 100 requests a second (burst 200) and makes the excess wait its turn at the gateway (up to 10 s) rather than answering 429 at once, so the flooding user, however many requests it keeps open, reaches the service at that rate only.",
-  evidence: `The victim's success rate and p95 latency before and during the flood (succeeded when the p95 grows over ${DOS_THRESHOLDS.requestFloodLatencyFactor}x its baseline or the success rate falls ${DOS_THRESHOLDS.successDrop * 100} points: DOS_THRESHOLDS in src/attacks/dos.ts), and the flood's answers by status (2xx = served, 429 = refused by a limit).`,
+    "The attacker logs in with its own account and, from its own address (127.0.0.2 on a process lab; on Docker a container of its own on the lab's edge network), keeps 512 queries of the catalog service in flight through the gateway for 5 s (then waits at most 5 s for the answers still due). Each query is valid (analyst may query catalog; a fresh proof of possession in trusted) and as large as the lab accepts: one 63 KiB string of JSON escapes, built once and sent again and again, which the gateway must read and relay and the catalog service parse. Meanwhile the victim keeps working: each step reads a catalog record (the flooded service) and then a customer record (another service). Neither none nor the paper's scheme limits a user's requests (the paper names DoS as its attack 3 but has nothing against it: a request with a valid ticket is served, however many come), so every query reaches the catalog service, which answers them in turn, and the victim waits behind them: both are expected to fall. Trusted allows a user 100 requests a second (burst 200) and makes the excess wait its turn at the gateway (up to 10 s, said on the answer by x-tms-rate-wait-ms) rather than answering 429 at once, so the flooding user, however many requests it keeps open, reaches the service at that rate only.",
+  evidence: `Counts, not speeds, where they can be: the victim's deadline is ${DOS_RULES.request.factor}x its own p95 before the flood, in the same run. Succeeded when more than ${DOS_RULES.request.lateShare * 100}% of its steps during the flood failed or missed it, its steps after the flood kept it (the lab was not slow anyway) and the flood was delivered; blocked when they kept it and a defence engaged for the attacker (its queries held back to its rate by the gateway, or refused 429); inconclusive, and run once more, when neither holds (e.g. the attacker was starved of CPU and its flood slowed no one while nothing limited it). Also the flood's answers by status (2xx = served, 429 = refused) and how many were held back. Rules: judgeFlood and DOS_RULES in src/attacks/dos.ts.`,
   expected: { none: 'succeeded', paper: 'succeeded', trusted: 'blocked' },
 
   async setup(ctx) {
@@ -86,6 +86,7 @@ export const requestFlood: Scenario = {
           }
         }
       },
+      rule: DOS_RULES.request,
       floodAction: `${Math.round(body.length / 1024)} KiB queries of ${FLOODED.service} with the attacker's own session`,
       flood: {
         origin: ctx.lab.gatewayUrl,
@@ -97,9 +98,9 @@ export const requestFlood: Scenario = {
     });
   },
 
-  // p95: the victim's reads of the flooded service queue behind the flood's, while its reads of the
-  // other service do not; the factor is the request flood's own, from its measurements.
-  judge: judgeByDegradation('p95', DOS_THRESHOLDS.requestFloodLatencyFactor),
+  // The p95's share: the victim's reads of the flooded service queue behind the flood's, while its
+  // reads of the other service do not; the factor is the request flood's own, from its measurements.
+  judge: judgeFlood(DOS_RULES.request),
   // The sessions expire by themselves and the rate-limit buckets refill: what is left to undo is a
   // flood container of a run cut short (Docker).
   revert: removeFloodLeftovers,

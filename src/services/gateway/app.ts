@@ -4,6 +4,7 @@ import type { AttestationGate } from '../../defences/attestation.js';
 import { type AttestationTable, parseAttestationEntries } from '../../defences/attestation-table.js';
 import type { GatewayLimits } from '../../defences/limits.js';
 import type { Defences } from '../../defences/presets.js';
+import { RATE_WAIT_HEADER } from '../../defences/rate-limit.js';
 import type { BasicAtGateway } from '../../defences/request/gateway-basic.js';
 import { bearer, type GatewayAuthenticator } from '../../defences/request/types.js';
 import { TrustedMsError } from '../../errors.js';
@@ -145,7 +146,10 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
         ctx.user = user;
       },
     );
-    await limits.admitUser(who.user);
+    // Held back to the user's rate: said on the answer, so a client (and the DoS judge) sees the
+    // limit engaged even though the request was served.
+    const waitedMs = await limits.admitUser(who.user);
+    if (waitedMs > 0) reply.header(RATE_WAIT_HEADER, String(Math.ceil(waitedMs)));
     await deps.attestationGate.admit(name);
     if (deps.revocations?.quarantined(name) === true) {
       throw new TrustedMsError('SERVICE_QUARANTINED', `service ${name} is quarantined`);

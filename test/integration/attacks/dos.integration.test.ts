@@ -77,6 +77,7 @@ describe.sequential('the DoS scenarios against real labs', () => {
         expect.stringContaining('before the flood'),
         expect.stringContaining('from 127.0.0.2'),
         expect.stringContaining('during the flood'),
+        expect.stringContaining('after the flood'),
       ]);
     }
   });

@@ -2,63 +2,137 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { judgeByDegradation, latencyRatio } from '../../../src/attacks/dos.js';
+import { DOS_RULES, DOS_THRESHOLDS, judgeFlood, latencyRatio } from '../../../src/attacks/dos.js';
 import { FLOOD_CAPS, flood, recipeRequests } from '../../../src/attacks/flood.js';
 import { floodQueryBody } from '../../../src/attacks/scenarios/dos.request-flood.js';
 import type { ScenarioContext } from '../../../src/attacks/types.js';
+import { RATE_WAIT_HEADER } from '../../../src/defences/rate-limit.js';
 import { BODY_LIMIT } from '../../../src/services/http.js';
 
 const ctxWith = (measurements: Record<string, number>) =>
   ({ evidence: { attempts: [], measurements } }) as unknown as ScenarioContext;
 
+/** A run that measured everything, in which the victim kept its deadline, before, during and after. */
 const base = {
   legitBaselineOps: 20,
-  floodSent: 1000,
+  legitBaselinePerSecond: 10,
   legitBaselineSuccessRate: 1,
-  legitBaselineP50Ms: 100,
-  legitBaselineP95Ms: 200,
+  legitDeadlineMs: 300,
   legitDuringOps: 10,
   legitDuringSuccessRate: 1,
+  legitDuringMissedShare: 0,
+  legitAfterOps: 20,
+  legitAfterSuccessRate: 1,
+  legitAfterMissedShare: 0,
+  floodSent: 1000,
+  floodSendPerSecond: 200,
+  floodNoAnswer: 0,
+  floodRefused429: 0,
+  floodQueued: 0,
+};
+const login = judgeFlood(DOS_RULES.login);
+const request = judgeFlood(DOS_RULES.request);
+const judged = (judge: typeof login, m: Record<string, number>) => {
+  const ctx = ctxWith(m);
+  return { verdict: judge(ctx), reason: ctx.evidence.inconclusive };
 };
 
-describe('judgeByDegradation', () => {
-  it('succeeded when the judged percentile grows past 3x the baseline, blocked below', () => {
-    const p50 = judgeByDegradation('p50');
-    expect(p50(ctxWith({ ...base, legitDuringP50Ms: 301, legitDuringP95Ms: 0 }))).toBe('succeeded');
-    expect(p50(ctxWith({ ...base, legitDuringP50Ms: 299, legitDuringP95Ms: 5000 }))).toBe('blocked');
-    const p95 = judgeByDegradation('p95');
-    expect(p95(ctxWith({ ...base, legitDuringP50Ms: 100, legitDuringP95Ms: 601 }))).toBe('succeeded');
-    expect(p95(ctxWith({ ...base, legitDuringP50Ms: 1000, legitDuringP95Ms: 599 }))).toBe('blocked');
+describe('judgeFlood', () => {
+  it('keeps the calibrated thresholds, read as deadlines: 3x the median for logins, 10x the p95 for requests', () => {
+    expect(DOS_RULES.login).toEqual({
+      percentile: 'p50',
+      factor: DOS_THRESHOLDS.latencyFactor,
+      lateShare: 0.5,
+    });
+    expect(DOS_RULES.request).toEqual({
+      percentile: 'p95',
+      factor: DOS_THRESHOLDS.requestFloodLatencyFactor,
+      lateShare: 0.05,
+    });
   });
 
-  it("judges against a scenario's own factor when it gives one (the request flood's 10x)", () => {
-    const p95 = judgeByDegradation('p95', 10);
-    expect(p95(ctxWith({ ...base, legitDuringP50Ms: 100, legitDuringP95Ms: 2001 }))).toBe('succeeded');
-    expect(p95(ctxWith({ ...base, legitDuringP50Ms: 100, legitDuringP95Ms: 1999 }))).toBe('blocked');
+  it('succeeded when the victim missed its deadline during a delivered flood and kept it after', () => {
+    expect(judged(login, { ...base, legitDuringMissedShare: 0.51 })).toEqual({ verdict: 'succeeded' });
+    expect(judged(login, { ...base, legitDuringMissedShare: 0.5, floodRefused429: 1 }).verdict).toBe(
+      'blocked',
+    );
+    expect(judged(request, { ...base, legitDuringMissedShare: 0.06 }).verdict).toBe('succeeded');
+    expect(judged(request, { ...base, legitDuringMissedShare: 0.05, floodQueued: 1 }).verdict).toBe(
+      'blocked',
+    );
+    // a defence that engaged for a part of the flood and still let the victim miss did not block it
+    expect(judged(request, { ...base, legitDuringMissedShare: 0.5, floodQueued: 499 }).verdict).toBe(
+      'succeeded',
+    );
   });
 
-  it('counts a tiny baseline as the 5 ms floor, so 1 ms to 3 ms is no denial of service', () => {
-    const m = { ...base, legitBaselineP50Ms: 1, legitDuringP50Ms: 3, legitDuringP95Ms: 0 };
-    expect(latencyRatio(m, 'p50')).toBe(0.6);
-    expect(judgeByDegradation('p50')(ctxWith(m))).toBe('blocked');
+  it('succeeded when the success rate falls by more than ten points, whatever the lateness', () => {
+    expect(judged(login, { ...base, legitDuringSuccessRate: 0.85, floodRefused429: 5 }).verdict).toBe(
+      'succeeded',
+    );
+    expect(judged(login, { ...base, legitDuringSuccessRate: 0.91, floodRefused429: 5 }).verdict).toBe(
+      'blocked',
+    );
   });
 
-  it('succeeded when the success rate falls by more than ten points, whatever the latency', () => {
-    const m = { ...base, legitDuringP50Ms: 1, legitDuringP95Ms: 1, legitDuringSuccessRate: 0.85 };
-    expect(judgeByDegradation('p50')(ctxWith(m))).toBe('succeeded');
+  it('blocked only when a defence engaged for the attacker: refused it (429) or held it back to its rate', () => {
+    expect(judged(login, { ...base, floodRefused429: 300 }).verdict).toBe('blocked');
+    expect(judged(request, { ...base, floodQueued: 800 }).verdict).toBe('blocked');
   });
 
-  it('gives no verdict when the run did not measure what the verdict rests on', () => {
-    const judge = judgeByDegradation('p50');
-    for (const m of [
-      { ...base, legitDuringOps: 0 },
-      { ...base, floodSent: 0 },
-      { ...base, legitBaselineSuccessRate: 0, legitDuringSuccessRate: 0 },
-      // not one answer to the flood: it most likely never reached the lab
-      { ...base, legitDuringP50Ms: 100, legitDuringP95Ms: 200, floodNoAnswer: base.floodSent },
-    ]) {
-      expect(() => judge(ctxWith(m))).toThrow(expect.objectContaining({ code: 'SCENARIO_INCONCLUSIVE' }));
+  it('inconclusive, never blocked, when the flood slowed no one and nothing limited it (a starved attacker)', () => {
+    const r = judged(request, { ...base, floodSendPerSecond: 40 });
+    expect(r.verdict).toBe('inconclusive');
+    expect(r.reason).toMatch(/no defence engaged.*40\/s against the victim's 10\/s/);
+    expect(judged(login, base).verdict).toBe('inconclusive');
+  });
+
+  it('inconclusive when the victim also missed its deadline after the flood: the baseline did not hold', () => {
+    for (const after of [{ legitAfterMissedShare: 0.6 }, { legitAfterSuccessRate: 0.8 }]) {
+      const r = judged(login, { ...base, legitDuringMissedShare: 1, ...after });
+      expect(r.verdict).toBe('inconclusive');
+      expect(r.reason).toMatch(/baseline did not hold/);
     }
+  });
+
+  it('inconclusive when the victim missed its deadline but the flood was not delivered, unless a defence met it', () => {
+    const slow = { ...base, legitDuringMissedShare: 1, floodSendPerSecond: 4 };
+    const r = judged(login, slow);
+    expect(r.verdict).toBe('inconclusive');
+    expect(r.reason).toMatch(/not delivered: the attacker sent 4\/s, less than 0.5x the victim's 10\/s/);
+    // half the victim's own rate is enough: the flood's requests each cost the lab at least as much
+    expect(judged(login, { ...slow, floodSendPerSecond: 5 }).verdict).toBe('succeeded');
+    // held back by the defence, the attacker sends slowly by design: that is not a starved attacker
+    expect(judged(login, { ...slow, floodRefused429: 5 }).verdict).toBe('succeeded');
+  });
+
+  it('inconclusive when a defence bound the flood and the victim still missed: the machine decided, not the attack', () => {
+    const r = judged(request, { ...base, legitDuringMissedShare: 0.28, floodQueued: 868, floodNoAnswer: 10 });
+    expect(r.verdict).toBe('inconclusive');
+    expect(r.reason).toMatch(/a defence bound the flood \(868 of its 990 answers .*28% late or failed/);
+    expect(judged(login, { ...base, legitDuringMissedShare: 1, floodRefused429: 500 }).verdict).toBe(
+      'inconclusive',
+    );
+  });
+
+  it('inconclusive when the run did not measure what the verdict rests on', () => {
+    for (const [m, why] of [
+      [{ ...base, legitDuringOps: 0 }, /not measured during/],
+      [{ ...base, legitAfterOps: 0 }, /not measured after/],
+      [{ ...base, floodSent: 0 }, /sent nothing/],
+      [{ ...base, legitBaselineSuccessRate: 0, legitDuringSuccessRate: 0 }, /already failed before/],
+      // not one answer to the flood: it most likely never reached the lab
+      [{ ...base, floodRefused429: 0, floodNoAnswer: base.floodSent }, /no answer at all/],
+    ] as const) {
+      const r = judged(login, { ...m, floodRefused429: 1 });
+      expect(r.verdict, String(why)).toBe('inconclusive');
+      expect(r.reason).toMatch(why);
+    }
+  });
+
+  it('reads the deadline ratio the integration tests check, with the 5 ms floor', () => {
+    const m = { ...base, legitBaselineP50Ms: 1, legitDuringP50Ms: 3 };
+    expect(latencyRatio(m, 'p50')).toBe(0.6);
   });
 });
 
@@ -83,6 +157,29 @@ describe('flood', () => {
       expect(r.byStatus).toEqual({ 200: 20, 429: 20 });
       expect(r.noAnswer).toBe(0);
       expect(new Set(seen)).toEqual(new Set([process.platform === 'linux' ? '127.0.0.2' : '127.0.0.1']));
+    } finally {
+      server.close();
+    }
+  });
+
+  it("counts the answers the gateway held back to the user's rate, by the header it sets on them", async () => {
+    let n = 0;
+    const server = createServer((_req, res) => {
+      n += 1;
+      if (n % 4 === 0) res.setHeader(RATE_WAIT_HEADER, '35');
+      res.end();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const r = await flood({
+        origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+        next: () => ({ method: 'GET', path: '/', headers: {} }),
+        requests: 20,
+        sendMs: 10_000,
+        durationMs: 10_000,
+        concurrency: 2,
+      });
+      expect(r).toMatchObject({ sent: 20, byStatus: { 200: 20 }, queued: 5 });
     } finally {
       server.close();
     }

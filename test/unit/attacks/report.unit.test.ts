@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { stripVTControlCharacters } from 'node:util';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { describe, expect, it } from 'vitest';
-import { renderJunit } from '../../../src/attacks/report.js';
+import { renderJunit, renderMatrix } from '../../../src/attacks/report.js';
 import { renderHtml } from '../../../src/attacks/report-html.js';
 import type { AttackReport } from '../../../src/attacks/runner.js';
 
@@ -129,5 +130,69 @@ describe('the JUnit report', () => {
     expect(text).toContain(first?.evidence.attempts[0]?.target);
     expect(text).toContain('<script>alert("x")</script>');
     expect(text).toContain('<script>k</script> = 1.5');
+  });
+});
+
+/** The saved report with its first cell inconclusive on both runs, and its second judged on a second run. */
+function inconclusiveReport(): AttackReport {
+  const r = report();
+  const [first, second] = r.results;
+  if (!first || !second) throw new Error('the saved report has fewer than two results');
+  first.outcome = 'inconclusive';
+  first.passed = false;
+  first.evidence.inconclusive = 'the flood was not delivered: the attacker sent 12/s <starved>';
+  first.rerunAfter = 'the baseline did not hold';
+  second.rerunAfter = 'the flood slowed no one & no defence engaged';
+  r.summary = { ...r.summary, passed: r.summary.passed - 1, failed: r.summary.failed + 1 };
+  r.ok = false;
+  return r;
+}
+
+describe('an inconclusive cell, in every format', () => {
+  it('is not a pass in the terminal table, which says why and which cells were run twice', () => {
+    const r = inconclusiveReport();
+    const text = stripVTControlCharacters(renderMatrix(r));
+    const [first, second] = r.results;
+    expect(text).toContain('inconclusive~!');
+    expect(text).toContain(`${r.summary.total} runs, ${r.summary.passed} as expected, 1 not`);
+    expect(text).toContain(
+      `✗ ${first?.id} in ${first?.posture}: expected ${first?.expected}, got inconclusive (the flood was not delivered: the attacker sent 12/s <starved>)`,
+    );
+    expect(text).toContain(
+      `~ ${second?.id} in ${second?.posture}: run again after an inconclusive first run`,
+    );
+  });
+
+  it('is a JUnit failure of its own type, with the reason', () => {
+    const xml = renderJunit(inconclusiveReport());
+    expect(XMLValidator.validate(xml)).toBe(true);
+    expect(xml).toContain(
+      '<failure message="expected succeeded, got inconclusive (the flood was not delivered: the attacker sent 12/s &lt;starved&gt;)" type="Inconclusive">',
+    );
+    expect(xml).toContain('inconclusive: the flood was not delivered');
+    expect(xml).toContain(
+      'run again after an inconclusive first run: the flood slowed no one &amp; no defence engaged',
+    );
+  });
+
+  it('is a failed cell of its own color in the HTML, its reason in the evidence, counted in the chart', () => {
+    const html = renderHtml(inconclusiveReport());
+    expect(html.match(/<td class="cell fail" data-outcome="inconclusive"/g)).toHaveLength(1);
+    expect(html).toContain('<span class="inconclusive">inconclusive</span>');
+    expect(html).toContain('No verdict: the flood was not delivered: the attacker sent 12/s &lt;starved&gt;');
+    expect(html).toContain(
+      'the first run was inconclusive (the flood slowed no one &amp; no defence engaged)',
+    );
+    expect(html).toMatch(/<title>[a-z]+: 1 inconclusive<\/title>/);
+  });
+
+  it('is in the JSON as the outcome, with the reason in the evidence', () => {
+    const json = JSON.parse(JSON.stringify(inconclusiveReport())) as AttackReport;
+    expect(json.results[0]).toMatchObject({
+      outcome: 'inconclusive',
+      passed: false,
+      rerunAfter: 'the baseline did not hold',
+      evidence: { inconclusive: expect.stringContaining('not delivered') },
+    });
   });
 });

@@ -1,12 +1,6 @@
-import {
-  createServer as createHttpServer,
-  type IncomingMessage,
-  type Server,
-  type ServerResponse,
-} from 'node:http';
+import type { Server, ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { performance } from 'node:perf_hooks';
 import type { TLSSocket } from 'node:tls';
 import { Agent, request } from 'undici';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -236,51 +230,4 @@ describe('mutual TLS between lab services', () => {
   });
 });
 
-describe('costs (measured, reported, not asserted)', () => {
-  it('CA creation, one issue, and a request over mTLS vs plain HTTP on loopback', async () => {
-    const median = (xs: number[]): number => {
-      const s = [...xs].sort((a, b) => a - b);
-      return s[Math.floor(s.length / 2)]!;
-    };
-    const time = async (n: number, fn: () => Promise<unknown>): Promise<number> => {
-      const xs: number[] = [];
-      for (let i = 0; i < n; i += 1) {
-        const t = performance.now();
-        await fn();
-        xs.push(performance.now() - t);
-      }
-      return median(xs);
-    };
-    const caMs = await time(20, () => createLabCa({ labId: 'bench' }));
-    const issueMs = await time(50, () => issueServiceCertificate(ca, { name: 'orders' }));
-
-    const handler = (req: IncomingMessage, res: ServerResponse): void => {
-      const socket = req.socket as Partial<TLSSocket>;
-      const peer = socket.encrypted ? authorizePeer(req.socket as TLSSocket, () => true) : 'none';
-      reply(res, 200, { peer });
-    };
-    const httpsUrl = await listen(createHttpsServer(serverTlsOptions(customers, ca.certPem), handler));
-    const httpUrl = await listen(createHttpServer(handler));
-    const tlsAgent = agentFor(orders, 'customers');
-    const plainAgent = new Agent();
-    cleanups.push(() => plainAgent.destroy());
-    const call = async (url: string, dispatcher: Agent, reset: boolean) => {
-      const res = await request(url, { dispatcher, reset });
-      await res.body.text();
-    };
-    const n = 200;
-    const rows = {
-      'mTLS keep-alive': await time(n, () => call(httpsUrl, tlsAgent, false)),
-      'mTLS new connection': await time(n, () => call(httpsUrl, tlsAgent, true)),
-      'HTTP keep-alive': await time(n, () => call(httpUrl, plainAgent, false)),
-      'HTTP new connection': await time(n, () => call(httpUrl, plainAgent, true)),
-    };
-    const lines = [
-      `createLabCa median ${caMs.toFixed(2)} ms`,
-      `issueServiceCertificate median ${issueMs.toFixed(2)} ms`,
-      ...Object.entries(rows).map(([k, v]) => `${k}: median ${(v * 1000).toFixed(0)} us over ${n} requests`),
-    ];
-    console.log(`[pki costs]\n${lines.join('\n')}`);
-    expect(lines).toHaveLength(6);
-  });
-});
+// What mTLS costs (CA, issue, a request against plain HTTP) is measured in bench/mtls.ts.
