@@ -54,6 +54,8 @@ export const ERROR_CODES = {
   KEY_PERMISSIONS_TOO_OPEN: { exit: 5, http: 400 },
   KEY_INVALID: { exit: 5, http: 400 },
   KEY_TYPE_UNSUPPORTED: { exit: 5, http: 400 },
+  /** A user has as many keys as one user may have (users.ts MAX_USER_KEYS). */
+  KEY_LIMIT_REACHED: { exit: 5, http: 409 },
   /** The private key is encrypted and no passphrase could be asked for (no terminal, no --passphrase-stdin). */
   KEY_PASSPHRASE_REQUIRED: { exit: 5, http: 400 },
   /** The passphrase does not open the key. */

@@ -77,7 +77,10 @@ export function describeKey(key: KeyObject): { type: KeyType; bits?: number } {
   if (key.type === 'secret') {
     throw new TrustedMsError('KEY_TYPE_UNSUPPORTED', 'a secret key is not a user key: use ed25519 or rsa');
   }
-  if (key.asymmetricKeyType === 'ed25519') return { type: 'ed25519' };
+  if (key.asymmetricKeyType === 'ed25519') {
+    assertFullOrderEd25519(key);
+    return { type: 'ed25519' };
+  }
   if (key.asymmetricKeyType === 'rsa') {
     const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
     if (bits < MIN_RSA_BITS) {
@@ -87,12 +90,62 @@ export function describeKey(key: KeyObject): { type: KeyType; bits?: number } {
         { actions: ['generate a new key with `trusted-ms user keygen`'] },
       );
     }
+    assertSoundRsa(key);
     return { type: 'rsa', bits };
   }
   throw new TrustedMsError(
     'KEY_TYPE_UNSUPPORTED',
     `unsupported key type ${key.asymmetricKeyType ?? 'unknown'}: use ed25519 or rsa (2048 bits or more)`,
   );
+}
+
+/**
+ * Ed25519 public keys of small order (libsodium's `has_small_order` list, the sign bit ignored):
+ * for these, a constant "signature" verifies for every message (found by the red team: the
+ * identity point registered as a key let a user in with the password alone).
+ */
+const SMALL_ORDER_ED25519 = [
+  '0000000000000000000000000000000000000000000000000000000000000000',
+  '0100000000000000000000000000000000000000000000000000000000000000',
+  '26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05',
+  'c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a',
+  'ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+  'edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+  'eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+].map((h) => Buffer.from(h, 'hex'));
+
+function assertFullOrderEd25519(key: KeyObject): void {
+  const x = Buffer.from(String(key.export({ format: 'jwk' }).x ?? ''), 'base64url');
+  const masked = Buffer.from(x);
+  if (masked.length === 32) masked[31] = (masked[31] as number) & 0x7f;
+  if (x.length !== 32 || SMALL_ORDER_ED25519.some((bad) => bad.equals(masked))) {
+    throw new TrustedMsError(
+      'KEY_INVALID',
+      'this Ed25519 key is a point of small order: no signature made with it means anything',
+      {
+        actions: ['use a key made by ssh-keygen, openssl or `trusted-ms user keygen`'],
+      },
+    );
+  }
+}
+
+/**
+ * RSA as FIPS 186-5 has it: an odd modulus and an odd public exponent 2^16 < e < 2^256. With e = 1
+ * a signature is the encoded message itself (the red team forged one), an even e or modulus is no
+ * RSA key, and every key ssh-keygen and openssl make has e = 65537.
+ */
+function assertSoundRsa(key: KeyObject): void {
+  const jwk = key.export({ format: 'jwk' });
+  const n = Buffer.from(String(jwk.n ?? ''), 'base64url');
+  const e = BigInt(`0x${Buffer.from(String(jwk.e ?? ''), 'base64url').toString('hex') || '0'}`);
+  const oddModulus = n.length > 0 && ((n[n.length - 1] as number) & 1) === 1;
+  if (!oddModulus || e % 2n === 0n || e <= 65536n || e >= 2n ** 256n) {
+    throw new TrustedMsError(
+      'KEY_INVALID',
+      'this RSA key is not sound: the modulus and public exponent must be odd, with 2^16 < e < 2^256 (FIPS 186-5)',
+      { actions: ['use a key made by ssh-keygen, openssl or `trusted-ms user keygen` (e = 65537)'] },
+    );
+  }
 }
 
 /** `<keyDir>/<user>.pem`; the user name must be a plain file name (no separators, not hidden). */

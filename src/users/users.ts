@@ -1,3 +1,5 @@
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import { describeKey } from '../crypto/keys.js';
 import {
   classifyHash,
   dummyHash,
@@ -5,6 +7,7 @@ import {
   hashPassword,
   verifyPassword,
 } from '../crypto/password.js';
+import { jwkThumbprint } from '../crypto/thumbprint.js';
 import { isTrustedMsError, TrustedMsError } from '../errors.js';
 import type { StoreData, UserKey, UserRecord, UserRevocation } from '../store/schema.js';
 import type { LabStore } from '../store/store.js';
@@ -226,12 +229,22 @@ export async function addUserKey(
     { actor: ctx.actor ?? 'cli', action: 'user.key.add', target: auditTarget(name) },
     () => {
       assertUserName(name);
+      assertSoundUserKey(key);
       return store.update((data) => {
         const user = requireUser(data, name);
         if (user.keys.some((k) => k.thumbprint === key.thumbprint)) {
           throw new TrustedMsError('KEY_EXISTS', `user ${name} already has the key ${key.thumbprint}`, {
             actions: ['nothing to do: the key is registered'],
           });
+        }
+        if (user.keys.length >= MAX_USER_KEYS) {
+          throw new TrustedMsError(
+            'KEY_LIMIT_REACHED',
+            `user ${name} has ${user.keys.length} keys, the most one user may have`,
+            {
+              actions: [`remove one first: trusted-ms user key remove ${name} -- <thumbprint>`],
+            },
+          );
         }
         user.keys.push({ ...key });
         user.updatedAt = store.now().toISOString();
@@ -258,10 +271,23 @@ function revokeKeyTickets(data: StoreData, name: string, thumbprints: string[], 
   const stale = notBefore - REMOVED_USER_RECORD_SECONDS;
   const keys = Object.fromEntries(Object.entries(record.keys ?? {}).filter(([, nb]) => nb >= stale));
   for (const t of thumbprints) keys[t] = notBefore;
-  record.keys = keys;
+  if (Object.keys(keys).length > REMOVED_KEYS_LISTED) {
+    // Too many to list (the published list must stay small and valid: past its per-user bound
+    // every revocation of the lab stopped, found by the red team): refuse every ticket of the user
+    // issued until now instead, keys kept or not. Fails closed: the user logs in again.
+    record.notBefore = Math.max(record.notBefore, notBefore);
+    delete record.keys;
+  } else {
+    record.keys = keys;
+  }
   records[name] = record;
   return notBefore;
 }
+
+/** Removed keys listed one by one per user; beyond, the user's tickets are refused all at once. */
+export const REMOVED_KEYS_LISTED = 64;
+/** Keys one user may have registered at once (a laptop, a token, a few spares). */
+export const MAX_USER_KEYS = 32;
 
 /** Unregisters one key of a user; the tickets bound to it are refused from then on (revokeKeyTickets). */
 export async function removeUserKey(
@@ -305,6 +331,7 @@ export async function replaceUserKeys(
     { actor: ctx.actor ?? 'cli', action: 'user.key.replace', target: auditTarget(name) },
     () => {
       assertUserName(name);
+      assertSoundUserKey(key);
       return store.update((data) => {
         const user = requireUser(data, name);
         const at = store.now();
@@ -317,6 +344,24 @@ export async function replaceUserKeys(
     },
     () => ({ thumbprint: key.thumbprint }),
   );
+}
+
+/**
+ * A key as it will be stored, checked where it is stored rather than trusted from the caller (the
+ * admin API took a key labelled ed25519 that was RSA-1024, with a made-up thumbprint): its PEM
+ * parses, is a sound Ed25519 or RSA key (describeKey), of the type it says, with its own thumbprint.
+ */
+export function assertSoundUserKey(key: UserKey): void {
+  let parsed: KeyObject;
+  try {
+    parsed = createPublicKey(key.publicKeyPem);
+  } catch {
+    throw new TrustedMsError('KEY_INVALID', 'the public key does not parse');
+  }
+  const { type } = describeKey(parsed);
+  if (type !== key.type || jwkThumbprint(parsed) !== key.thumbprint) {
+    throw new TrustedMsError('KEY_INVALID', 'the key is not what its type and thumbprint say');
+  }
 }
 
 /** KEY_NOT_FOUND naming the keys the user does have, so the fix is a copy and paste away. */

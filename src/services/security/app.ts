@@ -1,5 +1,6 @@
 import { createPublicKey, type KeyObject, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { describeKey } from '../../crypto/keys.js';
 import { paperVerify } from '../../crypto/paper-scheme.js';
 import { isAttested } from '../../defences/attestation-table.js';
 import { securityLimits } from '../../defences/limits.js';
@@ -99,6 +100,13 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
     let key = parsedKeys.get(k.publicKeyPem);
     if (key === undefined) {
       key = createPublicKey(k.publicKeyPem);
+      // A key registered before keys were checked where they are stored may be unsound (a small-
+      // order Ed25519 point, RSA with e = 1): nothing signed with it counts.
+      try {
+        describeKey(key);
+      } catch {
+        throw new TrustedMsError('SIGNATURE_INVALID', 'signature verification failed');
+      }
       if (parsedKeys.size >= 10_000) parsedKeys.clear();
       parsedKeys.set(k.publicKeyPem, key);
     }
