@@ -1,8 +1,10 @@
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { splitStdinSecrets } from '../../../src/client/login-key.js';
+import { jwkThumbprint } from '../../../src/crypto/thumbprint.js';
 import { isTrustedMsError } from '../../../src/errors.js';
 import type { Role } from '../../../src/policy/types.js';
 import { parseRevocationList, RevocationView } from '../../../src/protocol/revocation-list.js';
@@ -25,12 +27,20 @@ const T0 = Date.parse('2030-05-06T07:08:09.000Z');
 let clockMs = T0;
 const clock = () => new Date(clockMs);
 const sec = () => Math.floor(clockMs / 1000);
-const LAPTOP = 'L'.repeat(43);
-const TOKEN = 'T'.repeat(43);
+// Real keys: the store checks that a key's PEM, type and thumbprint agree.
+const REAL = new Map<string, string>();
+function realThumbprint(): string {
+  const k = generateKeyPairSync('ed25519').publicKey;
+  const thumbprint = jwkThumbprint(k);
+  REAL.set(thumbprint, k.export({ format: 'pem', type: 'spki' }).toString());
+  return thumbprint;
+}
+const LAPTOP = realThumbprint();
+const TOKEN = realThumbprint();
 const key = (thumbprint: string): UserKey => ({
   thumbprint,
   type: 'ed25519',
-  publicKeyPem: '-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n',
+  publicKeyPem: REAL.get(thumbprint) ?? '',
   createdAt: clock().toISOString(),
 });
 
@@ -115,7 +125,7 @@ describe('removeUserKey', () => {
 describe('replaceUserKeys (user keygen --force)', () => {
   it("refuses the replaced keys' tickets, not the new key's", async () => {
     const before = sec();
-    const NEW = 'N'.repeat(43);
+    const NEW = realThumbprint();
     const user = await replaceUserKeys(store, 'alice', key(NEW));
     expect(user.keys.map((k) => k.thumbprint)).toEqual([NEW]);
     const view = await published();

@@ -1,9 +1,11 @@
 import { execFileSync } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { SCRYPT_PARAMS } from '../../../src/crypto/password.js';
+import { jwkThumbprint } from '../../../src/crypto/thumbprint.js';
 import { isTrustedMsError } from '../../../src/errors.js';
 import type { Role } from '../../../src/policy/types.js';
 import type { UserKey } from '../../../src/store/schema.js';
@@ -49,12 +51,23 @@ const ROLES = (): Record<string, Role> => ({
 const clock = () => new Date('2030-05-06T07:08:09.000Z');
 const fixture = (name: string) =>
   readFile(new URL(`../../../fixtures/htpasswd/${name}`, import.meta.url), 'utf8');
-const key = (thumbprint: string): UserKey => ({
-  thumbprint,
-  type: 'ed25519',
-  publicKeyPem: '-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n',
-  createdAt: '2030-01-01T00:00:00.000Z',
-});
+// Real keys, one per label: the store checks that a key's PEM, type and thumbprint agree.
+const KEYS = new Map<string, UserKey>();
+const key = (label: string): UserKey => {
+  let k = KEYS.get(label);
+  if (k === undefined) {
+    const pub = generateKeyPairSync('ed25519').publicKey;
+    k = {
+      thumbprint: jwkThumbprint(pub),
+      type: 'ed25519',
+      publicKeyPem: pub.export({ format: 'pem', type: 'spki' }).toString(),
+      createdAt: '2030-01-01T00:00:00.000Z',
+    };
+    KEYS.set(label, k);
+  }
+  return k;
+};
+const tp = (label: string): string => key(label).thumbprint;
 
 let home: string;
 let store: LabStore;
@@ -177,10 +190,10 @@ describe('addUserKey', () => {
   it('adds keys and refuses the same thumbprint twice with KEY_EXISTS', async () => {
     await addUser(store, { name: 'alice', role: 'analyst', password: 'pw' });
     const after = await addUserKey(store, 'alice', key('tp-1'));
-    expect(after.keys.map((k) => k.thumbprint)).toEqual(['tp-1']);
+    expect(after.keys.map((k) => k.thumbprint)).toEqual([tp('tp-1')]);
     await addUserKey(store, 'alice', key('tp-2'));
     expect(await codeOf(addUserKey(store, 'alice', key('tp-1')))).toBe('KEY_EXISTS');
-    expect((await getUser(store, 'alice')).keys.map((k) => k.thumbprint)).toEqual(['tp-1', 'tp-2']);
+    expect((await getUser(store, 'alice')).keys.map((k) => k.thumbprint)).toEqual([tp('tp-1'), tp('tp-2')]);
     expect(await codeOf(addUserKey(store, 'nobody', key('tp-1')))).toBe('USER_NOT_FOUND');
   });
 });
