@@ -44,7 +44,7 @@ export function renderDependences(report: AttackReport): string {
         ? `not blocked by the full posture (${d.full})`
         : d.blockedBy.length > 0
           ? d.blockedBy.join(', ')
-          : 'more than one defence: no single removal lets it through';
+          : 'no single removable defence: what --without cannot remove, or several at once';
     const unjudged = d.unjudged.length ? `; not judged without ${d.unjudged.join(', ')}` : '';
     lines.push(`${d.id.padEnd(width)}  ${what}${unjudged}`);
   }
