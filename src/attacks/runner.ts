@@ -139,15 +139,17 @@ export async function runAttacks(opts: RunOptions): Promise<AttackReport> {
       (!study ||
         (runningWithout.length === without.length && without.every((a) => runningWithout.includes(a))));
     if (running && alive && same && opts.home) {
-      progress(`${label}: using the running lab ${running.labId} in ${opts.home}`);
+      // Named as it runs: with any defence removed from it.
+      const runningLabel = labelOf(posture, runningWithout);
+      progress(`${runningLabel}: using the running lab ${running.labId} in ${opts.home}`);
       const keyDir = join(opts.home, 'attack-keys');
       await journal?.inPlace(running, keyDir);
       const users = await ensureAttackUsers(opts.home, keyDir);
       try {
         postures.push({
           posture,
-          variant: label,
-          ...(without.length ? { without } : {}),
+          variant: runningLabel,
+          ...(runningWithout.length ? { without: [...runningWithout] } : {}),
           labId: running.labId,
           lab: 'running',
           services: running.parts.filter((p) => p.kind === 'service').length,
@@ -236,7 +238,7 @@ export async function runScenarios(
       opts.onResult?.(r);
       continue;
     }
-    opts.onProgress?.(`${lab.posture}: ${scenario.id} …`);
+    opts.onProgress?.(`${labelOf(lab.posture, lab.without)}: ${scenario.id} …`);
     await journal?.detonating(lab, scenario.id);
     let r = await runScenario(scenario, lab, users, opts.timeoutMs ?? 10_000, study);
     if (r.reverted) await journal?.reverted();
@@ -245,7 +247,9 @@ export async function runScenarios(
     // second inconclusive stands.
     if (r.outcome === 'inconclusive' && r.reverted) {
       const reason = r.evidence.inconclusive ?? 'no reason given';
-      opts.onProgress?.(`${lab.posture}: ${scenario.id} inconclusive (${reason}), running it once more`);
+      opts.onProgress?.(
+        `${labelOf(lab.posture, lab.without)}: ${scenario.id} inconclusive (${reason}), running it once more`,
+      );
       await journal?.detonating(lab, scenario.id);
       const again = await runScenario(scenario, lab, users, opts.timeoutMs ?? 10_000, study);
       if (again.reverted) await journal?.reverted();
@@ -258,7 +262,7 @@ export async function runScenarios(
         code: 'LAB_NOT_RESTORED',
         message: `not run: the revert of ${scenario.id} failed (${r.revertError ?? 'unknown error'}), so the lab is no longer as declared`,
       };
-      opts.onProgress?.(`${lab.posture}: ${notRestored.message}`);
+      opts.onProgress?.(`${labelOf(lab.posture, lab.without)}: ${notRestored.message}`);
     }
   }
 }

@@ -108,8 +108,9 @@ describe.runIf(hasChromium || hasXmllint)('the report files of a real run', () =
   it('ran: exit 1 for the broken defence, progress on stderr while the labs came up', () => {
     expect(run.stderr).toContain('none: bringing a lab up (2 services)');
     expect(run.stderr).toContain('none: starting the gateway');
-    expect(run.stderr).toContain('trusted: using the running lab');
-    expect(run.stderr).toContain('trusted: masquerade.stolen-ticket succeeded, expected blocked');
+    // The lab running in the home has a defence removed: every line and report names it.
+    expect(run.stderr).toContain('trusted -request:bound: using the running lab');
+    expect(run.stderr).toContain('trusted -request:bound: masquerade.stolen-ticket succeeded, expected blocked');
     expect(run.stdout).toContain('6 runs, 5 as expected, 1 not');
     expect(run.exitCode).toBe(1);
   });
@@ -125,7 +126,7 @@ describe.runIf(hasChromium || hasXmllint)('the report files of a real run', () =
       expect(await xpath('count(//testsuite)')).toBe(String(POSTURE_COUNT));
       expect(await xpath('count(//testcase)')).toBe(String(SCENARIO_IDS.length * POSTURE_COUNT));
       expect(await xpath('count(//testcase/failure)')).toBe('1');
-      expect(await xpath('string(//testcase[failure]/@name)')).toBe('masquerade.stolen-ticket [trusted]');
+      expect(await xpath('string(//testcase[failure]/@name)')).toBe('masquerade.stolen-ticket [trusted -request:bound]');
       expect(await xpath('string(//testcase/failure/@message)')).toBe('expected blocked, got succeeded');
       const evidence = await xpath('string(//testcase/failure)');
       expect(evidence).toMatch(/-> 200 \(data obtained\)/);
@@ -167,7 +168,7 @@ describe.runIf(hasChromium || hasXmllint)('the report files of a real run', () =
         'scenario',
         'none',
         'paper',
-        'trusted',
+        'trusted -request:bound',
       ]);
       const failing = page.locator('#matrix td.cell.fail');
       expect(await failing.count()).toBe(1);
