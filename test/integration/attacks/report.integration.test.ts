@@ -110,7 +110,9 @@ describe.runIf(hasChromium || hasXmllint)('the report files of a real run', () =
     expect(run.stderr).toContain('none: starting the gateway');
     // The lab running in the home has a defence removed: every line and report names it.
     expect(run.stderr).toContain('trusted -request:bound: using the running lab');
-    expect(run.stderr).toContain('trusted -request:bound: masquerade.stolen-ticket succeeded, expected blocked');
+    expect(run.stderr).toContain(
+      'trusted -request:bound: masquerade.stolen-ticket succeeded, expected blocked',
+    );
     expect(run.stdout).toContain('6 runs, 5 as expected, 1 not');
     expect(run.exitCode).toBe(1);
   });
@@ -126,7 +128,9 @@ describe.runIf(hasChromium || hasXmllint)('the report files of a real run', () =
       expect(await xpath('count(//testsuite)')).toBe(String(POSTURE_COUNT));
       expect(await xpath('count(//testcase)')).toBe(String(SCENARIO_IDS.length * POSTURE_COUNT));
       expect(await xpath('count(//testcase/failure)')).toBe('1');
-      expect(await xpath('string(//testcase[failure]/@name)')).toBe('masquerade.stolen-ticket [trusted -request:bound]');
+      expect(await xpath('string(//testcase[failure]/@name)')).toBe(
+        'masquerade.stolen-ticket [trusted -request:bound]',
+      );
       expect(await xpath('string(//testcase/failure/@message)')).toBe('expected blocked, got succeeded');
       const evidence = await xpath('string(//testcase/failure)');
       expect(evidence).toMatch(/-> 200 \(data obtained\)/);
