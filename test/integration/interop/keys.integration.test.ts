@@ -105,15 +105,18 @@ describe('user key add / list / remove with the lab down (the store, under its l
     const gone = await cli(lab, ['user', 'key', 'remove', 'dana', 'x'.repeat(43)]);
     expect(gone.exitCode).toBe(5);
     expect(gone.stderr).toContain(`registered: ${ssh.json.result.thumbprint}, ${pem.json.result.thumbprint}`);
-    const removed = await cliJson<{ result: { keys: string[] } }>(lab, [
+    // A thumbprint is base64url: one in 64 starts with '-', which ends the options only after `--`
+    // (so --json goes before it).
+    const removedRun = await cli(lab, [
       'user',
       'key',
       'remove',
+      '--json',
       'dana',
-      // A thumbprint is base64url: one in 64 starts with '-', which ends the options only after `--`.
       '--',
       ssh.json.result.thumbprint,
     ]);
+    const removed = { json: JSON.parse(removedRun.stdout) as { result: { keys: string[] } } };
     expect(removed.json.result.keys).toEqual([pem.json.result.thumbprint]);
     const store = JSON.parse(await readFile(join(lab.home, 'store.json'), 'utf8'));
     expect(store.schemaVersion).toBe(2);
