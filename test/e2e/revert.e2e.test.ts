@@ -88,8 +88,12 @@ describe.runIf(engine && chattr)('impersonation reverts after the engine refuses
     };
     const result = await runScenario(pinned, lab.state, users, 10_000);
     expect(seen.pinned).not.toBe('');
-    // The engine really refused: the rogue sat half-removed before it was gone.
-    expect([...seen.states]).toContain('removing');
+    // The engine really refused: the rogue sat half-removed ('removing', then 'dead' once the
+    // engine gave up on that try) before it was gone.
+    expect(
+      [...seen.states].some((s) => s === 'removing' || s === 'dead'),
+      [...seen.states].join(','),
+    ).toBe(true);
     expect(result.revertError).toBeUndefined();
     expect(result.reverted).toBe(true);
     expect(result.outcome).toBe('blocked');
