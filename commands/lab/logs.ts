@@ -1,4 +1,3 @@
-import { open, stat } from 'node:fs/promises';
 import { Args, Flags } from '@oclif/core';
 import { BaseCommand } from '../../src/cli/base-command.js';
 import { TrustedMsError } from '../../src/errors.js';
@@ -34,39 +33,14 @@ export default class LabLogs extends BaseCommand {
         actions: [`parts: ${state.parts.map((p) => p.name).join(', ')}`],
       });
     }
-    if (part.containerId) {
-      // A container's log lives in the engine.
-      const { DockerRuntime } = await import('../../src/lab/runtimes/docker.js');
-      const runtime = (await runtimeFor('docker')) as InstanceType<typeof DockerRuntime>;
-      if (flags.follow && !this.jsonEnabled()) {
-        await runtime.followLog(part, flags.lines, (c) => process.stdout.write(c));
-        return { part: part.name, lines: [] };
-      }
-      const lines = (await runtime.logTail(part, flags.lines)).split('\n').filter(Boolean);
-      for (const line of lines) this.log(line);
-      return { part: part.name, lines };
+    // A container's log lives in the engine, a process's in its log file.
+    const runtime = await runtimeFor(part.containerId ? 'docker' : 'process');
+    if (flags.follow && !this.jsonEnabled()) {
+      await runtime.followLog(part, flags.lines, (c) => process.stdout.write(c));
+      return { part: part.name, lines: [] };
     }
-    const file = await open(part.logFile, 'r');
-    try {
-      const text = (await file.readFile('utf8')).split('\n').filter(Boolean);
-      const lines = text.slice(-flags.lines);
-      for (const line of lines) this.log(line);
-      if (flags.follow && !this.jsonEnabled()) {
-        let offset = (await stat(part.logFile)).size;
-        for (;;) {
-          await new Promise((r) => setTimeout(r, 250));
-          const size = (await stat(part.logFile)).size;
-          if (size > offset) {
-            const buf = Buffer.alloc(size - offset);
-            await file.read(buf, 0, buf.length, offset);
-            process.stdout.write(buf);
-            offset = size;
-          }
-        }
-      }
-      return { part: part.name, lines };
-    } finally {
-      await file.close();
-    }
+    const lines = (await runtime.logTail(part, flags.lines)).split('\n').filter(Boolean);
+    for (const line of lines) this.log(line);
+    return { part: part.name, lines };
   }
 }

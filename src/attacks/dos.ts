@@ -1,5 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { runtimeFor } from '../lab/runtimes/select.js';
 import { type FloodJob, type FloodRecipe, type FloodResult, type FloodRun, floodInWorker } from './flood.js';
+import { floodInContainer, removeFloodContainers } from './flood-container.js';
 import type { ScenarioContext, Verdict } from './types.js';
 
 /**
@@ -232,15 +234,13 @@ export async function measureUnderFlood(ctx: ScenarioContext, run: DosRun): Prom
  * the lab's edge network (flood-container.ts). The same flood driver runs in both.
  */
 async function startFlood(ctx: ScenarioContext, job: FloodJob): Promise<FloodRun> {
-  if (ctx.lab.runtime !== 'docker') return floodInWorker(job);
-  const { floodInContainer } = await import('./flood-container.js');
-  return floodInContainer(ctx.lab, job);
+  const { edge } = await runtimeFor(ctx.lab.runtime, ctx.lab);
+  if (edge === undefined) return floodInWorker(job);
+  return floodInContainer(edge, ctx.lab, job);
 }
 
 /** A DoS scenario's revert: nothing of the flood left running (a container on Docker). */
 export async function removeFloodLeftovers(ctx: ScenarioContext): Promise<void> {
-  if (ctx.lab.runtime !== 'docker') return;
-  const { removeFloodContainers } = await import('./flood-container.js');
   await removeFloodContainers(ctx.lab);
 }
 

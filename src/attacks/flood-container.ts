@@ -1,8 +1,7 @@
 import { join } from 'node:path';
 import { TrustedMsError } from '../errors.js';
 import type { LabState } from '../kernel/lab-state.js';
-import { EdgeProgram, edgeUrlOf, removeEdgePrograms } from '../lab/runtimes/docker/edge-program.js';
-import type { DockerRuntime } from '../lab/runtimes/docker.js';
+import type { EdgeNetwork } from '../lab/runtimes/edge.js';
 import { runtimeFor } from '../lab/runtimes/select.js';
 import { packageRoot } from '../paths.js';
 import { FLOOD_CAPS, type FloodJob, type FloodMessage, type FloodResult, type FloodRun } from './flood.js';
@@ -20,18 +19,17 @@ const DEADLINE_MARGIN_MS = 15_000;
  * address). The same driver as the worker thread (runFloodJob, in flood-main.ts); the job, with
  * the attacker's session key in a request flood, goes in as the program's 0600 input file. The
  * container is removed when the flood is over, whatever happened; `removeFloodContainers` is the
- * scenario's revert for a run cut short.
+ * scenario's revert for a run cut short (in dos.ts).
  */
-export async function floodInContainer(lab: LabState, job: FloodJob): Promise<FloodRun> {
-  const runtime = (await runtimeFor('docker', { labId: lab.labId, posture: lab.posture })) as DockerRuntime;
+export async function floodInContainer(edge: EdgeNetwork, lab: LabState, job: FloodJob): Promise<FloodRun> {
   const gateway = lab.parts.find((p) => p.kind === 'gateway');
   if (gateway === undefined) throw new TrustedMsError('LAB_NOT_RUNNING', `lab ${lab.labId} has no gateway`);
-  const origin = await edgeUrlOf(runtime, lab, gateway.name);
+  const origin = await edge.urlOf(lab, gateway.name);
   let started: () => void = () => undefined;
   const startedP = new Promise<void>((r) => {
     started = r;
   });
-  const program = await EdgeProgram.start(runtime, lab, {
+  const program = await edge.startProgram(lab, {
     name: FLOOD_PART,
     program: join(packageRoot(), 'dist', 'lab', 'flood.mjs'),
     input: { ...job, origin } satisfies FloodJob,
@@ -63,7 +61,6 @@ export async function floodInContainer(lab: LabState, job: FloodJob): Promise<Fl
 
 /** Any attacker container of the lab left by a flood cut short, removed (a DoS scenario's revert). */
 export async function removeFloodContainers(lab: LabState): Promise<void> {
-  if (lab.runtime !== 'docker') return;
-  const runtime = (await runtimeFor('docker')) as DockerRuntime;
-  await removeEdgePrograms(runtime, lab.labId, FLOOD_PART);
+  const { edge } = await runtimeFor(lab.runtime);
+  await edge?.removePrograms(lab.labId, FLOOD_PART);
 }

@@ -1,8 +1,7 @@
 import { join } from 'node:path';
 import { TrustedMsError } from '../errors.js';
 import type { LabState } from '../kernel/lab-state.js';
-import { EdgeProgram, edgeUrlOf, removeEdgePrograms } from '../lab/runtimes/docker/edge-program.js';
-import type { DockerRuntime } from '../lab/runtimes/docker.js';
+import { type EdgeProgramHandle, edgeNetworkOf } from '../lab/runtimes/edge.js';
 import { runtimeFor } from '../lab/runtimes/select.js';
 import { packageRoot } from '../paths.js';
 import type { ClientJob, ClientMessage } from './client-job.js';
@@ -52,13 +51,13 @@ export async function runInClientContainers(
 ): Promise<{ result: LoadRunResult; containers: ClientContainerFigures }> {
   const { lab, users } = opts;
   const step = opts.onStep ?? (() => undefined);
-  const runtime = (await runtimeFor('docker', { labId: lab.labId, posture: lab.posture })) as DockerRuntime;
+  const edge = edgeNetworkOf(await runtimeFor(lab.runtime, lab), '`lab load --client-containers`');
   const gateway = lab.parts.find((p) => p.kind === 'gateway');
   if (gateway === undefined) throw new TrustedMsError('LAB_NOT_RUNNING', `lab ${lab.labId} has no gateway`);
-  const origin = await edgeUrlOf(runtime, lab, gateway.name);
+  const origin = await edge.urlOf(lab, gateway.name);
   const program = join(packageRoot(), 'dist', 'lab', 'load-client.mjs');
   const perClientRate = opts.rate === undefined ? undefined : opts.rate / users.length;
-  const programs: EdgeProgram[] = [];
+  const programs: EdgeProgramHandle[] = [];
   // Clients that logged in (or failed to) or exited: the go waits for nobody else.
   const settled = new Set<number>();
   let loggedIn = 0;
@@ -69,11 +68,11 @@ export async function runInClientContainers(
     allReady = r;
   });
   // Whose turn it is to log in: LOGINS_AT_ONCE at a time, in the order their containers started.
-  const waiting: { p: EdgeProgram; index: number }[] = [];
+  const waiting: { p: EdgeProgramHandle; index: number }[] = [];
   const loggingIn = new Set<number>();
   const pump = (): void => {
     while (loggingIn.size < LOGINS_AT_ONCE && waiting.length > 0) {
-      const next = waiting.shift() as { p: EdgeProgram; index: number };
+      const next = waiting.shift() as { p: EdgeProgramHandle; index: number };
       if (settled.has(next.index)) continue;
       loggingIn.add(next.index);
       next.p.send('login');
@@ -114,7 +113,7 @@ export async function runInClientContainers(
         goWithinMs: READY_WITHIN_MS,
         loginRetryMs: 30_000,
       };
-      const p = await EdgeProgram.start(runtime, lab, {
+      const p = await edge.startProgram(lab, {
         name: `${PART_PREFIX}${u.index}`,
         program,
         input: job,
@@ -225,7 +224,7 @@ export async function runInClientContainers(
     step(`removing the ${programs.length} client containers`);
     await eachLimited(programs, 16, (p) => p.remove()).catch(() => undefined);
     // Any the list missed (one created as a start failed): found by label.
-    await removeEdgePrograms(runtime, lab.labId, new RegExp(`^${PART_PREFIX}\\d+$`)).catch(() => 0);
+    await edge.removePrograms(lab.labId, new RegExp(`^${PART_PREFIX}\\d+$`)).catch(() => 0);
   }
 }
 

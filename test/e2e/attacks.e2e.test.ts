@@ -6,8 +6,8 @@ import { SCENARIOS } from '../../src/attacks/registry.js';
 import { type AttackReport, runAttacks } from '../../src/attacks/runner.js';
 import type { Posture } from '../../src/defences/posture.js';
 import { listServices } from '../../src/lab/attest.js';
+import { DockerRuntime } from '../../src/lab/runtimes/docker/docker-runtime.js';
 import { connectEngine, LABEL } from '../../src/lab/runtimes/docker/engine.js';
-import { DockerRuntime } from '../../src/lab/runtimes/docker.js';
 import { type RunningLab, startLab } from '../support/lab.js';
 
 /*

@@ -13,9 +13,9 @@ import { callService } from '../../src/client/call.js';
 import { type LabState, type PartState, readLabState } from '../../src/kernel/lab-state.js';
 import { verifyServices } from '../../src/lab/attest.js';
 import { labDown } from '../../src/lab/down.js';
+import { DockerRuntime } from '../../src/lab/runtimes/docker/docker-runtime.js';
 import { connectEngine, idempotent, LABEL } from '../../src/lab/runtimes/docker/engine.js';
 import { ensureImages, IMAGE_NODE } from '../../src/lab/runtimes/docker/images.js';
-import { DockerRuntime } from '../../src/lab/runtimes/docker.js';
 import { labStatus } from '../../src/lab/status.js';
 import { type RunningLab, startLab } from '../support/lab.js';
 

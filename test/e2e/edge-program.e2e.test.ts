@@ -3,9 +3,9 @@ import type Dockerode from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FloodJob, FloodMessage } from '../../src/attacks/flood.js';
 import { FLOOD_PART, removeFloodContainers } from '../../src/attacks/flood-container.js';
+import { DockerRuntime } from '../../src/lab/runtimes/docker/docker-runtime.js';
 import { EdgeProgram, edgeUrlOf } from '../../src/lab/runtimes/docker/edge-program.js';
 import { connectEngine, LABEL } from '../../src/lab/runtimes/docker/engine.js';
-import { DockerRuntime } from '../../src/lab/runtimes/docker.js';
 import { packageRoot } from '../../src/paths.js';
 import { type RunningLab, startLab } from '../support/lab.js';
 

@@ -2,8 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type Dockerode from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DockerRuntime } from '../../src/lab/runtimes/docker/docker-runtime.js';
 import { connectEngine, LABEL } from '../../src/lab/runtimes/docker/engine.js';
-import { DockerRuntime } from '../../src/lab/runtimes/docker.js';
 import { labLoad } from '../../src/load/lab-load.js';
 import { type RunningLab, startLab } from '../support/lab.js';
 

@@ -8,8 +8,8 @@ import { ensureAttackUsers, runScenario } from '../../src/attacks/runner.js';
 import { impersonation } from '../../src/attacks/scenarios/malicious-service.impersonation.js';
 import type { Scenario } from '../../src/attacks/types.js';
 import { listServices } from '../../src/lab/attest.js';
+import { DockerRuntime } from '../../src/lab/runtimes/docker/docker-runtime.js';
 import { connectEngine, LABEL } from '../../src/lab/runtimes/docker/engine.js';
-import { DockerRuntime } from '../../src/lab/runtimes/docker.js';
 import { type RunningLab, startLab } from '../support/lab.js';
 
 const run = promisify(execFile);

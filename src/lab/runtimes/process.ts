@@ -1,5 +1,6 @@
 import { closeSync, openSync } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
+import { open, readdir, readFile } from 'node:fs/promises';
+import { setTimeout as delay } from 'node:timers/promises';
 import { hashDirectory } from '../../attestation/tree-hash.js';
 import { TrustedMsError } from '../../errors.js';
 import type { PartState } from '../../kernel/lab-state.js';
@@ -104,6 +105,33 @@ export class ProcessRuntime implements Runtime {
   async logTail(part: PartState, lines: number): Promise<string> {
     const text = await readFile(part.logFile, 'utf8').catch(() => '');
     return text.split('\n').filter(Boolean).slice(-lines).join('\n');
+  }
+
+  /** The last lines of a part's log file, then what is appended to it, until the signal aborts. */
+  async followLog(
+    part: PartState,
+    lines: number,
+    write: (chunk: string) => void,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const file = await open(part.logFile, 'r');
+    try {
+      let offset = (await file.stat()).size;
+      const tail = await this.logTail(part, lines);
+      if (tail !== '') write(`${tail}\n`);
+      while (signal?.aborted !== true) {
+        await delay(250, undefined, { signal }).catch(() => undefined);
+        const size = (await file.stat()).size;
+        if (size > offset) {
+          const buf = Buffer.alloc(size - offset);
+          await file.read(buf, 0, buf.length, offset);
+          write(buf.toString('utf8'));
+          offset = size;
+        }
+      }
+    } finally {
+      await file.close();
+    }
   }
 }
 

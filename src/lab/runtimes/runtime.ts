@@ -1,5 +1,6 @@
 import type { Posture } from '../../defences/posture.js';
 import type { PartKind, PartState } from '../../kernel/lab-state.js';
+import type { EdgeNetwork } from './edge.js';
 
 /** What a runtime needs to start one part of the lab. */
 export interface PartLaunch {
@@ -58,6 +59,8 @@ export interface LabContext {
  */
 export interface Runtime {
   readonly kind: 'process' | 'docker';
+  /** Programs of the lab's own at addresses of their own (edge.ts); absent when the runtime has none. */
+  readonly edge?: EdgeNetwork;
   /** Once per `lab up`, before any part starts: what the runtime needs (images, networks). */
   prepare(lab: LabContext): Promise<void>;
   /** Addresses for every part of the lab, chosen before any starts. */
@@ -76,6 +79,13 @@ export interface Runtime {
   ): Promise<string>;
   /** The last lines of a part's log. */
   logTail(part: PartState, lines: number): Promise<string>;
+  /** The last lines of a part's log, then each new line as it comes, until the signal aborts. */
+  followLog(
+    part: PartState,
+    lines: number,
+    write: (chunk: string) => void,
+    signal?: AbortSignal,
+  ): Promise<void>;
   /**
    * After every part is stopped: removes what else the runtime made for the lab (networks), or for
    * every lab with `labId` undefined. Idempotent.

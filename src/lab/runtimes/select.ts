@@ -13,7 +13,7 @@ export async function chooseRuntime(
   docker: { baseImage?: string } = {},
 ): Promise<{ runtime: Runtime; reason: string }> {
   if (choice === 'process') return { runtime: new ProcessRuntime(), reason: 'asked for' };
-  const { DockerRuntime } = await import('./docker.js');
+  const { DockerRuntime } = await import('./docker/docker-runtime.js');
   if (choice === 'docker') return { runtime: await DockerRuntime.connect(docker), reason: 'asked for' };
   const { connectEngine } = await import('./docker/engine.js');
   const engine = await connectEngine();
@@ -27,7 +27,7 @@ export async function chooseRuntime(
  */
 export async function runtimeFor(kind: 'process' | 'docker', lab?: LabContext): Promise<Runtime> {
   if (kind === 'process') return new ProcessRuntime();
-  const { DockerRuntime } = await import('./docker.js');
+  const { DockerRuntime } = await import('./docker/docker-runtime.js');
   const runtime = await DockerRuntime.connect();
   if (lab) runtime.attach(lab);
   return runtime;

@@ -5,7 +5,8 @@ import type Dockerode from 'dockerode';
 import { TrustedMsError } from '../../../errors.js';
 import type { LabState } from '../../../kernel/lab-state.js';
 import { PROGRAM_INPUT_ENV } from '../../program-io.js';
-import type { DockerRuntime } from '../docker.js';
+import type { EdgeProgramExit, EdgeProgramHandle, EdgeProgramSpec } from '../edge.js';
+import type { DockerRuntime } from './docker-runtime.js';
 import { engineStatus, idempotent, LABEL, removeContainer } from './engine.js';
 import { packTar } from './tar.js';
 
@@ -14,33 +15,6 @@ const PROGRAM_FILE = '/srv/program.mjs';
 const INPUT_FILE = '/srv/input.json';
 /** Output kept for an error message: the last lines of stderr. */
 const STDERR_KEPT = 4096;
-
-export interface EdgeProgramSpec {
-  /** the part's name: the container is `tms-<lab>-<name>`, labelled `trusted-ms.part=<name>` */
-  name: string;
-  /** a bundled program on this host (one .mjs file under dist/lab, nothing else to load) */
-  program: string;
-  /** what the program reads (readProgramInput): a 0600 file in the container, never an argument */
-  input: unknown;
-  /** the host kills the container after this long, whatever the program does */
-  deadlineMs: number;
-  /** hard memory limit of the container (default 256 MiB) */
-  memoryBytes?: number;
-  /** told each JSON line the program writes to stdout (program-io.ts emit) */
-  onMessage?: (message: Record<string, unknown>) => void;
-  /** keep its stdin open for `send` (a signal to all programs of a run at once, e.g. go) */
-  stdin?: boolean;
-}
-
-export interface EdgeProgramExit {
-  exitCode: number | undefined;
-  /** the host's deadline killed it */
-  timedOut: boolean;
-  /** every JSON line it wrote, in order */
-  messages: Record<string, unknown>[];
-  /** the end of what it wrote to stderr (or non-JSON to stdout) */
-  stderr: string;
-}
 
 /**
  * A program of the lab's run to completion in a container of its own on the lab's edge network
@@ -53,7 +27,7 @@ export interface EdgeProgramExit {
  * killed at its deadline, and removed by `remove()` (idempotent), which its users call whatever
  * happened.
  */
-export class EdgeProgram implements AsyncDisposable {
+export class EdgeProgram implements EdgeProgramHandle {
   readonly exited: Promise<EdgeProgramExit>;
 
   private constructor(

@@ -1,11 +1,15 @@
 import { relative } from 'node:path';
 import type Dockerode from 'dockerode';
-import { hashDirectory, hashTarStream } from '../../attestation/tree-hash.js';
-import { TrustedMsError } from '../../errors.js';
-import type { PartState } from '../../kernel/lab-state.js';
-import { packageRoot } from '../../paths.js';
-import { freePorts } from '../ports.js';
-import { containerLockPath, lockForMeasure, lockForRemoval } from './docker/container-lock.js';
+import { hashDirectory, hashTarStream } from '../../../attestation/tree-hash.js';
+import { TrustedMsError } from '../../../errors.js';
+import type { PartState } from '../../../kernel/lab-state.js';
+import { packageRoot } from '../../../paths.js';
+import { freePorts } from '../../ports.js';
+import type { EdgeNetwork } from '../edge.js';
+import { ProcessRuntime } from '../process.js';
+import type { LabContext, PartLaunch, PartPlacement, PartPlan, Runtime, StartHooks } from '../runtime.js';
+import { containerLockPath, lockForMeasure, lockForRemoval } from './container-lock.js';
+import { EdgeProgram, edgeUrlOf, removeEdgePrograms } from './edge-program.js';
 import {
   containerAlive,
   demuxLog,
@@ -16,11 +20,9 @@ import {
   removeWithRetry,
   requireEngine,
   transientRemovalError,
-} from './docker/engine.js';
-import { ensureImages, IMAGE_ROOT, type LabImages } from './docker/images.js';
-import { packTar, treeEntries } from './docker/tar.js';
-import { ProcessRuntime } from './process.js';
-import type { LabContext, PartLaunch, PartPlacement, PartPlan, Runtime, StartHooks } from './runtime.js';
+} from './engine.js';
+import { ensureImages, IMAGE_ROOT, type LabImages } from './images.js';
+import { packTar, treeEntries } from './tar.js';
 
 /** Every part listens on this port inside its own container. */
 const PART_PORT = 8080;
@@ -35,6 +37,11 @@ export const CONTAINER_APP_DIR = '/srv/app';
  */
 export class DockerRuntime implements Runtime {
   readonly kind = 'docker' as const;
+  readonly edge: EdgeNetwork = {
+    urlOf: (lab, partName) => edgeUrlOf(this, lab, partName),
+    startProgram: (lab, spec) => EdgeProgram.start(this, lab, spec),
+    removePrograms: (labId, part) => removeEdgePrograms(this, labId, part),
+  };
   private readonly local = new ProcessRuntime();
   private lab: LabContext | undefined;
   private images: LabImages | undefined;
