@@ -1,16 +1,17 @@
-import { open, readFile, stat, writeFile } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Agent } from 'undici';
-import { acceptsSelfReport, measuredByRuntime } from '../defences/attestation.js';
+import { measuredByRuntime } from '../defences/attestation.js';
 import { TrustedMsError } from '../errors.js';
 import { type LabState, labDir, type PartState, readLabState, writeLabState } from '../kernel/lab-state.js';
 import type { ServicePartConfig } from '../kernel/part-config.js';
 import { readIdentity } from '../pki/identity-files.js';
 import { clientTlsConnector } from '../pki/mtls.js';
 import { verifyParts } from './attest.js';
+import { serviceMounts } from './plan.js';
+import { waitHealthy, waitReady } from './readiness.js';
 import type { Runtime } from './runtimes/runtime.js';
 import { runtimeFor } from './runtimes/select.js';
-import { waitHealthy } from './up.js';
 
 export interface RestartOptions {
   /** run this program instead of the service's own `service.mjs` (its code folder stays as it is) */
@@ -82,9 +83,7 @@ export async function restartService(
       mounts: [
         { path: old.configFile },
         ...(opts.entry ? [{ path: dirname(opts.entry) }] : []),
-        ...(acceptsSelfReport(lab.defences.attestation) ? [{ path: config.labTokenFile }] : []),
-        ...(config.identityDir ? [{ path: config.identityDir }] : []),
-        ...(config.caFile ? [{ path: config.caFile }] : []),
+        ...serviceMounts(config),
       ],
     },
     { beforeRun },
@@ -101,7 +100,7 @@ export async function restartService(
   const timeout = opts.healthTimeoutMs ?? 20_000;
   // A part with nothing published (a service container) is waited for by its log in any case.
   if (opts.waitForLog === true && part.internal !== true) {
-    await waitForListening(runtime, part, logStart, timeout);
+    await waitReady(runtime, part, { kind: 'log-line', since: logStart }, timeout);
   } else {
     // Health through the gateway's own identity with mTLS: the service accepts lab-CA clients only.
     let dispatcher: Agent | undefined;
@@ -121,32 +120,4 @@ export function homeOfLab(lab: LabState): string {
   const first = lab.parts[0];
   if (first === undefined) throw new TrustedMsError('LAB_NOT_RUNNING', `lab ${lab.labId} has no parts`);
   return dirname(dirname(dirname(first.configFile)));
-}
-
-/** Until the part's log, from `from` on, says it listens (its earlier runs wrote to the same log). */
-async function waitForListening(
-  runtime: Runtime,
-  part: PartState,
-  from: number,
-  timeoutMs: number,
-): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (performance.now() < deadline) {
-    const fh = await open(part.logFile, 'r').catch(() => undefined);
-    if (fh) {
-      try {
-        const { size } = await fh.stat();
-        const buf = Buffer.alloc(Math.max(0, Math.min(size - from, 64 * 1024)));
-        await fh.read(buf, 0, buf.length, from);
-        if (/ listening on /.test(buf.toString('utf8'))) return;
-      } finally {
-        await fh.close();
-      }
-    }
-    if (!(await runtime.isAlive(part))) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new TrustedMsError('LAB_START_FAILED', `${part.name} did not say it listens`, {
-    actions: [`see its log: ${part.logFile}`],
-  });
 }

@@ -9,21 +9,14 @@ import { errnoCode, TrustedMsError } from '../errors.js';
 import { makeDir } from '../fs-sync.js';
 import { jsonRequest } from '../kernel/http-client.js';
 import { type LabState, labDir, type PartState, readLabState, writeLabState } from '../kernel/lab-state.js';
-import type {
-  GatewayPartConfig,
-  PartConfig,
-  SecurityPartConfig,
-  ServicePartConfig,
-  SinkPartConfig,
-  SupervisorPartConfig,
-} from '../kernel/part-config.js';
-import { labTopology, type ServiceDefinition, selectServices } from '../kernel/topology.js';
-import { packageRoot } from '../paths.js';
+import { labTopology, selectServices } from '../kernel/topology.js';
 import { createLabCa, saveLabCa } from '../pki/ca.js';
 import { issueServiceCertificate, type ServiceIdentity } from '../pki/identity.js';
 import { writeIdentity } from '../pki/identity-files.js';
 import { clientTlsConnector } from '../pki/mtls.js';
 import { requireRoomForLab } from './disk.js';
+import { builtFile, type PlannedPart, partsToPlace, planLab } from './plan.js';
+import { waitHealthy } from './readiness.js';
 import { ProcessRuntime } from './runtimes/process.js';
 import type { PartLaunch, PartPlacement, Runtime } from './runtimes/runtime.js';
 import { createLabSecrets } from './secrets.js';
@@ -74,10 +67,6 @@ async function assertPrivateHome(home: string): Promise<void> {
       { actions: [`chmod go-w ${home}`, 'or use another --home'] },
     );
   }
-}
-
-function builtFile(...parts: string[]): string {
-  return join(packageRoot(), 'dist', ...parts);
 }
 
 /**
@@ -134,63 +123,31 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
   );
 
   const secrets = await createLabSecrets(dir);
-  const caDir = join(dir, 'ca');
-  const ca = mtls ? await createLabCa({ labId }) : undefined;
-  if (ca) await saveLabCa(ca, caDir);
-  const caFile = join(caDir, 'ca.pem');
-
   await runtime.prepare({ labId, posture, onProgress: progress });
   // Addresses come from the runtime: 127.0.0.1 ports for processes, container names on the lab's
   // network for Docker (where only the gateway and the security service are reachable from here).
-  const scheme: 'http' | 'https' = mtls ? 'https' : 'http';
-  const appDirOf = (name: string) => join(dir, 'services', name, 'app');
-  const placed = await runtime.place([
-    { name: 'security', kind: 'security', scheme: 'http' },
-    { name: 'gateway', kind: 'gateway', scheme: 'http' },
-    { name: 'sink', kind: 'sink', scheme: 'http' },
-    ...services.map((s) => ({ name: s.name, kind: 'service' as const, scheme, appDir: appDirOf(s.name) })),
-  ]);
-  const at = (name: string): PartPlacement => placed.get(name) as PartPlacement;
-  const securityAt = at('security');
-  const gatewayAt = at('gateway');
-  const securityUrl = securityAt.hostUrl ?? securityAt.url;
-  const gatewayUrl = gatewayAt.hostUrl ?? gatewayAt.url;
-  const serviceUrl = new Map(services.map((s) => [s.name, at(s.name).url]));
-  const labTokenFile = secrets.labTokenFile;
-  const common = (p: PartPlacement) => ({
+  const placements = await runtime.place(partsToPlace(dir, defences, services));
+  const plan = planLab({
     labId,
+    home: opts.home,
+    dir,
     posture,
     defences,
-    host: p.listenHost,
-    securityUrl: securityAt.url,
-    labTokenFile,
+    services,
+    runtimeKind: runtime.kind,
+    placements,
+    secrets,
+    ...(opts.attestIntervalSeconds === undefined
+      ? {}
+      : { attestIntervalSeconds: opts.attestIntervalSeconds }),
   });
+  const ca = mtls ? await createLabCa({ labId }) : undefined;
+  if (ca) await saveLabCa(ca, plan.caDir);
 
-  const writeConfig = async (config: PartConfig): Promise<string> => {
-    const file = join(dir, 'parts', `${config.part}.json`);
-    await writeFile(file, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
-    return file;
+  const writeConfig = async ({ config, launch }: PlannedPart): Promise<PartLaunch> => {
+    await writeFile(launch.configFile, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
+    return launch;
   };
-  const launchOf = (
-    name: string,
-    kind: PartLaunch['kind'],
-    entry: string,
-    configFile: string,
-    port: number,
-    url: string,
-    mounts: string[] = [],
-  ): PartLaunch => ({
-    name,
-    kind,
-    entry,
-    configFile,
-    port,
-    url,
-    logFile: join(dir, 'logs', `${name}.log`),
-    mounts: [configFile, ...mounts].map((path) => ({ path })),
-  });
-  /** Where the CLI checks a part's health: its host address, or (none) its log. */
-  const hostView = (p: PartPlacement) => p.hostUrl ?? p.url;
 
   const parts: PartState[] = [];
   const state = (): LabState => ({
@@ -201,39 +158,16 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     ...(without.length ? { without } : {}),
     defences,
     startedAt,
-    gatewayUrl,
-    securityUrl,
+    gatewayUrl: plan.gatewayUrl,
+    securityUrl: plan.securityUrl,
     parts,
   });
   const healthTimeout = opts.healthTimeoutMs ?? 20_000;
 
   try {
     // 1. the security service
-    const securityConfig: SecurityPartConfig = {
-      ...common(securityAt),
-      kind: 'security',
-      part: 'security',
-      port: securityAt.port,
-      home: opts.home,
-      ticketKeyFile: secrets.ticketKeyFile,
-      sealKeyFile: secrets.sealKeyFile,
-      ...(mtls ? { caDir } : {}),
-      gatewayUrl: gatewayAt.url,
-      ticketTtlSeconds: 3600,
-      challengeTtlSeconds: 60,
-    };
-    const securityLaunch = launchOf(
-      'security',
-      'security',
-      builtFile('lab', 'security.mjs'),
-      await writeConfig(securityConfig),
-      securityAt.port,
-      hostView(securityAt),
-    );
-    // The store's single writer: the whole home (store, lab secrets, CA) is its to read and write.
-    securityLaunch.mounts = [{ path: opts.home, writable: true }];
     progress('starting the security service');
-    const security = await runtime.start(securityLaunch);
+    const security = await runtime.start(await writeConfig(plan.security));
     parts.push(security);
     await writeLabState(opts.home, state());
     // While the security service boots (~1-2 s, the first half of lab up), the services' code
@@ -243,60 +177,21 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
 
     // 1b. the attacker's sink: a part of the lab so that, on Docker too, it sits on the services'
     //     own network (they have no way out); only `attack simulate` sends it anything
-    const sinkAt = at('sink');
-    const sinkConfig: SinkPartConfig = { ...common(sinkAt), kind: 'sink', part: 'sink', port: sinkAt.port };
-    const sink = await runtime.start(
-      launchOf(
-        'sink',
-        'sink',
-        builtFile('src', 'services', 'sink', 'main.js'),
-        await writeConfig(sinkConfig),
-        sinkAt.port,
-        hostView(sinkAt),
-        [labTokenFile],
-      ),
-    );
-    parts.push(onNetwork(sink, sinkAt));
+    const sink = await runtime.start(await writeConfig(plan.sink));
+    parts.push(onNetwork(sink, placements.get('sink') as PartPlacement));
     await writeLabState(opts.home, state());
     // Waited for with the services, not before them: the sink's start-up overlaps theirs.
     const sinkHealthy = waitHealthy(runtime, sink, healthTimeout);
     sinkHealthy.catch(() => undefined);
 
     // 2. each service's code folder: the bundle and its definition, the tree attestation measures
-    const callers = new Map<string, string[]>();
-    for (const s of services) for (const c of s.calls) callers.set(c, [...(callers.get(c) ?? []), s.name]);
     const launches = await Promise.all(
-      services.map(async (s): Promise<PartLaunch> => {
-        const base = join(dir, 'services', s.name);
-        const appDir = appDirOf(s.name);
-        const place = at(s.name);
+      plan.services.map(async (planned): Promise<PartLaunch> => {
+        const appDir = planned.launch.appDir as string;
         await mkdir(appDir, { recursive: true });
         await copyFile(bundle, join(appDir, 'service.mjs'));
-        await writeFile(join(appDir, 'service.json'), serviceJson(s, callers.get(s.name) ?? []));
-        const config: ServicePartConfig = {
-          ...common(place),
-          kind: 'service',
-          part: s.name,
-          port: place.port,
-          appDir: place.appDir ?? appDir,
-          peers: Object.fromEntries(s.calls.map((c) => [c, serviceUrl.get(c) as string])),
-          ...(mtls ? { identityDir: join(base, 'identity'), caFile } : {}),
-        };
-        return {
-          ...launchOf(
-            s.name,
-            'service',
-            join(appDir, 'service.mjs'),
-            await writeConfig(config),
-            config.port,
-            hostView(place),
-            [
-              ...(defences.attestation === 'self' ? [labTokenFile] : []),
-              ...(mtls ? [join(base, 'identity'), caFile] : []),
-            ],
-          ),
-          appDir,
-        };
+        await writeFile(join(appDir, 'service.json'), planned.serviceJson);
+        return writeConfig(planned);
       }),
     );
 
@@ -310,7 +205,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
       })),
     );
     await securityHealthy;
-    await jsonRequest(`${securityUrl}/v1/admin/services/register`, {
+    await jsonRequest(`${plan.securityUrl}/v1/admin/services/register`, {
       token: secrets.labToken,
       body: { services: measurements },
     });
@@ -322,24 +217,25 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
       const result = await jsonRequest<{
         services: { name: string; state: string }[];
         identities: Record<string, ServiceIdentity>;
-      }>(`${securityUrl}/v1/admin/attestations`, {
+      }>(`${plan.securityUrl}/v1/admin/attestations`, {
         token: secrets.labToken,
         body: { reports: measurements, issueIdentity: mtls },
       });
       attestation = result.services.map((s) => ({ name: s.name, state: s.state }));
-      for (const s of mtls ? services : []) {
-        const identity = result.identities[s.name];
-        if (!identity) throw new TrustedMsError('LAB_START_FAILED', `${s.name} failed attestation at start`);
-        await writeIdentity(join(dir, 'services', s.name, 'identity'), identity);
+      for (const s of plan.services) {
+        if (s.identityDir === undefined) continue;
+        const identity = result.identities[s.config.part];
+        if (!identity)
+          throw new TrustedMsError('LAB_START_FAILED', `${s.config.part} failed attestation at start`);
+        await writeIdentity(s.identityDir, identity);
       }
     }
 
     // 4. the services, all at once
-    const gatewayIdentityDir = join(dir, 'gateway', 'identity');
     const gatewayIdentity = ca
       ? await issueServiceCertificate(ca, { name: 'gateway', kind: 'gateway' })
       : undefined;
-    if (gatewayIdentity) await writeIdentity(gatewayIdentityDir, gatewayIdentity);
+    if (gatewayIdentity) await writeIdentity(plan.gatewayIdentityDir, gatewayIdentity);
     progress(`starting ${launches.length} services`);
     const startedOne = counter(launches.length, 'started', progress);
     const running = await Promise.all(
@@ -355,45 +251,8 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     // 5. the gateway, the only published entry, started with the services rather than after them
     //    (it needs only the security service): its ~1 s of start-up overlaps theirs. lab up returns
     //    when all are healthy; until then a request may get SERVICE_UNAVAILABLE, as during a restart.
-    const gatewayConfig: GatewayPartConfig = {
-      ...common(gatewayAt),
-      kind: 'gateway',
-      part: 'gateway',
-      port: gatewayAt.port,
-      sealKeyFile: secrets.sealKeyFile,
-      services: Object.fromEntries(serviceUrl),
-      ...(mtls ? { identityDir: gatewayIdentityDir, caFile } : {}),
-      // Per user: about what one of the load test's 150 users gets at saturation (~60/s), far below
-      // what one flooding user pushes through (measured 400-4300/s, dos.request-flood); over it a
-      // user waits its turn (up to 10 s, ~1,000 requests: more than the flood keeps in flight,
-      // since a refused client asks again at once) rather than spinning on 429s.
-      // Per client address: high, since the load test's users may share one. Failed logins per
-      // address: a few typos' worth, then one a second; and two login steps in flight per address,
-      // the rest queued, so one address never holds all the password hashing (dos.login-flood).
-      rateLimit: {
-        perUser: 100,
-        userBurst: 200,
-        userMaxWaitMs: 10_000,
-        perClient: 4000,
-        burst: 4000,
-        loginsPerClient: 50,
-        loginFailuresPerClient: 1,
-        loginFailureBurst: 10,
-        loginsInFlightPerClient: 2,
-      },
-    };
     progress('starting the gateway');
-    const gateway = await runtime.start(
-      launchOf(
-        'gateway',
-        'gateway',
-        builtFile('lab', 'gateway.mjs'),
-        await writeConfig(gatewayConfig),
-        gatewayAt.port,
-        gatewayUrl,
-        [labTokenFile, secrets.sealKeyFile, ...(mtls ? [gatewayIdentityDir, caFile] : [])],
-      ),
-    );
+    const gateway = await runtime.start(await writeConfig(plan.gateway));
     parts.push(gateway);
     await writeLabState(opts.home, state());
     const caPem = ca?.certPem;
@@ -414,31 +273,9 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
       sinkHealthy,
     ]);
 
-    // 6. the watchman: brings a dead part back (process runtime; Docker has its restart policy) and,
-    //    with measured attestation, re-measures the services on an interval (the runtime, not them)
-    if (measured || runtime.kind === 'process') {
-      const supervisorConfig: SupervisorPartConfig = {
-        ...common(securityAt),
-        host: '127.0.0.1',
-        securityUrl,
-        kind: 'supervisor',
-        part: 'supervisor',
-        port: 0,
-        home: opts.home,
-        intervalSeconds: opts.attestIntervalSeconds ?? 10,
-      };
-      parts.push(
-        await runtime.start(
-          launchOf(
-            'supervisor',
-            'supervisor',
-            builtFile('src', 'lab', 'supervisor', 'main.js'),
-            await writeConfig(supervisorConfig),
-            0,
-            '',
-          ),
-        ),
-      );
+    // 6. the watchman, when the plan has one
+    if (plan.supervisor) {
+      parts.push(await runtime.start(await writeConfig(plan.supervisor)));
       await writeLabState(opts.home, state());
     }
     return { state: state(), durationMs: Math.round(performance.now() - started), attestation };
@@ -466,52 +303,4 @@ function counter(total: number, what: string, progress: (step: string) => void):
       progress(`${what} ${n}/${total}`);
     }
   };
-}
-
-function serviceJson(s: ServiceDefinition, callers: string[]): string {
-  return `${JSON.stringify({ ...s, callers }, null, 2)}\n`;
-}
-
-/** Polls a part's /healthz until it answers, its process dies, or time runs out. */
-export async function waitHealthy(
-  runtime: Runtime,
-  part: PartState,
-  timeoutMs: number,
-  dispatcher?: Agent,
-): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  let last = '';
-  try {
-    while (performance.now() < deadline) {
-      if (part.internal) {
-        // Not reachable from this host (a service on the lab's internal network): its own log
-        // line says when it listens, as a wait-for-log strategy.
-        if (/ listening on /.test(await runtime.logTail(part, 50))) return;
-        last = 'no "listening" line in its log yet';
-        if (!(await runtime.isAlive(part))) break;
-        await new Promise((r) => setTimeout(r, 200));
-        continue;
-      }
-      try {
-        await jsonRequest(`${part.url}/healthz`, { timeoutMs: 1000, ...(dispatcher ? { dispatcher } : {}) });
-        return;
-      } catch (err) {
-        last = (err as Error).message;
-      }
-      if (!(await runtime.isAlive(part))) break;
-      // A refused connection (and, for a process, a liveness check) costs next to nothing: poll often,
-      // so a part is seen ~25 ms after it listens. A container's liveness is an engine call: 100 ms.
-      await new Promise((r) => setTimeout(r, runtime.kind === 'process' ? 25 : 100));
-    }
-  } finally {
-    await dispatcher?.close();
-  }
-  const tail = await runtime.logTail(part, 15);
-  throw new TrustedMsError(
-    'LAB_START_FAILED',
-    `${part.name} did not become healthy (${last || 'exited'})${tail ? `\n${tail}` : ''}`,
-    {
-      actions: [`see its log: ${part.logFile}`],
-    },
-  );
 }

@@ -1,0 +1,275 @@
+import { join } from 'node:path';
+import { acceptsSelfReport } from '../defences/attestation.js';
+import type { GatewayLimitConfig } from '../defences/limits.js';
+import type { Posture } from '../defences/posture.js';
+import type { Defences } from '../defences/presets.js';
+import type {
+  GatewayPartConfig,
+  PartConfig,
+  SecurityPartConfig,
+  ServicePartConfig,
+  SinkPartConfig,
+  SupervisorPartConfig,
+} from '../kernel/part-config.js';
+import type { ServiceDefinition } from '../kernel/topology.js';
+import { packageRoot } from '../paths.js';
+import type { PartLaunch, PartPlacement, PartPlan } from './runtimes/runtime.js';
+
+/**
+ * The gateway's limits (limits:on).
+ * Per user: about what one of the load test's 150 users gets at saturation (~60/s), far below
+ * what one flooding user pushes through (measured 400-4300/s, dos.request-flood); over it a
+ * user waits its turn (up to 10 s, ~1,000 requests: more than the flood keeps in flight,
+ * since a refused client asks again at once) rather than spinning on 429s.
+ * Per client address: high, since the load test's users may share one. Failed logins per
+ * address: a few typos' worth, then one a second; and two login steps in flight per address,
+ * the rest queued, so one address never holds all the password hashing (dos.login-flood).
+ */
+export const GATEWAY_LIMITS: GatewayLimitConfig = {
+  perUser: 100,
+  userBurst: 200,
+  userMaxWaitMs: 10_000,
+  perClient: 4000,
+  burst: 4000,
+  loginsPerClient: 50,
+  loginFailuresPerClient: 1,
+  loginFailureBurst: 10,
+  loginsInFlightPerClient: 2,
+};
+
+/** One part of the plan: the config it is told and how the runtime launches it. */
+export interface PlannedPart<C extends PartConfig = PartConfig> {
+  config: C;
+  launch: PartLaunch;
+}
+
+export interface PlannedService extends PlannedPart<ServicePartConfig> {
+  definition: ServiceDefinition;
+  /** the service.json written into its code folder (part of the tree attestation measures) */
+  serviceJson: string;
+  /** links:mtls: where its identity goes once it passes attestation */
+  identityDir?: string;
+}
+
+/** Every part of a lab, decided before anything starts. */
+export interface LabPlan {
+  security: PlannedPart<SecurityPartConfig>;
+  sink: PlannedPart<SinkPartConfig>;
+  services: PlannedService[];
+  gateway: PlannedPart<GatewayPartConfig>;
+  /** the watchman: on processes (restarts) and with measured attestation (re-measures) */
+  supervisor?: PlannedPart<SupervisorPartConfig>;
+  /** how the CLI on this host reaches the security service and the gateway */
+  securityUrl: string;
+  gatewayUrl: string;
+  /** links:mtls: the lab CA folder, its certificate, and the gateway's identity folder */
+  caDir: string;
+  caFile: string;
+  gatewayIdentityDir: string;
+}
+
+export interface LabPlanInput {
+  labId: string;
+  home: string;
+  /** `<home>/lab`: configs, logs, code folders, identities */
+  dir: string;
+  posture: Posture;
+  defences: Defences;
+  services: ServiceDefinition[];
+  runtimeKind: 'process' | 'docker';
+  /** from the runtime (`place`), for every part named by `partsToPlace` */
+  placements: ReadonlyMap<string, PartPlacement>;
+  secrets: { labTokenFile: string; ticketKeyFile: string; sealKeyFile: string };
+  attestIntervalSeconds?: number;
+}
+
+/** The parts the runtime is asked to place before the plan is made (addresses come first). */
+export function partsToPlace(dir: string, defences: Defences, services: ServiceDefinition[]): PartPlan[] {
+  const scheme: PartPlan['scheme'] = defences.links === 'mtls' ? 'https' : 'http';
+  return [
+    { name: 'security', kind: 'security', scheme: 'http' },
+    { name: 'gateway', kind: 'gateway', scheme: 'http' },
+    { name: 'sink', kind: 'sink', scheme: 'http' },
+    ...services.map((s) => ({
+      name: s.name,
+      kind: 'service' as const,
+      scheme,
+      appDir: appDirOf(dir, s.name),
+    })),
+  ];
+}
+
+/** A service's code folder on this host: the tree attestation measures. */
+export function appDirOf(dir: string, service: string): string {
+  return join(dir, 'services', service, 'app');
+}
+
+/**
+ * The lab as the defences, the topology and the runtime's placements make it: every part's config
+ * and launch. Pure (paths and objects, no I/O), so `lab up` and a service's restart start parts
+ * the same way (serviceMounts), and a test can read the plan without starting anything.
+ */
+export function planLab(input: LabPlanInput): LabPlan {
+  const { labId, dir, posture, defences, secrets } = input;
+  const mtls = defences.links === 'mtls';
+  const at = (name: string): PartPlacement => {
+    const p = input.placements.get(name);
+    if (p === undefined) throw new Error(`no placement for ${name}`);
+    return p;
+  };
+  const securityAt = at('security');
+  const gatewayAt = at('gateway');
+  const sinkAt = at('sink');
+  const caDir = join(dir, 'ca');
+  const caFile = join(caDir, 'ca.pem');
+  const gatewayIdentityDir = join(dir, 'gateway', 'identity');
+  const common = (p: PartPlacement) => ({
+    labId,
+    posture,
+    defences,
+    host: p.listenHost,
+    securityUrl: securityAt.url,
+    labTokenFile: secrets.labTokenFile,
+  });
+  const launchOf = (config: PartConfig, entry: string, url: string, mounts: string[] = []): PartLaunch => {
+    const configFile = configFileOf(dir, config.part);
+    return {
+      name: config.part,
+      kind: config.kind,
+      entry,
+      configFile,
+      port: config.port,
+      url,
+      logFile: join(dir, 'logs', `${config.part}.log`),
+      mounts: [configFile, ...mounts].map((path) => ({ path })),
+    };
+  };
+  /** Where the CLI checks a part's health: its host address, or (none) its log. */
+  const hostView = (p: PartPlacement) => p.hostUrl ?? p.url;
+
+  const securityConfig: SecurityPartConfig = {
+    ...common(securityAt),
+    kind: 'security',
+    part: 'security',
+    port: securityAt.port,
+    home: input.home,
+    ticketKeyFile: secrets.ticketKeyFile,
+    sealKeyFile: secrets.sealKeyFile,
+    ...(mtls ? { caDir } : {}),
+    gatewayUrl: gatewayAt.url,
+    ticketTtlSeconds: 3600,
+    challengeTtlSeconds: 60,
+  };
+  const securityLaunch = launchOf(securityConfig, builtFile('lab', 'security.mjs'), hostView(securityAt));
+  // The store's single writer: the whole home (store, lab secrets, CA) is its to read and write.
+  securityLaunch.mounts = [{ path: input.home, writable: true }];
+
+  const sinkConfig: SinkPartConfig = { ...common(sinkAt), kind: 'sink', part: 'sink', port: sinkAt.port };
+
+  const callers = new Map<string, string[]>();
+  for (const s of input.services)
+    for (const c of s.calls) callers.set(c, [...(callers.get(c) ?? []), s.name]);
+  const services = input.services.map((s): PlannedService => {
+    const place = at(s.name);
+    const appDir = appDirOf(dir, s.name);
+    const identityDir = join(dir, 'services', s.name, 'identity');
+    const config: ServicePartConfig = {
+      ...common(place),
+      kind: 'service',
+      part: s.name,
+      port: place.port,
+      appDir: place.appDir ?? appDir,
+      peers: Object.fromEntries(s.calls.map((c) => [c, at(c).url])),
+      ...(mtls ? { identityDir, caFile } : {}),
+    };
+    const launch = launchOf(config, join(appDir, 'service.mjs'), hostView(place));
+    launch.mounts = [{ path: launch.configFile }, ...serviceMounts(config)];
+    return {
+      definition: s,
+      config,
+      launch: { ...launch, appDir },
+      serviceJson: `${JSON.stringify({ ...s, callers: callers.get(s.name) ?? [] }, null, 2)}\n`,
+      ...(mtls ? { identityDir } : {}),
+    };
+  });
+
+  const gatewayConfig: GatewayPartConfig = {
+    ...common(gatewayAt),
+    kind: 'gateway',
+    part: 'gateway',
+    port: gatewayAt.port,
+    sealKeyFile: secrets.sealKeyFile,
+    services: Object.fromEntries(input.services.map((s) => [s.name, at(s.name).url])),
+    ...(mtls ? { identityDir: gatewayIdentityDir, caFile } : {}),
+    rateLimit: GATEWAY_LIMITS,
+  };
+  const securityUrl = securityAt.hostUrl ?? securityAt.url;
+  const gatewayUrl = gatewayAt.hostUrl ?? gatewayAt.url;
+
+  // The watchman brings a dead part back (process runtime; Docker has its restart policy) and, with
+  // measured attestation, re-measures the services on an interval (the runtime, not them).
+  const watchman = defences.attestation === 'measured' || input.runtimeKind === 'process';
+  const supervisorConfig: SupervisorPartConfig = {
+    ...common(securityAt),
+    host: '127.0.0.1',
+    securityUrl,
+    kind: 'supervisor',
+    part: 'supervisor',
+    port: 0,
+    home: input.home,
+    intervalSeconds: input.attestIntervalSeconds ?? 10,
+  };
+
+  return {
+    security: { config: securityConfig, launch: securityLaunch },
+    sink: {
+      config: sinkConfig,
+      launch: launchOf(sinkConfig, builtFile('src', 'services', 'sink', 'main.js'), hostView(sinkAt), [
+        secrets.labTokenFile,
+      ]),
+    },
+    services,
+    gateway: {
+      config: gatewayConfig,
+      launch: launchOf(gatewayConfig, builtFile('lab', 'gateway.mjs'), gatewayUrl, [
+        secrets.labTokenFile,
+        secrets.sealKeyFile,
+        ...(mtls ? [gatewayIdentityDir, caFile] : []),
+      ]),
+    },
+    ...(watchman
+      ? {
+          supervisor: {
+            config: supervisorConfig,
+            launch: launchOf(supervisorConfig, builtFile('src', 'lab', 'supervisor', 'main.js'), ''),
+          },
+        }
+      : {}),
+    securityUrl,
+    gatewayUrl,
+    caDir,
+    caFile,
+    gatewayIdentityDir,
+  };
+}
+
+/**
+ * What a service reads besides its config, mounted read-only into its container: the lab token
+ * when it reports on itself (attestation:self), its identity and the CA with mTLS. The same at
+ * `lab up` and at a restart.
+ */
+export function serviceMounts(config: ServicePartConfig): { path: string }[] {
+  return [
+    ...(acceptsSelfReport(config.defences.attestation) ? [config.labTokenFile] : []),
+    ...(config.identityDir ? [config.identityDir] : []),
+    ...(config.caFile ? [config.caFile] : []),
+  ].map((path) => ({ path }));
+}
+
+export function configFileOf(dir: string, part: string): string {
+  return join(dir, 'parts', `${part}.json`);
+}
+
+export function builtFile(...parts: string[]): string {
+  return join(packageRoot(), 'dist', ...parts);
+}

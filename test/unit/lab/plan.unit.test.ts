@@ -1,0 +1,102 @@
+import { describe, expect, it } from 'vitest';
+import type { Posture } from '../../../src/defences/posture.js';
+import { type Ablation, defencesFor } from '../../../src/defences/presets.js';
+import { labTopology, selectServices } from '../../../src/kernel/topology.js';
+import { partsToPlace, planLab, serviceMounts } from '../../../src/lab/plan.js';
+import type { PartPlacement } from '../../../src/lab/runtimes/runtime.js';
+
+const dir = '/home/u/.trusted-ms/lab';
+const secrets = {
+  labTokenFile: `${dir}/lab-token`,
+  ticketKeyFile: `${dir}/ticket.key`,
+  sealKeyFile: `${dir}/seal.key`,
+};
+
+/** The plan for a posture as a process lab would place it (ports from 4000 on 127.0.0.1). */
+function plan(posture: Posture, opts: { without?: Ablation[]; runtimeKind?: 'process' | 'docker' } = {}) {
+  const defences = defencesFor(posture, opts.without);
+  const services = selectServices(labTopology(), 4);
+  const placements = new Map<string, PartPlacement>(
+    partsToPlace(dir, defences, services).map((p, i) => [
+      p.name,
+      { listenHost: '127.0.0.1', port: 4000 + i, url: `${p.scheme}://127.0.0.1:${4000 + i}` },
+    ]),
+  );
+  return planLab({
+    labId: 'abcd1234',
+    home: '/home/u/.trusted-ms',
+    dir,
+    posture,
+    defences,
+    services,
+    runtimeKind: opts.runtimeKind ?? 'process',
+    placements,
+    secrets,
+  });
+}
+
+describe('the lab plan (defences + topology + placements -> the parts to launch)', () => {
+  it('trusted: every service on https with its identity and the CA mounted, the gateway likewise', () => {
+    const p = plan('trusted');
+    for (const s of p.services) {
+      expect(s.launch.url.startsWith('https://')).toBe(true);
+      expect(s.config.identityDir).toBe(`${dir}/services/${s.config.part}/identity`);
+      expect(s.launch.mounts?.map((m) => m.path)).toEqual([
+        `${dir}/parts/${s.config.part}.json`,
+        s.config.identityDir,
+        `${dir}/ca/ca.pem`,
+      ]);
+      for (const url of Object.values(s.config.peers)) expect(url.startsWith('https://')).toBe(true);
+    }
+    expect(p.gateway.config.identityDir).toBe(p.gatewayIdentityDir);
+    expect(p.gateway.launch.mounts?.map((m) => m.path)).toContain(p.caFile);
+    expect(p.security.config.caDir).toBe(p.caDir);
+    // The security service writes the store: the whole home, writable, is its only mount.
+    expect(p.security.launch.mounts).toEqual([{ path: '/home/u/.trusted-ms', writable: true }]);
+  });
+
+  it('none: plain http, no identity, no CA; the watchman only because processes need restarting', () => {
+    const p = plan('none');
+    for (const s of p.services) {
+      expect(s.launch.url.startsWith('http://')).toBe(true);
+      expect(s.config.identityDir).toBeUndefined();
+      expect(s.launch.mounts).toEqual([{ path: `${dir}/parts/${s.config.part}.json` }]);
+    }
+    expect(p.security.config.caDir).toBeUndefined();
+    expect(p.supervisor?.config.kind).toBe('supervisor');
+    expect(plan('none', { runtimeKind: 'docker' }).supervisor).toBeUndefined();
+    // On Docker a measured lab still has one: it re-measures the services.
+    expect(plan('trusted', { runtimeKind: 'docker' }).supervisor?.config.intervalSeconds).toBe(10);
+  });
+
+  it('a service that reports on itself (paper) gets the lab token; trusted minus mTLS gets no identity', () => {
+    for (const s of plan('paper').services)
+      expect(s.launch.mounts?.map((m) => m.path)).toContain(secrets.labTokenFile);
+    for (const s of plan('trusted').services)
+      expect(s.launch.mounts?.map((m) => m.path)).not.toContain(secrets.labTokenFile);
+    for (const s of plan('trusted', { without: ['links:mtls'] }).services) {
+      expect(s.config.identityDir).toBeUndefined();
+      expect(s.launch.url.startsWith('http://')).toBe(true);
+    }
+  });
+
+  it('each service knows its callees at their placed addresses and is told who calls it', () => {
+    const p = plan('trusted');
+    const byName = new Map(p.services.map((s) => [s.config.part, s]));
+    for (const s of p.services) {
+      for (const [callee, url] of Object.entries(s.config.peers)) {
+        expect(url).toBe(byName.get(callee)?.launch.url);
+        expect(JSON.parse(byName.get(callee)?.serviceJson ?? '{}').callers).toContain(s.config.part);
+      }
+    }
+    expect(Object.keys(p.gateway.config.services).sort()).toEqual([...byName.keys()].sort());
+  });
+
+  it('a restart mounts what lab up mounted for the service', () => {
+    for (const posture of ['none', 'paper', 'trusted'] as const) {
+      for (const s of plan(posture).services) {
+        expect([{ path: s.launch.configFile }, ...serviceMounts(s.config)]).toEqual(s.launch.mounts);
+      }
+    }
+  });
+});
