@@ -1,14 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { parseRevocationList, type RevocationList } from '../../protocol/revocation-list.js';
 import type { LabStore } from '../../store/store.js';
-import {
-  type Propagation,
-  quarantineIn,
-  reinstateUserIn,
-  releaseIn,
-  revokeUserIn,
-} from '../../users/revocations.js';
+import type { Propagation } from '../../users/revocations.js';
 
 /** How long a long poll is held when nothing changes. */
 export const HOLD_MS = 20_000;
@@ -158,80 +151,4 @@ export class RevocationBook {
     for (const part of p.expected) if ((this.#held.get(part) ?? 0) < p.n) return;
     p.done();
   }
-}
-
-// ---- the routes
-
-export interface RevocationRouteDeps {
-  store: LabStore;
-  book: RevocationBook;
-  requireLabToken: (request: FastifyRequest) => void;
-}
-
-const PART_RE = /^[a-z][a-z0-9-]{0,63}$/;
-const NAME_PARAM = {
-  type: 'object',
-  required: ['name'],
-  properties: { name: { type: 'string', minLength: 1, maxLength: 64 } },
-} as const;
-
-/**
- * `GET /v1/revocations` (the feed; readable without the lab token, like `/v1/keys` and
- * `/v1/services`: in `trusted` the services do not hold the token, and the list has no secret in it)
- * and the admin changes, which answer once the change is stored and published.
- */
-export function registerRevocationRoutes(app: FastifyInstance, deps: RevocationRouteDeps): void {
-  const { store, book } = deps;
-  app.addHook('preClose', async () => book.releaseAll());
-
-  app.get<{ Querystring: { since?: string; part?: string } }>(
-    '/v1/revocations',
-    {
-      schema: {
-        querystring: {
-          type: 'object',
-          properties: {
-            since: { type: 'string', maxLength: 64 },
-            part: { type: 'string', maxLength: 64 },
-          },
-        },
-      },
-    },
-    async (request, reply) => {
-      const { since, part } = request.query;
-      return book.next(since, part !== undefined && PART_RE.test(part) ? part : undefined, (cb) =>
-        reply.raw.on('close', cb),
-      );
-    },
-  );
-
-  app.register(async (admin) => {
-    admin.addHook('onRequest', async (request) => deps.requireLabToken(request));
-    const change =
-      <R extends object>(fn: (name: string) => Promise<R>) =>
-      async (request: FastifyRequest<{ Params: { name: string } }>) => {
-        const result = await fn(request.params.name);
-        return { ...result, propagation: await book.publish() };
-      };
-    admin.post<{ Params: { name: string } }>(
-      '/v1/admin/users/:name/revoke',
-      { schema: { params: NAME_PARAM } },
-      change((name) => revokeUserIn(store, name, 'admin')),
-    );
-    admin.post<{ Params: { name: string } }>(
-      '/v1/admin/users/:name/reinstate',
-      { schema: { params: NAME_PARAM } },
-      change((name) => reinstateUserIn(store, name, 'admin')),
-    );
-    admin.post<{ Params: { name: string } }>(
-      '/v1/admin/services/:name/quarantine',
-      { schema: { params: NAME_PARAM } },
-      change((name) => quarantineIn(store, name, 'admin')),
-    );
-    admin.post<{ Params: { name: string } }>(
-      '/v1/admin/services/:name/release',
-      { schema: { params: NAME_PARAM } },
-      change((name) => releaseIn(store, name, 'admin')),
-    );
-  });
 }

@@ -18,8 +18,9 @@ import { authorizePeer, clientTlsConnector, serverTlsOptions } from '../../../sr
 import { createProof, PROOF_HEADER, ProofVerifier } from '../../../src/protocol/proof.js';
 import { deriveSessionKey, newExchangeKeyPair, sealSessionKey } from '../../../src/protocol/session-key.js';
 import { issueTicket, type TicketClaims, TicketVerifier } from '../../../src/protocol/ticket.js';
-import { buildGateway, servicePath } from '../../../src/services/gateway/app.js';
+import { buildGateway } from '../../../src/services/gateway/app.js';
 import { type GatewayIngredients, gatewayStrategies } from '../../../src/services/gateway/assemble.js';
+import { servicePath } from '../../../src/services/gateway/routes/forward.js';
 import { createPool, poolUpstream } from '../../../src/services/gateway/upstream.js';
 
 const HOST = '127.0.0.1';

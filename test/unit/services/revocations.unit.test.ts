@@ -8,7 +8,11 @@ import { createProof, ProofVerifier } from '../../../src/protocol/proof.js';
 import { parseRevocationList, RevocationView } from '../../../src/protocol/revocation-list.js';
 import { createHttpApp } from '../../../src/services/http.js';
 import { RevocationFeed } from '../../../src/services/revocation-feed.js';
-import { RevocationBook, registerRevocationRoutes } from '../../../src/services/security/revocations.js';
+import { RevocationBook } from '../../../src/services/security/revocations.js';
+import {
+  adminRevocationRoutes,
+  revocationFeedRoutes,
+} from '../../../src/services/security/routes/revocations.js';
 import { openLabStore } from '../../../src/store/open.js';
 import type { LabStore } from '../../../src/store/store.js';
 import { quarantineIn, reinstateUserIn, revokeUserIn } from '../../../src/users/revocations.js';
@@ -94,7 +98,8 @@ describe('revocations in the store', () => {
       book = new RevocationBook(store);
       await book.load();
       app = createHttpApp();
-      registerRevocationRoutes(app, { store, book, requireLabToken: () => undefined });
+      app.register(revocationFeedRoutes, { store, revocations: book });
+      app.register(adminRevocationRoutes, { store, revocations: book });
       await app.listen({ host: '127.0.0.1', port: 0 });
       url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
     });

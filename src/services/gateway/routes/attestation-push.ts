@@ -1,0 +1,41 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyPluginAsync } from 'fastify';
+import { type AttestationTable, parseAttestationEntries } from '../../../defences/attestation-table.js';
+import { bearer } from '../../../defences/request/types.js';
+import { TrustedMsError } from '../../../errors.js';
+
+export interface AttestationPushDeps {
+  /** the table the attestation gate reads */
+  attestation: AttestationTable;
+  /** the lab token the security service pushes with; without it, pushes are refused */
+  labToken?: string;
+}
+
+/** `POST /internal/attestations`: the security service replaces the gateway's attestation table. */
+export const attestationPushRoutes: FastifyPluginAsync<AttestationPushDeps> = async (app, deps) => {
+  const labTokenDigest = deps.labToken ? sha256(deps.labToken) : undefined;
+
+  app.post('/internal/attestations', async (request) => {
+    const given = bearer(request.headers.authorization);
+    if (
+      labTokenDigest === undefined ||
+      given === undefined ||
+      !timingSafeEqual(sha256(given), labTokenDigest)
+    ) {
+      throw new TrustedMsError('ADMIN_TOKEN_INVALID', 'lab token invalid');
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse((request.body as Buffer | undefined)?.toString('utf8') ?? '');
+    } catch {
+      throw new TrustedMsError('INVALID_INPUT', 'body is not JSON');
+    }
+    const services = parseAttestationEntries((parsed as { services?: unknown } | null)?.services);
+    deps.attestation.replace(services);
+    return { ok: true, services: services.length };
+  });
+};
+
+function sha256(s: string): Buffer {
+  return createHash('sha256').update(s, 'utf8').digest();
+}

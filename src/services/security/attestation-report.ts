@@ -1,0 +1,38 @@
+import { isAttested } from '../../defences/attestation-table.js';
+import { issueServiceCertificate, type ServiceIdentity } from '../../pki/identity.js';
+import type { SecurityContext } from './context.js';
+import type { ServiceRegistry } from './registry.js';
+
+/**
+ * Records measured (or self-reported) hashes: each one audited, the gateway told, and, when asked
+ * and the lab has a CA, an identity for every service that passed and is not quarantined.
+ */
+export async function reportAndIssue(
+  ctx: SecurityContext,
+  reports: Parameters<ServiceRegistry['report']>[0],
+  issueIdentity: boolean,
+) {
+  const statuses = await ctx.registry.report(reports);
+  // All at once: the audit log queues the appends itself (one line each, in order).
+  await Promise.all(
+    statuses.map((s) =>
+      ctx.audit({
+        actor: reports[0]?.by === 'self' ? s.name : 'runtime',
+        action: 'service.attest',
+        target: s.name,
+        outcome: isAttested(s.state) ? 'ok' : 'denied',
+        ...(isAttested(s.state) ? {} : { code: 'ATTESTATION_MISMATCH' }),
+        detail: { measured: s.measuredHash, expected: s.expectedHash },
+      }),
+    ),
+  );
+  await ctx.onAttestation?.(ctx.registry.list()).catch(() => undefined);
+  const identities: Record<string, ServiceIdentity> = {};
+  if (issueIdentity && ctx.ca) {
+    for (const s of statuses) {
+      if (isAttested(s.state) && !ctx.revocations.quarantined(s.name))
+        identities[s.name] = await issueServiceCertificate(ctx.ca, { name: s.name });
+    }
+  }
+  return { services: statuses, identities };
+}

@@ -1,0 +1,101 @@
+import { createPublicKey, type KeyObject, timingSafeEqual } from 'node:crypto';
+import type { FastifyRequest } from 'fastify';
+import { type SecurityLimits, securityLimits } from '../../defences/limits.js';
+import type { Defences } from '../../defences/presets.js';
+import { monotonicNow } from '../../defences/rate-limit.js';
+import { TrustedMsError } from '../../errors.js';
+import { CLIENT_ADDRESS_HEADER, clientAddressOf } from '../../kernel/client-address.js';
+import type { LabCa } from '../../pki/ca.js';
+import { labAudience, labIssuer } from '../../protocol/issuer.js';
+import type { LabStore } from '../../store/store.js';
+import type { ServiceRegistry, ServiceStatus } from './registry.js';
+import { RevocationBook } from './revocations.js';
+
+export interface SecurityDeps {
+  labId: string;
+  /** login: which login it answers; limits: its per-address login limit and lock-out */
+  defences: Defences;
+  store: LabStore;
+  registry: ServiceRegistry;
+  signingKey: { kid: string; privateKey: KeyObject };
+  sealKey: Buffer;
+  labToken: string;
+  ca?: LabCa;
+  ticketTtlSeconds: number;
+  challengeTtlSeconds: number;
+  /** told about every attestation change, so the gateway refuses a tampered service at once */
+  onAttestation?: (services: ServiceStatus[]) => Promise<void>;
+  /** revoked users and quarantined services, loaded from the store (default: an empty book) */
+  revocations?: RevocationBook;
+  now?: () => number;
+}
+
+/**
+ * What the security service's route plugins share, made once per app from its SecurityDeps: the
+ * defaults filled in, and the checks and the audit policy every route applies the same way.
+ */
+export interface SecurityContext extends Omit<SecurityDeps, 'revocations' | 'now'> {
+  revocations: RevocationBook;
+  now: () => number;
+  /** the login's per-address limit and lock-out (none with limits:off) */
+  loginLimits: SecurityLimits;
+  issuer: string;
+  audience: string;
+  /** the signing key's public half, as /v1/keys publishes it */
+  publicKeyPem: string;
+  audit: (entry: Parameters<LabStore['audit']>[0]) => Promise<void>;
+  requireLabToken: (request: FastifyRequest) => void;
+  /** The real client of a login relayed by the gateway (see client-address.ts), else the socket's. */
+  clientOf: (request: FastifyRequest) => string;
+  /** After the password or the signature: only someone who proved to be the user learns it is revoked. */
+  refuseRevoked: (request: FastifyRequest, action: string, user: string) => Promise<void>;
+}
+
+export function securityContext(deps: SecurityDeps): SecurityContext {
+  const { store } = deps;
+  const revocations = deps.revocations ?? new RevocationBook(store);
+
+  // A refusal stands whether or not its record can be written; a grant (a challenge, a ticket, an
+  // attestation) is not given without its record: it fails with the audit log's error and cause.
+  const audit = (entry: Parameters<LabStore['audit']>[0]): Promise<void> =>
+    entry.outcome === 'denied' || entry.outcome === 'error'
+      ? store.audit(entry).catch(() => undefined)
+      : store.auditRequired(entry);
+
+  const hasLabToken = (request: FastifyRequest): boolean => {
+    const given = Buffer.from(/^Bearer (.+)$/.exec(request.headers.authorization ?? '')?.[1] ?? '');
+    const want = Buffer.from(deps.labToken);
+    return given.length === want.length && timingSafeEqual(given, want);
+  };
+  const requireLabToken = (request: FastifyRequest): void => {
+    if (!hasLabToken(request)) throw new TrustedMsError('ADMIN_TOKEN_INVALID', 'missing or wrong lab token');
+  };
+  const clientOf = (request: FastifyRequest): string =>
+    clientAddressOf(request.ip, request.headers[CLIENT_ADDRESS_HEADER], hasLabToken(request));
+
+  const refuseRevoked = async (request: FastifyRequest, action: string, user: string): Promise<void> => {
+    if (!revocations.userRevoked(user)) return;
+    await audit({ actor: clientOf(request), action, target: user, outcome: 'denied', code: 'USER_REVOKED' });
+    throw new TrustedMsError('USER_REVOKED', `${user} is revoked`, {
+      actions: [`an administrator can let ${user} in again: trusted-ms user reinstate ${user}`],
+    });
+  };
+
+  const { revocations: _given, now: _now, ...rest } = deps;
+  return {
+    ...rest,
+    revocations,
+    now: deps.now ?? Date.now,
+    // Durations on a monotonic clock unless a test injects one (see monotonicNow).
+    loginLimits: securityLimits(deps.defences.limits, deps.now ?? monotonicNow),
+    issuer: labIssuer(deps.labId),
+    audience: labAudience(deps.labId),
+    publicKeyPem: createPublicKey(deps.signingKey.privateKey)
+      .export({ format: 'pem', type: 'spki' })
+      .toString(),
+    audit,
+    requireLabToken,
+    clientOf,
+    refuseRevoked,
+  };
+}

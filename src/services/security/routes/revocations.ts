@@ -1,0 +1,81 @@
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { LabStore } from '../../../store/store.js';
+import { quarantineIn, reinstateUserIn, releaseIn, revokeUserIn } from '../../../users/revocations.js';
+import type { RevocationBook } from '../revocations.js';
+
+/** What the revocation routes need: the store the changes go to, the book that publishes them. */
+export interface RevocationRouteDeps {
+  store: LabStore;
+  revocations: RevocationBook;
+}
+
+const PART_RE = /^[a-z][a-z0-9-]{0,63}$/;
+const NAME_PARAM = {
+  type: 'object',
+  required: ['name'],
+  properties: { name: { type: 'string', minLength: 1, maxLength: 64 } },
+} as const;
+
+/**
+ * `GET /v1/revocations`, the feed: readable without the lab token, like `/v1/keys` and
+ * `/v1/services` (in `trusted` the services do not hold the token, and the list has no secret in it).
+ */
+export const revocationFeedRoutes: FastifyPluginAsync<RevocationRouteDeps> = async (app, deps) => {
+  const book = deps.revocations;
+  app.addHook('preClose', async () => book.releaseAll());
+
+  app.get<{ Querystring: { since?: string; part?: string } }>(
+    '/v1/revocations',
+    {
+      schema: {
+        querystring: {
+          type: 'object',
+          properties: {
+            since: { type: 'string', maxLength: 64 },
+            part: { type: 'string', maxLength: 64 },
+          },
+        },
+      },
+    },
+    async (request, reply) => {
+      const { since, part } = request.query;
+      return book.next(since, part !== undefined && PART_RE.test(part) ? part : undefined, (cb) =>
+        reply.raw.on('close', cb),
+      );
+    },
+  );
+};
+
+/**
+ * Admin (behind the lab token, see admin.ts): revoking and reinstating users, quarantining and
+ * releasing services; each answers once the change is stored and published.
+ */
+export const adminRevocationRoutes: FastifyPluginAsync<RevocationRouteDeps> = async (admin, deps) => {
+  const { store, revocations: book } = deps;
+  const change =
+    <R extends object>(fn: (name: string) => Promise<R>) =>
+    async (request: FastifyRequest<{ Params: { name: string } }>) => {
+      const result = await fn(request.params.name);
+      return { ...result, propagation: await book.publish() };
+    };
+  admin.post<{ Params: { name: string } }>(
+    '/v1/admin/users/:name/revoke',
+    { schema: { params: NAME_PARAM } },
+    change((name) => revokeUserIn(store, name, 'admin')),
+  );
+  admin.post<{ Params: { name: string } }>(
+    '/v1/admin/users/:name/reinstate',
+    { schema: { params: NAME_PARAM } },
+    change((name) => reinstateUserIn(store, name, 'admin')),
+  );
+  admin.post<{ Params: { name: string } }>(
+    '/v1/admin/services/:name/quarantine',
+    { schema: { params: NAME_PARAM } },
+    change((name) => quarantineIn(store, name, 'admin')),
+  );
+  admin.post<{ Params: { name: string } }>(
+    '/v1/admin/services/:name/release',
+    { schema: { params: NAME_PARAM } },
+    change((name) => releaseIn(store, name, 'admin')),
+  );
+};
