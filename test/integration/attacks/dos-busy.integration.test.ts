@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +7,7 @@ import { loginFlood } from '../../../src/attacks/scenarios/dos.login-flood.js';
 import { requestFlood } from '../../../src/attacks/scenarios/dos.request-flood.js';
 import { labDown } from '../../../src/lab/down.js';
 import { labUp } from '../../../src/lab/up.js';
+import { BusyLoops } from '../../support/busy-loops.js';
 
 /*
  * The DoS verdicts on a busy machine (issue 12, item 7): the two floods in every posture, again and
@@ -23,42 +23,14 @@ const DOS = [loginFlood, requestFlood];
 const POSTURES = ['none', 'paper', 'trusted'] as const;
 
 describe.sequential(`the DoS verdicts with ${BUSY} busy loops on the cores, ${REPEAT} time(s)`, () => {
-  const busy = new Set<ChildProcess>();
-  /** how often a loop of ours ended while the test ran (something else on the machine ended it) */
-  const ended: string[] = [];
-  let stopping = false;
-
-  /** One busy loop, started again if anything ends it before afterAll: the cores stay loaded. */
-  async function spin(): Promise<void> {
-    const child = spawn(process.execPath, ['-e', 'for(;;);'], { stdio: 'ignore' });
-    busy.add(child);
-    child.once('exit', (code, signal) => {
-      busy.delete(child);
-      if (stopping) return;
-      ended.push(String(signal ?? code));
-      void spin();
-    });
-    await new Promise<void>((resolve, reject) => {
-      child.once('spawn', resolve);
-      child.once('error', reject);
-    });
-  }
+  let busy: BusyLoops;
 
   beforeAll(async () => {
-    for (let i = 0; i < BUSY; i++) await spin();
+    busy = await BusyLoops.start(BUSY);
   });
 
   afterAll(async () => {
-    // Ours only, by their own handles; and waited for, so nothing of this test outlives it.
-    stopping = true;
-    await Promise.all(
-      [...busy].map(async (child) => {
-        if (child.exitCode !== null || child.signalCode !== null) return;
-        const exited = new Promise<void>((r) => child.once('exit', () => r()));
-        child.kill('SIGKILL');
-        await exited;
-      }),
-    );
+    await busy.stop();
   });
 
   it(
@@ -88,7 +60,7 @@ describe.sequential(`the DoS verdicts with ${BUSY} busy loops on the cores, ${RE
       // What happened, for the report: every cell with the figures its verdict rests on.
       console.log(
         [
-          `DoS on a busy machine (${BUSY} busy loops${ended.length ? `, ended by something else and started again: ${ended.join(' ')}` : ''}): ${results.length} cells, ${results.filter((r) => r.passed).length} as expected, ${rerun.length} run twice, ${stillInconclusive.length} inconclusive twice`,
+          `DoS on a busy machine (${BUSY} busy loops${busy.ended.length ? `, ended by something else and started again: ${busy.ended.join(' ')}` : ''}): ${results.length} cells, ${results.filter((r) => r.passed).length} as expected, ${rerun.length} run twice, ${stillInconclusive.length} inconclusive twice`,
           ...results.map((r) => {
             const m = r.evidence.measurements ?? {};
             return `  ${line(r)} | deadline ${m.legitDeadlineMs} ms, missed during ${m.legitDuringMissedShare} after ${m.legitAfterMissedShare}, flood ${m.floodSendPerSecond}/s vs victim ${m.legitBaselinePerSecond}/s, 429 ${m.floodRefused429}, held back ${m.floodQueued}`;
@@ -97,7 +69,7 @@ describe.sequential(`the DoS verdicts with ${BUSY} busy loops on the cores, ${RE
       );
 
       // Still spinning: the runs above were made on a busy machine.
-      expect([...busy].filter((c) => c.exitCode === null && c.signalCode === null)).toHaveLength(BUSY);
+      expect(busy.spinning).toBe(BUSY);
       expect(results).toHaveLength(REPEAT * DOS.length * POSTURES.length);
       // The point: a verdict given is the right one.
       const wrong = results.filter((r) => r.outcome !== 'inconclusive' && !r.passed).map(line);

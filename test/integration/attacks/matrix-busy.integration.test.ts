@@ -1,0 +1,116 @@
+import { writeFile } from 'node:fs/promises';
+import { loadavg } from 'node:os';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SCENARIOS } from '../../../src/attacks/registry.js';
+import { ablationVariants, runAttacks, type ScenarioResult } from '../../../src/attacks/runner.js';
+import type { Ablation } from '../../../src/defences/presets.js';
+import { BusyLoops } from '../../support/busy-loops.js';
+
+/*
+ * The whole ablation matrix (13 scenarios x trusted and trusted less each defence: 65 cells, five
+ * process labs of 20 services) again and again while two busy loops of ours hold the two cores
+ * (issue 12, item 7): no cell may get a verdict other than the one the README documents. An
+ * inconclusive first run that the runner ran again is fine and counted; one that stays
+ * inconclusive is not a wrong verdict, but at most one cell in twenty may.
+ *
+ * About 5 minutes a round on a busy 2-core machine, so not part of `npm test`: run it with
+ * `npm run test:matrix-busy` (5 rounds; TMS_MATRIX_BUSY_REPEAT sets how many).
+ * TMS_MATRIX_BUSY_REPORT names a file for every cell's verdict, as JSON.
+ */
+const REPEAT = Number.parseInt(process.env.TMS_MATRIX_BUSY_REPEAT ?? '0', 10) || 0;
+const BUSY = 2;
+const SERVICES = 20;
+
+type Column = 'trusted' | Ablation;
+const COLUMNS: Column[] = ['trusted', 'request:bound', 'attestation:measured', 'links:mtls', 'limits:on'];
+/** The README's matrix: each scenario's verdict in trusted and with each defence removed. */
+const DOCUMENTED: Record<string, Partial<Record<Column, 'succeeded'>>> = {
+  'masquerade.stolen-password': {},
+  'masquerade.replayed-challenge': {},
+  'masquerade.stolen-ticket': { 'request:bound': 'succeeded' },
+  'privilege.cross-database': {},
+  'privilege.forged-role': {},
+  'dos.login-flood': { 'limits:on': 'succeeded' },
+  'dos.request-flood': { 'limits:on': 'succeeded' },
+  'malicious-service.tampered-code': { 'attestation:measured': 'succeeded' },
+  'malicious-service.lying-attestation': { 'attestation:measured': 'succeeded' },
+  'malicious-service.lateral-theft': { 'links:mtls': 'succeeded' },
+  'malicious-service.impersonation': { 'links:mtls': 'succeeded' },
+  'mitm.eavesdrop': { 'links:mtls': 'succeeded' },
+  'mitm.tamper': { 'links:mtls': 'succeeded' },
+};
+const documented = (r: ScenarioResult): string =>
+  DOCUMENTED[r.id]?.[(r.without?.[0] ?? 'trusted') as Column] ?? 'blocked';
+
+describe.skipIf(REPEAT === 0)(
+  `the ablation matrix with ${BUSY} busy loops on the cores, ${REPEAT} time(s) (npm run test:matrix-busy)`,
+  () => {
+    let busy: BusyLoops;
+    beforeAll(async () => {
+      busy = await BusyLoops.start(BUSY);
+    });
+    afterAll(async () => {
+      await busy?.stop();
+    });
+
+    it(
+      'gives every cell the verdict the README documents, round after round',
+      async () => {
+        const rounds: { results: ScenarioResult[]; durationMs: number; load: number[] }[] = [];
+        for (let n = 0; n < REPEAT; n++) {
+          const report = await runAttacks({
+            scenarios: SCENARIOS,
+            postures: ['trusted'],
+            variants: ablationVariants(),
+            services: SERVICES,
+            onProgress: (line) => process.stderr.write(`[round ${n + 1}/${REPEAT}] ${line}\n`),
+          });
+          rounds.push({ results: report.results, durationMs: report.durationMs, load: loadavg() });
+          expect(busy.spinning, 'the busy loops ran through the round').toBe(BUSY);
+        }
+        const all = rounds.flatMap((r) => r.results);
+        const line = (r: ScenarioResult) =>
+          `${r.id}@${r.variant}: ${r.outcome} (documented ${documented(r)})${r.rerunAfter ? ` after an inconclusive run: ${r.rerunAfter}` : ''}${r.evidence.inconclusive ? ` [${r.evidence.inconclusive}]` : ''}${r.error ? ` (${r.error.code}: ${r.error.message})` : ''}`;
+        const wrong = all.filter((r) => r.outcome !== 'inconclusive' && r.outcome !== documented(r));
+        const inconclusive = all.filter((r) => r.outcome === 'inconclusive');
+        const rerun = all.filter((r) => r.rerunAfter !== undefined);
+        console.log(
+          [
+            `the ablation matrix, ${BUSY} busy loops${busy.ended.length ? ` (restarted: ${busy.ended.join(' ')})` : ''}: ${rounds.length} rounds, ${all.length} cells, ${all.length - wrong.length - inconclusive.length} as documented, ${wrong.length} wrong, ${rerun.length} run twice, ${inconclusive.length} inconclusive twice`,
+            ...rounds.map(
+              (r, i) =>
+                `  round ${i + 1}: ${Math.round(r.durationMs / 1000)} s, load average ${r.load.map((x) => x.toFixed(1)).join(' ')}, ${r.results.filter((x) => x.outcome === documented(x)).length}/${r.results.length} as documented`,
+            ),
+            ...[...wrong, ...inconclusive, ...rerun].map((r) => `  ${line(r)}`),
+          ].join('\n'),
+        );
+        if (process.env.TMS_MATRIX_BUSY_REPORT) {
+          await writeFile(
+            process.env.TMS_MATRIX_BUSY_REPORT,
+            JSON.stringify(
+              rounds.map((r) => ({
+                durationMs: r.durationMs,
+                load: r.load,
+                cells: r.results.map((x) => ({
+                  id: x.id,
+                  variant: x.variant,
+                  outcome: x.outcome,
+                  documented: documented(x),
+                  rerunAfter: x.rerunAfter,
+                })),
+              })),
+              null,
+              2,
+            ),
+          );
+        }
+        expect(all).toHaveLength(REPEAT * Object.keys(DOCUMENTED).length * COLUMNS.length);
+        expect(wrong.map(line)).toEqual([]);
+        expect(inconclusive.length, inconclusive.map(line).join('\n')).toBeLessThanOrEqual(
+          Math.floor(all.length / 20),
+        );
+      },
+      REPEAT * 900_000 + 120_000,
+    );
+  },
+);
