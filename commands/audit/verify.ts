@@ -1,5 +1,5 @@
 import chalk from 'chalk';
-import { BaseCommand } from '../../src/cli/base-command.js';
+import { BaseCommand } from '../../src/command-support/base-command.js';
 import { TrustedMsError } from '../../src/errors.js';
 import type { AuditVerifyResult } from '../../src/store/audit-log.js';
 import { openLabStore } from '../../src/store/open.js';
