@@ -5,9 +5,9 @@ import { dirname } from 'node:path';
 import canonicalizeModule from 'canonicalize';
 import { fileError } from '../disk-errors.js';
 import { errnoCode, TrustedMsError } from '../errors.js';
-import { makeDir, syncDir } from '../fs-sync.js';
-import { lockFile } from './file-lock.js';
-import { DEFAULT_LOCK_SETTINGS, type LockSettings, serialised } from './json-file-store.js';
+import { syncDir } from '../fs-sync.js';
+import { DEFAULT_LOCK_SETTINGS, type HeldFileLock, type LockSettings, lockStoreFile } from './file-lock.js';
+import { serialised } from './in-process-queue.js';
 import { type AuditEntry, checkAuditEntry, validateAuditData } from './schema.js';
 
 // canonicalize 2 (RFC 8785, JSON Canonicalization Scheme) is CommonJS with an ES-style d.ts: at
@@ -130,8 +130,7 @@ interface QueuedAppend {
 
 /** The lock and the open log while we hold them. */
 interface Held {
-  release: () => Promise<void>;
-  state: { compromised: Error | undefined };
+  lock: HeldFileLock;
   handle: FileHandle;
 }
 
@@ -229,12 +228,7 @@ export class AuditLog {
       }
       // A lock taken over (stale) means another writer may have chained onto the same last
       // record: writing now would fork the chain, which verify would call tampering.
-      if (held.state.compromised) {
-        throw new TrustedMsError('STORE_LOCKED', `lost the lock on ${this.file} before appending`, {
-          cause: held.state.compromised,
-          actions: ['retry; if it keeps happening, look for another process holding the store'],
-        });
-      }
+      held.lock.assertHeld('appending');
       const text = Buffer.from(records.map((r) => `${JSON.stringify(r)}\n`).join(''), 'utf8');
       // One write(2) with O_APPEND: a reader sees whole lines (a line cut by a crash is dropped by
       // the next writer, it was never acknowledged), then the fsync that makes them acknowledged.
@@ -267,15 +261,9 @@ export class AuditLog {
 
   /** The lock and the open log, taken now unless still held (and not lost) from the last write. */
   async #hold(): Promise<Held> {
-    if (this.#held?.state.compromised) await this.#letGo();
+    if (this.#held?.lock.compromised) await this.#letGo();
     if (this.#held !== undefined) return this.#held;
-    try {
-      await makeDir(dirname(this.file));
-    } catch (err) {
-      throw ioError(this.file, 'create the folder of', err);
-    }
-    const state = { compromised: undefined as Error | undefined };
-    const release = await this.#acquire(state);
+    const lock = await lockStoreFile(this.file, this.#lock);
     try {
       await this.#migrateLegacy();
       let handle: FileHandle;
@@ -292,10 +280,10 @@ export class AuditLog {
       // Someone else wrote (or replaced the file) since our last write: find the end again.
       if (this.#head !== undefined && (this.#head.ino !== ino || this.#head.size !== size))
         this.#head = undefined;
-      this.#held = { release, state, handle };
+      this.#held = { lock, handle };
       return this.#held;
     } catch (err) {
-      await release().catch(() => undefined);
+      await lock.release();
       throw err;
     }
   }
@@ -305,8 +293,7 @@ export class AuditLog {
     this.#held = undefined;
     if (held === undefined) return;
     await held.handle.close().catch(() => undefined);
-    // A lock taken over after our write, or already removed, is not our caller's problem.
-    await held.release().catch(() => undefined);
+    await held.lock.release();
   }
 
   /** Every record, checked for shape (not for the chain: see `verify`). */
@@ -598,23 +585,6 @@ export class AuditLog {
         // Never chain onto a record we cannot read: that would hide the damage.
         throw corrupt(this.file, `the last record: ${(err as Error).message}`);
       }
-    }
-  }
-
-  async #acquire(state: { compromised: Error | undefined }): Promise<() => Promise<void>> {
-    try {
-      return await lockFile(this.file, this.#lock, (err) => {
-        // Recorded, not thrown: proper-lockfile's default throws from a timer and kills the process.
-        state.compromised = err;
-      });
-    } catch (err) {
-      if (errnoCode(err) === 'ELOCKED') {
-        throw new TrustedMsError('STORE_LOCKED', `${this.file} is locked by another writer`, {
-          cause: err,
-          actions: ['retry in a moment'],
-        });
-      }
-      throw ioError(this.file, 'lock', err);
     }
   }
 }
