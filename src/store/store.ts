@@ -2,7 +2,7 @@ import { join, resolve } from 'node:path';
 import { fileError } from '../disk-errors.js';
 import { TrustedMsError } from '../errors.js';
 import type { Role } from '../policy/types.js';
-import { AuditLog, type AuditRecord, type AuditVerifyResult } from './audit-log.js';
+import { AuditLog, type AuditRecord, type AuditVerifyResult } from './audit/audit-log.js';
 import type { LockSettings } from './file-lock.js';
 import { JsonFileStore } from './json-file-store.js';
 import { type AuditEntry, emptyStoreData, type StoreData, validateStoreData } from './schema.js';

@@ -2,7 +2,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import type { AuditRecord, AuditVerifyResult } from '../../../src/store/audit-log.js';
+import type { AuditRecord, AuditVerifyResult } from '../../../src/store/audit/audit-log.js';
 import { LabStore } from '../../../src/store/store.js';
 import { cli, cliJson, repoRoot, tempLab } from '../../support/cli.js';
 

@@ -8,7 +8,7 @@ import { writePrivateKeyFile } from '../../../src/crypto/keys.js';
 import { diskFaultOf, fileError } from '../../../src/disk-errors.js';
 import { isTrustedMsError, type TrustedMsError } from '../../../src/errors.js';
 import { toHttpError } from '../../../src/services/http.js';
-import { AuditLog } from '../../../src/store/audit-log.js';
+import { AuditLog } from '../../../src/store/audit/audit-log.js';
 import { openLabStore } from '../../../src/store/open.js';
 import { addUser } from '../../../src/users/users.js';
 import { canMountTmpfs, describeWithTmpfs, mountTmpfs } from '../../support/tmpfs.js';

@@ -3,12 +3,12 @@ import { constants as fsConstants } from 'node:fs';
 import { type FileHandle, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import canonicalizeModule from 'canonicalize';
-import { fileError } from '../disk-errors.js';
-import { errnoCode, TrustedMsError } from '../errors.js';
-import { syncDir } from '../fs-sync.js';
-import { DEFAULT_LOCK_SETTINGS, type HeldFileLock, type LockSettings, lockStoreFile } from './file-lock.js';
-import { serialised } from './in-process-queue.js';
-import { type AuditEntry, checkAuditEntry, validateAuditData } from './schema.js';
+import { fileError } from '../../disk-errors.js';
+import { errnoCode, TrustedMsError } from '../../errors.js';
+import { syncDir } from '../../fs-sync.js';
+import { DEFAULT_LOCK_SETTINGS, type HeldFileLock, type LockSettings, lockStoreFile } from '../file-lock.js';
+import { serialised } from '../in-process-queue.js';
+import { type AuditEntry, checkAuditEntry, validateAuditData } from '../schema.js';
 
 // canonicalize 2 (RFC 8785, JSON Canonicalization Scheme) is CommonJS with an ES-style d.ts: at
 // run time the default import is the function itself. (3+ needs Node 22.)
