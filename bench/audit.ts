@@ -10,7 +10,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AuditLog } from '../src/store/audit-log.js';
+import { AuditLog } from '../src/store/audit/audit-log.js';
 import { JsonFileStore } from '../src/store/json-file-store.js';
 import { type AuditData, type AuditEntry, emptyAuditData, validateAuditData } from '../src/store/schema.js';
 

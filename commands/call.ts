@@ -1,7 +1,7 @@
 import { Args, Flags } from '@oclif/core';
-import { BaseCommand } from '../src/cli/base-command.js';
 import { type CallResult, callService } from '../src/client/call.js';
 import { loadSession } from '../src/client/session.js';
+import { BaseCommand } from '../src/command-support/base-command.js';
 import { TrustedMsError } from '../src/errors.js';
 import { fromErrorBody } from '../src/kernel/error-body.js';
 import { requireLabState } from '../src/kernel/lab-state.js';

@@ -3,7 +3,7 @@
 // runs and the attestation measures, so the output must be byte-for-byte reproducible.
 //
 //   node scripts/bundle-service.mjs [--entry <file>] [--outfile <file>]
-//   node scripts/bundle-service.mjs --tampered   # the attack catalog's variants (fixtures/tampered)
+//   node scripts/bundle-service.mjs --tampered   # the attack catalog's variants (src/attacks/payloads)
 //
 // The kit checks peers with src/pki/spiffe.ts and must not carry the CA's issuing code
 // (@peculiar/x509 + reflect-metadata): the build fails if anything pulls them in.
@@ -68,7 +68,7 @@ async function bundle(entry, outfile) {
 if (values.tampered) {
   // Tampered and compromised variants of the kit, bundled the same way: what the attack scenarios
   // plant in (or run in place of) a service.
-  const dir = resolve(root, 'dist/fixtures/tampered');
+  const dir = resolve(root, 'dist/src/attacks/payloads');
   for (const file of readdirSync(dir).filter((f) => f.endsWith('-service.js'))) {
     await bundle(resolve(dir, file), resolve(root, 'dist/lab/tampered', file.replace(/\.js$/, '.mjs')));
   }

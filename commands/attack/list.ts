@@ -1,6 +1,6 @@
 import { PLANNED, SCENARIOS } from '../../src/attacks/registry.js';
-import { BaseCommand } from '../../src/cli/base-command.js';
-import { renderTable } from '../../src/cli/table.js';
+import { BaseCommand } from '../../src/command-support/base-command.js';
+import { renderTable } from '../../src/command-support/table.js';
 
 export interface AttackListEntry {
   id: string;

@@ -1,7 +1,7 @@
 import { Args } from '@oclif/core';
 import { findScenario } from '../../src/attacks/registry.js';
 import type { Verdict } from '../../src/attacks/types.js';
-import { BaseCommand } from '../../src/cli/base-command.js';
+import { BaseCommand } from '../../src/command-support/base-command.js';
 import type { Posture } from '../../src/defences/posture.js';
 
 export interface AttackShowResult {

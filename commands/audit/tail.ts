@@ -1,8 +1,8 @@
 import { Flags } from '@oclif/core';
-import { formatAuditRecord } from '../../src/cli/audit-format.js';
-import { BaseCommand } from '../../src/cli/base-command.js';
+import { formatAuditRecord } from '../../src/command-support/audit-format.js';
+import { BaseCommand } from '../../src/command-support/base-command.js';
 import { TrustedMsError } from '../../src/errors.js';
-import type { AuditRecord } from '../../src/store/audit-log.js';
+import type { AuditRecord } from '../../src/store/audit/record.js';
 import { openLabStore } from '../../src/store/open.js';
 
 export default class AuditTail extends BaseCommand {

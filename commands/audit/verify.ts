@@ -1,7 +1,7 @@
 import chalk from 'chalk';
-import { BaseCommand } from '../../src/cli/base-command.js';
+import { BaseCommand } from '../../src/command-support/base-command.js';
 import { TrustedMsError } from '../../src/errors.js';
-import type { AuditVerifyResult } from '../../src/store/audit-log.js';
+import type { AuditVerifyResult } from '../../src/store/audit/verify.js';
 import { openLabStore } from '../../src/store/open.js';
 
 export default class AuditVerify extends BaseCommand {

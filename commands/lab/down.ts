@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core';
 import { recoverAttackRun } from '../../src/attacks/journal.js';
-import { BaseCommand } from '../../src/cli/base-command.js';
+import { BaseCommand } from '../../src/command-support/base-command.js';
 import { type LabDownResult, labDown } from '../../src/lab/down.js';
 
 export type LabDownCommandResult = LabDownResult & { attackReverted: string[] };

@@ -1,5 +1,5 @@
 import { Flags } from '@oclif/core';
-import { BaseCommand } from '../../src/cli/base-command.js';
+import { BaseCommand } from '../../src/command-support/base-command.js';
 import { parseDuration } from '../../src/load/duration.js';
 import { type LabLoadResult, labLoad, MAX_CLIENT_CONTAINERS, MAX_CLIENTS } from '../../src/load/lab-load.js';
 import { loadResultJson, renderLoadResult } from '../../src/load/report.js';

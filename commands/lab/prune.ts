@@ -1,5 +1,5 @@
 import { Flags } from '@oclif/core';
-import { BaseCommand } from '../../src/cli/base-command.js';
+import { BaseCommand } from '../../src/command-support/base-command.js';
 import type { PruneResult } from '../../src/lab/runtimes/docker/prune.js';
 
 export type LabPruneResult = PruneResult;

@@ -1,5 +1,5 @@
-import { BaseCommand } from '../../src/cli/base-command.js';
-import { renderTable } from '../../src/cli/table.js';
+import { BaseCommand } from '../../src/command-support/base-command.js';
+import { renderTable } from '../../src/command-support/table.js';
 import { formatBytes } from '../../src/lab/disk.js';
 import { type LabStatus, labStatus } from '../../src/lab/status.js';
 

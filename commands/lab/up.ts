@@ -1,7 +1,7 @@
 import { Flags } from '@oclif/core';
-import { BaseCommand } from '../../src/cli/base-command.js';
-import { onInterrupt } from '../../src/cli/interrupt.js';
-import { renderTable } from '../../src/cli/table.js';
+import { BaseCommand } from '../../src/command-support/base-command.js';
+import { onInterrupt } from '../../src/command-support/interrupt.js';
+import { renderTable } from '../../src/command-support/table.js';
 import { POSTURES, parsePosture } from '../../src/defences/posture.js';
 import { ABLATION_NAMES, defenceList, labelOf, parseAblations } from '../../src/defences/presets.js';
 import { fdLimitWarning } from '../../src/lab/fd-limit.js';

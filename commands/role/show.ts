@@ -1,6 +1,6 @@
 import { Args } from '@oclif/core';
-import { BaseCommand } from '../../src/cli/base-command.js';
-import { renderTable } from '../../src/cli/table.js';
+import { BaseCommand } from '../../src/command-support/base-command.js';
+import { renderTable } from '../../src/command-support/table.js';
 import { TrustedMsError } from '../../src/errors.js';
 import type { Role } from '../../src/policy/types.js';
 import { openLabStore } from '../../src/store/open.js';

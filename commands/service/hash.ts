@@ -1,6 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { formatRecord, hashDirectory, type TreeHash } from '../../src/attestation/tree-hash.js';
-import { BaseCommand } from '../../src/cli/base-command.js';
+import { BaseCommand } from '../../src/command-support/base-command.js';
 
 export type ServiceHashResult = TreeHash;
 

@@ -1,5 +1,5 @@
 import { Args, Flags } from '@oclif/core';
-import { BaseCommand } from '../../src/cli/base-command.js';
+import { BaseCommand } from '../../src/command-support/base-command.js';
 import { TrustedMsError } from '../../src/errors.js';
 import { registerServices, type ServiceAttestation } from '../../src/lab/attest.js';
 

@@ -1,7 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import chalk from 'chalk';
-import { BaseCommand } from '../../src/cli/base-command.js';
-import { renderTable } from '../../src/cli/table.js';
+import { BaseCommand } from '../../src/command-support/base-command.js';
+import { renderTable } from '../../src/command-support/table.js';
 import { TrustedMsError } from '../../src/errors.js';
 import { type ServiceAttestation, verifyServices } from '../../src/lab/attest.js';
 

@@ -1,6 +1,6 @@
 import { Args, Flags } from '@oclif/core';
-import { BaseCommand } from '../../src/cli/base-command.js';
-import { obtainPassword } from '../../src/cli/password-input.js';
+import { BaseCommand } from '../../src/command-support/base-command.js';
+import { obtainPassword } from '../../src/command-support/password-input.js';
 import { openUserAdmin } from '../../src/users/admin.js';
 import type { PublicUser } from '../../src/users/users.js';
 

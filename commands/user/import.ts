@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { Flags } from '@oclif/core';
-import { BaseCommand } from '../../src/cli/base-command.js';
+import { BaseCommand } from '../../src/command-support/base-command.js';
 import { errnoCode, TrustedMsError } from '../../src/errors.js';
 import { openUserAdmin } from '../../src/users/admin.js';
 

@@ -1,5 +1,5 @@
 import { Args, Flags } from '@oclif/core';
-import { BaseCommand } from '../../src/cli/base-command.js';
+import { BaseCommand } from '../../src/command-support/base-command.js';
 import { RSA_KEY_SIZES } from '../../src/crypto/keys.js';
 import { resolveKeyDir } from '../../src/home.js';
 import { openUserAdmin } from '../../src/users/admin.js';

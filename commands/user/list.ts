@@ -1,5 +1,5 @@
-import { BaseCommand } from '../../src/cli/base-command.js';
-import { renderTable } from '../../src/cli/table.js';
+import { BaseCommand } from '../../src/command-support/base-command.js';
+import { renderTable } from '../../src/command-support/table.js';
 import { openLabStore } from '../../src/store/open.js';
 import { listUsers, type PublicUser, toPublicUser } from '../../src/users/users.js';
 

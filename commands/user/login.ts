@@ -1,9 +1,13 @@
 import { Args, Flags } from '@oclif/core';
-import { BaseCommand } from '../../src/cli/base-command.js';
-import { obtainPassword, passphraseSource, readPasswordFromStdin } from '../../src/cli/password-input.js';
 import { login } from '../../src/client/login.js';
 import { explainRefusal, resolveLoginKey, splitStdinSecrets } from '../../src/client/login-key.js';
 import { saveSession } from '../../src/client/session.js';
+import { BaseCommand } from '../../src/command-support/base-command.js';
+import {
+  obtainPassword,
+  passphraseSource,
+  readPasswordFromStdin,
+} from '../../src/command-support/password-input.js';
 import { resolveKeyDir } from '../../src/home.js';
 import { requireLabState } from '../../src/kernel/lab-state.js';
 

@@ -1,6 +1,6 @@
 import { Args } from '@oclif/core';
-import { BaseCommand } from '../../src/cli/base-command.js';
-import { propagationLine } from '../../src/cli/propagation.js';
+import { BaseCommand } from '../../src/command-support/base-command.js';
+import { propagationLine } from '../../src/command-support/propagation.js';
 import { openRevocationAdmin } from '../../src/users/revocation-admin.js';
 import type { UserRevocationResult } from '../../src/users/revocations.js';
 

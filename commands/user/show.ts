@@ -1,5 +1,5 @@
 import { Args } from '@oclif/core';
-import { BaseCommand } from '../../src/cli/base-command.js';
+import { BaseCommand } from '../../src/command-support/base-command.js';
 import { openLabStore } from '../../src/store/open.js';
 import { getUser, type PublicUser, toPublicUser } from '../../src/users/users.js';
 

@@ -16,7 +16,7 @@ import type { Attempt, ScenarioContext } from './types.js';
 
 /**
  * How the malicious-service scenarios plant the attacker's code (variants of the sample kit in
- * `fixtures/tampered/`, bundled into `dist/lab/tampered/`) and take it out again, and the victim's
+ * `src/attacks/payloads/`, bundled into `dist/lab/tampered/`) and take it out again, and the victim's
  * own requests that set the trap off.
  */
 

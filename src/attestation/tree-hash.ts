@@ -12,6 +12,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { errnoCode, TrustedMsError } from '../errors.js';
+import { type TarBody, type TarEntryHeader, TarReader } from './tar-reader.js';
 
 /**
  * Deterministic hash of a code tree, the same whether it is read from disk (process runtime) or from
@@ -68,7 +69,6 @@ export interface TreeDiff {
   changed: string[];
 }
 
-const MAX_META_BYTES = 1024 * 1024;
 const READ_CHUNK = 1024 * 1024;
 
 function invalid(message: string, cause?: unknown): TrustedMsError {
@@ -229,7 +229,8 @@ export async function hashTarStream(
   stream: NodeJS.ReadableStream,
   opts: TarHashOptions = {},
 ): Promise<TreeHash> {
-  const reader = new TarHashReader(opts.stripFirstComponent ?? true, normaliseExcludes(opts.exclude));
+  const tree = new TarTreeRecords(opts.stripFirstComponent ?? true, normaliseExcludes(opts.exclude));
+  const reader = new TarReader((entry) => tree.onEntry(entry));
   try {
     for await (const chunk of stream) {
       if (typeof chunk === 'string')
@@ -243,227 +244,45 @@ export async function hashTarStream(
       cause,
     );
   }
-  return finish(reader.end(), opts.listing);
+  reader.end();
+  return finish(tree.records(), opts.listing);
 }
 
-interface PendingMeta {
-  path?: string;
-  linkpath?: string;
-  size?: number;
-}
-
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-
-function cString(block: Buffer, start: number, length: number): string {
-  const field = block.subarray(start, start + length);
-  const nul = field.indexOf(0);
-  try {
-    return utf8.decode(nul === -1 ? field : field.subarray(0, nul));
-  } catch (cause) {
-    throw invalid('tar entry name is not valid UTF-8', cause);
-  }
-}
-
-/** Octal ASCII (NUL/space terminated) or GNU base-256 (high bit of the first byte set). */
-function tarNumber(block: Buffer, start: number, length: number, what: string): number {
-  const field = block.subarray(start, start + length);
-  if ((field[0]! & 0x80) !== 0) {
-    if ((field[0]! & 0x40) !== 0) throw invalid(`corrupt tar header: negative ${what}`);
-    let value = field[0]! & 0x3f;
-    for (let i = 1; i < field.length; i++) value = value * 256 + field[i]!;
-    if (!Number.isSafeInteger(value)) throw invalid(`corrupt tar header: ${what} too large`);
-    return value;
-  }
-  const text = field
-    .toString('latin1')
-    .replace(/[\0 ]+$/, '')
-    .replace(/^[ ]+/, '');
-  if (text === '') return 0;
-  if (!/^[0-7]+$/.test(text)) throw invalid(`corrupt tar header: ${what} is not an octal number`);
-  return Number.parseInt(text, 8);
-}
-
-function verifyChecksum(block: Buffer): void {
-  const stored = tarNumber(block, 148, 8, 'checksum');
-  let unsigned = 0;
-  let signed = 0;
-  for (let i = 0; i < 512; i++) {
-    const byte = i >= 148 && i < 156 ? 0x20 : block[i]!;
-    unsigned += byte;
-    signed += byte > 127 ? byte - 256 : byte;
-  }
-  if (stored !== unsigned && stored !== signed)
-    throw invalid('corrupt tar archive: header checksum mismatch');
-}
-
-function parsePax(data: Buffer): PendingMeta {
-  const meta: PendingMeta = {};
-  let off = 0;
-  while (off < data.length) {
-    const space = data.indexOf(0x20, off);
-    if (space === -1) throw invalid('corrupt tar archive: bad PAX record');
-    const length = Number.parseInt(data.toString('latin1', off, space), 10);
-    if (!Number.isSafeInteger(length) || length <= space - off || off + length > data.length) {
-      throw invalid('corrupt tar archive: bad PAX record length');
-    }
-    const record = data.subarray(space + 1, off + length);
-    if (record[record.length - 1] !== 0x0a) throw invalid('corrupt tar archive: PAX record without newline');
-    const eq = record.indexOf(0x3d);
-    if (eq === -1) throw invalid('corrupt tar archive: PAX record without "="');
-    const key = record.toString('utf8', 0, eq);
-    let value: string;
-    try {
-      value = utf8.decode(record.subarray(eq + 1, record.length - 1));
-    } catch (cause) {
-      throw invalid('tar PAX value is not valid UTF-8', cause);
-    }
-    if (key === 'path') meta.path = value;
-    else if (key === 'linkpath') meta.linkpath = value;
-    else if (key === 'size') {
-      if (!/^[0-9]+$/.test(value)) throw invalid('corrupt tar archive: bad PAX size');
-      meta.size = Number(value);
-      if (!Number.isSafeInteger(meta.size)) throw invalid('corrupt tar archive: PAX size too large');
-    }
-    off += length;
-  }
-  return meta;
-}
-
-/** Body handler of the entry being read. */
-interface Body {
-  data(chunk: Buffer): void;
-  end(): void;
-}
-
-class TarHashReader {
-  private readonly header = Buffer.alloc(512);
-  private headerFill = 0;
-  private remaining = 0;
-  private padding = 0;
-  private body: Body | undefined;
-  private ended = false;
+/**
+ * Tar entries → tree records: the top folder stripped, a hard link given its target's content, a
+ * later entry for a path replacing an earlier one; only files, symlinks and folders are accepted.
+ */
+class TarTreeRecords {
   private top: string | undefined;
-  private pending: PendingMeta = {};
   /** Every regular file seen, excluded or not, so that a hard link can take its target's content. */
   private readonly contents = new Map<string, { sha256: string; size: number }>();
-  private readonly records = new Map<string, TreeRecord>();
+  private readonly byPath = new Map<string, TreeRecord>();
 
   constructor(
     private readonly strip: boolean,
     private readonly excludes: readonly string[],
   ) {}
 
-  write(chunk: Buffer): void {
-    let off = 0;
-    while (off < chunk.length) {
-      if (this.remaining > 0) {
-        const n = Math.min(this.remaining, chunk.length - off);
-        this.body?.data(chunk.subarray(off, off + n));
-        off += n;
-        this.remaining -= n;
-        if (this.remaining === 0) this.endBody();
-      } else if (this.padding > 0) {
-        const n = Math.min(this.padding, chunk.length - off);
-        off += n;
-        this.padding -= n;
-      } else if (this.ended) {
-        return; // zero blocks padding the archive to its record size, or anything after the end marker
-      } else {
-        const n = Math.min(512 - this.headerFill, chunk.length - off);
-        chunk.copy(this.header, this.headerFill, off, off + n);
-        this.headerFill += n;
-        off += n;
-        if (this.headerFill === 512) {
-          this.headerFill = 0;
-          this.onHeader(this.header);
-        }
-      }
-    }
+  records(): TreeRecord[] {
+    return [...this.byPath.values()];
   }
 
-  end(): TreeRecord[] {
-    if (!this.ended || this.remaining > 0 || this.headerFill > 0) {
-      throw invalid('truncated tar archive: it ends before its end-of-archive marker');
-    }
-    return [...this.records.values()];
-  }
-
-  private endBody(): void {
-    const body = this.body;
-    this.body = undefined;
-    body?.end();
-  }
-
-  private startBody(size: number, body: Body | undefined): void {
-    this.body = body;
-    this.remaining = size;
-    this.padding = (512 - (size % 512)) % 512;
-    if (size === 0) this.endBody();
-  }
-
-  private collect(size: number, what: string, done: (data: Buffer) => void): void {
-    if (size > MAX_META_BYTES) throw invalid(`corrupt tar archive: ${what} of ${size} bytes`);
-    const parts: Buffer[] = [];
-    this.startBody(size, { data: (c) => parts.push(Buffer.from(c)), end: () => done(Buffer.concat(parts)) });
-  }
-
-  private onHeader(block: Buffer): void {
-    if (block.every((b) => b === 0)) {
-      this.ended = true;
-      return;
-    }
-    verifyChecksum(block);
-    const type = String.fromCharCode(block[156]!);
-    const magic = block.toString('latin1', 257, 263);
-    const ustarPrefix = magic === 'ustar\0' ? cString(block, 345, 155) : '';
-    const headerName = cString(block, 0, 100);
-    const rawName = ustarPrefix === '' ? headerName : `${ustarPrefix}/${headerName}`;
-    const headerSize = tarNumber(block, 124, 12, 'size');
-
-    // Extended headers describe the next entry.
-    if (type === 'x') {
-      this.collect(headerSize, 'PAX header', (data) => {
-        this.pending = { ...this.pending, ...parsePax(data) };
-      });
-      return;
-    }
-    if (type === 'g') {
-      this.collect(headerSize, 'PAX global header', () => {});
-      return;
-    }
-    if (type === 'L' || type === 'K') {
-      this.collect(headerSize, 'GNU long name', (data) => {
-        const nul = data.indexOf(0);
-        const value = cString(data, 0, nul === -1 ? data.length : nul);
-        if (type === 'L') this.pending.path ??= value;
-        else this.pending.linkpath ??= value;
-      });
-      return;
-    }
-
-    const meta = this.pending;
-    this.pending = {};
-    const size = meta.size ?? headerSize;
-    const name = meta.path ?? rawName;
-    const linkName = meta.linkpath ?? cString(block, 157, 100);
+  onEntry({ type, name, linkName, mode, size }: TarEntryHeader): TarBody | undefined {
     const path = this.relative(name);
-    const mode = tarNumber(block, 100, 8, 'mode');
-
     switch (type) {
       case '0':
       case '\0':
       case '7': {
         if (path === '') throw invalid('the tar archive holds a single file, not a folder');
         const hash: Hash = createHash('sha256');
-        this.startBody(size, {
+        return {
           data: (c) => hash.update(c),
           end: () => {
             const sha256 = hash.digest('hex');
             this.contents.set(path, { sha256, size });
             this.add({ kind: 'f', mode: fileMode(mode), sha256, path, size });
           },
-        });
-        return;
+        };
       }
       case '1': {
         const target = this.contents.get(this.relative(linkName));
@@ -472,20 +291,17 @@ class TarHashReader {
         }
         this.contents.set(path, target);
         this.add({ kind: 'f', mode: fileMode(mode), sha256: target.sha256, path, size: target.size });
-        this.startBody(size, undefined);
-        return;
+        return undefined;
       }
       case '2': {
         if (path === '') throw invalid('the tar archive holds a single symlink, not a folder');
         checkPath(linkName);
         const target = Buffer.from(linkName, 'utf8');
         this.add({ kind: 'l', mode: '777', sha256: sha256Hex(target), path, size: target.length });
-        this.startBody(size, undefined);
-        return;
+        return undefined;
       }
       case '5':
-        this.startBody(size, undefined);
-        return;
+        return undefined;
       default:
         throw invalid(
           `${JSON.stringify(name)} has tar type ${JSON.stringify(type)}: only files, symlinks and folders can be attested`,
@@ -516,7 +332,7 @@ class TarHashReader {
   private add(record: TreeRecord): void {
     if (isExcluded(record.path, this.excludes)) return;
     // A later entry for the same path replaces the earlier one, as it would on extraction.
-    this.records.set(record.path, record);
+    this.byPath.set(record.path, record);
   }
 }
 

@@ -1,4 +1,4 @@
-import { renderTable } from '../cli/table.js';
+import { renderTable } from '../command-support/table.js';
 import type { LatencySummary } from './histogram.js';
 import type { LoadRunResult } from './run.js';
 

@@ -1,11 +1,90 @@
+import { dirname } from 'node:path';
 import lockfile from 'proper-lockfile';
-import { errnoCode } from '../errors.js';
+import { fileError } from '../disk-errors.js';
+import { errnoCode, TrustedMsError } from '../errors.js';
+import { makeDir } from '../fs-sync.js';
 
-export interface FileLockRetry {
+/**
+ * The one lock discipline of the store's files (the JSON store and the audit log): a
+ * proper-lockfile lock `<file>.lock` next to the file, taken by every writer in every process.
+ */
+
+export interface LockSettings {
+  /** A lock whose mtime is older than this (ms) is taken over: a writer killed by SIGKILL leaves one. */
   staleMs: number;
+  /** Retries of a busy lock, with exponential backoff between minTimeoutMs and maxTimeoutMs. */
   retries: number;
   minTimeoutMs: number;
   maxTimeoutMs: number;
+}
+
+/**
+ * ~20 s of patience in total (the 12 first waits grow from 5 to 100 ms, then ~140 waits of 100-200 ms):
+ * enough for 100 writers queueing on one file at ~3 ms per update, and for a stale lock (5 s) to
+ * be taken over.
+ */
+export const DEFAULT_LOCK_SETTINGS: LockSettings = {
+  staleMs: 5_000,
+  retries: 150,
+  minTimeoutMs: 5,
+  maxTimeoutMs: 100,
+};
+
+/** A store file's lock while we hold it. */
+export interface HeldFileLock {
+  /**
+   * Set when the lock was taken over (stale) or removed while we held it: another writer may be
+   * working on the file since.
+   */
+  readonly compromised: Error | undefined;
+  /** Throws STORE_LOCKED if the lock was lost: a write now could undo or fork another writer's. */
+  assertHeld(before: string): void;
+  /** Lets go; a lock taken over after our write, or already removed, is not our caller's problem. */
+  release(): Promise<void>;
+}
+
+/**
+ * Creates the file's folder if needed and takes its lock: STORE_LOCKED when another writer keeps
+ * it past the retries, a disk fault (DISK_FULL, DISK_READ_ONLY...) at once.
+ */
+export async function lockStoreFile(file: string, settings: LockSettings): Promise<HeldFileLock> {
+  try {
+    await makeDir(dirname(file));
+  } catch (err) {
+    throw fileError(file, 'create the folder of', err);
+  }
+  let compromised: Error | undefined;
+  let release: () => Promise<void>;
+  try {
+    release = await lockFile(file, settings, (err) => {
+      // Recorded, not thrown: proper-lockfile's default throws from a timer and kills the process.
+      compromised = err;
+    });
+  } catch (err) {
+    if (errnoCode(err) === 'ELOCKED') {
+      throw new TrustedMsError('STORE_LOCKED', `${file} is locked by another writer`, {
+        cause: err,
+        actions: [
+          'retry in a moment',
+          `if no trusted-ms process is running, the lock ${file}.lock is taken over after ${Math.round(settings.staleMs / 1000)} s`,
+        ],
+      });
+    }
+    throw fileError(file, 'lock', err);
+  }
+  return {
+    get compromised() {
+      return compromised;
+    },
+    assertHeld(before: string) {
+      if (compromised === undefined) return;
+      throw new TrustedMsError('STORE_LOCKED', `lost the lock on ${file} before ${before}`, {
+        cause: compromised,
+        actions: ['retry; if it keeps happening, look for another process holding the store'],
+      });
+    },
+    release: () => release().catch(() => undefined),
+  };
 }
 
 /**
@@ -14,9 +93,9 @@ export interface FileLockRetry {
  * then waited out all ~150 retries (~20 s) before failing, longer than a client waits for the
  * answer. A disk fault is final: it is thrown at once, for the caller to map.
  */
-export async function lockFile(
+async function lockFile(
   file: string,
-  settings: FileLockRetry,
+  settings: LockSettings,
   onCompromised: (err: Error) => void,
 ): Promise<() => Promise<void>> {
   const { staleMs, retries, minTimeoutMs, maxTimeoutMs } = settings;

@@ -1,32 +1,11 @@
 import { readFile, stat } from 'node:fs/promises';
-import { dirname } from 'node:path';
 import { type Adapter, Low } from 'lowdb';
 import { fileError } from '../disk-errors.js';
 import { errnoCode, isTrustedMsError, TrustedMsError } from '../errors.js';
-import { makeDir, writeFileDurably } from '../fs-sync.js';
-import { lockFile } from './file-lock.js';
+import { writeFileDurably } from '../fs-sync.js';
+import { DEFAULT_LOCK_SETTINGS, type LockSettings, lockStoreFile } from './file-lock.js';
+import { serialised } from './in-process-queue.js';
 import type { Validator } from './schema.js';
-
-export interface LockSettings {
-  /** A lock whose mtime is older than this (ms) is taken over: a writer killed by SIGKILL leaves one. */
-  staleMs: number;
-  /** Retries of a busy lock, with exponential backoff between minTimeoutMs and maxTimeoutMs. */
-  retries: number;
-  minTimeoutMs: number;
-  maxTimeoutMs: number;
-}
-
-/**
- * ~20 s of patience in total (the 12 first waits grow from 5 to 100 ms, then ~140 waits of 100-200 ms):
- * enough for 100 writers queueing on one file at ~3 ms per update, and for a stale lock (5 s) to
- * be taken over.
- */
-export const DEFAULT_LOCK_SETTINGS: LockSettings = {
-  staleMs: 5_000,
-  retries: 150,
-  minTimeoutMs: 5,
-  maxTimeoutMs: 100,
-};
 
 export interface JsonFileStoreOptions<T> {
   file: string;
@@ -40,26 +19,6 @@ export interface JsonFileStoreOptions<T> {
    * come back deep-frozen (shared, never to be changed by the caller).
    */
   resident?: boolean;
-}
-
-/**
- * Writers of one file inside this process queue here first, so they do not poll the file lock
- * against each other; the file lock then serialises them with other processes.
- */
-const inProcessQueues = new Map<string, Promise<unknown>>();
-
-export function serialised<R>(key: string, fn: () => Promise<R>): Promise<R> {
-  const prev = inProcessQueues.get(key) ?? Promise.resolve();
-  const run = prev.then(fn, fn);
-  const tail = run.then(
-    () => undefined,
-    () => undefined,
-  );
-  inProcessQueues.set(key, tail);
-  void tail.then(() => {
-    if (inProcessQueues.get(key) === tail) inProcessQueues.delete(key);
-  });
-  return run;
 }
 
 function ioError(file: string, what: string, err: unknown): TrustedMsError {
@@ -150,9 +109,7 @@ export class JsonFileStore<T> {
    */
   update<R>(fn: (data: T) => R | Promise<R>): Promise<R> {
     return serialised(this.file, async () => {
-      await this.#ensureFolder();
-      const state = { compromised: undefined as Error | undefined };
-      const release = await this.#acquire(state);
+      const lock = await lockStoreFile(this.file, this.#lock);
       try {
         const loaded = await this.#load();
         // The memory copy is shared with readers: change a copy of it.
@@ -164,47 +121,14 @@ export class JsonFileStore<T> {
         const before = loaded.exists ? JSON.stringify(data) : undefined;
         const result = await fn(data);
         if (before === undefined || JSON.stringify(data) !== before) {
-          if (state.compromised) {
-            throw new TrustedMsError('STORE_LOCKED', `lost the lock on ${this.file} before writing`, {
-              cause: state.compromised,
-              actions: ['retry; if it keeps happening, look for another process holding the store'],
-            });
-          }
+          lock.assertHeld('writing');
           await this.#write(data);
         }
         return result;
       } finally {
-        // A lock taken over after our write, or already removed, is not our caller's problem.
-        await release().catch(() => undefined);
+        await lock.release();
       }
     });
-  }
-
-  async #ensureFolder(): Promise<void> {
-    try {
-      await makeDir(dirname(this.file));
-    } catch (err) {
-      throw ioError(this.file, 'create the folder of', err);
-    }
-  }
-  async #acquire(state: { compromised: Error | undefined }): Promise<() => Promise<void>> {
-    try {
-      return await lockFile(this.file, this.#lock, (err) => {
-        // Recorded, not thrown: proper-lockfile's default throws from a timer and kills the process.
-        state.compromised = err;
-      });
-    } catch (err) {
-      if (errnoCode(err) === 'ELOCKED') {
-        throw new TrustedMsError('STORE_LOCKED', `${this.file} is locked by another writer`, {
-          cause: err,
-          actions: [
-            'retry in a moment',
-            `if no trusted-ms process is running, the lock ${this.file}.lock is taken over after ${Math.round(this.#lock.staleMs / 1000)} s`,
-          ],
-        });
-      }
-      throw ioError(this.file, 'lock', err);
-    }
   }
 
   async #load(): Promise<{ exists: true; data: T } | { exists: false }> {

@@ -2,8 +2,11 @@ import { join, resolve } from 'node:path';
 import { fileError } from '../disk-errors.js';
 import { TrustedMsError } from '../errors.js';
 import type { Role } from '../policy/types.js';
-import { AuditLog, type AuditRecord, type AuditVerifyResult } from './audit-log.js';
-import { JsonFileStore, type LockSettings } from './json-file-store.js';
+import { AuditLog } from './audit/audit-log.js';
+import type { AuditRecord } from './audit/record.js';
+import type { AuditVerifyResult } from './audit/verify.js';
+import type { LockSettings } from './file-lock.js';
+import { JsonFileStore } from './json-file-store.js';
 import { type AuditEntry, emptyStoreData, type StoreData, validateStoreData } from './schema.js';
 
 export interface LabStoreOptions {

@@ -1,5 +1,5 @@
 import { Args, Flags } from '@oclif/core';
-import { BaseCommand } from '../../../src/cli/base-command.js';
+import { BaseCommand } from '../../../src/command-support/base-command.js';
 import { openUserAdmin } from '../../../src/users/admin.js';
 import { addPublicKey, type KeyAddResult, readPublicKeyInput } from '../../../src/users/user-keys.js';
 

@@ -1,5 +1,5 @@
 import { Args } from '@oclif/core';
-import { BaseCommand } from '../../../src/cli/base-command.js';
+import { BaseCommand } from '../../../src/command-support/base-command.js';
 import type { UserKey } from '../../../src/store/schema.js';
 import { openUserAdmin } from '../../../src/users/admin.js';
 

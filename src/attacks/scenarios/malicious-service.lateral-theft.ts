@@ -13,7 +13,7 @@ export const lateralTheft: Scenario = {
   paperAttack: 5,
   technique: 'T1021',
   description:
-    "The catalog service's process is compromised (it runs fixtures/tampered/lateral-service.ts; its code folder is untouched, so measuring the code cannot see it). When the victim reads the catalog, the implant reuses the credentials of that request (the gateway's identity headers in none, the victim's bearer ticket in paper and trusted) to read a customer record straight from the customers service, which catalog never calls, and sends what it got to the attacker's sink. The paper has nothing between services but the bearer ticket, so customers serves it; in trusted customers accepts only mTLS peers that are its callers in the topology, and catalog is not one. Revert restarts catalog with its own code.",
+    "The catalog service's process is compromised (it runs src/attacks/payloads/lateral-service.ts; its code folder is untouched, so measuring the code cannot see it). When the victim reads the catalog, the implant reuses the credentials of that request (the gateway's identity headers in none, the victim's bearer ticket in paper and trusted) to read a customer record straight from the customers service, which catalog never calls, and sends what it got to the attacker's sink. The paper has nothing between services but the bearer ticket, so customers serves it; in trusted customers accepts only mTLS peers that are its callers in the topology, and catalog is not one. Revert restarts catalog with its own code.",
   evidence:
     "What the implant sent to the attacker's sink (succeeded when the customer record is in it: otherwise it carries the refusal customers answered with).",
   expected: { none: 'succeeded', paper: 'succeeded', trusted: 'blocked' },

@@ -19,7 +19,7 @@ import { buildSampleService, type PeerClient, type SampleDefinition } from './ap
  * (paper only: the paper's self-attestation, made before it serves anyone, as the paper says), and
  * serves HTTP, or HTTPS with client certificates in `trusted`.
  *
- * The hooks exist for the attack catalog's tampered variants in `fixtures/tampered/`: the honest kit
+ * The hooks exist for the attack catalog's tampered variants in `src/attacks/payloads/`: the honest kit
  * passes none.
  */
 export interface SampleKitHooks {

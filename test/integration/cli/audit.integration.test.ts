@@ -2,7 +2,8 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import type { AuditRecord, AuditVerifyResult } from '../../../src/store/audit-log.js';
+import type { AuditRecord } from '../../../src/store/audit/record.js';
+import type { AuditVerifyResult } from '../../../src/store/audit/verify.js';
 import { LabStore } from '../../../src/store/store.js';
 import { cli, cliJson, repoRoot, tempLab } from '../../support/cli.js';
 

@@ -15,7 +15,7 @@ import {
   validateChallenge,
 } from '../../../src/protocol/challenge.js';
 import { decodeTicketUnverified } from '../../../src/protocol/ticket.js';
-import { AuditLog } from '../../../src/store/audit-log.js';
+import { AuditLog } from '../../../src/store/audit/audit-log.js';
 import { validateAuditData, validateStoreData } from '../../../src/store/schema.js';
 import { parseHtpasswd } from '../../../src/users/htpasswd.js';
 import { anyJson, nastyString, objectLike } from '../../fuzz/arbitraries.js';

@@ -2,7 +2,8 @@ import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AUDIT_GENESIS, AuditLog, recordHash } from '../../../src/store/audit-log.js';
+import { AuditLog } from '../../../src/store/audit/audit-log.js';
+import { AUDIT_GENESIS, recordHash } from '../../../src/store/audit/record.js';
 import { LabStore } from '../../../src/store/store.js';
 
 let home: string;

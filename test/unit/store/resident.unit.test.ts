@@ -2,7 +2,7 @@ import { appendFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AuditLog } from '../../../src/store/audit-log.js';
+import { AuditLog } from '../../../src/store/audit/audit-log.js';
 import type { StoreData, UserRecord } from '../../../src/store/schema.js';
 import { LabStore } from '../../../src/store/store.js';
 

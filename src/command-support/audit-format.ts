@@ -1,5 +1,5 @@
 import chalk from 'chalk';
-import type { AuditRecord } from '../store/audit-log.js';
+import type { AuditRecord } from '../store/audit/record.js';
 
 const PAINT: Record<string, (s: string) => string> = {
   ok: chalk.green,
