@@ -17,6 +17,7 @@ import {
   signatureFromWire,
   verifyChallengeSignature,
 } from '../../protocol/challenge.js';
+import { forwardOnlyClock } from '../../protocol/clock.js';
 import { labAudience, labIssuer } from '../../protocol/issuer.js';
 import { deriveSessionKey, newExchangeKeyPair, sealSessionKey } from '../../protocol/session-key.js';
 import { issueTicket, type TicketClaims } from '../../protocol/ticket.js';
@@ -55,6 +56,11 @@ export interface SecurityDeps {
   onAttestation?: (services: ServiceStatus[]) => Promise<void>;
   /** revoked users and quarantined services, loaded from the store (default: an empty book) */
   revocations?: RevocationBook;
+  /**
+   * The wall clock (ticket iat, challenge expiry; also the rate limits' when given, for tests), the
+   * store's by default, so that tickets' iat and revocations' notBefore come from one clock. Read
+   * through `forwardOnlyClock`: a step back does not make an expired challenge good again.
+   */
   now?: () => number;
 }
 
@@ -73,7 +79,7 @@ const B64URL = { type: 'string', minLength: 1, maxLength: 4096, pattern: '^[A-Za
  * and issues the session tickets every other part verifies offline.
  */
 export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
-  const now = deps.now ?? Date.now;
+  const now = forwardOnlyClock(deps.now ?? (() => deps.store.now().getTime()));
   const app = createHttpApp();
   describeApi(app, {
     title: 'trusted-ms security service',
