@@ -144,7 +144,9 @@ export interface ProofVerifierOptions {
   /**
    * Proofs stamped before this millisecond are refused as possible replays: the replay cache is in
    * memory, so a verifier that starts (a restarted gateway) has not seen the proofs accepted before
-   * it. Set it to the time the verifier's process started. None by default.
+   * it. Set it to the time the verifier's process started. None by default. Not applied to a ticket
+   * issued after it (see `ticketIssuedAtMs`): no earlier verifier saw its proofs, and after a wall
+   * clock stepped back its fresh proofs are stamped before it.
    */
   notBeforeMs?: number;
 }
@@ -200,8 +202,11 @@ export class ProofVerifier {
     return this.#seen.size;
   }
 
-  /** Returns when the proof is good and new; throws a ProofError otherwise. */
-  verify(r: ProofRequest & { header: string | undefined }): void {
+  /**
+   * Returns when the proof is good and new; throws a ProofError otherwise. `ticketIssuedAtMs`: the
+   * `iat` of the ticket carrying `jti`, in milliseconds, when known.
+   */
+  verify(r: ProofRequest & { header: string | undefined; ticketIssuedAtMs?: number }): void {
     if (r.header === undefined || r.header === '') throw refuse('missing');
     const m = typeof r.header === 'string' && r.header.length <= 128 ? HEADER_RE.exec(r.header) : null;
     if (m === null || !checkRequest(r)) throw refuse('malformed');
@@ -212,7 +217,10 @@ export class ProofVerifier {
     if (Buffer.from(nonce, 'base64url').toString('base64url') !== nonce) throw refuse('malformed');
     if (!(Math.abs(this.#wall() - t) <= this.#windowMs)) throw refuse('outside-window');
     if (!timingSafeEqual(given, mac(r, t, nonce))) throw refuse('bad-mac');
-    if (t < this.#notBeforeMs) throw new ProofError('PROOF_REPLAYED', 'proof already used', 'before-start');
+    const issuedBeforeStart = !(r.ticketIssuedAtMs !== undefined && r.ticketIssuedAtMs >= this.#notBeforeMs);
+    if (t < this.#notBeforeMs && issuedBeforeStart) {
+      throw new ProofError('PROOF_REPLAYED', 'proof already used', 'before-start');
+    }
 
     const now = this.#now();
     this.#sweep(now);

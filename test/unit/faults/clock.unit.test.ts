@@ -283,6 +283,37 @@ describe('a wall clock stepped back brings back nothing that had expired', () =>
     expect(refusal).toMatchObject({ code: 'PROOF_REPLAYED', reason: 'before-clock-step' });
   });
 
+  it('a gateway started, then the clock stepped back an hour: a ticket issued since works; proofs from before its start stay refused', () => {
+    const started = wall;
+    const proofs = new ProofVerifier({ now: () => wall, notBeforeMs: started });
+    const req = {
+      sessionKey: randomBytes(32),
+      method: 'GET',
+      path: '/svc/accounts/db/accounts/records',
+      body: undefined,
+      jti: 'ICEiIyQlJicoKSorLC0uLw',
+    };
+    pass(MINUTE);
+    wall -= HOUR;
+    // Issued after the start by the security service, whose clock ran on; its proofs bear the wall clock.
+    const header = createProof({ ...req, now: () => wall });
+    expect(
+      codeOf(() => proofs.verify({ ...req, header, ticketIssuedAtMs: started + MINUTE })),
+    ).toBeUndefined();
+    // A ticket from before the start: its proofs stamped before the start may have been accepted by
+    // the gateway before this one.
+    const older = { ...req, jti: 'MDEyMzQ1Njc4OTAxMjM0NTY3' };
+    expect(
+      codeOf(() =>
+        proofs.verify({
+          ...older,
+          header: createProof({ ...older, now: () => wall }),
+          ticketIssuedAtMs: started - MINUTE,
+        }),
+      ),
+    ).toBe('PROOF_REPLAYED');
+  });
+
   it('a challenge answered after it expired, the clock stepped back an hour meanwhile: CHALLENGE_EXPIRED, both logins', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'tms-clock-'));
     const store = openLabStore(join(dir, 'home'));
