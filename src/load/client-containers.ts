@@ -229,6 +229,12 @@ export async function runInClientContainers(
   }
 }
 
+/** Removes the client containers of `lab` (found by label): a run's own cleanup, or a killed run's. */
+export async function removeClientContainers(lab: LabState): Promise<number> {
+  const runtime = (await runtimeFor('docker', { labId: lab.labId, posture: lab.posture })) as DockerRuntime;
+  return removeEdgePrograms(runtime, lab.labId, new RegExp(`^${PART_PREFIX}\\d+$`));
+}
+
 function merge(
   lab: LabState,
   clients: number,
