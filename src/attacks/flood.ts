@@ -52,7 +52,11 @@ export interface FloodResult {
   sent: number;
   /** answers by HTTP status, e.g. { "401": 120, "429": 3000 } */
   byStatus: Record<string, number>;
-  /** answers whose request the gateway held back to the user's rate first (RATE_WAIT_HEADER) */
+  /**
+   * answers other than 429 whose request the gateway held back first (RATE_WAIT_HEADER): to the
+   * user's rate, or a login step to its address's share of the security service; a 429 counts once,
+   * as refused, held back first or not
+   */
   queued: number;
   /** requests that got no answer (reset, refused; cut at the deadline) */
   noAnswer: number;
@@ -111,7 +115,7 @@ export async function flood(opts: FloodOptions): Promise<FloodResult> {
         });
         await res.body.dump();
         byStatus[res.statusCode] = (byStatus[res.statusCode] ?? 0) + 1;
-        if (res.headers[RATE_WAIT_HEADER] !== undefined) queued += 1;
+        if (res.statusCode !== 429 && res.headers[RATE_WAIT_HEADER] !== undefined) queued += 1;
       } catch (err) {
         noAnswer += 1;
         firstNoAnswer ??= errorCode(err);

@@ -16,8 +16,8 @@ export interface GatewayLimits {
    * it waited (ms, 0 when it did not), or throws
    */
   admitUser(user: string): Promise<number>;
-  /** a login step: its slot (released by the returned function), or RATE_LIMITED */
-  loginSlot(ip: string): Promise<() => void>;
+  /** a login step: its slot, or RATE_LIMITED */
+  loginSlot(ip: string): Promise<LoginSlot>;
   /** before a login step is relayed: refuses an address whose failures or rate are spent */
   admitLogin(ip: string): Promise<void>;
   /** after a login step was refused by the security service (a 4xx) */
@@ -46,17 +46,28 @@ export interface GatewayLimitConfig {
   refusalDelayMs?: number;
 }
 
+/** A login step's turn at the security service. */
+export interface LoginSlot {
+  release(): void;
+  /**
+   * How long it waited (ms; 0 when a slot was free) for other steps of the same address to end:
+   * held back to the address's share, which the gateway says on the answer (RATE_WAIT_HEADER) as
+   * it does for a user held to its rate.
+   */
+  waitedMs: number;
+}
+
 export function rateLimited(): TrustedMsError {
   return new TrustedMsError('RATE_LIMITED', 'too many requests, try again shortly');
 }
 
-const RELEASE_NOTHING = () => undefined;
+const FREE_SLOT: LoginSlot = Object.freeze({ release: () => undefined, waitedMs: 0 });
 
 /** `limits:off`: nobody is metered. */
 export const NO_LIMITS: GatewayLimits = Object.freeze({
   admitClient: () => undefined,
   admitUser: async () => 0,
-  loginSlot: async () => RELEASE_NOTHING,
+  loginSlot: async () => FREE_SLOT,
   admitLogin: async () => undefined,
   loginFailed: () => undefined,
 });
@@ -102,11 +113,14 @@ export class AddressAndUserLimits implements GatewayLimits {
     return waitMs;
   }
 
-  async loginSlot(ip: string): Promise<() => void> {
-    if (this.#m.loginsInFlight === undefined) return RELEASE_NOTHING;
-    const release = await this.#m.loginsInFlight.acquire(ip);
+  async loginSlot(ip: string): Promise<LoginSlot> {
+    const gate = this.#m.loginsInFlight;
+    if (gate === undefined) return FREE_SLOT;
+    const queued = gate.busy(ip);
+    const t0 = performance.now();
+    const release = await gate.acquire(ip);
     if (release === undefined) throw rateLimited();
-    return release;
+    return { release, waitedMs: queued ? Math.max(1, Math.ceil(performance.now() - t0)) : 0 };
   }
 
   async admitLogin(ip: string): Promise<void> {

@@ -132,6 +132,11 @@ export class KeyedConcurrency {
     private readonly queue: number,
   ) {}
 
+  /** Whether an acquire for this key now would wait for a slot (or be refused). */
+  busy(key: string): boolean {
+    return (this.#slots.get(key)?.active ?? 0) >= this.limit;
+  }
+
   /** A release function once a slot is free; undefined at once when the key's queue is full. */
   async acquire(key: string): Promise<(() => void) | undefined> {
     let slot = this.#slots.get(key);

@@ -98,6 +98,9 @@ describe.skipIf(REPEAT === 0)(
                   outcome: x.outcome,
                   documented: documented(x),
                   rerunAfter: x.rerunAfter,
+                  // what the verdict was judged on (the DoS figures), for a cell to be explained
+                  measurements: x.evidence.measurements,
+                  inconclusive: x.evidence.inconclusive,
                 })),
               })),
               null,

@@ -742,6 +742,47 @@ describe('gateway, login relay', () => {
       await new Promise<void>((r) => auth.close(() => r()));
     }
   });
+
+  it("says on a login step's answer that it waited for its address's slot (the DoS judge counts it as held back)", async () => {
+    // A slow security-service stand-in: each step takes 150 ms, so a second step of the same
+    // address waits for the first's slot.
+    const auth = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        setTimeout(() => {
+          res.writeHead(401, { 'content-type': 'application/json' });
+          res.end('{"code":"AUTH_FAILED","message":"authentication failed"}');
+        }, 150);
+      });
+    });
+    await new Promise<void>((r) => auth.listen(0, HOST, r));
+    const lab = await startGateway('trusted', {
+      auth: poolUpstream(createPool(`http://${HOST}:${(auth.address() as AddressInfo).port}`)),
+      authFailureLimit: new RateLimiter(0.001, 100),
+      authInFlight: new KeyedConcurrency(1, 8),
+      authRefusalDelayMs: 0,
+    });
+    try {
+      const step = () =>
+        send(lab.url, '/auth/challenge', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ user: 'mallory' }),
+        });
+      const [first, second] = await Promise.all([step(), step()]);
+      expect([first.status, second.status]).toEqual([401, 401]);
+      const waits = [first, second].map((r) => r.headers[RATE_WAIT_HEADER]);
+      // one of them went first and did not wait; the other waited about the first's 150 ms
+      expect(waits.filter((w) => w === undefined)).toHaveLength(1);
+      const waited = Number(waits.find((w) => w !== undefined));
+      expect(waited).toBeGreaterThanOrEqual(100);
+      // alone, a step waits for nothing
+      expect((await step()).headers[RATE_WAIT_HEADER]).toBeUndefined();
+    } finally {
+      await lab.close();
+      await new Promise<void>((r) => auth.close(() => r()));
+    }
+  });
 });
 
 // ---- forwarding --------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { GatewayLimits } from '../../../defences/limits.js';
+import { RATE_WAIT_HEADER } from '../../../defences/rate-limit.js';
 import { CLIENT_ADDRESS_HEADER } from '../../../kernel/client-address.js';
 import type { Upstream } from '../upstream.js';
 import { loginStepRoutes } from './login-steps.js';
@@ -50,11 +51,13 @@ export const loginRelayRoutes: FastifyPluginAsync<LoginRelayDeps> = async (app, 
   };
 
   loginStepRoutes(app, async (request: FastifyRequest, reply: FastifyReply) => {
-    const release = await limits.loginSlot(request.ip);
+    const slot = await limits.loginSlot(request.ip);
+    // Said on a refusal too: the step was held back before it was refused.
+    if (slot.waitedMs > 0) reply.header(RATE_WAIT_HEADER, String(slot.waitedMs));
     try {
       return await relayAuthStep(request, reply);
     } finally {
-      release();
+      slot.release();
     }
   });
 };
