@@ -126,19 +126,17 @@ function codeOf(text: string): string | undefined {
 
 /**
  * The attacker's own HTTP client: a separate connection pool, bound on Linux to another loopback
- * address (127.0.0.2) so that the lab sees a different client than the victim's 127.0.0.1.
+ * address (127.0.0.2, or `address`: an attacker with many sources) so that the lab sees a
+ * different client than the victim's 127.0.0.1.
  */
-export function attackerClient(): Agent {
+export function attackerClient(address = ATTACKER_ADDRESS): Agent {
   if (process.platform !== 'linux') return new Agent({ connections: 8 });
   // Bound to 127.0.0.2 only towards loopback: a container's address is not reachable from it.
   const connector = buildConnector({});
   return new Agent({
     connections: 8,
     connect: (opts, callback) =>
-      connector(
-        { ...opts, ...(LOOPBACK.test(opts.hostname) ? { localAddress: ATTACKER_ADDRESS } : {}) },
-        callback,
-      ),
+      connector({ ...opts, ...(LOOPBACK.test(opts.hostname) ? { localAddress: address } : {}) }, callback),
   });
 }
 

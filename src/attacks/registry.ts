@@ -1,4 +1,6 @@
 import { TrustedMsError } from '../errors.js';
+import { enumeration } from './scenarios/accounts.enumeration.js';
+import { lockoutDos } from './scenarios/accounts.lockout-dos.js';
 import { loginFlood } from './scenarios/dos.login-flood.js';
 import { requestFlood } from './scenarios/dos.request-flood.js';
 import { impersonation } from './scenarios/malicious-service.impersonation.js';
@@ -29,6 +31,9 @@ export const SCENARIOS: readonly Scenario[] = [
   impersonation,
   eavesdrop,
   mitmTamper,
+  // Last: they leave the attacker's addresses locked out for a while, which is the defence working.
+  lockoutDos,
+  enumeration,
 ];
 
 /** The rest of the catalog: listed so nobody mistakes their absence for a pass. Never run. */

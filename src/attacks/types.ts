@@ -1,7 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import type { Dispatcher } from 'undici';
-import type { Posture } from '../defences/posture.js';
-import type { Defences } from '../defences/presets.js';
+import { POSTURES, type Posture } from '../defences/posture.js';
+import { type Defences, PRESETS } from '../defences/presets.js';
 import type { LabState } from '../kernel/lab-state.js';
 
 /**
@@ -101,4 +101,12 @@ export interface PlannedScenario {
 /** The default judge: the attack succeeded when any attempt got the protected data. */
 export function judgeByData(ctx: ScenarioContext): Verdict {
   return ctx.evidence.attempts.some((a) => a.gotData) ? 'succeeded' : 'blocked';
+}
+
+/**
+ * Expected outcomes decided by the defences each posture's preset has, not by its name: `f` says
+ * what the defences in force should make of the attack.
+ */
+export function byDefences(f: (d: Defences) => ExpectedVerdict): Record<Posture, ExpectedVerdict> {
+  return Object.fromEntries(POSTURES.map((p) => [p, f(PRESETS[p])])) as Record<Posture, ExpectedVerdict>;
 }

@@ -1,7 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TrustedMsError } from '../errors.js';
 import type { Defences } from './presets.js';
-import { KeyedConcurrency, LoginLockout, RateLimiter } from './rate-limit.js';
+import { KeyedConcurrency, RateLimiter } from './rate-limit.js';
+import { type LockoutPersistence, SmartLockout } from './smart-lockout.js';
 
 /**
  * The `limits` defence at the gateway: what a client address and a user may send, and how logins
@@ -156,14 +157,28 @@ export function gatewayLimits(choice: Defences['limits'], config: GatewayLimitCo
 
 /**
  * The security service's share of `limits:on`: logins per client address before the password hash
- * (each costs ~60 ms of CPU), and a user locked out after repeated failures. `off`: neither.
+ * (each costs ~60 ms of CPU); the smart lock-out, by (user, source) and by source, never by account
+ * alone; and password checks that cost and answer the same for every name (`uniformChecks`: an
+ * unknown user, a scrypt user and an imported bcrypt user alike, docs/accounts.md). `off`: none.
  */
 export interface SecurityLimits {
   perClient?: RateLimiter;
-  lockout?: LoginLockout;
+  lockout?: SmartLockout;
+  uniformChecks: boolean;
 }
 
-export function securityLimits(choice: Defences['limits'], now?: () => number): SecurityLimits {
-  if (choice === 'off') return {};
-  return { perClient: new RateLimiter(20, 40, now), lockout: new LoginLockout(5, 10 * 60_000, 60_000, now) };
+export function securityLimits(
+  choice: Defences['limits'],
+  opts: { now?: () => number; wall?: () => number; persistence?: LockoutPersistence } = {},
+): SecurityLimits {
+  if (choice === 'off') return { uniformChecks: false };
+  return {
+    perClient: new RateLimiter(20, 40, opts.now),
+    lockout: new SmartLockout({
+      ...(opts.now ? { now: opts.now } : {}),
+      ...(opts.wall ? { wall: opts.wall } : {}),
+      ...(opts.persistence ? { persistence: opts.persistence } : {}),
+    }),
+    uniformChecks: true,
+  };
 }

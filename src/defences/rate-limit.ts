@@ -79,45 +79,6 @@ export class RateLimiter {
   }
 }
 
-/** Failed logins per user: after `maxFailures` within `windowMs`, the user is locked for `lockMs`. */
-export class LoginLockout {
-  readonly #failures = new Map<string, { count: number; first: number; lockedUntil: number }>();
-
-  constructor(
-    private readonly maxFailures = 5,
-    private readonly windowMs = 10 * 60_000,
-    private readonly lockMs = 60_000,
-    private readonly now: () => number = monotonicNow,
-  ) {}
-
-  isLocked(user: string): boolean {
-    const f = this.#failures.get(user);
-    if (f === undefined) return false;
-    const t = this.now();
-    // The clock went back: a lock ends at most lockMs from now, not lockMs plus the step.
-    if (f.lockedUntil - t > this.lockMs) f.lockedUntil = t + this.lockMs;
-    return f.lockedUntil > t;
-  }
-
-  fail(user: string): void {
-    const t = this.now();
-    let f = this.#failures.get(user);
-    // The clock went back past the window's start: the window starts again here.
-    if (f !== undefined && t < f.first) f.first = t;
-    if (f === undefined || t - f.first > this.windowMs) {
-      f = { count: 0, first: t, lockedUntil: 0 };
-      if (this.#failures.size >= 10_000) this.#failures.delete(this.#failures.keys().next().value as string);
-      this.#failures.set(user, f);
-    }
-    f.count += 1;
-    if (f.count >= this.maxFailures) f.lockedUntil = t + this.lockMs;
-  }
-
-  succeed(user: string): void {
-    this.#failures.delete(user);
-  }
-}
-
 /**
  * At most `limit` operations in flight per key (a client address); up to `queue` more wait their
  * turn, in order; beyond that, refused. One client then cannot fill a scarce worker (the password

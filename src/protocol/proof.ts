@@ -13,6 +13,8 @@ export const PROOF_HEADER = 'tms-proof';
 export const PROOF_TAG = 'trusted-ms proof v1';
 export const DEFAULT_PROOF_WINDOW_MS = 30_000;
 export const DEFAULT_REPLAY_CACHE_ENTRIES = 500_000;
+/** A user's share of the default cache: a sixteenth (see ProofVerifierOptions.maxEntriesPerUser). */
+export const DEFAULT_REPLAY_QUOTA_PER_USER = DEFAULT_REPLAY_CACHE_ENTRIES / 16;
 /** How long what is forgotten of a ticket's proofs is kept: longer than a ticket lives (an hour). */
 const FORGOTTEN_KEEP_MS = 86_400_000;
 
@@ -25,7 +27,8 @@ export type ProofRefusalReason =
   | 'replayed'
   | 'before-start'
   | 'before-clock-step'
-  | 'replay-cache-full';
+  | 'replay-cache-full'
+  | 'replay-quota';
 
 /** A refusal of a proof; `message` is generic, `reason` (not in `toJSON()`) is for the audit log. */
 export class ProofError extends TrustedMsError {
@@ -142,6 +145,14 @@ export interface ProofVerifierOptions {
   /** Most (jti, nonce) pairs remembered; when full, new proofs are refused. 500,000 by default. */
   maxEntries?: number;
   /**
+   * Most pairs one user (the ticket's subject, else its jti) may hold in the cache, checked before
+   * its proof is stored: one user who fills its share is refused (RATE_LIMITED, reason
+   * `replay-quota`) while everyone else still has room. 31,250 by default (a sixteenth of the
+   * default cache: 5x what the gateway's per-user rate, 100/s with a burst of 200, can put in a 60 s
+   * window).
+   */
+  maxEntriesPerUser?: number;
+  /**
    * Proofs stamped before this millisecond are refused as possible replays: the replay cache is in
    * memory, so a verifier that starts (a restarted gateway) has not seen the proofs accepted before
    * it. Set it to the time the verifier's process started. None by default. Not applied to a ticket
@@ -175,9 +186,12 @@ export class ProofVerifier {
   readonly #wall: () => number;
   readonly #now: () => number;
   readonly #maxEntries: number;
+  readonly #maxEntriesPerUser: number;
   readonly #notBeforeMs: number;
-  /** `${jti}.${nonce}` → the millisecond after which its proof is outside the window. */
-  readonly #seen = new Map<string, number>();
+  /** `${jti}.${nonce}` → the millisecond after which its proof is outside the window, and whose it is. */
+  readonly #seen = new Map<string, { until: number; user: string }>();
+  /** user → how many of its pairs the cache holds (only users with at least one). */
+  readonly #perUser = new Map<string, number>();
   /** jti → the newest proof time of it forgotten, and until when that is kept. */
   readonly #forgotten = new Map<string, { upToMs: number; keepUntilMs: number }>();
   #lastFullSweep = Number.NEGATIVE_INFINITY;
@@ -188,12 +202,16 @@ export class ProofVerifier {
     this.#wall = opts.now ?? Date.now;
     this.#now = forwardOnlyClock(this.#wall);
     this.#maxEntries = opts.maxEntries ?? DEFAULT_REPLAY_CACHE_ENTRIES;
+    this.#maxEntriesPerUser = opts.maxEntriesPerUser ?? DEFAULT_REPLAY_QUOTA_PER_USER;
     this.#notBeforeMs = opts.notBeforeMs ?? 0;
     if (!Number.isSafeInteger(this.#windowMs) || this.#windowMs <= 0) {
       throw new TrustedMsError('INVALID_INPUT', 'windowMs must be a positive whole number');
     }
     if (!Number.isSafeInteger(this.#maxEntries) || this.#maxEntries <= 0) {
       throw new TrustedMsError('INVALID_INPUT', 'maxEntries must be a positive whole number');
+    }
+    if (!Number.isSafeInteger(this.#maxEntriesPerUser) || this.#maxEntriesPerUser <= 0) {
+      throw new TrustedMsError('INVALID_INPUT', 'maxEntriesPerUser must be a positive whole number');
     }
   }
 
@@ -202,11 +220,17 @@ export class ProofVerifier {
     return this.#seen.size;
   }
 
+  /** Number of pairs of `user` remembered. */
+  sizeOf(user: string): number {
+    return this.#perUser.get(user) ?? 0;
+  }
+
   /**
    * Returns when the proof is good and new; throws a ProofError otherwise. `ticketIssuedAtMs`: the
-   * `iat` of the ticket carrying `jti`, in milliseconds, when known.
+   * `iat` of the ticket carrying `jti`, in milliseconds, when known; `user`: the ticket's subject,
+   * whose quota the proof counts against (the jti when not given).
    */
-  verify(r: ProofRequest & { header: string | undefined; ticketIssuedAtMs?: number }): void {
+  verify(r: ProofRequest & { header: string | undefined; ticketIssuedAtMs?: number; user?: string }): void {
     if (r.header === undefined || r.header === '') throw refuse('missing');
     const m = typeof r.header === 'string' && r.header.length <= 128 ? HEADER_RE.exec(r.header) : null;
     if (m === null || !checkRequest(r)) throw refuse('malformed');
@@ -229,27 +253,39 @@ export class ProofVerifier {
       throw new ProofError('PROOF_REPLAYED', 'proof already used', 'before-clock-step');
     }
     const key = `${r.jti}.${nonce}`;
-    const until = this.#seen.get(key);
+    const seen = this.#seen.get(key);
     // Still in the cache is seen, expired or not. Without a step of the clock an expired entry's
     // proof is outside the window and refused above; after a step back, a new proof's entry is
     // expired on arrival on the never-back clock and stays until a sweep reaches it, forgotten
     // only then (the red team replayed such proofs when "seen" also required unexpired).
-    if (until !== undefined) {
+    if (seen !== undefined) {
       throw new ProofError('PROOF_REPLAYED', 'proof already used', 'replayed');
     }
-    if (until === undefined && this.#seen.size >= this.#maxEntries) {
+    const user = r.user ?? r.jti;
+    // The user's share first: one user at its quota is refused alone, before it can take the room
+    // every other user needs from the global cap below.
+    if (this.sizeOf(user) >= this.#maxEntriesPerUser) {
+      this.#sweep(now, true);
+      if (this.sizeOf(user) >= this.#maxEntriesPerUser) {
+        throw new ProofError('RATE_LIMITED', 'too many requests, try again shortly', 'replay-quota');
+      }
+    }
+    if (this.#seen.size >= this.#maxEntries) {
       this.#sweep(now, true);
       if (this.#seen.size >= this.#maxEntries) {
         throw new ProofError('RATE_LIMITED', 'too many requests, try again shortly', 'replay-cache-full');
       }
     }
-    this.#seen.delete(key);
-    this.#seen.set(key, t + this.#windowMs);
+    this.#seen.set(key, { until: t + this.#windowMs, user });
+    this.#perUser.set(user, this.sizeOf(user) + 1);
   }
 
   /** Drops `key` from the replay cache, remembering how recent a proof of its ticket it forgets. */
-  #forget(key: string, until: number, now: number): void {
+  #forget(key: string, { until, user }: { until: number; user: string }, now: number): void {
     this.#seen.delete(key);
+    const left = this.sizeOf(user) - 1;
+    if (left > 0) this.#perUser.set(user, left);
+    else this.#perUser.delete(user);
     const jti = key.slice(0, key.indexOf('.'));
     const upToMs = until - this.#windowMs;
     const f = this.#forgotten.get(jti);
@@ -273,14 +309,14 @@ export class ProofVerifier {
       for (const [jti, f] of this.#forgotten) if (now > f.keepUntilMs) this.#forgotten.delete(jti);
     }
     if (!full) {
-      for (const [key, until] of this.#seen) {
-        if (now <= until) break;
-        this.#forget(key, until, now);
+      for (const [key, entry] of this.#seen) {
+        if (now <= entry.until) break;
+        this.#forget(key, entry, now);
       }
       return;
     }
     if (now - this.#lastFullSweep < 1000) return;
     this.#lastFullSweep = now;
-    for (const [key, until] of this.#seen) if (now > until) this.#forget(key, until, now);
+    for (const [key, entry] of this.#seen) if (now > entry.until) this.#forget(key, entry, now);
   }
 }

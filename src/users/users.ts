@@ -1,11 +1,13 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { describeKey } from '../crypto/keys.js';
 import {
+  bcryptCostOf,
   classifyHash,
   dummyHash,
   type HashFormat,
   hashPassword,
   verifyPassword,
+  verifyPasswordUniformly,
 } from '../crypto/password.js';
 import { jwkThumbprint } from '../crypto/thumbprint.js';
 import { isTrustedMsError, TrustedMsError } from '../errors.js';
@@ -35,6 +37,28 @@ export interface PublicUser {
 export interface ActorContext {
   /** Who is acting, for the audit log (default: `cli`, or `anonymous` for logins). */
   actor?: string;
+}
+
+export interface PasswordCheckOptions extends ActorContext {
+  /**
+   * The same work for every name, known or not, scrypt or imported bcrypt (verifyPasswordUniformly;
+   * the limits:on defence): the answer's timing tells no one which names exist.
+   */
+  uniform?: boolean;
+}
+
+/** The cost of the lab's not yet upgraded bcrypt hashes (the highest), per store snapshot. */
+const bcryptCosts = new WeakMap<StoreData, number | undefined>();
+function labBcryptCost(data: StoreData): number | undefined {
+  if (bcryptCosts.has(data)) return bcryptCosts.get(data);
+  let cost: number | undefined;
+  for (const u of Object.values(data.users)) {
+    const c = bcryptCostOf(u.password);
+    if (c !== undefined && (cost === undefined || c > cost)) cost = c;
+  }
+  // Only a frozen (resident) snapshot stays the same object while the store is unchanged.
+  if (Object.isFrozen(data)) bcryptCosts.set(data, cost);
+  return cost;
 }
 
 export interface NewUser {
@@ -431,7 +455,7 @@ export async function checkPassword(
   store: LabStore,
   name: string,
   password: string,
-  ctx: ActorContext = {},
+  ctx: PasswordCheckOptions = {},
 ): Promise<PasswordCheck> {
   const base = { actor: ctx.actor ?? 'anonymous', action: 'auth.password', target: auditTarget(name) };
   const deny = async (reason: string): Promise<never> => {
@@ -441,17 +465,35 @@ export async function checkPassword(
     throw authFailed();
   };
 
-  const record = isUserName(name) ? ownUser(await store.data(), name) : undefined;
+  const data = await store.data();
+  const record = isUserName(name) ? ownUser(data, name) : undefined;
+  if (ctx.uniform === true) {
+    const result = await verifyPasswordUniformly(password, record?.password, labBcryptCost(data));
+    if (!record) return deny('unknown user');
+    if (!result.ok) return deny('wrong password');
+    return granted(store, name, password, record, result.needsUpgrade, base);
+  }
   if (!record) {
     await verifyPassword(password, dummyHash());
     return deny('unknown user');
   }
   const result = await verifyPassword(password, record.password);
   if (!result.ok) return deny('wrong password');
+  return granted(store, name, password, record, result.needsUpgrade, base);
+}
 
+/** A right password: an imported hash upgraded to scrypt, and the login audited (required). */
+async function granted(
+  store: LabStore,
+  name: string,
+  password: string,
+  record: UserRecord,
+  needsUpgrade: boolean,
+  base: { actor: string; action: string; target: string | undefined },
+): Promise<PasswordCheck> {
   let upgraded = false;
   let user = record;
-  if (result.needsUpgrade) {
+  if (needsUpgrade) {
     const newHash = await hashPassword(password);
     const oldHash = record.password;
     user = await store.update((data) => {

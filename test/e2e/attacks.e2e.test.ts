@@ -29,11 +29,14 @@ describe.runIf(!engine && process.env.CI === 'true')('the attack catalog on Dock
 const SERVICES = 4;
 
 /*
- * All 13, the DoS scenarios too: their attacker floods from a container of its own on the lab's
- * edge network (flood-container.ts), so the gateway tells it from the victim on this host, whom
- * Docker's port relay shows at one address.
+ * All 13 before the account scenarios, the DoS scenarios too: their attacker floods from a
+ * container of its own on the lab's edge network (flood-container.ts), so the gateway tells it from
+ * the victim on this host, whom Docker's port relay shows at one address. Not yet the `accounts.*`
+ * ones: they need the attacker at several addresses (one per round), which on Docker means
+ * attacker containers on the edge network; from this host every try shows at one address, the
+ * gateway's per-address limit answers most of them, and enumeration would be inconclusive.
  */
-const ON_DOCKER = SCENARIOS;
+const ON_DOCKER = SCENARIOS.filter((s) => !s.id.startsWith('accounts.'));
 const DOS = ON_DOCKER.filter((s) => s.paperAttack === 3).map((s) => s.id);
 
 /** The lab's containers as the engine lists them: name, part label, running or not. */

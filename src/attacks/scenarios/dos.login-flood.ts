@@ -1,10 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { login } from '../../client/login.js';
-import { TrustedMsError } from '../../errors.js';
-import type { LabState } from '../../kernel/lab-state.js';
 import { openUserAdmin } from '../../users/admin.js';
 import { DOS_RULES, judgeFlood, measureUnderFlood, removeFloodLeftovers } from '../dos.js';
+import { labHome } from '../lab-home.js';
 import type { Scenario } from '../types.js';
 
 /**
@@ -15,17 +13,6 @@ import type { Scenario } from '../types.js';
 const FRESH = { baseline: 8, during: 8, after: 8 } as const;
 // Enough for two floods: a flood that bites is measured twice (measureUnderFlood).
 const FRESH_USERS = 2 + 2 * (FRESH.baseline + FRESH.during + FRESH.after);
-
-/** The lab's home, from the security service's own config (the scenario context does not carry it). */
-async function labHome(lab: LabState): Promise<string> {
-  const part = lab.parts.find((p) => p.kind === 'security');
-  const home = part
-    ? (JSON.parse(await readFile(part.configFile, 'utf8')) as { home?: unknown }).home
-    : undefined;
-  if (typeof home !== 'string')
-    throw new TrustedMsError('LAB_NOT_RUNNING', 'cannot find the lab home of its security service');
-  return home;
-}
 
 /** The attacker floods the login endpoint with wrong passwords while the victim keeps logging in. */
 export const loginFlood: Scenario = {

@@ -50,6 +50,7 @@ export class TicketAtGateway implements GatewayAuthenticator {
         body: request.body,
         jti: claims.jti,
         ticketIssuedAtMs: claims.iat * 1000,
+        user: claims.sub,
       });
     }
     return { user: claims.sub, forward: { authorization: authorization as string } };

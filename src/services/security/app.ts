@@ -26,6 +26,10 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
       'Users, keys, logins (docs/protocol.md), the service registry, revocations, and the admin API the CLI uses while a lab runs (lab token).',
   });
   const ctx = securityContext(deps);
+  // The lock-out's last changes are written before the service goes (a kill -9 loses at most ~1 s).
+  app.addHook('onClose', async () => {
+    await ctx.loginLimits.lockout?.close();
+  });
   app.register(discoveryRoutes, ctx);
   app.register(revocationFeedRoutes, ctx);
   app.register(loginRoutes, ctx);

@@ -3,11 +3,13 @@ import type { FastifyRequest } from 'fastify';
 import { type SecurityLimits, securityLimits } from '../../defences/limits.js';
 import type { Defences } from '../../defences/presets.js';
 import { monotonicNow } from '../../defences/rate-limit.js';
+import type { LockoutPersistence } from '../../defences/smart-lockout.js';
 import { TrustedMsError } from '../../errors.js';
 import { CLIENT_ADDRESS_HEADER, clientAddressOf } from '../../kernel/client-address.js';
 import type { LabCa } from '../../pki/ca.js';
 import { forwardOnlyClock } from '../../protocol/clock.js';
 import { labAudience, labIssuer } from '../../protocol/issuer.js';
+import { loginThrottleFile } from '../../store/login-throttle-file.js';
 import type { LabStore } from '../../store/store.js';
 import type { ServiceRegistry, ServiceStatus } from './registry.js';
 import { RevocationBook } from './revocations.js';
@@ -26,6 +28,8 @@ export interface SecurityDeps {
   challengeTtlSeconds: number;
   /** told about every attestation change, so the gateway refuses a tampered service at once */
   onAttestation?: (services: ServiceStatus[]) => Promise<void>;
+  /** where the smart lock-out keeps its state between restarts (default: the store's login-throttle file) */
+  lockoutPersistence?: LockoutPersistence;
   /** revoked users and quarantined services, loaded from the store (default: an empty book) */
   revocations?: RevocationBook;
   /**
@@ -40,10 +44,10 @@ export interface SecurityDeps {
  * What the security service's route plugins share, made once per app from its SecurityDeps: the
  * defaults filled in, and the checks and the audit policy every route applies the same way.
  */
-export interface SecurityContext extends Omit<SecurityDeps, 'revocations' | 'now'> {
+export interface SecurityContext extends Omit<SecurityDeps, 'revocations' | 'now' | 'lockoutPersistence'> {
   revocations: RevocationBook;
   now: () => number;
-  /** the login's per-address limit and lock-out (none with limits:off) */
+  /** the login's per-address limit, smart lock-out and uniform password checks (none with limits:off) */
   loginLimits: SecurityLimits;
   issuer: string;
   audience: string;
@@ -87,13 +91,19 @@ export function securityContext(deps: SecurityDeps): SecurityContext {
     });
   };
 
-  const { revocations: _given, now: _now, ...rest } = deps;
+  const { revocations: _given, now: _now, lockoutPersistence, ...rest } = deps;
+  const wall = deps.now ?? (() => deps.store.now().getTime());
   return {
     ...rest,
     revocations,
     now: forwardOnlyClock(deps.now ?? (() => deps.store.now().getTime())),
     // Durations on a monotonic clock unless a test injects one (see monotonicNow).
-    loginLimits: securityLimits(deps.defences.limits, deps.now ?? monotonicNow),
+    // The lock-out's state is saved on the wall clock so that a restart reads it back.
+    loginLimits: securityLimits(deps.defences.limits, {
+      now: deps.now ?? monotonicNow,
+      wall,
+      persistence: lockoutPersistence ?? loginThrottleFile(deps.store.home),
+    }),
     issuer: labIssuer(deps.labId),
     audience: labAudience(deps.labId),
     publicKeyPem: createPublicKey(deps.signingKey.privateKey)

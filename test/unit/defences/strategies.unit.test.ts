@@ -12,6 +12,7 @@ import { PLAIN_LINKS } from '../../../src/defences/links.js';
 import { RateLimiter } from '../../../src/defences/rate-limit.js';
 import { requestHeaders } from '../../../src/defences/request/client.js';
 import { GATEWAY_VOUCHES } from '../../../src/defences/request/service.js';
+import { SmartLockout } from '../../../src/defences/smart-lockout.js';
 import { isTrustedMsError } from '../../../src/errors.js';
 import { PROOF_HEADER } from '../../../src/protocol/proof.js';
 import { issueTicket } from '../../../src/protocol/ticket.js';
@@ -60,12 +61,17 @@ describe('limits', () => {
     await on.admitUser('mallory');
   });
 
-  it('limits:on at the security service: a per-address login limit and a lock-out; off: neither', () => {
-    expect(securityLimits('off')).toEqual({});
+  it('limits:on at the security service: a per-address login limit, a smart lock-out and uniform checks; off: none', async () => {
+    expect(securityLimits('off')).toEqual({ uniformChecks: false });
     const on = securityLimits('on');
     expect(on.perClient).toBeInstanceOf(RateLimiter);
-    for (let i = 0; i < 5; i++) on.lockout?.fail('alice');
-    expect(on.lockout?.isLocked('alice')).toBe(true);
+    expect(on.uniformChecks).toBe(true);
+    const lockout = on.lockout as SmartLockout;
+    expect(lockout).toBeInstanceOf(SmartLockout);
+    for (let i = 0; i < 5; i++) lockout.failed('alice', '127.0.0.2');
+    expect(await codeOf(() => lockout.check('alice', '127.0.0.2'))).toBe('ACCOUNT_LOCKED');
+    // Smart: the source is locked out for alice, alice is not.
+    expect(await codeOf(() => lockout.check('alice', '127.0.0.1'))).toBeUndefined();
   });
 });
 

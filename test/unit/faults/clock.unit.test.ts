@@ -6,8 +6,9 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { generateUserKeyPair } from '../../../src/crypto/keys.js';
 import { paperEncrypt } from '../../../src/crypto/paper-scheme.js';
 import { defencesFor } from '../../../src/defences/presets.js';
-import { LoginLockout, monotonicNow, RateLimiter } from '../../../src/defences/rate-limit.js';
+import { monotonicNow, RateLimiter } from '../../../src/defences/rate-limit.js';
 import { BasicAtGateway } from '../../../src/defences/request/gateway-basic.js';
+import { SmartLockout } from '../../../src/defences/smart-lockout.js';
 import { isTrustedMsError } from '../../../src/errors.js';
 import { jsonRequest } from '../../../src/kernel/http-client.js';
 import { type Challenge, signatureToWire, signChallenge } from '../../../src/protocol/challenge.js';
@@ -65,31 +66,43 @@ describe('rate limits and lock-outs on a stepped clock', () => {
     expect([limiter.take('c'), limiter.take('c'), limiter.take('c')]).toEqual([true, true, false]);
   });
 
-  it('a user locked out, then the clock stepped back an hour: the lock still ends one lock length later', () => {
+  /** Three failures lock a (user, source) out for a minute, forgotten after ten quiet minutes. */
+  const lockoutOn = (clock: { now: number }) =>
+    new SmartLockout({
+      policy: { pairFreeFailures: 3, baseBlockMs: 60_000, forgetAfterMs: 10 * 60_000 },
+      now: () => clock.now,
+    });
+  const isLocked = async (lockout: SmartLockout, user: string) =>
+    lockout.check(user, '127.0.0.2').then(
+      () => false,
+      (err: unknown) => isTrustedMsError(err, 'ACCOUNT_LOCKED'),
+    );
+
+  it('a user locked out, then the clock stepped back an hour: the lock still ends one lock length later', async () => {
     const clock = { now: T0 };
-    const lockout = new LoginLockout(3, 10 * 60_000, 60_000, () => clock.now);
-    for (let i = 0; i < 3; i++) lockout.fail('alice');
-    expect(lockout.isLocked('alice')).toBe(true);
+    const lockout = lockoutOn(clock);
+    for (let i = 0; i < 3; i++) lockout.failed('alice', '127.0.0.2');
+    expect(await isLocked(lockout, 'alice')).toBe(true);
     clock.now -= HOUR;
     // Still locked (a step back does not let a guesser in)...
-    expect(lockout.isLocked('alice')).toBe(true);
+    expect(await isLocked(lockout, 'alice')).toBe(true);
     clock.now += 60_001;
     // ...and free one lock length later, not an hour and a minute later.
-    expect(lockout.isLocked('alice')).toBe(false);
+    expect(await isLocked(lockout, 'alice')).toBe(false);
   });
 
-  it("failures before a step back do not keep the lock-out window open for the step's length", () => {
+  it("failures before a step back do not keep the lock-out window open for the step's length", async () => {
     const clock = { now: T0 };
-    const lockout = new LoginLockout(3, 10 * 60_000, 60_000, () => clock.now);
-    lockout.fail('bob');
-    lockout.fail('bob');
+    const lockout = lockoutOn(clock);
+    lockout.failed('bob', '127.0.0.2');
+    lockout.failed('bob', '127.0.0.2');
     clock.now -= HOUR;
-    lockout.fail('bob');
+    lockout.failed('bob', '127.0.0.2');
     // Three failures within the window as the clock reads now: locked, as without the step.
-    expect(lockout.isLocked('bob')).toBe(true);
+    expect(await isLocked(lockout, 'bob')).toBe(true);
     clock.now += 11 * 60_000;
-    lockout.fail('bob');
-    expect(lockout.isLocked('bob')).toBe(false);
+    lockout.failed('bob', '127.0.0.2');
+    expect(await isLocked(lockout, 'bob')).toBe(false);
   });
 });
 

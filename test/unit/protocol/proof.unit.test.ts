@@ -43,7 +43,7 @@ function codeOf(fn: () => unknown): string | undefined {
 }
 
 /** A verifier on a clock the test moves. */
-function setUp(opts: { windowMs?: number; maxEntries?: number } = {}) {
+function setUp(opts: { windowMs?: number; maxEntries?: number; maxEntriesPerUser?: number } = {}) {
   const clock = { now: T0 };
   const verifier = new ProofVerifier({ ...opts, now: () => clock.now });
   const proof = (over: Partial<typeof REQ> = {}, t = clock.now) =>
@@ -190,9 +190,52 @@ describe('createProof and ProofVerifier', () => {
     expect(verifier.size).toBe(1);
   });
 
+  it('refuses a user over its replay-cache quota before storing its proof, and nobody else', () => {
+    const { clock, verifier, proof } = setUp({ maxEntries: 5, maxEntriesPerUser: 2 });
+    const mallory = { ...REQ, jti: 'bWFsbG9yeS10aWNrZXQtMQ' };
+    const mine = () => proof({ jti: mallory.jti });
+    verifier.verify({ ...mallory, user: 'mallory', header: mine() });
+    verifier.verify({ ...mallory, user: 'mallory', header: mine() });
+    // Proofs stamped at the window's far edge stay longest: still only its own share.
+    for (const t of [clock.now, clock.now + 30_000]) {
+      const err = errorOf(() =>
+        verifier.verify({ ...mallory, user: 'mallory', header: proof({ jti: mallory.jti }, t) }),
+      );
+      expect(err.code).toBe('RATE_LIMITED');
+      expect(err.reason).toBe('replay-quota');
+    }
+    expect(verifier.sizeOf('mallory')).toBe(2);
+    expect(verifier.size).toBe(2);
+    // Another user still has the room mallory could not take.
+    for (let i = 0; i < 2; i++)
+      expect(codeOf(() => verifier.verify({ ...REQ, user: 'alice', header: proof() }))).toBeUndefined();
+    expect(verifier.sizeOf('alice')).toBe(2);
+    // The global cap still fails closed once all shares together fill it.
+    verifier.verify({
+      ...REQ,
+      jti: 'Ym9iLXRpY2tldC0xMjM0NQ',
+      user: 'bob',
+      header: proof({ jti: 'Ym9iLXRpY2tldC0xMjM0NQ' }),
+    });
+    const full = errorOf(() =>
+      verifier.verify({
+        ...REQ,
+        jti: 'Ym9iLXRpY2tldC0xMjM0NQ',
+        user: 'bob',
+        header: proof({ jti: 'Ym9iLXRpY2tldC0xMjM0NQ' }),
+      }),
+    );
+    expect(full.reason).toBe('replay-cache-full');
+    // Mallory's share comes back when its proofs leave the window.
+    clock.now += 30_001;
+    expect(codeOf(() => verifier.verify({ ...mallory, user: 'mallory', header: mine() }))).toBeUndefined();
+    expect(verifier.sizeOf('mallory')).toBe(1);
+  });
+
   it('refuses bad options', () => {
     expect(codeOf(() => new ProofVerifier({ windowMs: 0 }))).toBe('INVALID_INPUT');
     expect(codeOf(() => new ProofVerifier({ maxEntries: 0 }))).toBe('INVALID_INPUT');
+    expect(codeOf(() => new ProofVerifier({ maxEntriesPerUser: 0 }))).toBe('INVALID_INPUT');
   });
 });
 
