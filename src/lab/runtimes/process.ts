@@ -5,6 +5,7 @@ import { hashDirectory } from '../../attestation/tree-hash.js';
 import { TrustedMsError } from '../../errors.js';
 import type { PartState } from '../../kernel/lab-state.js';
 import { freePorts } from '../ports.js';
+import { partEnvironment } from './part-env.js';
 import type { PartLaunch, PartPlacement, PartPlan, Runtime, StartHooks } from './runtime.js';
 
 const HOST = '127.0.0.1';
@@ -54,8 +55,8 @@ export class ProcessRuntime implements Runtime {
         stdin: 'ignore',
         stdout: log,
         stderr: log,
-        env: { TMS_PART_CONFIG: launch.configFile, NODE_ENV: 'production' },
-        extendEnv: true,
+        env: partEnvironment(launch),
+        extendEnv: false,
       });
       // Not awaited: the part outlives this process. Its exit is seen by health checks and `lab status`.
       child.catch(() => undefined);

@@ -1,0 +1,37 @@
+import { describe, expect, it } from 'vitest';
+import { PART_PATH, partEnvironment } from '../../../src/lab/runtimes/part-env.js';
+
+const hostile: NodeJS.ProcessEnv = {
+  NODE_OPTIONS: '--require=/tmp/evil.cjs',
+  NODE_PATH: '/tmp/evil',
+  NODE_EXTRA_CA_CERTS: '/tmp/evil.pem',
+  npm_config_node_options: '--import=/tmp/evil.mjs',
+  LD_PRELOAD: '/tmp/evil.so',
+  PATH: '/tmp/evil-bin:/usr/bin',
+  HOME: '/root',
+  DOCKER_HOST: 'unix:///run/user/1000/docker.sock',
+  DOCKER_TLS_VERIFY: '',
+};
+
+describe('partEnvironment', () => {
+  it('gives a part its config, production mode and the system search path, and nothing of the CLI', () => {
+    for (const kind of ['security', 'gateway', 'sink', 'service'] as const) {
+      expect(partEnvironment({ kind, configFile: '/lab/parts/x.json' }, hostile)).toEqual({
+        TMS_PART_CONFIG: '/lab/parts/x.json',
+        NODE_ENV: 'production',
+        PATH: PART_PATH,
+      });
+    }
+  });
+
+  it('tells the watchman where the Docker engine is, as the CLI was told, and nothing more', () => {
+    expect(
+      partEnvironment({ kind: 'supervisor', configFile: '/lab/parts/supervisor.json' }, hostile),
+    ).toEqual({
+      TMS_PART_CONFIG: '/lab/parts/supervisor.json',
+      NODE_ENV: 'production',
+      PATH: PART_PATH,
+      DOCKER_HOST: 'unix:///run/user/1000/docker.sock',
+    });
+  });
+});
