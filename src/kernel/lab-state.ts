@@ -38,6 +38,12 @@ export interface PartState {
   appDir?: string;
   /** the program it runs (process runtime): what the watchman starts again when it dies */
   entry?: string;
+  /**
+   * A service on the process runtime: the read-only, content-addressed copy of its code folder it
+   * was started from (`<lab>/run/<tree hash>`). `entry` stays the folder's path: a restart copies
+   * the folder anew.
+   */
+  codeCopy?: string;
 }
 
 /** What `lab up` leaves behind so that any shell can run `lab status`, `logs`, `down`. */

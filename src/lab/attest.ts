@@ -86,10 +86,10 @@ export async function registerServices(
   runtime?: Runtime,
 ): Promise<ServiceAttestation[]> {
   const state = await requireLabState(home);
-  // Registering records a known-good hash: every named service must have been measured.
-  const measured = requireMeasured(
-    await measureAll(runtime ?? (await runtimeFor(state.runtime)), pick(state, names)),
-  );
+  // Registering records a known-good hash: every named service must have been measured. It is the
+  // code deployed in the folder that is registered, not the copy running now (a restart runs it).
+  const deployed = pick(state, names).map(({ codeCopy: _, ...p }) => p);
+  const measured = requireMeasured(await measureAll(runtime ?? (await runtimeFor(state.runtime)), deployed));
   const res = await jsonRequest<{ services: ServiceAttestation[] }>(
     `${state.securityUrl}/v1/admin/services/register`,
     {

@@ -17,6 +17,7 @@ import { clientTlsConnector } from '../pki/mtls.js';
 import { requireRoomForLab } from './disk.js';
 import { builtFile, type PlannedPart, partsToPlace, planLab } from './plan.js';
 import { waitHealthy } from './readiness.js';
+import { codeCopiesDir, hashOfCopy, releaseCopy } from './runtimes/code-copy.js';
 import { ProcessRuntime } from './runtimes/process.js';
 import type { PartLaunch, PartPlacement, Runtime } from './runtimes/runtime.js';
 import { createLabSecrets } from './secrets.js';
@@ -105,6 +106,8 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
 
   await requireRoomForLab(opts.home);
   const dir = labDir(opts.home);
+  // A previous lab's code copies are read-only folders: made writable so that they can go.
+  await releaseCopy(codeCopiesDir(dir));
   await rm(dir, { recursive: true, force: true });
   for (const sub of ['parts', 'logs', 'services']) {
     await makeDir(join(dir, sub)).catch((err: unknown) => {
@@ -240,7 +243,18 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     const startedOne = counter(launches.length, 'started', progress);
     const running = await Promise.all(
       launches.map(async (l) => {
-        const part = await runtime.start(l);
+        // The copy a service runs from (process runtime) must be the code just registered: a file
+        // swapped in between the measurement above and the start gives a copy of another name.
+        const expected = measurements.find((m) => m.name === l.name)?.hash;
+        const part = await runtime.start(l, {
+          beforeRun: async (p) => {
+            if (p.codeCopy !== undefined && hashOfCopy(p.codeCopy) !== expected)
+              throw new TrustedMsError(
+                'LAB_START_FAILED',
+                `${l.name}: its code changed between its measurement and its start (${hashOfCopy(p.codeCopy)}, registered ${expected})`,
+              );
+          },
+        });
         startedOne();
         return part;
       }),

@@ -1,10 +1,13 @@
+import { createHash } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
 import { open, readdir, readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { hashDirectory } from '../../attestation/tree-hash.js';
 import { TrustedMsError } from '../../errors.js';
 import type { PartState } from '../../kernel/lab-state.js';
 import { freePorts } from '../ports.js';
+import { codeCopiesDir, copyMeasured, entryInCopy, hashOfCopy } from './code-copy.js';
 import { partEnvironment } from './part-env.js';
 import type { PartLaunch, PartPlacement, PartPlan, Runtime, StartHooks } from './runtime.js';
 
@@ -41,7 +44,25 @@ export class ProcessRuntime implements Runtime {
   }
 
   async start(launch: PartLaunch, hooks: StartHooks = {}): Promise<PartState> {
-    await hooks.beforeRun?.(partOf(launch));
+    // A service runs from a read-only copy of its code folder made from the bytes that were
+    // hashed, never from the folder itself: what `beforeRun` measures is what runs (issue 14).
+    // An entry outside the folder (a rogue program of an attack scenario) runs as given.
+    let entry = launch.entry;
+    let codeCopy: string | undefined;
+    if (launch.kind === 'service' && launch.appDir) {
+      const copy = await copyMeasured(
+        launch.appDir,
+        // <lab>/parts/<part>.json: the lab's folder is two levels up.
+        codeCopiesDir(dirname(dirname(launch.configFile))),
+      );
+      const inCopy = entryInCopy(launch.appDir, launch.entry, copy.dir);
+      if (inCopy !== undefined) {
+        entry = inCopy;
+        codeCopy = copy.dir;
+      }
+    }
+    const started = { ...partOf(launch), ...(codeCopy ? { codeCopy } : {}) };
+    await hooks.beforeRun?.(started);
     // The log file's descriptor goes to the child itself, so nothing flows through this process
     // and `lab up` can exit while the part runs on.
     // (execa's types take only literal descriptor numbers; at run time any descriptor is passed on.)
@@ -49,7 +70,7 @@ export class ProcessRuntime implements Runtime {
     const { execa } = await import('execa');
     const log = openSync(launch.logFile, 'a', 0o600) as 1;
     try {
-      const child = execa(process.execPath, [launch.entry], {
+      const child = execa(process.execPath, [entry], {
         detached: true,
         cleanup: false,
         stdin: 'ignore',
@@ -63,7 +84,7 @@ export class ProcessRuntime implements Runtime {
       child.unref();
       if (child.pid === undefined)
         throw new TrustedMsError('LAB_START_FAILED', `${launch.name} did not start`);
-      return { ...partOf(launch), pid: child.pid };
+      return { ...started, pid: child.pid };
     } finally {
       closeSync(log);
     }
@@ -98,9 +119,24 @@ export class ProcessRuntime implements Runtime {
     }
   }
 
-  async measure(part: Pick<PartState, 'name' | 'appDir'>): Promise<string> {
+  /**
+   * The code folder's tree hash; for a service running from a code copy, that hash only when the
+   * copy is still what its name says and the folder still holds the same code. Otherwise a hash of
+   * the three together, which matches no registration: a copy changed after its start, or a folder
+   * that differs from what runs (changed, or put back after a swap), is untrusted until a restart
+   * makes a new copy.
+   */
+  async measure(part: Pick<PartState, 'name' | 'appDir' | 'codeCopy'>): Promise<string> {
     if (!part.appDir) throw new TrustedMsError('INVALID_INPUT', `${part.name} has no code folder to measure`);
-    return (await hashDirectory(part.appDir)).hash;
+    const deployed = (await hashDirectory(part.appDir)).hash;
+    if (part.codeCopy === undefined) return deployed;
+    const named = hashOfCopy(part.codeCopy);
+    const running = await hashDirectory(part.codeCopy).then(
+      (t) => t.hash,
+      () => 'missing',
+    );
+    if (running === named && deployed === named) return named;
+    return `sha256:${createHash('sha256').update(`differs\n${named}\n${running}\n${deployed}\n`).digest('hex')}`;
   }
 
   async logTail(part: PartState, lines: number): Promise<string> {

@@ -75,7 +75,7 @@ export interface Runtime {
   isAlive(part: PartState): Promise<boolean>;
   /** Measures a service's code tree from outside the service (attestation). */
   measure(
-    part: Pick<PartState, 'name' | 'appDir' | 'containerId'> & { configFile?: string },
+    part: Pick<PartState, 'name' | 'appDir' | 'containerId' | 'codeCopy'> & { configFile?: string },
   ): Promise<string>;
   /** The last lines of a part's log. */
   logTail(part: PartState, lines: number): Promise<string>;
