@@ -150,7 +150,12 @@ async function respawn(
   if (onDisk?.labId === config.labId) {
     await writeLabState(home, {
       ...onDisk,
-      parts: onDisk.parts.map((p) => (p.name === part.name ? { ...p, ...started } : p)),
+      // A code copy is the new process's own or none (a program from outside the folder).
+      parts: onDisk.parts.map((p) => {
+        if (p.name !== part.name) return p;
+        const { codeCopy: _, ...before } = p;
+        return { ...before, ...started };
+      }),
     });
   }
   pending.delete(part.name);
