@@ -2,9 +2,10 @@ import { access, appendFile, mkdtemp, readFile, rm, stat, writeFile } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hashDirectory } from '../../../src/attestation/tree-hash.js';
 import { callService } from '../../../src/client/call.js';
 import type { PartState } from '../../../src/kernel/lab-state.js';
-import { verifyServices } from '../../../src/lab/attest.js';
+import { registerServices, verifyServices } from '../../../src/lab/attest.js';
 import { labDown } from '../../../src/lab/down.js';
 import { restartService } from '../../../src/lab/restart.js';
 import { ProcessRuntime } from '../../../src/lab/runtimes/process.js';
@@ -127,6 +128,26 @@ describe('a service swapped between its measurement and its start (trusted, proc
     // A restart from the pristine folder runs the registered code again.
     expect((await restartService(lab.state, service)).attestation).toBe('trusted');
     expect((await read()).status).toBe(200);
+  }, 60_000);
+
+  it('service register records the folder, and what runs is trusted once a restart runs it', async () => {
+    const { hash: deployed } = await hashDirectory(part().appDir as string);
+    const changed = Buffer.concat([original, Buffer.from('\n// a new release\n')]);
+    try {
+      await writeFile(file, changed);
+      const [registered] = await registerServices(lab.home, [service]);
+      expect(registered?.expectedHash).toBe((await hashDirectory(part().appDir as string)).hash);
+      expect(registered?.expectedHash).not.toBe(deployed);
+      // The old copy still runs: not the registered code.
+      expect((await verifyServices(lab.home, [service])).services[0]?.state).toBe('untrusted');
+      expect((await restartService(lab.state, service)).attestation).toBe('trusted');
+      expect((await read()).status).toBe(200);
+    } finally {
+      await writeFile(file, original);
+      await registerServices(lab.home, [service]);
+      await restartService(lab.state, service);
+    }
+    expect((await verifyServices(lab.home, [service])).services[0]?.state).toBe('trusted');
   }, 60_000);
 });
 
