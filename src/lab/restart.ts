@@ -42,12 +42,36 @@ export async function restartService(
   name: string,
   opts: RestartOptions = {},
 ): Promise<RestartResult> {
+  // One restart of a service at a time in this process: a revert run on Ctrl-C while a scenario's
+  // restart is in flight waits for it and then stops the process it started, rather than racing it
+  // (the loser of the port would leave the state naming a program that is not the folder's).
+  const key = `${lab.labId}/${name}`;
+  const mine = (restarting.get(key) ?? Promise.resolve())
+    .catch(() => undefined)
+    .then(() => restartOnce(lab, name, opts));
+  restarting.set(key, mine);
+  try {
+    return await mine;
+  } finally {
+    if (restarting.get(key) === mine) restarting.delete(key);
+  }
+}
+
+const restarting = new Map<string, Promise<RestartResult>>();
+
+async function restartOnce(lab: LabState, name: string, opts: RestartOptions): Promise<RestartResult> {
   const index = lab.parts.findIndex((p) => p.kind === 'service' && p.name === name);
-  const old = lab.parts[index];
-  if (old === undefined)
+  const given = lab.parts[index];
+  if (given === undefined)
     throw new TrustedMsError('SERVICE_NOT_FOUND', `no service named ${name} in this lab`);
-  if (!old.appDir) throw new TrustedMsError('INVALID_INPUT', `${name} has no code folder`);
   const home = homeOfLab(lab);
+  // The process running now, as the state file names it (a restart since `lab` was read, by this
+  // process or the watchman, is in the file, not in the object passed in).
+  const now = await readLabState(home).catch(() => undefined);
+  const old =
+    (now?.labId === lab.labId ? now.parts.find((p) => p.kind === 'service' && p.name === name) : undefined) ??
+    given;
+  if (!old.appDir) throw new TrustedMsError('INVALID_INPUT', `${name} has no code folder`);
   const runtime = opts.runtime ?? (await runtimeFor(lab.runtime, { labId: lab.labId, posture: lab.posture }));
   await runtime.stop(old);
   if (opts.config !== undefined) {

@@ -1,4 +1,5 @@
 import type { PartKind } from '../../kernel/lab-state.js';
+import { CODE_DIR_ENV } from '../../kernel/part-config.js';
 
 /**
  * A search path of the system's own folders: nothing of the lab looks a program up by name today
@@ -16,19 +17,21 @@ export const ENGINE_VARIABLES = ['DOCKER_HOST', 'DOCKER_CERT_PATH', 'DOCKER_TLS_
 
 /**
  * The complete environment of a lab part started as a local process: its config file, the
- * production mode, a fixed search path, and for the watchman where the Docker engine is. Nothing
+ * production mode, a fixed search path, a service's code copy, and for the watchman where the Docker engine is. Nothing
  * else is inherited from the CLI: `NODE_OPTIONS=--require=...`, `NODE_PATH`, a loader or an
  * `npm_config_*` in the CLI's environment would otherwise load code into every part that nobody
  * measured (issue 14).
  */
 export function partEnvironment(
-  part: { kind: PartKind; configFile: string },
+  part: { kind: PartKind; configFile: string; codeCopy?: string },
   cli: NodeJS.ProcessEnv = process.env,
 ): Record<string, string> {
   const env: Record<string, string> = {
     TMS_PART_CONFIG: part.configFile,
     NODE_ENV: 'production',
     PATH: PART_PATH,
+    // A service started from its code copy reads its service.json there too (codeDirOf).
+    ...(part.codeCopy === undefined ? {} : { [CODE_DIR_ENV]: part.codeCopy }),
   };
   if (part.kind === 'supervisor') {
     for (const name of ENGINE_VARIABLES) {

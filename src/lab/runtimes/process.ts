@@ -76,7 +76,7 @@ export class ProcessRuntime implements Runtime {
         stdin: 'ignore',
         stdout: log,
         stderr: log,
-        env: partEnvironment(launch),
+        env: partEnvironment(started),
         extendEnv: false,
       });
       // Not awaited: the part outlives this process. Its exit is seen by health checks and `lab status`.

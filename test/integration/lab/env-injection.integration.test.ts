@@ -58,6 +58,8 @@ require('node:fs').writeFileSync(
       expect(parts.find((p) => p.name === victim.name)?.pid).not.toBe(victim.pid);
       for (const part of parts) {
         const environ = await readFile(`/proc/${part.pid}/environ`, 'utf8');
+        // A service is told the read-only copy it runs from, and reads its service.json there.
+        if (part.kind === 'service') expect(environ.split('\0')).toContain(`TMS_CODE_DIR=${part.codeCopy}`);
         const names = environ
           .split('\0')
           .filter(Boolean)
@@ -67,7 +69,10 @@ require('node:fs').writeFileSync(
           );
         expect({ part: part.name, names: names.sort() }).toEqual({
           part: part.name,
-          names: ['NODE_ENV', 'PATH', 'TMS_PART_CONFIG'],
+          names:
+            part.kind === 'service'
+              ? ['NODE_ENV', 'PATH', 'TMS_CODE_DIR', 'TMS_PART_CONFIG']
+              : ['NODE_ENV', 'PATH', 'TMS_PART_CONFIG'],
         });
       }
     } finally {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { codeDirOf, type ServicePartConfig } from '../../../src/kernel/part-config.js';
 import { PART_PATH, partEnvironment } from '../../../src/lab/runtimes/part-env.js';
 
 const hostile: NodeJS.ProcessEnv = {
@@ -24,6 +25,17 @@ describe('partEnvironment', () => {
     }
   });
 
+  it('tells a service started from a code copy where the copy is', () => {
+    expect(
+      partEnvironment({ kind: 'service', configFile: '/p.json', codeCopy: '/lab/run/ab' }, hostile),
+    ).toEqual({
+      TMS_PART_CONFIG: '/p.json',
+      NODE_ENV: 'production',
+      PATH: PART_PATH,
+      TMS_CODE_DIR: '/lab/run/ab',
+    });
+  });
+
   it('tells the watchman where the Docker engine is, as the CLI was told, and nothing more', () => {
     expect(
       partEnvironment({ kind: 'supervisor', configFile: '/lab/parts/supervisor.json' }, hostile),
@@ -33,5 +45,14 @@ describe('partEnvironment', () => {
       PATH: PART_PATH,
       DOCKER_HOST: 'unix:///run/user/1000/docker.sock',
     });
+  });
+});
+
+describe('codeDirOf', () => {
+  const config = { appDir: '/lab/services/a/app' } as ServicePartConfig;
+  it('is the code copy the runtime names, else the code folder', () => {
+    expect(codeDirOf(config, { TMS_CODE_DIR: '/lab/run/ab' })).toBe('/lab/run/ab');
+    expect(codeDirOf(config, {})).toBe('/lab/services/a/app');
+    expect(codeDirOf(config, { TMS_CODE_DIR: '' })).toBe('/lab/services/a/app');
   });
 });
