@@ -2,13 +2,14 @@ import { Flags } from '@oclif/core';
 import { recoverAttackRun } from '../../src/attacks/journal.js';
 import { BaseCommand } from '../../src/command-support/base-command.js';
 import { type LabDownResult, labDown } from '../../src/lab/down.js';
+import { recoverLoadRuns } from '../../src/load/journal.js';
 
-export type LabDownCommandResult = LabDownResult & { attackReverted: string[] };
+export type LabDownCommandResult = LabDownResult & { attackReverted: string[]; loadCleaned: string[] };
 
 export default class LabDown extends BaseCommand {
   static override summary = 'Stop every part the lab started.';
   static override description =
-    'Also undoes what an `attack simulate` killed half-way left in this home, from the record it keeps before each step: the labs it brought up, tampered service code and configs, the attack users and their keys. Without a state file (a `lab up` killed before writing it) it still stops the processes started for this home. Signals: SIGINT or SIGTERM stop it where it is; running it again finishes the job.';
+    'Also undoes what an `attack simulate` killed half-way left in this home, from the record it keeps before each step: the labs it brought up, tampered service code and configs, the attack users and their keys; and what a killed `lab load` left: its load users and client containers. Without a state file (a `lab up` killed before writing it) it still stops the processes started for this home. Signals: SIGINT or SIGTERM stop it where it is; running it again finishes the job.';
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
     '<%= config.bin %> <%= command.id %> --all',
@@ -23,9 +24,12 @@ export default class LabDown extends BaseCommand {
   async run(): Promise<LabDownCommandResult> {
     const { flags } = await this.parse(LabDown);
     const home = this.labHome(flags);
+    // Before the lab stops: its users are removed through the security service while it runs.
+    const loadCleaned = await recoverLoadRuns(home);
+    for (const line of loadCleaned) this.log(`Cleaned up (killed load run): ${line}`);
     const down = await labDown(home, undefined, { all: flags.all });
     const attack = await recoverAttackRun(home);
-    const result = { ...down, attackReverted: attack.reverted };
+    const result = { ...down, attackReverted: attack.reverted, loadCleaned };
     for (const line of attack.reverted) this.log(`Reverted (interrupted attack run): ${line}`);
     if (attack.busy)
       this.warn(

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { errnoCode, isTrustedMsError, TrustedMsError } from '../errors.js';
 import { makeDir, writeFileDurably } from '../fs-sync.js';
 import { type LabState, readLabState } from '../kernel/lab-state.js';
+import { ownerAlive, processStart } from '../kernel/owner-process.js';
 import { labDown } from '../lab/down.js';
 import { restartService } from '../lab/restart.js';
 import { openLabStore } from '../store/open.js';
@@ -83,22 +84,6 @@ async function readRecord(home: string): Promise<AttackRunRecord | undefined> {
       actions: [`look at it, then remove it: rm -r ${dirOf(home)}`],
     });
   }
-}
-
-async function alive(pid: number, start: string | undefined): Promise<boolean> {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    if (errnoCode(err) !== 'EPERM') return false;
-  }
-  return start === undefined || (await processStart(pid)) === start;
-}
-
-/** Field 22 of /proc/<pid>/stat (start time in clock ticks since boot); undefined off Linux. */
-async function processStart(pid: number): Promise<string | undefined> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
-  // The command name (field 2) may hold spaces and parentheses: count from its closing one.
-  return stat?.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
 }
 
 function sha256(buf: Buffer): string {
@@ -222,7 +207,7 @@ export async function recoverAttackRun(home: string, opts: { own?: boolean } = {
   const record = await readRecord(home);
   if (record === undefined) return { reverted: [] };
   // `own`: this process's signal handler, undoing its own run; otherwise only a dead run's record.
-  if (!(opts.own === true || record.pid === process.pid) && (await alive(record.pid, record.pidStart))) {
+  if (!(opts.own === true || record.pid === process.pid) && (await ownerAlive(record.pid, record.pidStart))) {
     return { reverted: [], busy: { pid: record.pid } };
   }
   const reverted: string[] = [];

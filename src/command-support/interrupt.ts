@@ -4,7 +4,11 @@
  * up exits at once. SIGKILL cannot be caught: that case is what the persisted records are for
  * (the lab state, the attack run journal), which the next command reads.
  */
-export function onInterrupt(cleanup: () => Promise<void>, say: (line: string) => void): () => void {
+export function onInterrupt(
+  cleanup: () => Promise<void>,
+  say: (line: string) => void,
+  signals: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM'],
+): () => void {
   let cleaning = false;
   const handler = (signal: NodeJS.Signals): void => {
     const code = signal === 'SIGINT' ? 130 : 143;
@@ -15,10 +19,13 @@ export function onInterrupt(cleanup: () => Promise<void>, say: (line: string) =>
       .catch((err: unknown) => say(`cleanup failed: ${(err as Error).message}`))
       .finally(() => process.exit(code));
   };
-  process.on('SIGINT', handler);
-  process.on('SIGTERM', handler);
+  for (const s of signals) process.on(s, handler);
   return () => {
-    process.off('SIGINT', handler);
-    process.off('SIGTERM', handler);
+    for (const s of signals) process.off(s, handler);
   };
+}
+
+/** As onInterrupt, for SIGTERM alone: for a command whose Ctrl-C does something else. */
+export function onSigterm(cleanup: () => Promise<void>, say: (line: string) => void): () => void {
+  return onInterrupt(cleanup, say, ['SIGTERM']);
 }

@@ -43,7 +43,7 @@ export interface GatewayPartConfig extends CommonPartConfig {
   /** links:mtls: folder with cert.pem, key.pem of the gateway's identity, and the CA file */
   identityDir?: string;
   caFile?: string;
-  /** limits:on: the gateway's numbers (chosen and measured in lab/up.ts) */
+  /** limits:on: the gateway's numbers (chosen and measured in lab/plan.ts, GATEWAY_LIMITS) */
   rateLimit: GatewayLimitConfig;
 }
 

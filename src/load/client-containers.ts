@@ -228,6 +228,12 @@ export async function runInClientContainers(
   }
 }
 
+/** Removes the client containers of `lab` (found by label): a run's own cleanup, or a killed run's. */
+export async function removeClientContainers(lab: LabState): Promise<number> {
+  const { edge } = await runtimeFor(lab.runtime, lab);
+  return (await edge?.removePrograms(lab.labId, new RegExp(`^${PART_PREFIX}\\d+$`))) ?? 0;
+}
+
 function merge(
   lab: LabState,
   clients: number,

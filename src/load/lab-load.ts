@@ -1,9 +1,12 @@
+import { randomBytes } from 'node:crypto';
 import { TrustedMsError } from '../errors.js';
-import { readLabState } from '../kernel/lab-state.js';
+import { type LabState, readLabState } from '../kernel/lab-state.js';
 import { labTopology, type ServiceDefinition } from '../kernel/topology.js';
+import type { Role } from '../policy/types.js';
 import { openLabStore } from '../store/open.js';
-import { openUserAdmin } from '../users/admin.js';
+import { openUserAdmin, type UserAdmin } from '../users/admin.js';
 import type { ClientContainerFigures } from './client-containers.js';
+import { LoadRunJournal, recoverLoadRuns } from './journal.js';
 import { defaultMix, type Mix, readMixFile } from './mix.js';
 import { type LoadProgress, type LoadRunResult, runLoad } from './run.js';
 import { createVirtualUsers, loadKeyType, removeVirtualUsers } from './users.js';
@@ -95,11 +98,35 @@ export async function labLoad(opts: LabLoadOptions): Promise<LabLoadResult> {
     throw new TrustedMsError('INVALID_INPUT', 'the lab has no role that may do anything: nothing to send');
   }
 
+  // Recorded before anything is made, so a kill leaves nothing the next `lab load` or `lab down` cannot find.
+  const runId = randomBytes(4).toString('hex');
+  const journal = await LoadRunJournal.begin(
+    opts.home,
+    { labId: state.labId, runId, clientContainers: opts.clientContainers === true },
+    step,
+  );
+  try {
+    return await loadWithUsers(opts, state, admin, { services, roles, mix, runId }, step);
+  } finally {
+    // Whatever the run itself could not remove; the record stays for the next command if this fails.
+    await recoverLoadRuns(opts.home, { runId: journal.record.runId }).catch(() => undefined);
+  }
+}
+
+async function loadWithUsers(
+  opts: LabLoadOptions,
+  state: LabState,
+  admin: UserAdmin,
+  plan: { services: ServiceDefinition[]; roles: Record<string, Role>; mix: Mix; runId: string },
+  step: (line: string) => void,
+): Promise<LabLoadResult> {
+  const { services, roles, mix, runId } = plan;
   step(
     `creating ${opts.clients} users (roles ${mix.roles.join(', ')}), each with its own ${loadKeyType(state.defences.login) === 'rsa' ? 'RSA-2048' : 'Ed25519'} key pair`,
   );
   let lastShown = 0;
   const users = await createVirtualUsers(admin, {
+    runId,
     count: opts.clients,
     roles: mix.roles,
     login: state.defences.login,

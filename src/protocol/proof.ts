@@ -1,5 +1,6 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { type ErrorCode, TrustedMsError } from '../errors.js';
+import { forwardOnlyClock } from './clock.js';
 
 /**
  * Proof of possession for one request (trusted posture; docs/protocol.md, "The proof header"): an
@@ -12,6 +13,8 @@ export const PROOF_HEADER = 'tms-proof';
 export const PROOF_TAG = 'trusted-ms proof v1';
 export const DEFAULT_PROOF_WINDOW_MS = 30_000;
 export const DEFAULT_REPLAY_CACHE_ENTRIES = 500_000;
+/** How long what is forgotten of a ticket's proofs is kept: longer than a ticket lives (an hour). */
+const FORGOTTEN_KEEP_MS = 86_400_000;
 
 /** Why a proof was refused: for the audit log only, never sent to the client. */
 export type ProofRefusalReason =
@@ -21,6 +24,7 @@ export type ProofRefusalReason =
   | 'bad-mac'
   | 'replayed'
   | 'before-start'
+  | 'before-clock-step'
   | 'replay-cache-full';
 
 /** A refusal of a proof; `message` is generic, `reason` (not in `toJSON()`) is for the audit log. */
@@ -129,14 +133,20 @@ export function createProof(r: ProofRequest & { now?: () => number }): string {
 export interface ProofVerifierOptions {
   /** A proof is accepted while |now − t| ≤ windowMs; 30,000 by default. */
   windowMs?: number;
-  /** Clock in milliseconds; `Date.now` by default. */
+  /**
+   * The wall clock in milliseconds; `Date.now` by default. The window is judged on it as read (the
+   * clients stamp their proofs on the same wall clock); the replay cache forgets on it read through
+   * `forwardOnlyClock`, so a step back does not forget early.
+   */
   now?: () => number;
   /** Most (jti, nonce) pairs remembered; when full, new proofs are refused. 500,000 by default. */
   maxEntries?: number;
   /**
    * Proofs stamped before this millisecond are refused as possible replays: the replay cache is in
    * memory, so a verifier that starts (a restarted gateway) has not seen the proofs accepted before
-   * it. Set it to the time the verifier's process started. None by default.
+   * it. Set it to the time the verifier's process started. None by default. Not applied to a ticket
+   * issued after it (see `ticketIssuedAtMs`): no earlier verifier saw its proofs, and after a wall
+   * clock stepped back its fresh proofs are stamped before it.
    */
   notBeforeMs?: number;
 }
@@ -152,19 +162,31 @@ export interface ProofVerifierOptions {
  * pair that could still be replayed: failing closed costs availability for a moment, forgetting
  * would let a captured request through. The bound is meant to be far above the lab's request rate
  * times the window (500,000 ≈ 16k req/s for 30 s).
+ *
+ * A wall clock stepped back brings proofs the cache has already forgotten back into the window. So
+ * for each ticket (jti) it keeps, for a day (longer than a ticket lives), the newest time of a forgotten proof, and
+ * refuses a proof of that ticket stamped no later (PROOF_REPLAYED, reason `before-clock-step`). With
+ * a clock that never steps back no such proof is inside the window anyway. After a step back, the
+ * sessions in use then are refused until the clock is back where it was, or until their user logs
+ * in again: a new ticket has nothing forgotten (docs/faults.md).
  */
 export class ProofVerifier {
   readonly #windowMs: number;
+  readonly #wall: () => number;
   readonly #now: () => number;
   readonly #maxEntries: number;
   readonly #notBeforeMs: number;
   /** `${jti}.${nonce}` → the millisecond after which its proof is outside the window. */
   readonly #seen = new Map<string, number>();
+  /** jti → the newest proof time of it forgotten, and until when that is kept. */
+  readonly #forgotten = new Map<string, { upToMs: number; keepUntilMs: number }>();
   #lastFullSweep = Number.NEGATIVE_INFINITY;
+  #lastForgottenSweep = Number.NEGATIVE_INFINITY;
 
   constructor(opts: ProofVerifierOptions = {}) {
     this.#windowMs = opts.windowMs ?? DEFAULT_PROOF_WINDOW_MS;
-    this.#now = opts.now ?? Date.now;
+    this.#wall = opts.now ?? Date.now;
+    this.#now = forwardOnlyClock(this.#wall);
     this.#maxEntries = opts.maxEntries ?? DEFAULT_REPLAY_CACHE_ENTRIES;
     this.#notBeforeMs = opts.notBeforeMs ?? 0;
     if (!Number.isSafeInteger(this.#windowMs) || this.#windowMs <= 0) {
@@ -180,8 +202,11 @@ export class ProofVerifier {
     return this.#seen.size;
   }
 
-  /** Returns when the proof is good and new; throws a ProofError otherwise. */
-  verify(r: ProofRequest & { header: string | undefined }): void {
+  /**
+   * Returns when the proof is good and new; throws a ProofError otherwise. `ticketIssuedAtMs`: the
+   * `iat` of the ticket carrying `jti`, in milliseconds, when known.
+   */
+  verify(r: ProofRequest & { header: string | undefined; ticketIssuedAtMs?: number }): void {
     if (r.header === undefined || r.header === '') throw refuse('missing');
     const m = typeof r.header === 'string' && r.header.length <= 128 ? HEADER_RE.exec(r.header) : null;
     if (m === null || !checkRequest(r)) throw refuse('malformed');
@@ -190,12 +215,19 @@ export class ProofVerifier {
     const given = Buffer.from(m[3]!, 'base64url');
     if (!Number.isSafeInteger(t) || given.toString('base64url') !== m[3]) throw refuse('malformed');
     if (Buffer.from(nonce, 'base64url').toString('base64url') !== nonce) throw refuse('malformed');
-    const now = this.#now();
-    if (!(Math.abs(now - t) <= this.#windowMs)) throw refuse('outside-window');
+    if (!(Math.abs(this.#wall() - t) <= this.#windowMs)) throw refuse('outside-window');
     if (!timingSafeEqual(given, mac(r, t, nonce))) throw refuse('bad-mac');
-    if (t < this.#notBeforeMs) throw new ProofError('PROOF_REPLAYED', 'proof already used', 'before-start');
+    const issuedBeforeStart = !(r.ticketIssuedAtMs !== undefined && r.ticketIssuedAtMs >= this.#notBeforeMs);
+    if (t < this.#notBeforeMs && issuedBeforeStart) {
+      throw new ProofError('PROOF_REPLAYED', 'proof already used', 'before-start');
+    }
 
+    const now = this.#now();
     this.#sweep(now);
+    const forgotten = this.#forgotten.get(r.jti);
+    if (forgotten !== undefined && t <= forgotten.upToMs) {
+      throw new ProofError('PROOF_REPLAYED', 'proof already used', 'before-clock-step');
+    }
     const key = `${r.jti}.${nonce}`;
     const until = this.#seen.get(key);
     if (until !== undefined && now <= until) {
@@ -211,21 +243,40 @@ export class ProofVerifier {
     this.#seen.set(key, t + this.#windowMs);
   }
 
+  /** Drops `key` from the replay cache, remembering how recent a proof of its ticket it forgets. */
+  #forget(key: string, until: number, now: number): void {
+    this.#seen.delete(key);
+    const jti = key.slice(0, key.indexOf('.'));
+    const upToMs = until - this.#windowMs;
+    const f = this.#forgotten.get(jti);
+    if (f !== undefined) f.upToMs = Math.max(f.upToMs, upToMs);
+    else {
+      // Bounded like the cache; dropping the oldest only matters for a ticket unused through a step back.
+      if (this.#forgotten.size >= this.#maxEntries)
+        this.#forgotten.delete(this.#forgotten.keys().next().value as string);
+      this.#forgotten.set(jti, { upToMs, keepUntilMs: now + FORGOTTEN_KEEP_MS });
+    }
+  }
+
   /**
    * Drops pairs whose proofs are outside the window. Cheap form: from the oldest while they are
    * expired (entries are inserted roughly in expiry order). Full form, when the cache is full: a
    * walk over everything, at most once a second so that a full cache cannot make every call slow.
    */
   #sweep(now: number, full = false): void {
+    if (now - this.#lastForgottenSweep >= 1000) {
+      this.#lastForgottenSweep = now;
+      for (const [jti, f] of this.#forgotten) if (now > f.keepUntilMs) this.#forgotten.delete(jti);
+    }
     if (!full) {
       for (const [key, until] of this.#seen) {
         if (now <= until) break;
-        this.#seen.delete(key);
+        this.#forget(key, until, now);
       }
       return;
     }
     if (now - this.#lastFullSweep < 1000) return;
     this.#lastFullSweep = now;
-    for (const [key, until] of this.#seen) if (now > until) this.#seen.delete(key);
+    for (const [key, until] of this.#seen) if (now > until) this.#forget(key, until, now);
   }
 }

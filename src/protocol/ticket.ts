@@ -1,6 +1,7 @@
 import { type KeyObject, sign, verify } from 'node:crypto';
 import { type ErrorCode, TrustedMsError } from '../errors.js';
 import { ACTIONS, type Action } from '../policy/types.js';
+import { forwardOnlyClock } from './clock.js';
 
 /**
  * Session tickets (docs/protocol.md, "The session ticket"): a compact JWS signed by the security
@@ -243,7 +244,10 @@ export interface TicketVerifierOptions {
   audience?: string;
   /** When given, the `posture` a ticket must carry (a trusted gateway refuses bearer tickets). */
   posture?: TicketKind;
-  /** Clock in milliseconds; `Date.now` by default. */
+  /**
+   * The wall clock in milliseconds; `Date.now` by default. Read through `forwardOnlyClock`: a step
+   * back does not make an expired ticket valid again (docs/faults.md).
+   */
   now?: () => number;
   /** Most verified tickets kept; the oldest is dropped first. 10,000 by default. */
   maxEntries?: number;
@@ -276,7 +280,7 @@ export class TicketVerifier {
     this.#issuer = opts.issuer;
     this.#audience = opts.audience;
     this.#posture = opts.posture;
-    this.#now = opts.now ?? Date.now;
+    this.#now = forwardOnlyClock(opts.now ?? Date.now);
     this.#maxEntries = opts.maxEntries ?? 10_000;
     this.#leewayMs = (opts.leewaySeconds ?? 0) * 1000;
     if (!Number.isSafeInteger(this.#maxEntries) || this.#maxEntries < 0) {

@@ -4,7 +4,12 @@ import { LabStore } from './store.js';
 /**
  * The lab's store in `home`, seeded with the default roles the first time it is created.
  * `resident`: for the security service, the store's writer while a lab runs (see LabStoreOptions).
+ * `now`: the clock of its records and audit entries (the wall clock by default).
  */
-export function openLabStore(home: string, opts: { resident?: boolean } = {}): LabStore {
-  return new LabStore(home, { seedRoles: defaultRoles, resident: opts.resident === true });
+export function openLabStore(home: string, opts: { resident?: boolean; now?: () => Date } = {}): LabStore {
+  return new LabStore(home, {
+    seedRoles: defaultRoles,
+    resident: opts.resident === true,
+    ...(opts.now ? { now: opts.now } : {}),
+  });
 }

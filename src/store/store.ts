@@ -28,7 +28,7 @@ export interface LabStoreOptions {
 const RESIDENT_AUDIT_HOLD_MS = 200;
 
 export const STORE_FILE = 'store.json';
-/** The tamper-evident audit log (hash-chained JSONL, see audit-log.ts). */
+/** The tamper-evident audit log (hash-chained JSONL, see audit/). */
 export const AUDIT_FILE = 'audit.jsonl';
 /** The audit log of schema 1 (lowdb), migrated into AUDIT_FILE on the first write. */
 export const LEGACY_AUDIT_FILE = 'audit.json';

@@ -55,7 +55,15 @@ function expectAsDeclared(report: AttackReport, posture: Posture): void {
   const outcomes = Object.fromEntries(report.results.map((r) => [r.id, r.outcome]));
   const errors = report.results.filter((r) => r.error).map((r) => `${r.id}: ${r.error?.message}`);
   expect(errors).toEqual([]);
-  expect(outcomes).toEqual(Object.fromEntries(ON_DOCKER.map((s) => [s.id, s.expected[posture]])));
+  // A wrong verdict names what it rests on: the attempts and, for a flood, the figures.
+  const why = report.results
+    .filter((r) => !r.passed)
+    .map(
+      (r) =>
+        `${r.id}: ${r.outcome}${r.rerunAfter ? ` (after an inconclusive run: ${r.rerunAfter})` : ''}\n${r.evidence.attempts.map((a) => `  ${a.action}: ${a.note ?? a.code ?? a.status ?? ''}`).join('\n')}\n  ${JSON.stringify(r.evidence.measurements ?? {})}`,
+    )
+    .join('\n');
+  expect(outcomes, why).toEqual(Object.fromEntries(ON_DOCKER.map((s) => [s.id, s.expected[posture]])));
   for (const r of report.results) expect(r.reverted, `${r.id} reverted`).toBe(true);
   expect(report.ok).toBe(true);
 }

@@ -13,7 +13,8 @@ import type { Scenario } from '../types.js';
  * and a store write to create.
  */
 const FRESH = { baseline: 8, during: 8, after: 8 } as const;
-const FRESH_USERS = 2 + FRESH.baseline + FRESH.during + FRESH.after;
+// Enough for two floods: a flood that bites is measured twice (measureUnderFlood).
+const FRESH_USERS = 2 + 2 * (FRESH.baseline + FRESH.during + FRESH.after);
 
 /** The lab's home, from the security service's own config (the scenario context does not carry it). */
 async function labHome(lab: LabState): Promise<string> {
@@ -35,7 +36,7 @@ export const loginFlood: Scenario = {
   description:
     "From its own address (127.0.0.2 on a process lab; on Docker a container of its own on the lab's edge network) the attacker keeps 32 login attempts in flight through the gateway for 5 s (then waits at most 5 s for the answers still due), each a made-up user with a random wrong password, so each costs the lab a password hash and an audit write. Meanwhile legitimate users keep logging in from 127.0.0.1: the victim, or in none users who have not logged in yet (none caches a checked password for 60 s, so only arriving users need the checker there). None checks every credential with no limit. The paper's scheme is expected to fall too: it names DoS as its attack 3 but its framework (a password at the gateway, then the ticket) limits nothing. Trusted admits two login steps in flight per client address (the rest wait), refuses an address whose failed logins are spent (10, then 1 a second) before any hash, and the security service limits logins per client address as the gateway vouches for it.",
   evidence:
-    "Counts, not speeds, where they can be: the legitimate logins' deadline is 3x their own median before the flood, in the same run. Succeeded when more than half the logins during the flood failed or missed it, the logins after the flood kept it (the lab was not slow anyway) and the flood was delivered; blocked when they kept it and a defence engaged for the attacker (its attempts refused 429); inconclusive, and run once more, when neither holds (e.g. the attacker was starved of CPU and its flood slowed no one while nothing limited it). Also the flood's answers by status. Rules: judgeFlood and DOS_RULES in src/attacks/dos.ts.",
+    "Counts, not speeds, where they can be: the legitimate logins' deadline is 3x their own median before the flood, in the same run. Succeeded when more than half the logins during the flood failed or missed it, the logins after the flood kept it (the lab was not slow anyway) and the flood was delivered, twice in a row (a flood that bites is measured again before it is believed); blocked when they kept it and a defence engaged for the attacker (its attempts refused 429); inconclusive, and run once more, when neither holds (e.g. the attacker was starved of CPU and its flood slowed no one while nothing limited it). Also the flood's answers by status. Rules: judgeFlood and DOS_RULES in src/attacks/dos.ts.",
   expected: { none: 'succeeded', paper: 'succeeded', trusted: 'blocked' },
 
   async setup(ctx) {

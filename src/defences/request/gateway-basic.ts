@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { isTrustedMsError, TrustedMsError } from '../../errors.js';
 import type { RevocationView } from '../../protocol/revocation-list.js';
+import { monotonicNow } from '../rate-limit.js';
 import type { Authenticated, GatewayAuthenticator, GatewayRequest } from './types.js';
 
 /** Who a password check says the caller is. */
@@ -18,6 +19,7 @@ export interface BasicAtGatewayOptions {
   /** how long a good basic credential is remembered (60 s) and how many (10,000) */
   cacheMs?: number;
   cacheEntries?: number;
+  /** the clock of that duration, in milliseconds: monotonic by default */
   now?: () => number;
 }
 
@@ -54,7 +56,8 @@ export class BasicAtGateway implements GatewayAuthenticator {
 
   constructor(o: BasicAtGatewayOptions) {
     this.#o = o;
-    this.#now = o.now ?? Date.now;
+    // A duration (how long a password check is remembered): a wall clock stepped back would stretch it.
+    this.#now = o.now ?? monotonicNow;
     this.#cacheMs = o.cacheMs ?? 60_000;
     this.#cacheEntries = o.cacheEntries ?? 10_000;
   }

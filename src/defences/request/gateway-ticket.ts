@@ -49,6 +49,7 @@ export class TicketAtGateway implements GatewayAuthenticator {
         path: request.url,
         body: request.body,
         jti: claims.jti,
+        ticketIssuedAtMs: claims.iat * 1000,
       });
     }
     return { user: claims.sub, forward: { authorization: authorization as string } };

@@ -6,6 +6,7 @@ import { monotonicNow } from '../../defences/rate-limit.js';
 import { TrustedMsError } from '../../errors.js';
 import { CLIENT_ADDRESS_HEADER, clientAddressOf } from '../../kernel/client-address.js';
 import type { LabCa } from '../../pki/ca.js';
+import { forwardOnlyClock } from '../../protocol/clock.js';
 import { labAudience, labIssuer } from '../../protocol/issuer.js';
 import type { LabStore } from '../../store/store.js';
 import type { ServiceRegistry, ServiceStatus } from './registry.js';
@@ -27,6 +28,11 @@ export interface SecurityDeps {
   onAttestation?: (services: ServiceStatus[]) => Promise<void>;
   /** revoked users and quarantined services, loaded from the store (default: an empty book) */
   revocations?: RevocationBook;
+  /**
+   * The wall clock (ticket iat, challenge expiry; also the rate limits' when given, for tests), the
+   * store's by default, so that tickets' iat and revocations' notBefore come from one clock. Read
+   * through `forwardOnlyClock`: a step back does not make an expired challenge good again.
+   */
   now?: () => number;
 }
 
@@ -85,7 +91,7 @@ export function securityContext(deps: SecurityDeps): SecurityContext {
   return {
     ...rest,
     revocations,
-    now: deps.now ?? Date.now,
+    now: forwardOnlyClock(deps.now ?? (() => deps.store.now().getTime())),
     // Durations on a monotonic clock unless a test injects one (see monotonicNow).
     loginLimits: securityLimits(deps.defences.limits, deps.now ?? monotonicNow),
     issuer: labIssuer(deps.labId),

@@ -47,6 +47,10 @@ describe.sequential('the DoS scenarios against real labs', () => {
           report.results.find((r) => r.id === s.id && r.posture === posture)?.evidence.measurements ?? {};
         expect(m.floodSent, `${s.id}@${posture}`).toBeGreaterThan(0);
         expect(m.floodRefused429, `${s.id}@${posture}`).toBe(0);
+        // a flood that bit was flooded again and bit again (measureUnderFlood): the second's
+        // figures, the first's kept beside them
+        expect(m.floodRounds, `${s.id}@${posture}`).toBe(2);
+        expect(m.firstLegitDuringMissedShare, `${s.id}@${posture}`).toBeGreaterThan(0);
         expect(
           latencyRatio(m, judged.percentile) > judged.factor ||
             (m.legitDuringSuccessRate ?? 1) < (m.legitBaselineSuccessRate ?? 1) - DOS_THRESHOLDS.successDrop,
@@ -64,7 +68,7 @@ describe.sequential('the DoS scenarios against real labs', () => {
       // trusted: the limits held the flood back and the victim kept working
       if (s === loginFlood) expect(t.floodRefused429, s.id).toBeGreaterThan(0);
       // a user over its rate waits its turn: no more got through than the per-user bucket allows
-      // (burst 200 + 100 a second, src/lab/up.ts), whatever the attacker sent
+      // (burst 200 + 100 a second, GATEWAY_LIMITS in src/lab/plan.ts), whatever the attacker sent
       else
         expect(t.floodAnswered2xx, s.id).toBeLessThanOrEqual(
           200 + 100 * Math.ceil((t.floodDurationMs ?? 0) / 1000),

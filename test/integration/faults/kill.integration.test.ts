@@ -213,3 +213,34 @@ describe('attack simulate killed during a scenario on the lab of its home', () =
     expect(verify.exitCode, verify.stdout + verify.stderr).toBe(0);
   });
 });
+
+describe('lab load killed during a run (host clients)', () => {
+  const loadUsers = async (home: string) =>
+    Object.keys((await openLabStore(home).data()).users).filter((u) => u.startsWith('load-'));
+  const loading = async (lab: { home: string; keys: string }): Promise<{ run: ResultPromise }> => {
+    const run = spawnCli(lab, ['lab', 'load', '--clients', '2', '--duration', '60s']);
+    await until('the load users', async () => (await loadUsers(lab.home)).length === 2);
+    // Wrapped: an async function returning the child (a thenable) would wait for it to exit.
+    return { run };
+  };
+
+  it('SIGTERM: its users are removed at once, exit 143; SIGKILL: the next `lab down` removes them', async () => {
+    await using lab = await startLab('trusted', 2);
+    const term = await loading(lab);
+    const t0 = Date.now();
+    term.run.kill('SIGTERM');
+    const r = await term.run;
+    expect(r.exitCode, String(r.stderr)).toBe(143);
+    expect(Date.now() - t0).toBeLessThan(30_000);
+    expect(await loadUsers(lab.home)).toEqual([]);
+
+    const killed = await loading(lab);
+    killed.run.kill('SIGKILL');
+    await killed.run;
+    expect(await loadUsers(lab.home)).toHaveLength(2);
+    const down = await cli(lab, ['lab', 'down']);
+    expect(down.exitCode, down.stderr).toBe(0);
+    expect(down.stdout).toMatch(/Cleaned up \(killed load run\): removed 2 load user\(s\)/);
+    expect(await loadUsers(lab.home)).toEqual([]);
+  }, 240_000);
+});

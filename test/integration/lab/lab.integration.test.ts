@@ -15,6 +15,7 @@ import { issueServiceCertificate } from '../../../src/pki/identity.js';
 import { clientTlsConnector } from '../../../src/pki/mtls.js';
 import { createProof, PROOF_HEADER } from '../../../src/protocol/proof.js';
 import { decodeTicketUnverified } from '../../../src/protocol/ticket.js';
+import { cliJson } from '../../support/cli.js';
 import { type RunningLab, startLab } from '../../support/lab.js';
 
 type Body = { code?: string; [k: string]: unknown };
@@ -298,6 +299,24 @@ describe.sequential.each(POSTURES)('the process lab in posture %s', (posture: Po
     });
     expect(bad.status).toBe(400);
     expect((bad.body as Body).code).toBe('INVALID_INPUT');
+  });
+
+  it("prints a part's last log lines (lab logs, through the runtime the lab runs on)", async () => {
+    const shown = await cliJson<{ result: { part: string; lines: string[] } }>(lab, [
+      'lab',
+      'logs',
+      'gateway',
+      '--lines',
+      '3',
+    ]);
+    expect(shown.exitCode).toBe(0);
+    expect(shown.json.result.part).toBe('gateway');
+    const onDisk = (await readFile(part('gateway').logFile, 'utf8')).split('\n').filter(Boolean);
+    expect(shown.json.result.lines).toEqual(onDisk.slice(-3));
+    expect(shown.json.result.lines.length).toBeGreaterThan(0);
+    const unknown = await cliJson<{ error: { code: string } }>(lab, ['lab', 'logs', 'nowhere']);
+    expect(unknown.exitCode).not.toBe(0);
+    expect(unknown.json.error.code).toBe('SERVICE_NOT_FOUND');
   });
 
   it('is taken down completely: no process and no listening port left', async () => {

@@ -115,6 +115,25 @@ describe('judgeFlood', () => {
     );
   });
 
+  it('a flood that bit bites again before it is believed: a second that the victim kept up with makes it inconclusive, never blocked', () => {
+    const bit = { ...base, legitDuringMissedShare: 1 };
+    const twice = { floodRounds: 2, firstLegitDeadlineMs: 300, firstLegitDuringMissedShare: 0.8 };
+    // both floods bit
+    expect(judged(login, { ...bit, ...twice }).verdict).toBe('succeeded');
+    // the second did not, and a defence engaged: one flood alone would be blocked; two that
+    // disagree are a machine that was busy during the first
+    const r = judged(login, { ...base, floodRefused429: 300, ...twice });
+    expect(r.verdict).toBe('inconclusive');
+    expect(r.reason).toMatch(
+      /first flood made the victim miss its 300 ms deadline \(80% late or failed\), the second did not/,
+    );
+    expect(judged(login, { ...base, floodRefused429: 300 }).verdict).toBe('blocked');
+    // the second was itself inconclusive: so is the cell, for its own reason
+    const weak = judged(request, { ...base, floodSendPerSecond: 40, ...twice });
+    expect(weak.verdict).toBe('inconclusive');
+    expect(weak.reason).toMatch(/no defence engaged/);
+  });
+
   it('inconclusive when the run did not measure what the verdict rests on', () => {
     for (const [m, why] of [
       [{ ...base, legitDuringOps: 0 }, /not measured during/],
