@@ -44,6 +44,11 @@ export interface PartState {
    * the folder anew.
    */
   codeCopy?: string;
+  /**
+   * Variables the operator passed to every part on purpose (`lab up --part-env NAME`), with their
+   * values: a restart by the watchman passes them again. Nothing else reaches a part (part-env.ts).
+   */
+  env?: Record<string, string>;
 }
 
 /** What `lab up` leaves behind so that any shell can run `lab status`, `logs`, `down`. */

@@ -36,6 +36,11 @@ export interface LabUpOptions {
    * strategy for each (src/defences/presets.ts), and its state and every report say so.
    */
   without?: readonly Ablation[];
+  /**
+   * Variables passed to every part on the operator's explicit say (`lab up --part-env NAME`):
+   * nothing of the CLI's environment reaches a part otherwise (src/lab/runtimes/part-env.ts).
+   */
+  partEnv?: Record<string, string>;
 }
 
 export interface LabUpResult {
@@ -143,6 +148,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     ...(opts.attestIntervalSeconds === undefined
       ? {}
       : { attestIntervalSeconds: opts.attestIntervalSeconds }),
+    ...(opts.partEnv === undefined ? {} : { partEnv: opts.partEnv }),
   });
   const ca = mtls ? await createLabCa({ labId }) : undefined;
   if (ca) await saveLabCa(ca, plan.caDir);

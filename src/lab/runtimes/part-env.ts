@@ -1,3 +1,4 @@
+import { TrustedMsError } from '../../errors.js';
 import type { PartKind } from '../../kernel/lab-state.js';
 import { CODE_DIR_ENV } from '../../kernel/part-config.js';
 
@@ -38,6 +39,36 @@ export function partEnvironment(
       const value = cli[name];
       if (value !== undefined && value !== '') env[name] = value;
     }
+  }
+  return env;
+}
+
+/** What the part is given itself: a pass-through may not name these. */
+export const OWN_VARIABLES = ['TMS_PART_CONFIG', 'NODE_ENV', 'PATH', CODE_DIR_ENV] as const;
+
+/**
+ * `lab up --part-env NAME`: each named variable of the CLI's environment, with its value, for every
+ * part. A command-line choice, not an environment one: whoever can only set the CLI's environment
+ * (`NODE_OPTIONS`, `LD_PRELOAD`) cannot also choose to pass it. Refused: an unset name, a name
+ * that is not a variable name, and the variables the part is given itself.
+ */
+export function passThrough(
+  names: readonly string[],
+  cli: NodeJS.ProcessEnv = process.env,
+): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const name of names) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
+      throw new TrustedMsError('INVALID_INPUT', `--part-env ${JSON.stringify(name)} is not a variable name`);
+    }
+    if ((OWN_VARIABLES as readonly string[]).includes(name)) {
+      throw new TrustedMsError('INVALID_INPUT', `--part-env ${name}: every part is given its own ${name}`);
+    }
+    const value = cli[name];
+    if (value === undefined) {
+      throw new TrustedMsError('INVALID_INPUT', `--part-env ${name}: ${name} is not set in this environment`);
+    }
+    env[name] = value;
   }
   return env;
 }

@@ -76,7 +76,8 @@ export class ProcessRuntime implements Runtime {
         stdin: 'ignore',
         stdout: log,
         stderr: log,
-        env: partEnvironment(started),
+        // The operator's pass-through first: it cannot replace what the part is given itself.
+        env: { ...launch.env, ...partEnvironment(started) },
         extendEnv: false,
       });
       // Not awaited: the part outlives this process. Its exit is seen by health checks and `lab status`.
@@ -202,6 +203,7 @@ function partOf(launch: PartLaunch): PartState {
     logFile: launch.logFile,
     entry: launch.entry,
     ...(launch.appDir ? { appDir: launch.appDir } : {}),
+    ...(launch.env && Object.keys(launch.env).length > 0 ? { env: launch.env } : {}),
   };
 }
 

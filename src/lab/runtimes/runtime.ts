@@ -19,6 +19,8 @@ export interface PartLaunch {
    * mounted at the same path, read-only unless `writable`; a local process already sees them.
    */
   mounts?: { path: string; writable?: boolean }[];
+  /** the operator's pass-through (`lab up --part-env`), on top of the part's own environment */
+  env?: Record<string, string>;
 }
 
 export interface StartHooks {

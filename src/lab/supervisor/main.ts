@@ -125,6 +125,7 @@ async function respawn(
     port: part.port,
     url: part.url,
     ...(part.appDir ? { appDir: part.appDir } : {}),
+    ...(part.env ? { env: part.env } : {}),
   };
   // trusted: the code it will run is measured before it runs; a service whose code changed is
   // marked untrusted (the gateway stops routing to it) and started all the same, as by `lab up`.

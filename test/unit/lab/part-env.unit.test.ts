@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { codeDirOf, type ServicePartConfig } from '../../../src/kernel/part-config.js';
-import { PART_PATH, partEnvironment } from '../../../src/lab/runtimes/part-env.js';
+import { PART_PATH, partEnvironment, passThrough } from '../../../src/lab/runtimes/part-env.js';
 
 const hostile: NodeJS.ProcessEnv = {
   NODE_OPTIONS: '--require=/tmp/evil.cjs',
@@ -54,5 +54,29 @@ describe('codeDirOf', () => {
     expect(codeDirOf(config, { TMS_CODE_DIR: '/lab/run/ab' })).toBe('/lab/run/ab');
     expect(codeDirOf(config, {})).toBe('/lab/services/a/app');
     expect(codeDirOf(config, { TMS_CODE_DIR: '' })).toBe('/lab/services/a/app');
+  });
+});
+
+describe('passThrough (lab up --part-env)', () => {
+  it('passes exactly the named variables with their values, and nothing the CLI merely has', () => {
+    expect(passThrough(['LD_PRELOAD'], { ...hostile, LD_PRELOAD: '/usr/lib/libfaketime.so.1' })).toEqual({
+      LD_PRELOAD: '/usr/lib/libfaketime.so.1',
+    });
+    expect(passThrough([], hostile)).toEqual({});
+  });
+
+  it('refuses an unset name, a non-name and the variables a part is given itself', () => {
+    const code = (names: string[]) => {
+      try {
+        passThrough(names, hostile);
+      } catch (e) {
+        return (e as { code?: string }).code;
+      }
+      return undefined;
+    };
+    expect(code(['FAKETIME'])).toBe('INVALID_INPUT');
+    expect(code(['A=B'])).toBe('INVALID_INPUT');
+    for (const own of ['PATH', 'TMS_PART_CONFIG', 'NODE_ENV', 'TMS_CODE_DIR'])
+      expect(code([own])).toBe('INVALID_INPUT');
   });
 });
