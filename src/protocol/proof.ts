@@ -230,7 +230,11 @@ export class ProofVerifier {
     }
     const key = `${r.jti}.${nonce}`;
     const until = this.#seen.get(key);
-    if (until !== undefined && now <= until) {
+    // Still in the cache is seen, expired or not. Without a step of the clock an expired entry's
+    // proof is outside the window and refused above; after a step back, a new proof's entry is
+    // expired on arrival on the never-back clock and stays until a sweep reaches it, forgotten
+    // only then (the red team replayed such proofs when "seen" also required unexpired).
+    if (until !== undefined) {
       throw new ProofError('PROOF_REPLAYED', 'proof already used', 'replayed');
     }
     if (until === undefined && this.#seen.size >= this.#maxEntries) {

@@ -19,7 +19,8 @@ import { BusyLoops } from '../../support/busy-loops.js';
  */
 const REPEAT = Number.parseInt(process.env.TMS_MATRIX_BUSY_REPEAT ?? '0', 10) || 0;
 const BUSY = 2;
-const SERVICES = 20;
+/** the labs' size (default 20, as in the README's matrix); TMS_MATRIX_BUSY_SERVICES for a shorter round */
+const SERVICES = Number.parseInt(process.env.TMS_MATRIX_BUSY_SERVICES ?? '20', 10) || 20;
 
 type Column = 'trusted' | Ablation;
 const COLUMNS: Column[] = ['trusted', 'request:bound', 'attestation:measured', 'links:mtls', 'limits:on'];
@@ -76,7 +77,7 @@ describe.skipIf(REPEAT === 0)(
         const rerun = all.filter((r) => r.rerunAfter !== undefined);
         console.log(
           [
-            `the ablation matrix, ${BUSY} busy loops${busy.ended.length ? ` (restarted: ${busy.ended.join(' ')})` : ''}: ${rounds.length} rounds, ${all.length} cells, ${all.length - wrong.length - inconclusive.length} as documented, ${wrong.length} wrong, ${rerun.length} run twice, ${inconclusive.length} inconclusive twice`,
+            `the ablation matrix (${SERVICES} services), ${BUSY} busy loops${busy.ended.length ? ` (restarted: ${busy.ended.join(' ')})` : ''}: ${rounds.length} rounds, ${all.length} cells, ${all.length - wrong.length - inconclusive.length} as documented, ${wrong.length} wrong, ${rerun.length} run twice, ${inconclusive.length} inconclusive twice`,
             ...rounds.map(
               (r, i) =>
                 `  round ${i + 1}: ${Math.round(r.durationMs / 1000)} s, load average ${r.load.map((x) => x.toFixed(1)).join(' ')}, ${r.results.filter((x) => x.outcome === documented(x)).length}/${r.results.length} as documented`,

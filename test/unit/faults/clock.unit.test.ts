@@ -283,6 +283,35 @@ describe('a wall clock stepped back brings back nothing that had expired', () =>
     expect(refusal).toMatchObject({ code: 'PROOF_REPLAYED', reason: 'before-clock-step' });
   });
 
+  it('a proof made after a step back and replayed at once: refused, also while an older proof sits first in the cache (red team)', () => {
+    const proofs = new ProofVerifier({ now: () => wall });
+    const req = {
+      sessionKey: randomBytes(32),
+      method: 'GET',
+      path: '/svc/accounts/db/accounts/records',
+      body: undefined,
+      jti: 'ICEiIyQlJicoKSorLC0uLw',
+    };
+    // A request in the 30 s before the step: its entry stays first in the cache, unexpired.
+    proofs.verify({ ...req, header: createProof({ ...req, now: () => wall }) });
+    pass(5_000);
+    wall -= HOUR;
+    // A fresh login's proof after the step, captured and replayed three times.
+    const other = { ...req, sessionKey: randomBytes(32), jti: 'MDEyMzQ1Njc4OTAxMjM0NTY3' };
+    const captured = createProof({ ...other, now: () => wall });
+    expect(codeOf(() => proofs.verify({ ...other, header: captured }))).toBeUndefined();
+    for (let i = 0; i < 3; i++)
+      expect(codeOf(() => proofs.verify({ ...other, header: captured }))).toBe('PROOF_REPLAYED');
+    // A step back of only 20 s, with someone's own proof stamped 29 s ahead sitting first.
+    const fresh = new ProofVerifier({ now: () => wall });
+    fresh.verify({ ...req, header: createProof({ ...req, now: () => wall + 29_000 }) });
+    pass(1_000);
+    wall -= 20_000;
+    const victim = createProof({ ...other, now: () => wall });
+    expect(codeOf(() => fresh.verify({ ...other, header: victim }))).toBeUndefined();
+    expect(codeOf(() => fresh.verify({ ...other, header: victim }))).toBe('PROOF_REPLAYED');
+  });
+
   it('a gateway started, then the clock stepped back an hour: a ticket issued since works; proofs from before its start stay refused', () => {
     const started = wall;
     const proofs = new ProofVerifier({ now: () => wall, notBeforeMs: started });
