@@ -1,5 +1,6 @@
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { LaunchManifest } from '../attestation/launch-manifest.js';
 import type { Posture } from '../defences/posture.js';
 import { type Ablation, type Defences, defencesFor } from '../defences/presets.js';
 import { fileError } from '../disk-errors.js';
@@ -49,6 +50,12 @@ export interface PartState {
    * values: a restart by the watchman passes them again. Nothing else reaches a part (part-env.ts).
    */
   env?: Record<string, string>;
+  /**
+   * A service on the process runtime, `attestation:measured`: how its process was started
+   * (interpreter, argv, environment, config), recorded by the runtime as it started it. Re-measures
+   * hash this with the code, not a manifest rebuilt from files that may have changed since.
+   */
+  manifest?: LaunchManifest;
 }
 
 /** What `lab up` leaves behind so that any shell can run `lab status`, `logs`, `down`. */

@@ -87,8 +87,9 @@ export async function registerServices(
 ): Promise<ServiceAttestation[]> {
   const state = await requireLabState(home);
   // Registering records a known-good hash: every named service must have been measured. It is the
-  // code deployed in the folder that is registered, not the copy running now (a restart runs it).
-  const deployed = pick(state, names).map(({ codeCopy: _, ...p }) => p);
+  // code deployed in the folder that is registered, not the copy running now (a restart runs it),
+  // with the launch manifest of the service's own start, not the one of the process running now.
+  const deployed = pick(state, names).map(({ codeCopy: _, manifest: __, ...p }) => p);
   const measured = requireMeasured(await measureAll(runtime ?? (await runtimeFor(state.runtime)), deployed));
   const res = await jsonRequest<{ services: ServiceAttestation[] }>(
     `${state.securityUrl}/v1/admin/services/register`,

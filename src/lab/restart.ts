@@ -7,17 +7,31 @@ import { type LabState, labDir, type PartState, readLabState, writeLabState } fr
 import type { ServicePartConfig } from '../kernel/part-config.js';
 import { readIdentity } from '../pki/identity-files.js';
 import { clientTlsConnector } from '../pki/mtls.js';
-import { verifyParts } from './attest.js';
+import { registerServices, verifyParts } from './attest.js';
 import { serviceMounts } from './plan.js';
 import { waitHealthy, waitReady } from './readiness.js';
 import type { Runtime } from './runtimes/runtime.js';
 import { runtimeFor } from './runtimes/select.js';
 
 export interface RestartOptions {
-  /** run this program instead of the service's own `service.mjs` (its code folder stays as it is) */
+  /**
+   * run this program instead of the service's own `service.mjs` (its code folder stays as it is):
+   * the scenarios' stand-in for a running service taken over through a bug, which changes nothing
+   * of its launch (PartLaunch.simulatesCompromise)
+   */
   entry?: string;
-  /** start with this config, written over the part's config file (the file's path stays the same) */
+  /**
+   * start with this config, written over the part's config file (the file's path stays the same):
+   * the operator's own reconfiguration, so in `attestation:measured` the launch it makes is
+   * registered before the start (the MITM scenarios' stand-in for a position on the wire)
+   */
   config?: ServicePartConfig;
+  /**
+   * the operator's pass-through for this start, in place of the one the service had (`lab up
+   * --part-env`): not registered, so a variable that changes the launch makes the service untrusted
+   * in `attestation:measured` until someone registers it
+   */
+  env?: Record<string, string>;
   runtime?: Runtime;
   healthTimeoutMs?: number;
   /** wait for the program's "listening" log line instead of its /healthz (a program that is not the kit) */
@@ -78,6 +92,16 @@ async function restartOnce(lab: LabState, name: string, opts: RestartOptions): P
     await writeFile(old.configFile, `${JSON.stringify(opts.config, null, 2)}\n`, { mode: 0o600 });
   }
   const config = JSON.parse(await readFile(old.configFile, 'utf8')) as ServicePartConfig;
+  const env = opts.env ?? old.env;
+  if (
+    opts.config !== undefined &&
+    runtime.kind === 'process' &&
+    measuredByRuntime(lab.defences.attestation)
+  ) {
+    // A config of the operator's: the launch it makes is the known-good one from now on. (A
+    // container's config is not part of what is measured on Docker, so nothing to register there.)
+    await registerServices(home, [name], runtime);
+  }
 
   let attestation: string | undefined;
   // trusted: the code as it will run (in a container: read from the container) is measured before
@@ -104,6 +128,8 @@ async function restartOnce(lab: LabState, name: string, opts: RestartOptions): P
       port: old.port,
       url: old.url,
       appDir: old.appDir,
+      ...(env && Object.keys(env).length > 0 ? { env } : {}),
+      ...(opts.entry ? { simulatesCompromise: true } : {}),
       mounts: [
         { path: old.configFile },
         ...(opts.entry ? [{ path: dirname(opts.entry) }] : []),

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { access, copyFile, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Agent } from 'undici';
+import { launchHash } from '../attestation/launch-manifest.js';
 import type { Posture } from '../defences/posture.js';
 import { type Ablation, defenceList, defencesFor, labelOf } from '../defences/presets.js';
 import { fileError } from '../disk-errors.js';
@@ -210,7 +211,12 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     const measurements = await Promise.all(
       launches.map(async (l) => ({
         name: l.name,
-        hash: await runtime.measure({ name: l.name, appDir: l.appDir as string }),
+        hash: await runtime.measure({
+          name: l.name,
+          appDir: l.appDir as string,
+          configFile: l.configFile,
+          ...(l.env ? { env: l.env } : {}),
+        }),
       })),
     );
     await securityHealthy;
@@ -251,13 +257,16 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
       launches.map(async (l) => {
         // The copy a service runs from (process runtime) must be the code just registered: a file
         // swapped in between the measurement above and the start gives a copy of another name.
+        // Measured: bound to the launch manifest the runtime recorded, which must be the registered one.
         const expected = measurements.find((m) => m.name === l.name)?.hash;
         const part = await runtime.start(l, {
           beforeRun: async (p) => {
-            if (p.codeCopy !== undefined && hashOfCopy(p.codeCopy) !== expected)
+            if (p.codeCopy === undefined) return;
+            const ran = p.manifest ? launchHash(hashOfCopy(p.codeCopy), p.manifest) : hashOfCopy(p.codeCopy);
+            if (ran !== expected)
               throw new TrustedMsError(
                 'LAB_START_FAILED',
-                `${l.name}: its code changed between its measurement and its start (${hashOfCopy(p.codeCopy)}, registered ${expected})`,
+                `${l.name}: its code changed between its measurement and its start, or its launch did (${ran}, registered ${expected})`,
               );
           },
         });

@@ -85,6 +85,11 @@ export function entryInCopy(appDir: string, entry: string, copy: string): string
   return join(copy, rel);
 }
 
+/** Where the copy of the code with this tree hash is (or will be): its name is the hash's hex. */
+export function copyDirFor(runRoot: string, hash: string): string {
+  return join(runRoot, hash.slice('sha256:'.length));
+}
+
 /** The hex part of a copy's name: the tree hash it was made with. */
 export function hashOfCopy(dir: string): string {
   return `sha256:${basename(dir)}`;
@@ -100,7 +105,7 @@ export function hashOfCopy(dir: string): string {
 export async function copyMeasured(appDir: string, runRoot: string): Promise<CodeCopy> {
   const items = await readTree(appDir);
   const { hash } = hashRecords(recordsOf(items));
-  const dir = join(runRoot, hash.slice('sha256:'.length));
+  const dir = copyDirFor(runRoot, hash);
   if (await intact(dir, hash)) return { dir, hash };
   await mkdir(runRoot, { recursive: true, mode: 0o700 });
   const tmp = join(runRoot, `.partial-${randomBytes(6).toString('hex')}`);

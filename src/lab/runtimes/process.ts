@@ -3,12 +3,13 @@ import { closeSync, openSync } from 'node:fs';
 import { open, readdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
+import { type LaunchManifest, launchHash } from '../../attestation/launch-manifest.js';
 import { hashDirectory } from '../../attestation/tree-hash.js';
 import { TrustedMsError } from '../../errors.js';
 import type { PartState } from '../../kernel/lab-state.js';
 import { freePorts } from '../ports.js';
 import { codeCopiesDir, copyMeasured, entryInCopy, hashOfCopy } from './code-copy.js';
-import { partEnvironment } from './part-env.js';
+import { attestsLaunch, launchEnvironment, launchManifest, serviceManifest } from './launch.js';
 import type { PartLaunch, PartPlacement, PartPlan, Runtime, StartHooks } from './runtime.js';
 
 const HOST = '127.0.0.1';
@@ -49,19 +50,34 @@ export class ProcessRuntime implements Runtime {
     // An entry outside the folder (a rogue program of an attack scenario) runs as given.
     let entry = launch.entry;
     let codeCopy: string | undefined;
+    let codeHash: string | undefined;
     if (launch.kind === 'service' && launch.appDir) {
       const copy = await copyMeasured(
         launch.appDir,
         // <lab>/parts/<part>.json: the lab's folder is two levels up.
         codeCopiesDir(dirname(dirname(launch.configFile))),
       );
+      codeHash = copy.hash;
       const inCopy = entryInCopy(launch.appDir, launch.entry, copy.dir);
       if (inCopy !== undefined) {
         entry = inCopy;
         codeCopy = copy.dir;
       }
     }
-    const started = { ...partOf(launch), ...(codeCopy ? { codeCopy } : {}) };
+    const env = launchEnvironment(launch, codeCopy);
+    // The manifest is made from the very argv and environment handed to execa below, and kept in
+    // the part's state: a re-measure hashes what was started, not what the files say now.
+    let manifest: LaunchManifest | undefined;
+    if (codeHash !== undefined && (await attestsLaunch(launch.configFile))) {
+      manifest = launch.simulatesCompromise
+        ? await serviceManifest(launch, codeHash)
+        : await launchManifest({ argv: [entry], env, configFile: launch.configFile });
+    }
+    const started = {
+      ...partOf(launch),
+      ...(codeCopy ? { codeCopy } : {}),
+      ...(manifest ? { manifest } : {}),
+    };
     await hooks.beforeRun?.(started);
     // The log file's descriptor goes to the child itself, so nothing flows through this process
     // and `lab up` can exit while the part runs on.
@@ -76,8 +92,7 @@ export class ProcessRuntime implements Runtime {
         stdin: 'ignore',
         stdout: log,
         stderr: log,
-        // The operator's pass-through first: it cannot replace what the part is given itself.
-        env: { ...launch.env, ...partEnvironment(started) },
+        env,
         extendEnv: false,
       });
       // Not awaited: the part outlives this process. Its exit is seen by health checks and `lab status`.
@@ -125,19 +140,39 @@ export class ProcessRuntime implements Runtime {
    * copy is still what its name says and the folder still holds the same code. Otherwise a hash of
    * the three together, which matches no registration: a copy changed after its start, or a folder
    * that differs from what runs (changed, or put back after a swap), is untrusted until a restart
-   * makes a new copy.
+   * makes a new copy. In `attestation:measured` the answer is that code hash bound to the launch
+   * manifest (launchHash): the one the runtime recorded when it started the process, or, for a
+   * service not started yet (`lab up`, `service register`), the one its own start would have.
    */
-  async measure(part: Pick<PartState, 'name' | 'appDir' | 'codeCopy'>): Promise<string> {
+  async measure(
+    part: Pick<PartState, 'name' | 'appDir' | 'codeCopy' | 'env' | 'manifest'> & { configFile?: string },
+  ): Promise<string> {
     if (!part.appDir) throw new TrustedMsError('INVALID_INPUT', `${part.name} has no code folder to measure`);
-    const deployed = (await hashDirectory(part.appDir)).hash;
-    if (part.codeCopy === undefined) return deployed;
-    const named = hashOfCopy(part.codeCopy);
-    const running = await hashDirectory(part.codeCopy).then(
+    const code = await this.measureCode(part.appDir, part.codeCopy);
+    if (part.configFile === undefined || !(await attestsLaunch(part.configFile))) return code.hash;
+    const manifest =
+      part.manifest ??
+      (await serviceManifest(
+        { configFile: part.configFile, ...(part.env ? { env: part.env } : {}) },
+        code.deployed,
+      ));
+    return launchHash(code.hash, manifest);
+  }
+
+  private async measureCode(
+    appDir: string,
+    codeCopy: string | undefined,
+  ): Promise<{ hash: string; deployed: string }> {
+    const deployed = (await hashDirectory(appDir)).hash;
+    if (codeCopy === undefined) return { hash: deployed, deployed };
+    const named = hashOfCopy(codeCopy);
+    const running = await hashDirectory(codeCopy).then(
       (t) => t.hash,
       () => 'missing',
     );
-    if (running === named && deployed === named) return named;
-    return `sha256:${createHash('sha256').update(`differs\n${named}\n${running}\n${deployed}\n`).digest('hex')}`;
+    if (running === named && deployed === named) return { hash: named, deployed };
+    const differs = `sha256:${createHash('sha256').update(`differs\n${named}\n${running}\n${deployed}\n`).digest('hex')}`;
+    return { hash: differs, deployed };
   }
 
   async logTail(part: PartState, lines: number): Promise<string> {

@@ -151,10 +151,11 @@ async function respawn(
   if (onDisk?.labId === config.labId) {
     await writeLabState(home, {
       ...onDisk,
-      // A code copy is the new process's own or none (a program from outside the folder).
+      // A code copy and a manifest are the new process's own or none (a program from outside the
+      // folder; a posture that does not attest launches).
       parts: onDisk.parts.map((p) => {
         if (p.name !== part.name) return p;
-        const { codeCopy: _, ...before } = p;
+        const { codeCopy: _, manifest: __, ...before } = p;
         return { ...before, ...started };
       }),
     });

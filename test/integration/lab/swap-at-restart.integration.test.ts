@@ -2,12 +2,15 @@ import { access, appendFile, mkdtemp, readFile, rm, stat, writeFile } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type LaunchManifest, launchHash } from '../../../src/attestation/launch-manifest.js';
 import { hashDirectory } from '../../../src/attestation/tree-hash.js';
 import { callService } from '../../../src/client/call.js';
 import type { PartState } from '../../../src/kernel/lab-state.js';
 import { registerServices, verifyServices } from '../../../src/lab/attest.js';
 import { labDown } from '../../../src/lab/down.js';
 import { restartService } from '../../../src/lab/restart.js';
+import { hashOfCopy } from '../../../src/lab/runtimes/code-copy.js';
+import { serviceManifest } from '../../../src/lab/runtimes/launch.js';
 import { ProcessRuntime } from '../../../src/lab/runtimes/process.js';
 import type { PartLaunch, StartHooks } from '../../../src/lab/runtimes/runtime.js';
 import { labUp } from '../../../src/lab/up.js';
@@ -100,9 +103,11 @@ describe('a service swapped between its measurement and its start (trusted, proc
     const { services } = await verifyServices(lab.home, [service]);
     expect(services[0]?.state).toBe('trusted');
     expect((await read()).status).toBe(200);
-    // It runs from a read-only copy named by its hash, holding exactly the measured code.
+    // It runs from a read-only copy named by its hash, holding exactly the measured code; the
+    // measured hash binds that code to the launch the runtime recorded (trusted).
     const copy = part().codeCopy as string;
-    expect(copy).toContain(services[0]?.measuredHash?.slice('sha256:'.length));
+    expect(copy).toContain((await hashDirectory(part().appDir as string)).hash.slice('sha256:'.length));
+    expect(services[0]?.measuredHash).toBe(launchHash(hashOfCopy(copy), part().manifest as LaunchManifest));
     expect((await readFile(join(copy, 'service.mjs'))).equals(original)).toBe(true);
     expect((await stat(copy)).mode & 0o777).toBe(0o555);
     expect((await stat(join(copy, 'service.mjs'))).mode & 0o777).toBe(0o444);
@@ -136,8 +141,13 @@ describe('a service swapped between its measurement and its start (trusted, proc
     try {
       await writeFile(file, changed);
       const [registered] = await registerServices(lab.home, [service]);
-      expect(registered?.expectedHash).toBe((await hashDirectory(part().appDir as string)).hash);
-      expect(registered?.expectedHash).not.toBe(deployed);
+      // The folder's code, launched as the service's own start would launch it (trusted).
+      const launchOf = async (code: string) =>
+        launchHash(code, await serviceManifest({ configFile: part().configFile }, code));
+      expect(registered?.expectedHash).toBe(
+        await launchOf((await hashDirectory(part().appDir as string)).hash),
+      );
+      expect(registered?.expectedHash).not.toBe(await launchOf(deployed));
       // The old copy still runs: not the registered code.
       expect((await verifyServices(lab.home, [service])).services[0]?.state).toBe('untrusted');
       expect((await restartService(lab.state, service)).attestation).toBe('trusted');
