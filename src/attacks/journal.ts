@@ -33,6 +33,8 @@ interface ServiceSnapshot {
   config: string;
   /** `attacker.json` is the implant's; it is removed unless it was there before */
   hadAttackerJson: boolean;
+  /** the operator's pass-through it ran with (a scenario may start it with a variable of its own) */
+  env?: Record<string, string>;
 }
 
 export interface AttackRunRecord {
@@ -174,6 +176,7 @@ export class AttackRunJournal {
         appDir: p.appDir,
         entryHash,
         ...(p.entry === undefined ? {} : { entry: p.entry }),
+        ...(p.env === undefined ? {} : { env: p.env }),
         configFile: p.configFile,
         config: await readFile(p.configFile, 'utf8'),
         hadAttackerJson,
@@ -241,8 +244,10 @@ export async function recoverAttackRun(home: string, opts: { own?: boolean } = {
       }
       const part = running?.parts.find((p) => p.kind === 'service' && p.name === s.name);
       const otherProgram = part !== undefined && part.entry !== s.entry;
+      const otherEnv = part !== undefined && JSON.stringify(part.env ?? {}) !== JSON.stringify(s.env ?? {});
+      if (otherEnv) changed.push('its environment');
       if (running && part && (changed.length > 0 || otherProgram)) {
-        await restartService(running, s.name);
+        await restartService(running, s.name, { env: s.env ?? {} });
         changed.push('restarted');
       }
       if (changed.length > 0)

@@ -1,4 +1,5 @@
 import { TrustedMsError } from '../errors.js';
+import { envInjection } from './scenarios/attestation.env-injection.js';
 import { loginFlood } from './scenarios/dos.login-flood.js';
 import { requestFlood } from './scenarios/dos.request-flood.js';
 import { impersonation } from './scenarios/malicious-service.impersonation.js';
@@ -27,6 +28,7 @@ export const SCENARIOS: readonly Scenario[] = [
   lyingAttestation,
   lateralTheft,
   impersonation,
+  envInjection,
   eavesdrop,
   mitmTamper,
 ];
