@@ -4,6 +4,7 @@ import { DOS_THRESHOLDS, latencyRatio } from '../../src/attacks/dos.js';
 import { FLOOD_PART } from '../../src/attacks/flood-container.js';
 import { SCENARIOS } from '../../src/attacks/registry.js';
 import { type AttackReport, runAttacks } from '../../src/attacks/runner.js';
+import { appliesTo } from '../../src/attacks/types.js';
 import type { Posture } from '../../src/defences/posture.js';
 import { listServices } from '../../src/lab/attest.js';
 import { DockerRuntime } from '../../src/lab/runtimes/docker/docker-runtime.js';
@@ -29,11 +30,12 @@ describe.runIf(!engine && process.env.CI === 'true')('the attack catalog on Dock
 const SERVICES = 4;
 
 /*
- * All 13, the DoS scenarios too: their attacker floods from a container of its own on the lab's
- * edge network (flood-container.ts), so the gateway tells it from the victim on this host, whom
- * Docker's port relay shows at one address.
+ * All 13 that exist on Docker (attestation.env-injection is process-only: Scenario.onlyOn), the
+ * DoS scenarios too: their attacker floods from a container of its own on the lab's edge network
+ * (flood-container.ts), so the gateway tells it from the victim on this host, whom Docker's port
+ * relay shows at one address.
  */
-const ON_DOCKER = SCENARIOS;
+const ON_DOCKER = SCENARIOS.filter((s) => appliesTo(s, { runtime: 'docker' }));
 const DOS = ON_DOCKER.filter((s) => s.paperAttack === 3).map((s) => s.id);
 
 /** The lab's containers as the engine lists them: name, part label, running or not. */
