@@ -5,6 +5,7 @@ import { requestFlood } from './scenarios/dos.request-flood.js';
 import { impersonation } from './scenarios/malicious-service.impersonation.js';
 import { lateralTheft } from './scenarios/malicious-service.lateral-theft.js';
 import { lyingAttestation } from './scenarios/malicious-service.lying-attestation.js';
+import { swapAtRestart } from './scenarios/malicious-service.swap-at-restart.js';
 import { tamperedCode } from './scenarios/malicious-service.tampered-code.js';
 import { replayedChallenge } from './scenarios/masquerade.replayed-challenge.js';
 import { stolenPassword } from './scenarios/masquerade.stolen-password.js';
@@ -26,6 +27,7 @@ export const SCENARIOS: readonly Scenario[] = [
   requestFlood,
   tamperedCode,
   lyingAttestation,
+  swapAtRestart,
   lateralTheft,
   impersonation,
   envInjection,

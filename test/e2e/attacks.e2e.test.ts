@@ -30,7 +30,8 @@ describe.runIf(!engine && process.env.CI === 'true')('the attack catalog on Dock
 const SERVICES = 4;
 
 /*
- * All 13 that exist on Docker (attestation.env-injection is process-only: Scenario.onlyOn), the
+ * All 13 that exist on Docker (attestation.env-injection and malicious-service.swap-at-restart are
+ * process-only: Scenario.onlyOn), the
  * DoS scenarios too: their attacker floods from a container of its own on the lab's edge network
  * (flood-container.ts), so the gateway tells it from the victim on this host, whom Docker's port
  * relay shows at one address.
