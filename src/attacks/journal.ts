@@ -5,6 +5,7 @@ import { errnoCode, isTrustedMsError, TrustedMsError } from '../errors.js';
 import { makeDir, writeFileDurably } from '../fs-sync.js';
 import { type LabState, readLabState } from '../kernel/lab-state.js';
 import { ownerAlive, processStart } from '../kernel/owner-process.js';
+import type { ServicePartConfig } from '../kernel/part-config.js';
 import { labDown } from '../lab/down.js';
 import { restartService } from '../lab/restart.js';
 import { openLabStore } from '../store/open.js';
@@ -238,7 +239,8 @@ export async function recoverAttackRun(home: string, opts: { own?: boolean } = {
         );
         if (had) changed.push("the implant's attacker.json");
       }
-      if ((await readFile(s.configFile, 'utf8').catch(() => undefined)) !== s.config) {
+      const configChanged = (await readFile(s.configFile, 'utf8').catch(() => undefined)) !== s.config;
+      if (configChanged) {
         await writeFileDurably(s.configFile, s.config, 0o600);
         changed.push('its config');
       }
@@ -247,7 +249,11 @@ export async function recoverAttackRun(home: string, opts: { own?: boolean } = {
       const otherEnv = part !== undefined && JSON.stringify(part.env ?? {}) !== JSON.stringify(s.env ?? {});
       if (otherEnv) changed.push('its environment');
       if (running && part && (changed.length > 0 || otherProgram)) {
-        await restartService(running, s.name, { env: s.env ?? {} });
+        // A config put back is registered again (trusted): the scenario registered its own.
+        await restartService(running, s.name, {
+          env: s.env ?? {},
+          ...(configChanged ? { config: JSON.parse(s.config) as ServicePartConfig } : {}),
+        });
         changed.push('restarted');
       }
       if (changed.length > 0)

@@ -7,7 +7,7 @@ import { type LabState, labDir, type PartState, readLabState, writeLabState } fr
 import type { ServicePartConfig } from '../kernel/part-config.js';
 import { readIdentity } from '../pki/identity-files.js';
 import { clientTlsConnector } from '../pki/mtls.js';
-import { registerServices, verifyParts } from './attest.js';
+import { registerParts, verifyParts } from './attest.js';
 import { serviceMounts } from './plan.js';
 import { waitHealthy, waitReady } from './readiness.js';
 import type { Runtime } from './runtimes/runtime.js';
@@ -98,9 +98,11 @@ async function restartOnce(lab: LabState, name: string, opts: RestartOptions): P
     runtime.kind === 'process' &&
     measuredByRuntime(lab.defences.attestation)
   ) {
-    // A config of the operator's: the launch it makes is the known-good one from now on. (A
-    // container's config is not part of what is measured on Docker, so nothing to register there.)
-    await registerServices(home, [name], runtime);
+    // A config of the operator's: the launch it makes (with the pass-through of this start) is the
+    // known-good one from now on. (A container's config is not part of what is measured on Docker,
+    // so nothing to register there.)
+    const { env: _, ...rest } = old;
+    await registerParts(home, now ?? lab, [{ ...rest, ...(env ? { env } : {}) }], runtime);
   }
 
   let attestation: string | undefined;
