@@ -6,6 +6,7 @@ import { POSTURES, parsePosture } from '../../src/defences/posture.js';
 import { ABLATION_NAMES, defenceList, labelOf, parseAblations } from '../../src/defences/presets.js';
 import { fdLimitWarning } from '../../src/lab/fd-limit.js';
 import { closableRuntime, stopInterruptedUp } from '../../src/lab/interrupted-up.js';
+import { passThrough } from '../../src/lab/runtimes/part-env.js';
 import { chooseRuntime, RUNTIME_CHOICES, type RuntimeChoice } from '../../src/lab/runtimes/select.js';
 import { type LabUpResult, labUp } from '../../src/lab/up.js';
 
@@ -23,6 +24,7 @@ export default class LabUp extends BaseCommand {
     '<%= config.bin %> <%= command.id %> --posture none --services 5 --json',
     '<%= config.bin %> <%= command.id %> --runtime docker',
     '<%= config.bin %> <%= command.id %> --runtime docker --base-image node:24-slim',
+    'LD_PRELOAD=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 FAKETIME=-1h <%= config.bin %> <%= command.id %> --runtime process --part-env LD_PRELOAD --part-env FAKETIME',
   ];
   static override flags = {
     posture: Flags.string({ description: 'security posture', options: [...POSTURES], default: 'trusted' }),
@@ -48,6 +50,11 @@ export default class LabUp extends BaseCommand {
         "Docker: build the lab's images on this local image (e.g. node:24-slim); when it is not present locally (nothing is pulled), the host's Node is used FROM scratch",
       env: 'TRUSTED_MS_BASE_IMAGE',
     }),
+    'part-env': Flags.string({
+      description:
+        'process runtime: pass this variable of your environment, with its value, to every part (repeatable). Nothing else of your environment reaches the parts; what you name here runs in all of them unmeasured (e.g. LD_PRELOAD for libfaketime)',
+      multiple: true,
+    }),
   };
 
   async run(): Promise<LabUpCommandResult> {
@@ -62,6 +69,10 @@ export default class LabUp extends BaseCommand {
     }
     const posture = parsePosture(flags.posture);
     const without = parseAblations(flags.without ?? [], posture);
+    const partEnv = flags['part-env'] === undefined ? undefined : passThrough(flags['part-env']);
+    if (partEnv !== undefined && runtime.kind !== 'process') {
+      this.warn(`--part-env is ignored: containers get their own environment`);
+    }
     const fdWarning = await fdLimitWarning(flags.services);
     if (fdWarning !== undefined) this.warn(fdWarning);
     const home = this.labHome(flags);
@@ -79,6 +90,7 @@ export default class LabUp extends BaseCommand {
       posture,
       without,
       services: flags.services,
+      ...(partEnv === undefined ? {} : { partEnv }),
       onProgress: (step) => this.logToStderr(`… ${step}`),
     }).finally(stopOnSignal);
     const { state } = result;

@@ -5,6 +5,7 @@ import { errnoCode, isTrustedMsError, TrustedMsError } from '../errors.js';
 import { makeDir, writeFileDurably } from '../fs-sync.js';
 import { type LabState, readLabState } from '../kernel/lab-state.js';
 import { ownerAlive, processStart } from '../kernel/owner-process.js';
+import type { ServicePartConfig } from '../kernel/part-config.js';
 import { labDown } from '../lab/down.js';
 import { restartService } from '../lab/restart.js';
 import { openLabStore } from '../store/open.js';
@@ -33,6 +34,8 @@ interface ServiceSnapshot {
   config: string;
   /** `attacker.json` is the implant's; it is removed unless it was there before */
   hadAttackerJson: boolean;
+  /** the operator's pass-through it ran with (a scenario may start it with a variable of its own) */
+  env?: Record<string, string>;
 }
 
 export interface AttackRunRecord {
@@ -174,6 +177,7 @@ export class AttackRunJournal {
         appDir: p.appDir,
         entryHash,
         ...(p.entry === undefined ? {} : { entry: p.entry }),
+        ...(p.env === undefined ? {} : { env: p.env }),
         configFile: p.configFile,
         config: await readFile(p.configFile, 'utf8'),
         hadAttackerJson,
@@ -235,14 +239,21 @@ export async function recoverAttackRun(home: string, opts: { own?: boolean } = {
         );
         if (had) changed.push("the implant's attacker.json");
       }
-      if ((await readFile(s.configFile, 'utf8').catch(() => undefined)) !== s.config) {
+      const configChanged = (await readFile(s.configFile, 'utf8').catch(() => undefined)) !== s.config;
+      if (configChanged) {
         await writeFileDurably(s.configFile, s.config, 0o600);
         changed.push('its config');
       }
       const part = running?.parts.find((p) => p.kind === 'service' && p.name === s.name);
       const otherProgram = part !== undefined && part.entry !== s.entry;
+      const otherEnv = part !== undefined && JSON.stringify(part.env ?? {}) !== JSON.stringify(s.env ?? {});
+      if (otherEnv) changed.push('its environment');
       if (running && part && (changed.length > 0 || otherProgram)) {
-        await restartService(running, s.name);
+        // A config put back is registered again (trusted): the scenario registered its own.
+        await restartService(running, s.name, {
+          env: s.env ?? {},
+          ...(configChanged ? { config: JSON.parse(s.config) as ServicePartConfig } : {}),
+        });
         changed.push('restarted');
       }
       if (changed.length > 0)

@@ -1,11 +1,13 @@
 import { TrustedMsError } from '../errors.js';
 import { enumeration } from './scenarios/accounts.enumeration.js';
 import { lockoutDos } from './scenarios/accounts.lockout-dos.js';
+import { envInjection } from './scenarios/attestation.env-injection.js';
 import { loginFlood } from './scenarios/dos.login-flood.js';
 import { requestFlood } from './scenarios/dos.request-flood.js';
 import { impersonation } from './scenarios/malicious-service.impersonation.js';
 import { lateralTheft } from './scenarios/malicious-service.lateral-theft.js';
 import { lyingAttestation } from './scenarios/malicious-service.lying-attestation.js';
+import { swapAtRestart } from './scenarios/malicious-service.swap-at-restart.js';
 import { tamperedCode } from './scenarios/malicious-service.tampered-code.js';
 import { replayedChallenge } from './scenarios/masquerade.replayed-challenge.js';
 import { stolenPassword } from './scenarios/masquerade.stolen-password.js';
@@ -27,8 +29,10 @@ export const SCENARIOS: readonly Scenario[] = [
   requestFlood,
   tamperedCode,
   lyingAttestation,
+  swapAtRestart,
   lateralTheft,
   impersonation,
+  envInjection,
   eavesdrop,
   mitmTamper,
   // Last: they leave the attacker's addresses locked out for a while, which is the defence working.

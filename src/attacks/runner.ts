@@ -16,7 +16,14 @@ import { keygenForUser } from '../users/keygen.js';
 import type { Dependence } from './ablation.js';
 import { attackerClient } from './http.js';
 import { AttackRunJournal } from './journal.js';
-import type { Evidence, LabUser, Scenario, ScenarioContext, Verdict } from './types.js';
+import {
+  appliesTo,
+  type Evidence,
+  type LabUser,
+  type Scenario,
+  type ScenarioContext,
+  type Verdict,
+} from './types.js';
 
 /** The two accounts every scenario uses: made before the scenarios run, removed after. */
 export const ATTACK_USERS = [
@@ -236,6 +243,12 @@ export async function runScenarios(
       const r = resultOf(scenario, lab, study, 'error', { attempts: [] }, 0, true, undefined, notRestored);
       results.push(r);
       opts.onResult?.(r);
+      continue;
+    }
+    if (!appliesTo(scenario, lab)) {
+      opts.onProgress?.(
+        `${labelOf(lab.posture, lab.without)}: ${scenario.id} not run: not applicable on ${lab.runtime} (${scenario.onlyOn?.why})`,
+      );
       continue;
     }
     opts.onProgress?.(`${labelOf(lab.posture, lab.without)}: ${scenario.id} …`);

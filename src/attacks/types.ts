@@ -82,6 +82,11 @@ export interface Scenario {
   /** what evidence decides the verdict */
   evidence: string;
   expected: Record<Posture, ExpectedVerdict>;
+  /**
+   * The runtimes the attack exists on, when not every one: on another it is not run, and the run
+   * says so (it is not a pass). Why, in a sentence.
+   */
+  onlyOn?: { runtimes: readonly LabState['runtime'][]; why: string };
   setup?(ctx: ScenarioContext): Promise<void>;
   detonate(ctx: ScenarioContext): Promise<void>;
   judge(ctx: ScenarioContext): Verdict;
@@ -96,6 +101,11 @@ export interface PlannedScenario {
   technique: string;
   /** what is missing before it can run */
   missing: string;
+}
+
+/** Whether the scenario exists on the runtime the lab runs on (Scenario.onlyOn). */
+export function appliesTo(scenario: Scenario, lab: Pick<LabState, 'runtime'>): boolean {
+  return scenario.onlyOn === undefined || scenario.onlyOn.runtimes.includes(lab.runtime);
 }
 
 /** The default judge: the attack succeeded when any attempt got the protected data. */

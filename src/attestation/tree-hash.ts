@@ -107,6 +107,11 @@ function checkPath(path: string): void {
     throw invalid(`path ${JSON.stringify(path)} contains a newline: cannot be attested`);
 }
 
+/** The tree hash of records gathered elsewhere (a copy made from bytes read once): sorted, then hashed. */
+export function hashRecords(records: TreeRecord[]): TreeHash {
+  return finish(records, false);
+}
+
 function finish(records: TreeRecord[], listing: boolean | undefined): TreeHash {
   const keyed = records.map((r) => ({ r, key: Buffer.from(r.path, 'utf8') }));
   keyed.sort((a, b) => Buffer.compare(a.key, b.key));

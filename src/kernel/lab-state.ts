@@ -1,5 +1,6 @@
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { LaunchManifest } from '../attestation/launch-manifest.js';
 import type { Posture } from '../defences/posture.js';
 import { type Ablation, type Defences, defencesFor } from '../defences/presets.js';
 import { fileError } from '../disk-errors.js';
@@ -38,6 +39,23 @@ export interface PartState {
   appDir?: string;
   /** the program it runs (process runtime): what the watchman starts again when it dies */
   entry?: string;
+  /**
+   * A service on the process runtime: the read-only, content-addressed copy of its code folder it
+   * was started from (`<lab>/run/<tree hash>`). `entry` stays the folder's path: a restart copies
+   * the folder anew.
+   */
+  codeCopy?: string;
+  /**
+   * Variables the operator passed to every part on purpose (`lab up --part-env NAME`), with their
+   * values: a restart by the watchman passes them again. Nothing else reaches a part (part-env.ts).
+   */
+  env?: Record<string, string>;
+  /**
+   * A service on the process runtime, `attestation:measured`: how its process was started
+   * (interpreter, argv, environment, config), recorded by the runtime as it started it. Re-measures
+   * hash this with the code, not a manifest rebuilt from files that may have changed since.
+   */
+  manifest?: LaunchManifest;
 }
 
 /** What `lab up` leaves behind so that any shell can run `lab status`, `logs`, `down`. */

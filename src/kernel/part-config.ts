@@ -86,6 +86,19 @@ export function readPartConfig<K extends PartConfig['kind']>(kind: K): Extract<P
   return config as Extract<PartConfig, { kind: K }>;
 }
 
+/** Set by the process runtime for a service it started from a read-only copy of its code folder. */
+export const CODE_DIR_ENV = 'TMS_CODE_DIR';
+
+/**
+ * Where a service's code is as it runs: the runtime's read-only copy when it made one, otherwise
+ * its code folder. Its `service.json` is read from here, so that the definition a service acts on is
+ * the one that was measured with its program, not a file swapped into the folder since.
+ */
+export function codeDirOf(config: ServicePartConfig, env: NodeJS.ProcessEnv = process.env): string {
+  const dir = env[CODE_DIR_ENV];
+  return dir !== undefined && dir !== '' ? dir : config.appDir;
+}
+
 /** A secret file's content, without a trailing newline. */
 export function readSecret(file: string): string {
   return readFileSync(file, 'utf8').trim();

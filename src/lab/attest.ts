@@ -86,10 +86,24 @@ export async function registerServices(
   runtime?: Runtime,
 ): Promise<ServiceAttestation[]> {
   const state = await requireLabState(home);
+  return registerParts(home, state, pick(state, names), runtime);
+}
+
+/**
+ * As registerServices, for parts given as they are (a service about to be started with another
+ * config or pass-through). It is the code deployed in the folder that is registered, not the copy
+ * running now (a restart runs it), with the launch manifest of the service's own start, not the one
+ * of the process running now.
+ */
+export async function registerParts(
+  home: string,
+  state: LabState,
+  parts: PartState[],
+  runtime?: Runtime,
+): Promise<ServiceAttestation[]> {
   // Registering records a known-good hash: every named service must have been measured.
-  const measured = requireMeasured(
-    await measureAll(runtime ?? (await runtimeFor(state.runtime)), pick(state, names)),
-  );
+  const deployed = parts.map(({ codeCopy: _, manifest: __, ...p }) => p);
+  const measured = requireMeasured(await measureAll(runtime ?? (await runtimeFor(state.runtime)), deployed));
   const res = await jsonRequest<{ services: ServiceAttestation[] }>(
     `${state.securityUrl}/v1/admin/services/register`,
     {

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { labDir, readLabState, removeLabState } from '../kernel/lab-state.js';
+import { codeCopiesDir, releaseCopy } from './runtimes/code-copy.js';
 import { processesOfLab } from './runtimes/process.js';
 import type { Runtime } from './runtimes/runtime.js';
 import { runtimeFor } from './runtimes/select.js';
@@ -63,6 +64,9 @@ export async function labDown(
   }
   stopped.push(...(await killLeftovers(home)));
   removed.push(...(await runtime.teardown(state.labId)));
+  // The services' code copies (process runtime) are only of use while they run; read-only folders
+  // would otherwise stop anyone but root from removing the lab's home.
+  await releaseCopy(codeCopiesDir(labDir(home)));
   await removeLabState(home);
   return { labId: state.labId, stopped, removed, durationMs: Date.now() - started };
 }

@@ -81,6 +81,8 @@ export interface LabPlanInput {
   placements: ReadonlyMap<string, PartPlacement>;
   secrets: { labTokenFile: string; ticketKeyFile: string; sealKeyFile: string };
   attestIntervalSeconds?: number;
+  /** the operator's pass-through to every part (`lab up --part-env`) */
+  partEnv?: Record<string, string>;
 }
 
 /** The parts the runtime is asked to place before the plan is made (addresses come first). */
@@ -142,6 +144,7 @@ export function planLab(input: LabPlanInput): LabPlan {
       url,
       logFile: join(dir, 'logs', `${config.part}.log`),
       mounts: [configFile, ...mounts].map((path) => ({ path })),
+      ...(input.partEnv && Object.keys(input.partEnv).length > 0 ? { env: input.partEnv } : {}),
     };
   };
   /** Where the CLI checks a part's health: its host address, or (none) its log. */

@@ -7,17 +7,31 @@ import { type LabState, labDir, type PartState, readLabState, writeLabState } fr
 import type { ServicePartConfig } from '../kernel/part-config.js';
 import { readIdentity } from '../pki/identity-files.js';
 import { clientTlsConnector } from '../pki/mtls.js';
-import { verifyParts } from './attest.js';
+import { registerParts, verifyParts } from './attest.js';
 import { serviceMounts } from './plan.js';
 import { waitHealthy, waitReady } from './readiness.js';
 import type { Runtime } from './runtimes/runtime.js';
 import { runtimeFor } from './runtimes/select.js';
 
 export interface RestartOptions {
-  /** run this program instead of the service's own `service.mjs` (its code folder stays as it is) */
+  /**
+   * run this program instead of the service's own `service.mjs` (its code folder stays as it is):
+   * the scenarios' stand-in for a running service taken over through a bug, which changes nothing
+   * of its launch (PartLaunch.simulatesCompromise)
+   */
   entry?: string;
-  /** start with this config, written over the part's config file (the file's path stays the same) */
+  /**
+   * start with this config, written over the part's config file (the file's path stays the same):
+   * the operator's own reconfiguration, so in `attestation:measured` the launch it makes is
+   * registered before the start (the MITM scenarios' stand-in for a position on the wire)
+   */
   config?: ServicePartConfig;
+  /**
+   * the operator's pass-through for this start, in place of the one the service had (`lab up
+   * --part-env`): not registered, so a variable that changes the launch makes the service untrusted
+   * in `attestation:measured` until someone registers it
+   */
+  env?: Record<string, string>;
   runtime?: Runtime;
   healthTimeoutMs?: number;
   /** wait for the program's "listening" log line instead of its /healthz (a program that is not the kit) */
@@ -42,18 +56,54 @@ export async function restartService(
   name: string,
   opts: RestartOptions = {},
 ): Promise<RestartResult> {
+  // One restart of a service at a time in this process: a revert run on Ctrl-C while a scenario's
+  // restart is in flight waits for it and then stops the process it started, rather than racing it
+  // (the loser of the port would leave the state naming a program that is not the folder's).
+  const key = `${lab.labId}/${name}`;
+  const mine = (restarting.get(key) ?? Promise.resolve())
+    .catch(() => undefined)
+    .then(() => restartOnce(lab, name, opts));
+  restarting.set(key, mine);
+  try {
+    return await mine;
+  } finally {
+    if (restarting.get(key) === mine) restarting.delete(key);
+  }
+}
+
+const restarting = new Map<string, Promise<RestartResult>>();
+
+async function restartOnce(lab: LabState, name: string, opts: RestartOptions): Promise<RestartResult> {
   const index = lab.parts.findIndex((p) => p.kind === 'service' && p.name === name);
-  const old = lab.parts[index];
-  if (old === undefined)
+  const given = lab.parts[index];
+  if (given === undefined)
     throw new TrustedMsError('SERVICE_NOT_FOUND', `no service named ${name} in this lab`);
-  if (!old.appDir) throw new TrustedMsError('INVALID_INPUT', `${name} has no code folder`);
   const home = homeOfLab(lab);
+  // The process running now, as the state file names it (a restart since `lab` was read, by this
+  // process or the watchman, is in the file, not in the object passed in).
+  const now = await readLabState(home).catch(() => undefined);
+  const old =
+    (now?.labId === lab.labId ? now.parts.find((p) => p.kind === 'service' && p.name === name) : undefined) ??
+    given;
+  if (!old.appDir) throw new TrustedMsError('INVALID_INPUT', `${name} has no code folder`);
   const runtime = opts.runtime ?? (await runtimeFor(lab.runtime, { labId: lab.labId, posture: lab.posture }));
   await runtime.stop(old);
   if (opts.config !== undefined) {
     await writeFile(old.configFile, `${JSON.stringify(opts.config, null, 2)}\n`, { mode: 0o600 });
   }
   const config = JSON.parse(await readFile(old.configFile, 'utf8')) as ServicePartConfig;
+  const env = opts.env ?? old.env;
+  if (
+    opts.config !== undefined &&
+    runtime.kind === 'process' &&
+    measuredByRuntime(lab.defences.attestation)
+  ) {
+    // A config of the operator's: the launch it makes (with the pass-through of this start) is the
+    // known-good one from now on. (A container's config is not part of what is measured on Docker,
+    // so nothing to register there.)
+    const { env: _, ...rest } = old;
+    await registerParts(home, now ?? lab, [{ ...rest, ...(env ? { env } : {}) }], runtime);
+  }
 
   let attestation: string | undefined;
   // trusted: the code as it will run (in a container: read from the container) is measured before
@@ -80,6 +130,8 @@ export async function restartService(
       port: old.port,
       url: old.url,
       appDir: old.appDir,
+      ...(env && Object.keys(env).length > 0 ? { env } : {}),
+      ...(opts.entry ? { simulatesCompromise: true } : {}),
       mounts: [
         { path: old.configFile },
         ...(opts.entry ? [{ path: dirname(opts.entry) }] : []),

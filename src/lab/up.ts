@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { access, copyFile, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Agent } from 'undici';
+import { launchHash } from '../attestation/launch-manifest.js';
 import type { Posture } from '../defences/posture.js';
 import { type Ablation, defenceList, defencesFor, labelOf } from '../defences/presets.js';
 import { fileError } from '../disk-errors.js';
@@ -17,6 +18,7 @@ import { clientTlsConnector } from '../pki/mtls.js';
 import { requireRoomForLab } from './disk.js';
 import { builtFile, type PlannedPart, partsToPlace, planLab } from './plan.js';
 import { waitHealthy } from './readiness.js';
+import { codeCopiesDir, hashOfCopy, releaseCopy } from './runtimes/code-copy.js';
 import { ProcessRuntime } from './runtimes/process.js';
 import type { PartLaunch, PartPlacement, Runtime } from './runtimes/runtime.js';
 import { createLabSecrets } from './secrets.js';
@@ -35,6 +37,11 @@ export interface LabUpOptions {
    * strategy for each (src/defences/presets.ts), and its state and every report say so.
    */
   without?: readonly Ablation[];
+  /**
+   * Variables passed to every part on the operator's explicit say (`lab up --part-env NAME`):
+   * nothing of the CLI's environment reaches a part otherwise (src/lab/runtimes/part-env.ts).
+   */
+  partEnv?: Record<string, string>;
 }
 
 export interface LabUpResult {
@@ -105,6 +112,8 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
 
   await requireRoomForLab(opts.home);
   const dir = labDir(opts.home);
+  // A previous lab's code copies are read-only folders: made writable so that they can go.
+  await releaseCopy(codeCopiesDir(dir));
   await rm(dir, { recursive: true, force: true });
   for (const sub of ['parts', 'logs', 'services']) {
     await makeDir(join(dir, sub)).catch((err: unknown) => {
@@ -140,6 +149,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     ...(opts.attestIntervalSeconds === undefined
       ? {}
       : { attestIntervalSeconds: opts.attestIntervalSeconds }),
+    ...(opts.partEnv === undefined ? {} : { partEnv: opts.partEnv }),
   });
   const ca = mtls ? await createLabCa({ labId }) : undefined;
   if (ca) await saveLabCa(ca, plan.caDir);
@@ -201,7 +211,12 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     const measurements = await Promise.all(
       launches.map(async (l) => ({
         name: l.name,
-        hash: await runtime.measure({ name: l.name, appDir: l.appDir as string }),
+        hash: await runtime.measure({
+          name: l.name,
+          appDir: l.appDir as string,
+          configFile: l.configFile,
+          ...(l.env ? { env: l.env } : {}),
+        }),
       })),
     );
     await securityHealthy;
@@ -240,7 +255,21 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     const startedOne = counter(launches.length, 'started', progress);
     const running = await Promise.all(
       launches.map(async (l) => {
-        const part = await runtime.start(l);
+        // The copy a service runs from (process runtime) must be the code just registered: a file
+        // swapped in between the measurement above and the start gives a copy of another name.
+        // Measured: bound to the launch manifest the runtime recorded, which must be the registered one.
+        const expected = measurements.find((m) => m.name === l.name)?.hash;
+        const part = await runtime.start(l, {
+          beforeRun: async (p) => {
+            if (p.codeCopy === undefined) return;
+            const ran = p.manifest ? launchHash(hashOfCopy(p.codeCopy), p.manifest) : hashOfCopy(p.codeCopy);
+            if (ran !== expected)
+              throw new TrustedMsError(
+                'LAB_START_FAILED',
+                `${l.name}: its code changed between its measurement and its start, or its launch did (${ran}, registered ${expected})`,
+              );
+          },
+        });
         startedOne();
         return part;
       }),

@@ -4,6 +4,7 @@ import { DOS_THRESHOLDS, latencyRatio } from '../../src/attacks/dos.js';
 import { FLOOD_PART } from '../../src/attacks/flood-container.js';
 import { SCENARIOS } from '../../src/attacks/registry.js';
 import { type AttackReport, runAttacks } from '../../src/attacks/runner.js';
+import { appliesTo } from '../../src/attacks/types.js';
 import type { Posture } from '../../src/defences/posture.js';
 import { listServices } from '../../src/lab/attest.js';
 import { DockerRuntime } from '../../src/lab/runtimes/docker/docker-runtime.js';
@@ -29,14 +30,13 @@ describe.runIf(!engine && process.env.CI === 'true')('the attack catalog on Dock
 const SERVICES = 4;
 
 /*
- * All 13 before the account scenarios, the DoS scenarios too: their attacker floods from a
- * container of its own on the lab's edge network (flood-container.ts), so the gateway tells it from
- * the victim on this host, whom Docker's port relay shows at one address. Not yet the `accounts.*`
- * ones: they need the attacker at several addresses (one per round), which on Docker means
- * attacker containers on the edge network; from this host every try shows at one address, the
- * gateway's per-address limit answers most of them, and enumeration would be inconclusive.
+ * All that exist on Docker (Scenario.onlyOn: attestation.env-injection,
+ * malicious-service.swap-at-restart and the accounts.* ones are process-only), the DoS scenarios
+ * too: their attacker floods from a container of its own on the lab's edge network
+ * (flood-container.ts), so the gateway tells it from the victim on this host, whom Docker's port
+ * relay shows at one address.
  */
-const ON_DOCKER = SCENARIOS.filter((s) => !s.id.startsWith('accounts.'));
+const ON_DOCKER = SCENARIOS.filter((s) => appliesTo(s, { runtime: 'docker' }));
 const DOS = ON_DOCKER.filter((s) => s.paperAttack === 3).map((s) => s.id);
 
 /** The lab's containers as the engine lists them: name, part label, running or not. */

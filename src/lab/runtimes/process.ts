@@ -1,10 +1,15 @@
+import { createHash } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
 import { open, readdir, readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
+import { type LaunchManifest, launchHash } from '../../attestation/launch-manifest.js';
 import { hashDirectory } from '../../attestation/tree-hash.js';
 import { TrustedMsError } from '../../errors.js';
 import type { PartState } from '../../kernel/lab-state.js';
 import { freePorts } from '../ports.js';
+import { codeCopiesDir, copyMeasured, entryInCopy, hashOfCopy } from './code-copy.js';
+import { attestsLaunch, launchEnvironment, launchManifest, serviceManifest } from './launch.js';
 import type { PartLaunch, PartPlacement, PartPlan, Runtime, StartHooks } from './runtime.js';
 
 const HOST = '127.0.0.1';
@@ -40,7 +45,40 @@ export class ProcessRuntime implements Runtime {
   }
 
   async start(launch: PartLaunch, hooks: StartHooks = {}): Promise<PartState> {
-    await hooks.beforeRun?.(partOf(launch));
+    // A service runs from a read-only copy of its code folder made from the bytes that were
+    // hashed, never from the folder itself: what `beforeRun` measures is what runs (issue 14).
+    // An entry outside the folder (a rogue program of an attack scenario) runs as given.
+    let entry = launch.entry;
+    let codeCopy: string | undefined;
+    let codeHash: string | undefined;
+    if (launch.kind === 'service' && launch.appDir) {
+      const copy = await copyMeasured(
+        launch.appDir,
+        // <lab>/parts/<part>.json: the lab's folder is two levels up.
+        codeCopiesDir(dirname(dirname(launch.configFile))),
+      );
+      codeHash = copy.hash;
+      const inCopy = entryInCopy(launch.appDir, launch.entry, copy.dir);
+      if (inCopy !== undefined) {
+        entry = inCopy;
+        codeCopy = copy.dir;
+      }
+    }
+    const env = launchEnvironment(launch, codeCopy);
+    // The manifest is made from the very argv and environment handed to execa below, and kept in
+    // the part's state: a re-measure hashes what was started, not what the files say now.
+    let manifest: LaunchManifest | undefined;
+    if (codeHash !== undefined && (await attestsLaunch(launch.configFile))) {
+      manifest = launch.simulatesCompromise
+        ? await serviceManifest(launch, codeHash)
+        : await launchManifest({ argv: [entry], env, configFile: launch.configFile });
+    }
+    const started = {
+      ...partOf(launch),
+      ...(codeCopy ? { codeCopy } : {}),
+      ...(manifest ? { manifest } : {}),
+    };
+    await hooks.beforeRun?.(started);
     // The log file's descriptor goes to the child itself, so nothing flows through this process
     // and `lab up` can exit while the part runs on.
     // (execa's types take only literal descriptor numbers; at run time any descriptor is passed on.)
@@ -48,21 +86,21 @@ export class ProcessRuntime implements Runtime {
     const { execa } = await import('execa');
     const log = openSync(launch.logFile, 'a', 0o600) as 1;
     try {
-      const child = execa(process.execPath, [launch.entry], {
+      const child = execa(process.execPath, [entry], {
         detached: true,
         cleanup: false,
         stdin: 'ignore',
         stdout: log,
         stderr: log,
-        env: { TMS_PART_CONFIG: launch.configFile, NODE_ENV: 'production' },
-        extendEnv: true,
+        env,
+        extendEnv: false,
       });
       // Not awaited: the part outlives this process. Its exit is seen by health checks and `lab status`.
       child.catch(() => undefined);
       child.unref();
       if (child.pid === undefined)
         throw new TrustedMsError('LAB_START_FAILED', `${launch.name} did not start`);
-      return { ...partOf(launch), pid: child.pid };
+      return { ...started, pid: child.pid };
     } finally {
       closeSync(log);
     }
@@ -97,9 +135,44 @@ export class ProcessRuntime implements Runtime {
     }
   }
 
-  async measure(part: Pick<PartState, 'name' | 'appDir'>): Promise<string> {
+  /**
+   * The code folder's tree hash; for a service running from a code copy, that hash only when the
+   * copy is still what its name says and the folder still holds the same code. Otherwise a hash of
+   * the three together, which matches no registration: a copy changed after its start, or a folder
+   * that differs from what runs (changed, or put back after a swap), is untrusted until a restart
+   * makes a new copy. In `attestation:measured` the answer is that code hash bound to the launch
+   * manifest (launchHash): the one the runtime recorded when it started the process, or, for a
+   * service not started yet (`lab up`, `service register`), the one its own start would have.
+   */
+  async measure(
+    part: Pick<PartState, 'name' | 'appDir' | 'codeCopy' | 'env' | 'manifest'> & { configFile?: string },
+  ): Promise<string> {
     if (!part.appDir) throw new TrustedMsError('INVALID_INPUT', `${part.name} has no code folder to measure`);
-    return (await hashDirectory(part.appDir)).hash;
+    const code = await this.measureCode(part.appDir, part.codeCopy);
+    if (part.configFile === undefined || !(await attestsLaunch(part.configFile))) return code.hash;
+    const manifest =
+      part.manifest ??
+      (await serviceManifest(
+        { configFile: part.configFile, ...(part.env ? { env: part.env } : {}) },
+        code.deployed,
+      ));
+    return launchHash(code.hash, manifest);
+  }
+
+  private async measureCode(
+    appDir: string,
+    codeCopy: string | undefined,
+  ): Promise<{ hash: string; deployed: string }> {
+    const deployed = (await hashDirectory(appDir)).hash;
+    if (codeCopy === undefined) return { hash: deployed, deployed };
+    const named = hashOfCopy(codeCopy);
+    const running = await hashDirectory(codeCopy).then(
+      (t) => t.hash,
+      () => 'missing',
+    );
+    if (running === named && deployed === named) return { hash: named, deployed };
+    const differs = `sha256:${createHash('sha256').update(`differs\n${named}\n${running}\n${deployed}\n`).digest('hex')}`;
+    return { hash: differs, deployed };
   }
 
   async logTail(part: PartState, lines: number): Promise<string> {
@@ -165,6 +238,7 @@ function partOf(launch: PartLaunch): PartState {
     logFile: launch.logFile,
     entry: launch.entry,
     ...(launch.appDir ? { appDir: launch.appDir } : {}),
+    ...(launch.env && Object.keys(launch.env).length > 0 ? { env: launch.env } : {}),
   };
 }
 

@@ -19,6 +19,14 @@ export interface PartLaunch {
    * mounted at the same path, read-only unless `writable`; a local process already sees them.
    */
   mounts?: { path: string; writable?: boolean }[];
+  /** the operator's pass-through (`lab up --part-env`), on top of the part's own environment */
+  env?: Record<string, string>;
+  /**
+   * The lab's stand-in for a running service taken over through a bug (`entry` is an implant):
+   * such a compromise changes nothing of how the process was launched, so its launch manifest is
+   * recorded as the service's own launch would be. Only the attack scenarios set it.
+   */
+  simulatesCompromise?: boolean;
 }
 
 export interface StartHooks {
@@ -75,7 +83,9 @@ export interface Runtime {
   isAlive(part: PartState): Promise<boolean>;
   /** Measures a service's code tree from outside the service (attestation). */
   measure(
-    part: Pick<PartState, 'name' | 'appDir' | 'containerId'> & { configFile?: string },
+    part: Pick<PartState, 'name' | 'appDir' | 'containerId' | 'codeCopy' | 'env' | 'manifest'> & {
+      configFile?: string;
+    },
   ): Promise<string>;
   /** The last lines of a part's log. */
   logTail(part: PartState, lines: number): Promise<string>;

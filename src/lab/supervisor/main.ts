@@ -125,6 +125,7 @@ async function respawn(
     port: part.port,
     url: part.url,
     ...(part.appDir ? { appDir: part.appDir } : {}),
+    ...(part.env ? { env: part.env } : {}),
   };
   // trusted: the code it will run is measured before it runs; a service whose code changed is
   // marked untrusted (the gateway stops routing to it) and started all the same, as by `lab up`.
@@ -150,7 +151,13 @@ async function respawn(
   if (onDisk?.labId === config.labId) {
     await writeLabState(home, {
       ...onDisk,
-      parts: onDisk.parts.map((p) => (p.name === part.name ? { ...p, ...started } : p)),
+      // A code copy and a manifest are the new process's own or none (a program from outside the
+      // folder; a posture that does not attest launches).
+      parts: onDisk.parts.map((p) => {
+        if (p.name !== part.name) return p;
+        const { codeCopy: _, manifest: __, ...before } = p;
+        return { ...before, ...started };
+      }),
     });
   }
   pending.delete(part.name);

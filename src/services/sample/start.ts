@@ -8,7 +8,7 @@ import { linksFor } from '../../defences/links.js';
 import { ticketKindOf } from '../../defences/presets.js';
 import { GATEWAY_VOUCHES, TicketAtService } from '../../defences/request/service.js';
 import { isTrustedMsError, TrustedMsError } from '../../errors.js';
-import { readPartConfig, readSecret, type ServicePartConfig } from '../../kernel/part-config.js';
+import { codeDirOf, readPartConfig, readSecret, type ServicePartConfig } from '../../kernel/part-config.js';
 import { RevocationFeed } from '../revocation-feed.js';
 import { SecurityClient } from '../security-client.js';
 import { buildSampleService, type PeerClient, type SampleDefinition } from './app.js';
@@ -36,7 +36,8 @@ const timeouts = { headersTimeout: HEADERS_TIMEOUT_MS, bodyTimeout: HEADERS_TIME
 export async function startSampleService(hooks: SampleKitHooks = {}): Promise<void> {
   const config = readPartConfig('service');
   const { defences } = config;
-  const definition = readDefinition(join(config.appDir, 'service.json'));
+  const codeDir = codeDirOf(config);
+  const definition = readDefinition(join(codeDir, 'service.json'));
   const name = definition.name;
   const securityAgent = new Agent({ connect: { timeout: CONNECT_TIMEOUT_MS }, ...timeouts });
   // attestation:self: the service reports its own hash, with the lab token (the paper's scheme).
@@ -103,7 +104,7 @@ export async function startSampleService(hooks: SampleKitHooks = {}): Promise<vo
     try {
       const hash = hooks.ownHash
         ? await hooks.ownHash(config, security)
-        : (await hashDirectory(config.appDir)).hash;
+        : (await hashDirectory(codeDir)).hash;
       const result = await security.untilReady(`${name}: self-report`, () =>
         security.call<{ state?: unknown } | null>(
           'POST',

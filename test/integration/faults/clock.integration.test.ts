@@ -48,7 +48,18 @@ async function steppedLab(posture: 'paper' | 'trusted', users: string[]) {
     const type = posture === 'paper' ? 'rsa' : 'ed25519';
     await keygenForUser(admin, { user: name, type, keyDir: lab.keys, force: false });
   }
-  const up = await run(['lab', 'up', '--runtime', 'process', '--posture', posture, '--services', '2']);
+  // The parts get nothing of the CLI's environment unless named (lab up --part-env).
+  const up = await run([
+    'lab',
+    'up',
+    '--runtime',
+    'process',
+    '--posture',
+    posture,
+    '--services',
+    '2',
+    ...Object.keys(env).flatMap((name) => ['--part-env', name]),
+  ]);
   return {
     up,
     step,

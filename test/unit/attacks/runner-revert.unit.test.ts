@@ -55,3 +55,34 @@ describe('a revert that cannot restore the lab', () => {
     expect(ran).toEqual([]);
   });
 });
+
+describe('a scenario that exists on some runtimes only', () => {
+  it('is not run on another, and the run says why; elsewhere it runs', async () => {
+    const processOnly: Scenario = {
+      ...scenario('process-only'),
+      onlyOn: { runtimes: ['process'], why: 'no such path into a container' },
+    };
+    for (const runtime of ['docker', 'process'] as const) {
+      const lines: string[] = [];
+      const results: ScenarioResult[] = [];
+      await runScenarios(
+        { ...lab, runtime },
+        { victim: user('v'), attacker: user('a') },
+        {
+          postures: ['trusted'],
+          scenarios: [processOnly, scenario('everywhere')],
+          onProgress: (l) => lines.push(l),
+        },
+        results,
+      );
+      if (runtime === 'docker') {
+        expect(results.map((r) => r.id)).toEqual(['everywhere']);
+        expect(lines).toContain(
+          'trusted: process-only not run: not applicable on docker (no such path into a container)',
+        );
+      } else {
+        expect(results.map((r) => r.id)).toEqual(['process-only', 'everywhere']);
+      }
+    }
+  });
+});
