@@ -47,6 +47,9 @@ export function renderMatrix(report: AttackReport): string {
   for (const r of report.results.filter((x) => x.rerunAfter !== undefined)) {
     lines.push(`  ~ ${r.id} in ${columnOf(r)}: run again after an inconclusive first run (${r.rerunAfter})`);
   }
+  for (const n of report.notApplicable ?? []) {
+    lines.push(`  - ${n.id} in ${n.variant}: not run, not applicable on this runtime (${n.why})`);
+  }
   return lines.join('\n');
 }
 

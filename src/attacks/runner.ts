@@ -110,6 +110,11 @@ export interface AttackReport {
   ok: boolean;
   /** `--ablate`: which defence each scenario depends on (src/attacks/ablation.ts) */
   dependences?: Dependence[];
+  /**
+   * Scenarios asked for that do not exist on a lab's runtime (Scenario.onlyOn), per lab: listed so
+   * that nobody takes their absence from `results` for a pass
+   */
+  notApplicable?: { id: string; variant: string; why: string }[];
 }
 
 /**
@@ -209,6 +214,13 @@ export async function runAttacks(opts: RunOptions): Promise<AttackReport> {
   }
   await journal?.end();
   const passed = results.filter((r) => r.passed).length;
+  const notApplicable = postures
+    .filter((p) => p.error === undefined)
+    .flatMap((p) =>
+      opts.scenarios
+        .filter((sc) => sc.onlyOn !== undefined && !results.some((r) => r.id === sc.id && r.variant === p.variant))
+        .map((sc) => ({ id: sc.id, variant: p.variant, why: sc.onlyOn?.why ?? '' })),
+    );
   return {
     schema: 'trusted-ms/attack-report@1',
     startedAt: new Date(started).toISOString(),
@@ -222,6 +234,7 @@ export async function runAttacks(opts: RunOptions): Promise<AttackReport> {
     results,
     summary: { total: results.length, passed, failed: results.length - passed },
     ok: results.length > 0 && passed === results.length,
+    ...(notApplicable.length > 0 ? { notApplicable } : {}),
   };
 }
 

@@ -196,3 +196,17 @@ describe('an inconclusive cell, in every format', () => {
     });
   });
 });
+
+describe('a scenario that does not exist on the lab runtime', () => {
+  it('is listed in the terminal matrix as not run, with why, rather than left out silently', () => {
+    const r = report();
+    r.notApplicable = [
+      { id: 'attestation.env-injection', variant: 'trusted', why: 'no CLI pass-through reaches a container' },
+    ];
+    const text = stripVTControlCharacters(renderMatrix(r));
+    expect(text).toContain(
+      '- attestation.env-injection in trusted: not run, not applicable on this runtime (no CLI pass-through reaches a container)',
+    );
+    expect(stripVTControlCharacters(renderMatrix(report()))).not.toContain('not applicable');
+  });
+});
