@@ -10,6 +10,7 @@ import { linksFor } from '../../defences/links.js';
 import { ticketKindOf } from '../../defences/presets.js';
 import type { PasswordPrincipal } from '../../defences/request/gateway-basic.js';
 import { readPartConfig, readSecret } from '../../kernel/part-config.js';
+import { LabClock } from '../../protocol/lab-clock.js';
 import { ProofVerifier } from '../../protocol/proof.js';
 import { RevocationFeed } from '../revocation-feed.js';
 import { SecurityClient } from '../security-client.js';
@@ -18,8 +19,6 @@ import { gatewayStrategies } from './assemble.js';
 import { createPool, poolUpstream, type Upstream } from './upstream.js';
 
 const POLL_MS = 2000;
-/** Proofs made before this instance started may have been accepted by the one before it. */
-const STARTED_AT = Date.now();
 
 const config = readPartConfig('gateway');
 const labToken = readSecret(config.labTokenFile);
@@ -45,14 +44,23 @@ for (const [name, url] of Object.entries(config.services)) {
 }
 
 const attestation = new AttestationTable();
+// The security service's clock, followed by the feed (docs/faults.md, "Clocks").
+const clock = new LabClock();
 const revocations = new RevocationFeed(config.securityUrl, {
   part: 'gateway',
   token: labToken,
   log: (line) => console.log(line),
+  clock,
 });
 await revocations.start();
 const ticketKind = ticketKindOf(defences.login);
-const verifier = ticketKind === undefined ? undefined : await security.ticketVerifier(ticketKind);
+const verifier = ticketKind === undefined ? undefined : await security.ticketVerifier(ticketKind, clock);
+/**
+ * Proofs made before this instance started may have been accepted by the one before it. Proofs
+ * are stamped on the clients' wall clocks, so this is the wall clock at start; or the lab clock when
+ * later: after a step back of the wall clock, proofs stamped before it may have been accepted.
+ */
+const startedAt = Math.max(Date.now(), Math.floor(clock.now()) || 0);
 // With no attestation to enforce, the table is not needed: nothing polls the security service for it.
 const poll = enforcesAttestation(defences.attestation)
   ? setInterval(() => void attestation.refresh(fetchAttestations), POLL_MS)
@@ -85,7 +93,7 @@ const app = buildGateway({
     revocations: revocations.view,
     ...(verifier ? { verifier } : {}),
     sealKey: Buffer.from(readSecret(config.sealKeyFile), 'base64url'),
-    proofs: new ProofVerifier({ notBeforeMs: STARTED_AT }),
+    proofs: new ProofVerifier({ notBeforeMs: startedAt }),
     checkPassword: async (user: string, password: string) =>
       security.call<PasswordPrincipal>('POST', '/v1/internal/password', { user, password }),
     auth: poolUpstream(createPool(config.securityUrl), 'the security service'),
