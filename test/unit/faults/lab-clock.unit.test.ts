@@ -9,15 +9,18 @@ import { IAT_LEEWAY_SECONDS, LabClock, labTimeOf } from '../../../src/protocol/l
 import { issueTicket, type TicketClaims, TicketVerifier } from '../../../src/protocol/ticket.js';
 import { createHttpApp } from '../../../src/services/http.js';
 import { RevocationFeed } from '../../../src/services/revocation-feed.js';
-import {
-  LAB_CLOCK_FILE,
-  MARK_AHEAD_MS,
-  securityLabClock,
-} from '../../../src/services/security/lab-clock-mark.js';
 import { RevocationBook } from '../../../src/services/security/revocations.js';
 import { revocationFeedRoutes } from '../../../src/services/security/routes/revocations.js';
 import { SecurityClient } from '../../../src/services/security-client.js';
+import {
+  homeLabClock,
+  homeLabClockAtFirstUse,
+  LAB_CLOCK_FILE,
+  MARK_AHEAD_MS,
+} from '../../../src/store/lab-clock-mark.js';
 import { openLabStore } from '../../../src/store/open.js';
+import { revokeUserIn } from '../../../src/users/revocations.js';
+import { addUser } from '../../../src/users/users.js';
 
 /**
  * The lab's one clock (src/protocol/lab-clock.ts): the security service's, read by the other parts
@@ -128,7 +131,7 @@ describe("the red team's sequences on one lab clock", () => {
 
   it('(a) a forward step of 2 h corrected 2 s later, with logins during it: nobody is locked out', () => {
     const box = machine();
-    const security = securityLabClock(home, { wall: box.wall, monotonic: box.monotonic });
+    const security = homeLabClock(home, { wall: box.wall, monotonic: box.monotonic });
     const gatewayClock = new LabClock(box.monotonic);
     gatewayClock.adopt(security());
     const gateway = partVerifier(gatewayClock);
@@ -150,7 +153,7 @@ describe("the red team's sequences on one lab clock", () => {
 
   it('(b) a 5 s forward blip with a login during it: every new ticket works, also 60 s later', () => {
     const box = machine();
-    const security = securityLabClock(home, { wall: box.wall, monotonic: box.monotonic });
+    const security = homeLabClock(home, { wall: box.wall, monotonic: box.monotonic });
     const serviceClock = new LabClock(box.monotonic);
     serviceClock.adopt(security());
     const service = partVerifier(serviceClock);
@@ -163,14 +166,14 @@ describe("the red team's sequences on one lab clock", () => {
 
   it('(c) a security service restarted across a 1 h step back: its first reading is after every one it handed out', () => {
     const box = machine();
-    const first = securityLabClock(home, { wall: box.wall, monotonic: box.monotonic });
+    const first = homeLabClock(home, { wall: box.wall, monotonic: box.monotonic });
     box.pass(30_000);
     const lastHandedOut = first();
     box.pass(500);
     box.m.wall -= HOUR;
     // A new process: its monotonic clock starts again.
     box.m.mono = 0;
-    const second = securityLabClock(home, { wall: box.wall, monotonic: box.monotonic });
+    const second = homeLabClock(home, { wall: box.wall, monotonic: box.monotonic });
     const notBefore = second();
     expect(notBefore).toBeGreaterThan(lastHandedOut);
     // So a revocation then refuses the tickets issued before the restart (iat < notBefore).
@@ -179,7 +182,7 @@ describe("the red team's sequences on one lab clock", () => {
 
   it('(d) a part restarted after a step back starts from the lab time, not from its wall clock', () => {
     const box = machine();
-    const security = securityLabClock(home, { wall: box.wall, monotonic: box.monotonic });
+    const security = homeLabClock(home, { wall: box.wall, monotonic: box.monotonic });
     box.pass(10_000);
     const issued = ticketAt(Math.floor(security() / 1000));
     box.m.wall -= HOUR;
@@ -204,7 +207,7 @@ describe("the security service's high-water mark", () => {
 
   it('is written ahead of each reading, once per MARK_AHEAD_MS of readings', async () => {
     const box = machine();
-    const clock = securityLabClock(home, { wall: box.wall, monotonic: box.monotonic });
+    const clock = homeLabClock(home, { wall: box.wall, monotonic: box.monotonic });
     const t1 = clock();
     expect(t1).toBe(T0);
     expect(await markIn(home)).toBe(T0 + MARK_AHEAD_MS);
@@ -218,28 +221,52 @@ describe("the security service's high-water mark", () => {
 
   it('a forward step of the wall clock while it runs is not followed; a restart takes the later of wall and mark', () => {
     const box = machine();
-    const clock = securityLabClock(home, { wall: box.wall, monotonic: box.monotonic });
+    const clock = homeLabClock(home, { wall: box.wall, monotonic: box.monotonic });
     box.m.wall += HOUR;
     box.pass(1000);
     expect(clock()).toBe(T0 + 1000);
     box.m.mono = 0;
-    expect(securityLabClock(home, { wall: box.wall, monotonic: box.monotonic })()).toBe(T0 + HOUR + 1000);
+    expect(homeLabClock(home, { wall: box.wall, monotonic: box.monotonic })()).toBe(T0 + HOUR + 1000);
   });
 
   it('that is not one: starts from the wall clock and says so', async () => {
     await writeFile(join(home, LAB_CLOCK_FILE), 'not json');
     const lines: string[] = [];
     const box = machine();
-    expect(securityLabClock(home, { ...box, log: (l) => lines.push(l) })()).toBe(T0);
+    expect(homeLabClock(home, { ...box, log: (l) => lines.push(l) })()).toBe(T0);
     expect(lines.join('\n')).toMatch(/is not a high-water mark; starting from the wall clock/);
   });
 
   it('that cannot be written: the reading is handed out, the log says why', async () => {
-    const gone = join(home, 'not-made');
+    await writeFile(join(home, 'a-file'), '');
+    const notAFolder = join(home, 'a-file', 'home');
     const lines: string[] = [];
     const box = machine();
-    expect(securityLabClock(gone, { ...box, log: (l) => lines.push(l) })()).toBe(T0);
-    expect(lines.join('\n')).toMatch(/cannot write its high-water mark .*not-made.*ENOENT/);
+    expect(homeLabClock(notAFolder, { ...box, log: (l) => lines.push(l) })()).toBe(T0);
+    expect(lines.join('\n')).toMatch(/cannot write its high-water mark .*a-file.*ENOTDIR/);
+  });
+
+  it('with no home yet (the first `user add`): nothing to be ahead of, nothing said', () => {
+    const lines: string[] = [];
+    const box = machine();
+    expect(homeLabClock(join(home, 'not-made'), { ...box, log: (l) => lines.push(l) })()).toBe(T0);
+    expect(lines).toEqual([]);
+  });
+
+  it("is the clock of the CLI's writes while the lab is down: a revocation after a step back is after the tickets", async () => {
+    const box = machine();
+    const security = homeLabClock(home, { wall: box.wall, monotonic: box.monotonic });
+    box.pass(30_000);
+    const iat = Math.floor(security() / 1000);
+    // The lab taken down, the wall clock stepped back an hour, `user revoke` run with the lab down.
+    box.m.wall -= HOUR;
+    box.m.mono = 0;
+    const store = openLabStore(home, {
+      now: homeLabClockAtFirstUse(home, { wall: box.wall, monotonic: box.monotonic }),
+    });
+    await addUser(store, { name: 'bob', role: 'analyst', password: 'bob-password' });
+    const { notBefore } = await revokeUserIn(store, 'bob', 'cli');
+    expect(notBefore).toBeGreaterThan(iat);
   });
 });
 

@@ -1,8 +1,9 @@
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { LabClock } from '../../protocol/lab-clock.js';
+import { errnoCode } from '../errors.js';
+import { LabClock } from '../protocol/lab-clock.js';
 
-/** Where the security service keeps its clock's high-water mark, in the lab home next to the store. */
+/** Where the lab clock's high-water mark is kept, in the lab home next to the store. */
 export const LAB_CLOCK_FILE = 'lab-clock.json';
 
 /**
@@ -14,24 +15,25 @@ export const LAB_CLOCK_FILE = 'lab-clock.json';
  */
 export const MARK_AHEAD_MS = 2000;
 
-export interface SecurityLabClockOptions {
+export interface HomeLabClockOptions {
   wall?: () => number;
   monotonic?: () => number;
   log?: (line: string) => void;
 }
 
 /**
- * The security service's reading of the lab clock (`LabClock`): at start the wall clock, or the
- * high-water mark it left in `<home>/lab-clock.json` when that is later (it was restarted after the
- * wall clock stepped back), then carried forward on the monotonic clock. So a restart across a step
- * back never hands out a time behind one it stored: a revocation's `notBefore` stays after the
- * tickets it must refuse (before, `user key remove` after such a restart let the old tickets work).
+ * The lab clock (`LabClock`) as read by the writer of the home's store: the security service while
+ * the lab runs, the CLI while it is down. At start the wall clock, or the high-water mark the last
+ * writer left in `<home>/lab-clock.json` when that is later (a restart after the wall clock stepped
+ * back), then carried forward on the monotonic clock. So a restart across a step back never hands
+ * out a time behind one it stored: a revocation's `notBefore` stays after the tickets it must refuse
+ * (before, `user key remove` after such a restart let the old tickets work).
  *
  * A mark that cannot be written (disk full) is said in the log and the reading handed out anyway:
  * the writes that would store it fail the same way (tickets are not issued without their audit
  * record).
  */
-export function securityLabClock(home: string, opts: SecurityLabClockOptions = {}): () => number {
+export function homeLabClock(home: string, opts: HomeLabClockOptions = {}): () => number {
   const file = join(home, LAB_CLOCK_FILE);
   const log = opts.log ?? ((line: string) => console.error(line));
   let mark = readMark(file, log);
@@ -44,6 +46,18 @@ export function securityLabClock(home: string, opts: SecurityLabClockOptions = {
       writeMark(file, mark, log);
     }
     return t;
+  };
+}
+
+/**
+ * `homeLabClock` for the CLI's store while the lab is down, made at its first reading (a command
+ * that only reads the store neither reads nor writes the mark), as the store's `now`.
+ */
+export function homeLabClockAtFirstUse(home: string, opts: HomeLabClockOptions = {}): () => Date {
+  let clock: (() => number) | undefined;
+  return () => {
+    clock ??= homeLabClock(home, opts);
+    return new Date(clock());
   };
 }
 
@@ -83,6 +97,8 @@ function writeMark(file: string, mark: number, log: (line: string) => void): voi
     } catch {
       // not made
     }
+    // No home yet: nothing was stored, so there is nothing for the mark to be ahead of.
+    if (errnoCode(err) === 'ENOENT') return;
     log(`lab clock: cannot write its high-water mark ${file}: ${(err as Error).message}`);
   }
 }
