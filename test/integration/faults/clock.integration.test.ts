@@ -175,11 +175,6 @@ describe.runIf(LIBFAKETIME !== undefined || inCi)('a running lab whose wall cloc
 
     await lab.step('-1h');
     await lab.restartSecurity();
-    // Before: the restarted service's clock was an hour behind the gateway's, so its new tickets
-    // were already expired there.
-    await lab.login('dave');
-    expect(await call('dave')).toBe('OK');
-
     // Before: each of these wrote a notBefore an hour before the tickets it must refuse.
     const keys = await cliJson<{ result: { keys: { thumbprint: string }[] } }>(lab.dirs, [
       'user',
@@ -195,6 +190,11 @@ describe.runIf(LIBFAKETIME !== undefined || inCi)('a running lab whose wall cloc
     const readd = await lab.run(['user', 'add', 'carol', '--role', 'admin', '--password-stdin'], 'carol-pw');
     expect(readd.exitCode, readd.stderr).toBe(0);
     for (const user of ['alice', 'bob', 'carol']) expect(await call(user), user).toBe('TICKET_REVOKED');
+
+    // Before: the restarted service's clock was an hour behind the gateway's, so its new tickets
+    // were already expired there.
+    await lab.login('dave');
+    expect(await call('dave')).toBe('OK');
 
     // Also once the wall clock is right again.
     await lab.step('+0');
