@@ -11,7 +11,7 @@ import { ticketKindOf } from '../../defences/presets.js';
 import type { PasswordPrincipal } from '../../defences/request/gateway-basic.js';
 import { readPartConfig, readSecret } from '../../kernel/part-config.js';
 import { LabClock } from '../../protocol/lab-clock.js';
-import { ProofVerifier } from '../../protocol/proof.js';
+import { DEFAULT_PROOF_WINDOW_MS, ProofVerifier } from '../../protocol/proof.js';
 import { RevocationFeed } from '../revocation-feed.js';
 import { SecurityClient } from '../security-client.js';
 import { buildGateway } from './app.js';
@@ -58,9 +58,14 @@ const verifier = ticketKind === undefined ? undefined : await security.ticketVer
 /**
  * Proofs made before this instance started may have been accepted by the one before it. Proofs
  * are stamped on the clients' wall clocks, so this is the wall clock at start; or the lab clock when
- * later: after a step back of the wall clock, proofs stamped before it may have been accepted.
+ * it is more than a proof window ahead: the wall clock stepped back, and proofs stamped up to the
+ * lab time may have been accepted. A smaller lead is the security service's high-water mark (up to
+ * MARK_AHEAD_MS after a quick restart of it): taking it refused every session's next request.
+ * Whether a ticket was issued before the start is judged on the lab clock, as its `iat`.
  */
-const startedAt = Math.max(Date.now(), Math.floor(clock.now()) || 0);
+const wallAtStart = Date.now();
+const labAtStart = Math.floor(clock.now()) || 0;
+const startedAt = labAtStart - wallAtStart > DEFAULT_PROOF_WINDOW_MS ? labAtStart : wallAtStart;
 // With no attestation to enforce, the table is not needed: nothing polls the security service for it.
 const poll = enforcesAttestation(defences.attestation)
   ? setInterval(() => void attestation.refresh(fetchAttestations), POLL_MS)
@@ -93,7 +98,7 @@ const app = buildGateway({
     revocations: revocations.view,
     ...(verifier ? { verifier } : {}),
     sealKey: Buffer.from(readSecret(config.sealKeyFile), 'base64url'),
-    proofs: new ProofVerifier({ notBeforeMs: startedAt }),
+    proofs: new ProofVerifier({ notBeforeMs: startedAt, ticketsIssuedFromMs: labAtStart }),
     checkPassword: async (user: string, password: string) =>
       security.call<PasswordPrincipal>('POST', '/v1/internal/password', { user, password }),
     auth: poolUpstream(createPool(config.securityUrl), 'the security service'),

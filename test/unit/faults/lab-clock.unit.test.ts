@@ -6,6 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isTrustedMsError } from '../../../src/errors.js';
 import { IAT_LEEWAY_SECONDS, LabClock, labTimeOf } from '../../../src/protocol/lab-clock.js';
+import { createProof, ProofVerifier } from '../../../src/protocol/proof.js';
 import { issueTicket, type TicketClaims, TicketVerifier } from '../../../src/protocol/ticket.js';
 import { createHttpApp } from '../../../src/services/http.js';
 import { RevocationFeed } from '../../../src/services/revocation-feed.js';
@@ -189,6 +190,35 @@ describe("the red team's sequences on one lab clock", () => {
     const restarted = new LabClock(box.monotonic);
     restarted.adopt(security());
     expect(codeOf(() => partVerifier(restarted).verify(issued))).toBe('OK');
+  });
+});
+
+describe('a gateway restarted while the lab clock leads its wall clock (the mark after a quick restart of the security service)', () => {
+  const sessionKey = Buffer.alloc(32, 7);
+  const req = { sessionKey, method: 'GET', path: '/svc/a/x', jti: 'abcdefghijklmnop' };
+  const wallAtStart = T0;
+  const labAtStart = T0 + MARK_AHEAD_MS;
+  const verifier = () =>
+    new ProofVerifier({
+      now: () => wallAtStart + 100,
+      notBeforeMs: wallAtStart,
+      ticketsIssuedFromMs: labAtStart,
+    });
+
+  it('refuses a proof captured before it started, of a ticket issued (on the lab clock) before', () => {
+    const captured = createProof({ ...req, now: () => wallAtStart - 500 });
+    expect(() =>
+      verifier().verify({ ...req, header: captured, ticketIssuedAtMs: labAtStart - 1000 }),
+    ).toThrow(expect.objectContaining({ code: 'PROOF_REPLAYED', reason: 'before-start' }));
+  });
+
+  it("accepts that session's next request, and a proof of a ticket issued since", () => {
+    const fresh = createProof({ ...req, now: () => wallAtStart + 50 });
+    expect(() =>
+      verifier().verify({ ...req, header: fresh, ticketIssuedAtMs: labAtStart - 1000 }),
+    ).not.toThrow();
+    const early = createProof({ ...req, now: () => wallAtStart - 500 });
+    expect(() => verifier().verify({ ...req, header: early, ticketIssuedAtMs: labAtStart })).not.toThrow();
   });
 });
 
