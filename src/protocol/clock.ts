@@ -7,9 +7,10 @@
  * Each reading is the wall clock, or, when that is behind, the last reading carried forward by the
  * monotonic time since (so expiry still comes on time, in real seconds). Anchored when made: a step
  * back after that is caught even by a part that was idle across it. A step forward is followed
- * (nobody can tell which reading is right; following it only ends validity early, and the issuer,
- * on the same machine, follows it too). Within one process only: a part restarted after a step
- * back starts again from the wall clock (docs/faults.md).
+ * (nobody can tell which reading is right; following it only ends validity early). Within one
+ * process only. The lab's parts judge tickets and challenges on the lab clock (`LabClock`,
+ * lab-clock.ts), which reads no wall clock once started; they still read it through this, which
+ * changes nothing for it and keeps "never backwards" for any other clock a caller injects.
  *
  * A reading that is not a finite number is passed through untouched, for the callers to refuse.
  */

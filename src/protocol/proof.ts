@@ -160,6 +160,11 @@ export interface ProofVerifierOptions {
    * clock stepped back its fresh proofs are stamped before it.
    */
   notBeforeMs?: number;
+  /**
+   * The lab clock when the verifier started, which `ticketIssuedAtMs` is compared with (tickets'
+   * `iat` are on the lab clock, proofs' stamps on the clients' wall clocks); `notBeforeMs` by default.
+   */
+  ticketsIssuedFromMs?: number;
 }
 
 /**
@@ -188,6 +193,7 @@ export class ProofVerifier {
   readonly #maxEntries: number;
   readonly #maxEntriesPerUser: number;
   readonly #notBeforeMs: number;
+  readonly #ticketsIssuedFromMs: number;
   /** `${jti}.${nonce}` → the millisecond after which its proof is outside the window, and whose it is. */
   readonly #seen = new Map<string, { until: number; user: string }>();
   /** user → how many of its pairs the cache holds (only users with at least one). */
@@ -204,6 +210,7 @@ export class ProofVerifier {
     this.#maxEntries = opts.maxEntries ?? DEFAULT_REPLAY_CACHE_ENTRIES;
     this.#maxEntriesPerUser = opts.maxEntriesPerUser ?? DEFAULT_REPLAY_QUOTA_PER_USER;
     this.#notBeforeMs = opts.notBeforeMs ?? 0;
+    this.#ticketsIssuedFromMs = opts.ticketsIssuedFromMs ?? this.#notBeforeMs;
     if (!Number.isSafeInteger(this.#windowMs) || this.#windowMs <= 0) {
       throw new TrustedMsError('INVALID_INPUT', 'windowMs must be a positive whole number');
     }
@@ -241,7 +248,9 @@ export class ProofVerifier {
     if (Buffer.from(nonce, 'base64url').toString('base64url') !== nonce) throw refuse('malformed');
     if (!(Math.abs(this.#wall() - t) <= this.#windowMs)) throw refuse('outside-window');
     if (!timingSafeEqual(given, mac(r, t, nonce))) throw refuse('bad-mac');
-    const issuedBeforeStart = !(r.ticketIssuedAtMs !== undefined && r.ticketIssuedAtMs >= this.#notBeforeMs);
+    const issuedBeforeStart = !(
+      r.ticketIssuedAtMs !== undefined && r.ticketIssuedAtMs >= this.#ticketsIssuedFromMs
+    );
     if (t < this.#notBeforeMs && issuedBeforeStart) {
       throw new ProofError('PROOF_REPLAYED', 'proof already used', 'before-start');
     }

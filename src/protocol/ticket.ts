@@ -245,14 +245,20 @@ export interface TicketVerifierOptions {
   /** When given, the `posture` a ticket must carry (a trusted gateway refuses bearer tickets). */
   posture?: TicketKind;
   /**
-   * The wall clock in milliseconds; `Date.now` by default. Read through `forwardOnlyClock`: a step
-   * back does not make an expired ticket valid again (docs/faults.md).
+   * The clock in milliseconds: the part's lab clock (`LabClock`, src/protocol/lab-clock.ts), or
+   * `Date.now` by default. Read through `forwardOnlyClock`: whatever clock is given, a step back does
+   * not make an expired ticket valid again (docs/faults.md).
    */
   now?: () => number;
   /** Most verified tickets kept; the oldest is dropped first. 10,000 by default. */
   maxEntries?: number;
   /** Clock skew tolerated on `exp` and `iat`, in seconds; 0 by default. */
   leewaySeconds?: number;
+  /**
+   * Clock skew tolerated on `iat` only, in seconds; `leewaySeconds` by default. A part on the lab
+   * clock is behind the security service by the delay it took the time with (IAT_LEEWAY_SECONDS).
+   */
+  issuedAtLeewaySeconds?: number;
 }
 
 /**
@@ -271,6 +277,7 @@ export class TicketVerifier {
   readonly #now: () => number;
   readonly #maxEntries: number;
   readonly #leewayMs: number;
+  readonly #iatLeewayMs: number;
   /** token → its claims and the millisecond from which it is expired; insertion order = age. */
   readonly #cache = new Map<string, { claims: TicketClaims; expiredAtMs: number }>();
 
@@ -283,11 +290,15 @@ export class TicketVerifier {
     this.#now = forwardOnlyClock(opts.now ?? Date.now);
     this.#maxEntries = opts.maxEntries ?? 10_000;
     this.#leewayMs = (opts.leewaySeconds ?? 0) * 1000;
+    this.#iatLeewayMs = (opts.issuedAtLeewaySeconds ?? opts.leewaySeconds ?? 0) * 1000;
     if (!Number.isSafeInteger(this.#maxEntries) || this.#maxEntries < 0) {
       throw new TrustedMsError('INVALID_INPUT', 'maxEntries must be a whole number ≥ 0');
     }
     if (!Number.isFinite(this.#leewayMs) || this.#leewayMs < 0) {
       throw new TrustedMsError('INVALID_INPUT', 'leewaySeconds must be ≥ 0');
+    }
+    if (!Number.isFinite(this.#iatLeewayMs) || this.#iatLeewayMs < 0) {
+      throw new TrustedMsError('INVALID_INPUT', 'issuedAtLeewaySeconds must be ≥ 0');
     }
   }
 
@@ -325,7 +336,7 @@ export class TicketVerifier {
     if (this.#audience !== undefined && claims.aud !== this.#audience) throw refuse('audience');
     if (this.#posture !== undefined && claims.posture !== this.#posture) throw refuse('posture');
     const nowMs = this.#now();
-    if (!(nowMs + this.#leewayMs >= claims.iat * 1000)) throw refuse('issued in the future');
+    if (!(nowMs + this.#iatLeewayMs >= claims.iat * 1000)) throw refuse('issued in the future');
     const expiredAtMs = claims.exp * 1000 + this.#leewayMs;
     if (!(nowMs < expiredAtMs)) throw new TicketError('TICKET_EXPIRED', 'ticket expired', 'expired');
     if (this.#maxEntries > 0) {

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Dispatcher, request } from 'undici';
 import { TrustedMsError } from '../errors.js';
+import { type LabClock, labTimeOf } from '../protocol/lab-clock.js';
 import { parseRevocationList, type RevocationList, RevocationView } from '../protocol/revocation-list.js';
 import { fromErrorBody } from './http.js';
 
@@ -11,6 +12,8 @@ export interface RevocationFeedOptions {
   token?: string;
   dispatcher?: Dispatcher;
   log?: (line: string) => void;
+  /** this part's lab clock, moved forward to the lab time every answer carries */
+  clock?: LabClock;
 }
 
 /** Longer than the security service holds a poll (HOLD_MS, 20 s), so a quiet poll is not an error. */
@@ -25,7 +28,9 @@ const RETRY_MAX_MS = 500;
  * the security service's `GET /v1/revocations?since=<version>`, asked again as soon as it answers,
  * so a change arrives in one round trip. When the security service is unreachable (restarting), the
  * last list stays in force and the poll is retried with a growing pause (0.1 s to 0.5 s); after a
- * restart its version changes, so the list is fetched whole again at once.
+ * restart its version changes, so the list is fetched whole again at once. Every answer carries the
+ * lab time, which moves the part's lab clock forward (`clock`): a security service restarted ahead
+ * is followed within one answer.
  */
 export class RevocationFeed {
   readonly view = new RevocationView();
@@ -98,6 +103,9 @@ export class RevocationFeed {
       body = undefined;
     }
     if (res.statusCode >= 400) throw fromErrorBody(res.statusCode, body);
-    return parseRevocationList(body);
+    const list = parseRevocationList(body);
+    const labTime = labTimeOf(body);
+    if (labTime !== undefined) this.#opts.clock?.adopt(labTime);
+    return list;
   }
 }

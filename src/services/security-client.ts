@@ -2,6 +2,7 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import type { Dispatcher } from 'undici';
 import { isTrustedMsError, TrustedMsError } from '../errors.js';
 import { jsonRequest } from '../kernel/http-client.js';
+import { IAT_LEEWAY_SECONDS, type LabClock, labTimeOf } from '../protocol/lab-clock.js';
 import { type TicketKind, TicketVerifier } from '../protocol/ticket.js';
 
 /**
@@ -44,18 +45,44 @@ export class SecurityClient {
     }
   }
 
-  /** The security service's ticket keys as a verifier that caches every good ticket until expiry. */
-  async ticketVerifier(posture: TicketKind): Promise<TicketVerifier> {
-    const r = await this.untilReady('fetching the ticket keys', () =>
-      this.call<{
+  /**
+   * The security service's ticket keys as a verifier that caches every good ticket until expiry.
+   * With `clock` (the part's lab clock), tickets are judged on it, and it starts from (or moves
+   * forward to) the lab time in the answer, taken as read half-way through the round trip.
+   */
+  async ticketVerifier(posture: TicketKind, clock?: LabClock): Promise<TicketVerifier> {
+    let sentAt = 0;
+    let receivedAt = 0;
+    const r = await this.untilReady('fetching the ticket keys', async () => {
+      sentAt = performance.now();
+      const answer = await this.call<{
         issuer: string;
         audience: string;
         keys: { kid: string; alg: string; publicKeyPem: string }[];
-      }>('GET', '/v1/keys'),
-    );
+      }>('GET', '/v1/keys');
+      receivedAt = performance.now();
+      return answer;
+    });
     const keys = new Map<string, KeyObject>();
     for (const k of r.keys ?? []) if (k.alg === 'EdDSA') keys.set(k.kid, createPublicKey(k.publicKeyPem));
     if (keys.size === 0) throw new TrustedMsError('KEY_NOT_FOUND', 'the security service has no EdDSA key');
-    return new TicketVerifier({ keys, issuer: r.issuer, audience: r.audience, posture });
+    if (clock === undefined)
+      return new TicketVerifier({ keys, issuer: r.issuer, audience: r.audience, posture });
+    const labTime = labTimeOf(r);
+    if (labTime === undefined) {
+      throw new TrustedMsError(
+        'SERVICE_UNAVAILABLE',
+        'the security service did not give the lab time with its keys',
+      );
+    }
+    clock.adopt(labTime, (sentAt + receivedAt) / 2);
+    return new TicketVerifier({
+      keys,
+      issuer: r.issuer,
+      audience: r.audience,
+      posture,
+      now: () => clock.now(),
+      issuedAtLeewaySeconds: IAT_LEEWAY_SECONDS,
+    });
   }
 }

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { jsonRequest } from '../kernel/http-client.js';
 import { labDir, readLabState } from '../kernel/lab-state.js';
 import { readSecret } from '../kernel/part-config.js';
+import { homeLabClockAtFirstUse } from '../store/lab-clock-mark.js';
 import { openLabStore } from '../store/open.js';
 import type { UserKey } from '../store/schema.js';
 import type { LabStore } from '../store/store.js';
@@ -54,7 +55,7 @@ export async function openUserAdmin(home: string): Promise<UserAdmin> {
     );
     if (alive) return remoteAdmin(state.securityUrl, token);
   }
-  return localAdmin(openLabStore(home));
+  return localAdmin(openLabStore(home, { now: homeLabClockAtFirstUse(home) }));
 }
 
 function localAdmin(store: LabStore): UserAdmin {

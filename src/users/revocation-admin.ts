@@ -4,6 +4,7 @@ import { jsonRequest } from '../kernel/http-client.js';
 import { labDir, readLabState } from '../kernel/lab-state.js';
 import { readSecret } from '../kernel/part-config.js';
 import { labTopology } from '../kernel/topology.js';
+import { homeLabClockAtFirstUse } from '../store/lab-clock-mark.js';
 import { openLabStore } from '../store/open.js';
 import {
   type QuarantineResult,
@@ -64,7 +65,7 @@ export async function openRevocationAdmin(home: string): Promise<RevocationAdmin
       };
     }
   }
-  const store = openLabStore(home);
+  const store = openLabStore(home, { now: homeLabClockAtFirstUse(home) });
   return {
     via: 'store',
     revokeUser: (name) => revokeUserIn(store, name, 'cli'),

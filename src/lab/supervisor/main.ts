@@ -60,7 +60,9 @@ async function round(): Promise<void> {
       pending.delete(part.name);
       continue;
     }
-    const now = Date.now();
+    // Monotonic: on the wall clock, a step back between a death and its due time delayed the restart
+    // by the step's length.
+    const now = performance.now();
     const seen = pending.get(part.name);
     // Someone else started it again meanwhile (a restart by `attack simulate`): a new process to watch.
     if (seen !== undefined && seen.pid !== part.pid) pending.delete(part.name);
@@ -136,14 +138,13 @@ async function respawn(
           log(`watchman: ${part.name} measured before restart: ${measured?.state ?? 'unknown'}`);
         }
       : undefined;
-  const now = Date.now();
-  backoff.started(part.name, now);
+  backoff.started(part.name, performance.now());
   let started: PartState;
   try {
     started = await runtime.start(launch, beforeRun ? { beforeRun } : {});
   } catch (err) {
     log(`watchman: ${part.name} could not be restarted: ${(err as Error).message}`);
-    schedule(part, Date.now(), record, 'failed to restart');
+    schedule(part, performance.now(), record, 'failed to restart');
     return;
   }
   // The lab's state file names the new process, so that `lab down` stops it and `lab status` sees it.
@@ -162,7 +163,7 @@ async function respawn(
   }
   pending.delete(part.name);
   const previous = record[part.name]?.restarts ?? 0;
-  record[part.name] = { restarts: previous + 1, lastRestartAt: new Date(now).toISOString() };
+  record[part.name] = { restarts: previous + 1, lastRestartAt: new Date().toISOString() };
   log(`watchman: ${part.name} restarted (pid ${started.pid}, restart ${previous + 1})`);
 }
 

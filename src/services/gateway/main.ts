@@ -10,7 +10,8 @@ import { linksFor } from '../../defences/links.js';
 import { ticketKindOf } from '../../defences/presets.js';
 import type { PasswordPrincipal } from '../../defences/request/gateway-basic.js';
 import { readPartConfig, readSecret } from '../../kernel/part-config.js';
-import { ProofVerifier } from '../../protocol/proof.js';
+import { LabClock } from '../../protocol/lab-clock.js';
+import { DEFAULT_PROOF_WINDOW_MS, ProofVerifier } from '../../protocol/proof.js';
 import { RevocationFeed } from '../revocation-feed.js';
 import { SecurityClient } from '../security-client.js';
 import { buildGateway } from './app.js';
@@ -18,8 +19,6 @@ import { gatewayStrategies } from './assemble.js';
 import { createPool, poolUpstream, type Upstream } from './upstream.js';
 
 const POLL_MS = 2000;
-/** Proofs made before this instance started may have been accepted by the one before it. */
-const STARTED_AT = Date.now();
 
 const config = readPartConfig('gateway');
 const labToken = readSecret(config.labTokenFile);
@@ -45,14 +44,28 @@ for (const [name, url] of Object.entries(config.services)) {
 }
 
 const attestation = new AttestationTable();
+// The security service's clock, followed by the feed (docs/faults.md, "Clocks").
+const clock = new LabClock();
 const revocations = new RevocationFeed(config.securityUrl, {
   part: 'gateway',
   token: labToken,
   log: (line) => console.log(line),
+  clock,
 });
 await revocations.start();
 const ticketKind = ticketKindOf(defences.login);
-const verifier = ticketKind === undefined ? undefined : await security.ticketVerifier(ticketKind);
+const verifier = ticketKind === undefined ? undefined : await security.ticketVerifier(ticketKind, clock);
+/**
+ * Proofs made before this instance started may have been accepted by the one before it. Proofs
+ * are stamped on the clients' wall clocks, so this is the wall clock at start; or the lab clock when
+ * it is more than a proof window ahead: the wall clock stepped back, and proofs stamped up to the
+ * lab time may have been accepted. A smaller lead is the security service's high-water mark (up to
+ * MARK_AHEAD_MS after a quick restart of it): taking it refused every session's next request.
+ * Whether a ticket was issued before the start is judged on the lab clock, as its `iat`.
+ */
+const wallAtStart = Date.now();
+const labAtStart = Math.floor(clock.now()) || 0;
+const startedAt = labAtStart - wallAtStart > DEFAULT_PROOF_WINDOW_MS ? labAtStart : wallAtStart;
 // With no attestation to enforce, the table is not needed: nothing polls the security service for it.
 const poll = enforcesAttestation(defences.attestation)
   ? setInterval(() => void attestation.refresh(fetchAttestations), POLL_MS)
@@ -85,7 +98,7 @@ const app = buildGateway({
     revocations: revocations.view,
     ...(verifier ? { verifier } : {}),
     sealKey: Buffer.from(readSecret(config.sealKeyFile), 'base64url'),
-    proofs: new ProofVerifier({ notBeforeMs: STARTED_AT }),
+    proofs: new ProofVerifier({ notBeforeMs: startedAt, ticketsIssuedFromMs: labAtStart }),
     checkPassword: async (user: string, password: string) =>
       security.call<PasswordPrincipal>('POST', '/v1/internal/password', { user, password }),
     auth: poolUpstream(createPool(config.securityUrl), 'the security service'),

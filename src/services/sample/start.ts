@@ -9,6 +9,7 @@ import { ticketKindOf } from '../../defences/presets.js';
 import { GATEWAY_VOUCHES, TicketAtService } from '../../defences/request/service.js';
 import { isTrustedMsError, TrustedMsError } from '../../errors.js';
 import { codeDirOf, readPartConfig, readSecret, type ServicePartConfig } from '../../kernel/part-config.js';
+import { LabClock } from '../../protocol/lab-clock.js';
 import { RevocationFeed } from '../revocation-feed.js';
 import { SecurityClient } from '../security-client.js';
 import { buildSampleService, type PeerClient, type SampleDefinition } from './app.js';
@@ -58,6 +59,8 @@ export async function startSampleService(hooks: SampleKitHooks = {}): Promise<vo
 
   const security = new SecurityClient(config.securityUrl, labToken, securityAgent);
   const ticketKind = ticketKindOf(defences.login);
+  // The security service's clock, followed by the feed (docs/faults.md, "Clocks").
+  const clock = new LabClock();
   // request:basic: the service trusts the gateway, which applies the revocations itself.
   const feed =
     defences.request === 'basic'
@@ -66,12 +69,13 @@ export async function startSampleService(hooks: SampleKitHooks = {}): Promise<vo
           part: name,
           ...(labToken === undefined ? {} : { token: labToken }),
           log: (line) => console.log(`${name}: ${line}`),
+          clock,
         });
   await feed?.start();
   const authenticate =
     defences.request === 'basic' || ticketKind === undefined
       ? GATEWAY_VOUCHES
-      : new TicketAtService(await security.ticketVerifier(ticketKind), feed?.view);
+      : new TicketAtService(await security.ticketVerifier(ticketKind, clock), feed?.view);
   const app = buildSampleService({
     definition,
     defences,

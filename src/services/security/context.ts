@@ -33,9 +33,11 @@ export interface SecurityDeps {
   /** revoked users and quarantined services, loaded from the store (default: an empty book) */
   revocations?: RevocationBook;
   /**
-   * The wall clock (ticket iat, challenge expiry; also the rate limits' when given, for tests), the
-   * store's by default, so that tickets' iat and revocations' notBefore come from one clock. Read
-   * through `forwardOnlyClock`: a step back does not make an expired challenge good again.
+   * The lab clock (ticket iat, challenge expiry, the lab time /v1/keys and the revocation feed hand
+   * out; also the rate limits' when given, for tests), the store's by default (main.ts gives the store
+   * `homeLabClock`), so that tickets' iat and revocations' notBefore come from one clock. Read
+   * through `forwardOnlyClock`: whatever clock a test gives, a step back does not make an expired
+   * challenge good again.
    */
   now?: () => number;
 }

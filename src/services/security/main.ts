@@ -4,16 +4,17 @@ import { request } from 'undici';
 import { jwkThumbprint } from '../../crypto/thumbprint.js';
 import { readPartConfig, readSecret } from '../../kernel/part-config.js';
 import { loadLabCa } from '../../pki/ca.js';
-import { forwardOnlyClock } from '../../protocol/clock.js';
+import { homeLabClock } from '../../store/lab-clock-mark.js';
 import { openLabStore } from '../../store/open.js';
 import { buildSecurityService } from './app.js';
 import { ServiceRegistry } from './registry.js';
 import { RevocationBook } from './revocations.js';
 
 const config = readPartConfig('security');
-// The store's clock is also the service's (tickets' iat, challenges): on two clocks, a revocation
-// after a wall clock stepped back would get a notBefore older than the tickets it must refuse.
-const now = forwardOnlyClock();
+// The lab clock (tickets' iat, challenges, revocations' notBefore, audit times), handed to the
+// other parts with /v1/keys and the revocation feed; the store's clock too: on two clocks, a
+// revocation after a wall clock stepped back would get a notBefore older than the tickets it must refuse.
+const now = homeLabClock(config.home);
 // Resident: while the lab runs this process is the store's only writer, so it keeps the store in
 // memory and the audit chain's head (every write still on disk before it is acknowledged).
 const store = openLabStore(config.home, { resident: true, now: () => new Date(now()) });

@@ -1,10 +1,13 @@
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
+import { readLabState } from '../../../src/kernel/lab-state.js';
 import { openUserAdmin } from '../../../src/users/admin.js';
 import { keygenForUser } from '../../../src/users/keygen.js';
 import { cli, cliJson, tempLab } from '../../support/cli.js';
+import { waitFor } from '../hardening/wait.js';
 
 /**
  * The wall clock of a real lab stepped, with libfaketime (Debian's `faketime`): every part and the
@@ -64,6 +67,21 @@ async function steppedLab(posture: 'paper' | 'trusted', users: string[]) {
     up,
     step,
     run,
+    dirs: lab,
+    /** Kills the security service (SIGKILL) and waits until the watchman has it back and answering. */
+    async restartSecurity(): Promise<void> {
+      const before = (await readLabState(lab.home))?.parts.find((p) => p.name === 'security');
+      expect(before?.pid).toBeDefined();
+      process.kill(before?.pid as number, 'SIGKILL');
+      await waitFor('the watchman to restart the security service', 60_000, async () => {
+        const state = await readLabState(lab.home);
+        const now = state?.parts.find((p) => p.name === 'security');
+        if (now?.pid === undefined || now.pid === before?.pid) return undefined;
+        const res = await request(`${state?.securityUrl}/healthz`).catch(() => undefined);
+        await res?.body.dump();
+        return res?.statusCode === 200 ? true : undefined;
+      });
+    },
     async code(args: string[]): Promise<string | undefined> {
       const r = await cliJson<Envelope>(lab, args, { env });
       return r.exitCode === 0 ? 'OK' : r.json.error?.code;
@@ -80,7 +98,7 @@ async function steppedLab(posture: 'paper' | 'trusted', users: string[]) {
 }
 
 describe.runIf(LIBFAKETIME !== undefined || inCi)('a running lab whose wall clock steps', () => {
-  it('paper: an expired ticket stays expired after a step back of 2 h, a revocation after it still revokes, nobody is locked out', async () => {
+  it('paper: forward 2 h and back 2 s later (red team): tickets from before and after work, nobody is locked out; a revocation after a step back still revokes', async () => {
     expect(LIBFAKETIME, 'CI=true but libfaketime is missing: apt-get install -y faketime').toBeDefined();
     await using lab = await steppedLab('paper', ['alice', 'bob', 'carol']);
     expect(lab.up.exitCode, lab.up.stderr).toBe(0);
@@ -88,22 +106,22 @@ describe.runIf(LIBFAKETIME !== undefined || inCi)('a running lab whose wall cloc
     await lab.login('alice');
     expect(await call('alice')).toBe('OK');
 
-    // Forward 2 h: alice's ticket (an hour long) has expired; a login works (no lock-out).
+    // Forward 2 h, a call during it (the gateway reads its clock), back 2 s later. The lab runs on
+    // its own clock, not the wall: alice's ticket is still valid. (Before: TICKET_EXPIRED, and the
+    // gateway stayed 2 h ahead of the security service, so every fresh ticket was TICKET_EXPIRED.)
     await lab.step('+2h');
-    expect(await call('alice')).toBe('TICKET_EXPIRED');
+    expect(await call('alice')).toBe('OK');
+    await lab.step('+0');
     await lab.login('bob');
     expect(await call('bob')).toBe('OK');
+    expect(await call('alice')).toBe('OK');
 
-    // Back 2 h, to where alice's ticket was valid: it stays expired (it was accepted before).
-    await lab.step('+0');
-    expect(await call('alice')).toBe('TICKET_EXPIRED');
-    // bob's ticket from before the step and a login after it both work: nobody is locked out.
-    expect(await call('bob')).toBe('OK');
+    // Back 2 h: a login works (nobody locked out); a revocation after the step refuses bob's
+    // ticket (its notBefore is on the lab clock, as the tickets' iat).
+    await lab.step('-2h');
     await lab.login('carol');
     expect(await call('carol')).toBe('OK');
-
-    // A revocation after the step back refuses bob's ticket, issued "2 h later" on the wall clock
-    // (before: its notBefore came from the stepped-back clock, older than the ticket).
+    expect(await call('bob')).toBe('OK');
     expect((await lab.run(['user', 'revoke', 'bob'])).exitCode).toBe(0);
     expect(await call('bob')).toBe('TICKET_REVOKED');
     expect(await call('carol')).toBe('OK');
@@ -128,5 +146,70 @@ describe.runIf(LIBFAKETIME !== undefined || inCi)('a running lab whose wall cloc
     await lab.step('+0');
     expect(await call('alice')).toBe('OK');
     expect(await call('bob')).toBe('OK');
+  }, 240_000);
+
+  it('trusted: forward 50 min and back, or a 5 s blip, with a login during it (red team): every new ticket works everywhere', async () => {
+    expect(LIBFAKETIME, 'CI=true but libfaketime is missing: apt-get install -y faketime').toBeDefined();
+    // 50 min, not 2 h: the services' certificates last an hour and are checked on the wall clock.
+    await using lab = await steppedLab('trusted', ['alice', 'bob', 'carol', 'dave']);
+    expect(lab.up.exitCode, lab.up.stderr).toBe(0);
+    const call = (user: string) => lab.code(['call', 'accounts', '/db/accounts/records', '--as', user]);
+    await lab.login('alice');
+    expect(await call('alice')).toBe('OK');
+
+    // Before: the security service followed the step (a login read its clock), the gateway and the
+    // services did not, and refused every later ticket as issued in the future.
+    await lab.step('+50m');
+    await lab.login('bob');
+    await lab.step('+0');
+    await lab.login('carol');
+    expect(await call('carol')).toBe('OK');
+    expect(await call('bob')).toBe('OK');
+
+    await lab.step('+5s');
+    await lab.login('dave');
+    await lab.step('+0');
+    await lab.login('alice');
+    expect(await call('alice')).toBe('OK');
+    expect(await call('dave')).toBe('OK');
+  }, 240_000);
+
+  it('paper: a security service restarted across a step back of 1 h: revocations still refuse the old tickets, new logins work', async () => {
+    expect(LIBFAKETIME, 'CI=true but libfaketime is missing: apt-get install -y faketime').toBeDefined();
+    await using lab = await steppedLab('paper', ['alice', 'bob', 'carol', 'dave']);
+    expect(lab.up.exitCode, lab.up.stderr).toBe(0);
+    const call = (user: string) => lab.code(['call', 'accounts', '/db/accounts/records', '--as', user]);
+    for (const user of ['alice', 'bob', 'carol']) {
+      await lab.login(user);
+      expect(await call(user)).toBe('OK');
+    }
+
+    await lab.step('-1h');
+    await lab.restartSecurity();
+    // Before: each of these wrote a notBefore an hour before the tickets it must refuse.
+    const keys = await cliJson<{ result: { keys: { thumbprint: string }[] } }>(lab.dirs, [
+      'user',
+      'key',
+      'list',
+      'alice',
+    ]);
+    const thumbprint = keys.json.result.keys[0]?.thumbprint as string;
+    expect((await lab.run(['user', 'key', 'remove', '--', 'alice', thumbprint])).exitCode).toBe(0);
+    expect((await lab.run(['user', 'revoke', 'bob'])).exitCode).toBe(0);
+    expect((await lab.run(['user', 'reinstate', 'bob'])).exitCode).toBe(0);
+    expect((await lab.run(['user', 'remove', 'carol'])).exitCode).toBe(0);
+    const readd = await lab.run(['user', 'add', 'carol', '--role', 'admin', '--password-stdin'], 'carol-pw');
+    expect(readd.exitCode, readd.stderr).toBe(0);
+    for (const user of ['alice', 'bob', 'carol']) expect(await call(user), user).toBe('TICKET_REVOKED');
+
+    // Before: the restarted service's clock was an hour behind the gateway's, so its new tickets
+    // were already expired there.
+    await lab.login('dave');
+    expect(await call('dave')).toBe('OK');
+
+    // Also once the wall clock is right again.
+    await lab.step('+0');
+    for (const user of ['alice', 'bob', 'carol']) expect(await call(user), user).toBe('TICKET_REVOKED');
+    expect(await call('dave')).toBe('OK');
   }, 240_000);
 });

@@ -1,4 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
+import { LAB_TIME_FIELD } from '../../../protocol/lab-clock.js';
 import type { SecurityContext } from '../context.js';
 
 /** What anyone may read without a credential: health, the ticket-signing keys, the service list. */
@@ -14,6 +15,8 @@ export const discoveryRoutes: FastifyPluginAsync<SecurityContext> = async (app, 
     issuer: ctx.issuer,
     audience: ctx.audience,
     keys: [{ kid: ctx.signingKey.kid, alg: 'EdDSA', publicKeyPem: ctx.publicKeyPem }],
+    // The lab clock a part starts from (src/protocol/lab-clock.ts).
+    [LAB_TIME_FIELD]: Math.floor(ctx.now()),
   }));
 
   app.get('/v1/services', async () => ({

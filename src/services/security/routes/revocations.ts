@@ -1,4 +1,5 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import { LAB_TIME_FIELD } from '../../../protocol/lab-clock.js';
 import type { LabStore } from '../../../store/store.js';
 import { quarantineIn, reinstateUserIn, releaseIn, revokeUserIn } from '../../../users/revocations.js';
 import type { RevocationBook } from '../revocations.js';
@@ -7,6 +8,8 @@ import type { RevocationBook } from '../revocations.js';
 export interface RevocationRouteDeps {
   store: LabStore;
   revocations: RevocationBook;
+  /** the lab clock, sent with every answer of the feed (the store's by default) */
+  now?: () => number;
 }
 
 const PART_RE = /^[a-z][a-z0-9-]{0,63}$/;
@@ -22,6 +25,7 @@ const NAME_PARAM = {
  */
 export const revocationFeedRoutes: FastifyPluginAsync<RevocationRouteDeps> = async (app, deps) => {
   const book = deps.revocations;
+  const now = deps.now ?? (() => deps.store.now().getTime());
   app.addHook('preClose', async () => book.releaseAll());
 
   app.get<{ Querystring: { since?: string; part?: string } }>(
@@ -39,9 +43,12 @@ export const revocationFeedRoutes: FastifyPluginAsync<RevocationRouteDeps> = asy
     },
     async (request, reply) => {
       const { since, part } = request.query;
-      return book.next(since, part !== undefined && PART_RE.test(part) ? part : undefined, (cb) =>
+      const list = await book.next(since, part !== undefined && PART_RE.test(part) ? part : undefined, (cb) =>
         reply.raw.on('close', cb),
       );
+      // Read when answering, not when the list changed: each answer carries the lab clock the
+      // parts follow (src/protocol/lab-clock.ts); a held poll answers at least every HOLD_MS.
+      return { ...list, [LAB_TIME_FIELD]: Math.floor(now()) };
     },
   );
 };
