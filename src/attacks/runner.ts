@@ -218,7 +218,9 @@ export async function runAttacks(opts: RunOptions): Promise<AttackReport> {
     .filter((p) => p.error === undefined)
     .flatMap((p) =>
       opts.scenarios
-        .filter((sc) => sc.onlyOn !== undefined && !results.some((r) => r.id === sc.id && r.variant === p.variant))
+        .filter(
+          (sc) => sc.onlyOn !== undefined && !results.some((r) => r.id === sc.id && r.variant === p.variant),
+        )
         .map((sc) => ({ id: sc.id, variant: p.variant, why: sc.onlyOn?.why ?? '' })),
     );
   return {
