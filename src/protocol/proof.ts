@@ -142,6 +142,11 @@ export interface ProofVerifierOptions {
    * `forwardOnlyClock`, so a step back does not forget early.
    */
   now?: () => number;
+  /**
+   * The monotonic clock in milliseconds (`performance.now` by default): what is forgotten of a
+   * ticket is kept for FORGOTTEN_KEEP_MS of it, real time that no step of the wall clock shortens.
+   */
+  monotonic?: () => number;
   /** Most (jti, nonce) pairs remembered; when full, new proofs are refused. 500,000 by default. */
   maxEntries?: number;
   /**
@@ -190,6 +195,7 @@ export class ProofVerifier {
   readonly #windowMs: number;
   readonly #wall: () => number;
   readonly #now: () => number;
+  readonly #monotonic: () => number;
   readonly #maxEntries: number;
   readonly #maxEntriesPerUser: number;
   readonly #notBeforeMs: number;
@@ -198,7 +204,7 @@ export class ProofVerifier {
   readonly #seen = new Map<string, { until: number; user: string }>();
   /** user → how many of its pairs the cache holds (only users with at least one). */
   readonly #perUser = new Map<string, number>();
-  /** jti → the newest proof time of it forgotten, and until when that is kept. */
+  /** jti → the newest proof time of it forgotten, and until when (monotonic) that is kept. */
   readonly #forgotten = new Map<string, { upToMs: number; keepUntilMs: number }>();
   #lastFullSweep = Number.NEGATIVE_INFINITY;
   #lastForgottenSweep = Number.NEGATIVE_INFINITY;
@@ -207,6 +213,7 @@ export class ProofVerifier {
     this.#windowMs = opts.windowMs ?? DEFAULT_PROOF_WINDOW_MS;
     this.#wall = opts.now ?? Date.now;
     this.#now = forwardOnlyClock(this.#wall);
+    this.#monotonic = opts.monotonic ?? (() => performance.now());
     this.#maxEntries = opts.maxEntries ?? DEFAULT_REPLAY_CACHE_ENTRIES;
     this.#maxEntriesPerUser = opts.maxEntriesPerUser ?? DEFAULT_REPLAY_QUOTA_PER_USER;
     this.#notBeforeMs = opts.notBeforeMs ?? 0;
@@ -290,7 +297,7 @@ export class ProofVerifier {
   }
 
   /** Drops `key` from the replay cache, remembering how recent a proof of its ticket it forgets. */
-  #forget(key: string, { until, user }: { until: number; user: string }, now: number): void {
+  #forget(key: string, { until, user }: { until: number; user: string }): void {
     this.#seen.delete(key);
     const left = this.sizeOf(user) - 1;
     if (left > 0) this.#perUser.set(user, left);
@@ -303,7 +310,10 @@ export class ProofVerifier {
       // Bounded like the cache; dropping the oldest only matters for a ticket unused through a step back.
       if (this.#forgotten.size >= this.#maxEntries)
         this.#forgotten.delete(this.#forgotten.keys().next().value as string);
-      this.#forgotten.set(jti, { upToMs, keepUntilMs: now + FORGOTTEN_KEEP_MS });
+      // Kept on the monotonic clock: a ticket lives its hour on the lab clock, which a forward step
+      // of the wall does not move, so a day of the (never-back) wall clock could end before it (the
+      // red team: a step of 25 h with one request in it, then back, and a forgotten proof replayed).
+      this.#forgotten.set(jti, { upToMs, keepUntilMs: this.#monotonic() + FORGOTTEN_KEEP_MS });
     }
   }
 
@@ -313,19 +323,20 @@ export class ProofVerifier {
    * walk over everything, at most once a second so that a full cache cannot make every call slow.
    */
   #sweep(now: number, full = false): void {
-    if (now - this.#lastForgottenSweep >= 1000) {
-      this.#lastForgottenSweep = now;
-      for (const [jti, f] of this.#forgotten) if (now > f.keepUntilMs) this.#forgotten.delete(jti);
+    const mono = this.#monotonic();
+    if (mono - this.#lastForgottenSweep >= 1000) {
+      this.#lastForgottenSweep = mono;
+      for (const [jti, f] of this.#forgotten) if (mono > f.keepUntilMs) this.#forgotten.delete(jti);
     }
     if (!full) {
       for (const [key, entry] of this.#seen) {
         if (now <= entry.until) break;
-        this.#forget(key, entry, now);
+        this.#forget(key, entry);
       }
       return;
     }
     if (now - this.#lastFullSweep < 1000) return;
     this.#lastFullSweep = now;
-    for (const [key, entry] of this.#seen) if (now > entry.until) this.#forget(key, entry, now);
+    for (const [key, entry] of this.#seen) if (now > entry.until) this.#forget(key, entry);
   }
 }

@@ -325,6 +325,33 @@ describe('a wall clock stepped back brings back nothing that had expired', () =>
     expect(codeOf(() => fresh.verify({ ...other, header: victim }))).toBe('PROOF_REPLAYED');
   });
 
+  it('a forgotten proof replayed after a forward step of 25 h with one request in it, then a step back: refused (red team)', () => {
+    const proofs = new ProofVerifier({ now: () => wall });
+    const req = {
+      sessionKey: randomBytes(32),
+      method: 'GET',
+      path: '/svc/accounts/db/accounts/records',
+      body: undefined,
+      jti: 'ICEiIyQlJicoKSorLC0uLw',
+    };
+    const other = { ...req, sessionKey: randomBytes(32), jti: 'MDEyMzQ1Njc4OTAxMjM0NTY3' };
+    const ok = (r: typeof req) =>
+      codeOf(() => proofs.verify({ ...r, header: createProof({ ...r, now: () => wall }) }));
+    const captured = createProof({ ...req, now: () => wall });
+    expect(codeOf(() => proofs.verify({ ...req, header: captured }))).toBeUndefined();
+    // 31 s on, someone else's request: the captured proof leaves the cache, forgotten.
+    pass(31_000);
+    expect(ok(other)).toBeUndefined();
+    // The wall steps 25 h forward, with one request (someone else's again) in it.
+    wall += 25 * HOUR;
+    pass(1_000);
+    expect(ok(other)).toBeUndefined();
+    // Back to 10 s short of the real time: the captured proof is inside the window again, and its
+    // ticket still valid (the lab clock did not follow the step): its replay must be refused.
+    wall -= 25 * HOUR + 10_000;
+    expect(codeOf(() => proofs.verify({ ...req, header: captured }))).toBe('PROOF_REPLAYED');
+  });
+
   it('a gateway started, then the clock stepped back an hour: a ticket issued since works; proofs from before its start stay refused', () => {
     const started = wall;
     const proofs = new ProofVerifier({ now: () => wall, notBeforeMs: started });
