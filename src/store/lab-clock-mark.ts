@@ -42,7 +42,9 @@ export function homeLabClock(home: string, opts: HomeLabClockOptions = {}): () =
   return () => {
     const t = clock.now();
     if (t > mark) {
-      mark = Math.floor(t) + MARK_AHEAD_MS;
+      // Never lower a mark another writer left (the CLI, on its own clock, while this one was
+      // stopped): the next start must still begin after every time that writer stored.
+      mark = Math.max(Math.floor(t) + MARK_AHEAD_MS, readMark(file, log));
       writeMark(file, mark, log);
     }
     return t;

@@ -6,6 +6,7 @@ import { homeLabClockAtFirstUse } from '../store/lab-clock-mark.js';
 import { openLabStore } from '../store/open.js';
 import type { UserKey } from '../store/schema.js';
 import type { LabStore } from '../store/store.js';
+import { storeWriter } from './store-writer.js';
 import {
   addUser,
   addUserKey,
@@ -47,13 +48,8 @@ export interface UserAdmin {
 
 export async function openUserAdmin(home: string): Promise<UserAdmin> {
   const state = await readLabState(home);
-  if (state) {
-    const token = readSecret(join(labDir(home), 'lab-token'));
-    const alive = await jsonRequest(`${state.securityUrl}/healthz`, { timeoutMs: 1500 }).then(
-      () => true,
-      () => false,
-    );
-    if (alive) return remoteAdmin(state.securityUrl, token);
+  if (state && (await storeWriter(state)) === 'security-service') {
+    return remoteAdmin(state.securityUrl, readSecret(join(labDir(home), 'lab-token')));
   }
   return localAdmin(openLabStore(home, { now: homeLabClockAtFirstUse(home) }));
 }

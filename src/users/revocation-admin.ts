@@ -14,6 +14,7 @@ import {
   revokeUserIn,
   type UserRevocationResult,
 } from './revocations.js';
+import { storeWriter } from './store-writer.js';
 
 /**
  * Where `user revoke|reinstate` and `service quarantine|release` go: through the security service's
@@ -42,11 +43,7 @@ export async function openRevocationAdmin(home: string): Promise<RevocationAdmin
     }
   };
   if (state) {
-    const alive = await jsonRequest(`${state.securityUrl}/healthz`, { timeoutMs: 1500 }).then(
-      () => true,
-      () => false,
-    );
-    if (alive) {
+    if ((await storeWriter(state)) === 'security-service') {
       const token = readSecret(join(labDir(home), 'lab-token'));
       const call = <T>(path: string): Promise<T> =>
         jsonRequest<T>(`${state.securityUrl}${path}`, { method: 'POST', token, body: {} });

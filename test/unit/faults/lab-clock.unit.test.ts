@@ -259,6 +259,23 @@ describe("the security service's high-water mark", () => {
     expect(homeLabClock(home, { wall: box.wall, monotonic: box.monotonic })()).toBe(T0 + HOUR + 1000);
   });
 
+  it('is never lowered by a writer whose clock is behind one that wrote a later mark (red team: the CLI at +25 h while the service was stopped)', async () => {
+    const box = machine();
+    const security = homeLabClock(home, { wall: box.wall, monotonic: box.monotonic });
+    security();
+    // Another writer, its wall clock 25 h ahead, leaves its mark.
+    const cli = homeLabClock(home, { wall: () => box.wall() + 25 * HOUR, monotonic: box.monotonic });
+    const late = cli();
+    expect(await markIn(home)).toBe(late + MARK_AHEAD_MS);
+    // The service reads on past its own mark: it writes, but never below the other's.
+    box.pass(MARK_AHEAD_MS + 1);
+    security();
+    expect(await markIn(home)).toBe(late + MARK_AHEAD_MS);
+    // So its next start begins after every time the other handed out.
+    box.m.mono = 0;
+    expect(homeLabClock(home, { wall: box.wall, monotonic: box.monotonic })()).toBeGreaterThan(late);
+  });
+
   it('that is not one: starts from the wall clock and says so', async () => {
     await writeFile(join(home, LAB_CLOCK_FILE), 'not json');
     const lines: string[] = [];
