@@ -48,7 +48,7 @@ export interface UserAdmin {
 
 export async function openUserAdmin(home: string): Promise<UserAdmin> {
   const state = await readLabState(home);
-  if (state && (await storeWriter(state)) === 'security-service') {
+  if (state && (await storeWriter(home, state)) === 'security-service') {
     return remoteAdmin(state.securityUrl, readSecret(join(labDir(home), 'lab-token')));
   }
   return localAdmin(openLabStore(home, { now: homeLabClockAtFirstUse(home) }));

@@ -43,7 +43,7 @@ export async function openRevocationAdmin(home: string): Promise<RevocationAdmin
     }
   };
   if (state) {
-    if ((await storeWriter(state)) === 'security-service') {
+    if ((await storeWriter(home, state)) === 'security-service') {
       const token = readSecret(join(labDir(home), 'lab-token'));
       const call = <T>(path: string): Promise<T> =>
         jsonRequest<T>(`${state.securityUrl}${path}`, { method: 'POST', token, body: {} });
