@@ -8,8 +8,9 @@ import { createLabCa } from '../pki/ca.js';
 import { issueServiceCertificate } from '../pki/identity.js';
 import { assertLabAddress } from './http.js';
 import { servicePart } from './plant.js';
+import type { ProxyStats } from './proxy.js';
 import { ProgramProxy, type ProgramProxyOptions, type ProxyView } from './proxy-program.js';
-import type { Attempt, ScenarioContext } from './types.js';
+import type { Attempt, ScenarioContext, Verdict } from './types.js';
 
 /**
  * The link the man in the middle sits on: customers calls accounts (its `/overview` reads the
@@ -144,6 +145,7 @@ export async function proxyEvidence(
       `${s.errors.length ? `; ${s.errors.slice(0, 2).join('; ')}` : ''}`,
   };
   ctx.evidence.attempts.push(attempt);
+  recordLinkProbe(ctx, s);
   const m = ctx.evidence.measurements ?? {};
   ctx.evidence.measurements = {
     ...m,
@@ -151,6 +153,42 @@ export async function proxyEvidence(
     proxyBytesDown: (m.proxyBytesDown ?? 0) + s.bytesDown,
   };
   return attempt;
+}
+
+/** What one look through a proxy on the link showed, for judgeLink. */
+interface LinkProbe {
+  connections: number;
+  sawTls: boolean;
+}
+
+/** Keeps what the proxy saw for this look (in order: the first is the proxy as inserted). */
+export function recordLinkProbe(ctx: ScenarioContext, s: ProxyStats): void {
+  const probes = (ctx.scratch.linkProbes as LinkProbe[] | undefined) ?? [];
+  probes.push({ connections: s.connections, sawTls: s.sawTls });
+  ctx.scratch.linkProbes = probes;
+}
+
+/**
+ * The verdict of an attack on the link: succeeded when any look read or changed the data; blocked
+ * only with the link's protection as evidence (the first proxy relayed the caller's traffic and it
+ * was TLS); otherwise inconclusive, with why. A plain link whose traffic the proxy relayed and did
+ * not see through, or a proxy no traffic passed (a call that timed out on a busy machine), shows
+ * an attack that was not carried out, not one that was stopped: the busy ablation matrix had
+ * `mitm.tamper` "blocked" on a plain link once in five rounds, and issue 21's CI log a proxy that
+ * relayed 0 bytes.
+ */
+export function judgeLink(ctx: ScenarioContext): Verdict {
+  if (ctx.evidence.attempts.some((a) => a.gotData)) return 'succeeded';
+  const first = (ctx.scratch.linkProbes as LinkProbe[] | undefined)?.[0];
+  if (first === undefined || first.connections === 0) {
+    ctx.evidence.inconclusive = `no traffic of ${LINK.caller} passed the proxy on its link to ${LINK.callee}: the attack was not carried out, so nothing was shown to stop it`;
+    return 'inconclusive';
+  }
+  if (!first.sawTls) {
+    ctx.evidence.inconclusive = `the link was plain HTTP and ${first.connections} connection(s) passed the proxy, yet it neither read nor changed the data: nothing on a plain link stops that, so the attack was not carried out rather than stopped`;
+    return 'inconclusive';
+  }
+  return 'blocked';
 }
 
 /** host:port of the proxy on the link, for the evidence. */

@@ -2,6 +2,7 @@ import {
   attackerCertificate,
   currentProxy,
   insertProxy,
+  judgeLink,
   LINK,
   LINK_MARKER,
   proxyEvidence,
@@ -9,7 +10,7 @@ import {
   swapProxy,
 } from '../mitm.js';
 import { victimCall, victimSession } from '../plant.js';
-import { judgeByData, type Scenario } from '../types.js';
+import type { Scenario } from '../types.js';
 
 /** A recording proxy on the customers → accounts link reads what crosses it. */
 export const eavesdrop: Scenario = {
@@ -20,7 +21,7 @@ export const eavesdrop: Scenario = {
   description:
     "The attacker puts a TCP proxy (src/attacks/proxy.ts) on the link from customers to accounts and records every byte it relays. The victim asks customers for its overview, which makes customers read the accounts database with the victim's credentials. The paper has no transport security between services (it leaves it as future work), so the records cross in plain HTTP; in trusted the link is mTLS and the proxy sees ciphertext only. In trusted the attacker also tries a proxy that terminates TLS itself with a certificate for accounts from its own CA: customers refuses it during the handshake. Revert takes the proxy off the link.",
   evidence:
-    "The bytes the proxy relayed (succeeded when an accounts record is readable in them), and the status of the victim's overview.",
+    "The bytes the proxy relayed (succeeded when an accounts record is readable in them), and the status of the victim's overview. Blocked only when the traffic passed the proxy as TLS (the link's protection); inconclusive (run once more) when no traffic passed the proxy, or a plain link's did and no record was readable (judgeLink in src/attacks/mitm.ts).",
   expected: { none: 'succeeded', paper: 'succeeded', trusted: 'blocked' },
 
   async setup(ctx) {
@@ -49,6 +50,6 @@ export const eavesdrop: Scenario = {
     }
   },
 
-  judge: judgeByData,
+  judge: judgeLink,
   revert: removeProxy,
 };

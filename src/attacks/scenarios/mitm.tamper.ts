@@ -2,14 +2,16 @@ import {
   attackerCertificate,
   currentProxy,
   insertProxy,
+  judgeLink,
   LINK,
   proxyAddress,
+  recordLinkProbe,
   removeProxy,
   swapProxy,
 } from '../mitm.js';
 import { victimCall, victimSession } from '../plant.js';
 import type { ProxyView } from '../proxy-program.js';
-import { judgeByData, type Scenario, type ScenarioContext } from '../types.js';
+import type { Scenario, ScenarioContext } from '../types.js';
 
 const FORGED = { id: 'acc-forged', owner: 'mallory', status: 'active' };
 
@@ -22,7 +24,7 @@ export const mitmTamper: Scenario = {
   description:
     "The attacker's proxy on the link from customers to accounts rewrites what accounts sends back: in plain HTTP it adds a forged account to the records (fixing Content-Length); on a TLS link, where it cannot read anything, it flips a bit in each encrypted record accounts sends once the request has gone out. The victim asks customers for its overview, which counts the accounts records customers received; the scenario also reads the accounts database through the gateway, whose link to accounts is not intercepted. The paper has no integrity protection between services, so customers accepts the altered answer; in trusted the altered TLS record fails its authentication tag and customers gets no answer at all, and a proxy terminating TLS with the attacker's own certificate is refused at the handshake. Revert takes the proxy off the link.",
   evidence:
-    'The number of accounts records customers says it received against the number accounts holds (read through the gateway), the status customers got from accounts, and what the proxy altered.',
+    "The number of accounts records customers says it received against the number accounts holds (read through the gateway), the status customers got from accounts, and what the proxy altered. Succeeded when customers accepted an answer that is not what accounts holds; blocked only when the traffic passed the proxy as TLS (the link's protection); inconclusive (run once more) when no traffic passed the proxy, or a plain link's did and nothing was changed (judgeLink in src/attacks/mitm.ts).",
   expected: { none: 'succeeded', paper: 'succeeded', trusted: 'blocked' },
 
   async setup(ctx) {
@@ -54,7 +56,7 @@ export const mitmTamper: Scenario = {
     }
   },
 
-  judge: judgeByData,
+  judge: judgeLink,
   revert: removeProxy,
 };
 
@@ -71,6 +73,7 @@ async function overviewThroughProxy(ctx: ScenarioContext, proxy: ProxyView, how:
     ?.peers?.[LINK.callee];
   await proxy.settled?.();
   const s = proxy.stats();
+  recordLinkProbe(ctx, s);
   ctx.evidence.attempts.push({
     action: `change the accounts answer customers receives (${how})`,
     target: `tcp://${proxyAddress(ctx)} proxy on ${LINK.caller} → ${LINK.callee}`,

@@ -164,11 +164,15 @@ describe('attack simulate killed during a scenario on the lab of its home', () =
     return { exitCode: r.exitCode, stderr: String(r.stderr) };
   }
 
-  async function expectNothingLeft(home: string, appDir: string): Promise<void> {
-    expect((await readFile(join(appDir, 'service.mjs'))).equals(await readFile(BUNDLE))).toBe(true);
-    expect(await exists(join(appDir, 'attacker.json'))).toBe(false);
+  /** `said`: what the command printed, shown when something was left (a cleanup that failed says why). */
+  async function expectNothingLeft(home: string, appDir: string, said = ''): Promise<void> {
+    expect((await readFile(join(appDir, 'service.mjs'))).equals(await readFile(BUNDLE)), said).toBe(true);
+    expect(await exists(join(appDir, 'attacker.json')), said).toBe(false);
     const users = Object.keys((await openLabStore(home).data()).users);
-    expect(users.filter((u) => ATTACK_USER.test(u))).toEqual([]);
+    expect(
+      users.filter((u) => ATTACK_USER.test(u)),
+      said,
+    ).toEqual([]);
     expect(await exists(join(home, 'attack-keys'))).toBe(false);
     expect(await exists(join(home, 'attack-run'))).toBe(false);
   }
@@ -208,7 +212,7 @@ describe('attack simulate killed during a scenario on the lab of its home', () =
     const appDir = lab.state.parts.find((p) => p.name === 'customers')?.appDir as string;
     const r = await killMidScenario(lab, appDir, 'SIGINT');
     expect(r.exitCode, r.stderr).toBe(130);
-    await expectNothingLeft(lab.home, appDir);
+    await expectNothingLeft(lab.home, appDir, r.stderr);
     const verify = await cli(lab, ['service', 'verify', 'customers']);
     expect(verify.exitCode, verify.stdout + verify.stderr).toBe(0);
   });
