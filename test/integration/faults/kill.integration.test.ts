@@ -247,4 +247,27 @@ describe('lab load killed during a run (host clients)', () => {
     expect(down.stdout).toMatch(/Cleaned up \(killed load run\): removed 2 load user\(s\)/);
     expect(await loadUsers(lab.home)).toEqual([]);
   }, 240_000);
+  it('SIGKILL, then a security service that does not answer: `lab down` still succeeds and removes the users, once the lab is down', async () => {
+    await using lab = await startLab('trusted', 2);
+    const killed = await loading(lab);
+    killed.run.kill('SIGKILL');
+    await killed.run;
+    expect(await loadUsers(lab.home)).toHaveLength(2);
+    const security = lab.state.parts.find((p) => p.kind === 'security')?.pid;
+    if (security === undefined) throw new Error('the security service has no pid');
+    // Stopped, it neither answers nor dies: the CLI may not write the store around it while it runs.
+    process.kill(security, 'SIGSTOP');
+    try {
+      const down = await cli(lab, ['lab', 'down'], { timeoutMs: 120_000 });
+      expect(down.exitCode, down.stderr).toBe(0);
+      expect(down.stdout).toMatch(/Cleaned up \(killed load run\): removed 2 load user\(s\)/);
+    } finally {
+      try {
+        process.kill(security, 'SIGCONT');
+      } catch {
+        // gone: lab down stopped it
+      }
+    }
+    expect(await loadUsers(lab.home)).toEqual([]);
+  }, 240_000);
 });
