@@ -45,6 +45,11 @@ export interface GatewayPartConfig extends CommonPartConfig {
   caFile?: string;
   /** limits:on: the gateway's numbers (chosen and measured in lab/plan.ts, GATEWAY_LIMITS) */
   rateLimit: GatewayLimitConfig;
+  /**
+   * request:bound: a folder of the gateway's own that outlives it (the proofs it accepted stamped
+   * ahead of its clock, src/services/gateway/proofs-ahead.ts)
+   */
+  stateDir?: string;
 }
 
 export interface ServicePartConfig extends CommonPartConfig {
