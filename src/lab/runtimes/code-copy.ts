@@ -17,7 +17,7 @@ import { TrustedMsError } from '../../errors.js';
 
 /** A service's code as it was read once: measured from these bytes, and run from their copy. */
 export interface CodeCopy {
-  /** `<runRoot>/<hex of the tree hash>`: read-only, the only place the service's program is run from */
+  /** `<runRoot>/<hex of the tree hash>`: read-only; what a re-measure compares with its name */
   dir: string;
   /** the tree hash of the bytes copied (tree-hash v1, as `hashDirectory` gives for the folder) */
   hash: string;
@@ -32,9 +32,10 @@ export type CopiedEntry =
   | { kind: 'link'; path: string; target: string };
 
 /**
- * The folder's content, read once. Hashing these bytes and writing the same bytes to the copy is
- * what closes the gap between measuring and running (issue 14): a file swapped in the folder after
- * this read changes neither the hash nor the copy, and one swapped before it is in both.
+ * The folder's content, read once. Hashing these bytes, writing the same bytes to the copy and
+ * handing them to Node (measured-start.ts) is what closes the gap between measuring and running
+ * (issue 14): a file swapped in the folder after this read, or in the copy, changes neither the
+ * hash nor what runs, and one swapped in the folder before it is in both.
  */
 async function readTree(root: string): Promise<CopiedEntry[]> {
   const items: CopiedEntry[] = [];

@@ -189,28 +189,35 @@ export class ProcessRuntime implements Runtime {
   }
 
   /**
-   * Why a service measures untrusted, as field names (Runtime.explain): what the read-back found,
-   * `code` when the folder or the copy is not the code that runs or the code is not the registered
-   * one, and the launch manifest's fields that differ from the registered start. The registration
-   * holds a hash only, so the registered start is found among the service's own starts (with and
-   * without its pass-through) by hashing each with the deployed code.
+   * Why a service measures untrusted, as field names (Runtime.explain): what the read-back found;
+   * `code` when the folder or the copy is not the code that runs, or the folder's code is not the
+   * registered code; and the fields in which the recorded launch differs from the registered start
+   * of the code that runs. The registration holds a hash only, so the registered start is found
+   * among the service's own starts (with and without its pass-through) by hashing each with the
+   * folder's code.
    */
   async explain(part: MeasuredPart, expectedHash: string | undefined): Promise<string[]> {
     if (!part.appDir) return ['code'];
     const code = await this.measureCode(part.appDir, part.codeCopy);
     const fields = await this.readBack(part);
     if (code.hash !== code.deployed) fields.push('code');
-    if (part.configFile === undefined || !(await attestsLaunch(part.configFile))) {
-      return fields.length > 0 ? fields : ['code'];
-    }
-    const own = (env?: Record<string, string>) =>
-      serviceManifest({ configFile: part.configFile as string, ...(env ? { env } : {}) }, code.deployed);
-    const candidates = [await own(part.env), ...(part.env ? [await own()] : [])];
-    const registered = candidates.find((m) => launchHash(code.deployed, m) === expectedHash);
-    const recorded = part.manifest ?? candidates[0];
-    if (recorded !== undefined) {
-      if (registered === undefined && !fields.includes('code')) fields.push('code');
-      fields.push(...manifestDifferences(registered ?? (candidates[0] as LaunchManifest), recorded));
+    const configFile = part.configFile;
+    if (configFile !== undefined && (await attestsLaunch(configFile))) {
+      const own = (codeHash: string, env: Record<string, string> | undefined) =>
+        serviceManifest({ configFile, ...(env ? { env } : {}) }, codeHash);
+      const passThroughs = part.env ? [part.env, undefined] : [undefined];
+      let registered: { env: Record<string, string> | undefined } | undefined;
+      for (const env of passThroughs) {
+        if (launchHash(code.deployed, await own(code.deployed, env)) === expectedHash) {
+          registered = { env };
+          break;
+        }
+      }
+      if (registered === undefined) fields.push('code');
+      const running = part.codeCopy ? hashOfCopy(part.codeCopy) : code.deployed;
+      const recorded = part.manifest ?? (await own(code.deployed, part.env));
+      const expected = await own(running, registered === undefined ? part.env : registered.env);
+      fields.push(...manifestDifferences(expected, recorded));
     }
     return fields.length > 0 ? [...new Set(fields)] : ['code'];
   }

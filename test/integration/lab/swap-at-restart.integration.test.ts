@@ -133,6 +133,7 @@ describe('a service swapped between its measurement and its start (trusted, proc
     // The folder is pristine again; what runs is not, and the re-measure says so.
     const { services } = await verifyServices(lab.home, [service]);
     expect(services[0]?.state).toBe('untrusted');
+    expect(services[0]?.differs).toEqual(['code']);
     const refused = await read();
     expect(refused.status).toBe(503);
     expect((refused.body as { code?: string }).code).toBe('SERVICE_UNTRUSTED');
@@ -155,7 +156,10 @@ describe('a service swapped between its measurement and its start (trusted, proc
       );
       expect(registered?.expectedHash).not.toBe(await launchOf(deployed));
       // The old copy still runs: not the registered code.
-      expect((await verifyServices(lab.home, [service])).services[0]?.state).toBe('untrusted');
+      expect((await verifyServices(lab.home, [service])).services[0]).toMatchObject({
+        state: 'untrusted',
+        differs: ['code'],
+      });
       expect((await restartService(lab.state, service)).attestation).toBe('trusted');
       expect((await read()).status).toBe(200);
     } finally {
