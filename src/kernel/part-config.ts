@@ -104,6 +104,13 @@ export function codeDirOf(config: ServicePartConfig, env: NodeJS.ProcessEnv = pr
   return dir !== undefined && dir !== '' ? dir : config.appDir;
 }
 
+/**
+ * Set inside a service's process, by the measured start (src/lab/runtimes/measured-start.ts), to
+ * the bytes of the `service.json` that was measured with its program: the definition it acts on is
+ * never a file read again after the measurement. Not in the process's environment at exec.
+ */
+export const DEFINITION_VARIABLE = 'TMS_SERVICE_DEFINITION';
+
 /** A secret file's content, without a trailing newline. */
 export function readSecret(file: string): string {
   return readFileSync(file, 'utf8').trim();

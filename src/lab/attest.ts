@@ -20,6 +20,12 @@ export interface ServiceAttestation {
    * read it): no verdict was reported, the service keeps the state it had. Why, in a few words.
    */
   deferred?: string;
+  /**
+   * Untrusted: which parts of what runs differ from what was registered, as the runtime tells
+   * (`code`, `interpreter`, `argv`, `env.<NAME>`, `config.<key>`, `readback.exe`,
+   * `readback.cmdline`, `readback.environ.<NAME>`; Runtime.explain).
+   */
+  differs?: string[];
 }
 
 function pick(state: LabState, names: string[] | 'all'): PartState[] {
@@ -136,7 +142,8 @@ export async function verifyParts(
   parts: PartState[],
   runtime?: Runtime,
 ): Promise<ServiceAttestation[]> {
-  const { measured, deferred } = await measureAll(runtime ?? (await runtimeFor(state.runtime)), parts);
+  const rt = runtime ?? (await runtimeFor(state.runtime));
+  const { measured, deferred } = await measureAll(rt, parts);
   const reported =
     measured.length === 0
       ? []
@@ -150,9 +157,21 @@ export async function verifyParts(
           )
         ).services;
   return [
-    ...reported,
+    ...(await Promise.all(reported.map((s) => explained(rt, parts, s)))),
     ...deferred.map((d): ServiceAttestation => ({ name: d.name, state: 'unknown', deferred: d.reason })),
   ];
+}
+
+/** An untrusted service's verdict with the fields that differ; any other as it is. */
+async function explained(
+  runtime: Runtime,
+  parts: PartState[],
+  service: ServiceAttestation,
+): Promise<ServiceAttestation> {
+  const part = parts.find((p) => p.name === service.name);
+  if (service.state !== 'untrusted' || part === undefined) return service;
+  const differs = runtime.explain ? await runtime.explain(part, service.expectedHash) : ['code'];
+  return { ...service, differs };
 }
 
 export async function listServices(home: string): Promise<ServiceAttestation[]> {
