@@ -6,13 +6,13 @@ import type { Writable } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
 import { type LaunchManifest, launchHash, manifestDifferences } from '../../attestation/launch-manifest.js';
 import { hashDirectory } from '../../attestation/tree-hash.js';
-import { TrustedMsError } from '../../errors.js';
+import { isTrustedMsError, TrustedMsError } from '../../errors.js';
 import type { PartState } from '../../kernel/lab-state.js';
 import { freePorts } from '../ports.js';
 import { codeCopiesDir, copyMeasured, entryInCopy, hashOfCopy } from './code-copy.js';
 import { attestsLaunch, launchEnvironment, launchManifest, serviceManifest } from './launch.js';
 import { measuredPayload, measuredStartArgv } from './measured-start.js';
-import { readRunning, runningDifferences } from './read-back.js';
+import { READS_BACK, readRunning, runningDifferences } from './read-back.js';
 import type { MeasuredPart, PartLaunch, PartPlacement, PartPlan, Runtime, StartHooks } from './runtime.js';
 
 const HOST = '127.0.0.1';
@@ -185,6 +185,17 @@ export class ProcessRuntime implements Runtime {
   private async readBack(part: MeasuredPart): Promise<string[]> {
     if (part.manifest === undefined || part.codeCopy === undefined || part.pid === undefined) return [];
     const running = await readRunning(part.pid);
+    if (running === undefined && READS_BACK) {
+      // The process this record names is gone: a restart is under way and the state file does not
+      // name the new one yet. Measured from the old record, it said "trusted" for a launch nobody
+      // runs, over the restart's own "untrusted" (the busy matrix: attestation.env-injection served
+      // in trusted once, the watchman's round reporting the dead process after the CLI had reported
+      // the new one). No verdict: the next round measures what runs.
+      throw new TrustedMsError(
+        'MEASUREMENT_DEFERRED',
+        `${part.name}: pid ${part.pid} is gone (being restarted); not measured`,
+      );
+    }
     return running === undefined ? [] : runningDifferences(part.manifest, running);
   }
 
@@ -199,7 +210,11 @@ export class ProcessRuntime implements Runtime {
   async explain(part: MeasuredPart, expectedHash: string | undefined): Promise<string[]> {
     if (!part.appDir) return ['code'];
     const code = await this.measureCode(part.appDir, part.codeCopy);
-    const fields = await this.readBack(part);
+    // Gone since it was measured: what the read-back would have said is not known.
+    const fields = await this.readBack(part).catch((err: unknown) => {
+      if (isTrustedMsError(err, 'MEASUREMENT_DEFERRED')) return ['readback.gone'];
+      throw err;
+    });
     if (code.hash !== code.deployed) fields.push('code');
     const configFile = part.configFile;
     if (configFile !== undefined && (await attestsLaunch(configFile))) {
