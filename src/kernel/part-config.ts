@@ -17,8 +17,14 @@ interface CommonPartConfig {
   host: string;
   port: number;
   securityUrl: string;
-  /** the lab's internal token: admin API and part-to-security-service calls */
+  /** the lab's token, the CLI's admin credential: held by the parts that need it only */
   labTokenFile: string;
+}
+
+/** What a part holds to prove to the security service who it is (src/defences/part-credentials.ts). */
+interface OwnCredential {
+  /** credentials:secret: this part's own credential (0600), never the lab token */
+  partCredentialFile?: string;
 }
 
 export interface SecurityPartConfig extends CommonPartConfig {
@@ -29,13 +35,15 @@ export interface SecurityPartConfig extends CommonPartConfig {
   sealKeyFile: string;
   /** links:mtls: the lab CA folder (ca.pem, ca-key.pem) */
   caDir?: string;
+  /** credentials:secret: the digests of every part's own credential, by part name */
+  partCredentialIndexFile?: string;
   /** where to push attestation changes so the gateway need not wait for its next poll */
   gatewayUrl?: string;
   ticketTtlSeconds: number;
   challengeTtlSeconds: number;
 }
 
-export interface GatewayPartConfig extends CommonPartConfig {
+export interface GatewayPartConfig extends CommonPartConfig, OwnCredential {
   kind: 'gateway';
   sealKeyFile: string;
   /** service name → base URL (https in trusted) */
@@ -47,7 +55,12 @@ export interface GatewayPartConfig extends CommonPartConfig {
   rateLimit: GatewayLimitConfig;
 }
 
-export interface ServicePartConfig extends CommonPartConfig {
+/**
+ * A service holds the lab token only when parts are who they declare (the baseline): with its own
+ * credential it has no `labTokenFile` at all.
+ */
+export interface ServicePartConfig extends Omit<CommonPartConfig, 'labTokenFile'>, OwnCredential {
+  labTokenFile?: string;
   kind: 'service';
   /** the service's code folder: the attested tree (bundle + service.json) */
   appDir: string;

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { acceptsSelfReport } from '../defences/attestation.js';
 import type { GatewayLimitConfig } from '../defences/limits.js';
+import { partCredentialStrategy } from '../defences/part-credentials.js';
 import type { Posture } from '../defences/posture.js';
 import type { Defences } from '../defences/presets.js';
 import type {
@@ -13,6 +14,7 @@ import type {
 } from '../kernel/part-config.js';
 import type { ServiceDefinition } from '../kernel/topology.js';
 import { packageRoot } from '../paths.js';
+import { partCredentialFileOf, partCredentialIndexFileOf } from './part-credentials.js';
 import type { PartLaunch, PartPlacement, PartPlan } from './runtimes/runtime.js';
 
 /**
@@ -66,6 +68,8 @@ export interface LabPlan {
   caDir: string;
   caFile: string;
   gatewayIdentityDir: string;
+  /** credentials:secret: the parts that get a credential of their own (`createPartCredentials`) */
+  credentialParts: string[];
 }
 
 export interface LabPlanInput {
@@ -125,6 +129,10 @@ export function planLab(input: LabPlanInput): LabPlan {
   const caDir = join(dir, 'ca');
   const caFile = join(caDir, 'ca.pem');
   const gatewayIdentityDir = join(dir, 'gateway', 'identity');
+  // The parts that follow the feeds prove who they are with their own credential, not the lab token.
+  const ownCredentials = partCredentialStrategy(defences) === 'secret';
+  const credentialOf = (part: string) =>
+    ownCredentials ? { partCredentialFile: partCredentialFileOf(dir, part) } : {};
   const common = (p: PartPlacement) => ({
     labId,
     posture,
@@ -159,6 +167,7 @@ export function planLab(input: LabPlanInput): LabPlan {
     ticketKeyFile: secrets.ticketKeyFile,
     sealKeyFile: secrets.sealKeyFile,
     ...(mtls ? { caDir } : {}),
+    ...(ownCredentials ? { partCredentialIndexFile: partCredentialIndexFileOf(dir) } : {}),
     gatewayUrl: gatewayAt.url,
     ticketTtlSeconds: 3600,
     challengeTtlSeconds: 60,
@@ -176,8 +185,11 @@ export function planLab(input: LabPlanInput): LabPlan {
     const place = at(s.name);
     const appDir = appDirOf(dir, s.name);
     const identityDir = join(dir, 'services', s.name, 'identity');
+    const { labTokenFile, ...shared } = common(place);
     const config: ServicePartConfig = {
-      ...common(place),
+      ...shared,
+      // The baseline's services are handed the token as before; with credentials of their own, never.
+      ...(ownCredentials ? credentialOf(s.name) : { labTokenFile }),
       kind: 'service',
       part: s.name,
       port: place.port,
@@ -204,6 +216,7 @@ export function planLab(input: LabPlanInput): LabPlan {
     sealKeyFile: secrets.sealKeyFile,
     services: Object.fromEntries(input.services.map((s) => [s.name, at(s.name).url])),
     ...(mtls ? { identityDir: gatewayIdentityDir, caFile } : {}),
+    ...credentialOf('gateway'),
     rateLimit: GATEWAY_LIMITS,
   };
   const securityUrl = securityAt.hostUrl ?? securityAt.url;
@@ -238,6 +251,7 @@ export function planLab(input: LabPlanInput): LabPlan {
         secrets.labTokenFile,
         secrets.sealKeyFile,
         ...(mtls ? [gatewayIdentityDir, caFile] : []),
+        ...(gatewayConfig.partCredentialFile ? [gatewayConfig.partCredentialFile] : []),
       ]),
     },
     ...(watchman
@@ -253,19 +267,21 @@ export function planLab(input: LabPlanInput): LabPlan {
     caDir,
     caFile,
     gatewayIdentityDir,
+    credentialParts: ownCredentials ? ['gateway', ...input.services.map((s) => s.name)] : [],
   };
 }
 
 /**
- * What a service reads besides its config, mounted read-only into its container: the lab token
- * when it reports on itself (attestation:self), its identity and the CA with mTLS. The same at
- * `lab up` and at a restart.
+ * What a service reads besides its config, mounted read-only into its container: its own
+ * credential (or, in the baseline, the lab token when it reports on itself), its identity and the
+ * CA with mTLS. The same at `lab up` and at a restart.
  */
 export function serviceMounts(config: ServicePartConfig): { path: string }[] {
   return [
-    ...(acceptsSelfReport(config.defences.attestation) ? [config.labTokenFile] : []),
+    ...(acceptsSelfReport(config.defences.attestation) && config.labTokenFile ? [config.labTokenFile] : []),
     ...(config.identityDir ? [config.identityDir] : []),
     ...(config.caFile ? [config.caFile] : []),
+    ...(config.partCredentialFile ? [config.partCredentialFile] : []),
   ].map((path) => ({ path }));
 }
 

@@ -22,6 +22,8 @@ const POLL_MS = 2000;
 
 const config = readPartConfig('gateway');
 const labToken = readSecret(config.labTokenFile);
+// Its confirmations of revocations are counted only under its own credential (credentials:secret).
+const feedCredential = config.partCredentialFile ? readSecret(config.partCredentialFile) : labToken;
 const security = new SecurityClient(config.securityUrl, labToken);
 
 const fetchAttestations = async (): Promise<AttestationEntry[]> =>
@@ -48,7 +50,7 @@ const attestation = new AttestationTable();
 const clock = new LabClock();
 const revocations = new RevocationFeed(config.securityUrl, {
   part: 'gateway',
-  token: labToken,
+  token: feedCredential,
   log: (line) => console.log(line),
   clock,
 });

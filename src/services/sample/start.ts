@@ -41,9 +41,15 @@ export async function startSampleService(hooks: SampleKitHooks = {}): Promise<vo
   const definition = readDefinition(join(codeDir, 'service.json'));
   const name = definition.name;
   const securityAgent = new Agent({ connect: { timeout: CONNECT_TIMEOUT_MS }, ...timeouts });
-  // attestation:self: the service reports its own hash, with the lab token (the paper's scheme).
+  // attestation:self: the service reports its own hash (the paper's scheme), with its own
+  // credential, which also makes its confirmations of revocations count; in the baseline, with the
+  // lab token when it reports.
   const selfReports = acceptsSelfReport(defences.attestation);
-  const labToken = selfReports ? readSecret(config.labTokenFile) : undefined;
+  const credential = config.partCredentialFile
+    ? readSecret(config.partCredentialFile)
+    : selfReports && config.labTokenFile
+      ? readSecret(config.labTokenFile)
+      : undefined;
 
   const links = await linksFor(defences.links, config);
   const agents: Agent[] = [securityAgent];
@@ -57,7 +63,7 @@ export async function startSampleService(hooks: SampleKitHooks = {}): Promise<vo
     peers[peer] = peerClient(url, agent);
   }
 
-  const security = new SecurityClient(config.securityUrl, labToken, securityAgent);
+  const security = new SecurityClient(config.securityUrl, credential, securityAgent);
   const ticketKind = ticketKindOf(defences.login);
   // The security service's clock, followed by the feed (docs/faults.md, "Clocks").
   const clock = new LabClock();
@@ -67,7 +73,7 @@ export async function startSampleService(hooks: SampleKitHooks = {}): Promise<vo
       ? undefined
       : new RevocationFeed(config.securityUrl, {
           part: name,
-          ...(labToken === undefined ? {} : { token: labToken }),
+          ...(credential === undefined ? {} : { token: credential }),
           log: (line) => console.log(`${name}: ${line}`),
           clock,
         });

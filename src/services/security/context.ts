@@ -11,6 +11,7 @@ import { forwardOnlyClock } from '../../protocol/clock.js';
 import { labAudience, labIssuer } from '../../protocol/issuer.js';
 import { loginThrottleFile } from '../../store/login-throttle-file.js';
 import type { LabStore } from '../../store/store.js';
+import type { PartCredentials } from './part-credentials.js';
 import type { ServiceRegistry, ServiceStatus } from './registry.js';
 import { RevocationBook } from './revocations.js';
 
@@ -23,6 +24,11 @@ export interface SecurityDeps {
   signingKey: { kid: string; privateKey: KeyObject };
   sealKey: Buffer;
   labToken: string;
+  /**
+   * credentials:secret: each part's own credential. Without it a part is who it declares (the
+   * baseline): its confirmations count by the name it gives, and only the lab token self-reports.
+   */
+  partCredentials?: PartCredentials;
   ca?: LabCa;
   ticketTtlSeconds: number;
   challengeTtlSeconds: number;
@@ -57,6 +63,13 @@ export interface SecurityContext extends Omit<SecurityDeps, 'revocations' | 'now
   publicKeyPem: string;
   audit: (entry: Parameters<LabStore['audit']>[0]) => Promise<void>;
   requireLabToken: (request: FastifyRequest) => void;
+  /**
+   * May this request report `service`'s own hash? The lab token (the CLI) may report any; a part's
+   * own credential its own name only (ACCESS_DENIED for another's); nothing else (ADMIN_TOKEN_INVALID).
+   */
+  requireSelfReporter: (request: FastifyRequest, service: string) => void;
+  /** The part a revocation poll confirms for: the one its credential names, when it claims that one. */
+  confirmingPart: (request: FastifyRequest, claimed: string | undefined) => string | undefined;
   /** The real client of a login relayed by the gateway (see client-address.ts), else the socket's. */
   clientOf: (request: FastifyRequest) => string;
   /** After the password or the signature: only someone who proved to be the user learns it is revoked. */
@@ -81,6 +94,21 @@ export function securityContext(deps: SecurityDeps): SecurityContext {
   };
   const requireLabToken = (request: FastifyRequest): void => {
     if (!hasLabToken(request)) throw new TrustedMsError('ADMIN_TOKEN_INVALID', 'missing or wrong lab token');
+  };
+  const callerPart = (request: FastifyRequest): string | undefined =>
+    deps.partCredentials?.partOf(request.headers.authorization);
+  const requireSelfReporter = (request: FastifyRequest, service: string): void => {
+    if (hasLabToken(request)) return;
+    const part = callerPart(request);
+    if (part === undefined) throw new TrustedMsError('ADMIN_TOKEN_INVALID', 'missing or wrong credential');
+    if (part !== service) {
+      throw new TrustedMsError('ACCESS_DENIED', `${part} may report only its own measurement`);
+    }
+  };
+  const confirmingPart = (request: FastifyRequest, claimed: string | undefined): string | undefined => {
+    if (deps.partCredentials === undefined) return claimed;
+    const part = callerPart(request);
+    return part !== undefined && part === claimed ? part : undefined;
   };
   const clientOf = (request: FastifyRequest): string =>
     clientAddressOf(request.ip, request.headers[CLIENT_ADDRESS_HEADER], hasLabToken(request));
@@ -113,6 +141,8 @@ export function securityContext(deps: SecurityDeps): SecurityContext {
       .toString(),
     audit,
     requireLabToken,
+    requireSelfReporter,
+    confirmingPart,
     clientOf,
     refuseRevoked,
   };

@@ -7,6 +7,7 @@ import { loadLabCa } from '../../pki/ca.js';
 import { homeLabClock } from '../../store/lab-clock-mark.js';
 import { openLabStore } from '../../store/open.js';
 import { buildSecurityService } from './app.js';
+import { PartCredentials } from './part-credentials.js';
 import { ServiceRegistry } from './registry.js';
 import { RevocationBook } from './revocations.js';
 
@@ -34,6 +35,9 @@ const app = buildSecurityService({
   signingKey: { kid: jwkThumbprint(privateKey), privateKey },
   sealKey: Buffer.from(readSecret(config.sealKeyFile), 'base64url'),
   labToken,
+  ...(config.partCredentialIndexFile
+    ? { partCredentials: PartCredentials.fromFile(config.partCredentialIndexFile) }
+    : {}),
   ...(config.caDir ? { ca: await loadLabCa(config.caDir) } : {}),
   ticketTtlSeconds: config.ticketTtlSeconds,
   challengeTtlSeconds: config.challengeTtlSeconds,

@@ -45,6 +45,7 @@ describe('the lab plan (defences + topology + placements -> the parts to launch)
         `${dir}/parts/${s.config.part}.json`,
         s.config.identityDir,
         `${dir}/ca/ca.pem`,
+        `${dir}/credentials/${s.config.part}.secret`,
       ]);
       for (const url of Object.values(s.config.peers)) expect(url.startsWith('https://')).toBe(true);
     }
@@ -69,11 +70,24 @@ describe('the lab plan (defences + topology + placements -> the parts to launch)
     expect(plan('trusted', { runtimeKind: 'docker' }).supervisor?.config.intervalSeconds).toBe(10);
   });
 
-  it('a service that reports on itself (paper) gets the lab token; trusted minus mTLS gets no identity', () => {
-    for (const s of plan('paper').services)
-      expect(s.launch.mounts?.map((m) => m.path)).toContain(secrets.labTokenFile);
-    for (const s of plan('trusted').services)
+  it('a service that reports on itself (paper) gets its own credential, never the lab token; trusted minus mTLS gets no identity', () => {
+    // Issue 13: with the lab token a paper service could call every admin route.
+    for (const s of plan('paper').services) {
+      expect(s.launch.mounts?.map((m) => m.path)).toContain(`${dir}/credentials/${s.config.part}.secret`);
       expect(s.launch.mounts?.map((m) => m.path)).not.toContain(secrets.labTokenFile);
+      expect(s.config.labTokenFile).toBeUndefined();
+    }
+    for (const s of plan('trusted').services) {
+      expect(s.launch.mounts?.map((m) => m.path)).not.toContain(secrets.labTokenFile);
+      expect(s.config.labTokenFile).toBeUndefined();
+    }
+    // The baseline keeps what it had: parts are who they say, no credentials of their own.
+    expect(plan('none').credentialParts).toEqual([]);
+    expect(plan('none').security.config.partCredentialIndexFile).toBeUndefined();
+    const paper = plan('paper');
+    expect(paper.credentialParts).toEqual(['gateway', ...paper.services.map((s) => s.config.part)]);
+    expect(paper.security.config.partCredentialIndexFile).toBe(`${dir}/credentials/index.json`);
+    expect(paper.gateway.launch.mounts?.map((m) => m.path)).toContain(`${dir}/credentials/gateway.secret`);
     for (const s of plan('trusted', { without: ['links:mtls'] }).services) {
       expect(s.config.identityDir).toBeUndefined();
       expect(s.launch.url.startsWith('http://')).toBe(true);
