@@ -25,6 +25,11 @@ interface CommonPartConfig {
 interface OwnCredential {
   /** credentials:secret: this part's own credential (0600), never the lab token */
   partCredentialFile?: string;
+  /**
+   * credentials:certificate (links:mtls): the security service's control-plane listener, reached
+   * over mutual TLS with this part's identity; `securityUrl` then serves logins and the CLI only.
+   */
+  controlPlaneUrl?: string;
 }
 
 export interface SecurityPartConfig extends CommonPartConfig {
@@ -37,13 +42,17 @@ export interface SecurityPartConfig extends CommonPartConfig {
   caDir?: string;
   /** credentials:secret: the digests of every part's own credential, by part name */
   partCredentialIndexFile?: string;
+  /** links:mtls: the port of the control-plane listener (TLS 1.3, client certificates required) */
+  controlPort?: number;
   /** where to push attestation changes so the gateway need not wait for its next poll */
   gatewayUrl?: string;
   ticketTtlSeconds: number;
   challengeTtlSeconds: number;
 }
 
-export interface GatewayPartConfig extends CommonPartConfig, OwnCredential {
+/** With certificates (links:mtls) the gateway holds no lab token either. */
+export interface GatewayPartConfig extends Omit<CommonPartConfig, 'labTokenFile'>, OwnCredential {
+  labTokenFile?: string;
   kind: 'gateway';
   sealKeyFile: string;
   /** service name → base URL (https in trusted) */
@@ -73,6 +82,13 @@ export interface ServicePartConfig extends Omit<CommonPartConfig, 'labTokenFile'
 /** The watchman: restarts dead parts (process runtime) and, in trusted, re-measures every service on an interval. */
 export interface SupervisorPartConfig extends CommonPartConfig {
   kind: 'supervisor';
+  /**
+   * links:mtls: its identity and the CA, and the security service's control-plane listener, where
+   * it checks that a part on the security service's port is the security service, by certificate
+   */
+  identityDir?: string;
+  caFile?: string;
+  controlPlaneUrl?: string;
   home: string;
   intervalSeconds: number;
 }

@@ -68,6 +68,8 @@ export interface LabPlan {
   caDir: string;
   caFile: string;
   gatewayIdentityDir: string;
+  /** links:mtls: the watchman's identity folder (it checks the security service by certificate) */
+  supervisorIdentityDir: string;
   /** credentials:secret: the parts that get a credential of their own (`createPartCredentials`) */
   credentialParts: string[];
 }
@@ -93,7 +95,12 @@ export interface LabPlanInput {
 export function partsToPlace(dir: string, defences: Defences, services: ServiceDefinition[]): PartPlan[] {
   const scheme: PartPlan['scheme'] = defences.links === 'mtls' ? 'https' : 'http';
   return [
-    { name: 'security', kind: 'security', scheme: 'http' },
+    {
+      name: 'security',
+      kind: 'security',
+      scheme: 'http',
+      ...(partCredentialStrategy(defences) === 'certificate' ? { controlPlane: true } : {}),
+    },
     { name: 'gateway', kind: 'gateway', scheme: 'http' },
     { name: 'sink', kind: 'sink', scheme: 'http' },
     ...services.map((s) => ({
@@ -130,9 +137,17 @@ export function planLab(input: LabPlanInput): LabPlan {
   const caFile = join(caDir, 'ca.pem');
   const gatewayIdentityDir = join(dir, 'gateway', 'identity');
   // The parts that follow the feeds prove who they are with their own credential, not the lab token.
-  const ownCredentials = partCredentialStrategy(defences) === 'secret';
+  const strategy = partCredentialStrategy(defences);
+  const ownCredentials = strategy === 'secret';
+  const control = strategy === 'certificate' ? securityAt.control : undefined;
+  if (strategy === 'certificate' && control === undefined) throw new Error('no control-plane placement');
+  const supervisorIdentityDir = join(dir, 'supervisor', 'identity');
   const credentialOf = (part: string) =>
-    ownCredentials ? { partCredentialFile: partCredentialFileOf(dir, part) } : {};
+    ownCredentials
+      ? { partCredentialFile: partCredentialFileOf(dir, part) }
+      : control
+        ? { controlPlaneUrl: control.url }
+        : {};
   const common = (p: PartPlacement) => ({
     labId,
     posture,
@@ -168,6 +183,7 @@ export function planLab(input: LabPlanInput): LabPlan {
     sealKeyFile: secrets.sealKeyFile,
     ...(mtls ? { caDir } : {}),
     ...(ownCredentials ? { partCredentialIndexFile: partCredentialIndexFileOf(dir) } : {}),
+    ...(control ? { controlPort: control.port } : {}),
     gatewayUrl: gatewayAt.url,
     ticketTtlSeconds: 3600,
     challengeTtlSeconds: 60,
@@ -189,7 +205,7 @@ export function planLab(input: LabPlanInput): LabPlan {
     const config: ServicePartConfig = {
       ...shared,
       // The baseline's services are handed the token as before; with credentials of their own, never.
-      ...(ownCredentials ? credentialOf(s.name) : { labTokenFile }),
+      ...(strategy === 'declared' ? { labTokenFile } : credentialOf(s.name)),
       kind: 'service',
       part: s.name,
       port: place.port,
@@ -208,8 +224,12 @@ export function planLab(input: LabPlanInput): LabPlan {
     };
   });
 
+  // With certificates the gateway needs no lab token: its login relay and the attestation push are
+  // authenticated by certificates (the control plane) instead.
+  const { labTokenFile: gatewayToken, ...gatewayCommon } = common(gatewayAt);
   const gatewayConfig: GatewayPartConfig = {
-    ...common(gatewayAt),
+    ...gatewayCommon,
+    ...(strategy === 'certificate' ? {} : { labTokenFile: gatewayToken }),
     kind: 'gateway',
     part: 'gateway',
     port: gatewayAt.port,
@@ -234,6 +254,9 @@ export function planLab(input: LabPlanInput): LabPlan {
     port: 0,
     home: input.home,
     intervalSeconds: input.attestIntervalSeconds ?? 10,
+    ...(control?.hostUrl
+      ? { identityDir: supervisorIdentityDir, caFile, controlPlaneUrl: control.hostUrl }
+      : {}),
   };
 
   return {
@@ -248,7 +271,7 @@ export function planLab(input: LabPlanInput): LabPlan {
     gateway: {
       config: gatewayConfig,
       launch: launchOf(gatewayConfig, builtFile('lab', 'gateway.mjs'), gatewayUrl, [
-        secrets.labTokenFile,
+        ...(gatewayConfig.labTokenFile ? [gatewayConfig.labTokenFile] : []),
         secrets.sealKeyFile,
         ...(mtls ? [gatewayIdentityDir, caFile] : []),
         ...(gatewayConfig.partCredentialFile ? [gatewayConfig.partCredentialFile] : []),
@@ -267,6 +290,7 @@ export function planLab(input: LabPlanInput): LabPlan {
     caDir,
     caFile,
     gatewayIdentityDir,
+    supervisorIdentityDir,
     credentialParts: ownCredentials ? ['gateway', ...input.services.map((s) => s.name)] : [],
   };
 }

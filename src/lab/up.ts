@@ -304,8 +304,15 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
       sinkHealthy,
     ]);
 
-    // 6. the watchman, when the plan has one
+    // 6. the watchman, when the plan has one (with mTLS, with an identity of its own: it tells the
+    //    security service from a process on its port by certificate)
     if (plan.supervisor) {
+      if (ca && plan.supervisor.config.identityDir) {
+        await writeIdentity(
+          plan.supervisor.config.identityDir,
+          await issueServiceCertificate(ca, { name: 'supervisor', kind: 'supervisor' }),
+        );
+      }
       parts.push(await runtime.start(await writeConfig(plan.supervisor)));
       await writeLabState(opts.home, state());
     }

@@ -1,6 +1,7 @@
 import { createPublicKey, type KeyObject, timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import { type SecurityLimits, securityLimits } from '../../defences/limits.js';
+import { partCredentialStrategy } from '../../defences/part-credentials.js';
 import type { Defences } from '../../defences/presets.js';
 import { monotonicNow } from '../../defences/rate-limit.js';
 import type { LockoutPersistence } from '../../defences/smart-lockout.js';
@@ -11,6 +12,7 @@ import { forwardOnlyClock } from '../../protocol/clock.js';
 import { labAudience, labIssuer } from '../../protocol/issuer.js';
 import { loginThrottleFile } from '../../store/login-throttle-file.js';
 import type { LabStore } from '../../store/store.js';
+import { controlPeerOf } from './control-peer.js';
 import type { PartCredentials } from './part-credentials.js';
 import type { ServiceRegistry, ServiceStatus } from './registry.js';
 import { RevocationBook } from './revocations.js';
@@ -25,8 +27,8 @@ export interface SecurityDeps {
   sealKey: Buffer;
   labToken: string;
   /**
-   * credentials:secret: each part's own credential. Without it a part is who it declares (the
-   * baseline): its confirmations count by the name it gives, and only the lab token self-reports.
+   * credentials:secret (src/defences/part-credentials.ts): each part's own credential; without it
+   * no part is known by a secret (only the lab token self-reports).
    */
   partCredentials?: PartCredentials;
   ca?: LabCa;
@@ -105,13 +107,27 @@ export function securityContext(deps: SecurityDeps): SecurityContext {
       throw new TrustedMsError('ACCESS_DENIED', `${part} may report only its own measurement`);
     }
   };
+  const strategy = partCredentialStrategy(deps.defences);
   const confirmingPart = (request: FastifyRequest, claimed: string | undefined): string | undefined => {
-    if (deps.partCredentials === undefined) return claimed;
-    const part = callerPart(request);
-    return part !== undefined && part === claimed ? part : undefined;
+    if (claimed === undefined) return undefined;
+    switch (strategy) {
+      case 'declared':
+        return claimed;
+      case 'secret':
+        return callerPart(request) === claimed ? claimed : undefined;
+      case 'certificate': {
+        const peer = controlPeerOf(request, deps.labId);
+        const follows = peer?.kind === 'gateway' || peer?.kind === 'service';
+        return follows && peer?.name === claimed ? claimed : undefined;
+      }
+    }
   };
+  // The gateway vouches for the address of a login it relays: with the lab token, or (links:mtls)
+  // by its certificate on the control-plane listener.
+  const relayedByGateway = (request: FastifyRequest): boolean =>
+    hasLabToken(request) || controlPeerOf(request, deps.labId)?.kind === 'gateway';
   const clientOf = (request: FastifyRequest): string =>
-    clientAddressOf(request.ip, request.headers[CLIENT_ADDRESS_HEADER], hasLabToken(request));
+    clientAddressOf(request.ip, request.headers[CLIENT_ADDRESS_HEADER], relayedByGateway(request));
 
   const refuseRevoked = async (request: FastifyRequest, action: string, user: string): Promise<void> => {
     if (!revocations.userRevoked(user)) return;

@@ -45,7 +45,6 @@ describe('the lab plan (defences + topology + placements -> the parts to launch)
         `${dir}/parts/${s.config.part}.json`,
         s.config.identityDir,
         `${dir}/ca/ca.pem`,
-        `${dir}/credentials/${s.config.part}.secret`,
       ]);
       for (const url of Object.values(s.config.peers)) expect(url.startsWith('https://')).toBe(true);
     }

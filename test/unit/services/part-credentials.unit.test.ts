@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
 import { jwkThumbprint } from '../../../src/crypto/thumbprint.js';
-import { partCredentialStrategy } from '../../../src/defences/part-credentials.js';
+import { partCredentialStrategy, partsHoldLabToken } from '../../../src/defences/part-credentials.js';
 import { defencesFor } from '../../../src/defences/presets.js';
 import { jsonRequest } from '../../../src/kernel/http-client.js';
 import { credentialDigest } from '../../../src/kernel/part-credential.js';
@@ -19,7 +19,7 @@ import { addUser } from '../../../src/users/users.js';
 const TOKEN = 'lab-token-for-tests-0123456789';
 const SECRETS = { gateway: 'gateway-secret-0123456789', orders: 'orders-secret-0123456789' } as const;
 
-/** A paper security service; `credentials: false` is the baseline, where parts are who they say. */
+/** A paper security service; `credentials: false` is the baseline (none), where parts are who they say. */
 async function start(opts: { credentials: boolean }) {
   const dir = await mkdtemp(join(tmpdir(), 'tms-cred-'));
   const store = openLabStore(join(dir, 'home'));
@@ -35,7 +35,7 @@ async function start(opts: { credentials: boolean }) {
   const signing = generateKeyPairSync('ed25519');
   const app = buildSecurityService({
     labId: 'ab12cd34',
-    defences: defencesFor('paper'),
+    defences: defencesFor(opts.credentials ? 'paper' : 'none'),
     store,
     registry,
     revocations,
@@ -67,11 +67,14 @@ async function start(opts: { credentials: boolean }) {
 }
 
 describe('part credentials: which posture has them', () => {
-  it('none declares, paper and trusted (with or without a defence) hold their own', () => {
+  it('none declares, paper holds its own secrets, trusted its certificates (a secret without mTLS)', () => {
     expect(partCredentialStrategy(defencesFor('none'))).toBe('declared');
     expect(partCredentialStrategy(defencesFor('paper'))).toBe('secret');
-    expect(partCredentialStrategy(defencesFor('trusted'))).toBe('secret');
+    expect(partCredentialStrategy(defencesFor('trusted'))).toBe('certificate');
+    expect(partCredentialStrategy(defencesFor('trusted', ['request:bound']))).toBe('certificate');
     expect(partCredentialStrategy(defencesFor('trusted', ['links:mtls']))).toBe('secret');
+    expect(partsHoldLabToken(defencesFor('trusted'))).toBe(false);
+    expect(partsHoldLabToken(defencesFor('paper'))).toBe(true);
   });
 
   it('names the part holding a credential, and nobody for anything else', () => {
