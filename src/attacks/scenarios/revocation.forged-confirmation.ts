@@ -22,7 +22,8 @@ interface Forgery {
 export const forgedConfirmation: Scenario = {
   id: 'revocation.forged-confirmation',
   title: 'A poll as the gateway makes a revocation count as in force where it is not',
-  paperAttack: 1,
+  // A part of the lab spoofed, like a rogue service in place of a real one (the paper's attack 5).
+  paperAttack: 5,
   technique: 'T1562',
   description:
     "The gateway is held still (SIGSTOP) so that it cannot apply or confirm anything, as if it were cut off. The attacker polls the security service's revocation feed without any credential, as the gateway (`?part=gateway`) and claiming a version far ahead. The administrator then revokes a user and reads how many parts confirmed. In none a part is whoever it says it is, so the forged poll counts; in paper a confirmation counts only with the part's own credential, in trusted only with its certificate on the control-plane listener, and the gateway is reported as not confirmed. Revert lets the gateway run again and removes the user.",
