@@ -31,13 +31,19 @@ export interface Links {
   authorizeCaller(socket: Socket, allowed: (peer: string, kind: ServiceKind) => boolean): void;
   /** the connect options to reach `peer` (mTLS: present our identity, expect the peer's) */
   connect(peer: string): ClientTlsOptions | undefined;
+  /** the connect options to reach the security service's control-plane listener (mTLS only) */
+  connectControlPlane(): ClientTlsOptions | undefined;
 }
+
+/** The security service's name in its SPIFFE id (`spiffe://trusted-ms/<lab>/security/security`). */
+export const SECURITY_SERVICE = 'security';
 
 export const PLAIN_LINKS: Links = Object.freeze({
   kind: 'plain' as const,
   serverTls: undefined,
   authorizeCaller: () => undefined,
   connect: () => undefined,
+  connectControlPlane: () => undefined,
 });
 
 export class MutualTls implements Links {
@@ -57,6 +63,10 @@ export class MutualTls implements Links {
 
   connect(peer: string): ClientTlsOptions {
     return clientTlsConnector(this.identity, this.caPem, peer);
+  }
+
+  connectControlPlane(): ClientTlsOptions {
+    return clientTlsConnector(this.identity, this.caPem, SECURITY_SERVICE, 'security');
   }
 }
 

@@ -1,13 +1,17 @@
+import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { measuredByRuntime } from '../../defences/attestation.js';
 import { isAttested } from '../../defences/attestation-table.js';
 import { type LabState, type PartState, readLabState, writeLabState } from '../../kernel/lab-state.js';
 import { readPartConfig } from '../../kernel/part-config.js';
+import { readIdentity } from '../../pki/identity-files.js';
+import { clientTlsConnector } from '../../pki/mtls.js';
 import { type ServiceAttestation, verifyParts, verifyServices } from '../attest.js';
 import { ProcessRuntime } from '../runtimes/process.js';
 import type { PartLaunch } from '../runtimes/runtime.js';
 import { RestartBackoff } from './backoff.js';
+import { provesIdentity } from './identity-check.js';
 import { readRestarts, writeRestarts } from './restarts.js';
 
 /**
@@ -24,9 +28,14 @@ const trusted = measuredByRuntime(config.defences.attestation);
 const runtime = new ProcessRuntime();
 const backoff = new RestartBackoff();
 const WATCH_MS = 250;
+// links:mtls: the watchman's own identity, to tell a part from a process on its port by certificate.
+const identity =
+  config.identityDir && config.caFile
+    ? { own: await readIdentity(config.identityDir), caPem: readFileSync(config.caFile, 'utf8') }
+    : undefined;
 
 /** A part seen dead: which process died, and when it may be started again. */
-const pending = new Map<string, { pid: number | undefined; due: number }>();
+const pending = new Map<string, { pid: number | undefined; due: number; impostor?: boolean }>();
 let busy: Promise<void> | undefined;
 let stopping = false;
 
@@ -72,8 +81,13 @@ async function round(): Promise<void> {
     }
     if (now < seen.due) continue;
     // Something listens on its port: someone else started it again (a restart by `attack
-    // simulate`, say) and has not written the state file yet. Look again next round.
-    if (await listening(part.port)) continue;
+    // simulate`, say) and has not written the state file yet; look again next round. With mTLS
+    // only if it proves to be the part: otherwise an impostor, reported and never taken for it (the
+    // part is started again once the port is free).
+    if (await listening(part.port)) {
+      if ((await whoListens(part)) === 'impostor') reportImpostor(part, record);
+      continue;
+    }
     await respawn(state, part, record);
   }
   if (JSON.stringify(record) !== before) await writeRestarts(home, record);
@@ -87,6 +101,39 @@ function listening(port: number): Promise<boolean> {
     });
     socket.on('error', () => resolve(false));
   });
+}
+
+/**
+ * Whether what listens on a dead part's port proves to be that part: the security service on its
+ * control-plane listener, a service on its own (https); `unknown` where there is no identity to ask
+ * for (plain links, the gateway's plain edge, the sink).
+ */
+async function whoListens(part: PartState): Promise<'proven' | 'impostor' | 'unknown'> {
+  if (identity === undefined) return 'unknown';
+  const check =
+    part.kind === 'security' && config.controlPlaneUrl
+      ? { url: config.controlPlaneUrl, name: 'security', kind: 'security' as const }
+      : part.kind === 'service' && part.url.startsWith('https:')
+        ? { url: part.url, name: part.name, kind: 'service' as const }
+        : undefined;
+  if (check === undefined) return 'unknown';
+  const tls = clientTlsConnector(identity.own, identity.caPem, check.name, check.kind);
+  return (await provesIdentity(check.url, tls)) ? 'proven' : 'impostor';
+}
+
+function reportImpostor(part: PartState, record: Awaited<ReturnType<typeof readRestarts>>): void {
+  const seen = record[part.name]?.foreignListener;
+  // Once per port until it is gone: a record written every 250 ms would be noise, and a write.
+  if (seen?.port === part.port && pending.get(part.name)?.impostor === true) return;
+  record[part.name] = {
+    ...(record[part.name] ?? { restarts: 0 }),
+    foreignListener: { port: part.port, seenAt: new Date().toISOString() },
+  };
+  const p = pending.get(part.name);
+  if (p) p.impostor = true;
+  log(
+    `watchman: ${part.name} is dead and something else listens on its port ${part.port}: it did not prove to be ${part.name} (no TLS handshake with its identity); not taken for it`,
+  );
 }
 
 function schedule(

@@ -16,6 +16,7 @@ import {
   type ServicePartConfig,
 } from '../../kernel/part-config.js';
 import { LabClock } from '../../protocol/lab-clock.js';
+import { orFailClosed } from '../fail-closed.js';
 import { RevocationFeed } from '../revocation-feed.js';
 import { SecurityClient } from '../security-client.js';
 import { buildSampleService, type PeerClient, type SampleDefinition } from './app.js';
@@ -50,12 +51,25 @@ export async function startSampleService(hooks: SampleKitHooks = {}): Promise<vo
     definitionFile,
   );
   const name = definition.name;
-  const securityAgent = new Agent({ connect: { timeout: CONNECT_TIMEOUT_MS }, ...timeouts });
-  // attestation:self: the service reports its own hash, with the lab token (the paper's scheme).
+
+  // attestation:self: the service reports its own hash (the paper's scheme), with its own
+  // credential, which also makes its confirmations of revocations count; in the baseline, with the
+  // lab token when it reports.
   const selfReports = acceptsSelfReport(defences.attestation);
-  const labToken = selfReports ? readSecret(config.labTokenFile) : undefined;
+  const credential = config.partCredentialFile
+    ? readSecret(config.partCredentialFile)
+    : selfReports && config.labTokenFile
+      ? readSecret(config.labTokenFile)
+      : undefined;
 
   const links = await linksFor(defences.links, config);
+  // links:mtls: the security service's control plane, where this service's certificate is its credential.
+  const controlConnect = config.controlPlaneUrl ? links.connectControlPlane() : undefined;
+  const securityUrl = config.controlPlaneUrl ?? config.securityUrl;
+  const securityAgent = new Agent({
+    connect: { ...controlConnect, timeout: CONNECT_TIMEOUT_MS },
+    ...timeouts,
+  });
   const agents: Agent[] = [securityAgent];
   const peers: Record<string, PeerClient> = {};
   for (const [peer, url] of Object.entries(config.peers)) {
@@ -67,7 +81,7 @@ export async function startSampleService(hooks: SampleKitHooks = {}): Promise<vo
     peers[peer] = peerClient(url, agent);
   }
 
-  const security = new SecurityClient(config.securityUrl, labToken, securityAgent);
+  const security = new SecurityClient(securityUrl, credential, securityAgent);
   const ticketKind = ticketKindOf(defences.login);
   // The security service's clock, followed by the feed (docs/faults.md, "Clocks").
   const clock = new LabClock();
@@ -75,17 +89,18 @@ export async function startSampleService(hooks: SampleKitHooks = {}): Promise<vo
   const feed =
     defences.request === 'basic'
       ? undefined
-      : new RevocationFeed(config.securityUrl, {
+      : new RevocationFeed(securityUrl, {
           part: name,
-          ...(labToken === undefined ? {} : { token: labToken }),
+          dispatcher: securityAgent,
+          ...(credential === undefined ? {} : { token: credential }),
           log: (line) => console.log(`${name}: ${line}`),
           clock,
         });
-  await feed?.start();
+  await orFailClosed(name, feed?.start() ?? Promise.resolve());
   const authenticate =
     defences.request === 'basic' || ticketKind === undefined
       ? GATEWAY_VOUCHES
-      : new TicketAtService(await security.ticketVerifier(ticketKind, clock), feed?.view);
+      : new TicketAtService(await orFailClosed(name, security.ticketVerifier(ticketKind, clock)), feed?.view);
   const app = buildSampleService({
     definition,
     defences,
