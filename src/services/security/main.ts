@@ -62,7 +62,10 @@ const { app, control } = buildSecurityApps(
     challengeTtlSeconds: config.challengeTtlSeconds,
     onAttestation: async (services) => {
       if (!config.gatewayUrl) return;
-      // The gateway may not be up yet (it starts last); it polls at start anyway.
+      // The gateway may not be up yet (it starts last; refused at once); it polls at start anyway.
+      // Awaited, with a longer bound (5 s, was 2 s), because the report that caused it is answered after it: a
+      // restart then starts the service only once the gateway knows its verdict (the busy matrix
+      // had the gateway, 2 s of patience spent, serve attestation.env-injection's module).
       await request(`${config.gatewayUrl}/internal/attestations`, {
         method: 'POST',
         headers: {
@@ -70,8 +73,9 @@ const { app, control } = buildSecurityApps(
           'content-type': 'application/json',
         },
         body: JSON.stringify({ services: services.map((s) => ({ name: s.name, state: s.state })) }),
-        headersTimeout: 2000,
-        bodyTimeout: 2000,
+        // under the CLI's own 10 s for the report that waits for it
+        headersTimeout: 5000,
+        bodyTimeout: 5000,
       })
         .then((r) => r.body.dump())
         .catch(() => undefined);
