@@ -10,6 +10,7 @@ import { clientTlsConnector } from '../pki/mtls.js';
 import { registerParts, verifyParts } from './attest.js';
 import { serviceMounts } from './plan.js';
 import { waitHealthy, waitReady } from './readiness.js';
+import { markRestarting } from './restart-intent.js';
 import type { Runtime } from './runtimes/runtime.js';
 import { runtimeFor } from './runtimes/select.js';
 
@@ -87,6 +88,23 @@ async function restartOnce(lab: LabState, name: string, opts: RestartOptions): P
     given;
   if (!old.appDir) throw new TrustedMsError('INVALID_INPUT', `${name} has no code folder`);
   const runtime = opts.runtime ?? (await runtimeFor(lab.runtime, { labId: lab.labId, posture: lab.posture }));
+  // The watchman leaves a service alone while this restart runs (src/lab/restart-intent.ts).
+  const done = await markRestarting(home, name);
+  try {
+    return await restartStopped(lab, name, opts, { index, home, old, now, runtime });
+  } finally {
+    await done();
+  }
+}
+
+async function restartStopped(
+  lab: LabState,
+  name: string,
+  opts: RestartOptions,
+  at: { index: number; home: string; old: PartState; now: LabState | undefined; runtime: Runtime },
+): Promise<RestartResult> {
+  const { index, home, old, now, runtime } = at;
+  if (!old.appDir) throw new TrustedMsError('INVALID_INPUT', `${name} has no code folder`);
   await runtime.stop(old);
   if (opts.config !== undefined) {
     await writeFile(old.configFile, `${JSON.stringify(opts.config, null, 2)}\n`, { mode: 0o600 });

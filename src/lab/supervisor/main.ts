@@ -8,6 +8,7 @@ import { readPartConfig } from '../../kernel/part-config.js';
 import { readIdentity } from '../../pki/identity-files.js';
 import { clientTlsConnector } from '../../pki/mtls.js';
 import { type ServiceAttestation, verifyParts, verifyServices } from '../attest.js';
+import { restartingElsewhere } from '../restart-intent.js';
 import { ProcessRuntime } from '../runtimes/process.js';
 import type { PartLaunch } from '../runtimes/runtime.js';
 import { RestartBackoff } from './backoff.js';
@@ -80,6 +81,8 @@ async function round(): Promise<void> {
       continue;
     }
     if (now < seen.due) continue;
+    // Someone else is restarting it (the CLI's restartService): its new process is on the way.
+    if (part.kind === 'service' && (await restartingElsewhere(home, part.name))) continue;
     // Something listens on its port: someone else started it again (a restart by `attack
     // simulate`, say) and has not written the state file yet; look again next round. With mTLS
     // only if it proves to be the part: otherwise an impostor, reported and never taken for it (the
