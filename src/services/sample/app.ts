@@ -109,6 +109,10 @@ export function buildSampleService(deps: SampleServiceDeps): FastifyInstance {
       if (kind === 'service' && deps.revocations?.quarantined(peer) === true) {
         throw new TrustedMsError('PEER_QUARANTINED', `peer "${peer}" is quarantined`);
       }
+      // Nor does a certificate outlive a failed attestation: the feed names the service at once.
+      if (kind === 'service' && deps.revocations?.untrusted(peer) === true) {
+        throw new TrustedMsError('PEER_UNTRUSTED', `peer "${peer}" has not passed attestation`);
+      }
       return kind === 'gateway' || (kind === 'service' && callers.has(peer));
     });
     if (request.is404) return;

@@ -27,6 +27,7 @@ export async function reportAndIssue(
     ),
   );
   await ctx.onAttestation?.(ctx.registry.list()).catch(() => undefined);
+  await ctx.revocations.attestationsChanged();
   const identities: Record<string, ServiceIdentity> = {};
   if (issueIdentity && ctx.ca) {
     for (const s of statuses) {

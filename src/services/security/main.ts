@@ -2,6 +2,7 @@ import { createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { request } from 'undici';
 import { jwkThumbprint } from '../../crypto/thumbprint.js';
+import { enforcesAttestation } from '../../defences/attestation.js';
 import { readPartConfig, readSecret } from '../../kernel/part-config.js';
 import { loadLabCa } from '../../pki/ca.js';
 import { homeLabClock } from '../../store/lab-clock-mark.js';
@@ -20,7 +21,9 @@ const now = homeLabClock(config.home);
 const store = openLabStore(config.home, { resident: true, now: () => new Date(now()) });
 const registry = new ServiceRegistry(store, config.defences.attestation);
 await registry.load();
-const revocations = new RevocationBook(store);
+const revocations = new RevocationBook(store, {
+  enforcesAttestation: enforcesAttestation(config.defences.attestation),
+});
 await revocations.load();
 const privateKey = createPrivateKey(readFileSync(config.ticketKeyFile, 'utf8'));
 const labToken = readSecret(config.labTokenFile);

@@ -68,6 +68,7 @@ export const adminServiceRoutes: FastifyPluginAsync<SecurityContext> = async (ad
         detail: { names: services.map((s) => s.name) },
       });
       await ctx.onAttestation?.(ctx.registry.list()).catch(() => undefined);
+      await ctx.revocations.attestationsChanged();
       return { services };
     },
   );
