@@ -29,6 +29,8 @@ export interface SecurityPartConfig extends CommonPartConfig {
   sealKeyFile: string;
   /** links:mtls: the lab CA folder (ca.pem, ca-key.pem) */
   caDir?: string;
+  /** links:mtls: how long the identities it issues last (`lab up --identity-ttl`) */
+  identityTtlSeconds?: number;
   /** where to push attestation changes so the gateway need not wait for its next poll */
   gatewayUrl?: string;
   ticketTtlSeconds: number;

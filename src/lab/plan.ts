@@ -81,6 +81,8 @@ export interface LabPlanInput {
   placements: ReadonlyMap<string, PartPlacement>;
   secrets: { labTokenFile: string; ticketKeyFile: string; sealKeyFile: string };
   attestIntervalSeconds?: number;
+  /** links:mtls: how long every part's identity lasts (renewed at half-life) */
+  identityTtlSeconds?: number;
   /** the operator's pass-through to every part (`lab up --part-env`) */
   partEnv?: Record<string, string>;
 }
@@ -159,6 +161,9 @@ export function planLab(input: LabPlanInput): LabPlan {
     ticketKeyFile: secrets.ticketKeyFile,
     sealKeyFile: secrets.sealKeyFile,
     ...(mtls ? { caDir } : {}),
+    ...(mtls && input.identityTtlSeconds !== undefined
+      ? { identityTtlSeconds: input.identityTtlSeconds }
+      : {}),
     gatewayUrl: gatewayAt.url,
     ticketTtlSeconds: 3600,
     challengeTtlSeconds: 60,

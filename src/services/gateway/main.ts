@@ -33,15 +33,24 @@ const fetchAttestations = async (): Promise<AttestationEntry[]> =>
   );
 
 const { defences } = config;
-const links = await linksFor(defences.links, config);
-const pools: Pool[] = [];
-const upstreams: Record<string, Upstream> = {};
-for (const [name, url] of Object.entries(config.services)) {
+const links = await linksFor(defences.links, config, (line) => console.log(`gateway: ${line}`));
+const poolFor = (name: string, url: string): Pool => {
   const connect = links.connect(name);
-  const pool = createPool(url, connect === undefined ? {} : { connect });
-  pools.push(pool);
-  upstreams[name] = poolUpstream(pool, name);
-}
+  return createPool(url, connect === undefined ? {} : { connect });
+};
+/** service → the pool new requests to it go through (replaced when the identity is renewed) */
+const pools = new Map(Object.entries(config.services).map(([name, url]) => [name, poolFor(name, url)]));
+const upstreams: Record<string, Upstream> = {};
+for (const name of pools.keys()) upstreams[name] = poolUpstream(() => pools.get(name) as Pool, name);
+// New connections present the renewed certificate; an old pool finishes the requests it has in
+// flight (close() waits for them) and goes.
+links.onRenewed(() => {
+  for (const [name, url] of Object.entries(config.services)) {
+    const old = pools.get(name);
+    pools.set(name, poolFor(name, url));
+    void old?.close().catch(() => undefined);
+  }
+});
 
 const attestation = new AttestationTable();
 // The security service's clock, followed by the feed (docs/faults.md, "Clocks").
@@ -113,7 +122,7 @@ const app = buildGateway({
 
 await app.listen({ host: config.host, port: config.port });
 console.log(
-  `gateway (${config.posture}) listening on ${config.host}:${config.port}, ${pools.length} services, ${Object.entries(
+  `gateway (${config.posture}) listening on ${config.host}:${config.port}, ${pools.size} services, ${Object.entries(
     defences,
   )
     .map(([k, v]) => `${k}:${v}`)
@@ -124,7 +133,10 @@ const stop = (): void => {
   if (poll) clearInterval(poll);
   void revocations.stop();
   setTimeout(() => process.exit(0), 1500).unref();
-  void Promise.allSettled([app.close(), ...pools.map((p) => p.destroy())]).finally(() => process.exit(0));
+  links.close();
+  void Promise.allSettled([app.close(), ...[...pools.values()].map((p) => p.destroy())]).finally(() =>
+    process.exit(0),
+  );
 };
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);

@@ -1,3 +1,4 @@
+import type { Server as TlsServer } from 'node:tls';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Links } from '../../defences/links.js';
 import type { Defences } from '../../defences/presets.js';
@@ -95,6 +96,14 @@ export function buildSampleService(deps: SampleServiceDeps): FastifyInstance {
         message: err.code === 'FST_ERR_BAD_URL' ? 'malformed URL' : 'path parameter too long',
       });
     },
+  });
+
+  // A renewed identity serves new handshakes at once; connections already open keep theirs.
+  const stopRenewals = links.onRenewed(() => {
+    if (links.serverTls) (app.server as unknown as TlsServer).setSecureContext(links.serverTls);
+  });
+  app.addHook('onClose', async () => {
+    stopRenewals();
   });
 
   app.addHook('onError', async (request, _reply, error) => {

@@ -45,17 +45,24 @@ export async function startSampleService(hooks: SampleKitHooks = {}): Promise<vo
   const selfReports = acceptsSelfReport(defences.attestation);
   const labToken = selfReports ? readSecret(config.labTokenFile) : undefined;
 
-  const links = await linksFor(defences.links, config);
-  const agents: Agent[] = [securityAgent];
+  const links = await linksFor(defences.links, config, (line) => console.log(`${name}: ${line}`));
+  const peerAgent = (peer: string): Agent =>
+    new Agent({ connect: { ...links.connect(peer), timeout: CONNECT_TIMEOUT_MS }, ...timeouts });
+  /** peer → the agent new requests to it go through (replaced when the identity is renewed) */
+  const peerAgents = new Map(Object.keys(config.peers).map((peer) => [peer, peerAgent(peer)]));
   const peers: Record<string, PeerClient> = {};
   for (const [peer, url] of Object.entries(config.peers)) {
-    const agent = new Agent({
-      connect: { ...links.connect(peer), timeout: CONNECT_TIMEOUT_MS },
-      ...timeouts,
-    });
-    agents.push(agent);
-    peers[peer] = peerClient(url, agent);
+    peers[peer] = peerClient(url, () => peerAgents.get(peer) as Agent);
   }
+  // New connections present the renewed certificate; the old agent finishes what it has in flight
+  // (close() waits for it) and goes.
+  links.onRenewed(() => {
+    for (const peer of peerAgents.keys()) {
+      const old = peerAgents.get(peer);
+      peerAgents.set(peer, peerAgent(peer));
+      void old?.close().catch(() => undefined);
+    }
+  });
 
   const security = new SecurityClient(config.securityUrl, labToken, securityAgent);
   const ticketKind = ticketKindOf(defences.login);
@@ -96,9 +103,13 @@ export async function startSampleService(hooks: SampleKitHooks = {}): Promise<vo
 
   const stop = (): void => {
     setTimeout(() => process.exit(0), 1000).unref();
-    void Promise.allSettled([app.close(), feed?.stop(), ...agents.map((a) => a.destroy())]).finally(() =>
-      process.exit(0),
-    );
+    links.close();
+    void Promise.allSettled([
+      app.close(),
+      feed?.stop(),
+      securityAgent.destroy(),
+      ...[...peerAgents.values()].map((a) => a.destroy()),
+    ]).finally(() => process.exit(0));
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
@@ -146,10 +157,15 @@ function readDefinition(file: string): SampleDefinition {
   };
 }
 
-function peerClient(baseUrl: string, dispatcher: Dispatcher): PeerClient {
+function peerClient(baseUrl: string, dispatcher: () => Dispatcher): PeerClient {
   return {
     async get(path, headers) {
-      const res = await request(new URL(path, baseUrl), { method: 'GET', headers, dispatcher, ...timeouts });
+      const res = await request(new URL(path, baseUrl), {
+        method: 'GET',
+        headers,
+        dispatcher: dispatcher(),
+        ...timeouts,
+      });
       const text = await res.body.text();
       let body: unknown;
       try {

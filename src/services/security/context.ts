@@ -24,6 +24,8 @@ export interface SecurityDeps {
   sealKey: Buffer;
   labToken: string;
   ca?: LabCa;
+  /** how long the identities it issues last (default DEFAULT_CERT_TTL_SECONDS) */
+  identityTtlSeconds?: number;
   ticketTtlSeconds: number;
   challengeTtlSeconds: number;
   /** told about every attestation change, so the gateway refuses a tampered service at once */

@@ -38,6 +38,7 @@ const app = buildSecurityService({
   sealKey: Buffer.from(readSecret(config.sealKeyFile), 'base64url'),
   labToken,
   ...(config.caDir ? { ca: await loadLabCa(config.caDir) } : {}),
+  ...(config.identityTtlSeconds === undefined ? {} : { identityTtlSeconds: config.identityTtlSeconds }),
   ticketTtlSeconds: config.ticketTtlSeconds,
   challengeTtlSeconds: config.challengeTtlSeconds,
   onAttestation: async (services) => {
