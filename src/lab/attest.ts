@@ -3,6 +3,7 @@ import { isTrustedMsError, TrustedMsError } from '../errors.js';
 import { jsonRequest } from '../kernel/http-client.js';
 import { type LabState, labDir, type PartState, requireLabState } from '../kernel/lab-state.js';
 import { readSecret } from '../kernel/part-config.js';
+import type { ServiceIdentity } from '../pki/spiffe.js';
 import type { Runtime } from './runtimes/runtime.js';
 import { runtimeFor } from './runtimes/select.js';
 
@@ -136,23 +137,56 @@ export async function verifyParts(
   parts: PartState[],
   runtime?: Runtime,
 ): Promise<ServiceAttestation[]> {
+  return (await measureAndReport(home, state, parts, false, runtime)).services;
+}
+
+/**
+ * As verifyParts, and (links:mtls) a new identity for each part whose measurement just passed and
+ * that is not quarantined: the security service decides, from this very measurement. What the
+ * watchman's renewals ask (src/lab/supervisor/renewal.ts).
+ */
+export async function verifyPartsForIdentity(
+  home: string,
+  state: LabState,
+  parts: PartState[],
+  runtime?: Runtime,
+): Promise<{ services: ServiceAttestation[]; identities: Record<string, ServiceIdentity> }> {
+  return measureAndReport(home, state, parts, true, runtime);
+}
+
+async function measureAndReport(
+  home: string,
+  state: LabState,
+  parts: PartState[],
+  issueIdentity: boolean,
+  runtime?: Runtime,
+): Promise<{ services: ServiceAttestation[]; identities: Record<string, ServiceIdentity> }> {
   const { measured, deferred } = await measureAll(runtime ?? (await runtimeFor(state.runtime)), parts);
   const reported =
     measured.length === 0
-      ? []
-      : (
-          await jsonRequest<{ services: ServiceAttestation[] }>(
-            `${state.securityUrl}/v1/admin/attestations`,
-            {
-              token: labToken(home),
-              body: { reports: measured },
-            },
-          )
-        ).services;
-  return [
-    ...reported,
-    ...deferred.map((d): ServiceAttestation => ({ name: d.name, state: 'unknown', deferred: d.reason })),
-  ];
+      ? { services: [], identities: {} }
+      : await jsonRequest<{ services: ServiceAttestation[]; identities?: Record<string, ServiceIdentity> }>(
+          `${state.securityUrl}/v1/admin/attestations`,
+          {
+            token: labToken(home),
+            body: { reports: measured, ...(issueIdentity ? { issueIdentity } : {}) },
+          },
+        );
+  return {
+    services: [
+      ...reported.services,
+      ...deferred.map((d): ServiceAttestation => ({ name: d.name, state: 'unknown', deferred: d.reason })),
+    ],
+    identities: reported.identities ?? {},
+  };
+}
+
+/** links:mtls: a new identity for the gateway (not a measured part: the security service issues it as asked). */
+export async function renewGatewayIdentity(home: string, state: LabState): Promise<ServiceIdentity> {
+  return jsonRequest<ServiceIdentity>(`${state.securityUrl}/v1/admin/identities/gateway`, {
+    method: 'POST',
+    token: labToken(home),
+  });
 }
 
 export async function listServices(home: string): Promise<ServiceAttestation[]> {
