@@ -4,6 +4,7 @@ import { lockoutDos } from './scenarios/accounts.lockout-dos.js';
 import { envInjection } from './scenarios/attestation.env-injection.js';
 import { loginFlood } from './scenarios/dos.login-flood.js';
 import { requestFlood } from './scenarios/dos.request-flood.js';
+import { untrustedServiceKeepsCert } from './scenarios/identity.untrusted-service-keeps-cert.js';
 import { impersonation } from './scenarios/malicious-service.impersonation.js';
 import { lateralTheft } from './scenarios/malicious-service.lateral-theft.js';
 import { lyingAttestation } from './scenarios/malicious-service.lying-attestation.js';
@@ -31,6 +32,7 @@ export const SCENARIOS: readonly Scenario[] = [
   lyingAttestation,
   swapAtRestart,
   lateralTheft,
+  untrustedServiceKeepsCert,
   impersonation,
   envInjection,
   eavesdrop,
