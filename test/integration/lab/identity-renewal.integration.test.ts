@@ -59,7 +59,9 @@ async function status(res: Dispatcher.ResponseData): Promise<{ status: number; b
 async function overview(lab: RunningLab, session: Session) {
   const path = '/svc/customers/overview';
   return status(
-    await request(`${lab.state.gatewayUrl}${path}`, { headers: authHeaders(session, 'GET', path, undefined) }),
+    await request(`${lab.state.gatewayUrl}${path}`, {
+      headers: authHeaders(session, 'GET', path, undefined),
+    }),
   );
 }
 
@@ -191,7 +193,9 @@ describe('trusted, 20 s identities', () => {
       await new Promise((res) => setTimeout(res, 200));
     }
     const ms = performance.now() - t0;
-    console.log(`tampered customers refused by accounts after ${ms.toFixed(0)} ms: ${JSON.stringify(refused)}`);
+    console.log(
+      `tampered customers refused by accounts after ${ms.toFixed(0)} ms: ${JSON.stringify(refused)}`,
+    );
     expect(refused).toEqual({ status: 403, body: expect.objectContaining({ code: 'PEER_UNTRUSTED' }) });
     expect(ms).toBeLessThanOrEqual(HALF_LIFE_MS + 2000);
     // and the gateway, as before
