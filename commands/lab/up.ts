@@ -10,7 +10,7 @@ import { passThrough } from '../../src/lab/runtimes/part-env.js';
 import { chooseRuntime, RUNTIME_CHOICES, type RuntimeChoice } from '../../src/lab/runtimes/select.js';
 import { type LabUpResult, labUp } from '../../src/lab/up.js';
 import {
-  DEFAULT_CERT_TTL_SECONDS,
+  DEFAULT_LAB_CERT_TTL_SECONDS,
   MAX_CERT_TTL_SECONDS,
   MIN_LAB_CERT_TTL_SECONDS,
 } from '../../src/pki/identity.js';
@@ -57,7 +57,7 @@ export default class LabUp extends BaseCommand {
       env: 'TRUSTED_MS_BASE_IMAGE',
     }),
     'identity-ttl': Flags.integer({
-      description: `trusted (links:mtls): seconds every part's identity certificate lasts; renewed at half-life, only after a trusted measurement of the service [default: ${DEFAULT_CERT_TTL_SECONDS}]`,
+      description: `trusted (links:mtls): seconds every part's identity certificate lasts; renewed at half-life, only after a trusted measurement of the service [default: ${DEFAULT_LAB_CERT_TTL_SECONDS}]`,
       min: MIN_LAB_CERT_TTL_SECONDS,
       max: MAX_CERT_TTL_SECONDS,
     }),

@@ -44,7 +44,7 @@ export interface LabUpOptions {
   partEnv?: Record<string, string>;
   /**
    * links:mtls: how long an identity lasts (`lab up --identity-ttl`, default
-   * DEFAULT_CERT_TTL_SECONDS); the watchman renews each at half-life after a trusted measurement.
+   * DEFAULT_LAB_CERT_TTL_SECONDS); the watchman renews each at half-life after a trusted measurement.
    */
   identityTtlSeconds?: number;
 }

@@ -12,12 +12,14 @@ import {
   spiffeId,
 } from './spiffe.js';
 
+/** What `issueServiceCertificate` gives when not told (the attacks' rogue certificates, tests). */
+export const DEFAULT_CERT_TTL_SECONDS = 3600;
 /**
- * Minutes, not hours: an identity is renewed at half-life only after a fresh trusted measurement
- * (src/lab/supervisor/renewal.ts), so this bounds how long a certificate outlives a lost trust when
- * everything else fails. `lab up --identity-ttl` sets it per lab.
+ * A lab's identities: minutes, not hours. Each is renewed at half-life only after a fresh trusted
+ * measurement (src/lab/supervisor/renewal.ts), so this bounds how long a certificate outlives a
+ * lost trust when everything else fails. `lab up --identity-ttl` sets it per lab.
  */
-export const DEFAULT_CERT_TTL_SECONDS = 300;
+export const DEFAULT_LAB_CERT_TTL_SECONDS = 300;
 export const MAX_CERT_TTL_SECONDS = 86_400;
 /**
  * Shortest lifetime `lab up` accepts: renewal looks every second and then measures, asks and
@@ -29,12 +31,12 @@ export const CLOCK_SKEW_MS = 60_000;
 
 /** A lab's identity lifetime, checked: INVALID_INPUT unless whole seconds in the range lab up accepts. */
 export function labIdentityTtl(seconds: number | undefined): number {
-  const ttl = seconds ?? DEFAULT_CERT_TTL_SECONDS;
+  const ttl = seconds ?? DEFAULT_LAB_CERT_TTL_SECONDS;
   if (!Number.isInteger(ttl) || ttl < MIN_LAB_CERT_TTL_SECONDS || ttl > MAX_CERT_TTL_SECONDS) {
     throw new TrustedMsError(
       'INVALID_INPUT',
       `an identity lifetime is a whole number of seconds from ${MIN_LAB_CERT_TTL_SECONDS} to ${MAX_CERT_TTL_SECONDS}`,
-      { actions: [`for example --identity-ttl ${DEFAULT_CERT_TTL_SECONDS}`] },
+      { actions: [`for example --identity-ttl ${DEFAULT_LAB_CERT_TTL_SECONDS}`] },
     );
   }
   return ttl;

@@ -24,7 +24,7 @@ export interface SecurityDeps {
   sealKey: Buffer;
   labToken: string;
   ca?: LabCa;
-  /** how long the identities it issues last (default DEFAULT_CERT_TTL_SECONDS) */
+  /** how long the identities it issues last (lab up gives it; default DEFAULT_CERT_TTL_SECONDS) */
   identityTtlSeconds?: number;
   ticketTtlSeconds: number;
   challengeTtlSeconds: number;
