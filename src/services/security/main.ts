@@ -22,7 +22,7 @@ const store = openLabStore(config.home, { resident: true, now: () => new Date(no
 const registry = new ServiceRegistry(store, config.defences.attestation);
 await registry.load();
 const revocations = new RevocationBook(store, {
-  enforcesAttestation: enforcesAttestation(config.defences.attestation),
+  namesUntrusted: enforcesAttestation(config.defences.attestation) && config.defences.links === 'mtls',
 });
 await revocations.load();
 const privateKey = createPrivateKey(readFileSync(config.ticketKeyFile, 'utf8'));

@@ -39,16 +39,17 @@ export class RevocationBook {
   readonly #held = new Map<string, number>();
   readonly #pending = new Set<PendingConfirmation>();
 
-  readonly #enforcesAttestation: boolean;
+  readonly #namesUntrusted: boolean;
 
   /**
-   * `enforcesAttestation`: the lab refuses services whose attestation did not pass (the gateway
-   * does), so the list names them for their peers too; without it, nobody measures and every
-   * service would stay `unknown`.
+   * `namesUntrusted`: the lab refuses services whose attestation did not pass (the gateway does)
+   * and its peers know a caller by its certificate (mTLS), so the list names those services for
+   * them. Otherwise nobody could act on the names (plain links), or nobody measures and every
+   * service would stay `unknown` (no attestation): the list keeps `untrusted` empty.
    */
-  constructor(store: LabStore, opts: { enforcesAttestation?: boolean } = {}) {
+  constructor(store: LabStore, opts: { namesUntrusted?: boolean } = {}) {
     this.#store = store;
-    this.#enforcesAttestation = opts.enforcesAttestation === true;
+    this.#namesUntrusted = opts.namesUntrusted === true;
   }
 
   /** Reads the store and publishes what it holds; call at start and after every change. */
@@ -82,7 +83,7 @@ export class RevocationBook {
 
   /** Registered services whose latest attestation is not a pass (the gateway's rule, isAttested). */
   #untrustedIn(services: Record<string, ServiceRecord>): string[] {
-    if (!this.#enforcesAttestation) return [];
+    if (!this.#namesUntrusted) return [];
     return Object.values(services)
       .filter((s) => !isAttested(s.attestation?.state))
       .map((s) => s.name)

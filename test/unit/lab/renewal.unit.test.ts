@@ -179,7 +179,7 @@ describe('renewal against the security service (gating, files)', () => {
     ca = await createLabCa({ labId: LAB });
     const registry = new ServiceRegistry(store, 'measured');
     await registry.register(Object.entries(hashes).map(([name, hash]) => ({ name, hash })));
-    book = new RevocationBook(store, { enforcesAttestation: true });
+    book = new RevocationBook(store, { namesUntrusted: true });
     await book.load();
     const signing = generateKeyPairSync('ed25519');
     app = buildSecurityService({

@@ -36,7 +36,7 @@ describe('untrusted services in the revocation list', () => {
     ]);
 
   it('lists a service whose latest measurement failed, and takes it out when it passes again', async () => {
-    const book = new RevocationBook(store, { enforcesAttestation: true });
+    const book = new RevocationBook(store, { namesUntrusted: true });
     await measure('sha256:good-orders');
     await book.load();
     expect(book.list().untrusted).toEqual([]);
@@ -59,12 +59,12 @@ describe('untrusted services in the revocation list', () => {
   });
 
   it('lists a registered service never measured (the gateway refuses it too)', async () => {
-    const book = new RevocationBook(store, { enforcesAttestation: true });
+    const book = new RevocationBook(store, { namesUntrusted: true });
     await book.load();
     expect(book.list().untrusted).toEqual(['customers', 'orders']);
   });
 
-  it('lists nobody where attestation is not enforced (nobody measures: every service stays unknown)', async () => {
+  it('lists nobody where peers cannot act on it or nobody measures (every service would stay unknown)', async () => {
     const book = new RevocationBook(store);
     await measure('sha256:tampered');
     await book.load();
@@ -79,7 +79,7 @@ describe('untrusted services in the revocation list', () => {
     });
 
     it('reaches a part holding a poll in one round trip', async () => {
-      const book = new RevocationBook(store, { enforcesAttestation: true });
+      const book = new RevocationBook(store, { namesUntrusted: true });
       await measure('sha256:good-orders');
       await book.load();
       app = createHttpApp();
