@@ -60,7 +60,7 @@ export default class ServiceVerify extends BaseCommand {
     if (bad.length > 0) {
       const err = new TrustedMsError(
         'ATTESTATION_MISMATCH',
-        `code changed: ${bad.map((s) => s.name).join(', ')}`,
+        `code changed: ${bad.map((s) => (s.differs ? `${s.name} (${s.differs.join(', ')})` : s.name)).join(', ')}`,
         {
           actions: ['if the change is intended: trusted-ms service register <name>'],
         },

@@ -19,13 +19,20 @@ export const MAX_ATTESTATION_ENTRIES = 10_000;
 
 /**
  * The gateway's view of each service's attestation: name → state, `unknown` for a name it was never
- * told about. Replaced whole, by a push from the security service (`replace`) or by a poll
- * (`refresh`). A poll that was in flight while a push arrived is dropped, so a stale answer can never
- * re-trust a service the push has just marked untrusted.
+ * told about. Replaced whole, by a push from the security service (`replace`) or by a fetch
+ * (`refresh`, a poll or the fetch a push prompts). Of two answers, the one **asked last** wins,
+ * whatever order they arrive in: a poll asked before a service was found untrusted can answer after
+ * the fetch that carries the new verdict, and must not bring "trusted" back (nor be dropped in its
+ * place: an earlier rule, "a fetch that was in flight while another change landed is dropped",
+ * dropped the new verdict when the old poll landed first, and the gateway served it until the next
+ * poll). A push (`replace`) counts as asked when it arrives.
  */
 export class AttestationTable {
   #states = new Map<string, AttestationState>();
-  #generation = 0;
+  /** Each change asked for (a push, a fetch started) gets the next number... */
+  #asked = 0;
+  /** ...and the table holds the answer to the highest one applied. */
+  #applied = 0;
 
   constructor(entries: readonly AttestationEntry[] = []) {
     if (entries.length > 0) this.replace(entries);
@@ -37,25 +44,28 @@ export class AttestationTable {
 
   /** Replaces the whole table; INVALID_INPUT (and no change) when an entry is malformed. */
   replace(entries: readonly AttestationEntry[]): void {
-    this.#states = toStates(entries);
-    this.#generation += 1;
+    const next = toStates(entries);
+    this.#asked += 1;
+    this.#states = next;
+    this.#applied = this.#asked;
   }
 
   /**
-   * Replaces the table with what `fetcher` answers. False, keeping the last table, when the fetch
-   * fails, its answer is malformed, or a `replace` happened meanwhile (its answer may be older).
+   * Replaces the table with what `fetcher` answers. False, keeping the table, when the fetch fails,
+   * its answer is malformed, or a change asked after this one was applied meanwhile.
    */
   async refresh(fetcher: () => Promise<readonly AttestationEntry[]>): Promise<boolean> {
-    const generation = this.#generation;
+    this.#asked += 1;
+    const mine = this.#asked;
     let next: Map<string, AttestationState>;
     try {
       next = toStates(await fetcher());
     } catch {
       return false;
     }
-    if (generation !== this.#generation) return false;
+    if (mine < this.#applied) return false;
     this.#states = next;
-    this.#generation += 1;
+    this.#applied = mine;
     return true;
   }
 

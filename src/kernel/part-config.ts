@@ -47,6 +47,11 @@ export interface GatewayPartConfig extends CommonPartConfig {
   caFile?: string;
   /** limits:on: the gateway's numbers (chosen and measured in lab/plan.ts, GATEWAY_LIMITS) */
   rateLimit: GatewayLimitConfig;
+  /**
+   * request:bound: a folder of the gateway's own that outlives it (the proofs it accepted stamped
+   * ahead of its clock, src/services/gateway/proofs-ahead.ts)
+   */
+  stateDir?: string;
 }
 
 export interface ServicePartConfig extends CommonPartConfig {
@@ -100,6 +105,13 @@ export function codeDirOf(config: ServicePartConfig, env: NodeJS.ProcessEnv = pr
   const dir = env[CODE_DIR_ENV];
   return dir !== undefined && dir !== '' ? dir : config.appDir;
 }
+
+/**
+ * Set inside a service's process, by the measured start (src/lab/runtimes/measured-start.ts), to
+ * the bytes of the `service.json` that was measured with its program: the definition it acts on is
+ * never a file read again after the measurement. Not in the process's environment at exec.
+ */
+export const DEFINITION_VARIABLE = 'TMS_SERVICE_DEFINITION';
 
 /** A secret file's content, without a trailing newline. */
 export function readSecret(file: string): string {

@@ -21,6 +21,12 @@ export interface ServiceAttestation {
    * read it): no verdict was reported, the service keeps the state it had. Why, in a few words.
    */
   deferred?: string;
+  /**
+   * Untrusted: which parts of what runs differ from what was registered, as the runtime tells
+   * (`code`, `interpreter`, `argv`, `env.<NAME>`, `config.<key>`, `readback.exe`,
+   * `readback.cmdline`, `readback.environ.<NAME>`; Runtime.explain).
+   */
+  differs?: string[];
 }
 
 function pick(state: LabState, names: string[] | 'all'): PartState[] {
@@ -161,7 +167,8 @@ async function measureAndReport(
   issueIdentity: boolean,
   runtime?: Runtime,
 ): Promise<{ services: ServiceAttestation[]; identities: Record<string, ServiceIdentity> }> {
-  const { measured, deferred } = await measureAll(runtime ?? (await runtimeFor(state.runtime)), parts);
+  const rt = runtime ?? (await runtimeFor(state.runtime));
+  const { measured, deferred } = await measureAll(rt, parts);
   const reported =
     measured.length === 0
       ? { services: [], identities: {} }
@@ -174,7 +181,7 @@ async function measureAndReport(
         );
   return {
     services: [
-      ...reported.services,
+      ...(await Promise.all(reported.services.map((s) => explained(rt, parts, s)))),
       ...deferred.map((d): ServiceAttestation => ({ name: d.name, state: 'unknown', deferred: d.reason })),
     ],
     identities: reported.identities ?? {},
@@ -187,6 +194,18 @@ export async function renewGatewayIdentity(home: string, state: LabState): Promi
     method: 'POST',
     token: labToken(home),
   });
+}
+
+/** An untrusted service's verdict with the fields that differ; any other as it is. */
+async function explained(
+  runtime: Runtime,
+  parts: PartState[],
+  service: ServiceAttestation,
+): Promise<ServiceAttestation> {
+  const part = parts.find((p) => p.name === service.name);
+  if (service.state !== 'untrusted' || part === undefined) return service;
+  const differs = runtime.explain ? await runtime.explain(part, service.expectedHash) : ['code'];
+  return { ...service, differs };
 }
 
 export async function listServices(home: string): Promise<ServiceAttestation[]> {

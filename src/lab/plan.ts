@@ -210,6 +210,7 @@ export function planLab(input: LabPlanInput): LabPlan {
     services: Object.fromEntries(input.services.map((s) => [s.name, at(s.name).url])),
     ...(mtls ? { identityDir: gatewayIdentityDir, caFile } : {}),
     rateLimit: GATEWAY_LIMITS,
+    ...(defences.request === 'bound' ? { stateDir: gatewayStateDirOf(dir) } : {}),
   };
   const securityUrl = securityAt.hostUrl ?? securityAt.url;
   const gatewayUrl = gatewayAt.hostUrl ?? gatewayAt.url;
@@ -240,11 +241,14 @@ export function planLab(input: LabPlanInput): LabPlan {
     services,
     gateway: {
       config: gatewayConfig,
-      launch: launchOf(gatewayConfig, builtFile('lab', 'gateway.mjs'), gatewayUrl, [
-        secrets.labTokenFile,
-        secrets.sealKeyFile,
-        ...(mtls ? [gatewayIdentityDir, caFile] : []),
-      ]),
+      launch: withStateDir(
+        gatewayConfig.stateDir,
+        launchOf(gatewayConfig, builtFile('lab', 'gateway.mjs'), gatewayUrl, [
+          secrets.labTokenFile,
+          secrets.sealKeyFile,
+          ...(mtls ? [gatewayIdentityDir, caFile] : []),
+        ]),
+      ),
     },
     ...(watchman
       ? {
@@ -273,6 +277,16 @@ export function serviceMounts(config: ServicePartConfig): { path: string }[] {
     ...(config.identityDir ? [config.identityDir] : []),
     ...(config.caFile ? [config.caFile] : []),
   ].map((path) => ({ path }));
+}
+
+/** The gateway's own folder that outlives it (request:bound), mounted writable into its container. */
+export function gatewayStateDirOf(dir: string): string {
+  return join(dir, 'gateway', 'state');
+}
+
+function withStateDir(stateDir: string | undefined, launch: PartLaunch): PartLaunch {
+  if (stateDir === undefined) return launch;
+  return { ...launch, mounts: [...(launch.mounts ?? []), { path: stateDir, writable: true }] };
 }
 
 export function configFileOf(dir: string, part: string): string {

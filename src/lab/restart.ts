@@ -138,7 +138,10 @@ async function restartOnce(lab: LabState, name: string, opts: RestartOptions): P
         ...serviceMounts(config),
       ],
     },
-    { beforeRun },
+    // And once it runs, measured again as it runs (read back from the kernel): the last word on
+    // this start is then this process's, after any report a watchman's round made of the one it
+    // replaces (the busy matrix had the gateway serve a launch found untrusted before its start).
+    { beforeRun, afterRun: beforeRun },
   );
   lab.parts[index] = part;
   const onDisk = await readLabState(home);

@@ -293,6 +293,9 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     //    (it needs only the security service): its ~1 s of start-up overlaps theirs. lab up returns
     //    when all are healthy; until then a request may get SERVICE_UNAVAILABLE, as during a restart.
     progress('starting the gateway');
+    // Made here: a folder the engine had to create for a bind mount would be root's.
+    if (plan.gateway.config.stateDir)
+      await mkdir(plan.gateway.config.stateDir, { recursive: true, mode: 0o700 });
     const gateway = await runtime.start(await writeConfig(plan.gateway));
     parts.push(gateway);
     await writeLabState(opts.home, state());

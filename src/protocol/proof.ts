@@ -28,7 +28,8 @@ export type ProofRefusalReason =
   | 'before-start'
   | 'before-clock-step'
   | 'replay-cache-full'
-  | 'replay-quota';
+  | 'replay-quota'
+  | 'ahead-unrecorded';
 
 /** A refusal of a proof; `message` is generic, `reason` (not in `toJSON()`) is for the audit log. */
 export class ProofError extends TrustedMsError {
@@ -170,6 +171,18 @@ export interface ProofVerifierOptions {
    * `iat` are on the lab clock, proofs' stamps on the clients' wall clocks); `notBeforeMs` by default.
    */
   ticketsIssuedFromMs?: number;
+  /**
+   * jti → the newest stamp of that ticket's proofs that an earlier verifier accepted **ahead** of its
+   * clock (a client whose clock runs fast). `notBeforeMs` covers only proofs stamped before the
+   * start; these are the ones stamped after it, which a captured request could replay once after a
+   * restart. A proof of such a ticket stamped no later is refused (`before-start`).
+   */
+  aheadOfStart?: ReadonlyMap<string, number>;
+  /**
+   * Called before a proof stamped ahead of this verifier's clock is accepted, with its ticket and
+   * stamp, so that they outlive this verifier (`aheadOfStart` of the next one). Throws to refuse it.
+   */
+  recordAhead?: (jti: string, t: number) => void;
 }
 
 /**
@@ -200,6 +213,8 @@ export class ProofVerifier {
   readonly #maxEntriesPerUser: number;
   readonly #notBeforeMs: number;
   readonly #ticketsIssuedFromMs: number;
+  readonly #aheadOfStart: ReadonlyMap<string, number> | undefined;
+  readonly #recordAhead: ((jti: string, t: number) => void) | undefined;
   /** `${jti}.${nonce}` → the millisecond after which its proof is outside the window, and whose it is. */
   readonly #seen = new Map<string, { until: number; user: string }>();
   /** user → how many of its pairs the cache holds (only users with at least one). */
@@ -218,6 +233,8 @@ export class ProofVerifier {
     this.#maxEntriesPerUser = opts.maxEntriesPerUser ?? DEFAULT_REPLAY_QUOTA_PER_USER;
     this.#notBeforeMs = opts.notBeforeMs ?? 0;
     this.#ticketsIssuedFromMs = opts.ticketsIssuedFromMs ?? this.#notBeforeMs;
+    this.#aheadOfStart = opts.aheadOfStart;
+    this.#recordAhead = opts.recordAhead;
     if (!Number.isSafeInteger(this.#windowMs) || this.#windowMs <= 0) {
       throw new TrustedMsError('INVALID_INPUT', 'windowMs must be a positive whole number');
     }
@@ -258,8 +275,12 @@ export class ProofVerifier {
     const issuedBeforeStart = !(
       r.ticketIssuedAtMs !== undefined && r.ticketIssuedAtMs >= this.#ticketsIssuedFromMs
     );
-    if (t < this.#notBeforeMs && issuedBeforeStart) {
-      throw new ProofError('PROOF_REPLAYED', 'proof already used', 'before-start');
+    if (issuedBeforeStart) {
+      if (t < this.#notBeforeMs) throw new ProofError('PROOF_REPLAYED', 'proof already used', 'before-start');
+      const ahead = this.#aheadOfStart?.get(r.jti);
+      if (ahead !== undefined && t <= ahead) {
+        throw new ProofError('PROOF_REPLAYED', 'proof already used', 'before-start');
+      }
     }
 
     const now = this.#now();
@@ -292,6 +313,9 @@ export class ProofVerifier {
         throw new ProofError('RATE_LIMITED', 'too many requests, try again shortly', 'replay-cache-full');
       }
     }
+    // Stamped ahead of this clock: a verifier started after this one stops at its wall clock at
+    // start, which such a stamp may pass, so the stamp must outlive this process first.
+    if (this.#recordAhead !== undefined && t > now) this.#recordAhead(r.jti, t);
     this.#seen.set(key, { until: t + this.#windowMs, user });
     this.#perUser.set(user, this.sizeOf(user) + 1);
   }

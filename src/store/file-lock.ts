@@ -1,4 +1,6 @@
-import { dirname } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { rmdir, stat, unlink, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import lockfile from 'proper-lockfile';
 import { fileError } from '../disk-errors.js';
 import { errnoCode, TrustedMsError } from '../errors.js';
@@ -101,12 +103,66 @@ async function lockFile(
   const { staleMs, retries, minTimeoutMs, maxTimeoutMs } = settings;
   for (let attempt = 0; ; attempt++) {
     try {
-      return await lockfile.lock(file, { realpath: false, stale: staleMs, retries: 0, onCompromised });
+      // proper-lockfile judges no lock stale itself (takeOverIfStale does); it still refreshes ours
+      // every staleMs / 2 and reports it compromised when another writer took it.
+      return await lockfile.lock(file, {
+        realpath: false,
+        stale: NEVER_STALE_MS,
+        update: Math.max(1000, staleMs / 2),
+        retries: 0,
+        onCompromised,
+      });
     } catch (err) {
-      if (errnoCode(err) !== 'ELOCKED' || attempt >= retries) throw err;
+      if (errnoCode(err) !== 'ELOCKED') throw err;
+      // Bounded: a lock released and taken by another writer between each look would loop.
+      if (attempt <= retries && (await takeOverIfStale(file, staleMs))) continue;
+      if (attempt >= retries) throw err;
     }
     // The backoff `retry` gave before (factor 1.3, randomized by 1-2x), kept as it was tuned.
     const base = Math.min(maxTimeoutMs, minTimeoutMs * 1.3 ** attempt);
     await new Promise((resolve) => setTimeout(resolve, Math.round(base * (1 + Math.random()))));
+  }
+}
+
+/** proper-lockfile's `stale` when it must not judge staleness itself (its largest timer value). */
+const NEVER_STALE_MS = 2 ** 31 - 1;
+
+/**
+ * Removes `<file>.lock` when its holder stopped refreshing it more than `staleMs` ago (a writer
+ * killed by SIGKILL), and says whether to try again at once. The lock's age is first read on this
+ * process's clock; when that says stale, it is read again against the file system's own clock (the
+ * mtime the kernel gives a file written now), because a clock running ahead makes every lock look
+ * old: the third clock red team's CLI, 1 h ahead (libfaketime), took a live lock 0.4 s into another
+ * writer's 4 s hold, as proper-lockfile's own check (mtime against `Date.now()`) let it.
+ */
+async function takeOverIfStale(file: string, staleMs: number): Promise<boolean> {
+  const lockPath = `${file}.lock`;
+  let lockMs: number;
+  try {
+    lockMs = (await stat(lockPath)).mtimeMs;
+  } catch (err) {
+    return errnoCode(err) === 'ENOENT'; // released meanwhile: try again at once
+  }
+  if (Date.now() - lockMs <= staleMs) return false;
+  const fsNow = await fileSystemNow(dirname(file), basename(file));
+  if (fsNow === undefined || fsNow - lockMs <= staleMs) return false;
+  try {
+    await rmdir(lockPath);
+  } catch (err) {
+    if (errnoCode(err) !== 'ENOENT') return false;
+  }
+  return true;
+}
+
+/** The time as the file system stamps a file written now (ms), or undefined when none can be written. */
+async function fileSystemNow(dir: string, name: string): Promise<number | undefined> {
+  const probe = join(dir, `.${name}.clock-${process.pid}-${randomBytes(4).toString('hex')}`);
+  try {
+    await writeFile(probe, '', { flag: 'wx', mode: 0o600 });
+    return (await stat(probe)).mtimeMs;
+  } catch {
+    return undefined;
+  } finally {
+    await unlink(probe).catch(() => undefined);
   }
 }

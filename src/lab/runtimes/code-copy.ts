@@ -17,24 +17,28 @@ import { TrustedMsError } from '../../errors.js';
 
 /** A service's code as it was read once: measured from these bytes, and run from their copy. */
 export interface CodeCopy {
-  /** `<runRoot>/<hex of the tree hash>`: read-only, the only place the service's program is run from */
+  /** `<runRoot>/<hex of the tree hash>`: read-only; what a re-measure compares with its name */
   dir: string;
   /** the tree hash of the bytes copied (tree-hash v1, as `hashDirectory` gives for the folder) */
   hash: string;
+  /** the bytes read and hashed: what a measured start hands to the process (measured-start.ts) */
+  entries: CopiedEntry[];
 }
 
-type Item =
+/** One entry of a code folder as it was read. */
+export type CopiedEntry =
   | { kind: 'dir'; path: string }
   | { kind: 'file'; path: string; data: Buffer; exec: boolean }
   | { kind: 'link'; path: string; target: string };
 
 /**
- * The folder's content, read once. Hashing these bytes and writing the same bytes to the copy is
- * what closes the gap between measuring and running (issue 14): a file swapped in the folder after
- * this read changes neither the hash nor the copy, and one swapped before it is in both.
+ * The folder's content, read once. Hashing these bytes, writing the same bytes to the copy and
+ * handing them to Node (measured-start.ts) is what closes the gap between measuring and running
+ * (issue 14): a file swapped in the folder after this read, or in the copy, changes neither the
+ * hash nor what runs, and one swapped in the folder before it is in both.
  */
-async function readTree(root: string): Promise<Item[]> {
-  const items: Item[] = [];
+async function readTree(root: string): Promise<CopiedEntry[]> {
+  const items: CopiedEntry[] = [];
   const walk = async (abs: string, rel: string): Promise<void> => {
     for (const name of (await readdir(abs)).sort()) {
       const from = join(abs, name);
@@ -58,7 +62,7 @@ async function readTree(root: string): Promise<Item[]> {
   return items;
 }
 
-function recordsOf(items: Item[]): TreeRecord[] {
+function recordsOf(items: CopiedEntry[]): TreeRecord[] {
   const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
   return items.flatMap((i): TreeRecord[] => {
     if (i.kind === 'file')
@@ -106,7 +110,8 @@ export async function copyMeasured(appDir: string, runRoot: string): Promise<Cod
   const items = await readTree(appDir);
   const { hash } = hashRecords(recordsOf(items));
   const dir = copyDirFor(runRoot, hash);
-  if (await intact(dir, hash)) return { dir, hash };
+  const copy = { dir, hash, entries: items };
+  if (await intact(dir, hash)) return copy;
   await mkdir(runRoot, { recursive: true, mode: 0o700 });
   const tmp = join(runRoot, `.partial-${randomBytes(6).toString('hex')}`);
   await mkdir(tmp, { mode: 0o700 });
@@ -119,7 +124,7 @@ export async function copyMeasured(appDir: string, runRoot: string): Promise<Cod
     }
     // Deepest folders first: a folder made read-only cannot get its children's modes changed after.
     for (const i of items.filter((x) => x.kind === 'dir').reverse()) await chmod(join(tmp, i.path), 0o555);
-    if (await intact(dir, hash)) return { dir, hash };
+    if (await intact(dir, hash)) return copy;
     // A copy changed since it was made: moved aside first, so that the name is never a half-removed
     // folder for a start that looks it up at this moment.
     const stale = join(runRoot, `.stale-${randomBytes(6).toString('hex')}`);
@@ -135,11 +140,11 @@ export async function copyMeasured(appDir: string, runRoot: string): Promise<Cod
   } catch (err) {
     await releaseCopy(tmp);
     // Another start put the same copy in place meanwhile.
-    if (await intact(dir, hash)) return { dir, hash };
+    if (await intact(dir, hash)) return copy;
     throw err;
   }
   await releaseCopy(tmp);
-  return { dir, hash };
+  return copy;
 }
 
 async function intact(dir: string, hash: string): Promise<boolean> {

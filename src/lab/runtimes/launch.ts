@@ -7,6 +7,7 @@ import { measuredByRuntime } from '../../defences/attestation.js';
 import type { PartKind } from '../../kernel/lab-state.js';
 import type { PartConfig } from '../../kernel/part-config.js';
 import { codeCopiesDir, copyDirFor } from './code-copy.js';
+import { measuredStartArgv } from './measured-start.js';
 import { partEnvironment } from './part-env.js';
 
 /**
@@ -79,7 +80,7 @@ export async function launchManifest(start: {
 
 /**
  * The manifest of a service's own start from the code whose tree hash is `codeHash`: its
- * `service.mjs` in the copy named by that hash, its environment, its config file. What `lab up`
+ * `service.mjs` in the copy named by that hash, run from the measured bytes, its environment, its config file. What `lab up`
  * and `service register` register, and what a start of that code records.
  */
 export function serviceManifest(
@@ -89,7 +90,7 @@ export function serviceManifest(
   // <lab>/parts/<part>.json: the lab's folder is two levels up.
   const copy = copyDirFor(codeCopiesDir(dirname(dirname(part.configFile))), codeHash);
   return launchManifest({
-    argv: [join(copy, 'service.mjs')],
+    argv: measuredStartArgv(copy, join(copy, 'service.mjs'), codeHash),
     env: launchEnvironment({ kind: 'service', ...part }, copy),
     configFile: part.configFile,
   });

@@ -1,6 +1,6 @@
 import { TrustedMsError } from '../../errors.js';
 import type { PartKind } from '../../kernel/lab-state.js';
-import { CODE_DIR_ENV } from '../../kernel/part-config.js';
+import { CODE_DIR_ENV, DEFINITION_VARIABLE } from '../../kernel/part-config.js';
 
 /**
  * A search path of the system's own folders: nothing of the lab looks a program up by name today
@@ -31,7 +31,7 @@ export function partEnvironment(
     TMS_PART_CONFIG: part.configFile,
     NODE_ENV: 'production',
     PATH: PART_PATH,
-    // A service started from its code copy reads its service.json there too (codeDirOf).
+    // A service started from its code copy: what a self-report (paper) hashes (codeDirOf).
     ...(part.codeCopy === undefined ? {} : { [CODE_DIR_ENV]: part.codeCopy }),
   };
   if (part.kind === 'supervisor') {
@@ -43,8 +43,17 @@ export function partEnvironment(
   return env;
 }
 
-/** What the part is given itself: a pass-through may not name these. */
-export const OWN_VARIABLES = ['TMS_PART_CONFIG', 'NODE_ENV', 'PATH', CODE_DIR_ENV] as const;
+/**
+ * What the part is given itself: a pass-through may not name these (the definition is set inside
+ * a service's process from its measured bytes, measured-start.ts).
+ */
+export const OWN_VARIABLES = [
+  'TMS_PART_CONFIG',
+  'NODE_ENV',
+  'PATH',
+  CODE_DIR_ENV,
+  DEFINITION_VARIABLE,
+] as const;
 
 /**
  * `lab up --part-env NAME`: each named variable of the CLI's environment, with its value, for every

@@ -2,15 +2,18 @@ import { createHash } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
 import { open, readdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import type { Writable } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
-import { type LaunchManifest, launchHash } from '../../attestation/launch-manifest.js';
+import { type LaunchManifest, launchHash, manifestDifferences } from '../../attestation/launch-manifest.js';
 import { hashDirectory } from '../../attestation/tree-hash.js';
-import { TrustedMsError } from '../../errors.js';
+import { isTrustedMsError, TrustedMsError } from '../../errors.js';
 import type { PartState } from '../../kernel/lab-state.js';
 import { freePorts } from '../ports.js';
 import { codeCopiesDir, copyMeasured, entryInCopy, hashOfCopy } from './code-copy.js';
 import { attestsLaunch, launchEnvironment, launchManifest, serviceManifest } from './launch.js';
-import type { PartLaunch, PartPlacement, PartPlan, Runtime, StartHooks } from './runtime.js';
+import { measuredPayload, measuredStartArgv } from './measured-start.js';
+import { READS_BACK, readRunning, runningDifferences } from './read-back.js';
+import type { MeasuredPart, PartLaunch, PartPlacement, PartPlan, Runtime, StartHooks } from './runtime.js';
 
 const HOST = '127.0.0.1';
 
@@ -45,10 +48,13 @@ export class ProcessRuntime implements Runtime {
   }
 
   async start(launch: PartLaunch, hooks: StartHooks = {}): Promise<PartState> {
-    // A service runs from a read-only copy of its code folder made from the bytes that were
-    // hashed, never from the folder itself: what `beforeRun` measures is what runs (issue 14).
-    // An entry outside the folder (a rogue program of an attack scenario) runs as given.
-    let entry = launch.entry;
+    // A service runs the bytes that were read once from its code folder and hashed, handed to Node
+    // through its standard input (measured-start.ts); the read-only copy made from the same bytes
+    // is what a re-measure compares and what a self-report (paper) hashes. Nothing on disk is read
+    // by Node after the measurement (issue 14). An entry outside the folder (a rogue program of an
+    // attack scenario) runs as given.
+    let argv = [launch.entry];
+    let payload: Buffer | undefined;
     let codeCopy: string | undefined;
     let codeHash: string | undefined;
     if (launch.kind === 'service' && launch.appDir) {
@@ -60,7 +66,8 @@ export class ProcessRuntime implements Runtime {
       codeHash = copy.hash;
       const inCopy = entryInCopy(launch.appDir, launch.entry, copy.dir);
       if (inCopy !== undefined) {
-        entry = inCopy;
+        argv = measuredStartArgv(copy.dir, inCopy, copy.hash);
+        payload = measuredPayload(copy.entries);
         codeCopy = copy.dir;
       }
     }
@@ -71,7 +78,7 @@ export class ProcessRuntime implements Runtime {
     if (codeHash !== undefined && (await attestsLaunch(launch.configFile))) {
       manifest = launch.simulatesCompromise
         ? await serviceManifest(launch, codeHash)
-        : await launchManifest({ argv: [entry], env, configFile: launch.configFile });
+        : await launchManifest({ argv, env, configFile: launch.configFile });
     }
     const started = {
       ...partOf(launch),
@@ -85,11 +92,12 @@ export class ProcessRuntime implements Runtime {
     // Loaded here: execa costs ~0.15 s of the start of every command that only reads lab state.
     const { execa } = await import('execa');
     const log = openSync(launch.logFile, 'a', 0o600) as 1;
+    let pid: number | undefined;
     try {
-      const child = execa(process.execPath, [entry], {
+      const child = execa(process.execPath, argv, {
         detached: true,
         cleanup: false,
-        stdin: 'ignore',
+        stdin: payload ? 'pipe' : 'ignore',
         stdout: log,
         stderr: log,
         env,
@@ -98,12 +106,15 @@ export class ProcessRuntime implements Runtime {
       // Not awaited: the part outlives this process. Its exit is seen by health checks and `lab status`.
       child.catch(() => undefined);
       child.unref();
-      if (child.pid === undefined)
-        throw new TrustedMsError('LAB_START_FAILED', `${launch.name} did not start`);
-      return { ...started, pid: child.pid };
+      pid = child.pid;
+      if (pid === undefined) throw new TrustedMsError('LAB_START_FAILED', `${launch.name} did not start`);
+      if (payload && child.stdin) await handOver(child.stdin, payload);
     } finally {
       closeSync(log);
     }
+    const running = { ...started, pid };
+    await hooks.afterRun?.(running);
+    return running;
   }
 
   async stop(part: PartState): Promise<void> {
@@ -142,11 +153,12 @@ export class ProcessRuntime implements Runtime {
    * that differs from what runs (changed, or put back after a swap), is untrusted until a restart
    * makes a new copy. In `attestation:measured` the answer is that code hash bound to the launch
    * manifest (launchHash): the one the runtime recorded when it started the process, or, for a
-   * service not started yet (`lab up`, `service register`), the one its own start would have.
+   * service not started yet (`lab up`, `service register`), the one its own start would have. A
+   * service running from its copy is read back from the kernel too (Linux): a process whose
+   * executable, command line or environment is not the recorded manifest's gives a hash that
+   * matches no registration.
    */
-  async measure(
-    part: Pick<PartState, 'name' | 'appDir' | 'codeCopy' | 'env' | 'manifest'> & { configFile?: string },
-  ): Promise<string> {
+  async measure(part: MeasuredPart): Promise<string> {
     if (!part.appDir) throw new TrustedMsError('INVALID_INPUT', `${part.name} has no code folder to measure`);
     const code = await this.measureCode(part.appDir, part.codeCopy);
     if (part.configFile === undefined || !(await attestsLaunch(part.configFile))) return code.hash;
@@ -156,7 +168,73 @@ export class ProcessRuntime implements Runtime {
         { configFile: part.configFile, ...(part.env ? { env: part.env } : {}) },
         code.deployed,
       ));
-    return launchHash(code.hash, manifest);
+    const hash = launchHash(code.hash, manifest);
+    const differs = await this.readBack(part);
+    if (differs.length === 0) return hash;
+    return `sha256:${createHash('sha256')
+      .update(`read back differs\n${hash}\n${differs.join('\n')}\n`)
+      .digest('hex')}`;
+  }
+
+  /**
+   * The fields in which the running process differs from its recorded manifest. Only a service
+   * started from its code copy (by this runtime, with a manifest) is read back: a process started
+   * from a program outside the folder is the scenarios' stand-in for a service taken over through a
+   * bug, whose launch is recorded as its own start would be (PartLaunch.simulatesCompromise).
+   */
+  private async readBack(part: MeasuredPart): Promise<string[]> {
+    if (part.manifest === undefined || part.codeCopy === undefined || part.pid === undefined) return [];
+    const running = await readRunning(part.pid);
+    if (running === undefined && READS_BACK) {
+      // The process this record names is gone: a restart is under way and the state file does not
+      // name the new one yet. Measured from the old record, it said "trusted" for a launch nobody
+      // runs, over the restart's own "untrusted" (the busy matrix: attestation.env-injection served
+      // in trusted once, the watchman's round reporting the dead process after the CLI had reported
+      // the new one). No verdict: the next round measures what runs.
+      throw new TrustedMsError(
+        'MEASUREMENT_DEFERRED',
+        `${part.name}: pid ${part.pid} is gone (being restarted); not measured`,
+      );
+    }
+    return running === undefined ? [] : runningDifferences(part.manifest, running);
+  }
+
+  /**
+   * Why a service measures untrusted, as field names (Runtime.explain): what the read-back found;
+   * `code` when the folder or the copy is not the code that runs, or the folder's code is not the
+   * registered code; and the fields in which the recorded launch differs from the registered start
+   * of the code that runs. The registration holds a hash only, so the registered start is found
+   * among the service's own starts (with and without its pass-through) by hashing each with the
+   * folder's code.
+   */
+  async explain(part: MeasuredPart, expectedHash: string | undefined): Promise<string[]> {
+    if (!part.appDir) return ['code'];
+    const code = await this.measureCode(part.appDir, part.codeCopy);
+    // Gone since it was measured: what the read-back would have said is not known.
+    const fields = await this.readBack(part).catch((err: unknown) => {
+      if (isTrustedMsError(err, 'MEASUREMENT_DEFERRED')) return ['readback.gone'];
+      throw err;
+    });
+    if (code.hash !== code.deployed) fields.push('code');
+    const configFile = part.configFile;
+    if (configFile !== undefined && (await attestsLaunch(configFile))) {
+      const own = (codeHash: string, env: Record<string, string> | undefined) =>
+        serviceManifest({ configFile, ...(env ? { env } : {}) }, codeHash);
+      const passThroughs = part.env ? [part.env, undefined] : [undefined];
+      let registered: { env: Record<string, string> | undefined } | undefined;
+      for (const env of passThroughs) {
+        if (launchHash(code.deployed, await own(code.deployed, env)) === expectedHash) {
+          registered = { env };
+          break;
+        }
+      }
+      if (registered === undefined) fields.push('code');
+      const running = part.codeCopy ? hashOfCopy(part.codeCopy) : code.deployed;
+      const recorded = part.manifest ?? (await own(code.deployed, part.env));
+      const expected = await own(running, registered === undefined ? part.env : registered.env);
+      fields.push(...manifestDifferences(expected, recorded));
+    }
+    return fields.length > 0 ? [...new Set(fields)] : ['code'];
   }
 
   private async measureCode(
@@ -240,6 +318,18 @@ function partOf(launch: PartLaunch): PartState {
     ...(launch.appDir ? { appDir: launch.appDir } : {}),
     ...(launch.env && Object.keys(launch.env).length > 0 ? { env: launch.env } : {}),
   };
+}
+
+/**
+ * Writes the measured bytes to the child's standard input and closes it. Resolved once the kernel
+ * has them all, so that `lab up` may exit; a child that dies before reading them (its log says
+ * why) is the watchman's to see, not an error of the start.
+ */
+function handOver(stdin: Writable, payload: Buffer): Promise<void> {
+  return new Promise((resolve) => {
+    stdin.once('error', () => resolve());
+    stdin.end(payload, () => resolve());
+  });
 }
 
 function signal(pid: number, sig: NodeJS.Signals): void {

@@ -2,6 +2,12 @@ import type { Posture } from '../../defences/posture.js';
 import type { PartKind, PartState } from '../../kernel/lab-state.js';
 import type { EdgeNetwork } from './edge.js';
 
+/** What a runtime measures of a service: its code and, on the process runtime, how it was started. */
+export type MeasuredPart = Pick<
+  PartState,
+  'name' | 'appDir' | 'containerId' | 'codeCopy' | 'env' | 'manifest' | 'pid'
+> & { configFile?: string };
+
 /** What a runtime needs to start one part of the lab. */
 export interface PartLaunch {
   name: string;
@@ -31,6 +37,11 @@ export interface PartLaunch {
 
 export interface StartHooks {
   beforeRun?: (part: PartState) => Promise<void>;
+  /**
+   * Sees the part once its process runs (with its pid): where a start is measured again as it runs,
+   * read back from the kernel (process runtime). Docker does not call it.
+   */
+  afterRun?: (part: PartState) => Promise<void>;
 }
 
 /** Where one part is reached, chosen by the runtime before any part starts. */
@@ -82,11 +93,14 @@ export interface Runtime {
   stop(part: PartState): Promise<void>;
   isAlive(part: PartState): Promise<boolean>;
   /** Measures a service's code tree from outside the service (attestation). */
-  measure(
-    part: Pick<PartState, 'name' | 'appDir' | 'containerId' | 'codeCopy' | 'env' | 'manifest'> & {
-      configFile?: string;
-    },
-  ): Promise<string>;
+  measure(part: MeasuredPart): Promise<string>;
+  /**
+   * Which parts of what a service runs differ from what was registered (`expectedHash`), for a
+   * service found untrusted: `code`, `interpreter`, `argv`, `env.<NAME>`, `config.<key>`,
+   * `readback.exe`, `readback.cmdline`, `readback.environ.<NAME>`. A runtime without it is taken to
+   * measure the code alone (`code`).
+   */
+  explain?(part: MeasuredPart, expectedHash: string | undefined): Promise<string[]>;
   /** The last lines of a part's log. */
   logTail(part: PartState, lines: number): Promise<string>;
   /** The last lines of a part's log, then each new line as it comes, until the signal aborts. */

@@ -12,7 +12,13 @@ import {
 } from '../../kernel/lab-state.js';
 import { readPartConfig } from '../../kernel/part-config.js';
 import { writeIdentity } from '../../pki/identity-files.js';
-import { renewGatewayIdentity, verifyParts, verifyPartsForIdentity, verifyServices } from '../attest.js';
+import {
+  renewGatewayIdentity,
+  type ServiceAttestation,
+  verifyParts,
+  verifyPartsForIdentity,
+  verifyServices,
+} from '../attest.js';
 import { ProcessRuntime } from '../runtimes/process.js';
 import type { PartLaunch } from '../runtimes/runtime.js';
 import { RestartBackoff } from './backoff.js';
@@ -140,17 +146,19 @@ async function respawn(
   };
   // trusted: the code it will run is measured before it runs; a service whose code changed is
   // marked untrusted (the gateway stops routing to it) and started all the same, as by `lab up`.
-  const beforeRun =
+  const measure = (when: string) =>
     trusted && part.kind === 'service'
       ? async (next: PartState): Promise<void> => {
           const [measured] = await verifyParts(home, state, [next], runtime);
-          log(`watchman: ${part.name} measured before restart: ${measured?.state ?? 'unknown'}`);
+          log(`watchman: ${part.name} measured ${when}: ${verdict(measured)}`);
         }
       : undefined;
+  // And once it runs: the process read back from the kernel against the launch it was handed.
+  const hooks = { beforeRun: measure('before restart'), afterRun: measure('as it runs') };
   backoff.started(part.name, performance.now());
   let started: PartState;
   try {
-    started = await runtime.start(launch, beforeRun ? { beforeRun } : {});
+    started = await runtime.start(launch, trusted && part.kind === 'service' ? hooks : {});
   } catch (err) {
     log(`watchman: ${part.name} could not be restarted: ${(err as Error).message}`);
     schedule(part, performance.now(), record, 'failed to restart');
@@ -176,13 +184,23 @@ async function respawn(
   log(`watchman: ${part.name} restarted (pid ${started.pid}, restart ${previous + 1})`);
 }
 
+/** A service's name with what differs, when its verdict says (`customers (env.NODE_OPTIONS)`). */
+function named(s: ServiceAttestation): string {
+  return s.differs ? `${s.name} (${s.differs.join(', ')})` : s.name;
+}
+
+function verdict(s: ServiceAttestation | undefined): string {
+  if (s === undefined) return 'unknown';
+  return s.differs ? `${s.state}, differs: ${s.differs.join(', ')}` : s.state;
+}
+
 let attesting = false;
 async function attestRound(): Promise<void> {
   if (attesting) return;
   attesting = true;
   try {
     const { services, durationMs } = await verifyServices(home, 'all');
-    const bad = services.filter((s) => !isAttested(s.state) && !s.deferred).map((s) => s.name);
+    const bad = services.filter((s) => !isAttested(s.state) && !s.deferred).map(named);
     const later = services.filter((s) => s.deferred).map((s) => s.name);
     log(
       `attested ${services.length - later.length} services in ${durationMs.toFixed(0)} ms${bad.length ? `; untrusted: ${bad.join(', ')}` : ''}${later.length ? `; not measurable right now: ${later.join(', ')}` : ''}`,

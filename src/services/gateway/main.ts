@@ -16,6 +16,7 @@ import { RevocationFeed } from '../revocation-feed.js';
 import { SecurityClient } from '../security-client.js';
 import { buildGateway } from './app.js';
 import { gatewayStrategies } from './assemble.js';
+import { ProofsAheadLog } from './proofs-ahead.js';
 import { createPool, poolUpstream, type Upstream } from './upstream.js';
 
 const POLL_MS = 2000;
@@ -75,6 +76,8 @@ const verifier = ticketKind === undefined ? undefined : await security.ticketVer
 const wallAtStart = Date.now();
 const labAtStart = Math.floor(clock.now()) || 0;
 const startedAt = labAtStart - wallAtStart > DEFAULT_PROOF_WINDOW_MS ? labAtStart : wallAtStart;
+// Proofs an earlier gateway accepted stamped ahead of its clock, so after that start.
+const proofsAhead = config.stateDir === undefined ? undefined : new ProofsAheadLog(config.stateDir);
 // With no attestation to enforce, the table is not needed: nothing polls the security service for it.
 const poll = enforcesAttestation(defences.attestation)
   ? setInterval(() => void attestation.refresh(fetchAttestations), POLL_MS)
@@ -107,7 +110,13 @@ const app = buildGateway({
     revocations: revocations.view,
     ...(verifier ? { verifier } : {}),
     sealKey: Buffer.from(readSecret(config.sealKeyFile), 'base64url'),
-    proofs: new ProofVerifier({ notBeforeMs: startedAt, ticketsIssuedFromMs: labAtStart }),
+    proofs: new ProofVerifier({
+      notBeforeMs: startedAt,
+      ticketsIssuedFromMs: labAtStart,
+      ...(proofsAhead
+        ? { aheadOfStart: proofsAhead.earlier(), recordAhead: (jti, t) => proofsAhead.record(jti, t) }
+        : {}),
+    }),
     checkPassword: async (user: string, password: string) =>
       security.call<PasswordPrincipal>('POST', '/v1/internal/password', { user, password }),
     auth: poolUpstream(createPool(config.securityUrl), 'the security service'),

@@ -8,7 +8,13 @@ import { linksFor } from '../../defences/links.js';
 import { ticketKindOf } from '../../defences/presets.js';
 import { GATEWAY_VOUCHES, TicketAtService } from '../../defences/request/service.js';
 import { isTrustedMsError, TrustedMsError } from '../../errors.js';
-import { codeDirOf, readPartConfig, readSecret, type ServicePartConfig } from '../../kernel/part-config.js';
+import {
+  codeDirOf,
+  DEFINITION_VARIABLE,
+  readPartConfig,
+  readSecret,
+  type ServicePartConfig,
+} from '../../kernel/part-config.js';
 import { LabClock } from '../../protocol/lab-clock.js';
 import { RevocationFeed } from '../revocation-feed.js';
 import { SecurityClient } from '../security-client.js';
@@ -38,7 +44,11 @@ export async function startSampleService(hooks: SampleKitHooks = {}): Promise<vo
   const config = readPartConfig('service');
   const { defences } = config;
   const codeDir = codeDirOf(config);
-  const definition = readDefinition(join(codeDir, 'service.json'));
+  const definitionFile = join(codeDir, 'service.json');
+  const definition = parseDefinition(
+    process.env[DEFINITION_VARIABLE] ?? readFileSync(definitionFile, 'utf8'),
+    definitionFile,
+  );
   const name = definition.name;
   const securityAgent = new Agent({ connect: { timeout: CONNECT_TIMEOUT_MS }, ...timeouts });
   // attestation:self: the service reports its own hash, with the lab token (the paper's scheme).
@@ -138,8 +148,12 @@ export async function startSampleService(hooks: SampleKitHooks = {}): Promise<vo
 
 // ---------------------------------------------------------------------------------------------------
 
-function readDefinition(file: string): SampleDefinition {
-  const d = JSON.parse(readFileSync(file, 'utf8')) as Partial<SampleDefinition> | null;
+/**
+ * The service's definition: handed over with its measured code by the process runtime's start, or
+ * read from the code folder (a container, a program run outside the lab's start).
+ */
+function parseDefinition(text: string, file: string): SampleDefinition {
+  const d = JSON.parse(text) as Partial<SampleDefinition> | null;
   if (
     typeof d?.name !== 'string' ||
     typeof d.databases !== 'object' ||

@@ -19,6 +19,7 @@ describe.sequential('a service swapped for its restart and put back, against rea
     r.evidence.attempts.find((a) => what.test(a.action) && when.test(a.action));
   const AFTER = /right after the measurement/;
   const BEFORE = /before the restart/;
+  const IN_COPY = /inside the code copy/;
 
   it('succeeds in none only, each reverted', async () => {
     report = await runAttacks({ scenarios: [swapAtRestart], postures: POSTURES, services: 2 });
@@ -53,5 +54,26 @@ describe.sequential('a service swapped for its restart and put back, against rea
       });
       expect(at(r, /sink/, BEFORE)?.gotData, posture).toBe(false);
     }
+  });
+
+  it('never runs code swapped inside the code copy as its process starts, in any posture: Node is handed the measured bytes', () => {
+    for (const posture of POSTURES) {
+      const r = result(posture);
+      // Swapped in place (the copy named by the code's hash) before the process existed, and never run.
+      expect(at(r, /program swapped into the code copy/, /./), posture).toMatchObject({
+        target: expect.stringMatching(/\/lab\/run\/[0-9a-f]{64}\/service\.mjs$/),
+        gotData: false,
+        note: 'it did not run',
+      });
+      expect(at(r, /sink/, IN_COPY), posture).toMatchObject({ gotData: false, note: 'nothing arrived' });
+    }
+    for (const posture of ['none', 'trusted']) {
+      expect(at(result(posture), /victim reads/, IN_COPY), posture).toMatchObject({ status: 200 });
+    }
+    // paper: the service's self-report hashes the copy on disk, which was swapped at that moment.
+    expect(at(result('paper'), /victim reads/, IN_COPY)).toMatchObject({
+      status: 503,
+      code: 'SERVICE_UNTRUSTED',
+    });
   });
 });

@@ -44,6 +44,12 @@ require('node:fs').writeFileSync(
         return again?.pid !== undefined && again.pid !== victim.pid;
       }, 15_000);
 
+      // The watchman measured the service it started again once it ran, read back from /proc.
+      const watchman = (await readLabState(lab.home))?.parts.find((p) => p.kind === 'supervisor');
+      expect(await readFile(watchman?.logFile as string, 'utf8')).toContain(
+        `watchman: ${victim.name} measured as it runs: trusted`,
+      );
+
       const written = await Promise.all(
         (await readdir(markers)).map(
           async (f) =>

@@ -11,6 +11,7 @@ import { labDown } from '../../../src/lab/down.js';
 import { restartService } from '../../../src/lab/restart.js';
 import { hashOfCopy } from '../../../src/lab/runtimes/code-copy.js';
 import { serviceManifest } from '../../../src/lab/runtimes/launch.js';
+import { measuredStartArgv } from '../../../src/lab/runtimes/measured-start.js';
 import { ProcessRuntime } from '../../../src/lab/runtimes/process.js';
 import type { PartLaunch, StartHooks } from '../../../src/lab/runtimes/runtime.js';
 import { labUp } from '../../../src/lab/up.js';
@@ -111,8 +112,13 @@ describe('a service swapped between its measurement and its start (trusted, proc
     expect((await readFile(join(copy, 'service.mjs'))).equals(original)).toBe(true);
     expect((await stat(copy)).mode & 0o777).toBe(0o555);
     expect((await stat(join(copy, 'service.mjs'))).mode & 0o777).toBe(0o444);
+    // Node is handed the measured bytes, not a path (measured-start.ts): the command line names the
+    // copy's program and the tree hash those bytes must have.
     const cmdline = await readFile(`/proc/${part().pid}/cmdline`, 'utf8');
-    expect(cmdline.split('\0')[1]).toBe(join(copy, 'service.mjs'));
+    expect(cmdline.split('\0').slice(1, -1)).toEqual(
+      measuredStartArgv(copy, join(copy, 'service.mjs'), hashOfCopy(copy)),
+    );
+    expect(cmdline.split('\0')).toContain(join(copy, 'service.mjs'));
   }, 60_000);
 
   it('swapped before the start and put back once it runs: refused, and still refused after', async () => {
@@ -127,6 +133,7 @@ describe('a service swapped between its measurement and its start (trusted, proc
     // The folder is pristine again; what runs is not, and the re-measure says so.
     const { services } = await verifyServices(lab.home, [service]);
     expect(services[0]?.state).toBe('untrusted');
+    expect(services[0]?.differs).toEqual(['code']);
     const refused = await read();
     expect(refused.status).toBe(503);
     expect((refused.body as { code?: string }).code).toBe('SERVICE_UNTRUSTED');
@@ -149,7 +156,10 @@ describe('a service swapped between its measurement and its start (trusted, proc
       );
       expect(registered?.expectedHash).not.toBe(await launchOf(deployed));
       // The old copy still runs: not the registered code.
-      expect((await verifyServices(lab.home, [service])).services[0]?.state).toBe('untrusted');
+      expect((await verifyServices(lab.home, [service])).services[0]).toMatchObject({
+        state: 'untrusted',
+        differs: ['code'],
+      });
       expect((await restartService(lab.state, service)).attestation).toBe('trusted');
       expect((await read()).status).toBe(200);
     } finally {

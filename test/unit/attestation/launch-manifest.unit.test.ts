@@ -10,6 +10,7 @@ import {
 } from '../../../src/attestation/launch-manifest.js';
 import { defencesFor } from '../../../src/defences/presets.js';
 import { interpreterOf, serviceManifest } from '../../../src/lab/runtimes/launch.js';
+import { measuredStartArgv } from '../../../src/lab/runtimes/measured-start.js';
 import { PART_PATH } from '../../../src/lab/runtimes/part-env.js';
 
 const CODE = `sha256:${'ab'.repeat(32)}`;
@@ -77,7 +78,9 @@ describe('the manifest of a service start', () => {
   it("runs the copy named by the code hash with the service's environment, the pass-through and the config", async () => {
     const m = await serviceManifest({ configFile: configFile(), env: { FAKETIME: '-1h' } }, CODE);
     const copy = join(dir, 'lab', 'run', 'ab'.repeat(32));
-    expect(m.argv).toEqual([join(copy, 'service.mjs')]);
+    // Run from the measured bytes (measured-start.ts): the copy's program and the tree hash.
+    expect(m.argv).toEqual(measuredStartArgv(copy, join(copy, 'service.mjs'), CODE));
+    expect(m.argv).toContain(join(copy, 'service.mjs'));
     expect(m.env).toEqual({
       FAKETIME: '-1h',
       TMS_PART_CONFIG: configFile(),

@@ -127,3 +127,37 @@ describe('request authentication, client and service sides', () => {
     expect(PLAIN_LINKS.connect('orders')).toBeUndefined();
   });
 });
+
+describe('the attestation table: the answer asked last wins, whatever order answers arrive in', () => {
+  const deferred = () => {
+    let resolve!: (v: { name: string; state: 'trusted' | 'untrusted' }[]) => void;
+    const promise = new Promise<{ name: string; state: 'trusted' | 'untrusted' }[]>((r) => {
+      resolve = r;
+    });
+    return { promise, resolve };
+  };
+
+  it('an old poll landing first does not drop the newer fetch (the gateway served an untrusted service)', async () => {
+    const table = new AttestationTable([{ name: 'customers', state: 'trusted' }]);
+    const poll = deferred(); // asked before the service was found untrusted
+    const prompted = deferred(); // asked after (the fetch a push prompts)
+    const polled = table.refresh(() => poll.promise);
+    const fetched = table.refresh(() => prompted.promise);
+    poll.resolve([{ name: 'customers', state: 'trusted' }]);
+    expect(await polled).toBe(true);
+    prompted.resolve([{ name: 'customers', state: 'untrusted' }]);
+    // Before: dropped, as "a change happened meanwhile", and the table said trusted until the next poll.
+    expect(await fetched).toBe(true);
+    expect(table.state('customers')).toBe('untrusted');
+  });
+
+  it('an old poll landing last does not bring the old verdict back', async () => {
+    const table = new AttestationTable([{ name: 'customers', state: 'trusted' }]);
+    const poll = deferred();
+    const polled = table.refresh(() => poll.promise);
+    table.replace([{ name: 'customers', state: 'untrusted' }]); // a push with the new table
+    poll.resolve([{ name: 'customers', state: 'trusted' }]);
+    expect(await polled).toBe(false);
+    expect(table.state('customers')).toBe('untrusted');
+  });
+});

@@ -1,7 +1,7 @@
-import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, stat, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { AuditLog } from '../../../src/store/audit/audit-log.js';
 import { DEFAULT_LOCK_SETTINGS, lockStoreFile } from '../../../src/store/file-lock.js';
 
@@ -14,6 +14,7 @@ beforeEach(async () => {
   file = join(dir, 'home', 'audit.jsonl');
 });
 afterEach(async () => {
+  vi.useRealTimers();
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -50,6 +51,39 @@ describe('lockStoreFile', () => {
       expect.objectContaining({ code: 'STORE_LOCKED', message: `lost the lock on ${file} before writing` }),
     );
     await lock.release();
+  });
+});
+
+describe('a writer whose clock runs ahead (the third clock red team, A15)', () => {
+  // This process's clock an hour ahead, as libfaketime made the red team's CLI; timers stay real.
+  const anHourAhead = () => vi.useFakeTimers({ toFake: ['Date'], now: Date.now() + 3_600_000 });
+
+  it('does not take a live lock as stale: its age is read on the file system’s clock too', async () => {
+    await mkdir(`${file}.lock`, { recursive: true }); // just taken by another writer
+    anHourAhead();
+    // Before: proper-lockfile compared the lock's mtime with Date.now() and took it at once.
+    const err = await lockStoreFile(file, quick).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'STORE_LOCKED' });
+    expect((await stat(`${file}.lock`)).isDirectory()).toBe(true); // still the other writer's
+  });
+
+  it('still takes over a lock its holder stopped refreshing (a killed writer)', async () => {
+    await mkdir(`${file}.lock`, { recursive: true });
+    const old = new Date(Date.now() - 60_000);
+    await utimes(`${file}.lock`, old, old);
+    anHourAhead();
+    const lock = await lockStoreFile(file, quick);
+    expect(lock.compromised).toBeUndefined();
+    await lock.release();
+  });
+
+  it('and on a clock that is right, a killed writer’s lock is taken over at once', async () => {
+    await mkdir(`${file}.lock`, { recursive: true });
+    const old = new Date(Date.now() - 60_000);
+    await utimes(`${file}.lock`, old, old);
+    const lock = await lockStoreFile(file, quick);
+    await lock.release();
+    await expect(stat(`${file}.lock`)).rejects.toMatchObject({ code: 'ENOENT' });
   });
 });
 
