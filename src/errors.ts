@@ -90,6 +90,12 @@ export const ERROR_CODES = {
   /** The calling service failed its latest attestation: its peers refuse it whatever certificate it still holds. */
   PEER_UNTRUSTED: { exit: 8, http: 403 },
   PEER_CERTIFICATE_INVALID: { exit: 8, http: 403 },
+  /**
+   * What answers at the security service's control-plane address did not prove to be the security
+   * service (links:mtls): no TLS 1.3 handshake with its lab-CA identity. Nothing is sent to it or
+   * taken from it; a part starting then does not start.
+   */
+  CONTROL_PLANE_UNTRUSTED: { exit: 8, http: 503 },
   LAB_NOT_RUNNING: { exit: 9, http: 503 },
   LAB_ALREADY_RUNNING: { exit: 9, http: 409 },
   LAB_START_FAILED: { exit: 9, http: 500 },

@@ -39,6 +39,12 @@ export default class LabStatusCommand extends BaseCommand {
           : `Disk: ${formatBytes(disk.freeBytes)} free under ${disk.path}${disk.state === 'full' ? ': FULL, logins and admin writes are refused (DISK_FULL) until space is freed' : ' (low)'}`,
       );
     }
+    for (const p of status.parts) {
+      if (p.foreignListener === undefined) continue;
+      this.log(
+        `Warning: at ${p.foreignListener.seenAt} something that is not ${p.name} listened on its port ${p.foreignListener.port} (it did not prove its identity); the watchman did not take it for ${p.name}`,
+      );
+    }
     this.log(
       renderTable(
         ['part', 'kind', 'alive', 'restarts', 'attestation', 'address'],

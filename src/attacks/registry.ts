@@ -2,6 +2,8 @@ import { TrustedMsError } from '../errors.js';
 import { enumeration } from './scenarios/accounts.enumeration.js';
 import { lockoutDos } from './scenarios/accounts.lockout-dos.js';
 import { envInjection } from './scenarios/attestation.env-injection.js';
+import { adminTokenTheft } from './scenarios/control-plane.admin-token-theft.js';
+import { spoofedSecurity } from './scenarios/control-plane.spoofed-security.js';
 import { loginFlood } from './scenarios/dos.login-flood.js';
 import { requestFlood } from './scenarios/dos.request-flood.js';
 import { untrustedServiceKeepsCert } from './scenarios/identity.untrusted-service-keeps-cert.js';
@@ -17,6 +19,7 @@ import { eavesdrop } from './scenarios/mitm.eavesdrop.js';
 import { mitmTamper } from './scenarios/mitm.tamper.js';
 import { crossDatabase } from './scenarios/privilege.cross-database.js';
 import { forgedRole } from './scenarios/privilege.forged-role.js';
+import { forgedConfirmation } from './scenarios/revocation.forged-confirmation.js';
 import type { PlannedScenario, Scenario } from './types.js';
 
 /** Every scenario that runs, in catalog order (DESIGN.md, "Attack catalog"). Explicit: no discovery. */
@@ -37,6 +40,9 @@ export const SCENARIOS: readonly Scenario[] = [
   envInjection,
   eavesdrop,
   mitmTamper,
+  adminTokenTheft,
+  forgedConfirmation,
+  spoofedSecurity,
   // Last: they leave the attacker's addresses locked out for a while, which is the defence working.
   lockoutDos,
   enumeration,

@@ -39,7 +39,12 @@ export interface Links {
   onRenewed(listener: () => void): () => void;
   /** Stops following the identity files. */
   close(): void;
+  /** the connect options to reach the security service's control-plane listener (mTLS only) */
+  connectControlPlane(): ClientTlsOptions | undefined;
 }
+
+/** The security service's name in its SPIFFE id (`spiffe://trusted-ms/<lab>/security/security`). */
+export const SECURITY_SERVICE = 'security';
 
 export const PLAIN_LINKS: Links = Object.freeze({
   kind: 'plain' as const,
@@ -48,6 +53,7 @@ export const PLAIN_LINKS: Links = Object.freeze({
   connect: () => undefined,
   onRenewed: () => () => undefined,
   close: () => undefined,
+  connectControlPlane: () => undefined,
 });
 
 export class MutualTls implements Links {
@@ -108,6 +114,10 @@ export class MutualTls implements Links {
   close(): void {
     this.#watch?.stop();
     this.#watch = undefined;
+  }
+
+  connectControlPlane(): ClientTlsOptions {
+    return clientTlsConnector(this.identity, this.caPem, SECURITY_SERVICE, 'security');
   }
 }
 

@@ -38,6 +38,7 @@ export async function jsonRequest<T>(url: string, opts: JsonRequest = {}): Promi
     throw new TrustedMsError(
       'SERVICE_UNAVAILABLE',
       `cannot reach ${new URL(url).origin}: ${(err as Error).message}`,
+      { cause: err },
     );
   }
   const text = await res.body.text();

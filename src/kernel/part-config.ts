@@ -17,8 +17,19 @@ interface CommonPartConfig {
   host: string;
   port: number;
   securityUrl: string;
-  /** the lab's internal token: admin API and part-to-security-service calls */
+  /** the lab's token, the CLI's admin credential: held by the parts that need it only */
   labTokenFile: string;
+}
+
+/** What a part holds to prove to the security service who it is (src/defences/part-credentials.ts). */
+interface OwnCredential {
+  /** credentials:secret: this part's own credential (0600), never the lab token */
+  partCredentialFile?: string;
+  /**
+   * credentials:certificate (links:mtls): the security service's control-plane listener, reached
+   * over mutual TLS with this part's identity; `securityUrl` then serves logins and the CLI only.
+   */
+  controlPlaneUrl?: string;
 }
 
 export interface SecurityPartConfig extends CommonPartConfig {
@@ -31,13 +42,19 @@ export interface SecurityPartConfig extends CommonPartConfig {
   caDir?: string;
   /** links:mtls: how long the identities it issues last (`lab up --identity-ttl`) */
   identityTtlSeconds?: number;
+  /** credentials:secret: the digests of every part's own credential, by part name */
+  partCredentialIndexFile?: string;
+  /** links:mtls: the port of the control-plane listener (TLS 1.3, client certificates required) */
+  controlPort?: number;
   /** where to push attestation changes so the gateway need not wait for its next poll */
   gatewayUrl?: string;
   ticketTtlSeconds: number;
   challengeTtlSeconds: number;
 }
 
-export interface GatewayPartConfig extends CommonPartConfig {
+/** With certificates (links:mtls) the gateway holds no lab token either. */
+export interface GatewayPartConfig extends Omit<CommonPartConfig, 'labTokenFile'>, OwnCredential {
+  labTokenFile?: string;
   kind: 'gateway';
   sealKeyFile: string;
   /** service name → base URL (https in trusted) */
@@ -54,7 +71,12 @@ export interface GatewayPartConfig extends CommonPartConfig {
   stateDir?: string;
 }
 
-export interface ServicePartConfig extends CommonPartConfig {
+/**
+ * A service holds the lab token only when parts are who they declare (the baseline): with its own
+ * credential it has no `labTokenFile` at all.
+ */
+export interface ServicePartConfig extends Omit<CommonPartConfig, 'labTokenFile'>, OwnCredential {
+  labTokenFile?: string;
   kind: 'service';
   /** the service's code folder: the attested tree (bundle + service.json) */
   appDir: string;
@@ -67,6 +89,13 @@ export interface ServicePartConfig extends CommonPartConfig {
 /** The watchman: restarts dead parts (process runtime) and, in trusted, re-measures every service on an interval. */
 export interface SupervisorPartConfig extends CommonPartConfig {
   kind: 'supervisor';
+  /**
+   * links:mtls: its identity and the CA, and the security service's control-plane listener, where
+   * it checks that a part on the security service's port is the security service, by certificate
+   */
+  identityDir?: string;
+  caFile?: string;
+  controlPlaneUrl?: string;
   home: string;
   intervalSeconds: number;
 }

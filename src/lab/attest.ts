@@ -6,6 +6,7 @@ import { readSecret } from '../kernel/part-config.js';
 import type { ServiceIdentity } from '../pki/spiffe.js';
 import type { Runtime } from './runtimes/runtime.js';
 import { runtimeFor } from './runtimes/select.js';
+import type { UnmeasuredHolder } from './supervisor/renewal.js';
 
 export interface ServiceAttestation {
   name: string;
@@ -189,8 +190,12 @@ async function measureAndReport(
 }
 
 /** links:mtls: a new identity for the gateway (not a measured part: the security service issues it as asked). */
-export async function renewGatewayIdentity(home: string, state: LabState): Promise<ServiceIdentity> {
-  return jsonRequest<ServiceIdentity>(`${state.securityUrl}/v1/admin/identities/gateway`, {
+export async function renewUnmeasuredIdentity(
+  home: string,
+  state: LabState,
+  kind: UnmeasuredHolder,
+): Promise<ServiceIdentity> {
+  return jsonRequest<ServiceIdentity>(`${state.securityUrl}/v1/admin/identities/${kind}`, {
     method: 'POST',
     token: labToken(home),
   });

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { acceptsSelfReport } from '../defences/attestation.js';
 import type { GatewayLimitConfig } from '../defences/limits.js';
+import { partCredentialStrategy } from '../defences/part-credentials.js';
 import type { Posture } from '../defences/posture.js';
 import type { Defences } from '../defences/presets.js';
 import type {
@@ -13,6 +14,7 @@ import type {
 } from '../kernel/part-config.js';
 import type { ServiceDefinition } from '../kernel/topology.js';
 import { packageRoot } from '../paths.js';
+import { partCredentialFileOf, partCredentialIndexFileOf } from './part-credentials.js';
 import type { PartLaunch, PartPlacement, PartPlan } from './runtimes/runtime.js';
 
 /**
@@ -66,6 +68,10 @@ export interface LabPlan {
   caDir: string;
   caFile: string;
   gatewayIdentityDir: string;
+  /** links:mtls: the watchman's identity folder (it checks the security service by certificate) */
+  supervisorIdentityDir: string;
+  /** credentials:secret: the parts that get a credential of their own (`createPartCredentials`) */
+  credentialParts: string[];
 }
 
 export interface LabPlanInput {
@@ -91,7 +97,12 @@ export interface LabPlanInput {
 export function partsToPlace(dir: string, defences: Defences, services: ServiceDefinition[]): PartPlan[] {
   const scheme: PartPlan['scheme'] = defences.links === 'mtls' ? 'https' : 'http';
   return [
-    { name: 'security', kind: 'security', scheme: 'http' },
+    {
+      name: 'security',
+      kind: 'security',
+      scheme: 'http',
+      ...(partCredentialStrategy(defences) === 'certificate' ? { controlPlane: true } : {}),
+    },
     { name: 'gateway', kind: 'gateway', scheme: 'http' },
     { name: 'sink', kind: 'sink', scheme: 'http' },
     ...services.map((s) => ({
@@ -127,6 +138,18 @@ export function planLab(input: LabPlanInput): LabPlan {
   const caDir = join(dir, 'ca');
   const caFile = join(caDir, 'ca.pem');
   const gatewayIdentityDir = join(dir, 'gateway', 'identity');
+  // The parts that follow the feeds prove who they are with their own credential, not the lab token.
+  const strategy = partCredentialStrategy(defences);
+  const ownCredentials = strategy === 'secret';
+  const control = strategy === 'certificate' ? securityAt.control : undefined;
+  if (strategy === 'certificate' && control === undefined) throw new Error('no control-plane placement');
+  const supervisorIdentityDir = join(dir, 'supervisor', 'identity');
+  const credentialOf = (part: string) =>
+    ownCredentials
+      ? { partCredentialFile: partCredentialFileOf(dir, part) }
+      : control
+        ? { controlPlaneUrl: control.url }
+        : {};
   const common = (p: PartPlacement) => ({
     labId,
     posture,
@@ -164,6 +187,8 @@ export function planLab(input: LabPlanInput): LabPlan {
     ...(mtls && input.identityTtlSeconds !== undefined
       ? { identityTtlSeconds: input.identityTtlSeconds }
       : {}),
+    ...(ownCredentials ? { partCredentialIndexFile: partCredentialIndexFileOf(dir) } : {}),
+    ...(control ? { controlPort: control.port } : {}),
     gatewayUrl: gatewayAt.url,
     ticketTtlSeconds: 3600,
     challengeTtlSeconds: 60,
@@ -181,8 +206,11 @@ export function planLab(input: LabPlanInput): LabPlan {
     const place = at(s.name);
     const appDir = appDirOf(dir, s.name);
     const identityDir = join(dir, 'services', s.name, 'identity');
+    const { labTokenFile, ...shared } = common(place);
     const config: ServicePartConfig = {
-      ...common(place),
+      ...shared,
+      // The baseline's services are handed the token as before; with credentials of their own, never.
+      ...(strategy === 'declared' ? { labTokenFile } : credentialOf(s.name)),
       kind: 'service',
       part: s.name,
       port: place.port,
@@ -201,14 +229,19 @@ export function planLab(input: LabPlanInput): LabPlan {
     };
   });
 
+  // With certificates the gateway needs no lab token: its login relay and the attestation push are
+  // authenticated by certificates (the control plane) instead.
+  const { labTokenFile: gatewayToken, ...gatewayCommon } = common(gatewayAt);
   const gatewayConfig: GatewayPartConfig = {
-    ...common(gatewayAt),
+    ...gatewayCommon,
+    ...(strategy === 'certificate' ? {} : { labTokenFile: gatewayToken }),
     kind: 'gateway',
     part: 'gateway',
     port: gatewayAt.port,
     sealKeyFile: secrets.sealKeyFile,
     services: Object.fromEntries(input.services.map((s) => [s.name, at(s.name).url])),
     ...(mtls ? { identityDir: gatewayIdentityDir, caFile } : {}),
+    ...credentialOf('gateway'),
     rateLimit: GATEWAY_LIMITS,
     ...(defences.request === 'bound' ? { stateDir: gatewayStateDirOf(dir) } : {}),
   };
@@ -228,6 +261,9 @@ export function planLab(input: LabPlanInput): LabPlan {
     port: 0,
     home: input.home,
     intervalSeconds: input.attestIntervalSeconds ?? 10,
+    ...(control?.hostUrl
+      ? { identityDir: supervisorIdentityDir, caFile, controlPlaneUrl: control.hostUrl }
+      : {}),
   };
 
   return {
@@ -244,9 +280,10 @@ export function planLab(input: LabPlanInput): LabPlan {
       launch: withStateDir(
         gatewayConfig.stateDir,
         launchOf(gatewayConfig, builtFile('lab', 'gateway.mjs'), gatewayUrl, [
-          secrets.labTokenFile,
+          ...(gatewayConfig.labTokenFile ? [gatewayConfig.labTokenFile] : []),
           secrets.sealKeyFile,
           ...(mtls ? [gatewayIdentityDir, caFile] : []),
+          ...(gatewayConfig.partCredentialFile ? [gatewayConfig.partCredentialFile] : []),
         ]),
       ),
     },
@@ -263,19 +300,22 @@ export function planLab(input: LabPlanInput): LabPlan {
     caDir,
     caFile,
     gatewayIdentityDir,
+    supervisorIdentityDir,
+    credentialParts: ownCredentials ? ['gateway', ...input.services.map((s) => s.name)] : [],
   };
 }
 
 /**
- * What a service reads besides its config, mounted read-only into its container: the lab token
- * when it reports on itself (attestation:self), its identity and the CA with mTLS. The same at
- * `lab up` and at a restart.
+ * What a service reads besides its config, mounted read-only into its container: its own
+ * credential (or, in the baseline, the lab token when it reports on itself), its identity and the
+ * CA with mTLS. The same at `lab up` and at a restart.
  */
 export function serviceMounts(config: ServicePartConfig): { path: string }[] {
   return [
-    ...(acceptsSelfReport(config.defences.attestation) ? [config.labTokenFile] : []),
+    ...(acceptsSelfReport(config.defences.attestation) && config.labTokenFile ? [config.labTokenFile] : []),
     ...(config.identityDir ? [config.identityDir] : []),
     ...(config.caFile ? [config.caFile] : []),
+    ...(config.partCredentialFile ? [config.partCredentialFile] : []),
   ].map((path) => ({ path }));
 }
 

@@ -18,6 +18,8 @@ export interface PartStatus {
   lastRestartAt?: string;
   /** the watchman stopped bringing it back (too many deaths in a row) */
   gaveUp?: boolean;
+  /** the watchman found something else listening on its address while it was dead */
+  foreignListener?: { port: number; seenAt: string };
 }
 
 export interface LabStatus {
@@ -62,6 +64,7 @@ export async function labStatus(home: string, given?: Runtime): Promise<LabStatu
       restarts: restarts[p.name]?.restarts ?? 0,
       ...(restarts[p.name]?.lastRestartAt ? { lastRestartAt: restarts[p.name]?.lastRestartAt } : {}),
       ...(restarts[p.name]?.gaveUp ? { gaveUp: true } : {}),
+      ...(restarts[p.name]?.foreignListener ? { foreignListener: restarts[p.name]?.foreignListener } : {}),
     })),
   );
   return {

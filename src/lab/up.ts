@@ -16,6 +16,7 @@ import { issueServiceCertificate, labIdentityTtl, type ServiceIdentity } from '.
 import { writeIdentity } from '../pki/identity-files.js';
 import { clientTlsConnector } from '../pki/mtls.js';
 import { requireRoomForLab } from './disk.js';
+import { createPartCredentials } from './part-credentials.js';
 import { builtFile, type PlannedPart, partsToPlace, planLab } from './plan.js';
 import { waitHealthy } from './readiness.js';
 import { codeCopiesDir, hashOfCopy, releaseCopy } from './runtimes/code-copy.js';
@@ -158,6 +159,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     ...(opts.partEnv === undefined ? {} : { partEnv: opts.partEnv }),
     identityTtlSeconds,
   });
+  await createPartCredentials(dir, plan.credentialParts);
   const ca = mtls ? await createLabCa({ labId }) : undefined;
   if (ca) await saveLabCa(ca, plan.caDir);
 
@@ -317,8 +319,19 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
       sinkHealthy,
     ]);
 
-    // 6. the watchman, when the plan has one
+    // 6. the watchman, when the plan has one (with mTLS, with an identity of its own: it tells the
+    //    security service from a process on its port by certificate)
     if (plan.supervisor) {
+      if (ca && plan.supervisor.config.identityDir) {
+        await writeIdentity(
+          plan.supervisor.config.identityDir,
+          await issueServiceCertificate(ca, {
+            name: 'supervisor',
+            kind: 'supervisor',
+            ttlSeconds: identityTtlSeconds,
+          }),
+        );
+      }
       parts.push(await runtime.start(await writeConfig(plan.supervisor)));
       await writeLabState(opts.home, state());
     }

@@ -103,6 +103,8 @@ export function clientTlsConnector(
   identity: ServiceIdentity,
   caPem: string,
   expectedPeer: string,
+  /** also the kind of the server's SPIFFE id (a service named `security` is not the security service) */
+  expectedKind?: ServiceKind,
 ): ClientTlsOptions {
   const own = parseSpiffeId(identity.spiffeId);
   if (own === null) throw new TrustedMsError('INVALID_INPUT', 'this identity has no trusted-ms SPIFFE id');
@@ -127,7 +129,9 @@ export function clientTlsConnector(
     maxCachedSessions: 0,
     checkServerIdentity: (_hostname, cert) => {
       const peer = peerIdentity(cert, labId);
-      if (peer?.name === expectedPeer) return undefined;
+      if (peer?.name === expectedPeer && (expectedKind === undefined || peer.kind === expectedKind)) {
+        return undefined;
+      }
       return refused(`the server is not "${expectedPeer}" of this lab`);
     },
   };

@@ -1,9 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Dispatcher, request } from 'undici';
 import { TrustedMsError } from '../errors.js';
+import { isTlsFailure } from '../kernel/tls-failure.js';
 import { type LabClock, labTimeOf } from '../protocol/lab-clock.js';
 import { parseRevocationList, type RevocationList, RevocationView } from '../protocol/revocation-list.js';
 import { fromErrorBody } from './http.js';
+import { controlPlaneUntrusted } from './security-client.js';
 
 export interface RevocationFeedOptions {
   /** this part's name, sent so the security service can count who confirmed a change */
@@ -52,6 +54,7 @@ export class RevocationFeed {
         this.view.replace(await this.#fetch(undefined));
         break;
       } catch (err) {
+        if (isTlsFailure(err)) throw controlPlaneUntrusted(this.#url, 'fetching the revocation list', err);
         if (performance.now() > deadline || this.#abort.signal.aborted) {
           throw new TrustedMsError(
             'SERVICE_UNAVAILABLE',
@@ -78,7 +81,11 @@ export class RevocationFeed {
         pause = RETRY_MIN_MS;
       } catch (err) {
         if (this.#abort.signal.aborted) return;
-        this.#opts.log?.(`revocation feed: ${(err as Error).message.slice(0, 200)}; retrying in ${pause} ms`);
+        // A listener that is not the security service is named as such: the last list stays in force.
+        const why = isTlsFailure(err)
+          ? `CONTROL_PLANE_UNTRUSTED: ${controlPlaneUntrusted(this.#url, 'polling', err).message}`
+          : (err as Error).message;
+        this.#opts.log?.(`revocation feed: ${why.slice(0, 200)}; retrying in ${pause} ms`);
         await sleep(pause, undefined, { signal: this.#abort.signal }).catch(() => undefined);
         pause = Math.min(pause * 2, RETRY_MAX_MS);
       }

@@ -2,6 +2,7 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import type { Dispatcher } from 'undici';
 import { isTrustedMsError, TrustedMsError } from '../errors.js';
 import { jsonRequest } from '../kernel/http-client.js';
+import { isTlsFailure } from '../kernel/tls-failure.js';
 import { IAT_LEEWAY_SECONDS, type LabClock, labTimeOf } from '../protocol/lab-clock.js';
 import { type TicketKind, TicketVerifier } from '../protocol/ticket.js';
 
@@ -33,6 +34,8 @@ export class SecurityClient {
       try {
         return await run();
       } catch (err) {
+        // Not the security service (links:mtls): fail closed at once rather than retry into it.
+        if (isTlsFailure(err)) throw controlPlaneUntrusted(this.baseUrl, what, err);
         const transient = !isTrustedMsError(err) || err.httpStatus >= 500;
         if (!transient || performance.now() > deadline) {
           throw new TrustedMsError(
@@ -85,4 +88,13 @@ export class SecurityClient {
       issuedAtLeewaySeconds: IAT_LEEWAY_SECONDS,
     });
   }
+}
+
+/** The refusal a part gives when the security service's address does not prove its identity. */
+export function controlPlaneUntrusted(url: string, what: string, cause: unknown): TrustedMsError {
+  return new TrustedMsError(
+    'CONTROL_PLANE_UNTRUSTED',
+    `${what}: ${new URL(url).host} did not prove to be the security service (TLS handshake failed); nothing was sent to it or taken from it`,
+    { cause },
+  );
 }

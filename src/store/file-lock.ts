@@ -145,7 +145,7 @@ async function takeOverIfStale(file: string, staleMs: number): Promise<boolean> 
   }
   if (Date.now() - lockMs <= staleMs) return false;
   const fsNow = await fileSystemNow(dirname(file), basename(file));
-  if (fsNow === undefined || fsNow - lockMs <= staleMs) return false;
+  if (fsNow - lockMs <= staleMs) return false;
   try {
     await rmdir(lockPath);
   } catch (err) {
@@ -154,14 +154,16 @@ async function takeOverIfStale(file: string, staleMs: number): Promise<boolean> 
   return true;
 }
 
-/** The time as the file system stamps a file written now (ms), or undefined when none can be written. */
-async function fileSystemNow(dir: string, name: string): Promise<number | undefined> {
+/**
+ * The time as the file system stamps a file written now (ms). A file system that cannot take the
+ * probe (read-only, full) fails the lock with that fault at once, as a lock that cannot be made
+ * does: waiting out the retries for a lock nobody can remove there helps no one.
+ */
+async function fileSystemNow(dir: string, name: string): Promise<number> {
   const probe = join(dir, `.${name}.clock-${process.pid}-${randomBytes(4).toString('hex')}`);
   try {
     await writeFile(probe, '', { flag: 'wx', mode: 0o600 });
     return (await stat(probe)).mtimeMs;
-  } catch {
-    return undefined;
   } finally {
     await unlink(probe).catch(() => undefined);
   }

@@ -26,17 +26,24 @@ export class ProcessRuntime implements Runtime {
   /** Every part on its own free port of 127.0.0.1, reached there by the parts and the CLI alike. */
   async place(parts: PartPlan[]): Promise<Map<string, PartPlacement>> {
     const listening = parts.filter((p) => p.kind !== 'supervisor');
-    const ports = await freePorts(listening.length);
+    const controls = listening.filter((p) => p.controlPlane === true).length;
+    const ports = await freePorts(listening.length + controls);
     const placed = new Map<string, PartPlacement>();
+    let next = listening.length;
     listening.forEach((p, i) => {
       const port = ports[i] as number;
       const url = `${p.scheme}://${HOST}:${port}`;
+      const controlPort = p.controlPlane === true ? (ports[next++] as number) : undefined;
+      const controlUrl = `https://${HOST}:${controlPort}`;
       placed.set(p.name, {
         listenHost: HOST,
         port,
         url,
         hostUrl: url,
         ...(p.appDir ? { appDir: p.appDir } : {}),
+        ...(controlPort === undefined
+          ? {}
+          : { control: { port: controlPort, url: controlUrl, hostUrl: controlUrl } }),
       });
     });
     return placed;

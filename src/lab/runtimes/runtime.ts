@@ -55,6 +55,8 @@ export interface PartPlacement {
   hostUrl?: string;
   /** a service's code folder as the part itself sees it */
   appDir?: string;
+  /** the security service's control-plane listener (links:mtls), when the plan asked for one */
+  control?: { port: number; url: string; hostUrl?: string };
 }
 
 export interface PartPlan {
@@ -63,6 +65,8 @@ export interface PartPlan {
   scheme: 'http' | 'https';
   /** the service's code folder on this host */
   appDir?: string;
+  /** a second, mTLS-only listener for the other parts (the security service with links:mtls) */
+  controlPlane?: boolean;
 }
 
 /** The lab a runtime is about to start parts for. */

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -11,9 +12,10 @@ import {
   writeLabState,
 } from '../../kernel/lab-state.js';
 import { readPartConfig } from '../../kernel/part-config.js';
-import { writeIdentity } from '../../pki/identity-files.js';
+import { readIdentity, writeIdentity } from '../../pki/identity-files.js';
+import { clientTlsConnector } from '../../pki/mtls.js';
 import {
-  renewGatewayIdentity,
+  renewUnmeasuredIdentity,
   type ServiceAttestation,
   verifyParts,
   verifyPartsForIdentity,
@@ -22,6 +24,7 @@ import {
 import { ProcessRuntime } from '../runtimes/process.js';
 import type { PartLaunch } from '../runtimes/runtime.js';
 import { RestartBackoff } from './backoff.js';
+import { provesIdentity } from './identity-check.js';
 import { certificateTimes, type HeldIdentity, IdentityRenewal, RENEWAL_LOOK_MS } from './renewal.js';
 import { readRestarts, writeRestarts } from './restarts.js';
 
@@ -39,9 +42,15 @@ const trusted = measuredByRuntime(config.defences.attestation);
 const runtime = new ProcessRuntime();
 const backoff = new RestartBackoff();
 const WATCH_MS = 250;
+// links:mtls: the watchman's own identity, to tell a part from a process on its port by certificate.
+// Renewed at half-life like the others, by this watchman, which then reads it again (below).
+const identity =
+  config.identityDir && config.caFile
+    ? { own: await readIdentity(config.identityDir), caPem: readFileSync(config.caFile, 'utf8') }
+    : undefined;
 
 /** A part seen dead: which process died, and when it may be started again. */
-const pending = new Map<string, { pid: number | undefined; due: number }>();
+const pending = new Map<string, { pid: number | undefined; due: number; impostor?: boolean }>();
 let busy: Promise<void> | undefined;
 let stopping = false;
 
@@ -87,8 +96,13 @@ async function round(): Promise<void> {
     }
     if (now < seen.due) continue;
     // Something listens on its port: someone else started it again (a restart by `attack
-    // simulate`, say) and has not written the state file yet. Look again next round.
-    if (await listening(part.port)) continue;
+    // simulate`, say) and has not written the state file yet; look again next round. With mTLS
+    // only if it proves to be the part: otherwise an impostor, reported and never taken for it (the
+    // part is started again once the port is free).
+    if (await listening(part.port)) {
+      if ((await whoListens(part)) === 'impostor') reportImpostor(part, record);
+      continue;
+    }
     await respawn(state, part, record);
   }
   if (JSON.stringify(record) !== before) await writeRestarts(home, record);
@@ -102,6 +116,39 @@ function listening(port: number): Promise<boolean> {
     });
     socket.on('error', () => resolve(false));
   });
+}
+
+/**
+ * Whether what listens on a dead part's port proves to be that part: the security service on its
+ * control-plane listener, a service on its own (https); `unknown` where there is no identity to ask
+ * for (plain links, the gateway's plain edge, the sink).
+ */
+async function whoListens(part: PartState): Promise<'proven' | 'impostor' | 'unknown'> {
+  if (identity === undefined) return 'unknown';
+  const check =
+    part.kind === 'security' && config.controlPlaneUrl
+      ? { url: config.controlPlaneUrl, name: 'security', kind: 'security' as const }
+      : part.kind === 'service' && part.url.startsWith('https:')
+        ? { url: part.url, name: part.name, kind: 'service' as const }
+        : undefined;
+  if (check === undefined) return 'unknown';
+  const tls = clientTlsConnector(identity.own, identity.caPem, check.name, check.kind);
+  return (await provesIdentity(check.url, tls)) ? 'proven' : 'impostor';
+}
+
+function reportImpostor(part: PartState, record: Awaited<ReturnType<typeof readRestarts>>): void {
+  const seen = record[part.name]?.foreignListener;
+  // Once per port until it is gone: a record written every 250 ms would be noise, and a write.
+  if (seen?.port === part.port && pending.get(part.name)?.impostor === true) return;
+  record[part.name] = {
+    ...(record[part.name] ?? { restarts: 0 }),
+    foreignListener: { port: part.port, seenAt: new Date().toISOString() },
+  };
+  const p = pending.get(part.name);
+  if (p) p.impostor = true;
+  log(
+    `watchman: ${part.name} is dead and something else listens on its port ${part.port}: it did not prove to be ${part.name} (no TLS handshake with its identity); not taken for it`,
+  );
 }
 
 function schedule(
@@ -229,8 +276,12 @@ const renewal =
             ),
           };
         },
-        renewGateway: async () => renewGatewayIdentity(home, await requireLabState(home)),
-        write: (dir, identity) => writeIdentity(dir, identity),
+        renewUnmeasured: async (kind) => renewUnmeasuredIdentity(home, await requireLabState(home), kind),
+        write: async (dir, issued) => {
+          await writeIdentity(dir, issued);
+          // its own: whoListens presents the renewed one from now on
+          if (identity && dir === config.identityDir) identity.own = await readIdentity(dir);
+        },
       })
     : undefined;
 let renewing: Promise<void> | undefined;
@@ -258,7 +309,7 @@ async function heldIdentities(state: LabState | undefined): Promise<HeldIdentity
   if (state?.labId !== config.labId) return [];
   const held: HeldIdentity[] = [];
   for (const part of state.parts) {
-    if (part.kind !== 'service' && part.kind !== 'gateway') continue;
+    if (part.kind !== 'service' && part.kind !== 'gateway' && part.kind !== 'supervisor') continue;
     const partConfig = await readFile(part.configFile, 'utf8')
       .then((text) => JSON.parse(text) as { identityDir?: unknown })
       .catch(() => undefined);

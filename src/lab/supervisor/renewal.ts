@@ -10,14 +10,17 @@ import { IDENTITY_CERT_FILE } from '../../pki/identity-files.js';
  * its code made for this renewal, reported to the security service in the same call, which
  * issues it only when that measurement is trusted and the service is not quarantined; so an
  * untrusted service's certificate runs out within one lifetime even if nothing else stops it.
- * The gateway is not measured: its identity is renewed as asked. The parts pick up the new
+ * The gateway and the watchman are not measured: their identities are renewed as asked. The parts pick up the new
  * files themselves (src/pki/identity-watch.ts).
  */
+
+/** The parts whose identity is renewed without a measurement: they run no sample code. */
+export type UnmeasuredHolder = 'gateway' | 'supervisor';
 
 /** A part holding an identity, and the folder where it reads it. */
 export interface HeldIdentity {
   part: string;
-  kind: 'service' | 'gateway';
+  kind: 'service' | UnmeasuredHolder;
   dir: string;
 }
 
@@ -46,7 +49,8 @@ export interface RenewalDeps {
   renewServices(
     parts: string[],
   ): Promise<{ identities: Record<string, IssuedIdentity>; states: Record<string, string> }>;
-  renewGateway(): Promise<IssuedIdentity>;
+  /** a new identity for the gateway or the watchman itself */
+  renewUnmeasured(kind: UnmeasuredHolder): Promise<IssuedIdentity>;
   /** writes an identity where its part reads it (atomically, key 0600) */
   write(dir: string, identity: IssuedIdentity): Promise<void>;
   now?: () => number;
@@ -115,9 +119,10 @@ export class IdentityRenewal {
         for (const s of services) outcomes.push(failed(s.part, err));
       }
     }
-    for (const g of due.filter((h) => h.kind === 'gateway')) {
+    for (const g of due) {
+      if (g.kind === 'service') continue;
       try {
-        outcomes.push(await this.#write(g, await this.#deps.renewGateway()));
+        outcomes.push(await this.#write(g, await this.#deps.renewUnmeasured(g.kind)));
       } catch (err) {
         outcomes.push(failed(g.part, err));
       }

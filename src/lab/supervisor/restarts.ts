@@ -10,6 +10,11 @@ export interface PartRestarts {
   lastRestartAt?: string;
   /** the watchman stopped trying after too many quick deaths in a row (Docker: on-failure:5) */
   gaveUp?: boolean;
+  /**
+   * Something listened on the part's address while it was dead and did not prove to be it (links:
+   * mtls: no TLS handshake with its identity): taken for an impostor, never for the part restarted.
+   */
+  foreignListener?: { port: number; seenAt: string };
 }
 
 export type RestartRecord = Record<string, PartRestarts>;

@@ -45,6 +45,10 @@ export interface GatewayDeps {
   now?: () => number;
   /** the lab token the security service pushes attestations with; without it, pushes are refused */
   labToken?: string;
+  /** links:mtls: what a push prompts instead (routes/attestation-push.ts) */
+  refreshAttestation?: () => Promise<void>;
+  /** links:mtls: the login relay reaches the control plane, where its certificate vouches for the client address */
+  relayVouchedByCertificate?: boolean;
   /** one line per refusal; stderr by default */
   log?: (line: string) => void;
 }

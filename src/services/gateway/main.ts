@@ -1,4 +1,4 @@
-import type { Pool } from 'undici';
+import { Agent, type Pool } from 'undici';
 import { enforcesAttestation } from '../../defences/attestation.js';
 import {
   type AttestationEntry,
@@ -12,6 +12,8 @@ import type { PasswordPrincipal } from '../../defences/request/gateway-basic.js'
 import { readPartConfig, readSecret } from '../../kernel/part-config.js';
 import { LabClock } from '../../protocol/lab-clock.js';
 import { DEFAULT_PROOF_WINDOW_MS, ProofVerifier } from '../../protocol/proof.js';
+import { orFailClosed } from '../fail-closed.js';
+import { RenewingDispatcher } from '../renewing-dispatcher.js';
 import { RevocationFeed } from '../revocation-feed.js';
 import { SecurityClient } from '../security-client.js';
 import { buildGateway } from './app.js';
@@ -22,8 +24,20 @@ import { createPool, poolUpstream, type Upstream } from './upstream.js';
 const POLL_MS = 2000;
 
 const config = readPartConfig('gateway');
-const labToken = readSecret(config.labTokenFile);
-const security = new SecurityClient(config.securityUrl, labToken);
+const { defences } = config;
+const links = await linksFor(defences.links, config, (line) => console.log(`gateway: ${line}`));
+// With certificates (links:mtls) the gateway holds no lab token: it reaches the security service's
+// control plane with its identity; otherwise the token, and its own credential for the feed, whose
+// confirmations count only under it (src/defences/part-credentials.ts).
+const labToken = config.labTokenFile ? readSecret(config.labTokenFile) : undefined;
+const feedCredential = config.partCredentialFile ? readSecret(config.partCredentialFile) : labToken;
+const controlConnect = config.controlPlaneUrl ? links.connectControlPlane() : undefined;
+const controlUrl = config.controlPlaneUrl ?? config.securityUrl;
+// Rebuilt with the renewed certificate on each renewal (like the services' pools below).
+const controlAgent = controlConnect
+  ? new RenewingDispatcher(() => new Agent({ connect: links.connectControlPlane() ?? {} }))
+  : undefined;
+const security = new SecurityClient(controlUrl, labToken, controlAgent);
 
 const fetchAttestations = async (): Promise<AttestationEntry[]> =>
   parseAttestationEntries(
@@ -33,12 +47,16 @@ const fetchAttestations = async (): Promise<AttestationEntry[]> =>
     })),
   );
 
-const { defences } = config;
-const links = await linksFor(defences.links, config, (line) => console.log(`gateway: ${line}`));
 const poolFor = (name: string, url: string): Pool => {
   const connect = links.connect(name);
   return createPool(url, connect === undefined ? {} : { connect });
 };
+const authPoolNow = (): Pool => {
+  const connect = controlConnect ? links.connectControlPlane() : undefined;
+  return createPool(controlUrl, connect === undefined ? {} : { connect });
+};
+/** the security service's auth routes, relayed (replaced when the identity is renewed) */
+let authPool = authPoolNow();
 /** service → the pool new requests to it go through (replaced when the identity is renewed) */
 const pools = new Map(Object.entries(config.services).map(([name, url]) => [name, poolFor(name, url)]));
 const upstreams: Record<string, Upstream> = {};
@@ -46,6 +64,10 @@ for (const name of pools.keys()) upstreams[name] = poolUpstream(() => pools.get(
 // New connections present the renewed certificate; an old pool finishes the requests it has in
 // flight (close() waits for them) and goes.
 links.onRenewed(() => {
+  controlAgent?.renew();
+  const oldAuth = authPool;
+  authPool = authPoolNow();
+  void oldAuth.close().catch(() => undefined);
   for (const [name, url] of Object.entries(config.services)) {
     const old = pools.get(name);
     pools.set(name, poolFor(name, url));
@@ -56,15 +78,19 @@ links.onRenewed(() => {
 const attestation = new AttestationTable();
 // The security service's clock, followed by the feed (docs/faults.md, "Clocks").
 const clock = new LabClock();
-const revocations = new RevocationFeed(config.securityUrl, {
+const revocations = new RevocationFeed(controlUrl, {
   part: 'gateway',
-  token: labToken,
+  ...(feedCredential ? { token: feedCredential } : {}),
+  ...(controlAgent ? { dispatcher: controlAgent } : {}),
   log: (line) => console.log(line),
   clock,
 });
-await revocations.start();
+await orFailClosed('gateway', revocations.start());
 const ticketKind = ticketKindOf(defences.login);
-const verifier = ticketKind === undefined ? undefined : await security.ticketVerifier(ticketKind, clock);
+const verifier =
+  ticketKind === undefined
+    ? undefined
+    : await orFailClosed('gateway', security.ticketVerifier(ticketKind, clock));
 /**
  * Proofs made before this instance started may have been accepted by the one before it. Proofs
  * are stamped on the clients' wall clocks, so this is the wall clock at start; or the lab clock when
@@ -104,6 +130,26 @@ const recheckAttestation = (): Promise<void> => {
   return recheckInFlight;
 };
 
+// A push (links:mtls) only prompts a fetch: one at a time, and one more after it when prompted
+// meanwhile, so the last change is always fetched and a flood of prompts is one fetch at a time.
+let pushFetch: Promise<void> | undefined;
+let fetchAgain = false;
+const refreshOnPush = (): Promise<void> => {
+  if (pushFetch) {
+    fetchAgain = true;
+    return pushFetch;
+  }
+  pushFetch = (async () => {
+    do {
+      fetchAgain = false;
+      await attestation.refresh(fetchAttestations).catch(() => undefined);
+    } while (fetchAgain);
+  })().finally(() => {
+    pushFetch = undefined;
+  });
+  return pushFetch;
+};
+
 const app = buildGateway({
   ...gatewayStrategies(defences, {
     attestation,
@@ -119,14 +165,15 @@ const app = buildGateway({
     }),
     checkPassword: async (user: string, password: string) =>
       security.call<PasswordPrincipal>('POST', '/v1/internal/password', { user, password }),
-    auth: poolUpstream(createPool(config.securityUrl), 'the security service'),
+    auth: poolUpstream(() => authPool, 'the security service'),
     recheckAttestation,
     meters: metersFor(config.rateLimit),
   }),
   upstreams,
   attestation,
   revocations: revocations.view,
-  labToken,
+  ...(labToken ? { labToken } : {}),
+  ...(controlAgent ? { refreshAttestation: refreshOnPush, relayVouchedByCertificate: true } : {}),
 });
 
 await app.listen({ host: config.host, port: config.port });
@@ -143,9 +190,12 @@ const stop = (): void => {
   void revocations.stop();
   setTimeout(() => process.exit(0), 1500).unref();
   links.close();
-  void Promise.allSettled([app.close(), ...[...pools.values()].map((p) => p.destroy())]).finally(() =>
-    process.exit(0),
-  );
+  void Promise.allSettled([
+    app.close(),
+    ...[...pools.values()].map((p) => p.destroy()),
+    authPool.destroy(),
+    controlAgent?.stop(),
+  ]).finally(() => process.exit(0));
 };
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);

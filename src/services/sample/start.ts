@@ -16,6 +16,8 @@ import {
   type ServicePartConfig,
 } from '../../kernel/part-config.js';
 import { LabClock } from '../../protocol/lab-clock.js';
+import { orFailClosed } from '../fail-closed.js';
+import { RenewingDispatcher } from '../renewing-dispatcher.js';
 import { RevocationFeed } from '../revocation-feed.js';
 import { SecurityClient } from '../security-client.js';
 import { buildSampleService, type PeerClient, type SampleDefinition } from './app.js';
@@ -50,16 +52,33 @@ export async function startSampleService(hooks: SampleKitHooks = {}): Promise<vo
     definitionFile,
   );
   const name = definition.name;
-  const securityAgent = new Agent({ connect: { timeout: CONNECT_TIMEOUT_MS }, ...timeouts });
-  // attestation:self: the service reports its own hash, with the lab token (the paper's scheme).
+
+  // attestation:self: the service reports its own hash (the paper's scheme), with its own
+  // credential, which also makes its confirmations of revocations count; in the baseline, with the
+  // lab token when it reports.
   const selfReports = acceptsSelfReport(defences.attestation);
-  const labToken = selfReports ? readSecret(config.labTokenFile) : undefined;
+  const credential = config.partCredentialFile
+    ? readSecret(config.partCredentialFile)
+    : selfReports && config.labTokenFile
+      ? readSecret(config.labTokenFile)
+      : undefined;
 
   const links = await linksFor(defences.links, config, (line) => console.log(`${name}: ${line}`));
   const peerAgent = (peer: string): Agent =>
     new Agent({ connect: { ...links.connect(peer), timeout: CONNECT_TIMEOUT_MS }, ...timeouts });
   /** peer → the agent new requests to it go through (replaced when the identity is renewed) */
   const peerAgents = new Map(Object.keys(config.peers).map((peer) => [peer, peerAgent(peer)]));
+  // links:mtls: the security service's control plane, where this service's certificate is its credential.
+  const securityUrl = config.controlPlaneUrl ?? config.securityUrl;
+  const controlPlane = config.controlPlaneUrl !== undefined;
+  // Rebuilt with the renewed certificate on each renewal, like the peer agents.
+  const securityAgent = new RenewingDispatcher(
+    () =>
+      new Agent({
+        connect: { ...(controlPlane ? links.connectControlPlane() : {}), timeout: CONNECT_TIMEOUT_MS },
+        ...timeouts,
+      }),
+  );
   const peers: Record<string, PeerClient> = {};
   for (const [peer, url] of Object.entries(config.peers)) {
     peers[peer] = peerClient(url, () => peerAgents.get(peer) as Agent);
@@ -67,6 +86,7 @@ export async function startSampleService(hooks: SampleKitHooks = {}): Promise<vo
   // New connections present the renewed certificate; the old agent finishes what it has in flight
   // (close() waits for it) and goes.
   links.onRenewed(() => {
+    securityAgent.renew();
     for (const peer of peerAgents.keys()) {
       const old = peerAgents.get(peer);
       peerAgents.set(peer, peerAgent(peer));
@@ -74,7 +94,7 @@ export async function startSampleService(hooks: SampleKitHooks = {}): Promise<vo
     }
   });
 
-  const security = new SecurityClient(config.securityUrl, labToken, securityAgent);
+  const security = new SecurityClient(securityUrl, credential, securityAgent);
   const ticketKind = ticketKindOf(defences.login);
   // The security service's clock, followed by the feed (docs/faults.md, "Clocks").
   const clock = new LabClock();
@@ -82,17 +102,18 @@ export async function startSampleService(hooks: SampleKitHooks = {}): Promise<vo
   const feed =
     defences.request === 'basic'
       ? undefined
-      : new RevocationFeed(config.securityUrl, {
+      : new RevocationFeed(securityUrl, {
           part: name,
-          ...(labToken === undefined ? {} : { token: labToken }),
+          dispatcher: securityAgent,
+          ...(credential === undefined ? {} : { token: credential }),
           log: (line) => console.log(`${name}: ${line}`),
           clock,
         });
-  await feed?.start();
+  await orFailClosed(name, feed?.start() ?? Promise.resolve());
   const authenticate =
     defences.request === 'basic' || ticketKind === undefined
       ? GATEWAY_VOUCHES
-      : new TicketAtService(await security.ticketVerifier(ticketKind, clock), feed?.view);
+      : new TicketAtService(await orFailClosed(name, security.ticketVerifier(ticketKind, clock)), feed?.view);
   const app = buildSampleService({
     definition,
     defences,
@@ -117,7 +138,7 @@ export async function startSampleService(hooks: SampleKitHooks = {}): Promise<vo
     void Promise.allSettled([
       app.close(),
       feed?.stop(),
-      securityAgent.destroy(),
+      securityAgent.stop(),
       ...[...peerAgents.values()].map((a) => a.destroy()),
     ]).finally(() => process.exit(0));
   };

@@ -1,7 +1,9 @@
 import type { FastifyInstance } from 'fastify';
+import type { ServerTlsOptions } from '../../pki/mtls.js';
 import { createHttpApp } from '../http.js';
 import { describeApi } from '../openapi.js';
 import { type SecurityDeps, securityContext } from './context.js';
+import { buildControlPlane } from './control-plane.js';
 import { adminRoutes } from './routes/admin.js';
 import { discoveryRoutes } from './routes/discovery.js';
 import { loginRoutes } from './routes/login.js';
@@ -19,6 +21,18 @@ export type { SecurityDeps } from './context.js';
  * routes/, handed the same context.
  */
 export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
+  return buildSecurityApps(deps).app;
+}
+
+/**
+ * The security service's listeners from one context (one lock-out, one revocation book): the plain
+ * one (logins, the CLI's admin API) and, given the TLS options of its identity (links:mtls), the
+ * control-plane listener the other parts use (control-plane.ts).
+ */
+export function buildSecurityApps(
+  deps: SecurityDeps,
+  controlTls?: ServerTlsOptions,
+): { app: FastifyInstance; control?: FastifyInstance } {
   const app = createHttpApp();
   describeApi(app, {
     title: 'trusted-ms security service',
@@ -36,5 +50,5 @@ export function buildSecurityService(deps: SecurityDeps): FastifyInstance {
   app.register(passwordCheckRoutes, ctx);
   app.register(selfReportRoutes, ctx);
   app.register(adminRoutes, ctx);
-  return app;
+  return { app, ...(controlTls ? { control: buildControlPlane(ctx, controlTls) } : {}) };
 }

@@ -1,6 +1,7 @@
 import { createPublicKey, type KeyObject, timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import { type SecurityLimits, securityLimits } from '../../defences/limits.js';
+import { partCredentialStrategy } from '../../defences/part-credentials.js';
 import type { Defences } from '../../defences/presets.js';
 import { monotonicNow } from '../../defences/rate-limit.js';
 import type { LockoutPersistence } from '../../defences/smart-lockout.js';
@@ -11,6 +12,8 @@ import { forwardOnlyClock } from '../../protocol/clock.js';
 import { labAudience, labIssuer } from '../../protocol/issuer.js';
 import { loginThrottleFile } from '../../store/login-throttle-file.js';
 import type { LabStore } from '../../store/store.js';
+import { controlPeerOf } from './control-peer.js';
+import type { PartCredentials } from './part-credentials.js';
 import type { ServiceRegistry, ServiceStatus } from './registry.js';
 import { RevocationBook } from './revocations.js';
 
@@ -23,6 +26,11 @@ export interface SecurityDeps {
   signingKey: { kid: string; privateKey: KeyObject };
   sealKey: Buffer;
   labToken: string;
+  /**
+   * credentials:secret (src/defences/part-credentials.ts): each part's own credential; without it
+   * no part is known by a secret (only the lab token self-reports).
+   */
+  partCredentials?: PartCredentials;
   ca?: LabCa;
   /** how long the identities it issues last (lab up gives it; default DEFAULT_CERT_TTL_SECONDS) */
   identityTtlSeconds?: number;
@@ -59,6 +67,13 @@ export interface SecurityContext extends Omit<SecurityDeps, 'revocations' | 'now
   publicKeyPem: string;
   audit: (entry: Parameters<LabStore['audit']>[0]) => Promise<void>;
   requireLabToken: (request: FastifyRequest) => void;
+  /**
+   * May this request report `service`'s own hash? The lab token (the CLI) may report any; a part's
+   * own credential its own name only (ACCESS_DENIED for another's); nothing else (ADMIN_TOKEN_INVALID).
+   */
+  requireSelfReporter: (request: FastifyRequest, service: string) => void;
+  /** The part a revocation poll confirms for: the one its credential names, when it claims that one. */
+  confirmingPart: (request: FastifyRequest, claimed: string | undefined) => string | undefined;
   /** The real client of a login relayed by the gateway (see client-address.ts), else the socket's. */
   clientOf: (request: FastifyRequest) => string;
   /** After the password or the signature: only someone who proved to be the user learns it is revoked. */
@@ -84,8 +99,37 @@ export function securityContext(deps: SecurityDeps): SecurityContext {
   const requireLabToken = (request: FastifyRequest): void => {
     if (!hasLabToken(request)) throw new TrustedMsError('ADMIN_TOKEN_INVALID', 'missing or wrong lab token');
   };
+  const callerPart = (request: FastifyRequest): string | undefined =>
+    deps.partCredentials?.partOf(request.headers.authorization);
+  const requireSelfReporter = (request: FastifyRequest, service: string): void => {
+    if (hasLabToken(request)) return;
+    const part = callerPart(request);
+    if (part === undefined) throw new TrustedMsError('ADMIN_TOKEN_INVALID', 'missing or wrong credential');
+    if (part !== service) {
+      throw new TrustedMsError('ACCESS_DENIED', `${part} may report only its own measurement`);
+    }
+  };
+  const strategy = partCredentialStrategy(deps.defences);
+  const confirmingPart = (request: FastifyRequest, claimed: string | undefined): string | undefined => {
+    if (claimed === undefined) return undefined;
+    switch (strategy) {
+      case 'declared':
+        return claimed;
+      case 'secret':
+        return callerPart(request) === claimed ? claimed : undefined;
+      case 'certificate': {
+        const peer = controlPeerOf(request, deps.labId);
+        const follows = peer?.kind === 'gateway' || peer?.kind === 'service';
+        return follows && peer?.name === claimed ? claimed : undefined;
+      }
+    }
+  };
+  // The gateway vouches for the address of a login it relays: with the lab token, or (links:mtls)
+  // by its certificate on the control-plane listener.
+  const relayedByGateway = (request: FastifyRequest): boolean =>
+    hasLabToken(request) || controlPeerOf(request, deps.labId)?.kind === 'gateway';
   const clientOf = (request: FastifyRequest): string =>
-    clientAddressOf(request.ip, request.headers[CLIENT_ADDRESS_HEADER], hasLabToken(request));
+    clientAddressOf(request.ip, request.headers[CLIENT_ADDRESS_HEADER], relayedByGateway(request));
 
   const refuseRevoked = async (request: FastifyRequest, action: string, user: string): Promise<void> => {
     if (!revocations.userRevoked(user)) return;
@@ -115,6 +159,8 @@ export function securityContext(deps: SecurityDeps): SecurityContext {
       .toString(),
     audit,
     requireLabToken,
+    requireSelfReporter,
+    confirmingPart,
     clientOf,
     refuseRevoked,
   };

@@ -44,6 +44,9 @@ const DOCUMENTED: Record<string, Partial<Record<Column, 'succeeded'>>> = {
   'mitm.tamper': { 'links:mtls': 'succeeded' },
   'accounts.lockout-dos': {},
   'accounts.enumeration': { 'limits:on': 'succeeded' },
+  'control-plane.admin-token-theft': {},
+  'revocation.forged-confirmation': {},
+  'control-plane.spoofed-security': { 'links:mtls': 'succeeded' },
 };
 const documented = (r: ScenarioResult): string =>
   DOCUMENTED[r.id]?.[(r.without?.[0] ?? 'trusted') as Column] ?? 'blocked';

@@ -19,7 +19,21 @@ function plan(posture: Posture, opts: { without?: Ablation[]; runtimeKind?: 'pro
   const placements = new Map<string, PartPlacement>(
     partsToPlace(dir, defences, services).map((p, i) => [
       p.name,
-      { listenHost: '127.0.0.1', port: 4000 + i, url: `${p.scheme}://127.0.0.1:${4000 + i}` },
+      {
+        listenHost: '127.0.0.1',
+        port: 4000 + i,
+        url: `${p.scheme}://127.0.0.1:${4000 + i}`,
+        // as the process runtime places a control-plane listener: a second port
+        ...(p.controlPlane
+          ? {
+              control: {
+                port: 5000 + i,
+                url: `https://127.0.0.1:${5000 + i}`,
+                hostUrl: `https://127.0.0.1:${5000 + i}`,
+              },
+            }
+          : {}),
+      },
     ]),
   );
   return planLab({
@@ -69,11 +83,46 @@ describe('the lab plan (defences + topology + placements -> the parts to launch)
     expect(plan('trusted', { runtimeKind: 'docker' }).supervisor?.config.intervalSeconds).toBe(10);
   });
 
-  it('a service that reports on itself (paper) gets the lab token; trusted minus mTLS gets no identity', () => {
-    for (const s of plan('paper').services)
-      expect(s.launch.mounts?.map((m) => m.path)).toContain(secrets.labTokenFile);
-    for (const s of plan('trusted').services)
+  it('a service that reports on itself (paper) gets its own credential, never the lab token; trusted minus mTLS gets no identity', () => {
+    // Issue 13: with the lab token a paper service could call every admin route.
+    for (const s of plan('paper').services) {
+      expect(s.launch.mounts?.map((m) => m.path)).toContain(`${dir}/credentials/${s.config.part}.secret`);
       expect(s.launch.mounts?.map((m) => m.path)).not.toContain(secrets.labTokenFile);
+      expect(s.config.labTokenFile).toBeUndefined();
+    }
+    for (const s of plan('trusted').services) {
+      expect(s.launch.mounts?.map((m) => m.path)).not.toContain(secrets.labTokenFile);
+      expect(s.config.labTokenFile).toBeUndefined();
+    }
+    // The baseline keeps what it had: parts are who they say, no credentials of their own.
+    expect(plan('none').credentialParts).toEqual([]);
+    expect(plan('none').security.config.partCredentialIndexFile).toBeUndefined();
+    const paper = plan('paper');
+    expect(paper.credentialParts).toEqual(['gateway', ...paper.services.map((s) => s.config.part)]);
+    expect(paper.security.config.partCredentialIndexFile).toBe(`${dir}/credentials/index.json`);
+    expect(paper.gateway.launch.mounts?.map((m) => m.path)).toContain(`${dir}/credentials/gateway.secret`);
+    expect(paper.gateway.config.labTokenFile).toBe(secrets.labTokenFile);
+  });
+
+  it('trusted: the parts reach the security service on its control plane, and none holds the lab token', () => {
+    const p = plan('trusted');
+    expect(p.security.config.controlPort).toBe(5000);
+    expect(p.credentialParts).toEqual([]);
+    for (const part of [p.gateway, ...p.services]) {
+      expect(part.config.controlPlaneUrl).toBe('https://127.0.0.1:5000');
+      expect(part.config.labTokenFile).toBeUndefined();
+      expect(part.launch.mounts?.map((m) => m.path)).not.toContain(secrets.labTokenFile);
+    }
+    expect(p.supervisor?.config).toMatchObject({
+      identityDir: p.supervisorIdentityDir,
+      caFile: p.caFile,
+      controlPlaneUrl: 'https://127.0.0.1:5000',
+    });
+    // without mTLS: no control plane, credentials of their own
+    const plain = plan('trusted', { without: ['links:mtls'] });
+    expect(plain.security.config.controlPort).toBeUndefined();
+    expect(plain.gateway.config.controlPlaneUrl).toBeUndefined();
+    expect(plain.gateway.config.partCredentialFile).toBe(`${dir}/credentials/gateway.secret`);
     for (const s of plan('trusted', { without: ['links:mtls'] }).services) {
       expect(s.config.identityDir).toBeUndefined();
       expect(s.launch.url.startsWith('http://')).toBe(true);

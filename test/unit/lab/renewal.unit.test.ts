@@ -57,21 +57,23 @@ beforeAll(async () => {
 });
 
 /** A renewal against fakes: a clock, certificates as times, an issuer that answers as told. */
-function fakeRenewal(opts: { refuse?: Set<string>; fail?: boolean } = {}) {
+function fakeRenewal(opts: { refuse?: Set<string>; fail?: boolean; watchman?: boolean } = {}) {
   let now = T0;
   const certs = new Map<string, CertificateTimes>();
   const written: string[] = [];
   const asked: string[][] = [];
+  const unmeasured: string[] = [];
   const issue = (name: string): Promise<IssuedIdentity> =>
     issueServiceCertificate(fakeCa, {
       name,
       ttlSeconds: 20,
-      kind: name === 'gateway' ? 'gateway' : 'service',
+      kind: name === 'gateway' || name === 'supervisor' ? name : 'service',
     });
   const holders: HeldIdentity[] = [
     { part: 'orders', kind: 'service', dir: '/id/orders' },
     { part: 'catalog', kind: 'service', dir: '/id/catalog' },
     { part: 'gateway', kind: 'gateway', dir: '/id/gateway' },
+    ...(opts.watchman ? [{ part: 'supervisor', kind: 'supervisor' as const, dir: '/id/supervisor' }] : []),
   ];
   const fresh = () => ({ serial: String(now), notBefore: now - CLOCK_SKEW_MS, notAfter: now + 20_000 });
   for (const h of holders) certs.set(h.dir, fresh());
@@ -89,7 +91,10 @@ function fakeRenewal(opts: { refuse?: Set<string>; fail?: boolean } = {}) {
       }
       return { identities, states };
     },
-    renewGateway: async () => issue('gateway'),
+    renewUnmeasured: async (kind) => {
+      unmeasured.push(kind);
+      return issue(kind);
+    },
     write: async (dir) => {
       written.push(dir);
       certs.set(dir, fresh());
@@ -101,6 +106,7 @@ function fakeRenewal(opts: { refuse?: Set<string>; fail?: boolean } = {}) {
     renewal,
     written,
     asked,
+    unmeasured,
     advance: (ms: number) => {
       now += ms;
     },
@@ -131,6 +137,18 @@ describe('a renewal round', () => {
     f.advance(9_000);
     expect(await f.renewal.round()).toEqual([]);
     expect(f.asked).toHaveLength(1);
+  });
+
+  it("renews the watchman's own identity at half-life, unmeasured, like the gateway's", async () => {
+    const f = fakeRenewal({ watchman: true });
+    f.advance(10_000);
+    const outcomes = await f.renewal.round();
+    expect(f.asked).toEqual([['orders', 'catalog']]);
+    expect(f.unmeasured).toEqual(['gateway', 'supervisor']);
+    expect(outcomes.find((o) => o.part === 'supervisor')?.outcome).toBe('renewed');
+    expect(f.written).toContain('/id/supervisor');
+    f.advance(9_000);
+    expect(await f.renewal.round()).toEqual([]);
   });
 
   it('writes nothing for a service the security service refused, and asks again only after a pause', async () => {
@@ -223,7 +241,7 @@ describe('renewal against the security service (gating, files)', () => {
           states: Object.fromEntries(r.services.map((s) => [s.name, s.state])),
         };
       },
-      renewGateway: async () => {
+      renewUnmeasured: async () => {
         throw new Error('no gateway here');
       },
       write: writeIdentity,

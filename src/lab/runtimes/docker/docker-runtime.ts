@@ -26,6 +26,8 @@ import { packTar, treeEntries } from './tar.js';
 
 /** Every part listens on this port inside its own container. */
 const PART_PORT = 8080;
+/** The security service's control-plane listener (links:mtls), on the lab network only. */
+const CONTROL_PORT = 8443;
 /** A service's code folder inside its container: what attestation reads through the Engine API. */
 export const CONTAINER_APP_DIR = '/srv/app';
 
@@ -136,6 +138,10 @@ export class DockerRuntime implements Runtime {
         url: `${p.scheme}://${n.container(p.name)}:${PART_PORT}`,
         ...(hostPort === undefined ? {} : { hostUrl: `${p.scheme}://127.0.0.1:${hostPort}` }),
         ...(p.kind === 'service' ? { appDir: CONTAINER_APP_DIR } : {}),
+        // On the lab's network only: the parts reach it, the host does not.
+        ...(p.controlPlane === true
+          ? { control: { port: CONTROL_PORT, url: `https://${n.container(p.name)}:${CONTROL_PORT}` } }
+          : {}),
       });
     }
     return placed;

@@ -9,13 +9,26 @@ export interface AttestationPushDeps {
   attestation: AttestationTable;
   /** the lab token the security service pushes with; without it, pushes are refused */
   labToken?: string;
+  /**
+   * links:mtls, where the gateway holds no lab token: a push is only a prompt, whoever sends it, to
+   * fetch the table again from the security service over the control plane (its body is ignored).
+   */
+  refreshAttestation?: () => Promise<void>;
 }
 
-/** `POST /internal/attestations`: the security service replaces the gateway's attestation table. */
+/**
+ * `POST /internal/attestations`: the security service replaces the gateway's attestation table
+ * (with the lab token), or prompts the gateway to fetch it (with certificates).
+ */
 export const attestationPushRoutes: FastifyPluginAsync<AttestationPushDeps> = async (app, deps) => {
   const labTokenDigest = deps.labToken ? sha256(deps.labToken) : undefined;
+  const { refreshAttestation } = deps;
 
   app.post('/internal/attestations', async (request) => {
+    if (labTokenDigest === undefined && refreshAttestation !== undefined) {
+      await refreshAttestation();
+      return { ok: true, refreshed: true };
+    }
     const given = bearer(request.headers.authorization);
     if (
       labTokenDigest === undefined ||

@@ -12,6 +12,8 @@ export interface LoginRelayDeps {
   limits: GatewayLimits;
   /** vouches for the client address the relayed step carries; without it, none is sent */
   labToken?: string;
+  /** links:mtls: `auth` is the control plane, where the gateway's certificate vouches instead */
+  relayVouchedByCertificate?: boolean;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -35,6 +37,8 @@ export const loginRelayRoutes: FastifyPluginAsync<LoginRelayDeps> = async (app, 
     // one, vouched for by the lab token (why that and not the socket: ../../../kernel/client-address.ts).
     if (deps.labToken !== undefined) {
       headers.authorization = `Bearer ${deps.labToken}`;
+      headers[CLIENT_ADDRESS_HEADER] = request.ip;
+    } else if (deps.relayVouchedByCertificate === true) {
       headers[CLIENT_ADDRESS_HEADER] = request.ip;
     }
     const res = await auth.request({

@@ -10,6 +10,11 @@ export interface RevocationRouteDeps {
   revocations: RevocationBook;
   /** the lab clock, sent with every answer of the feed (the store's by default) */
   now?: () => number;
+  /**
+   * Who a poll confirms for, from the name it claims in `?part=`: only a part that proved to be it
+   * (the security service's `confirmingPart`). By default the claimed name (parts are who they say).
+   */
+  confirmingPart?: (request: FastifyRequest, claimed: string | undefined) => string | undefined;
 }
 
 const PART_RE = /^[a-z][a-z0-9-]{0,63}$/;
@@ -43,9 +48,9 @@ export const revocationFeedRoutes: FastifyPluginAsync<RevocationRouteDeps> = asy
     },
     async (request, reply) => {
       const { since, part } = request.query;
-      const list = await book.next(since, part !== undefined && PART_RE.test(part) ? part : undefined, (cb) =>
-        reply.raw.on('close', cb),
-      );
+      const claimed = part !== undefined && PART_RE.test(part) ? part : undefined;
+      const confirming = deps.confirmingPart ? deps.confirmingPart(request, claimed) : claimed;
+      const list = await book.next(since, confirming, (cb) => reply.raw.on('close', cb));
       // Read when answering, not when the list changed: each answer carries the lab clock the
       // parts follow (src/protocol/lab-clock.ts); a held poll answers at least every HOLD_MS.
       return { ...list, [LAB_TIME_FIELD]: Math.floor(now()) };

@@ -3,7 +3,10 @@ import { TrustedMsError } from '../../../errors.js';
 import { reportAndIssue } from '../attestation-report.js';
 import type { SecurityContext } from '../context.js';
 
-/** attestation:self (the paper posture): a service tells its own hash. */
+/**
+ * attestation:self (the paper posture): a service tells its own hash, with its own credential (or
+ * the CLI with the lab token); a service cannot report another's.
+ */
 export const selfReportRoutes: FastifyPluginAsync<SecurityContext> = async (app, ctx) => {
   app.post<{ Params: { name: string }; Body: { hash: string } }>(
     '/v1/services/:name/self-report',
@@ -18,7 +21,7 @@ export const selfReportRoutes: FastifyPluginAsync<SecurityContext> = async (app,
       },
     },
     async (request) => {
-      ctx.requireLabToken(request);
+      ctx.requireSelfReporter(request, request.params.name);
       if (!ctx.registry.acceptsSelfReports()) {
         throw new TrustedMsError(
           'POSTURE_MISMATCH',

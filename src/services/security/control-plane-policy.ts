@@ -1,0 +1,24 @@
+import type { ServiceKind } from '../../pki/spiffe.js';
+
+/**
+ * Who may call what on the security service's control-plane listener (links:mtls), by the kind in
+ * the caller's SPIFFE id: every part reads the feeds it follows; only the gateway relays logins;
+ * the watchman only proves that the service is there. No admin route is served here at all: they
+ * stay on the plain listener, behind the lab token only the CLI holds.
+ */
+const POLICY: Readonly<Record<string, readonly ServiceKind[]>> = Object.freeze({
+  'GET /healthz': ['gateway', 'service', 'supervisor'],
+  'GET /v1/keys': ['gateway', 'service'],
+  'GET /v1/services': ['gateway', 'service'],
+  'GET /v1/revocations': ['gateway', 'service'],
+  'POST /v1/auth/challenge': ['gateway'],
+  'POST /v1/auth/verify': ['gateway'],
+});
+
+/** The routes the control-plane listener serves (`METHOD /path`). */
+export const CONTROL_PLANE_ROUTES = Object.keys(POLICY);
+
+/** Whether a caller of this kind may call `route` (`METHOD /path` as registered), else refused. */
+export function mayCallControlPlane(route: string, kind: ServiceKind): boolean {
+  return Object.hasOwn(POLICY, route) && (POLICY[route] as readonly ServiceKind[]).includes(kind);
+}

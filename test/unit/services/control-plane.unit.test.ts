@@ -1,0 +1,238 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Agent, request } from 'undici';
+import { describe, expect, it } from 'vitest';
+import { jwkThumbprint } from '../../../src/crypto/thumbprint.js';
+import { MutualTls } from '../../../src/defences/links.js';
+import { defencesFor } from '../../../src/defences/presets.js';
+import { isTlsFailure } from '../../../src/kernel/tls-failure.js';
+import { createLabCa, type LabCa } from '../../../src/pki/ca.js';
+import { issueServiceCertificate } from '../../../src/pki/identity.js';
+import { clientTlsConnector, serverTlsOptions } from '../../../src/pki/mtls.js';
+import type { ServiceKind } from '../../../src/pki/spiffe.js';
+import { RevocationFeed } from '../../../src/services/revocation-feed.js';
+import { buildSecurityApps } from '../../../src/services/security/app.js';
+import { mayCallControlPlane } from '../../../src/services/security/control-plane-policy.js';
+import { ServiceRegistry } from '../../../src/services/security/registry.js';
+import { RevocationBook } from '../../../src/services/security/revocations.js';
+import { SecurityClient } from '../../../src/services/security-client.js';
+import { openLabStore } from '../../../src/store/open.js';
+import { addUser } from '../../../src/users/users.js';
+
+const LAB = 'ab12cd34';
+const TOKEN = 'lab-token-for-tests-0123456789';
+
+describe('the control-plane policy (route by the caller’s SPIFFE kind)', () => {
+  it('lets every part read the feeds, only the gateway relay logins, the watchman only check health', () => {
+    for (const route of ['GET /v1/keys', 'GET /v1/services', 'GET /v1/revocations']) {
+      expect(mayCallControlPlane(route, 'gateway')).toBe(true);
+      expect(mayCallControlPlane(route, 'service')).toBe(true);
+      expect(mayCallControlPlane(route, 'supervisor')).toBe(false);
+      expect(mayCallControlPlane(route, 'security')).toBe(false);
+    }
+    for (const route of ['POST /v1/auth/challenge', 'POST /v1/auth/verify']) {
+      expect(mayCallControlPlane(route, 'gateway')).toBe(true);
+      expect(mayCallControlPlane(route, 'service')).toBe(false);
+    }
+    expect(mayCallControlPlane('GET /healthz', 'supervisor')).toBe(true);
+    for (const kind of ['gateway', 'service', 'supervisor'] as ServiceKind[]) {
+      expect(mayCallControlPlane('POST /v1/admin/users', kind)).toBe(false);
+      expect(mayCallControlPlane('POST /v1/admin/services/:name/quarantine', kind)).toBe(false);
+      expect(mayCallControlPlane('POST /v1/services/:name/self-report', kind)).toBe(false);
+    }
+  });
+});
+
+async function start() {
+  const dir = await mkdtemp(join(tmpdir(), 'tms-cp-'));
+  const store = openLabStore(join(dir, 'home'));
+  await addUser(store, { name: 'bob', role: 'analyst', password: 'bob-pw' });
+  const registry = new ServiceRegistry(store, 'measured');
+  await registry.load();
+  const revocations = new RevocationBook(store);
+  await revocations.load();
+  const ca = await createLabCa({ labId: LAB });
+  const signing = generateKeyPairSync('ed25519');
+  const identity = await issueServiceCertificate(ca, { name: 'security', kind: 'security' });
+  const { app, control } = buildSecurityApps(
+    {
+      labId: LAB,
+      defences: defencesFor('trusted'),
+      store,
+      registry,
+      revocations,
+      signingKey: { kid: jwkThumbprint(signing.publicKey), privateKey: signing.privateKey },
+      sealKey: Buffer.alloc(32, 3),
+      labToken: TOKEN,
+      ca,
+      ticketTtlSeconds: 600,
+      challengeTtlSeconds: 30,
+    },
+    serverTlsOptions(identity, ca.certPem),
+  );
+  if (!control) throw new Error('no control plane');
+  await control.listen({ host: '127.0.0.1', port: 0 });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const portOf = (a: typeof app) => (a.server.address() as { port: number }).port;
+  const agents: Agent[] = [];
+  const as = async (name: string, kind: ServiceKind, from: LabCa = ca) => {
+    const own = await issueServiceCertificate(from, { name, kind });
+    const agent = new Agent({ connect: new MutualTls(own, from.certPem).connectControlPlane() });
+    agents.push(agent);
+    return agent;
+  };
+  return {
+    ca,
+    revocations,
+    controlUrl: `https://127.0.0.1:${portOf(control)}`,
+    plainUrl: `http://127.0.0.1:${portOf(app)}`,
+    as,
+    async [Symbol.asyncDispose]() {
+      await Promise.all(agents.map((a) => a.destroy()));
+      await Promise.all([app.close(), control.close()]);
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function get(url: string, dispatcher: Agent, headers: Record<string, string> = {}) {
+  const r = await request(url, { dispatcher, headers });
+  return { status: r.statusCode, body: (await r.body.json()) as { code?: string } };
+}
+
+describe('the control-plane listener (links:mtls)', () => {
+  it('serves the feeds to a part by its certificate, and no admin route to anyone', async () => {
+    await using env = await start();
+    const orders = await env.as('orders', 'service');
+    expect((await get(`${env.controlUrl}/v1/keys`, orders)).status).toBe(200);
+    expect((await get(`${env.controlUrl}/v1/services`, orders)).status).toBe(200);
+    // a service relays no login
+    const relay = await request(`${env.controlUrl}/v1/auth/challenge`, {
+      dispatcher: orders,
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    });
+    expect(relay.statusCode).toBe(403);
+    expect(((await relay.body.json()) as { code: string }).code).toBe('PEER_CERTIFICATE_INVALID');
+    // admin routes are not there, not even with the lab token
+    const gateway = await env.as('gateway', 'gateway');
+    const admin = await request(`${env.controlUrl}/v1/admin/users`, {
+      dispatcher: gateway,
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
+      body: JSON.stringify({ name: 'mallory', role: 'admin', password: 'pw' }),
+    });
+    expect(admin.statusCode).toBe(404);
+    await admin.body.dump();
+    // the watchman checks health only
+    const watchman = await env.as('supervisor', 'supervisor');
+    expect((await get(`${env.controlUrl}/healthz`, watchman)).status).toBe(200);
+    expect((await get(`${env.controlUrl}/v1/keys`, watchman)).status).toBe(403);
+  });
+
+  it('refuses a client without a lab-CA certificate in the handshake', async () => {
+    await using env = await start();
+    const other = await createLabCa({ labId: LAB });
+    const stranger = new Agent({
+      connect: clientTlsConnector(
+        await issueServiceCertificate(other, { name: 'gateway', kind: 'gateway' }),
+        env.ca.certPem,
+        'security',
+        'security',
+      ),
+    });
+    await expect(request(`${env.controlUrl}/v1/keys`, { dispatcher: stranger })).rejects.toThrow();
+    await stranger.destroy();
+  });
+
+  it('counts a confirmation only from the certificate of the part it names; the plain port never', async () => {
+    await using env = await start();
+    const gateway = await env.as('gateway', 'gateway');
+    const orders = await env.as('orders', 'service');
+    const version = env.revocations.list().version;
+    const epoch = version.split('.')[0];
+    const held = request(
+      `${env.controlUrl}/v1/revocations?since=${encodeURIComponent(version)}&part=gateway`,
+      {
+        dispatcher: gateway,
+      },
+    );
+    while (env.revocations.listening === 0) await new Promise((r) => setTimeout(r, 10));
+    // forged: on the plain port (no certificate) and with another part's certificate
+    await (await request(`${env.plainUrl}/v1/revocations?since=${epoch}.999999&part=gateway`)).body.dump();
+    await (
+      await request(`${env.controlUrl}/v1/revocations?since=${epoch}.999999&part=gateway`, {
+        dispatcher: orders,
+      })
+    ).body.dump();
+    const revoke = await request(`${env.plainUrl}/v1/admin/users/bob/revoke`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    const r = (await revoke.body.json()) as { propagation: { parts: number; confirmed: number } };
+    await (await held).body.dump();
+    expect(r.propagation).toMatchObject({ parts: 1, confirmed: 0 });
+  });
+
+  it('a real feed over the control plane confirms', async () => {
+    await using env = await start();
+    const gateway = await env.as('gateway', 'gateway');
+    const feed = new RevocationFeed(env.controlUrl, { part: 'gateway', dispatcher: gateway });
+    await feed.start();
+    try {
+      while (env.revocations.listening === 0) await new Promise((r) => setTimeout(r, 10));
+      const revoke = await request(`${env.plainUrl}/v1/admin/users/bob/revoke`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${TOKEN}` },
+      });
+      const r = (await revoke.body.json()) as { propagation: { parts: number; confirmed: number } };
+      expect(r.propagation).toMatchObject({ parts: 1, confirmed: 1 });
+      expect(feed.view.userRevoked('bob')).toBe(true);
+    } finally {
+      await feed.stop();
+    }
+  });
+});
+
+describe('a part facing an impostor on the control-plane address', () => {
+  it('fails closed with CONTROL_PLANE_UNTRUSTED and sends it nothing', async () => {
+    const ca = await createLabCa({ labId: LAB });
+    const own = await issueServiceCertificate(ca, { name: 'gateway', kind: 'gateway' });
+    const agent = new Agent({ connect: new MutualTls(own, ca.certPem).connectControlPlane() });
+    let requests = 0;
+    const plain = createServer((_req, res) => {
+      requests += 1;
+      res.end('{}');
+    });
+    await new Promise<void>((r) => plain.listen(0, '127.0.0.1', r));
+    // A lab-CA certificate of another kind named "security" is not the security service either.
+    const service = await issueServiceCertificate(ca, { name: 'security', kind: 'service' });
+    const https = await import('node:https');
+    const lookalike = https.createServer(serverTlsOptions(service, ca.certPem), (_req, res) => {
+      requests += 1;
+      res.end('{}');
+    });
+    await new Promise<void>((r) => lookalike.listen(0, '127.0.0.1', r));
+    try {
+      for (const server of [plain, lookalike]) {
+        const url = `https://127.0.0.1:${(server.address() as { port: number }).port}`;
+        const client = new SecurityClient(url, undefined, agent);
+        const err = await client.ticketVerifier('trusted').catch((e: unknown) => e);
+        expect(err).toMatchObject({ code: 'CONTROL_PLANE_UNTRUSTED' });
+        expect(isTlsFailure((err as { cause?: unknown }).cause)).toBe(true);
+        const feed = new RevocationFeed(url, { part: 'gateway', dispatcher: agent });
+        await expect(feed.start(500)).rejects.toMatchObject({ code: 'CONTROL_PLANE_UNTRUSTED' });
+      }
+      expect(requests).toBe(0);
+    } finally {
+      await agent.destroy();
+      plain.close();
+      lookalike.close();
+    }
+  });
+});
