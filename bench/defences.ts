@@ -97,6 +97,7 @@ async function inProcessFigures(): Promise<DefenceFigure[]> {
     version: 'bench',
     users: { mallory: { revoked: true, notBefore: nowS } },
     quarantined: ['ledger'],
+    untrusted: [],
   });
 
   const path = '/svc/orders/db/orders/records/ord-1';

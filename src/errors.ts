@@ -87,6 +87,8 @@ export const ERROR_CODES = {
   SERVICE_QUARANTINED: { exit: 8, http: 503 },
   /** The calling service is quarantined: its peers refuse it whatever certificate it still holds. */
   PEER_QUARANTINED: { exit: 8, http: 403 },
+  /** The calling service failed its latest attestation: its peers refuse it whatever certificate it still holds. */
+  PEER_UNTRUSTED: { exit: 8, http: 403 },
   PEER_CERTIFICATE_INVALID: { exit: 8, http: 403 },
   /**
    * What answers at the security service's control-plane address did not prove to be the security

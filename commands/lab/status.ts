@@ -26,6 +26,11 @@ export default class LabStatusCommand extends BaseCommand {
       `Lab ${status.labId}: posture ${status.posture}${status.without?.length ? ` without ${status.without.join(', ')}` : ''}, ${status.runtime}, gateway ${status.gatewayUrl}`,
     );
     this.log(`Defences: ${(status.defences ?? []).join(' ')}`);
+    if (status.identityTtlSeconds !== undefined) {
+      this.log(
+        `Identities: ${status.identityTtlSeconds} s each, renewed at half-life after a trusted measurement`,
+      );
+    }
     const { disk } = status;
     if (disk !== undefined && disk.state !== 'ok') {
       this.log(

@@ -9,6 +9,11 @@ import { closableRuntime, stopInterruptedUp } from '../../src/lab/interrupted-up
 import { passThrough } from '../../src/lab/runtimes/part-env.js';
 import { chooseRuntime, RUNTIME_CHOICES, type RuntimeChoice } from '../../src/lab/runtimes/select.js';
 import { type LabUpResult, labUp } from '../../src/lab/up.js';
+import {
+  DEFAULT_LAB_CERT_TTL_SECONDS,
+  MAX_CERT_TTL_SECONDS,
+  MIN_LAB_CERT_TTL_SECONDS,
+} from '../../src/pki/identity.js';
 
 export type LabUpCommandResult = LabUpResult;
 
@@ -23,6 +28,7 @@ export default class LabUp extends BaseCommand {
     '<%= config.bin %> <%= command.id %> --without request:bound --without limits:on --runtime process',
     '<%= config.bin %> <%= command.id %> --posture none --services 5 --json',
     '<%= config.bin %> <%= command.id %> --runtime docker',
+    '<%= config.bin %> <%= command.id %> --runtime process --identity-ttl 60',
     '<%= config.bin %> <%= command.id %> --runtime docker --base-image node:24-slim',
     'LD_PRELOAD=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 FAKETIME=-1h <%= config.bin %> <%= command.id %> --runtime process --part-env LD_PRELOAD --part-env FAKETIME',
   ];
@@ -49,6 +55,11 @@ export default class LabUp extends BaseCommand {
       description:
         "Docker: build the lab's images on this local image (e.g. node:24-slim); when it is not present locally (nothing is pulled), the host's Node is used FROM scratch",
       env: 'TRUSTED_MS_BASE_IMAGE',
+    }),
+    'identity-ttl': Flags.integer({
+      description: `trusted (links:mtls): seconds every part's identity certificate lasts; renewed at half-life, only after a trusted measurement of the service [default: ${DEFAULT_LAB_CERT_TTL_SECONDS}]`,
+      min: MIN_LAB_CERT_TTL_SECONDS,
+      max: MAX_CERT_TTL_SECONDS,
     }),
     'part-env': Flags.string({
       description:
@@ -90,6 +101,7 @@ export default class LabUp extends BaseCommand {
       posture,
       without,
       services: flags.services,
+      ...(flags['identity-ttl'] === undefined ? {} : { identityTtlSeconds: flags['identity-ttl'] }),
       ...(partEnv === undefined ? {} : { partEnv }),
       onProgress: (step) => this.logToStderr(`… ${step}`),
     }).finally(stopOnSignal);

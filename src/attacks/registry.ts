@@ -6,6 +6,7 @@ import { adminTokenTheft } from './scenarios/control-plane.admin-token-theft.js'
 import { spoofedSecurity } from './scenarios/control-plane.spoofed-security.js';
 import { loginFlood } from './scenarios/dos.login-flood.js';
 import { requestFlood } from './scenarios/dos.request-flood.js';
+import { untrustedServiceKeepsCert } from './scenarios/identity.untrusted-service-keeps-cert.js';
 import { impersonation } from './scenarios/malicious-service.impersonation.js';
 import { lateralTheft } from './scenarios/malicious-service.lateral-theft.js';
 import { lyingAttestation } from './scenarios/malicious-service.lying-attestation.js';
@@ -34,6 +35,7 @@ export const SCENARIOS: readonly Scenario[] = [
   lyingAttestation,
   swapAtRestart,
   lateralTheft,
+  untrustedServiceKeepsCert,
   impersonation,
   envInjection,
   eavesdrop,

@@ -4,6 +4,7 @@ import type { TLSSocket } from 'node:tls';
 import { TrustedMsError } from '../errors.js';
 import type { ServiceIdentity } from '../pki/identity.js';
 import { readIdentity } from '../pki/identity-files.js';
+import { IdentityFileWatch } from '../pki/identity-watch.js';
 import {
   authorizePeer,
   type ClientTlsOptions,
@@ -22,7 +23,7 @@ import type { Defences } from './presets.js';
  */
 export interface Links {
   readonly kind: Defences['links'];
-  /** the server's TLS options (client certificates required); undefined for plain HTTP */
+  /** the server's TLS options (client certificates required), as of now; undefined for plain HTTP */
   readonly serverTls: ServerTlsOptions | undefined;
   /**
    * Before a request is served: the caller's verified identity must satisfy `allowed` (mTLS), or
@@ -31,6 +32,13 @@ export interface Links {
   authorizeCaller(socket: Socket, allowed: (peer: string, kind: ServiceKind) => boolean): void;
   /** the connect options to reach `peer` (mTLS: present our identity, expect the peer's) */
   connect(peer: string): ClientTlsOptions | undefined;
+  /**
+   * `listener` runs after the part's identity was renewed: the server takes the new `serverTls`,
+   * the clients new connectors (`connect`). Returns what stops it. Never runs on plain links.
+   */
+  onRenewed(listener: () => void): () => void;
+  /** Stops following the identity files. */
+  close(): void;
   /** the connect options to reach the security service's control-plane listener (mTLS only) */
   connectControlPlane(): ClientTlsOptions | undefined;
 }
@@ -43,18 +51,32 @@ export const PLAIN_LINKS: Links = Object.freeze({
   serverTls: undefined,
   authorizeCaller: () => undefined,
   connect: () => undefined,
+  onRenewed: () => () => undefined,
+  close: () => undefined,
   connectControlPlane: () => undefined,
 });
 
 export class MutualTls implements Links {
   readonly kind = 'mtls' as const;
-  readonly serverTls: ServerTlsOptions;
+  #identity: ServiceIdentity;
+  #serverTls: ServerTlsOptions;
+  readonly #listeners = new Set<() => void>();
+  #watch: IdentityFileWatch | undefined;
 
   constructor(
-    readonly identity: ServiceIdentity,
+    identity: ServiceIdentity,
     readonly caPem: string,
   ) {
-    this.serverTls = serverTlsOptions(identity, caPem);
+    this.#identity = identity;
+    this.#serverTls = serverTlsOptions(identity, caPem);
+  }
+
+  get identity(): ServiceIdentity {
+    return this.#identity;
+  }
+
+  get serverTls(): ServerTlsOptions {
+    return this.#serverTls;
   }
 
   authorizeCaller(socket: Socket, allowed: (peer: string, kind: ServiceKind) => boolean): void {
@@ -62,7 +84,36 @@ export class MutualTls implements Links {
   }
 
   connect(peer: string): ClientTlsOptions {
-    return clientTlsConnector(this.identity, this.caPem, peer);
+    return clientTlsConnector(this.#identity, this.caPem, peer);
+  }
+
+  /** A renewed identity (same SPIFFE id): used from now on, and every listener told. */
+  renew(identity: ServiceIdentity): void {
+    if (identity.spiffeId !== this.#identity.spiffeId) {
+      throw new TrustedMsError('INVALID_INPUT', 'a renewed identity must keep its SPIFFE id');
+    }
+    const serverTls = serverTlsOptions(identity, this.caPem);
+    this.#identity = identity;
+    this.#serverTls = serverTls;
+    for (const listener of this.#listeners) listener();
+  }
+
+  onRenewed(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Takes every renewal the watchman writes into `dir` (polled, see identity-watch.ts). */
+  follow(dir: string, log?: (line: string) => void): void {
+    this.#watch?.stop();
+    this.#watch = new IdentityFileWatch(dir, this.#identity, (identity) => this.renew(identity), {
+      ...(log ? { log } : {}),
+    });
+  }
+
+  close(): void {
+    this.#watch?.stop();
+    this.#watch = undefined;
   }
 
   connectControlPlane(): ClientTlsOptions {
@@ -70,14 +121,20 @@ export class MutualTls implements Links {
   }
 }
 
-/** The links of a part with these defences, from the identity files its config names. */
+/**
+ * The links of a part with these defences, from the identity files its config names; with mTLS
+ * they follow those files, so a renewed identity is used without a restart.
+ */
 export async function linksFor(
   choice: Defences['links'],
   files: { identityDir?: string | undefined; caFile?: string | undefined },
+  log?: (line: string) => void,
 ): Promise<Links> {
   if (choice === 'plain') return PLAIN_LINKS;
   if (!files.identityDir || !files.caFile) {
     throw new TrustedMsError('INVALID_INPUT', 'mTLS links need identityDir and caFile in the part config');
   }
-  return new MutualTls(await readIdentity(files.identityDir), readFileSync(files.caFile, 'utf8'));
+  const links = new MutualTls(await readIdentity(files.identityDir), readFileSync(files.caFile, 'utf8'));
+  links.follow(files.identityDir, log);
+  return links;
 }

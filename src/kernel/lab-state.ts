@@ -72,6 +72,8 @@ export interface LabState {
   startedAt: string;
   gatewayUrl: string;
   securityUrl: string;
+  /** links:mtls: how long every part's identity lasts before its renewal (`lab up --identity-ttl`) */
+  identityTtlSeconds?: number;
   parts: PartState[];
 }
 

@@ -40,6 +40,8 @@ export interface SecurityPartConfig extends CommonPartConfig {
   sealKeyFile: string;
   /** links:mtls: the lab CA folder (ca.pem, ca-key.pem) */
   caDir?: string;
+  /** links:mtls: how long the identities it issues last (`lab up --identity-ttl`) */
+  identityTtlSeconds?: number;
   /** credentials:secret: the digests of every part's own credential, by part name */
   partCredentialIndexFile?: string;
   /** links:mtls: the port of the control-plane listener (TLS 1.3, client certificates required) */

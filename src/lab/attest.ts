@@ -3,8 +3,10 @@ import { isTrustedMsError, TrustedMsError } from '../errors.js';
 import { jsonRequest } from '../kernel/http-client.js';
 import { type LabState, labDir, type PartState, requireLabState } from '../kernel/lab-state.js';
 import { readSecret } from '../kernel/part-config.js';
+import type { ServiceIdentity } from '../pki/spiffe.js';
 import type { Runtime } from './runtimes/runtime.js';
 import { runtimeFor } from './runtimes/select.js';
+import type { UnmeasuredHolder } from './supervisor/renewal.js';
 
 export interface ServiceAttestation {
   name: string;
@@ -142,24 +144,61 @@ export async function verifyParts(
   parts: PartState[],
   runtime?: Runtime,
 ): Promise<ServiceAttestation[]> {
+  return (await measureAndReport(home, state, parts, false, runtime)).services;
+}
+
+/**
+ * As verifyParts, and (links:mtls) a new identity for each part whose measurement just passed and
+ * that is not quarantined: the security service decides, from this very measurement. What the
+ * watchman's renewals ask (src/lab/supervisor/renewal.ts).
+ */
+export async function verifyPartsForIdentity(
+  home: string,
+  state: LabState,
+  parts: PartState[],
+  runtime?: Runtime,
+): Promise<{ services: ServiceAttestation[]; identities: Record<string, ServiceIdentity> }> {
+  return measureAndReport(home, state, parts, true, runtime);
+}
+
+async function measureAndReport(
+  home: string,
+  state: LabState,
+  parts: PartState[],
+  issueIdentity: boolean,
+  runtime?: Runtime,
+): Promise<{ services: ServiceAttestation[]; identities: Record<string, ServiceIdentity> }> {
   const rt = runtime ?? (await runtimeFor(state.runtime));
   const { measured, deferred } = await measureAll(rt, parts);
   const reported =
     measured.length === 0
-      ? []
-      : (
-          await jsonRequest<{ services: ServiceAttestation[] }>(
-            `${state.securityUrl}/v1/admin/attestations`,
-            {
-              token: labToken(home),
-              body: { reports: measured },
-            },
-          )
-        ).services;
-  return [
-    ...(await Promise.all(reported.map((s) => explained(rt, parts, s)))),
-    ...deferred.map((d): ServiceAttestation => ({ name: d.name, state: 'unknown', deferred: d.reason })),
-  ];
+      ? { services: [], identities: {} }
+      : await jsonRequest<{ services: ServiceAttestation[]; identities?: Record<string, ServiceIdentity> }>(
+          `${state.securityUrl}/v1/admin/attestations`,
+          {
+            token: labToken(home),
+            body: { reports: measured, ...(issueIdentity ? { issueIdentity } : {}) },
+          },
+        );
+  return {
+    services: [
+      ...(await Promise.all(reported.services.map((s) => explained(rt, parts, s)))),
+      ...deferred.map((d): ServiceAttestation => ({ name: d.name, state: 'unknown', deferred: d.reason })),
+    ],
+    identities: reported.identities ?? {},
+  };
+}
+
+/** links:mtls: a new identity for the gateway (not a measured part: the security service issues it as asked). */
+export async function renewUnmeasuredIdentity(
+  home: string,
+  state: LabState,
+  kind: UnmeasuredHolder,
+): Promise<ServiceIdentity> {
+  return jsonRequest<ServiceIdentity>(`${state.securityUrl}/v1/admin/identities/${kind}`, {
+    method: 'POST',
+    token: labToken(home),
+  });
 }
 
 /** An untrusted service's verdict with the fields that differ; any other as it is. */

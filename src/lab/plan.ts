@@ -59,7 +59,7 @@ export interface LabPlan {
   sink: PlannedPart<SinkPartConfig>;
   services: PlannedService[];
   gateway: PlannedPart<GatewayPartConfig>;
-  /** the watchman: on processes (restarts) and with measured attestation (re-measures) */
+  /** the watchman: on processes (restarts), with measured attestation (re-measures), with mTLS (renewals) */
   supervisor?: PlannedPart<SupervisorPartConfig>;
   /** how the CLI on this host reaches the security service and the gateway */
   securityUrl: string;
@@ -87,6 +87,8 @@ export interface LabPlanInput {
   placements: ReadonlyMap<string, PartPlacement>;
   secrets: { labTokenFile: string; ticketKeyFile: string; sealKeyFile: string };
   attestIntervalSeconds?: number;
+  /** links:mtls: how long every part's identity lasts (renewed at half-life) */
+  identityTtlSeconds?: number;
   /** the operator's pass-through to every part (`lab up --part-env`) */
   partEnv?: Record<string, string>;
 }
@@ -182,6 +184,9 @@ export function planLab(input: LabPlanInput): LabPlan {
     ticketKeyFile: secrets.ticketKeyFile,
     sealKeyFile: secrets.sealKeyFile,
     ...(mtls ? { caDir } : {}),
+    ...(mtls && input.identityTtlSeconds !== undefined
+      ? { identityTtlSeconds: input.identityTtlSeconds }
+      : {}),
     ...(ownCredentials ? { partCredentialIndexFile: partCredentialIndexFileOf(dir) } : {}),
     ...(control ? { controlPort: control.port } : {}),
     gatewayUrl: gatewayAt.url,
@@ -243,9 +248,10 @@ export function planLab(input: LabPlanInput): LabPlan {
   const securityUrl = securityAt.hostUrl ?? securityAt.url;
   const gatewayUrl = gatewayAt.hostUrl ?? gatewayAt.url;
 
-  // The watchman brings a dead part back (process runtime; Docker has its restart policy) and, with
-  // measured attestation, re-measures the services on an interval (the runtime, not them).
-  const watchman = defences.attestation === 'measured' || input.runtimeKind === 'process';
+  // The watchman brings a dead part back (process runtime; Docker has its restart policy), with
+  // measured attestation re-measures the services on an interval (the runtime, not them), and with
+  // mTLS renews the identities, which last minutes.
+  const watchman = defences.attestation === 'measured' || input.runtimeKind === 'process' || mtls;
   const supervisorConfig: SupervisorPartConfig = {
     ...common(securityAt),
     host: '127.0.0.1',

@@ -33,6 +33,8 @@ export interface LabStatus {
   runtime?: string;
   gatewayUrl?: string;
   startedAt?: string;
+  /** links:mtls: how long each part's identity lasts (renewed at half-life by the watchman) */
+  identityTtlSeconds?: number;
   parts: PartStatus[];
   /** the disk under the lab home: a full or read-only one refuses logins and admin writes */
   disk?: DiskCondition;
@@ -74,6 +76,7 @@ export async function labStatus(home: string, given?: Runtime): Promise<LabStatu
     runtime: state.runtime,
     gatewayUrl: state.gatewayUrl,
     startedAt: state.startedAt,
+    ...(state.identityTtlSeconds === undefined ? {} : { identityTtlSeconds: state.identityTtlSeconds }),
     parts,
     ...(disk ? { disk } : {}),
   };

@@ -12,7 +12,7 @@ import { jsonRequest } from '../kernel/http-client.js';
 import { type LabState, labDir, type PartState, readLabState, writeLabState } from '../kernel/lab-state.js';
 import { labTopology, selectServices } from '../kernel/topology.js';
 import { createLabCa, saveLabCa } from '../pki/ca.js';
-import { issueServiceCertificate, type ServiceIdentity } from '../pki/identity.js';
+import { issueServiceCertificate, labIdentityTtl, type ServiceIdentity } from '../pki/identity.js';
 import { writeIdentity } from '../pki/identity-files.js';
 import { clientTlsConnector } from '../pki/mtls.js';
 import { requireRoomForLab } from './disk.js';
@@ -43,6 +43,11 @@ export interface LabUpOptions {
    * nothing of the CLI's environment reaches a part otherwise (src/lab/runtimes/part-env.ts).
    */
   partEnv?: Record<string, string>;
+  /**
+   * links:mtls: how long an identity lasts (`lab up --identity-ttl`, default
+   * DEFAULT_LAB_CERT_TTL_SECONDS); the watchman renews each at half-life after a trusted measurement.
+   */
+  identityTtlSeconds?: number;
 }
 
 export interface LabUpResult {
@@ -87,6 +92,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
   const started = performance.now();
   const startedAt = new Date().toISOString();
   const progress = opts.onProgress ?? (() => undefined);
+  const identityTtlSeconds = labIdentityTtl(opts.identityTtlSeconds);
   const runtime = opts.runtime ?? new ProcessRuntime();
   await assertPrivateHome(opts.home);
   const existing = await readLabState(opts.home);
@@ -151,6 +157,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
       ? {}
       : { attestIntervalSeconds: opts.attestIntervalSeconds }),
     ...(opts.partEnv === undefined ? {} : { partEnv: opts.partEnv }),
+    identityTtlSeconds,
   });
   await createPartCredentials(dir, plan.credentialParts);
   const ca = mtls ? await createLabCa({ labId }) : undefined;
@@ -172,6 +179,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     startedAt,
     gatewayUrl: plan.gatewayUrl,
     securityUrl: plan.securityUrl,
+    ...(mtls ? { identityTtlSeconds } : {}),
     parts,
   });
   const healthTimeout = opts.healthTimeoutMs ?? 20_000;
@@ -250,7 +258,11 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
 
     // 4. the services, all at once
     const gatewayIdentity = ca
-      ? await issueServiceCertificate(ca, { name: 'gateway', kind: 'gateway' })
+      ? await issueServiceCertificate(ca, {
+          name: 'gateway',
+          kind: 'gateway',
+          ttlSeconds: identityTtlSeconds,
+        })
       : undefined;
     if (gatewayIdentity) await writeIdentity(plan.gatewayIdentityDir, gatewayIdentity);
     progress(`starting ${launches.length} services`);
@@ -313,7 +325,11 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
       if (ca && plan.supervisor.config.identityDir) {
         await writeIdentity(
           plan.supervisor.config.identityDir,
-          await issueServiceCertificate(ca, { name: 'supervisor', kind: 'supervisor' }),
+          await issueServiceCertificate(ca, {
+            name: 'supervisor',
+            kind: 'supervisor',
+            ttlSeconds: identityTtlSeconds,
+          }),
         );
       }
       parts.push(await runtime.start(await writeConfig(plan.supervisor)));

@@ -8,8 +8,15 @@ import type { ServiceIdentity } from './spiffe.js';
 export const IDENTITY_CERT_FILE = 'cert.pem';
 export const IDENTITY_KEY_FILE = 'key.pem';
 
-/** Writes a part's identity where it will read it at start: key 0600, folder 0700. */
-export async function writeIdentity(dir: string, identity: ServiceIdentity): Promise<void> {
+/**
+ * Writes a part's identity where it reads it, at start and on renewal: key 0600, folder 0700, each
+ * file replaced atomically, the key first, so that a new certificate never comes with the old key
+ * (a reader checks that the two match: src/pki/identity-watch.ts).
+ */
+export async function writeIdentity(
+  dir: string,
+  identity: Pick<ServiceIdentity, 'certPem' | 'keyPem'>,
+): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const put = async (name: string, content: string, mode: number): Promise<void> => {
     const file = join(dir, name);

@@ -12,9 +12,35 @@ import {
   spiffeId,
 } from './spiffe.js';
 
+/** What `issueServiceCertificate` gives when not told (the attacks' rogue certificates, tests). */
 export const DEFAULT_CERT_TTL_SECONDS = 3600;
+/**
+ * A lab's identities: minutes, not hours. Each is renewed at half-life only after a fresh trusted
+ * measurement (src/lab/supervisor/renewal.ts), so this bounds how long a certificate outlives a
+ * lost trust when everything else fails. `lab up --identity-ttl` sets it per lab.
+ */
+export const DEFAULT_LAB_CERT_TTL_SECONDS = 300;
 export const MAX_CERT_TTL_SECONDS = 86_400;
-const CLOCK_SKEW_MS = 60_000;
+/**
+ * Shortest lifetime `lab up` accepts: renewal looks every second and then measures, asks and
+ * writes (well under a second here); ten seconds leave a half-life of five for that and a reload.
+ */
+export const MIN_LAB_CERT_TTL_SECONDS = 10;
+/** A certificate is valid from this long before its issue, for clocks a little behind. */
+export const CLOCK_SKEW_MS = 60_000;
+
+/** A lab's identity lifetime, checked: INVALID_INPUT unless whole seconds in the range lab up accepts. */
+export function labIdentityTtl(seconds: number | undefined): number {
+  const ttl = seconds ?? DEFAULT_LAB_CERT_TTL_SECONDS;
+  if (!Number.isInteger(ttl) || ttl < MIN_LAB_CERT_TTL_SECONDS || ttl > MAX_CERT_TTL_SECONDS) {
+    throw new TrustedMsError(
+      'INVALID_INPUT',
+      `an identity lifetime is a whole number of seconds from ${MIN_LAB_CERT_TTL_SECONDS} to ${MAX_CERT_TTL_SECONDS}`,
+      { actions: [`for example --identity-ttl ${DEFAULT_LAB_CERT_TTL_SECONDS}`] },
+    );
+  }
+  return ttl;
+}
 /**
  * Issues a short-lived identity certificate for a service whose attestation passed: a fresh P-256
  * key each time, SAN dNSName = name and URI = its SPIFFE id, EKU serverAuth + clientAuth, valid

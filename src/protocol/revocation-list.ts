@@ -15,6 +15,11 @@ export interface RevocationList {
   users: Record<string, UserEntry>;
   /** quarantined service names */
   quarantined: string[];
+  /**
+   * Services whose latest attestation did not pass (attestation enforced only): their peers refuse
+   * them at once, whatever certificate they still hold, as the gateway refuses to route to them.
+   */
+  untrusted: string[];
 }
 
 export interface UserEntry {
@@ -30,17 +35,18 @@ const NAME_RE = /^[a-z][a-z0-9._-]{0,63}$/;
 const MAX_ENTRIES = 100_000;
 
 export function emptyRevocationList(): RevocationList {
-  return { version: '', users: {}, quarantined: [] };
+  return { version: '', users: {}, quarantined: [], untrusted: [] };
 }
 
 /** Checks a list received over the network; INVALID_INPUT when it is not one. */
 export function parseRevocationList(x: unknown): RevocationList {
   const bad = (why: string) => new TrustedMsError('INVALID_INPUT', `revocation list is invalid: ${why}`);
   if (typeof x !== 'object' || x === null) throw bad('not an object');
-  const { version, users, quarantined } = x as Record<string, unknown>;
+  const { version, users, quarantined, untrusted } = x as Record<string, unknown>;
   if (typeof version !== 'string' || !VERSION_RE.test(version)) throw bad('version');
   if (typeof users !== 'object' || users === null || Array.isArray(users)) throw bad('users');
   if (!Array.isArray(quarantined) || quarantined.length > MAX_ENTRIES) throw bad('quarantined');
+  if (!Array.isArray(untrusted) || untrusted.length > MAX_ENTRIES) throw bad('untrusted');
   const outUsers: RevocationList['users'] = Object.create(null);
   const entries = Object.entries(users);
   if (entries.length > MAX_ENTRIES) throw bad('users');
@@ -63,8 +69,15 @@ export function parseRevocationList(x: unknown): RevocationList {
     }
     outUsers[name] = entry;
   }
-  for (const q of quarantined) if (typeof q !== 'string' || !NAME_RE.test(q)) throw bad('service name');
-  return { version, users: outUsers, quarantined: [...quarantined] as string[] };
+  for (const q of [...quarantined, ...untrusted]) {
+    if (typeof q !== 'string' || !NAME_RE.test(q)) throw bad('service name');
+  }
+  return {
+    version,
+    users: outUsers,
+    quarantined: [...quarantined] as string[],
+    untrusted: [...untrusted] as string[],
+  };
 }
 
 /**
@@ -75,6 +88,7 @@ export class RevocationView {
   #version = '';
   #users = new Map<string, UserEntry>();
   #quarantined = new Set<string>();
+  #untrusted = new Set<string>();
 
   get version(): string {
     return this.#version;
@@ -83,6 +97,7 @@ export class RevocationView {
   replace(list: RevocationList): void {
     this.#users = new Map(Object.entries(list.users));
     this.#quarantined = new Set(list.quarantined);
+    this.#untrusted = new Set(list.untrusted);
     this.#version = list.version;
   }
 
@@ -108,5 +123,10 @@ export class RevocationView {
 
   quarantined(service: string): boolean {
     return this.#quarantined.has(service);
+  }
+
+  /** Its latest attestation did not pass: not to be served as a caller, whatever its certificate says. */
+  untrusted(service: string): boolean {
+    return this.#untrusted.has(service);
   }
 }

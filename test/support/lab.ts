@@ -9,6 +9,7 @@ import type { LabState } from '../../src/kernel/lab-state.js';
 import { labDown } from '../../src/lab/down.js';
 import { startLab as startRunningLab } from '../../src/lab/running-lab.js';
 import type { Runtime } from '../../src/lab/runtimes/runtime.js';
+import type { LabUpOptions } from '../../src/lab/up.js';
 import { openLabStore } from '../../src/store/open.js';
 import { openUserAdmin } from '../../src/users/admin.js';
 import { keygenForUser } from '../../src/users/keygen.js';
@@ -38,7 +39,12 @@ export interface RunningLab extends AsyncDisposable {
  * A real lab (processes, or containers with a Docker runtime) in a temp home, with the test users and their keys; taken down
  * and removed by `await using`, even when an assertion fails.
  */
-export async function startLab(posture: Posture, services = 20, runtime?: Runtime): Promise<RunningLab> {
+export async function startLab(
+  posture: Posture,
+  services = 20,
+  runtime?: Runtime,
+  extra: Pick<LabUpOptions, 'identityTtlSeconds'> = {},
+): Promise<RunningLab> {
   const dir = await mkdtemp(join(tmpdir(), `tms-lab-${posture}-`));
   const home = join(dir, 'home');
   const keys = join(dir, 'keys');
@@ -49,7 +55,7 @@ export async function startLab(posture: Posture, services = 20, runtime?: Runtim
   }
   let lab: Awaited<ReturnType<typeof startRunningLab>>;
   try {
-    lab = await startRunningLab({ home, posture, services, ...(runtime ? { runtime } : {}) });
+    lab = await startRunningLab({ home, posture, services, ...(runtime ? { runtime } : {}), ...extra });
   } catch (err) {
     await labDown(home, runtime).catch(() => undefined);
     await rm(dir, { recursive: true, force: true });

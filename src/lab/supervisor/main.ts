@@ -1,18 +1,32 @@
 import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { measuredByRuntime } from '../../defences/attestation.js';
 import { isAttested } from '../../defences/attestation-table.js';
-import { type LabState, type PartState, readLabState, writeLabState } from '../../kernel/lab-state.js';
+import {
+  type LabState,
+  type PartState,
+  readLabState,
+  requireLabState,
+  writeLabState,
+} from '../../kernel/lab-state.js';
 import { readPartConfig } from '../../kernel/part-config.js';
-import { readIdentity } from '../../pki/identity-files.js';
+import { readIdentity, writeIdentity } from '../../pki/identity-files.js';
 import { clientTlsConnector } from '../../pki/mtls.js';
-import { type ServiceAttestation, verifyParts, verifyServices } from '../attest.js';
+import {
+  renewUnmeasuredIdentity,
+  type ServiceAttestation,
+  verifyParts,
+  verifyPartsForIdentity,
+  verifyServices,
+} from '../attest.js';
 import { restartingElsewhere } from '../restart-intent.js';
 import { ProcessRuntime } from '../runtimes/process.js';
 import type { PartLaunch } from '../runtimes/runtime.js';
 import { RestartBackoff } from './backoff.js';
 import { provesIdentity } from './identity-check.js';
+import { certificateTimes, type HeldIdentity, IdentityRenewal, RENEWAL_LOOK_MS } from './renewal.js';
 import { readRestarts, writeRestarts } from './restarts.js';
 
 /**
@@ -21,7 +35,7 @@ import { readRestarts, writeRestarts } from './restarts.js';
  * does for containers: with a growing wait and at most five times in a row, recorded for
  * `lab status`. In trusted it also measures every service's code from outside on an interval and
  * reports to the security service, and a service it brings back is measured as it is now before
- * its program runs.
+ * its program runs. With links:mtls it renews every part's identity at half-life (renewal.ts).
  */
 const config = readPartConfig('supervisor');
 const home = config.home;
@@ -30,6 +44,7 @@ const runtime = new ProcessRuntime();
 const backoff = new RestartBackoff();
 const WATCH_MS = 250;
 // links:mtls: the watchman's own identity, to tell a part from a process on its port by certificate.
+// Renewed at half-life like the others, by this watchman, which then reads it again (below).
 const identity =
   config.identityDir && config.caFile
     ? { own: await readIdentity(config.identityDir), caPem: readFileSync(config.caFile, 'utf8') }
@@ -247,9 +262,73 @@ async function attestRound(): Promise<void> {
   }
 }
 
+// links:mtls: every identity renewed at half-life, a service's only with a trusted measurement.
+const renewal =
+  config.defences.links === 'mtls'
+    ? new IdentityRenewal({
+        held: async () => heldIdentities(await readLabState(home).catch(() => undefined)),
+        current: certificateTimes,
+        renewServices: async (names) => {
+          const state = await requireLabState(home);
+          const parts = state.parts.filter((p) => p.kind === 'service' && names.includes(p.name));
+          const { services, identities } = await verifyPartsForIdentity(home, state, parts);
+          return {
+            identities,
+            states: Object.fromEntries(
+              services.map((s) => [s.name, s.deferred ? `not measurable: ${s.deferred}` : s.state]),
+            ),
+          };
+        },
+        renewUnmeasured: async (kind) => renewUnmeasuredIdentity(home, await requireLabState(home), kind),
+        write: async (dir, issued) => {
+          await writeIdentity(dir, issued);
+          // its own: whoListens presents the renewed one from now on
+          if (identity && dir === config.identityDir) identity.own = await readIdentity(dir);
+        },
+      })
+    : undefined;
+let renewing: Promise<void> | undefined;
+function renewRound(): void {
+  if (renewal === undefined || renewing !== undefined || stopping) return;
+  renewing = renewal
+    .round()
+    .then((outcomes) => {
+      for (const o of outcomes) {
+        log(
+          o.outcome === 'renewed'
+            ? `identity: ${o.part} renewed (serial ${o.serial}, valid until ${o.notAfter})`
+            : `identity: ${o.part} not renewed: ${o.outcome === 'refused' ? 'refused' : 'failed'} (${o.reason})`,
+        );
+      }
+    })
+    .catch((err) => log(`identity renewal round failed: ${(err as Error).message}`))
+    .finally(() => {
+      renewing = undefined;
+    });
+}
+
+/** The parts of this lab that hold an identity, and where (their config's identityDir). */
+async function heldIdentities(state: LabState | undefined): Promise<HeldIdentity[]> {
+  if (state?.labId !== config.labId) return [];
+  const held: HeldIdentity[] = [];
+  for (const part of state.parts) {
+    if (part.kind !== 'service' && part.kind !== 'gateway' && part.kind !== 'supervisor') continue;
+    const partConfig = await readFile(part.configFile, 'utf8')
+      .then((text) => JSON.parse(text) as { identityDir?: unknown })
+      .catch(() => undefined);
+    if (typeof partConfig?.identityDir === 'string') {
+      held.push({ part: part.name, kind: part.kind, dir: partConfig.identityDir });
+    }
+  }
+  return held;
+}
+
 const watcher = setInterval(watch, WATCH_MS);
 const attester = trusted ? setInterval(() => void attestRound(), config.intervalSeconds * 1000) : undefined;
-log(`watchman: restarting dead parts${trusted ? `, re-attesting every ${config.intervalSeconds} s` : ''}`);
+const renewer = renewal ? setInterval(renewRound, RENEWAL_LOOK_MS) : undefined;
+log(
+  `watchman: restarting dead parts${trusted ? `, re-attesting every ${config.intervalSeconds} s` : ''}${renewal ? ', renewing identities at half-life' : ''}`,
+);
 
 /** A restart under way finishes (and is written to the state file) before the watchman exits. */
 async function stop(): Promise<void> {
@@ -257,7 +336,9 @@ async function stop(): Promise<void> {
   stopping = true;
   clearInterval(watcher);
   if (attester) clearInterval(attester);
+  if (renewer) clearInterval(renewer);
   await busy;
+  await renewing;
   process.exit(0);
 }
 process.on('SIGTERM', () => void stop());

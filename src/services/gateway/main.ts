@@ -13,6 +13,7 @@ import { readPartConfig, readSecret } from '../../kernel/part-config.js';
 import { LabClock } from '../../protocol/lab-clock.js';
 import { DEFAULT_PROOF_WINDOW_MS, ProofVerifier } from '../../protocol/proof.js';
 import { orFailClosed } from '../fail-closed.js';
+import { RenewingDispatcher } from '../renewing-dispatcher.js';
 import { RevocationFeed } from '../revocation-feed.js';
 import { SecurityClient } from '../security-client.js';
 import { buildGateway } from './app.js';
@@ -24,7 +25,7 @@ const POLL_MS = 2000;
 
 const config = readPartConfig('gateway');
 const { defences } = config;
-const links = await linksFor(defences.links, config);
+const links = await linksFor(defences.links, config, (line) => console.log(`gateway: ${line}`));
 // With certificates (links:mtls) the gateway holds no lab token: it reaches the security service's
 // control plane with its identity; otherwise the token, and its own credential for the feed, whose
 // confirmations count only under it (src/defences/part-credentials.ts).
@@ -32,7 +33,10 @@ const labToken = config.labTokenFile ? readSecret(config.labTokenFile) : undefin
 const feedCredential = config.partCredentialFile ? readSecret(config.partCredentialFile) : labToken;
 const controlConnect = config.controlPlaneUrl ? links.connectControlPlane() : undefined;
 const controlUrl = config.controlPlaneUrl ?? config.securityUrl;
-const controlAgent = controlConnect ? new Agent({ connect: controlConnect }) : undefined;
+// Rebuilt with the renewed certificate on each renewal (like the services' pools below).
+const controlAgent = controlConnect
+  ? new RenewingDispatcher(() => new Agent({ connect: links.connectControlPlane() ?? {} }))
+  : undefined;
 const security = new SecurityClient(controlUrl, labToken, controlAgent);
 
 const fetchAttestations = async (): Promise<AttestationEntry[]> =>
@@ -43,14 +47,33 @@ const fetchAttestations = async (): Promise<AttestationEntry[]> =>
     })),
   );
 
-const pools: Pool[] = [];
-const upstreams: Record<string, Upstream> = {};
-for (const [name, url] of Object.entries(config.services)) {
+const poolFor = (name: string, url: string): Pool => {
   const connect = links.connect(name);
-  const pool = createPool(url, connect === undefined ? {} : { connect });
-  pools.push(pool);
-  upstreams[name] = poolUpstream(pool, name);
-}
+  return createPool(url, connect === undefined ? {} : { connect });
+};
+const authPoolNow = (): Pool => {
+  const connect = controlConnect ? links.connectControlPlane() : undefined;
+  return createPool(controlUrl, connect === undefined ? {} : { connect });
+};
+/** the security service's auth routes, relayed (replaced when the identity is renewed) */
+let authPool = authPoolNow();
+/** service → the pool new requests to it go through (replaced when the identity is renewed) */
+const pools = new Map(Object.entries(config.services).map(([name, url]) => [name, poolFor(name, url)]));
+const upstreams: Record<string, Upstream> = {};
+for (const name of pools.keys()) upstreams[name] = poolUpstream(() => pools.get(name) as Pool, name);
+// New connections present the renewed certificate; an old pool finishes the requests it has in
+// flight (close() waits for them) and goes.
+links.onRenewed(() => {
+  controlAgent?.renew();
+  const oldAuth = authPool;
+  authPool = authPoolNow();
+  void oldAuth.close().catch(() => undefined);
+  for (const [name, url] of Object.entries(config.services)) {
+    const old = pools.get(name);
+    pools.set(name, poolFor(name, url));
+    void old?.close().catch(() => undefined);
+  }
+});
 
 const attestation = new AttestationTable();
 // The security service's clock, followed by the feed (docs/faults.md, "Clocks").
@@ -142,10 +165,7 @@ const app = buildGateway({
     }),
     checkPassword: async (user: string, password: string) =>
       security.call<PasswordPrincipal>('POST', '/v1/internal/password', { user, password }),
-    auth: poolUpstream(
-      createPool(controlUrl, controlConnect ? { connect: controlConnect } : {}),
-      'the security service',
-    ),
+    auth: poolUpstream(() => authPool, 'the security service'),
     recheckAttestation,
     meters: metersFor(config.rateLimit),
   }),
@@ -158,7 +178,7 @@ const app = buildGateway({
 
 await app.listen({ host: config.host, port: config.port });
 console.log(
-  `gateway (${config.posture}) listening on ${config.host}:${config.port}, ${pools.length} services, ${Object.entries(
+  `gateway (${config.posture}) listening on ${config.host}:${config.port}, ${pools.size} services, ${Object.entries(
     defences,
   )
     .map(([k, v]) => `${k}:${v}`)
@@ -169,9 +189,13 @@ const stop = (): void => {
   if (poll) clearInterval(poll);
   void revocations.stop();
   setTimeout(() => process.exit(0), 1500).unref();
-  void Promise.allSettled([app.close(), ...pools.map((p) => p.destroy()), controlAgent?.destroy()]).finally(
-    () => process.exit(0),
-  );
+  links.close();
+  void Promise.allSettled([
+    app.close(),
+    ...[...pools.values()].map((p) => p.destroy()),
+    authPool.destroy(),
+    controlAgent?.stop(),
+  ]).finally(() => process.exit(0));
 };
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);

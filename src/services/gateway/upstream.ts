@@ -39,10 +39,12 @@ export const DEFAULT_POOL_OPTIONS = {
  * An Upstream over an undici Pool. A refused connection (nothing listens: the service is dead or
  * restarting), or on Docker a name that no longer resolves (the engine's DNS drops a stopped
  * container), is SERVICE_DOWN, a 503 a client may retry; every other failure (reset, timeout, too
- * big) is SERVICE_UNAVAILABLE.
+ * big) is SERVICE_UNAVAILABLE. `pool` may be a function giving the pool of the moment (a pool
+ * replaced when the gateway's identity is renewed).
  */
-export function poolUpstream(pool: Pool, name = 'the service'): Upstream {
-  const send = (opts: Parameters<Pool['request']>[0]) => pool.request(opts);
+export function poolUpstream(pool: Pool | (() => Pool), name = 'the service'): Upstream {
+  const current = typeof pool === 'function' ? pool : () => pool;
+  const send = (opts: Parameters<Pool['request']>[0]) => current().request(opts);
   return {
     async request({ method, path, headers, body }) {
       try {

@@ -1,3 +1,4 @@
+import type { Server as TlsServer } from 'node:tls';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Links } from '../../defences/links.js';
 import type { Defences } from '../../defences/presets.js';
@@ -97,6 +98,14 @@ export function buildSampleService(deps: SampleServiceDeps): FastifyInstance {
     },
   });
 
+  // A renewed identity serves new handshakes at once; connections already open keep theirs.
+  const stopRenewals = links.onRenewed(() => {
+    if (links.serverTls) (app.server as unknown as TlsServer).setSecureContext(links.serverTls);
+  });
+  app.addHook('onClose', async () => {
+    stopRenewals();
+  });
+
   app.addHook('onError', async (request, _reply, error) => {
     const code = toHttpError(error).code;
     log(`${definition.name}: refused ${request.method} ${pathOf(request.url)}: ${code}`);
@@ -108,6 +117,10 @@ export function buildSampleService(deps: SampleServiceDeps): FastifyInstance {
       // Its certificate may still be valid: a quarantine is known by name, from the feed.
       if (kind === 'service' && deps.revocations?.quarantined(peer) === true) {
         throw new TrustedMsError('PEER_QUARANTINED', `peer "${peer}" is quarantined`);
+      }
+      // Nor does a certificate outlive a failed attestation: the feed names the service at once.
+      if (kind === 'service' && deps.revocations?.untrusted(peer) === true) {
+        throw new TrustedMsError('PEER_UNTRUSTED', `peer "${peer}" has not passed attestation`);
       }
       return kind === 'gateway' || (kind === 'service' && callers.has(peer));
     });

@@ -17,6 +17,7 @@ import {
 } from '../../kernel/part-config.js';
 import { LabClock } from '../../protocol/lab-clock.js';
 import { orFailClosed } from '../fail-closed.js';
+import { RenewingDispatcher } from '../renewing-dispatcher.js';
 import { RevocationFeed } from '../revocation-feed.js';
 import { SecurityClient } from '../security-client.js';
 import { buildSampleService, type PeerClient, type SampleDefinition } from './app.js';
@@ -62,24 +63,36 @@ export async function startSampleService(hooks: SampleKitHooks = {}): Promise<vo
       ? readSecret(config.labTokenFile)
       : undefined;
 
-  const links = await linksFor(defences.links, config);
+  const links = await linksFor(defences.links, config, (line) => console.log(`${name}: ${line}`));
+  const peerAgent = (peer: string): Agent =>
+    new Agent({ connect: { ...links.connect(peer), timeout: CONNECT_TIMEOUT_MS }, ...timeouts });
+  /** peer → the agent new requests to it go through (replaced when the identity is renewed) */
+  const peerAgents = new Map(Object.keys(config.peers).map((peer) => [peer, peerAgent(peer)]));
   // links:mtls: the security service's control plane, where this service's certificate is its credential.
-  const controlConnect = config.controlPlaneUrl ? links.connectControlPlane() : undefined;
   const securityUrl = config.controlPlaneUrl ?? config.securityUrl;
-  const securityAgent = new Agent({
-    connect: { ...controlConnect, timeout: CONNECT_TIMEOUT_MS },
-    ...timeouts,
-  });
-  const agents: Agent[] = [securityAgent];
+  const controlPlane = config.controlPlaneUrl !== undefined;
+  // Rebuilt with the renewed certificate on each renewal, like the peer agents.
+  const securityAgent = new RenewingDispatcher(
+    () =>
+      new Agent({
+        connect: { ...(controlPlane ? links.connectControlPlane() : {}), timeout: CONNECT_TIMEOUT_MS },
+        ...timeouts,
+      }),
+  );
   const peers: Record<string, PeerClient> = {};
   for (const [peer, url] of Object.entries(config.peers)) {
-    const agent = new Agent({
-      connect: { ...links.connect(peer), timeout: CONNECT_TIMEOUT_MS },
-      ...timeouts,
-    });
-    agents.push(agent);
-    peers[peer] = peerClient(url, agent);
+    peers[peer] = peerClient(url, () => peerAgents.get(peer) as Agent);
   }
+  // New connections present the renewed certificate; the old agent finishes what it has in flight
+  // (close() waits for it) and goes.
+  links.onRenewed(() => {
+    securityAgent.renew();
+    for (const peer of peerAgents.keys()) {
+      const old = peerAgents.get(peer);
+      peerAgents.set(peer, peerAgent(peer));
+      void old?.close().catch(() => undefined);
+    }
+  });
 
   const security = new SecurityClient(securityUrl, credential, securityAgent);
   const ticketKind = ticketKindOf(defences.login);
@@ -121,9 +134,13 @@ export async function startSampleService(hooks: SampleKitHooks = {}): Promise<vo
 
   const stop = (): void => {
     setTimeout(() => process.exit(0), 1000).unref();
-    void Promise.allSettled([app.close(), feed?.stop(), ...agents.map((a) => a.destroy())]).finally(() =>
-      process.exit(0),
-    );
+    links.close();
+    void Promise.allSettled([
+      app.close(),
+      feed?.stop(),
+      securityAgent.stop(),
+      ...[...peerAgents.values()].map((a) => a.destroy()),
+    ]).finally(() => process.exit(0));
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
@@ -175,10 +192,15 @@ function parseDefinition(text: string, file: string): SampleDefinition {
   };
 }
 
-function peerClient(baseUrl: string, dispatcher: Dispatcher): PeerClient {
+function peerClient(baseUrl: string, dispatcher: () => Dispatcher): PeerClient {
   return {
     async get(path, headers) {
-      const res = await request(new URL(path, baseUrl), { method: 'GET', headers, dispatcher, ...timeouts });
+      const res = await request(new URL(path, baseUrl), {
+        method: 'GET',
+        headers,
+        dispatcher: dispatcher(),
+        ...timeouts,
+      });
       const text = await res.body.text();
       let body: unknown;
       try {

@@ -27,12 +27,21 @@ export async function reportAndIssue(
     ),
   );
   await ctx.onAttestation?.(ctx.registry.list()).catch(() => undefined);
+  await ctx.revocations.attestationsChanged();
   const identities: Record<string, ServiceIdentity> = {};
   if (issueIdentity && ctx.ca) {
     for (const s of statuses) {
       if (isAttested(s.state) && !ctx.revocations.quarantined(s.name))
-        identities[s.name] = await issueServiceCertificate(ctx.ca, { name: s.name });
+        identities[s.name] = await issueServiceCertificate(ctx.ca, {
+          name: s.name,
+          ...identityLifetime(ctx),
+        });
     }
   }
   return { services: statuses, identities };
+}
+
+/** The lab's identity lifetime, when `lab up` set one (`--identity-ttl`). */
+export function identityLifetime(ctx: SecurityContext): { ttlSeconds?: number } {
+  return ctx.identityTtlSeconds === undefined ? {} : { ttlSeconds: ctx.identityTtlSeconds };
 }

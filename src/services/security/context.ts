@@ -32,6 +32,8 @@ export interface SecurityDeps {
    */
   partCredentials?: PartCredentials;
   ca?: LabCa;
+  /** how long the identities it issues last (lab up gives it; default DEFAULT_CERT_TTL_SECONDS) */
+  identityTtlSeconds?: number;
   ticketTtlSeconds: number;
   challengeTtlSeconds: number;
   /** told about every attestation change, so the gateway refuses a tampered service at once */

@@ -1,13 +1,15 @@
 import { createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import type { Server as TlsServer } from 'node:tls';
 import { request } from 'undici';
 import { jwkThumbprint } from '../../crypto/thumbprint.js';
+import { enforcesAttestation } from '../../defences/attestation.js';
 import { SECURITY_SERVICE } from '../../defences/links.js';
 import { partsHoldLabToken } from '../../defences/part-credentials.js';
 import { readPartConfig, readSecret } from '../../kernel/part-config.js';
-import { loadLabCa } from '../../pki/ca.js';
-import { issueServiceCertificate } from '../../pki/identity.js';
-import { serverTlsOptions } from '../../pki/mtls.js';
+import { type LabCa, loadLabCa } from '../../pki/ca.js';
+import { DEFAULT_CERT_TTL_SECONDS, issueServiceCertificate } from '../../pki/identity.js';
+import { type ServerTlsOptions, serverTlsOptions } from '../../pki/mtls.js';
 import { homeLabClock } from '../../store/lab-clock-mark.js';
 import { openLabStore } from '../../store/open.js';
 import { buildSecurityApps } from './app.js';
@@ -25,20 +27,28 @@ const now = homeLabClock(config.home);
 const store = openLabStore(config.home, { resident: true, now: () => new Date(now()) });
 const registry = new ServiceRegistry(store, config.defences.attestation);
 await registry.load();
-const revocations = new RevocationBook(store);
+const revocations = new RevocationBook(store, {
+  namesUntrusted: enforcesAttestation(config.defences.attestation) && config.defences.links === 'mtls',
+});
 await revocations.load();
 const privateKey = createPrivateKey(readFileSync(config.ticketKeyFile, 'utf8'));
 const labToken = readSecret(config.labTokenFile);
 const ca = config.caDir ? await loadLabCa(config.caDir) : undefined;
 // links:mtls: the control-plane listener's identity, issued to itself from the lab CA at each start
-// (it holds the CA), so a restarted service proves who it is the same way.
-const controlTls =
-  ca && config.controlPort !== undefined
-    ? serverTlsOptions(
-        await issueServiceCertificate(ca, { name: SECURITY_SERVICE, kind: 'security' }),
-        ca.certPem,
-      )
-    : undefined;
+// (it holds the CA), so a restarted service proves who it is the same way. It lasts as long as the
+// identities it issues and is renewed by the service itself at half-life (below): with the library's
+// hour and no renewal, the control plane took no new connection an hour after `lab up`.
+const controlLifetime = config.identityTtlSeconds ?? DEFAULT_CERT_TTL_SECONDS;
+const controlTlsNow = async (lab: LabCa): Promise<ServerTlsOptions> =>
+  serverTlsOptions(
+    await issueServiceCertificate(lab, {
+      name: SECURITY_SERVICE,
+      kind: 'security',
+      ttlSeconds: controlLifetime,
+    }),
+    lab.certPem,
+  );
+const controlTls = ca && config.controlPort !== undefined ? await controlTlsNow(ca) : undefined;
 // The gateway holds the lab token only when the parts have nothing better: otherwise the push
 // carries none (a process on the gateway's port would collect it) and only prompts the gateway to
 // fetch the table again over the control plane.
@@ -58,6 +68,7 @@ const { app, control } = buildSecurityApps(
       ? { partCredentials: PartCredentials.fromFile(config.partCredentialIndexFile) }
       : {}),
     ...(ca ? { ca } : {}),
+    ...(config.identityTtlSeconds === undefined ? {} : { identityTtlSeconds: config.identityTtlSeconds }),
     ticketTtlSeconds: config.ticketTtlSeconds,
     challengeTtlSeconds: config.challengeTtlSeconds,
     onAttestation: async (services) => {
@@ -89,6 +100,21 @@ const { app, control } = buildSecurityApps(
 if (control && config.controlPort !== undefined)
   await control.listen({ host: config.host, port: config.controlPort });
 await app.listen({ host: config.host, port: config.port });
+
+// New connections to the control plane get the renewed certificate; open ones keep theirs (the
+// parts rebuild their connections when their own identity is renewed).
+const controlRenewal =
+  control && ca
+    ? setInterval(
+        () =>
+          void controlTlsNow(ca)
+            .then((tls) => (control.server as unknown as TlsServer).setSecureContext(tls))
+            .catch((err: Error) =>
+              console.log(`security service: control-plane certificate not renewed: ${err.message}`),
+            ),
+        (controlLifetime * 1000) / 2,
+      )
+    : undefined;
 console.log(
   `security service (${config.posture}) listening on ${config.host}:${config.port}${
     control ? `, control plane (mTLS) on ${config.host}:${config.controlPort}` : ''
@@ -96,6 +122,7 @@ console.log(
 );
 
 const stop = (): void => {
+  if (controlRenewal) clearInterval(controlRenewal);
   void Promise.allSettled([app.close(), control?.close()])
     .then(() => store.close())
     .finally(() => process.exit(0));

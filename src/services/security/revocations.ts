@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { isAttested } from '../../defences/attestation-table.js';
 import { parseRevocationList, type RevocationList } from '../../protocol/revocation-list.js';
+import type { ServiceRecord } from '../../store/schema.js';
 import type { LabStore } from '../../store/store.js';
 import type { Propagation } from '../../users/revocations.js';
 
@@ -31,19 +33,29 @@ export class RevocationBook {
   /** new at each start: a part holding an older list always gets the current one at once */
   readonly #epoch = randomBytes(6).toString('base64url');
   #n = 0;
-  #list: RevocationList = { version: `${this.#epoch}.0`, users: {}, quarantined: [] };
+  #list: RevocationList = { version: `${this.#epoch}.0`, users: {}, quarantined: [], untrusted: [] };
   readonly #waiters = new Set<Waiter>();
   /** part → the highest version number it said it holds */
   readonly #held = new Map<string, number>();
   readonly #pending = new Set<PendingConfirmation>();
 
-  constructor(store: LabStore) {
+  readonly #namesUntrusted: boolean;
+
+  /**
+   * `namesUntrusted`: the lab refuses services whose attestation did not pass (the gateway does)
+   * and its peers know a caller by its certificate (mTLS), so the list names those services for
+   * them. Otherwise nobody could act on the names (plain links), or nobody measures and every
+   * service would stay `unknown` (no attestation): the list keeps `untrusted` empty.
+   */
+  constructor(store: LabStore, opts: { namesUntrusted?: boolean } = {}) {
     this.#store = store;
+    this.#namesUntrusted = opts.namesUntrusted === true;
   }
 
   /** Reads the store and publishes what it holds; call at start and after every change. */
   async load(): Promise<void> {
-    const r = (await this.#store.data()).revocations;
+    const data = await this.#store.data();
+    const r = data.revocations;
     this.#n += 1;
     this.#list = parseRevocationList({
       version: `${this.#epoch}.${this.#n}`,
@@ -54,7 +66,28 @@ export class RevocationBook {
         ]),
       ),
       quarantined: Object.keys(r?.services ?? {}).sort(),
+      untrusted: this.#untrustedIn(data.services),
     });
+  }
+
+  /**
+   * After attestations or registrations: publishes the list again when the services it names as
+   * untrusted changed, so that peers refuse a service that just failed (or serve one that passed
+   * again) within one round trip of the feed.
+   */
+  async attestationsChanged(): Promise<void> {
+    const now = this.#untrustedIn((await this.#store.data()).services);
+    if (now.join() === this.#list.untrusted.join()) return;
+    await this.publish();
+  }
+
+  /** Registered services whose latest attestation is not a pass (the gateway's rule, isAttested). */
+  #untrustedIn(services: Record<string, ServiceRecord>): string[] {
+    if (!this.#namesUntrusted) return [];
+    return Object.values(services)
+      .filter((s) => !isAttested(s.attestation?.state))
+      .map((s) => s.name)
+      .sort();
   }
 
   list(): RevocationList {

@@ -26,6 +26,7 @@ describe('revocation list', () => {
         version: 'e.2',
         users: { bob: { notBefore: 100, revoked: false }, eve: { notBefore: 50, revoked: true } },
         quarantined: ['orders'],
+        untrusted: ['pricing'],
       }),
     );
     expect(view.ticketRevoked({ sub: 'bob', iat: 99 })).toBe(true);
@@ -36,6 +37,8 @@ describe('revocation list', () => {
     expect(view.userRevoked('bob')).toBe(false);
     expect(view.quarantined('orders')).toBe(true);
     expect(view.quarantined('catalog')).toBe(false);
+    expect(view.untrusted('pricing')).toBe(true);
+    expect(view.untrusted('orders')).toBe(false);
     expect(view.version).toBe('e.2');
   });
 
@@ -47,6 +50,9 @@ describe('revocation list', () => {
       { version: 'e.1', users: { Bob: { notBefore: 1, revoked: true } }, quarantined: [] },
       { version: 'e.1', users: { bob: { notBefore: '1', revoked: true } }, quarantined: [] },
       { version: 'e.1', users: {}, quarantined: ['../x'] },
+      { version: 'e.1', users: {}, quarantined: [], untrusted: ['../x'] },
+      { version: 'e.1', users: {}, quarantined: [], untrusted: 'orders' },
+      { version: 'e.1', users: {}, quarantined: [] },
     ]) {
       expect(() => parseRevocationList(bad)).toThrow(TrustedMsError);
     }

@@ -203,6 +203,7 @@ describe('the published list with key refusals, as a part receives it', () => {
     version: 'e.1',
     users: { alice: { notBefore: 0, revoked: false, keys } },
     quarantined: [],
+    untrusted: [],
   });
 
   it('keeps a well-formed entry and refuses a malformed one whole', () => {

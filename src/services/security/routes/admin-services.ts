@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { isAttested } from '../../../defences/attestation-table.js';
 import { TrustedMsError } from '../../../errors.js';
 import { issueServiceCertificate } from '../../../pki/identity.js';
-import { reportAndIssue } from '../attestation-report.js';
+import { identityLifetime, reportAndIssue } from '../attestation-report.js';
 import type { SecurityContext } from '../context.js';
 import { NAME } from '../schemas.js';
 
@@ -68,6 +68,7 @@ export const adminServiceRoutes: FastifyPluginAsync<SecurityContext> = async (ad
         detail: { names: services.map((s) => s.name) },
       });
       await ctx.onAttestation?.(ctx.registry.list()).catch(() => undefined);
+      await ctx.revocations.attestationsChanged();
       return { services };
     },
   );
@@ -98,6 +99,6 @@ export const adminServiceRoutes: FastifyPluginAsync<SecurityContext> = async (ad
         actions: [`trusted-ms service release ${status.name}`],
       });
     }
-    return issueServiceCertificate(ctx.ca, { name: request.params.name });
+    return issueServiceCertificate(ctx.ca, { name: request.params.name, ...identityLifetime(ctx) });
   });
 };

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { SecurityContext } from '../context.js';
+import { adminIdentityRoutes } from './admin-identities.js';
 import { adminServiceRoutes } from './admin-services.js';
 import { adminUserRoutes } from './admin-users.js';
 import { adminRevocationRoutes } from './revocations.js';
@@ -13,4 +14,5 @@ export const adminRoutes: FastifyPluginAsync<SecurityContext> = async (admin, ct
   await admin.register(adminRevocationRoutes, ctx);
   await admin.register(adminServiceRoutes, ctx);
   await admin.register(adminUserRoutes, ctx);
+  await admin.register(adminIdentityRoutes, ctx);
 };
