@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { isTrustedMsError, TrustedMsError } from '../errors.js';
 import { jsonRequest } from '../kernel/http-client.js';
-import { type LabState, labDir, type PartState, requireLabState } from '../kernel/lab-state.js';
+import { type LabState, labDir, type PartState, readLabState, requireLabState } from '../kernel/lab-state.js';
 import { readSecret } from '../kernel/part-config.js';
 import type { ServiceIdentity } from '../pki/spiffe.js';
 import type { Runtime } from './runtimes/runtime.js';
@@ -58,21 +58,31 @@ interface Measured {
  * container is being replaced) is tried once more after a pause and otherwise left out, so that
  * one replacement under way neither fails the round for the others nor counts as a verdict.
  */
-async function measureAll(runtime: Runtime, parts: PartState[]): Promise<Measured> {
+async function measureAll(
+  runtime: Runtime,
+  parts: PartState[],
+  fresh?: (name: string) => Promise<PartState | undefined>,
+): Promise<Measured> {
   const out: Measured = { measured: [], deferred: [] };
   await Promise.all(
-    parts.map(async (p) => {
-      for (let attempt = 0; ; attempt++) {
+    parts.map(async (given) => {
+      let p = given;
+      // With the lab state to read again, a record whose process is gone (a restart under way) is
+      // looked up again for a few seconds: the restart writes the new process there, or the
+      // watchman brings it back (1 s after its death) and does.
+      const attempts = fresh ? 5 : 2;
+      for (let attempt = 1; ; attempt++) {
         try {
           out.measured.push({ name: p.name, hash: await runtime.measure(p) });
           return;
         } catch (err) {
           if (!isTrustedMsError(err, 'MEASUREMENT_DEFERRED')) throw err;
-          if (attempt >= 1) {
+          if (attempt >= attempts) {
             out.deferred.push({ name: p.name, reason: err.message });
             return;
           }
           await new Promise((r) => setTimeout(r, 1000));
+          p = (await fresh?.(p.name)) ?? p;
         }
       }
     }),
@@ -133,7 +143,14 @@ export async function verifyServices(
 ): Promise<{ services: ServiceAttestation[]; durationMs: number }> {
   const t0 = performance.now();
   const state = await requireLabState(home);
-  const services = await verifyParts(home, state, pick(state, names), runtime);
+  // The parts as the state file names them now: a record whose process is gone is read again.
+  const fresh = async (name: string): Promise<PartState | undefined> => {
+    const now = await readLabState(home).catch(() => undefined);
+    return now?.labId === state.labId
+      ? now.parts.find((p) => p.name === name && p.kind === 'service')
+      : undefined;
+  };
+  const { services } = await measureAndReport(home, state, pick(state, names), false, runtime, fresh);
   return { services, durationMs: performance.now() - t0 };
 }
 
@@ -167,9 +184,10 @@ async function measureAndReport(
   parts: PartState[],
   issueIdentity: boolean,
   runtime?: Runtime,
+  fresh?: (name: string) => Promise<PartState | undefined>,
 ): Promise<{ services: ServiceAttestation[]; identities: Record<string, ServiceIdentity> }> {
   const rt = runtime ?? (await runtimeFor(state.runtime));
-  const { measured, deferred } = await measureAll(rt, parts);
+  const { measured, deferred } = await measureAll(rt, parts, fresh);
   const reported =
     measured.length === 0
       ? { services: [], identities: {} }
