@@ -43,6 +43,12 @@ describe('the control-plane policy (route by the caller’s SPIFFE kind)', () =>
       expect(mayCallControlPlane('POST /v1/admin/services/:name/quarantine', kind)).toBe(false);
       expect(mayCallControlPlane('POST /v1/services/:name/self-report', kind)).toBe(false);
     }
+    // the admin API: the CLI's and the watchman's admin identity only, and nothing else for it
+    expect(mayCallControlPlane('POST /v1/admin/users', 'admin')).toBe(true);
+    expect(mayCallControlPlane('POST /v1/admin/attestations', 'admin')).toBe(true);
+    expect(mayCallControlPlane('POST /v1/admin/services/:name/quarantine', 'admin')).toBe(true);
+    expect(mayCallControlPlane('GET /v1/revocations', 'admin')).toBe(false);
+    expect(mayCallControlPlane('POST /v1/auth/challenge', 'admin')).toBe(false);
   });
 });
 
