@@ -31,6 +31,7 @@ export interface AdminChannel {
 /** An admin identity lasts this long; renewed in-process at half-life (the watchman runs for hours). */
 const ADMIN_TTL_SECONDS = 600;
 const ADMIN_NAME = 'cli';
+const CONNECT_TIMEOUT_MS = 3000;
 
 interface Minted {
   labId: string;
@@ -67,7 +68,14 @@ async function adminDispatcher(home: string, labId: string): Promise<Dispatcher>
   });
   // Loaded here, not at the top: undici costs a CLI command's start (see http-client.ts).
   const { Agent } = await import('undici');
-  const dispatcher = new Agent({ connect: clientTlsConnector(identity, ca.certPem, 'security', 'security') });
+  const dispatcher = new Agent({
+    // A stopped (SIGSTOP) security service accepts the connection and never answers the handshake:
+    // undici's 10 s default would hold each of storeWriter's health probes that long.
+    connect: {
+      ...clientTlsConnector(identity, ca.certPem, 'security', 'security'),
+      timeout: CONNECT_TIMEOUT_MS,
+    },
+  });
   const previous = minted?.dispatcher;
   minted = { labId, dispatcher, renewAt: Date.now() + (ADMIN_TTL_SECONDS * 1000) / 2 };
   // A request still under way on the old one finishes; no new one starts there.
