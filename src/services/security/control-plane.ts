@@ -31,7 +31,9 @@ export function buildControlPlane(ctx: SecurityContext, tls: ServerTlsOptions): 
       if (isAdminRoute(route) && kind !== 'admin') hidden = true;
       return hidden || mayCallControlPlane(route, kind);
     });
-    if (hidden) throw new TrustedMsError('ROUTE_NOT_FOUND', `no route ${request.method} ${request.url}`);
+    if (hidden) {
+      throw new TrustedMsError('ROUTE_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`);
+    }
   });
   app.register(discoveryRoutes, ctx);
   app.register(revocationFeedRoutes, ctx);
