@@ -196,7 +196,7 @@ async function roundsSince(logFile: string, since: Date): Promise<number> {
 
 /** `user show <victim>` as the CLI runs it: where its lab token goes, and what it is told. */
 async function cliAdminCall(ctx: ScenarioContext): Promise<ScenarioContext['evidence']['attempts'][number]> {
-  const action = `a CLI admin call (user show ${ctx.victim.name}) with the fake in place`;
+  const action = `a CLI admin call (user show ${ctx.victim.name}) while the fake holds the address`;
   try {
     const user = await (await openUserAdmin(homeOfLab(ctx.lab))).getUser(ctx.victim.name);
     return { action, target: 'the admin API', gotData: false, note: `answered: ${user.name}` };
