@@ -72,6 +72,11 @@ export interface LabState {
   startedAt: string;
   gatewayUrl: string;
   securityUrl: string;
+  /**
+   * links:mtls, when the host can reach it (the process runtime): the security service's
+   * control-plane listener, where the CLI and the watchman call its admin API (admin-channel.ts)
+   */
+  controlPlaneUrl?: string;
   /** links:mtls: how long every part's identity lasts before its renewal (`lab up --identity-ttl`) */
   identityTtlSeconds?: number;
   parts: PartState[];

@@ -1,8 +1,7 @@
-import { join } from 'node:path';
 import { isTrustedMsError, TrustedMsError } from '../errors.js';
+import { adminChannel } from '../kernel/admin-channel.js';
 import { jsonRequest } from '../kernel/http-client.js';
-import { type LabState, labDir, type PartState, readLabState, requireLabState } from '../kernel/lab-state.js';
-import { readSecret } from '../kernel/part-config.js';
+import { type LabState, type PartState, readLabState, requireLabState } from '../kernel/lab-state.js';
 import type { ServiceIdentity } from '../pki/spiffe.js';
 import type { Runtime } from './runtimes/runtime.js';
 import { runtimeFor } from './runtimes/select.js';
@@ -42,10 +41,6 @@ function pick(state: LabState, names: string[] | 'all'): PartState[] {
     }
     return part;
   });
-}
-
-function labToken(home: string): string {
-  return readSecret(join(labDir(home), 'lab-token'));
 }
 
 interface Measured {
@@ -122,13 +117,10 @@ export async function registerParts(
   // Registering records a known-good hash: every named service must have been measured.
   const deployed = parts.map(({ codeCopy: _, manifest: __, ...p }) => p);
   const measured = requireMeasured(await measureAll(runtime ?? (await runtimeFor(state.runtime)), deployed));
-  const res = await jsonRequest<{ services: ServiceAttestation[] }>(
-    `${state.securityUrl}/v1/admin/services/register`,
-    {
-      token: labToken(home),
-      body: { services: measured },
-    },
-  );
+  const admin = await adminChannel(home, state);
+  const res = await admin.call<{ services: ServiceAttestation[] }>('/v1/admin/services/register', {
+    body: { services: measured },
+  });
   return res.services;
 }
 
@@ -191,13 +183,12 @@ async function measureAndReport(
   const reported =
     measured.length === 0
       ? { services: [], identities: {} }
-      : await jsonRequest<{ services: ServiceAttestation[]; identities?: Record<string, ServiceIdentity> }>(
-          `${state.securityUrl}/v1/admin/attestations`,
-          {
-            token: labToken(home),
-            body: { reports: measured, ...(issueIdentity ? { issueIdentity } : {}) },
-          },
-        );
+      : await (await adminChannel(home, state)).call<{
+          services: ServiceAttestation[];
+          identities?: Record<string, ServiceIdentity>;
+        }>('/v1/admin/attestations', {
+          body: { reports: measured, ...(issueIdentity ? { issueIdentity } : {}) },
+        });
   return {
     services: [
       ...(await Promise.all(reported.services.map((s) => explained(rt, parts, s)))),
@@ -213,9 +204,8 @@ export async function renewUnmeasuredIdentity(
   state: LabState,
   kind: UnmeasuredHolder,
 ): Promise<ServiceIdentity> {
-  return jsonRequest<ServiceIdentity>(`${state.securityUrl}/v1/admin/identities/${kind}`, {
+  return (await adminChannel(home, state)).call<ServiceIdentity>(`/v1/admin/identities/${kind}`, {
     method: 'POST',
-    token: labToken(home),
   });
 }
 

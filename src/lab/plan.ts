@@ -64,6 +64,8 @@ export interface LabPlan {
   /** how the CLI on this host reaches the security service and the gateway */
   securityUrl: string;
   gatewayUrl: string;
+  /** links:mtls, when the host reaches it: the control-plane listener, the admin API's channel */
+  controlPlaneUrl?: string;
   /** links:mtls: the lab CA folder, its certificate, and the gateway's identity folder */
   caDir: string;
   caFile: string;
@@ -297,6 +299,7 @@ export function planLab(input: LabPlanInput): LabPlan {
       : {}),
     securityUrl,
     gatewayUrl,
+    ...(control?.hostUrl ? { controlPlaneUrl: control.hostUrl } : {}),
     caDir,
     caFile,
     gatewayIdentityDir,

@@ -8,7 +8,7 @@ import { type Ablation, defenceList, defencesFor, labelOf } from '../defences/pr
 import { fileError } from '../disk-errors.js';
 import { errnoCode, TrustedMsError } from '../errors.js';
 import { makeDir } from '../fs-sync.js';
-import { jsonRequest } from '../kernel/http-client.js';
+import { adminChannel } from '../kernel/admin-channel.js';
 import { type LabState, labDir, type PartState, readLabState, writeLabState } from '../kernel/lab-state.js';
 import { labTopology, selectServices } from '../kernel/topology.js';
 import { createLabCa, saveLabCa } from '../pki/ca.js';
@@ -179,6 +179,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     startedAt,
     gatewayUrl: plan.gatewayUrl,
     securityUrl: plan.securityUrl,
+    ...(plan.controlPlaneUrl ? { controlPlaneUrl: plan.controlPlaneUrl } : {}),
     ...(mtls ? { identityTtlSeconds } : {}),
     parts,
   });
@@ -230,22 +231,18 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
       })),
     );
     await securityHealthy;
-    await jsonRequest(`${plan.securityUrl}/v1/admin/services/register`, {
-      token: secrets.labToken,
-      body: { services: measurements },
-    });
+    // The lab token goes where the security service proved its identity, when it can (admin-channel.ts).
+    const admin = await adminChannel(opts.home, state());
+    await admin.call('/v1/admin/services/register', { body: { services: measurements } });
     let attestation: { name: string; state: string }[] = measurements.map((m) => ({
       name: m.name,
       state: 'registered',
     }));
     if (measured || mtls) {
-      const result = await jsonRequest<{
+      const result = await admin.call<{
         services: { name: string; state: string }[];
         identities: Record<string, ServiceIdentity>;
-      }>(`${plan.securityUrl}/v1/admin/attestations`, {
-        token: secrets.labToken,
-        body: { reports: measurements, issueIdentity: mtls },
-      });
+      }>('/v1/admin/attestations', { body: { reports: measurements, issueIdentity: mtls } });
       attestation = result.services.map((s) => ({ name: s.name, state: s.state }));
       for (const s of plan.services) {
         if (s.identityDir === undefined) continue;

@@ -6,9 +6,19 @@ import type { PeerCertificate } from 'node:tls';
  * one back from a peer's certificate. No certificate library here: services import this to check
  * peers without carrying the CA's issuing code.
  */
-export type ServiceKind = 'service' | 'gateway' | 'security' | 'supervisor';
-/** `supervisor`: the watchman, which checks a restarted part by its certificate, not its port. */
-export const SERVICE_KINDS: readonly ServiceKind[] = ['service', 'gateway', 'security', 'supervisor'];
+export type ServiceKind = 'service' | 'gateway' | 'security' | 'supervisor' | 'admin';
+/**
+ * `supervisor`: the watchman, which checks a restarted part by its certificate, not its port.
+ * `admin`: the CLI and the watchman calling the admin API on the control-plane listener
+ * (src/kernel/admin-channel.ts), minted on the host from the lab CA for each use.
+ */
+export const SERVICE_KINDS: readonly ServiceKind[] = [
+  'service',
+  'gateway',
+  'security',
+  'supervisor',
+  'admin',
+];
 
 /** A service's identity: its certificate (signed by the lab CA) and the matching private key. */
 export interface ServiceIdentity {
@@ -25,7 +35,7 @@ export const SPIFFE_TRUST_DOMAIN = 'trusted-ms';
 /** Service names are DNS labels: they are also the certificate's dNSName. */
 export const SERVICE_NAME_RE = /^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 const SPIFFE_RE =
-  /^spiffe:\/\/trusted-ms\/([A-Za-z0-9][A-Za-z0-9._-]{0,63})\/(service|gateway|security|supervisor)\/([a-z0-9-]{1,63})$/;
+  /^spiffe:\/\/trusted-ms\/([A-Za-z0-9][A-Za-z0-9._-]{0,63})\/(service|gateway|security|supervisor|admin)\/([a-z0-9-]{1,63})$/;
 
 export interface SpiffeParts {
   labId: string;

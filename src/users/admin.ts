@@ -1,7 +1,5 @@
-import { join } from 'node:path';
-import { jsonRequest } from '../kernel/http-client.js';
-import { labDir, readLabState } from '../kernel/lab-state.js';
-import { readSecret } from '../kernel/part-config.js';
+import { type AdminChannel, adminChannel, requireAnswer } from '../kernel/admin-channel.js';
+import { readLabState } from '../kernel/lab-state.js';
 import { homeLabClockAtFirstUse } from '../store/lab-clock-mark.js';
 import { openLabStore } from '../store/open.js';
 import type { UserKey } from '../store/schema.js';
@@ -49,7 +47,7 @@ export interface UserAdmin {
 export async function openUserAdmin(home: string): Promise<UserAdmin> {
   const state = await readLabState(home);
   if (state && (await storeWriter(home, state)) === 'security-service') {
-    return remoteAdmin(state.securityUrl, readSecret(join(labDir(home), 'lab-token')));
+    return remoteAdmin(await adminChannel(home, state));
   }
   return localAdmin(openLabStore(home, { now: homeLabClockAtFirstUse(home) }));
 }
@@ -73,21 +71,43 @@ function localAdmin(store: LabStore): UserAdmin {
   };
 }
 
-function remoteAdmin(url: string, token: string): UserAdmin {
-  const call = <T>(path: string, method: 'GET' | 'POST' | 'DELETE', body?: unknown): Promise<T> =>
-    jsonRequest<T>(`${url}${path}`, { method, token, ...(body === undefined ? {} : { body }) });
+const USER_FIELDS = { name: 'string', role: 'string' } as const;
+
+function remoteAdmin(admin: AdminChannel): UserAdmin {
+  const call = async <T>(
+    path: string,
+    method: 'GET' | 'POST' | 'DELETE',
+    fields: Parameters<typeof requireAnswer>[1],
+    body?: unknown,
+  ): Promise<T> =>
+    requireAnswer<T>(
+      await admin.call(path, { method, ...(body === undefined ? {} : { body }) }),
+      fields,
+      `${method} ${path.replace(/\/[^/]*$/, '/…')}`,
+    );
+  const user = (name: string) => `/v1/admin/users/${encodeURIComponent(name)}`;
   return {
     via: 'security-service',
-    addUser: (input) => call('/v1/admin/users', 'POST', input),
-    removeUser: (name) => call(`/v1/admin/users/${encodeURIComponent(name)}`, 'DELETE'),
-    getUser: (name) => call(`/v1/admin/users/${encodeURIComponent(name)}`, 'GET'),
-    addKey: (name, key, replace) =>
-      call(`/v1/admin/users/${encodeURIComponent(name)}/keys`, 'POST', { key, replace }),
+    addUser: (input) => call('/v1/admin/users', 'POST', USER_FIELDS, input),
+    removeUser: (name) => call(user(name), 'DELETE', USER_FIELDS),
+    getUser: (name) => call(user(name), 'GET', USER_FIELDS),
+    addKey: (name, key, replace) => call(`${user(name)}/keys`, 'POST', USER_FIELDS, { key, replace }),
     removeKey: (name, thumbprint) =>
-      call(`/v1/admin/users/${encodeURIComponent(name)}/keys/${encodeURIComponent(thumbprint)}`, 'DELETE'),
+      call(`${user(name)}/keys/${encodeURIComponent(thumbprint)}`, 'DELETE', {
+        user: 'object',
+        removed: 'object',
+        notBefore: 'number',
+      }),
     importHtpasswd: async (text, role) =>
-      (await call<{ imported: string[] }>('/v1/admin/users/import', 'POST', { text, role })).imported,
+      (
+        await call<{ imported: string[] }>(
+          '/v1/admin/users/import',
+          'POST',
+          { imported: 'array' },
+          { text, role },
+        )
+      ).imported,
     checkPassword: (name, password) =>
-      call(`/v1/admin/users/${encodeURIComponent(name)}/check-password`, 'POST', { password }),
+      call(`${user(name)}/check-password`, 'POST', { upgraded: 'boolean' }, { password }),
   };
 }

@@ -1,8 +1,6 @@
-import { join } from 'node:path';
 import { TrustedMsError } from '../errors.js';
-import { jsonRequest } from '../kernel/http-client.js';
-import { labDir, readLabState } from '../kernel/lab-state.js';
-import { readSecret } from '../kernel/part-config.js';
+import { adminChannel, requireAnswer } from '../kernel/admin-channel.js';
+import { readLabState } from '../kernel/lab-state.js';
 import { labTopology } from '../kernel/topology.js';
 import { homeLabClockAtFirstUse } from '../store/lab-clock-mark.js';
 import { openLabStore } from '../store/open.js';
@@ -44,14 +42,23 @@ export async function openRevocationAdmin(home: string): Promise<RevocationAdmin
   };
   if (state) {
     if ((await storeWriter(home, state)) === 'security-service') {
-      const token = readSecret(join(labDir(home), 'lab-token'));
-      const call = <T>(path: string): Promise<T> =>
-        jsonRequest<T>(`${state.securityUrl}${path}`, { method: 'POST', token, body: {} });
+      const admin = await adminChannel(home, state);
+      const call = async <T>(path: string, verb: string, fields: Parameters<typeof requireAnswer>[1]) =>
+        requireAnswer<T>(await admin.call(path, { method: 'POST', body: {} }), fields, verb);
       const user = (name: string, verb: string) =>
-        call<UserRevocationResult>(`/v1/admin/users/${encodeURIComponent(name)}/${verb}`);
+        call<UserRevocationResult>(`/v1/admin/users/${encodeURIComponent(name)}/${verb}`, verb, {
+          user: 'string',
+          revoked: 'boolean',
+          notBefore: 'number',
+          changed: 'boolean',
+        });
       const service = (name: string, verb: string) => {
         requireService(name);
-        return call<QuarantineResult>(`/v1/admin/services/${encodeURIComponent(name)}/${verb}`);
+        return call<QuarantineResult>(`/v1/admin/services/${encodeURIComponent(name)}/${verb}`, verb, {
+          service: 'string',
+          quarantined: 'boolean',
+          changed: 'boolean',
+        });
       };
       return {
         via: 'security-service',

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TrustedMsError } from '../errors.js';
+import { adminChannel } from '../kernel/admin-channel.js';
 import { jsonRequest } from '../kernel/http-client.js';
 import { type LabState, readLabState } from '../kernel/lab-state.js';
 import { ownerAlive } from '../kernel/owner-process.js';
@@ -28,11 +29,20 @@ export async function storeWriter(
   state: LabState | undefined,
 ): Promise<'security-service' | 'store'> {
   if (state === undefined) return 'store';
-  const answers = () =>
-    jsonRequest(`${state.securityUrl}/healthz`, { timeoutMs: HEALTH_TIMEOUT_MS }).then(
-      () => true,
-      () => false,
-    );
+  // trusted: only the real one answers (its identity proven on the control plane); a fake on the
+  // plain port is not taken for the security service running.
+  const answers = async () => {
+    try {
+      if (state.controlPlaneUrl === undefined) {
+        await jsonRequest(`${state.securityUrl}/healthz`, { timeoutMs: HEALTH_TIMEOUT_MS });
+      } else {
+        await (await adminChannel(home, state)).call('/healthz', { timeoutMs: HEALTH_TIMEOUT_MS });
+      }
+      return true;
+    } catch {
+      return false;
+    }
+  };
   if (await answers()) return 'security-service';
   // A part with no pid here is a container: it may run, as far as this command can tell.
   const mayRun = async (pid: number | undefined) => pid === undefined || (await ownerAlive(pid, undefined));

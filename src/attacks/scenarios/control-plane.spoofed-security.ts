@@ -3,12 +3,14 @@ import { createServer, type Server } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { callService } from '../../client/call.js';
-import { TrustedMsError } from '../../errors.js';
+import { measuredByRuntime } from '../../defences/attestation.js';
+import { isTrustedMsError, TrustedMsError } from '../../errors.js';
 import type { PartState } from '../../kernel/lab-state.js';
-import type { SecurityPartConfig } from '../../kernel/part-config.js';
+import type { SecurityPartConfig, SupervisorPartConfig } from '../../kernel/part-config.js';
 import { homeOfLab } from '../../lab/restart.js';
 import { readRestarts } from '../../lab/supervisor/restarts.js';
 import { LAB_TIME_FIELD } from '../../protocol/lab-clock.js';
+import { openUserAdmin } from '../../users/admin.js';
 import { openRevocationAdmin } from '../../users/revocation-admin.js';
 import { victimSession } from '../plant.js';
 import { TARGET } from '../target.js';
@@ -16,6 +18,11 @@ import type { Scenario, ScenarioContext, Verdict } from '../types.js';
 
 /** How long the parts are left with the impostor: over two of the gateway's 2 s table polls. */
 const SPOOF_MS = 5000;
+/**
+ * With a watchman that reports measurements, at least one of its rounds more: the red team saw it
+ * hand the fake the lab token every 10 s, which a 5 s scenario never witnessed.
+ */
+const AFTER_ROUND_MS = 2000;
 /** How long the revert waits for the watchman to bring the real security service back. */
 const BACK_WITHIN_MS = 30_000;
 
@@ -26,6 +33,8 @@ interface Spoof {
   /** what reached the impostor */
   requests: number;
   tokenSeen: number;
+  /** the watchman's measurement reports that reached the fake */
+  attestationsSeen: number;
 }
 
 /**
@@ -39,9 +48,9 @@ export const spoofedSecurity: Scenario = {
   paperAttack: 5,
   technique: 'T1557',
   description:
-    "The victim is revoked (its session stays refused). The attacker kills the security service and binds a fake on its address(es) before the watchman restarts it; the fake answers every part: an empty revocation list, every service trusted, its own ticket key. The victim's revoked session is then tried through the gateway. In none and paper the parts reach the security service over plain HTTP and take whatever answers there: the gateway sends the fake the lab token and takes its empty revocation list, so the revoked session works again. In trusted the parts reach it only on its control-plane listener over mutual TLS and check its SPIFFE id: nothing is sent to the fake and the last revocation list stays in force; the watchman asks what listens there to prove it is the security service, reports the impostor in `lab status`, and does not take it for the restarted service. Revert closes the fake, lets the watchman restart the real security service, and reinstates the victim.",
+    "The victim is revoked (its session stays refused). The attacker kills the security service and binds a fake on its address(es) before the watchman restarts it; the fake answers every part: an empty revocation list, every service trusted, its own ticket key. The fake stays over one of the watchman's measurement rounds (trusted) while the operator makes an admin call through the CLI (`user show`). The victim's revoked session is then tried through the gateway. In none and paper the parts reach the security service over plain HTTP and take whatever answers there: the gateway and the CLI send the fake the lab token and the gateway takes its empty revocation list, so the revoked session works again. In trusted the parts, the watchman's reports and the CLI's admin calls reach it only on its control-plane listener over mutual TLS and check its SPIFFE id: nothing is sent to the fake and the last revocation list stays in force; the watchman asks what listens there to prove it is the security service, reports the impostor in `lab status`, and does not take it for the restarted service. Revert closes the fake, lets the watchman restart the real security service, and reinstates the victim.",
   evidence:
-    "Whether the lab token reached the fake (succeeded), whether the victim's revoked session read the customer record through the gateway (succeeded), what else reached the fake, and whether the watchman reported the impostor.",
+    "Whether the lab token reached the fake (succeeded), whether the victim's revoked session read the customer record through the gateway (succeeded), what else reached the fake, what the CLI's admin call was told, how many of the watchman's measurement rounds fell while the fake was there and how many of its reports reached it, and whether the watchman reported the impostor.",
   expected: { none: 'succeeded', paper: 'succeeded', trusted: 'blocked' },
   onlyOn: {
     runtimes: ['process'],
@@ -49,7 +58,7 @@ export const spoofedSecurity: Scenario = {
   },
 
   async setup(ctx) {
-    const spoof: Spoof = { revoked: false, fakes: [], requests: 0, tokenSeen: 0 };
+    const spoof: Spoof = { revoked: false, fakes: [], requests: 0, tokenSeen: 0, attestationsSeen: 0 };
     ctx.scratch.spoof = spoof;
     await victimSession(ctx);
     await (await openRevocationAdmin(homeOfLab(ctx.lab))).revokeUser(ctx.victim.name);
@@ -64,6 +73,8 @@ export const spoofedSecurity: Scenario = {
     const labToken = (await readFile(config.labTokenFile, 'utf8')).trim();
     const ports = [config.port, ...(config.controlPort === undefined ? [] : [config.controlPort])];
     const services = ctx.lab.parts.filter((p) => p.kind === 'service').map((p) => p.name);
+    const watchman = await watchmanOf(ctx);
+    const spoofMs = watchman.reports ? Math.max(SPOOF_MS, watchman.intervalMs + AFTER_ROUND_MS) : SPOOF_MS;
 
     if (security.pid === undefined)
       throw new TrustedMsError('LAB_NOT_RUNNING', 'the security service has no process');
@@ -71,12 +82,16 @@ export const spoofedSecurity: Scenario = {
     for (let i = 0; i < 100 && alive(security.pid); i++) await sleep(10);
     // The watchman waits 1 s before a first restart: the fake is bound well before.
     for (const port of ports) spoof.fakes.push(await impostor(port, spoof, labToken, services));
+    const spoofedAt = new Date();
     ctx.evidence.attempts.push({
       action: `kill the security service and bind a fake on its port${ports.length > 1 ? 's' : ''} ${ports.join(', ')}`,
       target: `${security.url}`,
       gotData: false,
     });
-    await sleep(SPOOF_MS);
+    // The operator meanwhile: an admin call through the CLI's own path (what `user show` does),
+    // while the parts and the watchman deal with the fake.
+    const [adminCall] = await Promise.all([cliAdminCall(ctx), sleep(spoofMs)]);
+    ctx.evidence.attempts.push(adminCall);
 
     await victimRead(ctx, "the revoked victim's session through the gateway, with the fake in place", true);
     ctx.evidence.attempts.push({
@@ -90,6 +105,11 @@ export const spoofedSecurity: Scenario = {
       requestsToFake: spoof.requests,
       labTokenSentToFake: spoof.tokenSeen,
       impostorReported: reported === undefined ? 0 : 1,
+      spoofMs: Math.round(Date.now() - spoofedAt.getTime()),
+      // how many of the watchman's measurement rounds fell while the fake was in place, and how
+      // many of its reports reached the fake
+      watchmanRounds: watchman.logFile ? await roundsSince(watchman.logFile, spoofedAt) : 0,
+      watchmanReportsToFake: spoof.attestationsSeen,
     };
   },
 
@@ -151,12 +171,54 @@ async function victimRead(ctx: ScenarioContext, action: string, counts: boolean)
   });
 }
 
+/** The watchman's rhythm: whether it reports measurements (measured attestation), how often, its log. */
+async function watchmanOf(
+  ctx: ScenarioContext,
+): Promise<{ reports: boolean; intervalMs: number; logFile?: string }> {
+  const part = ctx.lab.parts.find((p) => p.kind === 'supervisor');
+  if (part === undefined) return { reports: false, intervalMs: 0 };
+  const config = JSON.parse(await readFile(part.configFile, 'utf8')) as SupervisorPartConfig;
+  return {
+    reports: measuredByRuntime(config.defences.attestation),
+    intervalMs: config.intervalSeconds * 1000,
+    logFile: part.logFile,
+  };
+}
+
+/** The watchman's measurement rounds logged from `since` on (done, or failed: both were attempts). */
+async function roundsSince(logFile: string, since: Date): Promise<number> {
+  const text = await readFile(logFile, 'utf8').catch(() => '');
+  return text.split('\n').filter((line) => {
+    const m = /^(\S+) (attested \d+ services|attestation round failed)/.exec(line);
+    return m !== null && Date.parse(m[1] as string) >= since.getTime();
+  }).length;
+}
+
+/** `user show <victim>` as the CLI runs it: where its lab token goes, and what it is told. */
+async function cliAdminCall(ctx: ScenarioContext): Promise<ScenarioContext['evidence']['attempts'][number]> {
+  const action = `a CLI admin call (user show ${ctx.victim.name}) while the fake holds the address`;
+  try {
+    const user = await (await openUserAdmin(homeOfLab(ctx.lab))).getUser(ctx.victim.name);
+    return { action, target: 'the admin API', gotData: false, note: `answered: ${user.name}` };
+  } catch (err) {
+    const code = isTrustedMsError(err) ? err.code : undefined;
+    return {
+      action,
+      target: 'the admin API',
+      gotData: false,
+      ...(code ? { code } : {}),
+      note: `refused: ${(err as Error).message.slice(0, 200)}`,
+    };
+  }
+}
+
 /** The attacker's fake security service: plain HTTP, answering what the parts ask for with lies. */
 function impostor(port: number, spoof: Spoof, labToken: string, services: string[]): Promise<Server> {
   const server = createServer((req, res) => {
     spoof.requests += 1;
     if (req.headers.authorization === `Bearer ${labToken}`) spoof.tokenSeen += 1;
     const url = new URL(req.url ?? '/', 'http://fake');
+    if (url.pathname === '/v1/admin/attestations') spoof.attestationsSeen += 1;
     const send = (body: unknown) => {
       res.setHeader('content-type', 'application/json');
       res.end(JSON.stringify(body));

@@ -30,6 +30,15 @@ export class RestartBackoff {
     return Math.min(this.opts.baseMs * 2 ** count, this.opts.maxMs);
   }
 
+  /**
+   * The last restart does not count towards giving up: the part died of something else's doing (a
+   * foreign listener on its port made its start fail), not of its own.
+   */
+  forgive(name: string): void {
+    const seen = this.inARow.get(name);
+    if (seen !== undefined && seen.count > 0) this.inARow.set(name, { ...seen, count: seen.count - 1 });
+  }
+
   /** A restart was attempted now. */
   started(name: string, now: number): void {
     const seen = this.inARow.get(name);

@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { measuredByRuntime } from '../../defences/attestation.js';
 import { isAttested } from '../../defences/attestation-table.js';
@@ -25,6 +24,7 @@ import { restartingElsewhere } from '../restart-intent.js';
 import { ProcessRuntime } from '../runtimes/process.js';
 import type { PartLaunch } from '../runtimes/runtime.js';
 import { RestartBackoff } from './backoff.js';
+import { heldPort, portsOf } from './held-port.js';
 import { provesIdentity } from './identity-check.js';
 import { certificateTimes, type HeldIdentity, IdentityRenewal, RENEWAL_LOOK_MS } from './renewal.js';
 import { readRestarts, writeRestarts } from './restarts.js';
@@ -92,18 +92,28 @@ async function round(): Promise<void> {
     // Someone else started it again meanwhile (a restart by `attack simulate`): a new process to watch.
     if (seen !== undefined && seen.pid !== part.pid) pending.delete(part.name);
     if (seen === undefined || seen.pid !== part.pid) {
+      // Died with an impostor on one of its ports (a start that failed on EADDRINUSE, say): not
+      // counted towards giving up, and started again as soon as the ports are free (below).
+      const held = await heldPort(ports(part));
+      if (held !== undefined && (await whoListens(part)) === 'impostor') {
+        backoff.forgive(part.name);
+        pending.set(part.name, { pid: part.pid, due: now });
+        reportImpostor(part, record, held);
+        continue;
+      }
       schedule(part, now, record, 'died');
       continue;
     }
     if (now < seen.due) continue;
     // Someone else is restarting it (the CLI's restartService): its new process is on the way.
     if (part.kind === 'service' && (await restartingElsewhere(home, part.name))) continue;
-    // Something listens on its port: someone else started it again (a restart by `attack
+    // Something listens on one of its ports: someone else started it again (a restart by `attack
     // simulate`, say) and has not written the state file yet; look again next round. With mTLS
     // only if it proves to be the part: otherwise an impostor, reported and never taken for it (the
-    // part is started again once the port is free).
-    if (await listening(part.port)) {
-      if ((await whoListens(part)) === 'impostor') reportImpostor(part, record);
+    // part is started again once the ports are free).
+    const held = await heldPort(ports(part));
+    if (held !== undefined) {
+      if ((await whoListens(part)) === 'impostor') reportImpostor(part, record, held);
       continue;
     }
     await respawn(state, part, record);
@@ -111,14 +121,8 @@ async function round(): Promise<void> {
   if (JSON.stringify(record) !== before) await writeRestarts(home, record);
 }
 
-function listening(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port }, () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.on('error', () => resolve(false));
-  });
+function ports(part: PartState): number[] {
+  return portsOf(part, config.controlPlaneUrl);
 }
 
 /**
@@ -139,18 +143,22 @@ async function whoListens(part: PartState): Promise<'proven' | 'impostor' | 'unk
   return (await provesIdentity(check.url, tls)) ? 'proven' : 'impostor';
 }
 
-function reportImpostor(part: PartState, record: Awaited<ReturnType<typeof readRestarts>>): void {
+function reportImpostor(
+  part: PartState,
+  record: Awaited<ReturnType<typeof readRestarts>>,
+  port: number,
+): void {
   const seen = record[part.name]?.foreignListener;
   // Once per port until it is gone: a record written every 250 ms would be noise, and a write.
-  if (seen?.port === part.port && pending.get(part.name)?.impostor === true) return;
+  if (seen?.port === port && pending.get(part.name)?.impostor === true) return;
   record[part.name] = {
     ...(record[part.name] ?? { restarts: 0 }),
-    foreignListener: { port: part.port, seenAt: new Date().toISOString() },
+    foreignListener: { port, seenAt: new Date().toISOString() },
   };
   const p = pending.get(part.name);
   if (p) p.impostor = true;
   log(
-    `watchman: ${part.name} is dead and something else listens on its port ${part.port}: it did not prove to be ${part.name} (no TLS handshake with its identity); not taken for it`,
+    `watchman: ${part.name} is dead and something else listens on its port ${port}: it did not prove to be ${part.name} (no TLS handshake with its identity); not taken for it`,
   );
 }
 

@@ -1,7 +1,7 @@
 import { isAttested } from '../../defences/attestation-table.js';
 import { issueServiceCertificate, type ServiceIdentity } from '../../pki/identity.js';
 import type { SecurityContext } from './context.js';
-import type { ServiceRegistry } from './registry.js';
+import { NON_SERVICE_PART_NAMES, type ServiceRegistry } from './registry.js';
 
 /**
  * Records measured (or self-reported) hashes: each one audited, the gateway told, and, when asked
@@ -31,7 +31,12 @@ export async function reportAndIssue(
   const identities: Record<string, ServiceIdentity> = {};
   if (issueIdentity && ctx.ca) {
     for (const s of statuses) {
-      if (isAttested(s.state) && !ctx.revocations.quarantined(s.name))
+      // A record under a part's name (a store from before names were refused) gets no identity either.
+      if (
+        isAttested(s.state) &&
+        !ctx.revocations.quarantined(s.name) &&
+        !NON_SERVICE_PART_NAMES.includes(s.name)
+      )
         identities[s.name] = await issueServiceCertificate(ctx.ca, {
           name: s.name,
           ...identityLifetime(ctx),

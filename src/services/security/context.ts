@@ -118,9 +118,10 @@ export function securityContext(deps: SecurityDeps): SecurityContext {
       case 'secret':
         return callerPart(request) === claimed ? claimed : undefined;
       case 'certificate': {
+        // The kind too: a service-kind certificate named `gateway` is not the gateway.
         const peer = controlPeerOf(request, deps.labId);
-        const follows = peer?.kind === 'gateway' || peer?.kind === 'service';
-        return follows && peer?.name === claimed ? claimed : undefined;
+        const kind = claimed === 'gateway' ? 'gateway' : 'service';
+        return peer?.kind === kind && peer.name === claimed ? claimed : undefined;
       }
     }
   };

@@ -1,5 +1,6 @@
 import { acceptsSelfReport } from '../../defences/attestation.js';
 import type { Defences } from '../../defences/presets.js';
+import { TrustedMsError } from '../../errors.js';
 import type { AttestationState, ServiceRecord } from '../../store/schema.js';
 import type { LabStore } from '../../store/store.js';
 
@@ -46,6 +47,7 @@ export class ServiceRegistry {
   }
 
   async register(entries: { name: string; hash: string }[]): Promise<ServiceStatus[]> {
+    for (const { name } of entries) refuseNonServiceName(name);
     const at = this.store.now().toISOString();
     await this.store.update((data) => {
       for (const { name, hash } of entries) {
@@ -101,4 +103,25 @@ function statusOf(record: ServiceRecord): ServiceStatus {
     expectedHash: record.expectedHash,
     ...(a ? { measuredHash: a.measuredHash, measuredAt: a.measuredAt, measuredBy: a.measuredBy } : {}),
   };
+}
+
+/**
+ * The names of the lab's parts that are not services: no service is registered, or issued an
+ * identity, under one. The red team had the admin API issue a service-kind certificate named
+ * `gateway` and counted it as the gateway's revocation confirmation.
+ */
+export const NON_SERVICE_PART_NAMES: readonly string[] = [
+  'gateway',
+  'security',
+  'supervisor',
+  'sink',
+  'attacker',
+];
+
+export function refuseNonServiceName(name: string): void {
+  if (NON_SERVICE_PART_NAMES.includes(name)) {
+    throw new TrustedMsError('INVALID_NAME', `"${name}" names a part of the lab that is not a service`, {
+      actions: [`pick a service name other than ${NON_SERVICE_PART_NAMES.join(', ')}`],
+    });
+  }
 }

@@ -53,16 +53,25 @@ describe.sequential('the control-plane scenarios (issue 13) against real process
   it('spoofed-security: the fake gets the lab token and un-revokes in none and paper; in trusted nothing, and the watchman reports it', () => {
     const at = (posture: string) =>
       report.results.find((r) => r.id === spoofedSecurity.id && r.posture === posture);
+    const cliCall = (posture: string) =>
+      at(posture)?.evidence.attempts.find((a) => /a CLI admin call/.test(a.action));
     for (const posture of ['none', 'paper']) {
       expect(at(posture)?.evidence.measurements?.labTokenSentToFake, posture).toBeGreaterThan(0);
       expect(at(posture)?.evidence.measurements?.impostorReported, posture).toBe(0);
+      // the CLI's admin call went to the fake, which knows no such route
+      expect(cliCall(posture)?.code, posture).toBe('ROUTE_NOT_FOUND');
     }
     const trusted = at('trusted');
     expect(trusted?.evidence.measurements).toMatchObject({
       requestsToFake: 0,
       labTokenSentToFake: 0,
       impostorReported: 1,
+      watchmanReportsToFake: 0,
     });
+    // the fake outlasted at least one of the watchman's measurement rounds (the red team's 6.8 s
+    // scenario never saw one), and the CLI's admin call was refused, not sent to it
+    expect(trusted?.evidence.measurements?.watchmanRounds).toBeGreaterThanOrEqual(1);
+    expect(cliCall('trusted')?.code).toBe('SERVICE_UNAVAILABLE');
     const read = trusted?.evidence.attempts.find((a) => /with the fake in place/.test(a.action));
     expect([read?.status, read?.code]).toEqual([401, 'TICKET_REVOKED']);
     expect(read?.gotData).toBe(false);

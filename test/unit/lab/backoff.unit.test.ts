@@ -27,4 +27,19 @@ describe('the watchman restart backoff', () => {
     expect(b.delayAfterDeath('b', 2000)).toBe(1000);
     expect(b.delayAfterDeath('a', 1000 + 30_000)).toBe(1000);
   });
+
+  it('does not count a start that a foreign listener on its port made fail (forgive)', () => {
+    const b = new RestartBackoff(opts);
+    let now = 0;
+    // the red team's squatter: six starts in a row on EADDRINUSE; forgiven, never given up
+    for (let i = 0; i < 6; i++) {
+      expect(b.delayAfterDeath('security', now)).toBe(1000);
+      b.started('security', now);
+      now += 200;
+      b.forgive('security');
+    }
+    // a death of its own still counts
+    b.started('security', now);
+    expect(b.delayAfterDeath('security', now + 100)).toBe(2000);
+  });
 });

@@ -78,7 +78,7 @@ describe('issueServiceCertificate', () => {
     for (const name of ['', 'Orders', 'a_b', 'x.y', '-a', 'a-', 'a'.repeat(64), '../x']) {
       expect(await codeOf(issueServiceCertificate(ca, { name }))).toBe('INVALID_NAME');
     }
-    expect(await codeOf(issueServiceCertificate(ca, { name: 'a', kind: 'admin' as never }))).toBe(
+    expect(await codeOf(issueServiceCertificate(ca, { name: 'a', kind: 'operator' as never }))).toBe(
       'INVALID_INPUT',
     );
     for (const ttlSeconds of [0, -1, 1.5, 86_401, Number.NaN]) {

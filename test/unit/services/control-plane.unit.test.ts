@@ -43,6 +43,12 @@ describe('the control-plane policy (route by the caller’s SPIFFE kind)', () =>
       expect(mayCallControlPlane('POST /v1/admin/services/:name/quarantine', kind)).toBe(false);
       expect(mayCallControlPlane('POST /v1/services/:name/self-report', kind)).toBe(false);
     }
+    // the admin API: the CLI's and the watchman's admin identity only, and nothing else for it
+    expect(mayCallControlPlane('POST /v1/admin/users', 'admin')).toBe(true);
+    expect(mayCallControlPlane('POST /v1/admin/attestations', 'admin')).toBe(true);
+    expect(mayCallControlPlane('POST /v1/admin/services/:name/quarantine', 'admin')).toBe(true);
+    expect(mayCallControlPlane('GET /v1/revocations', 'admin')).toBe(false);
+    expect(mayCallControlPlane('POST /v1/auth/challenge', 'admin')).toBe(false);
   });
 });
 
@@ -177,6 +183,50 @@ describe('the control-plane listener (links:mtls)', () => {
     const r = (await revoke.body.json()) as { propagation: { parts: number; confirmed: number } };
     await (await held).body.dump();
     expect(r.propagation).toMatchObject({ parts: 1, confirmed: 0 });
+  });
+
+  it('counts a confirmation as the gateway only from a gateway-kind certificate (red team item 5)', async () => {
+    await using env = await start();
+    // a lab-CA certificate of the service kind whose name is gateway (the red team had one issued),
+    // following the feed as the gateway does
+    const lookalike = await env.as('gateway', 'service');
+    const feed = new RevocationFeed(env.controlUrl, { part: 'gateway', dispatcher: lookalike });
+    await feed.start();
+    try {
+      while (env.revocations.listening === 0) await new Promise((r) => setTimeout(r, 10));
+      const revoke = await request(`${env.plainUrl}/v1/admin/users/bob/revoke`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${TOKEN}` },
+      });
+      const r = (await revoke.body.json()) as { propagation: { parts: number; confirmed: number } };
+      // not counted, nor awaited as the gateway: it was never taken for it
+      expect(r.propagation).toMatchObject({ parts: 0, confirmed: 0 });
+    } finally {
+      await feed.stop();
+    }
+  });
+
+  it('registers no service, and issues no service identity, under the name of another part', async () => {
+    await using env = await start();
+    const admin = (path: string, body?: unknown) =>
+      request(`${env.plainUrl}${path}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body ?? {}),
+      });
+    for (const name of ['gateway', 'security', 'supervisor', 'sink']) {
+      const register = await admin('/v1/admin/services/register', { services: [{ name, hash: 'sha256:x' }] });
+      expect(register.statusCode).toBe(400);
+      expect(((await register.body.json()) as { code: string }).code).toBe('INVALID_NAME');
+      const identity = await admin(`/v1/admin/services/${name}/identity`);
+      expect(identity.statusCode).toBe(400);
+      expect(((await identity.body.json()) as { code: string }).code).toBe('INVALID_NAME');
+    }
+    const ok = await admin('/v1/admin/services/register', {
+      services: [{ name: 'orders', hash: 'sha256:x' }],
+    });
+    expect(ok.statusCode).toBe(200);
+    await ok.body.dump();
   });
 
   it('a real feed over the control plane confirms', async () => {

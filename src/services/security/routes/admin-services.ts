@@ -4,6 +4,7 @@ import { TrustedMsError } from '../../../errors.js';
 import { issueServiceCertificate } from '../../../pki/identity.js';
 import { identityLifetime, reportAndIssue } from '../attestation-report.js';
 import type { SecurityContext } from '../context.js';
+import { refuseNonServiceName } from '../registry.js';
 import { NAME } from '../schemas.js';
 
 /** Admin (behind the lab token, see admin.ts): registering services, their measurements, identities. */
@@ -74,6 +75,7 @@ export const adminServiceRoutes: FastifyPluginAsync<SecurityContext> = async (ad
   );
 
   admin.post<{ Params: { name: string } }>('/v1/admin/services/:name/identity', async (request) => {
+    refuseNonServiceName(request.params.name);
     const status = ctx.registry.get(request.params.name);
     if (!ctx.ca)
       throw new TrustedMsError(

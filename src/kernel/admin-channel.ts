@@ -1,0 +1,107 @@
+import { join } from 'node:path';
+import type { Dispatcher } from 'undici';
+import { TrustedMsError } from '../errors.js';
+import { loadLabCa } from '../pki/ca.js';
+import { issueServiceCertificate } from '../pki/identity.js';
+import { clientTlsConnector } from '../pki/mtls.js';
+import { type JsonRequest, jsonRequest } from './http-client.js';
+import { type LabState, labDir } from './lab-state.js';
+import { readSecret } from './part-config.js';
+
+/**
+ * Where the lab token goes: the security service's admin API, as the CLI and the watchman reach it.
+ *
+ * With a control-plane listener the host can reach (links:mtls on the process runtime), over mutual
+ * TLS there: the server must prove the SPIFFE id `security/security` of this lab before a byte of
+ * the request (lab token, password) leaves, and the caller presents an `admin` identity, minted on
+ * the host from the lab CA it already holds (`<lab>/ca`). Minting per process rather than storing
+ * one at `lab up` means no certificate to renew: the red team had the lab token taken by a plain
+ * fake on the plain port from the watchman and from `user add`.
+ *
+ * Without one (none, paper, plain links, Docker, where that port is not published), the plain
+ * port, as before: whatever answers there gets the token.
+ */
+export interface AdminChannel {
+  /** the admin API's origin */
+  readonly url: string;
+  readonly tls: boolean;
+  call<T>(path: string, opts?: Omit<JsonRequest, 'token' | 'dispatcher'>): Promise<T>;
+}
+
+/** An admin identity lasts this long; renewed in-process at half-life (the watchman runs for hours). */
+const ADMIN_TTL_SECONDS = 600;
+const ADMIN_NAME = 'cli';
+const CONNECT_TIMEOUT_MS = 3000;
+
+interface Minted {
+  labId: string;
+  dispatcher: Dispatcher;
+  renewAt: number;
+}
+let minted: Minted | undefined;
+
+export async function adminChannel(home: string, state: LabState): Promise<AdminChannel> {
+  const token = readSecret(join(labDir(home), 'lab-token'));
+  const controlUrl = state.controlPlaneUrl;
+  if (controlUrl === undefined) {
+    return {
+      url: state.securityUrl,
+      tls: false,
+      call: (path, opts = {}) => jsonRequest(`${state.securityUrl}${path}`, { ...opts, token }),
+    };
+  }
+  const dispatcher = await adminDispatcher(home, state.labId);
+  return {
+    url: controlUrl,
+    tls: true,
+    call: (path, opts = {}) => jsonRequest(`${controlUrl}${path}`, { ...opts, token, dispatcher }),
+  };
+}
+
+async function adminDispatcher(home: string, labId: string): Promise<Dispatcher> {
+  if (minted?.labId === labId && Date.now() < minted.renewAt) return minted.dispatcher;
+  const ca = await loadLabCa(join(labDir(home), 'ca'));
+  const identity = await issueServiceCertificate(ca, {
+    name: ADMIN_NAME,
+    kind: 'admin',
+    ttlSeconds: ADMIN_TTL_SECONDS,
+  });
+  // Loaded here, not at the top: undici costs a CLI command's start (see http-client.ts).
+  const { Agent } = await import('undici');
+  const dispatcher = new Agent({
+    // A stopped (SIGSTOP) security service accepts the connection and never answers the handshake:
+    // undici's 10 s default would hold each of storeWriter's health probes that long.
+    connect: {
+      ...clientTlsConnector(identity, ca.certPem, 'security', 'security'),
+      timeout: CONNECT_TIMEOUT_MS,
+    },
+  });
+  const previous = minted?.dispatcher;
+  minted = { labId, dispatcher, renewAt: Date.now() + (ADMIN_TTL_SECONDS * 1000) / 2 };
+  // A request still under way on the old one finishes; no new one starts there.
+  void previous?.close().catch(() => undefined);
+  return dispatcher;
+}
+
+type FieldType = 'string' | 'boolean' | 'number' | 'object' | 'array';
+
+/**
+ * The admin API's answer, checked for the fields the CLI goes on to print or use: anything else
+ * (a fake that answers `{"ok":true}`) is SERVICE_UNAVAILABLE, never reported as done (the red team
+ * had `user add` print "Added undefined with role undefined", exit 0).
+ */
+export function requireAnswer<T>(body: unknown, fields: Record<string, FieldType>, what: string): T {
+  const record = typeof body === 'object' && body !== null ? (body as Record<string, unknown>) : undefined;
+  const wrong = Object.entries(fields).filter(([key, type]) => {
+    const value = record?.[key];
+    if (type === 'array') return !Array.isArray(value);
+    if (type === 'object') return typeof value !== 'object' || value === null;
+    return typeof value !== type;
+  });
+  if (record !== undefined && wrong.length === 0) return body as T;
+  throw new TrustedMsError(
+    'SERVICE_UNAVAILABLE',
+    `the security service's answer to ${what} is not one (${wrong.map(([k, t]) => `${k}: ${t}`).join(', ')} expected): not taken as done`,
+    { actions: ['check `trusted-ms lab status` (an impostor on its port is reported there)'] },
+  );
+}
