@@ -39,14 +39,20 @@ export async function reportAndIssue(
       )
         identities[s.name] = await issueServiceCertificate(ctx.ca, {
           name: s.name,
-          ...identityLifetime(ctx),
+          ...identityValidity(ctx),
         });
     }
   }
   return { services: statuses, identities };
 }
 
-/** The lab's identity lifetime, when `lab up` set one (`--identity-ttl`). */
-export function identityLifetime(ctx: SecurityContext): { ttlSeconds?: number } {
-  return ctx.identityTtlSeconds === undefined ? {} : { ttlSeconds: ctx.identityTtlSeconds };
+/**
+ * When an identity the service issues is valid: from the lab clock's now, not the wall clock's (a
+ * certificate issued during a forward step of the wall was not yet valid anywhere once the step was
+ * corrected: after the red team's A7, a security service restarted during a +2 h blip), for the
+ * lab's lifetime when `lab up` set one (`--identity-ttl`).
+ */
+export function identityValidity(ctx: SecurityContext): { ttlSeconds?: number; now: () => Date } {
+  const now = () => new Date(ctx.now());
+  return ctx.identityTtlSeconds === undefined ? { now } : { ttlSeconds: ctx.identityTtlSeconds, now };
 }

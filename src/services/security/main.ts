@@ -21,7 +21,8 @@ const config = readPartConfig('security');
 // The lab clock (tickets' iat, challenges, revocations' notBefore, audit times), handed to the
 // other parts with /v1/keys and the revocation feed; the store's clock too: on two clocks, a
 // revocation after a wall clock stepped back would get a notBefore older than the tickets it must refuse.
-const now = homeLabClock(config.home);
+// A restart by the watchman within this lab keeps the lab's time (lab-clock-mark.ts, RunAnchor).
+const now = homeLabClock(config.home, { run: { labId: config.labId } });
 // Resident: while the lab runs this process is the store's only writer, so it keeps the store in
 // memory and the audit chain's head (every write still on disk before it is acknowledged).
 const store = openLabStore(config.home, { resident: true, now: () => new Date(now()) });
@@ -45,6 +46,8 @@ const controlTlsNow = async (lab: LabCa): Promise<ServerTlsOptions> =>
       name: SECURITY_SERVICE,
       kind: 'security',
       ttlSeconds: controlLifetime,
+      // on the lab clock, as the identities it issues (attestation-report.ts, identityValidity)
+      now: () => new Date(now()),
     }),
     lab.certPem,
   );

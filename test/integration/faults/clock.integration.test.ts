@@ -215,4 +215,25 @@ describe.runIf(LIBFAKETIME !== undefined || inCi)('a running lab whose wall cloc
     for (const user of ['alice', 'bob', 'carol']) expect(await call(user), user).toBe('TICKET_REVOKED');
     expect(await call('dave')).toBe('OK');
   }, 240_000);
+
+  it('trusted: the security service crashes during a forward step of 2 h (red team A7): sessions of the moment keep working', async () => {
+    expect(LIBFAKETIME, 'CI=true but libfaketime is missing: apt-get install -y faketime').toBeDefined();
+    await using lab = await steppedLab('trusted', ['alice', 'bob']);
+    expect(lab.up.exitCode, lab.up.stderr).toBe(0);
+    const call = (user: string) => lab.code(['call', 'accounts', '/db/accounts/records', '--as', user]);
+    await lab.login('alice');
+    expect(await call('alice')).toBe('OK');
+
+    // Before: the restarted service started 2 h ahead (the wall clock at its start) and the lab's
+    // calendar stayed there: alice's ticket was TICKET_EXPIRED everywhere. With only that fixed, its
+    // control-plane certificate was issued on the wall (+2 h), not yet valid once the wall was right
+    // again, and bob's login failed SERVICE_UNAVAILABLE.
+    await lab.step('+2h');
+    await lab.restartSecurity();
+    await lab.step('+0');
+    expect(await call('alice')).toBe('OK');
+    await lab.login('bob');
+    expect(await call('bob')).toBe('OK');
+    expect(await call('alice')).toBe('OK');
+  }, 240_000);
 });

@@ -317,6 +317,105 @@ describe("the security service's high-water mark", () => {
   });
 });
 
+describe('a security service restarted within its running lab (red team A7: a crash during a forward blip)', () => {
+  let home: string;
+  beforeEach(async () => {
+    home = await mkdtemp(join(tmpdir(), 'tms-lab-clock-run-'));
+  });
+  afterEach(async () => {
+    await rm(home, { recursive: true, force: true });
+  });
+
+  /** one machine: a wall clock, this boot's monotonic clock, and each process's own monotonic clock */
+  function host() {
+    const m = { wall: T0, machine: 50_000, process: 1000, boot: 'boot-1' };
+    const log: string[] = [];
+    const start = (labId: string) =>
+      homeLabClock(home, {
+        wall: () => m.wall,
+        monotonic: () => m.process,
+        machineMonotonic: () => m.machine,
+        bootId: () => m.boot,
+        run: { labId },
+        log: (line) => log.push(line),
+      });
+    return {
+      m,
+      log,
+      start,
+      pass(ms: number) {
+        m.wall += ms;
+        m.machine += ms;
+        m.process += ms;
+      },
+    };
+  }
+
+  it('keeps the lab time when restarted during a +2 h step of the wall clock: tickets of the moment stay valid', () => {
+    const h = host();
+    const first = h.start('lab-a');
+    h.pass(60_000);
+    const issuedAt = first();
+    expect(issuedAt).toBe(T0 + 60_000);
+    // The wall clock jumps 2 h ahead, the service crashes and the watchman starts it again 1 s later.
+    h.m.wall += 2 * HOUR;
+    h.pass(1000);
+    h.m.process = 0;
+    const restarted = h.start('lab-a');
+    const t = restarted();
+    expect(t).toBeGreaterThanOrEqual(issuedAt + 1000);
+    expect(t).toBeLessThanOrEqual(issuedAt + MARK_AHEAD_MS + 1000);
+    // A ticket issued before the crash, for 15 minutes, is judged on that time: still valid.
+    const clock = new LabClock(() => h.m.process);
+    clock.adopt(t);
+    expect(codeOf(() => partVerifier(clock).verify(ticketAt(Math.floor(issuedAt / 1000))))).toBe('OK');
+    expect(h.log.join('\n')).toMatch(
+      /restarted in lab lab-a: keeping the lab's time, 7\d{3} s from the wall clock's/,
+    );
+  });
+
+  it('still never starts behind a time it handed out (the mark), restarted after a step back', () => {
+    const h = host();
+    const first = h.start('lab-a');
+    h.pass(30_000);
+    const last = first();
+    h.m.wall -= HOUR;
+    h.m.process = 0;
+    expect(h.start('lab-a')()).toBeGreaterThan(last);
+  });
+
+  it('takes the wall clock again for a new lab (lab up), as before', () => {
+    const h = host();
+    h.start('lab-a')();
+    h.pass(10_000);
+    h.m.wall += 2 * HOUR;
+    h.m.process = 0;
+    expect(h.start('lab-b')()).toBe(T0 + 10_000 + 2 * HOUR);
+  });
+
+  it('takes the wall clock again after a reboot of the machine, the same lab', () => {
+    const h2 = host();
+    h2.start('lab-c')();
+    h2.pass(10_000);
+    h2.m.wall += HOUR;
+    h2.m.boot = 'boot-2';
+    h2.m.machine = 3000;
+    h2.m.process = 0;
+    expect(h2.start('lab-c')()).toBe(T0 + 10_000 + HOUR);
+  });
+
+  it('keeps the anchor when the CLI writes the mark with the lab down between', async () => {
+    const h = host();
+    h.start('lab-a')();
+    h.pass(5000);
+    homeLabClockAtFirstUse(home, { wall: () => h.m.wall + 30_000, monotonic: () => 0 })();
+    const saved = JSON.parse(await readFile(join(home, LAB_CLOCK_FILE), 'utf8')) as {
+      run?: { labId: string };
+    };
+    expect(saved.run?.labId).toBe('lab-a');
+  });
+});
+
 describe('the lab time from the security service', () => {
   let home: string;
   let app: FastifyInstance;

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { TrustedMsError } from '../../../errors.js';
 import { issueServiceCertificate } from '../../../pki/identity.js';
-import { identityLifetime } from '../attestation-report.js';
+import { identityValidity } from '../attestation-report.js';
 import type { SecurityContext } from '../context.js';
 
 /**
@@ -23,7 +23,7 @@ export const adminIdentityRoutes: FastifyPluginAsync<SecurityContext> = async (a
       const identity = await issueServiceCertificate(ctx.ca, {
         name: kind,
         kind,
-        ...identityLifetime(ctx),
+        ...identityValidity(ctx),
       });
       await ctx.audit({
         actor: 'admin',

@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { isAttested } from '../../../defences/attestation-table.js';
 import { TrustedMsError } from '../../../errors.js';
 import { issueServiceCertificate } from '../../../pki/identity.js';
-import { identityLifetime, reportAndIssue } from '../attestation-report.js';
+import { identityValidity, reportAndIssue } from '../attestation-report.js';
 import type { SecurityContext } from '../context.js';
 import { refuseNonServiceName } from '../registry.js';
 import { NAME } from '../schemas.js';
@@ -101,6 +101,6 @@ export const adminServiceRoutes: FastifyPluginAsync<SecurityContext> = async (ad
         actions: [`trusted-ms service release ${status.name}`],
       });
     }
-    return issueServiceCertificate(ctx.ca, { name: request.params.name, ...identityLifetime(ctx) });
+    return issueServiceCertificate(ctx.ca, { name: request.params.name, ...identityValidity(ctx) });
   });
 };
