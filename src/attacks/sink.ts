@@ -24,12 +24,12 @@ export function sinkUrlForParts(lab: LabState): string {
   return part.networkUrl ?? part.url;
 }
 
-/** What the sink holds after `after` (a seq), read with the lab token from the sink's own config. */
+/** What the sink holds after `after` (a seq), read with the sink's own read token (never the lab token). */
 export async function readSink(lab: LabState, after = 0, timeoutMs = 5000): Promise<SinkRecordsBody> {
   const part = sinkPart(lab);
   const config = JSON.parse(await readFile(part.configFile, 'utf8')) as SinkPartConfig;
   const url = assertLabAddress(`${part.url}/records?after=${after}`).href;
-  return jsonRequest<SinkRecordsBody>(url, { token: readSecret(config.labTokenFile), timeoutMs });
+  return jsonRequest<SinkRecordsBody>(url, { token: readSecret(config.readTokenFile), timeoutMs });
 }
 
 /** The sink's last seq now: what a scenario's setup notes so its judge sees only its own loot. */

@@ -11,15 +11,15 @@ import { readSecret } from './part-config.js';
 /**
  * Where the lab token goes: the security service's admin API, as the CLI and the watchman reach it.
  *
- * With a control-plane listener the host can reach (links:mtls on the process runtime), over mutual
+ * With a control-plane listener the host can reach (links:mtls; on Docker published on 127.0.0.1), over mutual
  * TLS there: the server must prove the SPIFFE id `security/security` of this lab before a byte of
  * the request (lab token, password) leaves, and the caller presents an `admin` identity, minted on
  * the host from the lab CA it already holds (`<lab>/ca`). Minting per process rather than storing
  * one at `lab up` means no certificate to renew: the red team had the lab token taken by a plain
  * fake on the plain port from the watchman and from `user add`.
  *
- * Without one (none, paper, plain links, Docker, where that port is not published), the plain
- * port, as before: whatever answers there gets the token.
+ * Without one (none, paper, plain links), the plain port, as before: whatever answers there gets
+ * the token.
  */
 export interface AdminChannel {
   /** the admin API's origin */

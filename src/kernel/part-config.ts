@@ -101,8 +101,10 @@ export interface SupervisorPartConfig extends CommonPartConfig {
 }
 
 /** The attacker's sink (`src/services/sink/`): records what reaches it, for the attack scenarios. */
-export interface SinkPartConfig extends CommonPartConfig {
+export interface SinkPartConfig extends Omit<CommonPartConfig, 'labTokenFile'> {
   kind: 'sink';
+  /** the token that reads and clears its records (lab/secrets.ts, sinkTokenFile); not the lab token */
+  readTokenFile: string;
 }
 
 export type PartConfig =

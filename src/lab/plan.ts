@@ -16,6 +16,7 @@ import type { ServiceDefinition } from '../kernel/topology.js';
 import { packageRoot } from '../paths.js';
 import { partCredentialFileOf, partCredentialIndexFileOf } from './part-credentials.js';
 import type { PartLaunch, PartPlacement, PartPlan } from './runtimes/runtime.js';
+import type { LabSecretFiles } from './secrets.js';
 
 /**
  * The gateway's limits (limits:on).
@@ -87,7 +88,7 @@ export interface LabPlanInput {
   runtimeKind: 'process' | 'docker';
   /** from the runtime (`place`), for every part named by `partsToPlace` */
   placements: ReadonlyMap<string, PartPlacement>;
-  secrets: { labTokenFile: string; ticketKeyFile: string; sealKeyFile: string };
+  secrets: LabSecretFiles;
   attestIntervalSeconds?: number;
   /** links:mtls: how long every part's identity lasts (renewed at half-life) */
   identityTtlSeconds?: number;
@@ -199,7 +200,14 @@ export function planLab(input: LabPlanInput): LabPlan {
   // The store's single writer: the whole home (store, lab secrets, CA) is its to read and write.
   securityLaunch.mounts = [{ path: input.home, writable: true }];
 
-  const sinkConfig: SinkPartConfig = { ...common(sinkAt), kind: 'sink', part: 'sink', port: sinkAt.port };
+  const { labTokenFile: _notForTheSink, ...sinkCommon } = common(sinkAt);
+  const sinkConfig: SinkPartConfig = {
+    ...sinkCommon,
+    kind: 'sink',
+    part: 'sink',
+    port: sinkAt.port,
+    readTokenFile: secrets.sinkTokenFile,
+  };
 
   const callers = new Map<string, string[]>();
   for (const s of input.services)
@@ -273,7 +281,7 @@ export function planLab(input: LabPlanInput): LabPlan {
     sink: {
       config: sinkConfig,
       launch: launchOf(sinkConfig, builtFile('src', 'services', 'sink', 'main.js'), hostView(sinkAt), [
-        secrets.labTokenFile,
+        secrets.sinkTokenFile,
       ]),
     },
     services,

@@ -10,6 +10,7 @@ import { runAttacks } from '../../src/attacks/runner.js';
 import type { Scenario } from '../../src/attacks/types.js';
 import { hashDirectory } from '../../src/attestation/tree-hash.js';
 import { callService } from '../../src/client/call.js';
+import { adminChannel } from '../../src/kernel/admin-channel.js';
 import { type LabState, type PartState, readLabState } from '../../src/kernel/lab-state.js';
 import { verifyServices } from '../../src/lab/attest.js';
 import { labDown } from '../../src/lab/down.js';
@@ -254,7 +255,7 @@ describe.runIf(engine)('the Docker lab (trusted posture)', () => {
     expect(services[0]?.state).toBe('trusted');
   });
 
-  it('seals the services: internal network, no published port; only gateway and security on 127.0.0.1', async () => {
+  it('seals the services: internal network, no published port; only gateway and security on 127.0.0.1 (the security service also its control plane, for the CLI)', async () => {
     // Inspected on the engine, never probed by sending traffic out.
     const [internal] = await docker.listNetworks({ filters: { name: [`tms-${lab.state.labId}-internal`] } });
     expect(internal).toBeDefined();
@@ -273,11 +274,19 @@ describe.runIf(engine)('the Docker lab (trusted posture)', () => {
         expect(ports, p.name).toEqual([]);
         expect(networks, p.name).toEqual([`tms-${lab.state.labId}-internal`]);
       } else {
-        expect(bindings.length, p.name).toBe(1);
+        // trusted: the security service's control-plane listener too, the only way the CLI and the
+        // watchman send the lab token (kernel/admin-channel.ts)
+        expect(bindings.length, p.name).toBe(p.kind === 'security' ? 2 : 1);
         for (const b of [...bindings, ...ports] as { HostIp?: string }[])
           expect(b?.HostIp, p.name).toBe('127.0.0.1');
       }
     }
+    // The CLI's admin calls go there, over mutual TLS, not to the plain port (before: a fake on the
+    // plain port got the lab token on Docker).
+    expect(lab.state.controlPlaneUrl).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+    const admin = await adminChannel(lab.home, lab.state);
+    expect(admin.tls).toBe(true);
+    expect(admin.url).toBe(lab.state.controlPlaneUrl);
   });
 
   it('is taken down completely: no container, network or volume with the lab label', async () => {

@@ -1,6 +1,7 @@
 import { acceptsSelfReport } from '../../defences/attestation.js';
 import type { Defences } from '../../defences/presets.js';
 import { TrustedMsError } from '../../errors.js';
+import { SERVICE_NAME_RE } from '../../pki/spiffe.js';
 import type { AttestationState, ServiceRecord } from '../../store/schema.js';
 import type { LabStore } from '../../store/store.js';
 
@@ -65,6 +66,7 @@ export class ServiceRegistry {
 
   /** Records measurements; returns each service's new status. */
   async report(reports: AttestationReport[]): Promise<ServiceStatus[]> {
+    for (const { name } of reports) refuseNonServiceName(name);
     const at = this.store.now().toISOString();
     await this.store.update((data) => {
       for (const r of reports) {
@@ -118,7 +120,20 @@ export const NON_SERVICE_PART_NAMES: readonly string[] = [
   'attacker',
 ];
 
+/**
+ * A service name is what its certificate, the attestation table and the revocation list can carry
+ * (SERVICE_NAME_RE), and not a part's. Checked before anything is stored: the second red team
+ * registered "X", answered 400 after the record was written, and from then on the revocation list
+ * did not parse (no revoke, no renewal, a security service that died at every start).
+ */
 export function refuseNonServiceName(name: string): void {
+  if (typeof name !== 'string' || !SERVICE_NAME_RE.test(name)) {
+    throw new TrustedMsError(
+      'INVALID_NAME',
+      `"${String(name).slice(0, 64)}" is not a service name: lowercase letters, digits and '-', starting with a letter, at most 63`,
+      { actions: [`pick a name matching ${SERVICE_NAME_RE.source}`] },
+    );
+  }
   if (NON_SERVICE_PART_NAMES.includes(name)) {
     throw new TrustedMsError('INVALID_NAME', `"${name}" names a part of the lab that is not a service`, {
       actions: [`pick a service name other than ${NON_SERVICE_PART_NAMES.join(', ')}`],

@@ -6,7 +6,8 @@ import { createHttpApp } from '../http.js';
 /**
  * The attacker's sink: a small HTTP server that records whatever is sent to it (any method, any
  * path), so a scenario can prove data theft by what actually arrived. Reading or clearing what it
- * holds needs the lab token: the records are real lab data.
+ * holds needs its read token (never the lab token: anyone may hold its port): the records are real
+ * lab data.
  */
 
 /** One request the sink received. */
@@ -24,7 +25,7 @@ export interface SinkRecord {
 }
 
 export interface SinkDeps {
-  labToken: string;
+  readToken: string;
   /** records kept (oldest dropped first); default 1,000 */
   maxRecords?: number;
   /** bytes of a body kept; default 64 KiB (the lab's body limit) */
@@ -44,7 +45,7 @@ export function buildSink(deps: SinkDeps): FastifyInstance {
   const maxRecords = deps.maxRecords ?? 1000;
   const maxBody = deps.maxBodyBytes ?? 64 * 1024;
   const now = deps.now ?? (() => new Date());
-  const tokenDigest = sha256(deps.labToken);
+  const tokenDigest = sha256(deps.readToken);
   let records: SinkRecord[] = [];
   let last = 0;
   let dropped = 0;
@@ -57,7 +58,7 @@ export function buildSink(deps: SinkDeps): FastifyInstance {
     const h = request.headers.authorization;
     const given = typeof h === 'string' && h.toLowerCase().startsWith('bearer ') ? h.slice(7) : '';
     if (!timingSafeEqual(sha256(given), tokenDigest)) {
-      throw new TrustedMsError('ADMIN_TOKEN_INVALID', 'lab token invalid');
+      throw new TrustedMsError('ADMIN_TOKEN_INVALID', 'sink read token invalid');
     }
   };
 

@@ -3,7 +3,7 @@ import { buildSink } from './app.js';
 
 /** Entry point of the attacker's sink, a part of the lab (see app.ts). */
 const config = readPartConfig('sink');
-const app = buildSink({ labToken: readSecret(config.labTokenFile) });
+const app = buildSink({ readToken: readSecret(config.readTokenFile) });
 await app.listen({ host: config.host, port: config.port });
 console.log(`sink listening on http://${config.host}:${config.port}`);
 

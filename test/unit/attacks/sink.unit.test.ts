@@ -4,7 +4,7 @@ import { buildSink, type SinkRecordsBody } from '../../../src/services/sink/app.
 const TOKEN = 'lab-token-for-the-sink-test';
 
 describe('the attacker sink', () => {
-  const app = buildSink({ labToken: TOKEN, maxRecords: 3 });
+  const app = buildSink({ readToken: TOKEN, maxRecords: 3 });
   beforeAll(() => app.ready());
   afterAll(() => app.close());
   const read = async (after = 0) =>

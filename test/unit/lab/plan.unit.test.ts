@@ -10,6 +10,7 @@ const secrets = {
   labTokenFile: `${dir}/lab-token`,
   ticketKeyFile: `${dir}/ticket.key`,
   sealKeyFile: `${dir}/seal.key`,
+  sinkTokenFile: `${dir}/sink-token`,
 };
 
 /** The plan for a posture as a process lab would place it (ports from 4000 on 127.0.0.1). */
@@ -126,6 +127,16 @@ describe('the lab plan (defences + topology + placements -> the parts to launch)
     for (const s of plan('trusted', { without: ['links:mtls'] }).services) {
       expect(s.config.identityDir).toBeUndefined();
       expect(s.launch.url.startsWith('http://')).toBe(true);
+    }
+  });
+
+  it('the sink reads its records with a token of its own, in every posture: never the lab token (a fake on its port collected it)', () => {
+    for (const posture of ['none', 'paper', 'trusted'] as const) {
+      const { sink } = plan(posture);
+      expect(sink.config.readTokenFile).toBe(secrets.sinkTokenFile);
+      expect('labTokenFile' in sink.config).toBe(false);
+      expect(sink.launch.mounts?.map((m) => m.path)).toContain(secrets.sinkTokenFile);
+      expect(sink.launch.mounts?.map((m) => m.path)).not.toContain(secrets.labTokenFile);
     }
   });
 

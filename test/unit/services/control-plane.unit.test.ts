@@ -92,6 +92,7 @@ async function start() {
   };
   return {
     ca,
+    store,
     revocations,
     controlUrl: `https://127.0.0.1:${portOf(control)}`,
     plainUrl: `http://127.0.0.1:${portOf(app)}`,
@@ -227,6 +228,30 @@ describe('the control-plane listener (links:mtls)', () => {
     });
     expect(ok.statusCode).toBe(200);
     await ok.body.dump();
+  });
+
+  it('registers and records no name a certificate or the revocation list cannot carry (second red team: "X" broke the store for good)', async () => {
+    await using env = await start();
+    const admin = (path: string, body?: unknown) =>
+      request(`${env.plainUrl}${path}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body ?? {}),
+      });
+    for (const name of ['X', 'a b', '-x', 'x_y', 'x.', 'é']) {
+      for (const [path, key] of [
+        ['/v1/admin/services/register', 'services'],
+        ['/v1/admin/attestations', 'reports'],
+      ] as const) {
+        const res = await admin(path, { [key]: [{ name, hash: 'sha256:00' }] });
+        expect(res.statusCode, `${path} ${name}`).toBe(400);
+        expect(((await res.body.json()) as { code: string }).code).toBe('INVALID_NAME');
+      }
+    }
+    // Nothing was stored, and the lab still revokes: the list parses.
+    expect(Object.keys((await env.store.data()).services)).toEqual([]);
+    const revoke = await admin('/v1/admin/users/bob/revoke');
+    expect(revoke.statusCode, await revoke.body.text()).toBe(200);
   });
 
   it('a real feed over the control plane confirms', async () => {

@@ -48,6 +48,8 @@ export class DockerRuntime implements Runtime {
   private lab: LabContext | undefined;
   private images: LabImages | undefined;
   private readonly published = new Map<string, number>();
+  /** the host port of a part's control-plane listener (the security service's, links:mtls) */
+  private readonly publishedControl = new Map<string, number>();
   /** the image services run on in this lab */
   private serviceImage: string | undefined;
 
@@ -124,9 +126,13 @@ export class DockerRuntime implements Runtime {
     const lab = this.requireLab();
     const n = this.names(lab.labId);
     const reachable = parts.filter((p) => p.kind === 'security' || p.kind === 'gateway' || p.kind === 'sink');
-    const ports = await freePorts(reachable.length);
+    const controlled = parts.filter((p) => p.controlPlane === true);
+    const ports = await freePorts(reachable.length + controlled.length);
     reachable.forEach((p, i) => {
       this.published.set(p.name, ports[i] as number);
+    });
+    controlled.forEach((p, i) => {
+      this.publishedControl.set(p.name, ports[reachable.length + i] as number);
     });
     const placed = new Map<string, PartPlacement>();
     for (const p of parts) {
@@ -138,9 +144,17 @@ export class DockerRuntime implements Runtime {
         url: `${p.scheme}://${n.container(p.name)}:${PART_PORT}`,
         ...(hostPort === undefined ? {} : { hostUrl: `${p.scheme}://127.0.0.1:${hostPort}` }),
         ...(p.kind === 'service' ? { appDir: CONTAINER_APP_DIR } : {}),
-        // On the lab's network only: the parts reach it, the host does not.
+        // The parts reach it on the lab's network; the CLI and the watchman on 127.0.0.1, so that
+        // the lab token goes only over mutual TLS to the proven security service
+        // (kernel/admin-channel.ts), as on processes, never to whatever holds the plain port.
         ...(p.controlPlane === true
-          ? { control: { port: CONTROL_PORT, url: `https://${n.container(p.name)}:${CONTROL_PORT}` } }
+          ? {
+              control: {
+                port: CONTROL_PORT,
+                url: `https://${n.container(p.name)}:${CONTROL_PORT}`,
+                hostUrl: `https://127.0.0.1:${this.publishedControl.get(p.name) as number}`,
+              },
+            }
           : {}),
       });
     }
@@ -159,6 +173,8 @@ export class DockerRuntime implements Runtime {
     const uid = process.getuid?.() ?? 0;
     const gid = process.getgid?.() ?? 0;
     const portKey = `${PART_PORT}/tcp`;
+    const controlHostPort = this.publishedControl.get(launch.name);
+    const controlKey = `${CONTROL_PORT}/tcp`;
     await this.removeStale(n.container(launch.name), lab.labId);
     const container = await this.docker.createContainer({
       name: n.container(launch.name),
@@ -168,7 +184,11 @@ export class DockerRuntime implements Runtime {
       User: `${uid}:${gid}`,
       WorkingDir: '/',
       Labels: { [LABEL.lab]: lab.labId, [LABEL.part]: launch.name, [LABEL.posture]: lab.posture },
-      ...(hostPort === undefined ? {} : { ExposedPorts: { [portKey]: {} } }),
+      ...(hostPort === undefined
+        ? {}
+        : {
+            ExposedPorts: { [portKey]: {}, ...(controlHostPort === undefined ? {} : { [controlKey]: {} }) },
+          }),
       HostConfig: {
         Init: true,
         RestartPolicy: { Name: 'on-failure', MaximumRetryCount: 5 },
@@ -178,7 +198,14 @@ export class DockerRuntime implements Runtime {
         NetworkMode: hostPort === undefined ? n.internal : n.edge,
         ...(hostPort === undefined
           ? {}
-          : { PortBindings: { [portKey]: [{ HostIp: '127.0.0.1', HostPort: String(hostPort) }] } }),
+          : {
+              PortBindings: {
+                [portKey]: [{ HostIp: '127.0.0.1', HostPort: String(hostPort) }],
+                ...(controlHostPort === undefined
+                  ? {}
+                  : { [controlKey]: [{ HostIp: '127.0.0.1', HostPort: String(controlHostPort) }] }),
+              },
+            }),
       },
     });
     try {
