@@ -26,6 +26,12 @@ export interface AdminChannel {
   readonly url: string;
   readonly tls: boolean;
   call<T>(path: string, opts?: Omit<JsonRequest, 'token' | 'dispatcher'>): Promise<T>;
+  /**
+   * A read that needs no token (the attestation table), over the same channel: with the control
+   * plane, from the proven security service only. The second red team had `lab status` and
+   * `service list` show a fake's table (a made-up service marked trusted) read from the plain port.
+   */
+  read<T>(path: string, opts?: Omit<JsonRequest, 'token' | 'dispatcher'>): Promise<T>;
 }
 
 /** An admin identity lasts this long; renewed in-process at half-life (the watchman runs for hours). */
@@ -34,6 +40,8 @@ const ADMIN_NAME = 'cli';
 const CONNECT_TIMEOUT_MS = 3000;
 
 interface Minted {
+  /** the lab home and lab id it was minted for: another home's CA would not verify this one */
+  home: string;
   labId: string;
   dispatcher: Dispatcher;
   renewAt: number;
@@ -48,6 +56,7 @@ export async function adminChannel(home: string, state: LabState): Promise<Admin
       url: state.securityUrl,
       tls: false,
       call: (path, opts = {}) => jsonRequest(`${state.securityUrl}${path}`, { ...opts, token }),
+      read: (path, opts = {}) => jsonRequest(`${state.securityUrl}${path}`, opts),
     };
   }
   const dispatcher = await adminDispatcher(home, state.labId);
@@ -55,11 +64,13 @@ export async function adminChannel(home: string, state: LabState): Promise<Admin
     url: controlUrl,
     tls: true,
     call: (path, opts = {}) => jsonRequest(`${controlUrl}${path}`, { ...opts, token, dispatcher }),
+    read: (path, opts = {}) => jsonRequest(`${controlUrl}${path}`, { ...opts, dispatcher }),
   };
 }
 
 async function adminDispatcher(home: string, labId: string): Promise<Dispatcher> {
-  if (minted?.labId === labId && Date.now() < minted.renewAt) return minted.dispatcher;
+  if (minted?.home === home && minted.labId === labId && Date.now() < minted.renewAt)
+    return minted.dispatcher;
   const ca = await loadLabCa(join(labDir(home), 'ca'));
   const identity = await issueServiceCertificate(ca, {
     name: ADMIN_NAME,
@@ -77,7 +88,7 @@ async function adminDispatcher(home: string, labId: string): Promise<Dispatcher>
     },
   });
   const previous = minted?.dispatcher;
-  minted = { labId, dispatcher, renewAt: Date.now() + (ADMIN_TTL_SECONDS * 1000) / 2 };
+  minted = { home, labId, dispatcher, renewAt: Date.now() + (ADMIN_TTL_SECONDS * 1000) / 2 };
   // A request still under way on the old one finishes; no new one starts there.
   void previous?.close().catch(() => undefined);
   return dispatcher;

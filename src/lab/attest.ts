@@ -1,6 +1,5 @@
 import { isTrustedMsError, TrustedMsError } from '../errors.js';
 import { adminChannel } from '../kernel/admin-channel.js';
-import { jsonRequest } from '../kernel/http-client.js';
 import { type LabState, type PartState, readLabState, requireLabState } from '../kernel/lab-state.js';
 import type { ServiceIdentity } from '../pki/spiffe.js';
 import type { Runtime } from './runtimes/runtime.js';
@@ -223,6 +222,8 @@ async function explained(
 
 export async function listServices(home: string): Promise<ServiceAttestation[]> {
   const state = await requireLabState(home);
-  const res = await jsonRequest<{ services: ServiceAttestation[] }>(`${state.securityUrl}/v1/services`);
+  const res = await (await adminChannel(home, state)).read<{ services: ServiceAttestation[] }>(
+    '/v1/services',
+  );
   return res.services;
 }

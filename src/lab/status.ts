@@ -1,5 +1,5 @@
 import { type Ablation, defenceList } from '../defences/presets.js';
-import { jsonRequest } from '../kernel/http-client.js';
+import { adminChannel } from '../kernel/admin-channel.js';
 import { type LabState, readLabState } from '../kernel/lab-state.js';
 import { type DiskCondition, diskCondition } from './disk.js';
 import type { Runtime } from './runtimes/runtime.js';
@@ -49,7 +49,7 @@ export async function labStatus(home: string, given?: Runtime): Promise<LabStatu
   if (!state) return { running: false, parts: [] };
   const runtime = given ?? (await runtimeFor(state.runtime));
   const [attestation, restarts, disk] = await Promise.all([
-    serviceStates(state),
+    serviceStates(home, state),
     readRestarts(home),
     diskCondition(home).catch(() => undefined),
   ]);
@@ -82,14 +82,11 @@ export async function labStatus(home: string, given?: Runtime): Promise<LabStatu
   };
 }
 
-async function serviceStates(state: LabState): Promise<Map<string, string>> {
+async function serviceStates(home: string, state: LabState): Promise<Map<string, string>> {
   try {
-    const body = await jsonRequest<{ services: { name: string; state: string }[] }>(
-      `${state.securityUrl}/v1/services`,
-      {
-        timeoutMs: 2000,
-      },
-    );
+    const body = await (await adminChannel(home, state)).read<{
+      services: { name: string; state: string }[];
+    }>('/v1/services', { timeoutMs: 2000 });
     return new Map(body.services.map((s) => [s.name, s.state]));
   } catch {
     return new Map();

@@ -10,7 +10,7 @@ import type { ServiceKind } from '../../pki/spiffe.js';
 const POLICY: Readonly<Record<string, readonly ServiceKind[]>> = Object.freeze({
   'GET /healthz': ['gateway', 'service', 'supervisor', 'admin'],
   'GET /v1/keys': ['gateway', 'service'],
-  'GET /v1/services': ['gateway', 'service'],
+  'GET /v1/services': ['gateway', 'service', 'admin'],
   'GET /v1/revocations': ['gateway', 'service'],
   'POST /v1/auth/challenge': ['gateway'],
   'POST /v1/auth/verify': ['gateway'],

@@ -15,6 +15,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { jwkThumbprint } from '../../../src/crypto/thumbprint.js';
 import { defencesFor } from '../../../src/defences/presets.js';
 import { adminChannel } from '../../../src/kernel/admin-channel.js';
+import { listServices } from '../../../src/lab/attest.js';
+import { labStatus } from '../../../src/lab/status.js';
 import { type LabState, labDir, writeLabState } from '../../../src/kernel/lab-state.js';
 import { createLabCa, type LabCa, saveLabCa } from '../../../src/pki/ca.js';
 import { issueServiceCertificate } from '../../../src/pki/identity.js';
@@ -139,6 +141,19 @@ describe('the admin channel: where the CLI and the watchman send the lab token',
         channel.call('/v1/admin/attestations', { body: { reports: [{ name: 'accounts', hash: 'x' }] } }),
       ).rejects.toMatchObject({ code: 'SERVICE_UNAVAILABLE' });
     }
+    expect(seen).toEqual([]);
+  });
+
+  it("trusted: service list and lab status read the attestation table from the proven service, never a fake's on the plain port", async () => {
+    const seen: IncomingHttpHeaders[] = [];
+    const plainFake = await fake(seen);
+    servers.push(plainFake.server);
+    const real = await realSecurity();
+    const state = stateOf(plainFake.url, real.controlUrl);
+    await writeLabState(home, state);
+    // before: both read `${securityUrl}/v1/services`, where the red team's fake listed "evil" as trusted
+    expect(await listServices(home)).toEqual([]);
+    expect((await labStatus(home)).labId).toBe(LAB);
     expect(seen).toEqual([]);
   });
 
