@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { DEFAULT_PEER_CALLS, type PeerCallRule, parsePeerCalls } from '../defences/peer-calls.js';
 import { TrustedMsError } from '../errors.js';
 import { labPath } from '../paths.js';
 
@@ -16,6 +17,8 @@ export interface ServiceDefinition {
 export interface Topology {
   version: 1;
   services: ServiceDefinition[];
+  /** what a service may ask of a peer it calls (the per-edge peer policy, enforced by the peer) */
+  peerCalls: readonly PeerCallRule[];
 }
 
 const NAME = /^[a-z][a-z0-9-]{0,30}$/;
@@ -61,7 +64,9 @@ export function parseTopology(doc: unknown): Topology {
     state.set(name, 'done');
   };
   for (const name of byName.keys()) visit(name, []);
-  return { version: 1, services: [...byName.values()] };
+  const peerCalls =
+    t.peerCalls === undefined ? DEFAULT_PEER_CALLS : parsePeerCalls(t.peerCalls, 'the topology');
+  return { version: 1, services: [...byName.values()], peerCalls };
 }
 
 let cached: Topology | undefined;

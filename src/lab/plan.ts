@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { acceptsSelfReport } from '../defences/attestation.js';
 import type { GatewayLimitConfig } from '../defences/limits.js';
 import { partCredentialStrategy } from '../defences/part-credentials.js';
+import { DEFAULT_PEER_CALLS, type PeerCallRule } from '../defences/peer-calls.js';
 import type { Posture } from '../defences/posture.js';
 import type { Defences } from '../defences/presets.js';
 import type {
@@ -84,6 +85,8 @@ export interface LabPlanInput {
   posture: Posture;
   defences: Defences;
   services: ServiceDefinition[];
+  /** the topology's per-edge peer policy, written into each service's measured definition */
+  peerCalls?: readonly PeerCallRule[];
   runtimeKind: 'process' | 'docker';
   /** from the runtime (`place`), for every part named by `partsToPlace` */
   placements: ReadonlyMap<string, PartPlacement>;
@@ -226,7 +229,11 @@ export function planLab(input: LabPlanInput): LabPlan {
       definition: s,
       config,
       launch: { ...launch, appDir },
-      serviceJson: `${JSON.stringify({ ...s, callers: callers.get(s.name) ?? [] }, null, 2)}\n`,
+      serviceJson: `${JSON.stringify(
+        { ...s, callers: callers.get(s.name) ?? [], peerCalls: input.peerCalls ?? DEFAULT_PEER_CALLS },
+        null,
+        2,
+      )}\n`,
       ...(mtls ? { identityDir } : {}),
     };
   });

@@ -137,6 +137,8 @@ describe('the lab plan (defences + topology + placements -> the parts to launch)
         expect(url).toBe(byName.get(callee)?.launch.url);
         expect(JSON.parse(byName.get(callee)?.serviceJson ?? '{}').callers).toContain(s.config.part);
       }
+      // the per-edge peer policy travels in the measured definition
+      expect(JSON.parse(s.serviceJson).peerCalls).toEqual(['GET /healthz', 'GET /db/:db/records']);
     }
     expect(Object.keys(p.gateway.config.services).sort()).toEqual([...byName.keys()].sort());
   });

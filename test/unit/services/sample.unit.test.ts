@@ -384,6 +384,38 @@ describe('sample service, trusted posture: who may connect', () => {
     expect([overview.status, overview.body.code]).toEqual([403, 'PEER_CERTIFICATE_INVALID']);
   });
 
+  it('lets a caller make only the requests its edge allows, whatever the ticket (403 PEER_CALL_NOT_ALLOWED)', async () => {
+    ids.payments ??= await issueServiceCertificate(ca, { name: 'payments' });
+    const asPayments = mtls('payments', 'orders');
+    const admin = creds('trusted', 'admin');
+    const write = await call(orders, '/db/orders/records/relayed', {
+      method: 'PUT',
+      body: JSON.stringify({ record: { owner: 'attacker' } }),
+      headers: admin,
+      dispatcher: asPayments,
+    });
+    expect([write.status, write.body.code]).toEqual([403, 'PEER_CALL_NOT_ALLOWED']);
+    for (const [method, path, body] of [
+      ['GET', '/db/orders/records/ord-1', undefined],
+      ['POST', '/db/orders/query', JSON.stringify({ where: {} })],
+      ['GET', '/overview', undefined],
+    ] as const) {
+      const res = await call(orders, path, {
+        method,
+        headers: admin,
+        dispatcher: asPayments,
+        ...(body === undefined ? {} : { body }),
+      });
+      expect([path, res.status, res.body.code]).toEqual([path, 403, 'PEER_CALL_NOT_ALLOWED']);
+    }
+    // the edge's read still works, and the gateway is not bound by the edge: the write did not land
+    const read = await call(orders, '/db/orders/records', { headers: admin, dispatcher: asPayments });
+    expect(read.status).toBe(200);
+    const asGateway = mtls('gateway', 'orders');
+    const back = await call(orders, '/db/orders/records/relayed', { headers: admin, dispatcher: asGateway });
+    expect([back.status, back.body.code]).toEqual([404, 'RECORD_NOT_FOUND']);
+  });
+
   it('refuses a client without a certificate during the handshake', async () => {
     const agent = new Agent({
       connect: { ca: ca.certPem, timeout: 2000, checkServerIdentity: () => undefined },
