@@ -148,7 +148,7 @@ async function inProcessFigures(): Promise<DefenceFigure[]> {
     Array.from({ length: 20 }, (_, k) => ({ name: `svc-${k}`, state: 'trusted' as const })),
   );
 
-  const edge = new PeerCallPolicy(DEFAULT_PEER_CALLS, ['customers']);
+  const edge = new PeerCallPolicy({ orders: DEFAULT_PEER_CALLS }, ['customers']);
 
   // Pure computation, no allocation: a reference that garbage collection does not move (HMACs did,
   // 2x between runs).

@@ -26,8 +26,8 @@ export interface PeerClient {
 
 export type SampleDefinition = ServiceDefinition & {
   callers: string[];
-  /** what its callers may ask of it (the topology's per-edge peer policy); the kit's own calls when absent */
-  peerCalls?: readonly PeerCallRule[];
+  /** caller → what it may ask of this service (the topology's per-edge peer policy); the kit's own calls when absent */
+  peerCalls?: Readonly<Record<string, readonly PeerCallRule[]>>;
 };
 
 export interface SampleServiceDeps {
@@ -84,7 +84,10 @@ export function buildSampleService(deps: SampleServiceDeps): FastifyInstance {
     ]),
   );
   const callers = new Set(definition.callers);
-  const peerCalls = new PeerCallPolicy(definition.peerCalls ?? DEFAULT_PEER_CALLS, ownDatabases);
+  const peerCalls = new PeerCallPolicy(
+    definition.peerCalls ?? Object.fromEntries(definition.callers.map((c) => [c, DEFAULT_PEER_CALLS])),
+    ownDatabases,
+  );
   const principals = new WeakMap<FastifyRequest, Principal>();
   /** peer name → its first database, learnt from its /healthz. */
   const peerDatabases = new Map<string, string>();

@@ -5,7 +5,7 @@ import { Agent, type Dispatcher, request } from 'undici';
 import { hashDirectory } from '../../attestation/tree-hash.js';
 import { acceptsSelfReport } from '../../defences/attestation.js';
 import { linksFor } from '../../defences/links.js';
-import { DEFAULT_PEER_CALLS, parsePeerCalls } from '../../defences/peer-calls.js';
+import { parseCallerRules } from '../../defences/peer-calls.js';
 import { ticketKindOf } from '../../defences/presets.js';
 import { GATEWAY_VOUCHES, TicketAtService } from '../../defences/request/service.js';
 import { isTrustedMsError, TrustedMsError } from '../../errors.js';
@@ -191,7 +191,7 @@ function parseDefinition(text: string, file: string): SampleDefinition {
     calls: d.calls,
     callers: Array.isArray(d.callers) ? d.callers : [],
     // A definition written before the per-edge policy gets the kit's own peer calls, no more.
-    peerCalls: d.peerCalls === undefined ? DEFAULT_PEER_CALLS : parsePeerCalls(d.peerCalls, file),
+    ...(d.peerCalls === undefined ? {} : { peerCalls: parseCallerRules(d.peerCalls, file) }),
   };
 }
 
