@@ -27,6 +27,7 @@ import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
 import { AttestationTable } from '../src/defences/attestation-table.js';
 import { AddressAndUserLimits, NO_LIMITS } from '../src/defences/limits.js';
+import { DEFAULT_PEER_CALLS, PeerCallPolicy } from '../src/defences/peer-calls.js';
 import { BasicAtGateway } from '../src/defences/request/gateway-basic.js';
 import { TicketAtGateway } from '../src/defences/request/gateway-ticket.js';
 import { GATEWAY_VOUCHES, TicketAtService } from '../src/defences/request/service.js';
@@ -147,6 +148,8 @@ async function inProcessFigures(): Promise<DefenceFigure[]> {
     Array.from({ length: 20 }, (_, k) => ({ name: `svc-${k}`, state: 'trusted' as const })),
   );
 
+  const edge = new PeerCallPolicy({ orders: DEFAULT_PEER_CALLS }, ['customers']);
+
   // Pure computation, no allocation: a reference that garbage collection does not move (HMACs did,
   // 2x between runs).
   const referenceInput = Array.from({ length: 4096 }, (_, k) => k);
@@ -223,6 +226,13 @@ async function inProcessFigures(): Promise<DefenceFigure[]> {
       us: 0,
       sync: true,
       step: (i) => table.state(`svc-${i % 20}`) === 'trusted' && !revocations.quarantined(`svc-${i % 20}`),
+    },
+    {
+      name: 'links:mtls edge policy at a service',
+      what: 'a calling service’s method and path against its edge (identity.relayed-ticket)',
+      us: 0,
+      sync: true,
+      step: () => edge.check('orders', 'GET', '/db/customers/records'),
     },
   ];
 

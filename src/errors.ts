@@ -91,6 +91,11 @@ export const ERROR_CODES = {
   PEER_UNTRUSTED: { exit: 8, http: 403 },
   PEER_CERTIFICATE_INVALID: { exit: 8, http: 403 },
   /**
+   * The calling service is one of this service's callers, but the request is not one the edge's
+   * peer policy allows (lab/topology.json `peerCalls`): a ticket relayed for anything else.
+   */
+  PEER_CALL_NOT_ALLOWED: { exit: 8, http: 403 },
+  /**
    * What answers at the security service's control-plane address did not prove to be the security
    * service (links:mtls): no TLS 1.3 handshake with its lab-CA identity. Nothing is sent to it or
    * taken from it; a part starting then does not start.

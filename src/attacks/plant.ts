@@ -25,6 +25,8 @@ export interface AttackerConfig {
   sink: string;
   /** lateral theft: what the compromised service reads behind its callers' backs */
   target?: { service: string; url: string; path: string };
+  /** relayed ticket: the writes the compromised service makes with each ticket it is handed */
+  relay?: { service: string; url: string; path: string; body: string }[];
   /** impersonation: what the rogue answers with, and its certificate (files next to it, 0600) */
   rogue?: {
     database: string;
@@ -34,7 +36,7 @@ export interface AttackerConfig {
   };
 }
 
-export type Variant = 'exfil' | 'lying' | 'lateral' | 'rogue';
+export type Variant = 'exfil' | 'lying' | 'lateral' | 'relay' | 'rogue';
 
 export function variantBundle(variant: Variant): string {
   return join(packageRoot(), 'dist', 'lab', 'tampered', `${variant}-service.mjs`);

@@ -6,6 +6,7 @@ import { adminTokenTheft } from './scenarios/control-plane.admin-token-theft.js'
 import { spoofedSecurity } from './scenarios/control-plane.spoofed-security.js';
 import { loginFlood } from './scenarios/dos.login-flood.js';
 import { requestFlood } from './scenarios/dos.request-flood.js';
+import { relayedTicket } from './scenarios/identity.relayed-ticket.js';
 import { untrustedServiceKeepsCert } from './scenarios/identity.untrusted-service-keeps-cert.js';
 import { impersonation } from './scenarios/malicious-service.impersonation.js';
 import { lateralTheft } from './scenarios/malicious-service.lateral-theft.js';
@@ -36,6 +37,7 @@ export const SCENARIOS: readonly Scenario[] = [
   swapAtRestart,
   lateralTheft,
   untrustedServiceKeepsCert,
+  relayedTicket,
   impersonation,
   envInjection,
   eavesdrop,

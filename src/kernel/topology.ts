@@ -1,4 +1,10 @@
 import { readFileSync } from 'node:fs';
+import {
+  DEFAULT_PEER_CALLS,
+  EVERY_EDGE,
+  type PeerCallRules,
+  parsePeerCalls,
+} from '../defences/peer-calls.js';
 import { TrustedMsError } from '../errors.js';
 import { labPath } from '../paths.js';
 
@@ -16,6 +22,8 @@ export interface ServiceDefinition {
 export interface Topology {
   version: 1;
   services: ServiceDefinition[];
+  /** what a service may ask of a peer it calls, by edge (the per-edge peer policy, enforced by the peer) */
+  peerCalls: PeerCallRules;
 }
 
 const NAME = /^[a-z][a-z0-9-]{0,30}$/;
@@ -61,7 +69,13 @@ export function parseTopology(doc: unknown): Topology {
     state.set(name, 'done');
   };
   for (const name of byName.keys()) visit(name, []);
-  return { version: 1, services: [...byName.values()] };
+  const peerCalls =
+    t.peerCalls === undefined
+      ? { [EVERY_EDGE]: DEFAULT_PEER_CALLS }
+      : parsePeerCalls(t.peerCalls, 'the topology', (caller, callee) =>
+          Boolean(byName.get(caller)?.calls.includes(callee)),
+        );
+  return { version: 1, services: [...byName.values()], peerCalls };
 }
 
 let cached: Topology | undefined;

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { acceptsSelfReport } from '../defences/attestation.js';
 import type { GatewayLimitConfig } from '../defences/limits.js';
 import { partCredentialStrategy } from '../defences/part-credentials.js';
+import { type PeerCallRules, rulesForEdge } from '../defences/peer-calls.js';
 import type { Posture } from '../defences/posture.js';
 import type { Defences } from '../defences/presets.js';
 import type {
@@ -85,6 +86,8 @@ export interface LabPlanInput {
   posture: Posture;
   defences: Defences;
   services: ServiceDefinition[];
+  /** the topology's per-edge peer policy, written into each callee's measured definition */
+  peerCalls?: PeerCallRules;
   runtimeKind: 'process' | 'docker';
   /** from the runtime (`place`), for every part named by `partsToPlace` */
   placements: ReadonlyMap<string, PartPlacement>;
@@ -234,7 +237,18 @@ export function planLab(input: LabPlanInput): LabPlan {
       definition: s,
       config,
       launch: { ...launch, appDir },
-      serviceJson: `${JSON.stringify({ ...s, callers: callers.get(s.name) ?? [] }, null, 2)}\n`,
+      serviceJson: `${JSON.stringify(
+        {
+          ...s,
+          callers: callers.get(s.name) ?? [],
+          // what each caller may ask of this service, resolved from the topology's edges
+          peerCalls: Object.fromEntries(
+            (callers.get(s.name) ?? []).map((c) => [c, rulesForEdge(input.peerCalls ?? {}, c, s.name)]),
+          ),
+        },
+        null,
+        2,
+      )}\n`,
       ...(mtls ? { identityDir } : {}),
     };
   });

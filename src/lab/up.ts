@@ -133,7 +133,8 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
   const defences = defencesFor(posture, without);
   const mtls = defences.links === 'mtls';
   const measured = defences.attestation === 'measured';
-  const services = selectServices(labTopology(), opts.services ?? 20);
+  const topology = labTopology();
+  const services = selectServices(topology, opts.services ?? 20);
   progress(
     `lab ${labId}: ${labelOf(posture, without)} (${defenceList(defences).join(' ')}), ${services.length} services, ${runtime.kind} runtime`,
   );
@@ -150,6 +151,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     posture,
     defences,
     services,
+    peerCalls: topology.peerCalls,
     runtimeKind: runtime.kind,
     placements,
     secrets,

@@ -1,6 +1,7 @@
 import type { Server as TlsServer } from 'node:tls';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Links } from '../../defences/links.js';
+import { DEFAULT_PEER_CALLS, PeerCallPolicy, type PeerCallRule } from '../../defences/peer-calls.js';
 import type { Defences } from '../../defences/presets.js';
 import type { Principal, ServiceAuthenticator } from '../../defences/request/types.js';
 import { isTrustedMsError, TrustedMsError } from '../../errors.js';
@@ -23,7 +24,11 @@ export interface PeerClient {
   get(path: string, headers: Record<string, string>): Promise<{ status: number; body: unknown }>;
 }
 
-export type SampleDefinition = ServiceDefinition & { callers: string[] };
+export type SampleDefinition = ServiceDefinition & {
+  callers: string[];
+  /** caller → what it may ask of this service (the topology's per-edge peer policy); the kit's own calls when absent */
+  peerCalls?: Readonly<Record<string, readonly PeerCallRule[]>>;
+};
 
 export interface SampleServiceDeps {
   definition: SampleDefinition;
@@ -79,6 +84,10 @@ export function buildSampleService(deps: SampleServiceDeps): FastifyInstance {
     ]),
   );
   const callers = new Set(definition.callers);
+  const peerCalls = new PeerCallPolicy(
+    definition.peerCalls ?? Object.fromEntries(definition.callers.map((c) => [c, DEFAULT_PEER_CALLS])),
+    ownDatabases,
+  );
   const principals = new WeakMap<FastifyRequest, Principal>();
   /** peer name → its first database, learnt from its /healthz. */
   const peerDatabases = new Map<string, string>();
@@ -113,6 +122,7 @@ export function buildSampleService(deps: SampleServiceDeps): FastifyInstance {
 
   app.addHook('onRequest', async (request) => {
     if (pathOf(request.url) === '/healthz') return;
+    let callingService: string | undefined;
     links.authorizeCaller(request.raw.socket, (peer, kind) => {
       // Its certificate may still be valid: a quarantine is known by name, from the feed.
       if (kind === 'service' && deps.revocations?.quarantined(peer) === true) {
@@ -122,8 +132,11 @@ export function buildSampleService(deps: SampleServiceDeps): FastifyInstance {
       if (kind === 'service' && deps.revocations?.untrusted(peer) === true) {
         throw new TrustedMsError('PEER_UNTRUSTED', `peer "${peer}" has not passed attestation`);
       }
+      if (kind === 'service') callingService = peer;
       return kind === 'gateway' || (kind === 'service' && callers.has(peer));
     });
+    // A caller of ours may make only the requests its edge allows, whatever ticket it carries.
+    if (callingService !== undefined) peerCalls.check(callingService, request.method, pathOf(request.url));
     if (request.is404) return;
     principals.set(request, deps.authenticate.authenticate(request.headers));
   });

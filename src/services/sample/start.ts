@@ -5,6 +5,7 @@ import { Agent, type Dispatcher, request } from 'undici';
 import { hashDirectory } from '../../attestation/tree-hash.js';
 import { acceptsSelfReport } from '../../defences/attestation.js';
 import { linksFor } from '../../defences/links.js';
+import { parseCallerRules } from '../../defences/peer-calls.js';
 import { ticketKindOf } from '../../defences/presets.js';
 import { GATEWAY_VOUCHES, TicketAtService } from '../../defences/request/service.js';
 import { isTrustedMsError, TrustedMsError } from '../../errors.js';
@@ -189,6 +190,8 @@ function parseDefinition(text: string, file: string): SampleDefinition {
     databases: d.databases,
     calls: d.calls,
     callers: Array.isArray(d.callers) ? d.callers : [],
+    // A definition written before the per-edge policy gets the kit's own peer calls, no more.
+    ...(d.peerCalls === undefined ? {} : { peerCalls: parseCallerRules(d.peerCalls, file) }),
   };
 }
 

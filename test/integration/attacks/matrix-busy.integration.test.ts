@@ -38,6 +38,7 @@ const DOCUMENTED: Record<string, Partial<Record<Column, 'succeeded'>>> = {
   'malicious-service.swap-at-restart': { 'attestation:measured': 'succeeded' },
   'malicious-service.lateral-theft': { 'links:mtls': 'succeeded' },
   'identity.untrusted-service-keeps-cert': { 'attestation:measured': 'succeeded', 'links:mtls': 'succeeded' },
+  'identity.relayed-ticket': { 'links:mtls': 'succeeded' },
   'malicious-service.impersonation': { 'links:mtls': 'succeeded' },
   'attestation.env-injection': { 'attestation:measured': 'succeeded' },
   'mitm.eavesdrop': { 'links:mtls': 'succeeded' },

@@ -148,6 +148,11 @@ describe('the lab plan (defences + topology + placements -> the parts to launch)
         expect(url).toBe(byName.get(callee)?.launch.url);
         expect(JSON.parse(byName.get(callee)?.serviceJson ?? '{}').callers).toContain(s.config.part);
       }
+      // the per-edge peer policy travels in the callee's measured definition, one entry per caller
+      const peerCalls = JSON.parse(s.serviceJson).peerCalls;
+      expect(Object.keys(peerCalls).sort()).toEqual([...JSON.parse(s.serviceJson).callers].sort());
+      for (const rules of Object.values(peerCalls))
+        expect(rules).toEqual(['GET /healthz', 'GET /db/:db/records']);
     }
     expect(Object.keys(p.gateway.config.services).sort()).toEqual([...byName.keys()].sort());
   });

@@ -150,10 +150,11 @@ async function start(
   posture: Posture,
   name: string,
   peers: Record<string, PeerClient> = {},
+  peerCalls?: SampleDefinition['peerCalls'],
 ): Promise<string> {
   const defences = defencesFor(posture);
   const app = buildSampleService({
-    definition: definition(name),
+    definition: { ...definition(name), ...(peerCalls ? { peerCalls } : {}) },
     defences,
     peers,
     authenticate:
@@ -382,6 +383,61 @@ describe('sample service, trusted posture: who may connect', () => {
     expect([res.status, res.body.code]).toEqual([403, 'PEER_CERTIFICATE_INVALID']);
     const overview = await call(orders, '/overview', { dispatcher: mtls('customers', 'orders') });
     expect([overview.status, overview.body.code]).toEqual([403, 'PEER_CERTIFICATE_INVALID']);
+  });
+
+  it('lets a caller make only the requests its edge allows, whatever the ticket (403 PEER_CALL_NOT_ALLOWED)', async () => {
+    ids.payments ??= await issueServiceCertificate(ca, { name: 'payments' });
+    const asPayments = mtls('payments', 'orders');
+    const admin = creds('trusted', 'admin');
+    const write = await call(orders, '/db/orders/records/relayed', {
+      method: 'PUT',
+      body: JSON.stringify({ record: { owner: 'attacker' } }),
+      headers: admin,
+      dispatcher: asPayments,
+    });
+    expect([write.status, write.body.code]).toEqual([403, 'PEER_CALL_NOT_ALLOWED']);
+    for (const [method, path, body] of [
+      ['GET', '/db/orders/records/ord-1', undefined],
+      ['POST', '/db/orders/query', JSON.stringify({ where: {} })],
+      ['GET', '/overview', undefined],
+    ] as const) {
+      const res = await call(orders, path, {
+        method,
+        headers: admin,
+        dispatcher: asPayments,
+        ...(body === undefined ? {} : { body }),
+      });
+      expect([path, res.status, res.body.code]).toEqual([path, 403, 'PEER_CALL_NOT_ALLOWED']);
+    }
+    // the edge's read still works, and the gateway is not bound by the edge: the write did not land
+    const read = await call(orders, '/db/orders/records', { headers: admin, dispatcher: asPayments });
+    expect(read.status).toBe(200);
+    const asGateway = mtls('gateway', 'orders');
+    const back = await call(orders, '/db/orders/records/relayed', { headers: admin, dispatcher: asGateway });
+    expect([back.status, back.body.code]).toEqual([404, 'RECORD_NOT_FOUND']);
+  });
+
+  it("takes its callers' edges from its definition: each caller gets its own rules, one without any gets nothing", async () => {
+    ids.payments ??= await issueServiceCertificate(ca, { name: 'payments' });
+    ids.invoices ??= await issueServiceCertificate(ca, { name: 'invoices' });
+    const own = await start('trusted', 'orders', {}, { payments: ['PUT /db/:db/records/allowed'] });
+    const admin = creds('trusted', 'admin');
+    const asPayments = mtls('payments', 'orders');
+    const body = JSON.stringify({ record: { owner: 'payments' } });
+    const put = await call(own, '/db/orders/records/allowed', {
+      method: 'PUT',
+      body,
+      headers: admin,
+      dispatcher: asPayments,
+    });
+    expect(put.status).toBe(200);
+    const read = await call(own, '/db/orders/records', { headers: admin, dispatcher: asPayments });
+    expect([read.status, read.body.code]).toEqual([403, 'PEER_CALL_NOT_ALLOWED']);
+    const other = await call(own, '/db/orders/records', {
+      headers: admin,
+      dispatcher: mtls('invoices', 'orders'),
+    });
+    expect([other.status, other.body.code]).toEqual([403, 'PEER_CALL_NOT_ALLOWED']);
   });
 
   it('refuses a client without a certificate during the handshake', async () => {
