@@ -40,8 +40,9 @@ async function timed(fn: () => Promise<unknown>): Promise<number> {
 
 const increment = (store: LabStore) =>
   store.update((d) => {
-    const role = (d.roles.counter ??= { name: 'counter', description: '0', grants: [] }) as Role;
+    const role: Role = d.roles.counter ?? { name: 'counter', description: '0', grants: [] };
     role.description = String(Number(role.description) + 1);
+    d.roles.counter = role;
   });
 
 const dir = await mkdtemp(join(tmpdir(), 'tms-bench-store-'));

@@ -93,17 +93,19 @@ export async function prepareLabStore(
     // taken since, and its PID is not in this lab's state.
     await stopCluster(clusterDir, account);
     const [port] = (await freePorts(1)) as [number];
-    progress(`starting PostgreSQL on 127.0.0.1:${port}`);
-    serverPid = await startCluster(clusterDir, account, port);
     backend = {
       kind: 'postgres',
       url: `postgres://${LAB_ROLE}@127.0.0.1:${port}/postgres`,
       passwordFile,
       managed: { clusterDir, osUser: account.name },
     };
+    // Recorded before the start: a `lab up` killed right after it leaves a server `lab down` finds.
+    await writeStoreBackend(home, backend);
+    progress(`starting PostgreSQL on 127.0.0.1:${port}`);
+    serverPid = await startCluster(clusterDir, account, port);
   }
   // Connects and migrates now, so that a failure is lab up's, with its code, before any part starts
-  // (and the home keeps its last choice: a URL that does not work is not remembered).
+  // (and the home keeps its last choice: a --store-url that does not work is not remembered).
   const store = new PostgresLabStore(home, {
     url: backend.url,
     ...(backend.passwordFile ? { passwordFile: backend.passwordFile } : {}),
