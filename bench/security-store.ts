@@ -21,7 +21,7 @@ import { type Challenge, signatureToWire, signChallenge } from '../src/protocol/
 import { newExchangeKeyPair } from '../src/protocol/session-key.js';
 import { buildSecurityService } from '../src/services/security/app.js';
 import { ServiceRegistry } from '../src/services/security/registry.js';
-import { LabStore } from '../src/store/store.js';
+import { FileLabStore } from '../src/store/file-lab-store.js';
 import { addUser, addUserKey } from '../src/users/users.js';
 import { median } from './micro.js';
 
@@ -48,7 +48,7 @@ export async function securityStoreFigures(logins: number): Promise<SecurityStor
     const key = await generateUserKeyPair('ed25519');
     const make = async (name: string, resident: boolean) => {
       const home = join(base, name);
-      const setup = new LabStore(home, { seedRoles: defaultRoles });
+      const setup = new FileLabStore(home, { seedRoles: defaultRoles });
       await addUser(setup, { name: 'alice', role: 'analyst', password: 'bench password' });
       await addUserKey(setup, 'alice', {
         thumbprint: key.thumbprint,
@@ -56,7 +56,7 @@ export async function securityStoreFigures(logins: number): Promise<SecurityStor
         publicKeyPem: key.publicKeyPem,
         createdAt: new Date().toISOString(),
       });
-      const store = new LabStore(home, { seedRoles: defaultRoles, resident });
+      const store = new FileLabStore(home, { seedRoles: defaultRoles, resident });
       const registry = new ServiceRegistry(store, 'measured');
       await registry.load();
       const app = buildSecurityService({

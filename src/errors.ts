@@ -67,6 +67,10 @@ export const ERROR_CODES = {
   STORE_VERSION_UNSUPPORTED: { exit: 6, http: 500 },
   STORE_LOCKED: { exit: 6, http: 503 },
   STORE_IO: { exit: 6, http: 500 },
+  /** The store's server (PostgreSQL) does not answer at its address, or dropped the connection. */
+  STORE_UNAVAILABLE: { exit: 6, http: 503 },
+  /** The store's server refused the lab's credentials (wrong password, no such role, pg_hba). */
+  STORE_AUTH_FAILED: { exit: 6, http: 503 },
   /**
    * The file system under a write is full (ENOSPC) or over quota (EDQUOT): nothing was changed, and
    * the same action works again once space is freed, without a restart. 507: the server's storage.

@@ -9,7 +9,7 @@ export default class LabStatusCommand extends BaseCommand {
   static override summary =
     "Show each part of the lab: alive or not, how often it was restarted, and each service's attestation.";
   static override description =
-    'On the process runtime the lab\'s watchman brings a part that died back by itself (after 1 s, then 2, 4, 8, 16 s; at most 5 times in a row), and `restarts` counts how often it did; a part it gave up on shows "gave up". On Docker the containers\' restart policy does the same. A full or read-only disk under the lab home is shown above the table (and as `disk` in --json): logins and admin writes are refused with DISK_FULL or DISK_READ_ONLY until it is fixed, and work again without a restart once it is.';
+    'On the process runtime the lab\'s watchman brings a part that died back by itself (after 1 s, then 2, 4, 8, 16 s; at most 5 times in a row), and `restarts` counts how often it did; a part it gave up on shows "gave up". On Docker the containers\' restart policy does the same. The store (lowdb: the files of the lab home; postgres: its URL without the password, and the server the lab started) is named above the table (`store` in --json). A full or read-only disk under the lab home is shown above the table (and as `disk` in --json): logins and admin writes are refused with DISK_FULL or DISK_READ_ONLY until it is fixed, and work again without a restart once it is.';
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
     '<%= config.bin %> <%= command.id %> --json',
@@ -26,6 +26,14 @@ export default class LabStatusCommand extends BaseCommand {
       `Lab ${status.labId}: posture ${status.posture}${status.without?.length ? ` without ${status.without.join(', ')}` : ''}, ${status.runtime}, gateway ${status.gatewayUrl}`,
     );
     this.log(`Defences: ${(status.defences ?? []).join(' ')}`);
+    const { store } = status;
+    if (store !== undefined) {
+      this.log(
+        store.kind === 'lowdb'
+          ? 'Store: lowdb (the files of the lab home)'
+          : `Store: postgres ${store.where}${store.server ? ` (the lab's own server, pid ${store.server.pid}, data in ${store.server.clusterDir})` : ''}`,
+      );
+    }
     if (status.identityTtlSeconds !== undefined) {
       this.log(
         `Identities: ${status.identityTtlSeconds} s each, renewed at half-life after a trusted measurement`,

@@ -4,8 +4,10 @@ import { onInterrupt } from '../../src/command-support/interrupt.js';
 import { renderTable } from '../../src/command-support/table.js';
 import { POSTURES, parsePosture } from '../../src/defences/posture.js';
 import { ABLATION_NAMES, defenceList, labelOf, parseAblations } from '../../src/defences/presets.js';
+import { TrustedMsError } from '../../src/errors.js';
 import { fdLimitWarning } from '../../src/lab/fd-limit.js';
 import { closableRuntime, stopInterruptedUp } from '../../src/lab/interrupted-up.js';
+import { STORE_CHOICES, type StoreChoice } from '../../src/lab/lab-store.js';
 import { passThrough } from '../../src/lab/runtimes/part-env.js';
 import { chooseRuntime, RUNTIME_CHOICES, type RuntimeChoice } from '../../src/lab/runtimes/select.js';
 import { type LabUpResult, labUp } from '../../src/lab/up.js';
@@ -30,6 +32,8 @@ export default class LabUp extends BaseCommand {
     '<%= config.bin %> <%= command.id %> --runtime docker',
     '<%= config.bin %> <%= command.id %> --runtime process --identity-ttl 60',
     '<%= config.bin %> <%= command.id %> --runtime docker --base-image node:24-slim',
+    '<%= config.bin %> <%= command.id %> --runtime process --store postgres',
+    '<%= config.bin %> <%= command.id %> --runtime process --store postgres --store-url postgres://tms:secret@db.example:5432/tms',
     'LD_PRELOAD=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 FAKETIME=-1h <%= config.bin %> <%= command.id %> --runtime process --part-env LD_PRELOAD --part-env FAKETIME',
   ];
   static override flags = {
@@ -61,6 +65,16 @@ export default class LabUp extends BaseCommand {
       min: MIN_LAB_CERT_TTL_SECONDS,
       max: MAX_CERT_TTL_SECONDS,
     }),
+    store: Flags.string({
+      description:
+        "where the security service keeps users, keys, services and the audit log: lowdb, the lab home's files (no server), or postgres, a PostgreSQL database (process runtime only, for now). Without --store-url the lab creates its own server (initdb, on first use) and starts it on 127.0.0.1; `lab down` stops it, `lab down --purge` drops its data [default: what this home used last, else lowdb]",
+      options: [...STORE_CHOICES],
+    }),
+    'store-url': Flags.string({
+      description:
+        'with --store postgres: use this existing server (postgres://user:password@host:port/database) instead of starting one; kept 0600 in the lab home, never printed with its password',
+      dependsOn: ['store'],
+    }),
     'part-env': Flags.string({
       description:
         'process runtime: pass this variable of your environment, with its value, to every part (repeatable). Nothing else of your environment reaches the parts; what you name here runs in all of them unmeasured (e.g. LD_PRELOAD for libfaketime)',
@@ -84,6 +98,15 @@ export default class LabUp extends BaseCommand {
     if (partEnv !== undefined && runtime.kind !== 'process') {
       this.warn(`--part-env is ignored: containers get their own environment`);
     }
+    if (flags['store-url'] !== undefined && flags.store !== 'postgres') {
+      throw new TrustedMsError('USAGE', '--store-url needs --store postgres');
+    }
+    const store: StoreChoice | undefined =
+      flags.store === undefined
+        ? undefined
+        : flags.store === 'postgres'
+          ? { kind: 'postgres', ...(flags['store-url'] === undefined ? {} : { url: flags['store-url'] }) }
+          : { kind: 'lowdb' };
     const fdWarning = await fdLimitWarning(flags.services);
     if (fdWarning !== undefined) this.warn(fdWarning);
     const home = this.labHome(flags);
@@ -103,6 +126,7 @@ export default class LabUp extends BaseCommand {
       services: flags.services,
       ...(flags['identity-ttl'] === undefined ? {} : { identityTtlSeconds: flags['identity-ttl'] }),
       ...(partEnv === undefined ? {} : { partEnv }),
+      ...(store === undefined ? {} : { store }),
       onProgress: (step) => this.logToStderr(`… ${step}`),
     }).finally(stopOnSignal);
     const { state } = result;
@@ -116,6 +140,7 @@ export default class LabUp extends BaseCommand {
       `Lab ${state.labId} up in ${(result.durationMs / 1000).toFixed(1)} s, posture ${labelOf(state.posture, state.without)}.`,
     );
     this.log(`Defences: ${defenceList(state.defences).join(' ')}`);
+    if (state.store?.kind === 'postgres') this.log(`Store: postgres ${state.store.where}`);
     this.log(
       `Gateway: ${state.gatewayUrl}   Next: trusted-ms user login <name>, trusted-ms call <service> <path>`,
     );

@@ -58,6 +58,16 @@ export interface PartState {
   manifest?: LaunchManifest;
 }
 
+/** The lab's store, as `lab status` names it (the URL without its password). */
+export type LabStoreState =
+  | { kind: 'lowdb' }
+  | {
+      kind: 'postgres';
+      where: string;
+      /** the server the lab started itself (`lab up --store postgres` without --store-url) */
+      server?: { pid: number; clusterDir: string };
+    };
+
 /** What `lab up` leaves behind so that any shell can run `lab status`, `logs`, `down`. */
 export interface LabState {
   version: 1;
@@ -79,6 +89,8 @@ export interface LabState {
   controlPlaneUrl?: string;
   /** links:mtls: how long every part's identity lasts before its renewal (`lab up --identity-ttl`) */
   identityTtlSeconds?: number;
+  /** absent in a lab started before the store could be chosen: the files of the home */
+  store?: LabStoreState;
   parts: PartState[];
 }
 

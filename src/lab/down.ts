@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { labDir, readLabState, removeLabState } from '../kernel/lab-state.js';
+import { stopLabStore } from './lab-store.js';
 import { codeCopiesDir, releaseCopy } from './runtimes/code-copy.js';
 import { processesOfLab } from './runtimes/process.js';
 import type { Runtime } from './runtimes/runtime.js';
@@ -10,18 +11,23 @@ export interface LabDownResult {
   stopped: string[];
   /** what else the runtime removed by label: containers left behind, networks */
   removed: string[];
+  /** `--purge`: the lab's PostgreSQL cluster and the home's choice of it */
+  purged: string[];
   durationMs: number;
 }
 
 export interface LabDownOptions {
   /** Docker: also remove every object of every trusted-ms lab, found by label (after a crash) */
   all?: boolean;
+  /** also drop the data of the PostgreSQL server the lab started (`lab down --purge`) */
+  purge?: boolean;
 }
 
 /**
  * Stops every part the lab started (by PID or container id), the watchman first (so that it brings
  * nothing back) and then the gateway, then removes what else the runtime made for it (Docker: by
- * label) and forgets the lab. Running it twice is harmless.
+ * label), stops the PostgreSQL server the lab started (its data stays unless `purge`) and forgets
+ * the lab. Running it twice is harmless.
  */
 export async function labDown(
   home: string,
@@ -39,7 +45,9 @@ export async function labDown(
     // A `lab up` killed before it wrote the state file may have started parts already: they are
     // found by their config path under this home, as below.
     const stopped = await killLeftovers(home);
-    return { stopped, removed, durationMs: Date.now() - started };
+    const store = await stopLabStore(home, { purge: opts.purge === true });
+    stopped.push(...store.stopped);
+    return { stopped, removed, purged: store.purged, durationMs: Date.now() - started };
   }
   const runtime = given ?? (await runtimeFor(state.runtime));
   const stopped: string[] = [];
@@ -63,12 +71,15 @@ export async function labDown(
     );
   }
   stopped.push(...(await killLeftovers(home)));
+  // After the security service, its only client while the lab ran.
+  const store = await stopLabStore(home, { purge: opts.purge === true });
+  stopped.push(...store.stopped);
   removed.push(...(await runtime.teardown(state.labId)));
   // The services' code copies (process runtime) are only of use while they run; read-only folders
   // would otherwise stop anyone but root from removing the lab's home.
   await releaseCopy(codeCopiesDir(labDir(home)));
   await removeLabState(home);
-  return { labId: state.labId, stopped, removed, durationMs: Date.now() - started };
+  return { labId: state.labId, stopped, removed, purged: store.purged, durationMs: Date.now() - started };
 }
 
 /**

@@ -1,6 +1,6 @@
 import { type Ablation, defenceList } from '../defences/presets.js';
 import { adminChannel } from '../kernel/admin-channel.js';
-import { type LabState, readLabState } from '../kernel/lab-state.js';
+import { type LabState, type LabStoreState, readLabState } from '../kernel/lab-state.js';
 import { type DiskCondition, diskCondition } from './disk.js';
 import type { Runtime } from './runtimes/runtime.js';
 import { runtimeFor } from './runtimes/select.js';
@@ -35,6 +35,8 @@ export interface LabStatus {
   startedAt?: string;
   /** links:mtls: how long each part's identity lasts (renewed at half-life by the watchman) */
   identityTtlSeconds?: number;
+  /** where users, keys and the audit log are kept (a URL without its password) */
+  store?: LabStoreState;
   parts: PartStatus[];
   /** the disk under the lab home: a full or read-only one refuses logins and admin writes */
   disk?: DiskCondition;
@@ -77,6 +79,7 @@ export async function labStatus(home: string, given?: Runtime): Promise<LabStatu
     gatewayUrl: state.gatewayUrl,
     startedAt: state.startedAt,
     ...(state.identityTtlSeconds === undefined ? {} : { identityTtlSeconds: state.identityTtlSeconds }),
+    store: state.store ?? { kind: 'lowdb' },
     parts,
     ...(disk ? { disk } : {}),
   };

@@ -16,6 +16,7 @@ import { issueServiceCertificate, labIdentityTtl, type ServiceIdentity } from '.
 import { writeIdentity } from '../pki/identity-files.js';
 import { clientTlsConnector } from '../pki/mtls.js';
 import { requireRoomForLab } from './disk.js';
+import { prepareLabStore, type StoreChoice, stopLabStore, wantedStore } from './lab-store.js';
 import { createPartCredentials } from './part-credentials.js';
 import { builtFile, type PlannedPart, partsToPlace, planLab } from './plan.js';
 import { waitHealthy } from './readiness.js';
@@ -48,6 +49,11 @@ export interface LabUpOptions {
    * DEFAULT_LAB_CERT_TTL_SECONDS); the watchman renews each at half-life after a trusted measurement.
    */
   identityTtlSeconds?: number;
+  /**
+   * `lab up --store` (and --store-url): where the security service keeps users, keys and the audit
+   * log. Undefined: what the home used last, else its files.
+   */
+  store?: StoreChoice;
 }
 
 export interface LabUpResult {
@@ -95,6 +101,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
   const identityTtlSeconds = labIdentityTtl(opts.identityTtlSeconds);
   const runtime = opts.runtime ?? new ProcessRuntime();
   await assertPrivateHome(opts.home);
+  wantedStore(opts.home, opts.store, runtime.kind);
   const existing = await readLabState(opts.home);
   if (existing) {
     const alive = await Promise.all(existing.parts.map((p) => runtime.isAlive(p)));
@@ -170,6 +177,8 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     return launch;
   };
 
+  // Last before the parts: a server started here must not be left behind by a failure above.
+  const store = await prepareLabStore(opts.home, opts.store, runtime.kind, progress);
   const parts: PartState[] = [];
   const state = (): LabState => ({
     version: 1,
@@ -183,6 +192,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     securityUrl: plan.securityUrl,
     ...(plan.controlPlaneUrl ? { controlPlaneUrl: plan.controlPlaneUrl } : {}),
     ...(mtls ? { identityTtlSeconds } : {}),
+    store,
     parts,
   });
   const healthTimeout = opts.healthTimeoutMs ?? 20_000;
@@ -338,6 +348,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
   } catch (err) {
     await Promise.all(parts.map((p) => runtime.stop(p).catch(() => undefined)));
     await runtime.teardown(labId).catch(() => []);
+    await stopLabStore(opts.home).catch(() => undefined);
     await rm(join(dir, 'state.json'), { force: true });
     throw err;
   }

@@ -10,7 +10,7 @@ import { defencesFor, ticketKindOf } from '../defences/presets.js';
 import { labAudience, labIssuer } from '../protocol/issuer.js';
 import { ProofVerifier } from '../protocol/proof.js';
 import { TicketVerifier } from '../protocol/ticket.js';
-import { LabStore } from '../store/store.js';
+import { FileLabStore } from '../store/file-lab-store.js';
 import { buildGateway } from './gateway/app.js';
 import { gatewayStrategies } from './gateway/assemble.js';
 import { buildSecurityService } from './security/app.js';
@@ -52,7 +52,7 @@ async function documentOf(app: FastifyInstance): Promise<OpenApiDocument> {
 export async function securityDocument(): Promise<OpenApiDocument> {
   const dir = await mkdtemp(join(tmpdir(), 'tms-openapi-'));
   try {
-    const store = new LabStore(dir);
+    const store = new FileLabStore(dir);
     const signing = generateKeyPairSync('ed25519');
     const app = buildSecurityService({
       labId: LAB,

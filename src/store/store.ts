@@ -1,134 +1,64 @@
-import { join, resolve } from 'node:path';
-import { fileError } from '../disk-errors.js';
-import { TrustedMsError } from '../errors.js';
-import type { Role } from '../policy/types.js';
-import { AuditLog } from './audit/audit-log.js';
 import type { AuditRecord } from './audit/record.js';
 import type { AuditVerifyResult } from './audit/verify.js';
-import type { LockSettings } from './file-lock.js';
-import { JsonFileStore } from './json-file-store.js';
-import { type AuditEntry, emptyStoreData, type StoreData, validateStoreData } from './schema.js';
+import type { AuditEntry, StoreData } from './schema.js';
 
-export interface LabStoreOptions {
-  /** Roles of a new store (default: none). */
-  seedRoles?: () => Record<string, Role>;
-  /** The clock stamped on audit entries and records. */
-  now?: () => Date;
-  /** Lock tuning, mainly for tests. */
-  lock?: Partial<LockSettings>;
-  /**
-   * This process is the store's writer while a lab runs (the security service): keep the store in
-   * memory and the audit log's chain head and lock between writes (see JsonFileStore, AuditLog).
-   * Every write is still durable before it resolves.
-   */
-  resident?: boolean;
-}
-
-/** How long the resident writer keeps the audit log's lock after a write, for the next login's. */
-const RESIDENT_AUDIT_HOLD_MS = 200;
-
-export const STORE_FILE = 'store.json';
-/** The tamper-evident audit log (hash-chained JSONL, see audit/). */
-export const AUDIT_FILE = 'audit.jsonl';
-/** The audit log of schema 1 (lowdb), migrated into AUDIT_FILE on the first write. */
-export const LEGACY_AUDIT_FILE = 'audit.json';
+/** An audit entry as callers give it: `at` defaults to the store's clock. */
+export type NewAuditEntry = Omit<AuditEntry, 'at'> & { at?: string };
 
 /**
- * The lab's store in its home folder: `store.json` (users, roles, services) and `audit.jsonl`, kept
- * apart so that appending to the audit log never rewrites the users.
+ * Reading the audit log as it grows (`audit tail`). A position is opaque to callers: bytes in the
+ * file store, the next `seq` in PostgreSQL; `size()` says where `follow` starts.
  */
-export class LabStore {
+export interface AuditLogReader {
+  /** The last `n` records (all of them when the log is shorter). */
+  last(n: number): Promise<AuditRecord[]>;
+  /** Where the log ends now: `follow` from here sees only what comes after. */
+  size(): Promise<number>;
+  /** Records appended after `position`, polled every `intervalMs` until `signal` aborts. */
+  follow(position: number, signal: AbortSignal, intervalMs?: number): AsyncGenerator<AuditRecord>;
+}
+
+/** Which implementation a store is, for `lab status` and error messages only. */
+export type StoreKind = 'lowdb' | 'postgres';
+
+/**
+ * The lab's store: one document (users, roles, services, revocations) changed by read-modify-write,
+ * and a hash-chained audit log. Two implementations: the files in the lab home (FileLabStore, the
+ * default) and PostgreSQL (PostgresLabStore). Callers get one from `openLabStore` and never ask
+ * which.
+ */
+export interface LabStore {
+  readonly kind: StoreKind;
+  /** The lab home the store belongs to (files beside it, such as the login throttle, live there). */
   readonly home: string;
+  /** The clock stamped on audit entries and records. */
   readonly now: () => Date;
-  readonly #store: JsonFileStore<StoreData>;
-  readonly #audit: AuditLog;
-
-  constructor(home: string, opts: LabStoreOptions = {}) {
-    this.home = resolve(home);
-    this.now = opts.now ?? (() => new Date());
-    const seedRoles = opts.seedRoles ?? (() => ({}));
-    this.#store = new JsonFileStore<StoreData>({
-      file: join(this.home, STORE_FILE),
-      initial: () => emptyStoreData(seedRoles()),
-      validate: validateStoreData,
-      ...(opts.lock ? { lock: opts.lock } : {}),
-      resident: opts.resident === true,
-    });
-    this.#audit = new AuditLog({
-      file: join(this.home, AUDIT_FILE),
-      legacyFile: join(this.home, LEGACY_AUDIT_FILE),
-      ...(opts.lock ? { lock: opts.lock } : {}),
-      ...(opts.resident === true ? { holdLockMs: RESIDENT_AUDIT_HOLD_MS } : {}),
-    });
-  }
-
-  get storeFile(): string {
-    return this.#store.file;
-  }
-
-  get auditFile(): string {
-    return this.#audit.file;
-  }
-
-  /** Finishes queued audit appends and lets go of the audit log's lock (a resident writer's shutdown). */
-  close(): Promise<void> {
-    return this.#audit.close();
-  }
-
   /**
-   * A snapshot of the store; a store not created yet reads as its seed. Read-only: in a resident
-   * store it is shared and frozen.
+   * A snapshot of the store; a store not created yet reads as its seed. Read-only: it may be shared
+   * and frozen.
    */
-  data(): Promise<StoreData> {
-    return this.#store.read();
-  }
-
-  /** Read-modify-write under the store's file lock, durable when it resolves; see JsonFileStore.update. */
-  update<R>(fn: (data: StoreData) => R | Promise<R>): Promise<R> {
-    return this.#store.update(fn);
-  }
-
-  /** Appends to the audit log; resolves once the entry is on disk (see AuditLog.append). */
-  async audit(entry: Omit<AuditEntry, 'at'> & { at?: string }): Promise<void> {
-    const { at, ...rest } = entry;
-    await this.#audit.append({ at: at ?? this.now().toISOString(), ...rest });
-  }
-
+  data(): Promise<StoreData>;
+  /**
+   * Read-modify-write, serialised with every other writer (in any process); durable when it
+   * resolves. If `fn` throws, nothing is written and the error propagates.
+   */
+  update<R>(fn: (data: StoreData) => R | Promise<R>): Promise<R>;
+  /** Appends to the audit log; resolves once the entry is durable. */
+  audit(entry: NewAuditEntry): Promise<void>;
   /**
    * Appends an entry the action itself depends on (a login granted, an admin change made): when it
-   * cannot be written the action is refused, with the log's own error (DISK_FULL, DISK_READ_ONLY,
-   * STORE_LOCKED...) and its cause in the message, never a bare "error".
+   * cannot be written the action is refused with the store's own error code and its cause in the
+   * message, never a bare "error".
    */
-  async auditRequired(entry: Omit<AuditEntry, 'at'> & { at?: string }): Promise<void> {
-    try {
-      await this.audit(entry);
-    } catch (err) {
-      const e = fileError(this.auditFile, 'append to', err);
-      throw new TrustedMsError(
-        e.code,
-        `${entry.action} refused: it cannot be recorded in the audit log: ${e.message}`,
-        { cause: err, actions: e.actions },
-      );
-    }
-  }
-
+  auditRequired(entry: NewAuditEntry): Promise<void>;
   /** The audit entries in order, without their chain fields. */
-  auditEntries(): Promise<AuditEntry[]> {
-    return this.#audit.entries();
-  }
-
+  auditEntries(): Promise<AuditEntry[]>;
   /** The audit records with their chain fields (seq, id, prev, hash). */
-  auditRecords(): Promise<AuditRecord[]> {
-    return this.#audit.records();
-  }
-
-  /** The audit log itself, for reading its tail and following it. */
-  get auditLog(): AuditLog {
-    return this.#audit;
-  }
-
-  /** Checks the audit log's hash chain; see AuditLog.verify. */
-  verifyAudit(): Promise<AuditVerifyResult> {
-    return this.#audit.verify();
-  }
+  auditRecords(): Promise<AuditRecord[]>;
+  /** The audit log for reading its tail and following it. */
+  readonly auditLog: AuditLogReader;
+  /** Walks the audit log's hash chain and reports every record that breaks it. */
+  verifyAudit(): Promise<AuditVerifyResult>;
+  /** Finishes queued audit appends and lets go of what the store holds (locks, connections). */
+  close(): Promise<void>;
 }

@@ -4,14 +4,14 @@ import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../../src/store/audit/record.js';
 import type { AuditVerifyResult } from '../../../src/store/audit/verify.js';
-import { LabStore } from '../../../src/store/store.js';
+import { FileLabStore } from '../../../src/store/file-lab-store.js';
 import { cli, cliJson, repoRoot, tempLab } from '../../support/cli.js';
 
 /** `audit verify` and `audit tail` as a user runs them: real processes on a real log. */
 describe('audit commands', () => {
   it('verify says ok on an intact log and names the edited entry (exit 6) on a tampered one', async () => {
     await using lab = await tempLab();
-    const store = new LabStore(lab.home);
+    const store = new FileLabStore(lab.home);
     for (let i = 0; i < 4; i++) await store.audit({ actor: 'cli', action: `test.${i}`, outcome: 'ok' });
 
     const ok = await cliJson<{ status: number; result: AuditVerifyResult }>(lab, ['audit', 'verify']);
@@ -39,7 +39,7 @@ describe('audit commands', () => {
 
   it('tail shows the last N entries, in text and JSON', async () => {
     await using lab = await tempLab();
-    const store = new LabStore(lab.home);
+    const store = new FileLabStore(lab.home);
     for (let i = 0; i < 5; i++)
       await store.audit({ actor: 'cli', action: `test.${i}`, target: `t${i}`, outcome: 'ok' });
     const r = await cliJson<{ result: AuditRecord[] }>(lab, ['audit', 'tail', '-n', '2']);
@@ -54,7 +54,7 @@ describe('audit commands', () => {
 
   it('tail --follow --json prints entries written after it started, one JSON per line, and stops on SIGINT', async () => {
     await using lab = await tempLab();
-    const store = new LabStore(lab.home);
+    const store = new FileLabStore(lab.home);
     await store.audit({ actor: 'cli', action: 'before', outcome: 'ok' });
     const child = execa(
       process.execPath,

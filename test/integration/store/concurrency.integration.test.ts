@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { FileLabStore } from '../../../src/store/file-lab-store.js';
 import { validateStoreData } from '../../../src/store/schema.js';
-import { LabStore } from '../../../src/store/store.js';
 
 /**
  * Real processes writing one store: lowdb alone loses updates here (ENVIRONMENT.md); with the
@@ -112,7 +112,7 @@ describe('LabStore across processes', () => {
     const writers = Array.from({ length: 3 }, (_, p) => startWriter(`a${p}`, 'audit', 100));
     for (const r of await Promise.all(writers.map((w) => w.exit)))
       expect(r, r.stderr).toMatchObject({ code: 0 });
-    const store = new LabStore(home);
+    const store = new FileLabStore(home);
     const verdict = await store.verifyAudit();
     expect(verdict).toMatchObject({ ok: true, entries: 300, problems: [] });
     const records = await store.auditRecords();
@@ -130,7 +130,7 @@ describe('LabStore across processes', () => {
       const before = Object.keys((await loadStoreFile()).users).length;
       expect(before).toBeGreaterThan(0);
       const t = performance.now();
-      await new LabStore(home).update((d) => {
+      await new FileLabStore(home).update((d) => {
         d.users[`after-${delayMs}`] = { ...d.users[`k${delayMs}-0`]!, name: `after-${delayMs}` };
       });
       const data = await loadStoreFile();
@@ -150,7 +150,7 @@ describe('LabStore across processes', () => {
     await w.exit;
     await stat(join(home, 'store.json.lock')); // ...and left behind
     const t = performance.now();
-    await new LabStore(home).update((d) => {
+    await new FileLabStore(home).update((d) => {
       d.users.survivor = { ...d.users['h-0']!, name: 'survivor' };
     });
     const waited = performance.now() - t;
@@ -166,7 +166,7 @@ describe('LabStore across processes', () => {
   });
 
   it('measures a locked update in one process (200 sequential updates)', async () => {
-    const store = new LabStore(home);
+    const store = new FileLabStore(home);
     await store.update(() => undefined);
     const times: number[] = [];
     for (let i = 0; i < 200; i++) {

@@ -6,8 +6,8 @@ import { describe, expect, it } from 'vitest';
 import { login } from '../../../src/client/login.js';
 import { loadPrivateKeyFile, privateKeyPath } from '../../../src/crypto/keys.js';
 import { closeClients, openClients } from '../../../src/load/run.js';
+import { FileLabStore } from '../../../src/store/file-lab-store.js';
 import { type StoreData, validateStoreData } from '../../../src/store/schema.js';
-import { LabStore } from '../../../src/store/store.js';
 import { openUserAdmin } from '../../../src/users/admin.js';
 import { cli } from '../../support/cli.js';
 import { startLab, TEST_USERS } from '../../support/lab.js';
@@ -83,7 +83,7 @@ describe.sequential('the security service as the resident writer of a running la
     expect(await admin.getUser('d-24')).toMatchObject({ name: 'd-24' });
     await admin.removeUser('a-0');
     expect(Object.keys((await storeOnDisk(lab.home)).users).sort()).toEqual(want.filter((n) => n !== 'a-0'));
-    expect(await new LabStore(lab.home).verifyAudit()).toMatchObject({ ok: true, problems: [] });
+    expect(await new FileLabStore(lab.home).verifyAudit()).toMatchObject({ ok: true, problems: [] });
   });
 
   it('keeps the audit chain whole through concurrent logins and another process appending', async () => {
@@ -98,7 +98,7 @@ describe.sequential('the security service as the resident writer of a running la
           ),
         ),
       );
-      const before = (await new LabStore(lab.home).auditRecords()).length;
+      const before = (await new FileLabStore(lab.home).auditRecords()).length;
       const [, direct] = await Promise.all([
         Promise.all(
           clients.map(async (client, c) => {
@@ -111,7 +111,7 @@ describe.sequential('the security service as the resident writer of a running la
         runWriter(lab.home, 'w', 'audit', 40),
       ]);
       expect(direct, direct.stderr).toMatchObject({ code: 0 });
-      const store = new LabStore(lab.home);
+      const store = new FileLabStore(lab.home);
       const records = (await store.auditRecords()).slice(before);
       expect(records.filter((r) => r.action === 'auth.verify' && r.outcome === 'allowed')).toHaveLength(18);
       expect(records.filter((r) => r.actor === 'w')).toHaveLength(40);
@@ -142,7 +142,7 @@ describe.sequential('the security service as the resident writer of a running la
     expect(acked.length).toBeGreaterThanOrEqual(3);
     const users = Object.keys((await storeOnDisk(lab.home)).users);
     for (const name of acked) expect(users).toContain(name);
-    const store = new LabStore(lab.home);
+    const store = new FileLabStore(lab.home);
     const added = (await store.auditRecords()).filter((r) => r.action === 'user.add' && r.outcome === 'ok');
     for (const name of acked) expect(added.map((r) => r.target)).toContain(name);
     expect(await store.verifyAudit()).toMatchObject({ ok: true });

@@ -5,14 +5,14 @@
  *   hold <n>   after n updates, print `holding` from inside an update and never let go of the lock
  *   audit <n>  append n audit entries, then exit
  */
-import { LabStore } from '../../../src/store/store.js';
+import { FileLabStore } from '../../../src/store/file-lab-store.js';
 
 const [home, prefix, mode, n] = process.argv.slice(2);
 if (!home || !prefix || !mode) {
   console.error('usage: writer.ts <home> <prefix> count|loop|hold [n]');
   process.exit(2);
 }
-const store = new LabStore(home);
+const store = new FileLabStore(home);
 const count = Number(n ?? 0);
 
 async function addOne(i: number, inside?: () => Promise<void>): Promise<void> {

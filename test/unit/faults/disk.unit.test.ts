@@ -7,9 +7,10 @@ import { asTrustedMsError } from '../../../src/command-support/base-command.js';
 import { writePrivateKeyFile } from '../../../src/crypto/keys.js';
 import { diskFaultOf, fileError } from '../../../src/disk-errors.js';
 import { isTrustedMsError, type TrustedMsError } from '../../../src/errors.js';
+import { defaultRoles } from '../../../src/policy/roles.js';
 import { toHttpError } from '../../../src/services/http.js';
 import { AuditLog } from '../../../src/store/audit/audit-log.js';
-import { openLabStore } from '../../../src/store/open.js';
+import { FileLabStore } from '../../../src/store/file-lab-store.js';
 import { addUser } from '../../../src/users/users.js';
 import { canMountTmpfs, describeWithTmpfs, mountTmpfs } from '../../support/tmpfs.js';
 
@@ -60,6 +61,9 @@ it('a disk fault nobody mapped is still the disk code at the CLI and over HTTP, 
 
 const available = await canMountTmpfs();
 
+/** What openLabStore gives a home without a PostgreSQL store, with its files named. */
+const fileStoreIn = (home: string): FileLabStore => new FileLabStore(home, { seedRoles: defaultRoles });
+
 describeWithTmpfs(
   available,
   'a full and a read-only disk under the store, audit log, sessions and keys',
@@ -67,7 +71,7 @@ describeWithTmpfs(
     it('full: user add and the audit log fail with DISK_FULL (cause kept), nothing half-written, then work again', async () => {
       await using fs = await mountTmpfs(1024 * 1024);
       const home = join(fs.dir, 'home');
-      const store = openLabStore(home);
+      const store = fileStoreIn(home);
       await addUser(store, { name: 'alice', role: 'admin', password: 'pw-alice' });
       const storeBefore = await readFile(store.storeFile, 'utf8');
 
@@ -129,7 +133,7 @@ describeWithTmpfs(
     it('read-only: writes fail with DISK_READ_ONLY (EROFS), reads still work, and work again after remount rw', async () => {
       await using fs = await mountTmpfs(1024 * 1024);
       const home = join(fs.dir, 'home');
-      const store = openLabStore(home);
+      const store = fileStoreIn(home);
       await addUser(store, { name: 'alice', role: 'admin', password: 'pw-alice' });
       await fs.remount('ro');
       try {

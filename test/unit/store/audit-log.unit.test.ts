@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AuditLog } from '../../../src/store/audit/audit-log.js';
 import { AUDIT_GENESIS, recordHash } from '../../../src/store/audit/record.js';
-import { LabStore } from '../../../src/store/store.js';
+import { FileLabStore } from '../../../src/store/file-lab-store.js';
 
 let home: string;
 let file: string;
@@ -146,7 +146,7 @@ describe('AuditLog (hash chain)', () => {
       ],
     };
     await writeFile(join(home, 'audit.json'), JSON.stringify(legacy));
-    const store = new LabStore(home);
+    const store = new FileLabStore(home);
     // Reading does not migrate (readers never write) but sees the legacy entries.
     expect(await store.auditEntries()).toEqual(legacy.entries);
     expect((await store.verifyAudit()).legacyEntries).toBe(2);

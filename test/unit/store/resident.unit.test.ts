@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AuditLog } from '../../../src/store/audit/audit-log.js';
+import { FileLabStore } from '../../../src/store/file-lab-store.js';
 import type { StoreData, UserRecord } from '../../../src/store/schema.js';
-import { LabStore } from '../../../src/store/store.js';
 
 /**
  * The resident writer (the security service while a lab runs): the store kept in memory, the
@@ -40,7 +40,7 @@ async function onDisk(): Promise<StoreData> {
 
 describe('LabStore, resident', () => {
   it('has each acknowledged write in store.json and audit.jsonl when it resolves', async () => {
-    const store = new LabStore(home, { resident: true });
+    const store = new FileLabStore(home, { resident: true });
     try {
       for (let i = 0; i < 5; i++) {
         await store.update((d) => addTo(d, `u${i}`));
@@ -54,7 +54,7 @@ describe('LabStore, resident', () => {
   });
 
   it('hands out frozen snapshots that later writes do not change', async () => {
-    const store = new LabStore(home, { resident: true });
+    const store = new FileLabStore(home, { resident: true });
     await store.update((d) => addTo(d, 'a'));
     const before = await store.data();
     expect(Object.isFrozen(before.users.a)).toBe(true);
@@ -67,8 +67,8 @@ describe('LabStore, resident', () => {
   });
 
   it('sees writes by another writer of the file and never overwrites them', async () => {
-    const resident = new LabStore(home, { resident: true });
-    const other = new LabStore(home);
+    const resident = new FileLabStore(home, { resident: true });
+    const other = new FileLabStore(home);
     await resident.update((d) => addTo(d, 'r0'));
     await resident.data(); // cached now
     await other.update((d) => addTo(d, 'o0'));
@@ -83,7 +83,7 @@ describe('LabStore, resident', () => {
   });
 
   it('keeps the audit chain whole when another writer appends between its writes', async () => {
-    const resident = new LabStore(home, { resident: true });
+    const resident = new FileLabStore(home, { resident: true });
     const other = new AuditLog({ file: join(home, 'audit.jsonl') });
     for (let round = 0; round < 4; round++) {
       await Promise.all(

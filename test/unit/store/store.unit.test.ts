@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Role } from '../../../src/policy/types.js';
+import { FileLabStore } from '../../../src/store/file-lab-store.js';
 import { STORE_SCHEMA_VERSION } from '../../../src/store/schema.js';
-import { LabStore } from '../../../src/store/store.js';
 
 let home: string;
 beforeEach(async () => {
@@ -21,13 +21,13 @@ const fixedClock = () => new Date('2030-01-02T03:04:05.000Z');
 
 describe('LabStore', () => {
   it('starts empty by default', async () => {
-    const data = await new LabStore(home).data();
+    const data = await new FileLabStore(home).data();
     expect(data).toEqual({ schemaVersion: STORE_SCHEMA_VERSION, users: {}, roles: {}, services: {} });
   });
 
   it('seeds the roles of a new store, once', async () => {
     let calls = 0;
-    const store = new LabStore(home, {
+    const store = new FileLabStore(home, {
       seedRoles: () => {
         calls++;
         return roles();
@@ -42,7 +42,7 @@ describe('LabStore', () => {
   });
 
   it('keeps the audit log in its own file, stamped by the injected clock', async () => {
-    const store = new LabStore(home, { now: fixedClock, seedRoles: roles });
+    const store = new FileLabStore(home, { now: fixedClock, seedRoles: roles });
     await store.update(() => undefined);
     const storeBytes = await readFile(join(home, 'store.json'));
     await store.audit({ actor: 'cli', action: 'test.one', outcome: 'ok' });
@@ -72,7 +72,7 @@ describe('LabStore', () => {
   it('refuses a corrupt legacy audit log (schema 1) without touching it, while the store still works', async () => {
     await mkdir(home, { recursive: true });
     await writeFile(join(home, 'audit.json'), '{"schemaVersion":1,"entries":[{"at":1}]}');
-    const store = new LabStore(home, { seedRoles: roles });
+    const store = new FileLabStore(home, { seedRoles: roles });
     await expect(store.audit({ actor: 'cli', action: 'x', outcome: 'ok' })).rejects.toMatchObject({
       code: 'STORE_CORRUPT',
       message: expect.stringMatching(/audit\.json.*entries\[0\]\.at/),
@@ -86,6 +86,6 @@ describe('LabStore', () => {
       join(home, 'audit.json'),
       '{"schemaVersion":1,"entries":[{"at":"t","actor":"a","action":"b","outcome":"maybe"}]}',
     );
-    await expect(new LabStore(home).auditEntries()).rejects.toMatchObject({ code: 'STORE_CORRUPT' });
+    await expect(new FileLabStore(home).auditEntries()).rejects.toMatchObject({ code: 'STORE_CORRUPT' });
   });
 });

@@ -9,8 +9,8 @@ import { isTrustedMsError } from '../../../src/errors.js';
 import type { Role } from '../../../src/policy/types.js';
 import { parseRevocationList, RevocationView } from '../../../src/protocol/revocation-list.js';
 import { RevocationBook } from '../../../src/services/security/revocations.js';
+import { FileLabStore } from '../../../src/store/file-lab-store.js';
 import type { UserKey } from '../../../src/store/schema.js';
-import { LabStore } from '../../../src/store/store.js';
 import { reinstateUserIn, revokeUserIn } from '../../../src/users/revocations.js';
 import { addUser, addUserKey, removeUserKey, replaceUserKeys } from '../../../src/users/users.js';
 
@@ -45,11 +45,11 @@ const key = (thumbprint: string): UserKey => ({
 });
 
 let home: string;
-let store: LabStore;
+let store: FileLabStore;
 beforeEach(async () => {
   clockMs = T0;
   home = await mkdtemp(join(tmpdir(), 'tms-user-keys-'));
-  store = new LabStore(home, { seedRoles: ROLES, now: clock });
+  store = new FileLabStore(home, { seedRoles: ROLES, now: clock });
   await addUser(store, { name: 'alice', role: 'analyst', password: 'alice-pw' });
   await addUserKey(store, 'alice', key(LAPTOP));
   await addUserKey(store, 'alice', key(TOKEN));
@@ -159,7 +159,7 @@ describe('store schema 1 → 2', () => {
         },
       });
       await writeFile(join(dir, 'store.json'), v1);
-      const old = new LabStore(dir, { now: clock });
+      const old = new FileLabStore(dir, { now: clock });
       const data = await old.data();
       expect(data.schemaVersion).toBe(2);
       expect(data.users.bob?.keys.map((k) => k.thumbprint)).toEqual([LAPTOP]);
@@ -191,7 +191,7 @@ describe('store schema 1 → 2', () => {
           },
         }),
       );
-      await expect(new LabStore(dir).data()).rejects.toMatchObject({ code: 'STORE_CORRUPT' });
+      await expect(new FileLabStore(dir).data()).rejects.toMatchObject({ code: 'STORE_CORRUPT' });
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

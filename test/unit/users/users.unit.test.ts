@@ -8,8 +8,8 @@ import { SCRYPT_PARAMS } from '../../../src/crypto/password.js';
 import { jwkThumbprint } from '../../../src/crypto/thumbprint.js';
 import { isTrustedMsError } from '../../../src/errors.js';
 import type { Role } from '../../../src/policy/types.js';
+import { FileLabStore } from '../../../src/store/file-lab-store.js';
 import type { UserKey } from '../../../src/store/schema.js';
-import { LabStore } from '../../../src/store/store.js';
 import { revokeUserIn } from '../../../src/users/revocations.js';
 import {
   addUser,
@@ -70,10 +70,10 @@ const key = (label: string): UserKey => {
 const tp = (label: string): string => key(label).thumbprint;
 
 let home: string;
-let store: LabStore;
+let store: FileLabStore;
 beforeEach(async () => {
   home = await mkdtemp(join(tmpdir(), 'tms-users-'));
-  store = new LabStore(home, { seedRoles: ROLES, now: clock });
+  store = new FileLabStore(home, { seedRoles: ROLES, now: clock });
 });
 afterEach(async () => {
   await rm(home, { recursive: true, force: true });
@@ -244,7 +244,7 @@ describe('checkPassword', () => {
 describe('removeUser and revocation', () => {
   it("revokes the removed user's tickets, frees the name, and forgets records of users gone for a day", async () => {
     let now = new Date('2030-05-06T07:08:09.000Z');
-    const timed = new LabStore(home, { seedRoles: ROLES, now: () => now });
+    const timed = new FileLabStore(home, { seedRoles: ROLES, now: () => now });
     for (const name of ['gone', 'kept', 'later'])
       await addUser(timed, { name, role: 'analyst', password: 'pw' });
     await removeUser(timed, 'gone');
