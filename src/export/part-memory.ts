@@ -10,8 +10,9 @@ export interface PartMemory {
 
 /**
  * A sample service: ~40 MiB per service container, measured by `npm run bench:docker` (docker
- * stats of a 20-service Docker lab, README "Attack catalog"); a lab client container, the same
- * program size, used 35.6 MiB on average, 39.7 MiB at most (README, `--client-containers 150`).
+ * stats of a 20-service Docker lab; README, the paragraph on the Docker runtime); a lab client
+ * container, a program of the same size, used 35.6 MiB on average, 39.7 MiB at most (README,
+ * `--client-containers 150`).
  * The security service and the gateway were not measured apart: they hold the store, the 150
  * users' sessions and replay caches, so they get half again on top of a service, as an
  * estimate, and say so. The limit is the one the lab's client containers run under (256 MiB).
