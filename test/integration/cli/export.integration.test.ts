@@ -65,7 +65,8 @@ describe('lab export', () => {
 
     const help = await cli(lab, ['lab', 'export', '--help']);
     expect(help.stdout).toMatch(/EXAMPLES[\s\S]*lab export --format k8s --out \.\/k8s/);
-  });
+    // seven CLI runs and a TypeScript program on a shared 2-core machine
+  }, 180_000);
 
   it('writes a compose file whose only published port is the gateway on 127.0.0.1', async () => {
     await using lab = await tempLab();

@@ -95,4 +95,23 @@ describe('lab export --format k8s: the manifests', () => {
     expect(secretsOf('accounts')).toEqual(['trusted-ms-identity-accounts', 'trusted-ms-ca-cert']);
     expect(secretsOf('gateway')).not.toContain('trusted-ms-lab-token');
   });
+
+  it('--without shapes the export as it shapes lab up: trusted without links:mtls has no TLS, no identities, no control port', () => {
+    const lab = planClusterLab({
+      posture: 'trusted',
+      without: ['links:mtls'],
+      services: 20,
+      replicas: 1,
+      labId: 'cafe0005',
+    });
+    const objects = Object.values(k8sManifests(lab)).flat();
+    for (const o of objects) validateWithSchema(o);
+    const text = JSON.stringify(objects);
+    expect(text).not.toContain('trusted-ms-identity-');
+    expect(text).not.toContain('8443');
+    expect(text).toContain('http://accounts:8080');
+    const full = JSON.stringify(Object.values(k8sManifests(labOf('trusted'))).flat());
+    expect(full).toContain('https://accounts:8080');
+    expect(full).toContain('trusted-ms-identity-accounts');
+  });
 });
