@@ -22,6 +22,7 @@ export function parseExportFormat(value: string): ExportFormat {
   throw new TrustedMsError(
     'EXPORT_FORMAT_UNKNOWN',
     `unknown export format ${JSON.stringify(value)}: one of ${EXPORT_FORMATS.join(', ')}`,
+    { actions: EXPORT_FORMATS.map((f) => `--format ${f}`) },
   );
 }
 
