@@ -14,13 +14,14 @@ export function secretsGuide(lab: ClusterLab, format: 'k8s' | 'compose'): string
     '',
     'Nothing here holds key material: the manifests name each Secret and its keys. Make the files',
     `with \`trusted-ms lab up --posture ${lab.posture}${lab.without.map((w) => ` --without ${w}`).join('')}\``,
-    'in a lab home of your own (`--home DIR`), then `trusted-ms lab down`; each file below is relative to',
-    'that home. Fresh secrets at each `lab up`: take them all from the same one.',
+    'in a lab home of your own (`--home DIR`), then `trusted-ms lab down`; each file below is in that',
+    'home (`HOME_DIR=DIR`). Fresh secrets at each `lab up`: take them all from the same one.',
     '',
   ];
   if (secrets.length === 0) lines.push('This posture reads no secret.', '');
   for (const { secret, readBy } of secrets) {
-    lines.push(`## ${secret.name}`, '', `${secret.what}; read by ${readBy.join(', ')}.`, '');
+    const what = `${secret.what.charAt(0).toUpperCase()}${secret.what.slice(1)}`;
+    lines.push(`## ${secret.name}`, '', `${what}; read by ${readBy.join(', ')}.`, '');
     for (const [key, from] of Object.entries(secret.keys))
       lines.push(`- \`${key}\` from \`$HOME_DIR/${from}\``);
     lines.push('', '```sh');
