@@ -3,6 +3,7 @@ import { POSTURES } from '../../../src/defences/posture.js';
 import { planClusterLab } from '../../../src/export/cluster-plan.js';
 import { type K8sObject, k8sManifests } from '../../../src/export/k8s/manifests.js';
 import { partFiles } from '../../../src/export/part-files.js';
+import { secretsGuide } from '../../../src/export/secrets-guide.js';
 import { unknownFieldErrors, validateWithSchema } from '../../support/k8s-schema.js';
 
 const labOf = (posture: (typeof POSTURES)[number], replicas = 3) =>
@@ -113,5 +114,23 @@ describe('lab export --format k8s: the manifests', () => {
     const full = JSON.stringify(Object.values(k8sManifests(labOf('trusted'))).flat());
     expect(full).toContain('https://accounts:8080');
     expect(full).toContain('trusted-ms-identity-accounts');
+  });
+
+  it.each(
+    POSTURES,
+  )('%s: SECRETS.md has a section and a kubectl line for every Secret a Deployment mounts, and no other', (posture) => {
+    const lab = labOf(posture);
+    const mounted = new Set(
+      (
+        k8sManifests(lab)['40-deployments.yaml'] as unknown as {
+          spec: { template: { spec: { volumes: { secret?: { secretName: string } }[] } } };
+        }[]
+      ).flatMap((d) => d.spec.template.spec.volumes.flatMap((v) => (v.secret ? [v.secret.secretName] : []))),
+    );
+    const guide = secretsGuide(lab, 'k8s');
+    const sections = [...guide.matchAll(/^## (trusted-ms-[a-z-]+)$/gm)].map((m) => m[1]);
+    expect(sections.sort()).toEqual([...mounted].sort());
+    for (const name of mounted) expect(guide).toContain(`create secret generic ${name} --from-file=`);
+    expect(mounted.size).toBeGreaterThan(0);
   });
 });
