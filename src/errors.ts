@@ -22,6 +22,12 @@ export const ERROR_CODES = {
   RUNTIME_UNSUPPORTED: { exit: 2, http: 400 },
   PASSWORD_REQUIRED: { exit: 2, http: 400 },
   REPORT_WRITE_FAILED: { exit: 2, http: 500 },
+  /** `lab export --format` names no format the export writes */
+  EXPORT_FORMAT_UNKNOWN: { exit: 2, http: 400 },
+  /** `lab export --out` is a folder with files in it, and --force was not given */
+  EXPORT_DIR_NOT_EMPTY: { exit: 2, http: 409 },
+  /** `lab export --out` cannot be created or written (a file, a read-only disk, no permission) */
+  EXPORT_DIR_NOT_WRITABLE: { exit: 6, http: 500 },
   // users, roles, policy
   USER_EXISTS: { exit: 3, http: 409 },
   USER_NOT_FOUND: { exit: 3, http: 404 },

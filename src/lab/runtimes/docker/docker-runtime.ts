@@ -25,9 +25,9 @@ import { ensureImages, IMAGE_ROOT, type LabImages } from './images.js';
 import { packTar, treeEntries } from './tar.js';
 
 /** Every part listens on this port inside its own container. */
-const PART_PORT = 8080;
+export const PART_PORT = 8080;
 /** The security service's control-plane listener (links:mtls), on the lab network only. */
-const CONTROL_PORT = 8443;
+export const CONTROL_PORT = 8443;
 /** A service's code folder inside its container: what attestation reads through the Engine API. */
 export const CONTAINER_APP_DIR = '/srv/app';
 
