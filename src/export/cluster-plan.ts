@@ -78,6 +78,7 @@ export function planClusterLab(input: ClusterLabInput): ClusterLab {
     placements,
     secrets: {
       labTokenFile: join(CLUSTER_LAB_DIR, 'lab-token'),
+      sinkTokenFile: join(CLUSTER_LAB_DIR, 'sink-token'),
       ticketKeyFile: join(CLUSTER_LAB_DIR, 'ticket-key.pem'),
       sealKeyFile: join(CLUSTER_LAB_DIR, 'seal-key'),
     },
