@@ -30,7 +30,7 @@ export const untrustedServiceKeepsCert: Scenario = {
   paperAttack: 5,
   technique: 'T1550',
   description:
-    "The attacker changes the customers service's code on disk (src/attacks/payloads/exfil-service.ts) and it is restarted, as a deployment would; in paper and trusted it then fails attestation and the gateway refuses it. The attacker holds what customers holds: a user's ticket that passed through it before, and in trusted its certificate and key from the lab CA. With them it reads a record of accounts (a peer customers may call in the topology) and writes one, straight at accounts, past the gateway. In none there is no identity: whoever reaches a service is believed, so the attacker sends the gateway's identity headers for the victim; in paper the links are plain, so the victim's bearer ticket is all it takes. In trusted accounts refuses a caller the revocation feed names as untrusted (403 PEER_UNTRUSTED) whatever certificate it presents, and the watchman renews no identity of an untrusted service, so the certificate also runs out within one lifetime. Revert puts the original code back, restarts customers (attested again) and restarts accounts, dropping anything written.",
+    "The attacker changes the customers service's code on disk (src/attacks/payloads/exfil-service.ts) and it is restarted, as a deployment would; in paper and trusted it then fails attestation and the gateway refuses it. The attacker holds what customers holds: a user's ticket that passed through it before, and in trusted its certificate and key from the lab CA. With them it reads accounts' records (a peer customers may call in the topology, with the one read its edge allows) and writes one, straight at accounts, past the gateway. In none there is no identity: whoever reaches a service is believed, so the attacker sends the gateway's identity headers for the victim; in paper the links are plain, so the victim's bearer ticket is all it takes. In trusted accounts refuses a caller the revocation feed names as untrusted (403 PEER_UNTRUSTED) whatever certificate it presents (the write is also outside the edge's calls: 403 PEER_CALL_NOT_ALLOWED), and the watchman renews no identity of an untrusted service, so the certificate also runs out within one lifetime. Revert puts the original code back, restarts customers (attested again) and restarts accounts, dropping anything written.",
   evidence:
     "The status of the read and of the write at accounts with customers' credentials: succeeded when the record comes back or the write is accepted (2xx), blocked when accounts refuses (a TLS refusal, or 403 with a code).",
   expected: { none: 'succeeded', paper: 'succeeded', trusted: 'blocked' },
@@ -61,8 +61,11 @@ export const untrustedServiceKeepsCert: Scenario = {
     const how = ctx.defences.links === 'mtls' ? "with customers' certificate and key" : 'over plain HTTP';
     try {
       await attempt(ctx, {
+        // The list: the call customers' edge of the topology allows (peerCalls), so that only
+        // attestation stands between the untrusted caller and the data. A read of one record is
+        // refused by the edge policy alone (PEER_CALL_NOT_ALLOWED), which hid the attestation check.
         action: `read ${PEER.service}'s ${PEER.database} database ${how}`,
-        url: `${base}/db/${PEER.database}/records/${PEER.recordId}`,
+        url: `${base}/db/${PEER.database}/records`,
         headers: credentials,
         dispatcher,
         marker: `"id":"${PEER.recordId}"`,
