@@ -7,13 +7,13 @@ import type { Ablation } from '../../../src/defences/presets.js';
 import { BusyLoops } from '../../support/busy-loops.js';
 
 /*
- * The whole ablation matrix (15 scenarios x trusted and trusted less each defence: 75 cells, five
- * process labs of 20 services) again and again while two busy loops of ours hold the two cores
+ * The whole ablation matrix (every scenario of DOCUMENTED x trusted and trusted less each defence:
+ * 22 x 5 = 110 cells, five process labs of 20 services) again and again while two busy loops of ours hold the two cores
  * (issue 12, item 7): no cell may get a verdict other than the one the README documents. An
  * inconclusive first run that the runner ran again is fine and counted; one that stays
  * inconclusive is not a wrong verdict, but at most one cell in twenty may.
  *
- * About 5 minutes a round on a busy 2-core machine, so not part of `npm test`: run it with
+ * 7-12 minutes a round on a busy 2-core machine, so not part of `npm test`: run it with
  * `npm run test:matrix-busy` (5 rounds; TMS_MATRIX_BUSY_REPEAT sets how many).
  * TMS_MATRIX_BUSY_REPORT names a file for every cell's verdict, as JSON.
  */
