@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { Dispatcher } from 'undici';
-import { TrustedMsError } from '../errors.js';
+import { isTrustedMsError, TrustedMsError } from '../errors.js';
 import { loadLabCa } from '../pki/ca.js';
 import { issueServiceCertificate } from '../pki/identity.js';
 import { clientTlsConnector } from '../pki/mtls.js';
@@ -44,6 +44,7 @@ interface Minted {
   home: string;
   labId: string;
   dispatcher: Dispatcher;
+  /** on the monotonic clock (performance.now): a wall clock stepped back would keep it for the step */
   renewAt: number;
 }
 let minted: Minted | undefined;
@@ -63,13 +64,36 @@ export async function adminChannel(home: string, state: LabState): Promise<Admin
   return {
     url: controlUrl,
     tls: true,
-    call: (path, opts = {}) => jsonRequest(`${controlUrl}${path}`, { ...opts, token, dispatcher }),
-    read: (path, opts = {}) => jsonRequest(`${controlUrl}${path}`, { ...opts, dispatcher }),
+    call: (path, opts = {}) =>
+      forgetOnFailure(dispatcher, jsonRequest(`${controlUrl}${path}`, { ...opts, token, dispatcher })),
+    read: (path, opts = {}) =>
+      forgetOnFailure(dispatcher, jsonRequest(`${controlUrl}${path}`, { ...opts, dispatcher })),
   };
 }
 
+/**
+ * A call that did not reach the security service drops the identity it went with, so the next call
+ * mints a new one. The identity is dated on this process's wall clock: minted during a forward step
+ * of it (the red team's 3 s at +2 h), the security service refused it as not yet valid once the
+ * wall was right again, and the watchman kept it for its whole renewal period, failing every
+ * attestation round and identity renewal until every part's certificate ran out (a trusted lab
+ * dead 5 minutes after a 3 s blip). Not retried here: a write that may have been delivered is not
+ * sent twice.
+ */
+async function forgetOnFailure<T>(dispatcher: Dispatcher, call: Promise<T>): Promise<T> {
+  try {
+    return await call;
+  } catch (err) {
+    if (isTrustedMsError(err) && err.code === 'SERVICE_UNAVAILABLE' && minted?.dispatcher === dispatcher) {
+      minted = undefined;
+      void dispatcher.close().catch(() => undefined);
+    }
+    throw err;
+  }
+}
+
 async function adminDispatcher(home: string, labId: string): Promise<Dispatcher> {
-  if (minted?.home === home && minted.labId === labId && Date.now() < minted.renewAt)
+  if (minted?.home === home && minted.labId === labId && performance.now() < minted.renewAt)
     return minted.dispatcher;
   const ca = await loadLabCa(join(labDir(home), 'ca'));
   const identity = await issueServiceCertificate(ca, {
@@ -88,7 +112,7 @@ async function adminDispatcher(home: string, labId: string): Promise<Dispatcher>
     },
   });
   const previous = minted?.dispatcher;
-  minted = { home, labId, dispatcher, renewAt: Date.now() + (ADMIN_TTL_SECONDS * 1000) / 2 };
+  minted = { home, labId, dispatcher, renewAt: performance.now() + (ADMIN_TTL_SECONDS * 1000) / 2 };
   // A request still under way on the old one finishes; no new one starts there.
   void previous?.close().catch(() => undefined);
   return dispatcher;

@@ -32,7 +32,7 @@ if (LIBFAKETIME === undefined && !inCi) {
 type Envelope = { status: number; error?: { code: string; message: string } };
 
 /** A lab under libfaketime, in a temp home: `step('-1h')` steps the wall clock of every part and of the CLI. */
-async function steppedLab(posture: 'paper' | 'trusted', users: string[]) {
+async function steppedLab(posture: 'paper' | 'trusted', users: string[], identityTtlSeconds = 86_400) {
   const lab = await tempLab();
   const offsetFile = join(lab.dir, 'faketime-offset');
   const step = (offset: string) => writeFile(offsetFile, `${offset}\n`);
@@ -64,7 +64,7 @@ async function steppedLab(posture: 'paper' | 'trusted', users: string[]) {
     ...Object.keys(env).flatMap((name) => ['--part-env', name]),
     // Identities last 300 s by default and are checked by OpenSSL on the wall clock: a step of
     // 50 min would put every certificate past its end. A day, so that the steps test the lab clock.
-    ...(posture === 'trusted' ? ['--identity-ttl', '86400'] : []),
+    ...(posture === 'trusted' ? ['--identity-ttl', String(identityTtlSeconds)] : []),
   ]);
   return {
     up,
@@ -215,6 +215,27 @@ describe.runIf(LIBFAKETIME !== undefined || inCi)('a running lab whose wall cloc
     for (const user of ['alice', 'bob', 'carol']) expect(await call(user), user).toBe('TICKET_REVOKED');
     expect(await call('dave')).toBe('OK');
   }, 240_000);
+
+  it('trusted: a forward step of 2 h held over a watchman round, then back (third clock red team, F1b): identities are still renewed, the lab serves past their lifetime', async () => {
+    expect(LIBFAKETIME, 'CI=true but libfaketime is missing: apt-get install -y faketime').toBeDefined();
+    // Identities of 60 s, renewed at half-life by the watchman through the admin channel.
+    await using lab = await steppedLab('trusted', ['alice', 'bob'], 60);
+    expect(lab.up.exitCode, lab.up.stderr).toBe(0);
+    const call = (user: string) => lab.code(['call', 'accounts', '/db/accounts/records', '--as', user]);
+    await lab.login('alice');
+    expect(await call('alice')).toBe('OK');
+    // Before: the watchman's admin identity, due for renewal on the stepped wall clock, was minted
+    // again during the step, dated 2 h ahead, refused by the security service once the wall was
+    // right, and kept: no attestation round and no renewal got through, and every certificate of
+    // the lab ran out (PEER_CERTIFICATE_INVALID) a lifetime later.
+    await lab.step('+2h');
+    await new Promise((r) => setTimeout(r, 12_000));
+    await lab.step('+0');
+    await new Promise((r) => setTimeout(r, 75_000));
+    expect(await call('alice')).toBe('OK');
+    await lab.login('bob');
+    expect(await call('bob')).toBe('OK');
+  }, 300_000);
 
   it('trusted: the security service crashes during a forward step of 2 h (red team A7): sessions of the moment keep working', async () => {
     expect(LIBFAKETIME, 'CI=true but libfaketime is missing: apt-get install -y faketime').toBeDefined();

@@ -11,7 +11,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { jwkThumbprint } from '../../../src/crypto/thumbprint.js';
 import { defencesFor } from '../../../src/defences/presets.js';
 import { adminChannel } from '../../../src/kernel/admin-channel.js';
@@ -155,6 +155,26 @@ describe('the admin channel: where the CLI and the watchman send the lab token',
     expect(await listServices(home)).toEqual([]);
     expect((await labStatus(home)).labId).toBe(LAB);
     expect(seen).toEqual([]);
+  });
+
+  it('an identity minted during a forward step of the wall clock is dropped once refused, and the next call gets in (red team: a 3 s blip of +2 h killed a trusted lab)', async () => {
+    const real = await realSecurity();
+    const state = stateOf('http://127.0.0.1:9', real.controlUrl);
+    await writeLabState(home, state);
+    // This process's wall clock (what the identity is dated by) 2 h ahead; OpenSSL at the security
+    // service checks validity on the machine's real clock, as it did after the red team's step back.
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(Date.now() + 2 * 3_600_000);
+    try {
+      await expect((await adminChannel(home, state)).read('/v1/services')).rejects.toMatchObject({
+        code: 'SERVICE_UNAVAILABLE',
+      });
+    } finally {
+      vi.useRealTimers();
+    }
+    // Before: the refused identity was kept until its renewal time (on the stepped wall clock, two
+    // hours away) and every call of the watchman failed with it.
+    expect(await (await adminChannel(home, state)).read('/v1/services')).toMatchObject({ services: [] });
   });
 
   it('paper keeps the plain port, and an answer that is not one is never reported as done', async () => {
