@@ -115,7 +115,8 @@ export function refusedStep(ctx: ScenarioContext, action: string, target: string
   return a;
 }
 
-function codeOf(text: string): string | undefined {
+/** The lab's refusal code in an answer's body, when it has one (at most 64 characters). */
+export function codeOf(text: string): string | undefined {
   try {
     const c = (JSON.parse(text) as { code?: unknown } | null)?.code;
     return typeof c === 'string' ? c.slice(0, 64) : undefined;

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { callService } from '../../client/call.js';
 import { restartService } from '../../lab/restart.js';
+import { codeOf } from '../http.js';
 import {
   compromiseProcess,
   ensureAttested,
@@ -181,15 +182,6 @@ function parseReport(body: string): WriteReport | undefined {
   try {
     const r = JSON.parse(body) as WriteReport | null;
     return typeof r === 'object' && r !== null ? r : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function codeOf(text: string): string | undefined {
-  try {
-    const c = (JSON.parse(text) as { code?: unknown } | null)?.code;
-    return typeof c === 'string' ? c.slice(0, 64) : undefined;
   } catch {
     return undefined;
   }
