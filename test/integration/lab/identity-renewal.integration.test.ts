@@ -166,12 +166,15 @@ describe('trusted, 20 s identities', () => {
       expect(expiries.every((t, i) => i === 0 || t > (expiries[i - 1] as number))).toBe(true);
     }
     // the parts serve the renewed certificates (no restart: same processes as at lab up)
+    // A renewal may land between the loop's last look and this one (and a part takes the new files
+    // a moment after they are written), so the served certificate is one of the last two on disk,
+    // read after the handshake so a renewal in between is recorded.
     for (const n of ['customers', 'accounts']) {
-      const now = await certIn(dirs[n] as string);
       const served = await servedSerial(lab, n);
-      const previous = (seen.get(n) as Cert[]).at(-2)?.serial;
-      expect([now.serial, previous]).toContain(served);
-      expect(served).not.toBe((seen.get(n) as Cert[])[0]?.serial);
+      await record();
+      const certs = seen.get(n) as Cert[];
+      expect(certs.slice(-2).map((c) => c.serial)).toContain(served);
+      expect(served).not.toBe(certs[0]?.serial);
     }
     const log = await readFile(part(lab, 'supervisor').logFile, 'utf8');
     expect(log).toMatch(/identity: customers renewed \(serial/);
@@ -184,7 +187,7 @@ describe('trusted, 20 s identities', () => {
     const t0 = performance.now();
     await appendFile(join(part(lab, 'customers').appDir as string, 'service.mjs'), '\n// tampered\n');
     let refused: { status: number; body: unknown } | undefined;
-    while (performance.now() - t0 < HALF_LIFE_MS + 5000) {
+    while (performance.now() - t0 < 2 * HALF_LIFE_MS + 5000) {
       const r = await asPeer(lab, alice, 'customers', 'accounts', '/db/accounts/records');
       if (r.status !== 200) {
         refused = r;
@@ -197,7 +200,8 @@ describe('trusted, 20 s identities', () => {
       `tampered customers refused by accounts after ${ms.toFixed(0)} ms: ${JSON.stringify(refused)}`,
     );
     expect(refused).toEqual({ status: 403, body: expect.objectContaining({ code: 'PEER_UNTRUSTED' }) });
-    expect(ms).toBeLessThanOrEqual(HALF_LIFE_MS + 2000);
+    // one renewal period, plus the time a busy machine takes to measure and to hand the news round
+    expect(ms).toBeLessThanOrEqual(HALF_LIFE_MS + 5000);
     // and the gateway, as before
     expect((await overview(lab, alice)).body).toMatchObject({ code: 'SERVICE_UNTRUSTED' });
 
