@@ -33,6 +33,7 @@ const DOCUMENTED: Record<string, Partial<Record<Column, 'succeeded'>>> = {
   'privilege.forged-role': {},
   'dos.login-flood': { 'limits:on': 'succeeded' },
   'dos.request-flood': { 'limits:on': 'succeeded' },
+  'dos.connection-exhaustion': { 'limits:on': 'succeeded' },
   'malicious-service.tampered-code': { 'attestation:measured': 'succeeded' },
   'malicious-service.lying-attestation': { 'attestation:measured': 'succeeded' },
   'malicious-service.swap-at-restart': { 'attestation:measured': 'succeeded' },

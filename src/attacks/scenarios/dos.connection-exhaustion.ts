@@ -1,0 +1,184 @@
+import { connect, type Socket } from 'node:net';
+import { Client } from 'undici';
+import { login } from '../../client/login.js';
+import { SERVER_LIMITS } from '../../services/http.js';
+import { byDefences, type Scenario, type Verdict } from '../types.js';
+
+/** The attacker's address on a process lab: one of its own, not the victim's 127.0.0.1. */
+const SOURCE = '127.0.0.3';
+/** More than the gateway's whole socket cap, so that with no share per address nothing is left. */
+const SOCKETS = SERVER_LIMITS.maxConnections + 100;
+/** Sockets being opened at once (the kernel's accept queue is 511 deep by default). */
+const OPENING_AT_ONCE = 256;
+/** How long the gateway may take to accept (or close) every socket the attacker opened. */
+const SETTLE_MS = 10_000;
+/** The victim's fresh logins while the attacker holds its sockets. */
+const VICTIM_LOGINS = 3;
+
+interface Scratch {
+  sockets?: Socket[];
+}
+
+/**
+ * One address opens more sockets than the gateway accepts at all and never sends a byte on them
+ * (issue 15: 4,100 idle sockets made the gateway reset every client for the 60 s a silent socket
+ * was kept). Judged by whether the victim, from another address, can still connect and log in: a
+ * count, not a speed, so a busy machine does not decide it.
+ */
+export const connectionExhaustion: Scenario = {
+  id: 'dos.connection-exhaustion',
+  title: "Hold every one of the gateway's sockets from one address, saying nothing",
+  paperAttack: 3,
+  technique: 'T1499.002',
+  description: `From ${SOURCE} the attacker opens ${SOCKETS} TCP connections to the gateway (${SERVER_LIMITS.maxConnections} is all it accepts from everyone) and sends nothing on them; while it holds them, the victim logs in ${VICTIM_LOGINS} times from 127.0.0.1, each on a new connection. Without limits a silent socket is kept for the whole idle timeout (${SERVER_LIMITS.idleTimeoutMs / 1000} s) and the cap is for all addresses together, so the attacker takes every socket and the victim's connections are reset. With limits:on an address may hold 512 of the gateway's sockets and a socket that sends nothing for 5 s is closed (src/services/connection-guard.ts): the victim gets in.`,
+  evidence:
+    "Succeeded when every one of the victim's fresh logins fails at the connection (reset, closed, refused) while the attacker holds its sockets; blocked when they all succeed and the gateway closed most of the attacker's sockets (it held at most half the gateway's cap: a defence at work). The victim comes only once the gateway has taken every socket the attacker opened (no more than its cap still open, waited for up to 10 s); inconclusive, and run once more, when it had not, or when neither verdict holds. Counts, not speeds.",
+  expected: byDefences((d) => (d.limits === 'on' ? 'blocked' : 'succeeded')),
+  onlyOn: {
+    runtimes: ['process'],
+    why: "the attacker's sockets must come from an address of its own (127.0.0.3 here); on Docker every host client reaches the gateway through the engine's port relay at one address, and an attacker container holding sockets on the edge network is not built yet",
+  },
+
+  async detonate(ctx) {
+    const scratch = ctx.scratch as Scratch;
+    const gateway = new URL(ctx.lab.gatewayUrl);
+    const port = Number(gateway.port);
+    const sockets: Socket[] = [];
+    scratch.sockets = sockets;
+    let opened = 0;
+    let failedToOpen = 0;
+    const openOne = () =>
+      new Promise<void>((resolve) => {
+        const s = connect({ host: gateway.hostname, port, localAddress: SOURCE });
+        sockets.push(s);
+        const timer = setTimeout(() => {
+          failedToOpen += 1;
+          s.destroy();
+          resolve();
+        }, ctx.timeoutMs);
+        s.once('connect', () => {
+          clearTimeout(timer);
+          opened += 1;
+          resolve();
+        });
+        s.once('error', () => {
+          clearTimeout(timer);
+          failedToOpen += 1;
+          resolve();
+        });
+        // A reset from the gateway is its answer to this attack, not an error of the scenario.
+        s.on('error', () => undefined);
+      });
+    for (let i = 0; i < SOCKETS; i += OPENING_AT_ONCE) {
+      await Promise.all(Array.from({ length: Math.min(OPENING_AT_ONCE, SOCKETS - i) }, openOne));
+    }
+    // A socket the client sees as connected may still wait in the kernel for the gateway to accept
+    // it; until the gateway has taken them all (and closed those past its cap, or past a share),
+    // the victim could slip in between (seen once on a busy machine: the gateway had taken fewer
+    // than its cap when the victim came). They are all taken once no more than the cap are held
+    // and the count has stopped falling (the gateway closing those past its cap, or past a share).
+    const held = () => sockets.filter((s) => !s.destroyed && !s.readableEnded).length;
+    const settleStart = performance.now();
+    let last = Number.POSITIVE_INFINITY;
+    for (;;) {
+      await new Promise((r) => setTimeout(r, 500));
+      const now = held();
+      if (
+        (now <= SERVER_LIMITS.maxConnections && now === last) ||
+        performance.now() - settleStart > SETTLE_MS
+      )
+        break;
+      last = now;
+    }
+    const settledMs = Math.round(performance.now() - settleStart);
+    const heldBefore = held();
+
+    let victimOk = 0;
+    let victimRefused = 0;
+    let victimOther = 0;
+    for (let i = 0; i < VICTIM_LOGINS; i++) {
+      // A new connection for each login: one kept from before the attack would say nothing.
+      const fresh = new Client(ctx.lab.gatewayUrl, {
+        pipelining: 0,
+        connectTimeout: ctx.timeoutMs,
+        headersTimeout: ctx.timeoutMs,
+        bodyTimeout: ctx.timeoutMs,
+      });
+      try {
+        await login(ctx.lab, ctx.victim.name, ctx.victim.password, ctx.victim.privateKey, fresh);
+        victimOk += 1;
+        ctx.evidence.attempts.push({
+          action: `the victim logs in from 127.0.0.1 on a new connection (${i + 1} of ${VICTIM_LOGINS})`,
+          target: `POST ${ctx.lab.gatewayUrl}/v1/login`,
+          status: 200,
+          gotData: false,
+          note: "the victim's own login",
+        });
+      } catch (err) {
+        const code = codeOf(err);
+        const atConnection = CONNECTION_LOST.test(`${code} ${(err as Error).message}`);
+        if (atConnection) victimRefused += 1;
+        else victimOther += 1;
+        ctx.evidence.attempts.push({
+          action: `the victim logs in from 127.0.0.1 on a new connection (${i + 1} of ${VICTIM_LOGINS})`,
+          target: `POST ${ctx.lab.gatewayUrl}/v1/login`,
+          code,
+          // The attacker's aim: the victim kept out.
+          gotData: atConnection,
+          note: (err as Error).message.slice(0, 160),
+        });
+      } finally {
+        await fresh.destroy().catch(() => undefined);
+      }
+    }
+    const heldAfter = held();
+    ctx.evidence.measurements = {
+      attackerSockets: SOCKETS,
+      attackerOpened: opened,
+      attackerFailedToOpen: failedToOpen,
+      attackerHeldBeforeVictim: heldBefore,
+      attackerSettledMs: settledMs,
+      attackerHeldAtEnd: heldAfter,
+      gatewaySocketCap: SERVER_LIMITS.maxConnections,
+      victimLoginsOk: victimOk,
+      victimLoginsRefusedAtConnection: victimRefused,
+      victimLoginsFailedOtherwise: victimOther,
+    };
+  },
+
+  judge(ctx): Verdict {
+    const m = ctx.evidence.measurements ?? {};
+    const ok = m.victimLoginsOk ?? 0;
+    const refused = m.victimLoginsRefusedAtConnection ?? 0;
+    const cap = m.gatewaySocketCap ?? 0;
+    const heldBefore = m.attackerHeldBeforeVictim ?? 0;
+    if (heldBefore > cap) {
+      ctx.evidence.inconclusive = `the gateway had not taken the attacker's sockets within ${SETTLE_MS / 1000} s (${heldBefore} still held, more than its cap of ${cap}): too busy to judge`;
+      return 'inconclusive';
+    }
+    if (refused === VICTIM_LOGINS) return 'succeeded';
+    // Blocked only with a defence seen at work: the gateway closed most of the attacker's sockets.
+    if (ok === VICTIM_LOGINS && (m.attackerOpened ?? 0) > cap && heldBefore <= cap / 2) return 'blocked';
+    ctx.evidence.inconclusive = `the victim's logins: ${ok} in, ${refused} refused at the connection, ${m.victimLoginsFailedOtherwise ?? 0} failed otherwise, with the attacker holding ${heldBefore} sockets (the gateway's cap: ${cap})`;
+    return 'inconclusive';
+  },
+
+  async revert(ctx) {
+    const scratch = ctx.scratch as Scratch;
+    for (const s of scratch.sockets ?? []) s.destroy();
+    scratch.sockets = undefined;
+    // Let the gateway see them go before the next scenario connects.
+    await new Promise((r) => setTimeout(r, 500));
+  },
+};
+
+/** What a connection torn down under a request looks like from undici and the client (never an HTTP answer). */
+const CONNECTION_LOST =
+  /ECONNRESET|EPIPE|ECONNREFUSED|UND_ERR_SOCKET|UND_ERR_CLOSED|other side closed|socket hang up|cannot reach/;
+
+function codeOf(err: unknown): string {
+  const e = err as { code?: unknown; cause?: { code?: unknown } };
+  if (typeof e.code === 'string') return e.code;
+  if (typeof e.cause?.code === 'string') return e.cause.code;
+  return 'ERROR';
+}

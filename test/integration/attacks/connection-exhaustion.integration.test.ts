@@ -1,0 +1,46 @@
+import { describe, expect, it } from 'vitest';
+import { runAttacks } from '../../../src/attacks/runner.js';
+import { connectionExhaustion } from '../../../src/attacks/scenarios/dos.connection-exhaustion.js';
+import { CONNECTION_LIMITS } from '../../../src/defences/limits.js';
+import { SERVER_LIMITS } from '../../../src/services/http.js';
+
+/**
+ * dos.connection-exhaustion (issue 15, item 4) on process labs: one address opens more sockets than
+ * the gateway accepts at all and sends nothing. Without limits it holds every one and the victim's
+ * new connections are reset; with limits:on it keeps its share (512) and the victim logs in.
+ */
+describe.runIf(process.platform === 'linux').sequential("one address holds the gateway's sockets", () => {
+  it('succeeds in none and paper and is blocked in trusted, by the counts of sockets and logins', async () => {
+    const report = await runAttacks({
+      scenarios: [connectionExhaustion],
+      postures: ['none', 'paper', 'trusted'],
+      services: 2,
+    });
+    const by = Object.fromEntries(report.results.map((r) => [r.posture, r]));
+    expect(report.results.map((r) => `${r.posture}:${r.outcome}:${r.passed}`)).toEqual([
+      'none:succeeded:true',
+      'paper:succeeded:true',
+      'trusted:blocked:true',
+    ]);
+    for (const posture of ['none', 'paper'] as const) {
+      const m = by[posture]?.evidence.measurements ?? {};
+      expect(m.victimLoginsRefusedAtConnection, posture).toBe(3);
+      // every socket the gateway takes, held: the cap less at most the one it had already
+      expect(m.attackerHeldBeforeVictim, posture).toBeGreaterThanOrEqual(SERVER_LIMITS.maxConnections - 1);
+    }
+    const trusted = by.trusted?.evidence.measurements ?? {};
+    expect(trusted.victimLoginsOk).toBe(3);
+    expect(trusted.attackerOpened).toBeGreaterThan(SERVER_LIMITS.maxConnections);
+    expect(trusted.attackerHeldBeforeVictim).toBeLessThanOrEqual(CONNECTION_LIMITS.perSource);
+  }, 240_000);
+
+  it('catches a broken defence: trusted without limits:on lets the attacker hold the gateway', async () => {
+    const report = await runAttacks({
+      scenarios: [connectionExhaustion],
+      postures: ['trusted'],
+      variants: [{ posture: 'trusted', without: ['limits:on'] }],
+      services: 2,
+    });
+    expect(report.results.map((r) => `${r.variant}:${r.outcome}`)).toEqual(['trusted -limits:on:succeeded']);
+  }, 240_000);
+});
