@@ -17,19 +17,21 @@ describe.runIf(process.platform === 'linux').sequential("one address holds the g
       services: 2,
     });
     const by = Object.fromEntries(report.results.map((r) => [r.posture, r]));
-    expect(report.results.map((r) => `${r.posture}:${r.outcome}:${r.passed}`)).toEqual([
-      'none:succeeded:true',
-      'paper:succeeded:true',
-      'trusted:blocked:true',
-    ]);
+    expect(
+      report.results.map((r) => `${r.posture}:${r.outcome}:${r.passed}`),
+      JSON.stringify(report.results.map((r) => [r.evidence.inconclusive, r.evidence.measurements])),
+    ).toEqual(['none:succeeded:true', 'paper:succeeded:true', 'trusted:blocked:true']);
     for (const posture of ['none', 'paper'] as const) {
       const m = by[posture]?.evidence.measurements ?? {};
-      expect(m.victimLoginsRefusedAtConnection, posture).toBe(3);
-      // every socket the gateway takes, held: the cap less at most the one it had already
-      expect(m.attackerHeldBeforeVictim, posture).toBeGreaterThanOrEqual(SERVER_LIMITS.maxConnections - 1);
+      // kept out at least once, and every other login got in (none failed otherwise)
+      expect(m.victimLoginsRefusedAtConnection, posture).toBeGreaterThanOrEqual(1);
+      expect((m.victimLoginsRefusedAtConnection ?? 0) + (m.victimLoginsOk ?? 0), posture).toBe(5);
+      // every socket the gateway takes, held: the cap less the few of its own (health checks)
+      expect(m.attackerHeldBeforeVictim, posture).toBeGreaterThanOrEqual(SERVER_LIMITS.maxConnections - 16);
     }
     const trusted = by.trusted?.evidence.measurements ?? {};
-    expect(trusted.victimLoginsOk).toBe(3);
+    expect(trusted.victimLoginsOk).toBe(5);
+    expect(trusted.victimLoginsRefusedAtConnection).toBe(0);
     expect(trusted.attackerOpened).toBeGreaterThan(SERVER_LIMITS.maxConnections);
     expect(trusted.attackerHeldBeforeVictim).toBeLessThanOrEqual(CONNECTION_LIMITS.perSource);
   }, 240_000);
@@ -41,6 +43,9 @@ describe.runIf(process.platform === 'linux').sequential("one address holds the g
       variants: [{ posture: 'trusted', without: ['limits:on'] }],
       services: 2,
     });
-    expect(report.results.map((r) => `${r.variant}:${r.outcome}`)).toEqual(['trusted -limits:on:succeeded']);
+    expect(
+      report.results.map((r) => `${r.variant}:${r.outcome}`),
+      JSON.stringify(report.results.map((r) => [r.evidence.inconclusive, r.evidence.measurements])),
+    ).toEqual(['trusted -limits:on:succeeded']);
   }, 240_000);
 });
