@@ -14,9 +14,11 @@ export interface ConnectionGuard {
 /**
  * Holds each client address to its share of a server's sockets, and closes sockets that never
  * speak. Without it one address holding idle sockets took them all: 4,100 sockets that never sent a
- * byte filled the gateway's 4,096 (SERVER_LIMITS.maxConnections), every other client was reset, and
- * Node keeps a silent socket for the whole idle timeout (60 s), since its header and request
- * timeouts start only with a first byte (issue 15, item 4).
+ * byte filled the gateway's 4,096 (SERVER_LIMITS.maxConnections) and every other client was reset
+ * (issue 15, item 4). Node closes a socket that has not sent its headers within 10 s
+ * (SERVER_LIMITS.headersTimeoutMs; measured: a silent socket to a lab server was closed after
+ * 10.0 s), but an attacker only has to open again what is closed; the share per address is what
+ * keeps others in, and the 5 s of silence halves what one socket costs the attacker to hold.
  *
  * The count is by the address the socket comes from: behind one NAT or the Docker engine's port
  * relay, many clients are one address and share one share (docs/accounts.md says so).

