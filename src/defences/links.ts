@@ -8,6 +8,7 @@ import { IdentityFileWatch } from '../pki/identity-watch.js';
 import {
   authorizePeer,
   type ClientTlsOptions,
+  certificateEndClock,
   clientTlsConnector,
   type ServerTlsOptions,
   serverTlsOptions,
@@ -41,6 +42,11 @@ export interface Links {
   close(): void;
   /** the connect options to reach the security service's control-plane listener (mTLS only) */
   connectControlPlane(): ClientTlsOptions | undefined;
+  /**
+   * A caller's certificate is refused once it has ended on the later of the wall clock and this
+   * one (the part's lab clock), not on the wall alone (certificateEndClock).
+   */
+  judgeEndsAlsoOn(labNow: () => number): void;
 }
 
 /** The security service's name in its SPIFFE id (`spiffe://trusted-ms/<lab>/security/security`). */
@@ -54,6 +60,7 @@ export const PLAIN_LINKS: Links = Object.freeze({
   onRenewed: () => () => undefined,
   close: () => undefined,
   connectControlPlane: () => undefined,
+  judgeEndsAlsoOn: () => undefined,
 });
 
 export class MutualTls implements Links {
@@ -62,6 +69,7 @@ export class MutualTls implements Links {
   #serverTls: ServerTlsOptions;
   readonly #listeners = new Set<() => void>();
   #watch: IdentityFileWatch | undefined;
+  #now: (() => Date) | undefined;
 
   constructor(
     identity: ServiceIdentity,
@@ -80,7 +88,11 @@ export class MutualTls implements Links {
   }
 
   authorizeCaller(socket: Socket, allowed: (peer: string, kind: ServiceKind) => boolean): void {
-    authorizePeer(socket as TLSSocket, allowed);
+    authorizePeer(socket as TLSSocket, allowed, this.#now ? { now: this.#now } : {});
+  }
+
+  judgeEndsAlsoOn(labNow: () => number): void {
+    this.#now = certificateEndClock(labNow);
   }
 
   connect(peer: string): ClientTlsOptions {

@@ -4,6 +4,7 @@ import { isTrustedMsError, TrustedMsError } from '../errors.js';
 import { loadLabCa } from '../pki/ca.js';
 import { issueServiceCertificate } from '../pki/identity.js';
 import { clientTlsConnector } from '../pki/mtls.js';
+import { runningLabTime } from '../store/lab-clock-mark.js';
 import { type JsonRequest, jsonRequest } from './http-client.js';
 import { type LabState, labDir } from './lab-state.js';
 import { readSecret } from './part-config.js';
@@ -72,19 +73,23 @@ export async function adminChannel(home: string, state: LabState): Promise<Admin
 }
 
 /**
- * A call that did not reach the security service drops the identity it went with, so the next call
- * mints a new one. The identity is dated on this process's wall clock: minted during a forward step
- * of it (the red team's 3 s at +2 h), the security service refused it as not yet valid once the
- * wall was right again, and the watchman kept it for its whole renewal period, failing every
- * attestation round and identity renewal until every part's certificate ran out (a trusted lab
- * dead 5 minutes after a 3 s blip). Not retried here: a write that may have been delivered is not
- * sent twice.
+ * A call that did not reach the security service, or whose identity it refused, drops the identity
+ * it went with, so the next call mints a new one. Minted during a forward step of the wall clock
+ * (the red team's 3 s at +2 h), the security service refused it as not yet valid once the wall was
+ * right again, and the watchman kept it for its whole renewal period, failing every attestation
+ * round and identity renewal until every part's certificate ran out (a trusted lab dead 5 minutes
+ * after a 3 s blip). On a kept-alive connection the refusal is an answer (403
+ * PEER_CERTIFICATE_INVALID, its end judged per request), not a failed handshake: the fifth red team
+ * had the same lab locked out 4 minutes by one minted during a step back. Not retried here: a
+ * write that may have been delivered is not sent twice.
  */
+const DROPS_IDENTITY = new Set(['SERVICE_UNAVAILABLE', 'PEER_CERTIFICATE_INVALID']);
+
 async function forgetOnFailure<T>(dispatcher: Dispatcher, call: Promise<T>): Promise<T> {
   try {
     return await call;
   } catch (err) {
-    if (isTrustedMsError(err) && err.code === 'SERVICE_UNAVAILABLE' && minted?.dispatcher === dispatcher) {
+    if (isTrustedMsError(err) && DROPS_IDENTITY.has(err.code) && minted?.dispatcher === dispatcher) {
       minted = undefined;
       void dispatcher.close().catch(() => undefined);
     }
@@ -96,10 +101,15 @@ async function adminDispatcher(home: string, labId: string): Promise<Dispatcher>
   if (minted?.home === home && minted.labId === labId && performance.now() < minted.renewAt)
     return minted.dispatcher;
   const ca = await loadLabCa(join(labDir(home), 'ca'));
+  // Dated on the running lab's time, as the identities the security service issues: on this
+  // process's wall, one minted during a step back of an hour had ended (on the corrected wall and on
+  // the lab clock) as soon as the step was over (the fifth clock red team, K and N).
+  const labNow = runningLabTime(home, labId);
   const identity = await issueServiceCertificate(ca, {
     name: ADMIN_NAME,
     kind: 'admin',
     ttlSeconds: ADMIN_TTL_SECONDS,
+    now: () => new Date(labNow()),
   });
   // Loaded here, not at the top: undici costs a CLI command's start (see http-client.ts).
   const { Agent } = await import('undici');

@@ -38,6 +38,21 @@ export function serverTlsOptions(identity: ServiceIdentity, caPem: string): Serv
   };
 }
 
+/**
+ * The time a peer certificate's end is judged at, per request: the later of this part's wall clock
+ * and the lab clock (`labNow`, NaN while it is not known). The handshake is judged by OpenSSL on the
+ * wall alone, and certificates are back-dated a day (CERT_BACKDATE_MS), so a part whose wall had
+ * stepped back an hour took a certificate that had ended on the lab clock 70 s before (the fifth
+ * clock red team, S1: an old identity's key and certificate, kept by whoever held them).
+ */
+export function certificateEndClock(labNow: () => number): () => Date {
+  return () => {
+    const wall = Date.now();
+    const lab = labNow();
+    return new Date(Number.isFinite(lab) && lab > wall ? lab : wall);
+  };
+}
+
 interface PeerInfo {
   readonly peer: SpiffeParts | null;
   readonly notAfter: number;

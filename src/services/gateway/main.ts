@@ -78,6 +78,7 @@ links.onRenewed(() => {
 const attestation = new AttestationTable();
 // The security service's clock, followed by the feed (docs/faults.md, "Clocks").
 const clock = new LabClock();
+links.judgeEndsAlsoOn(() => clock.now());
 const revocations = new RevocationFeed(controlUrl, {
   part: 'gateway',
   ...(feedCredential ? { token: feedCredential } : {}),

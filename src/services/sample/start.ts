@@ -99,6 +99,7 @@ export async function startSampleService(hooks: SampleKitHooks = {}): Promise<vo
   const ticketKind = ticketKindOf(defences.login);
   // The security service's clock, followed by the feed (docs/faults.md, "Clocks").
   const clock = new LabClock();
+  links.judgeEndsAlsoOn(() => clock.now());
   // request:basic: the service trusts the gateway, which applies the revocations itself.
   const feed =
     defences.request === 'basic'

@@ -2,7 +2,7 @@ import type { TLSSocket } from 'node:tls';
 import type { FastifyInstance } from 'fastify';
 import { TrustedMsError } from '../../errors.js';
 import type { ServerTlsOptions } from '../../pki/mtls.js';
-import { authorizePeer } from '../../pki/mtls.js';
+import { authorizePeer, certificateEndClock } from '../../pki/mtls.js';
 import { createHttpApp } from '../http.js';
 import type { SecurityContext } from './context.js';
 import { isAdminRoute, mayCallControlPlane } from './control-plane-policy.js';
@@ -21,16 +21,21 @@ import { revocationFeedRoutes } from './routes/revocations.js';
  */
 export function buildControlPlane(ctx: SecurityContext, tls: ServerTlsOptions): FastifyInstance {
   const app = createHttpApp({ https: tls });
+  const endClock = certificateEndClock(() => ctx.now());
   app.addHook('onRequest', async (request) => {
     const route = `${request.method} ${request.routeOptions.url ?? ''}`;
     // To any other kind the admin API is not there (404, as before it was served here), so that a
     // part learns nothing of it, not even that its certificate is refused.
     let hidden = false;
-    authorizePeer(request.raw.socket as TLSSocket, (_name, kind) => {
-      if (request.is404) return true;
-      if (isAdminRoute(route) && kind !== 'admin') hidden = true;
-      return hidden || mayCallControlPlane(route, kind);
-    });
+    authorizePeer(
+      request.raw.socket as TLSSocket,
+      (_name, kind) => {
+        if (request.is404) return true;
+        if (isAdminRoute(route) && kind !== 'admin') hidden = true;
+        return hidden || mayCallControlPlane(route, kind);
+      },
+      { now: endClock },
+    );
     if (hidden) {
       throw new TrustedMsError('ROUTE_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`);
     }

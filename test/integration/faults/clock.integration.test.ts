@@ -276,6 +276,28 @@ describe.runIf(LIBFAKETIME !== undefined || inCi)('a running lab whose wall cloc
     expect(await call('bob')).toBe('OK');
   }, 240_000);
 
+  it('trusted: the security service restarted during a step back of 1 h, identities of 60 s (fifth clock red team, K): served a lifetime after the clock is right', async () => {
+    expect(LIBFAKETIME, 'CI=true but libfaketime is missing: apt-get install -y faketime').toBeDefined();
+    await using lab = await steppedLab('trusted', ['alice'], 60);
+    expect(lab.up.exitCode, lab.up.stderr).toBe(0);
+    const call = () => lab.code(['call', 'accounts', '/db/accounts/records', '--as', 'alice']);
+    await lab.login('alice');
+    expect(await call()).toBe('OK');
+    await lab.step('-1h');
+    await lab.restartSecurity();
+    // the watchman reaches the restarted service during the step (a new admin identity)
+    await new Promise((r) => setTimeout(r, 16_000));
+    await lab.step('+0');
+    // Before: the watchman's admin identity, dated on its wall during the step, had ended once the
+    // clock was right; on its kept-alive connection each call was refused 403
+    // PEER_CERTIFICATE_INVALID, the identity was kept, no renewal got through and every part's
+    // certificate ran out: 403 PEER_CERTIFICATE_INVALID on every request for about 4 minutes.
+    await new Promise((r) => setTimeout(r, 75_000));
+    expect(await call()).toBe('OK');
+    await lab.login('alice');
+    expect(await call()).toBe('OK');
+  }, 300_000);
+
   it('trusted: a lab started during a forward step of 2 h (fourth clock red team, F4) serves once the wall is right: a user added, logins, calls', async () => {
     expect(LIBFAKETIME, 'CI=true but libfaketime is missing: apt-get install -y faketime').toBeDefined();
     await using lab = await steppedLab('trusted', ['alice'], 86_400, '+2h');

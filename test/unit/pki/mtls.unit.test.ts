@@ -11,7 +11,12 @@ import {
   type ServiceIdentity,
   type ServiceKind,
 } from '../../../src/pki/identity.js';
-import { authorizePeer, clientTlsConnector, serverTlsOptions } from '../../../src/pki/mtls.js';
+import {
+  authorizePeer,
+  certificateEndClock,
+  clientTlsConnector,
+  serverTlsOptions,
+} from '../../../src/pki/mtls.js';
 
 let ca: LabCa;
 let otherCa: LabCa;
@@ -210,6 +215,16 @@ describe('mutual TLS between lab services', () => {
     expect(authorizePeer(socket!, () => true)).toBe('orders');
     expect(() => authorizePeer(socket!, () => true, { now: later })).toThrow(/expired/);
     expect(() => authorizePeer(socket!, () => true, { labId: 'lab2' })).toThrow(TrustedMsError);
+    // Judged on the later of the wall and the lab clock: a part whose wall stepped back an hour
+    // still refuses a certificate that has ended on the lab clock (fifth clock red team, S1); a lab
+    // clock behind the wall, or not known yet (NaN), changes nothing.
+    const labPastEnd = () => orders.notAfter.getTime() + 1000;
+    expect(() => authorizePeer(socket!, () => true, { now: certificateEndClock(labPastEnd) })).toThrow(
+      /expired/,
+    );
+    const labBehind = () => Date.now() - 3_600_000;
+    expect(authorizePeer(socket!, () => true, { now: certificateEndClock(labBehind) })).toBe('orders');
+    expect(authorizePeer(socket!, () => true, { now: certificateEndClock(() => Number.NaN) })).toBe('orders');
   });
 
   it('gives the gateway kind to allowed()', async () => {
