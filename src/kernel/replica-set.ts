@@ -32,6 +32,24 @@ export class ReplicaSet {
     if (i >= 0) this.#next = i;
   }
 
+  /**
+   * `send` to the one that last answered, and to the next only when it never reached that one
+   * (`neverReached`): a request that was sent may have been acted on, and is not sent twice.
+   */
+  async callSticky<T>(send: (url: string) => Promise<T>): Promise<T> {
+    const order = this.sticky();
+    for (const [i, url] of order.entries()) {
+      try {
+        const answer = await send(url);
+        this.answered(url);
+        return answer;
+      } catch (err) {
+        if (i === order.length - 1 || neverReached(err) === undefined) throw err;
+      }
+    }
+    throw new Error('unreachable: a replica set is never empty');
+  }
+
   #from(start: number): string[] {
     return this.urls.map((_, i) => this.urls[(start + i) % this.urls.length] as string);
   }

@@ -5,6 +5,7 @@ import { partCredentialStrategy } from '../defences/part-credentials.js';
 import { type PeerCallRules, rulesForEdge } from '../defences/peer-calls.js';
 import type { Posture } from '../defences/posture.js';
 import type { Defences } from '../defences/presets.js';
+import type { SecurityReplicaState } from '../kernel/lab-state.js';
 import type {
   GatewayPartConfig,
   PartConfig,
@@ -71,6 +72,8 @@ export interface LabPlan {
   gatewayUrl: string;
   /** links:mtls, when the host reaches it: the control-plane listener, the admin API's channel */
   controlPlaneUrl?: string;
+  /** with replicas: every one as this host reaches it (the admin channel's failover) */
+  securityReplicaHosts?: SecurityReplicaState[];
   /** links:mtls: the lab CA folder, its certificate, and the gateway's identity folder */
   caDir: string;
   caFile: string;
@@ -350,6 +353,15 @@ export function planLab(input: LabPlanInput): LabPlan {
     securityUrl,
     gatewayUrl,
     ...(control?.hostUrl ? { controlPlaneUrl: control.hostUrl } : {}),
+    ...(replicaCount > 1
+      ? {
+          securityReplicaHosts: replicaAt.map((p, i) => ({
+            part: securityPartName(i),
+            url: p.hostUrl ?? p.url,
+            ...(control && p.control?.hostUrl ? { controlPlaneUrl: p.control.hostUrl } : {}),
+          })),
+        }
+      : {}),
     caDir,
     caFile,
     gatewayIdentityDir,

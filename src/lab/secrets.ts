@@ -60,7 +60,8 @@ export function replicaTicketKeyFiles(
 ): ReplicaTicketKey[] {
   return Array.from({ length: replicas }, (_, i) => {
     const privateFile = i === 0 ? ticketKeyFile : join(dir, `ticket-key-${i + 1}.pem`);
-    return { part: securityPartName(i), privateFile, publicFile: privateFile.replace(/\.pem$/, '.pub.pem') };
+    const part = securityPartName(i);
+    return { part, privateFile, publicFile: join(dir, `${part}-ticket-key.pub.pem`) };
   });
 }
 

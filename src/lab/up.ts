@@ -200,6 +200,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     gatewayUrl: plan.gatewayUrl,
     securityUrl: plan.securityUrl,
     ...(plan.controlPlaneUrl ? { controlPlaneUrl: plan.controlPlaneUrl } : {}),
+    ...(plan.securityReplicaHosts ? { securityReplicas: plan.securityReplicaHosts } : {}),
     ...(mtls ? { identityTtlSeconds } : {}),
     store,
     parts,

@@ -2,7 +2,7 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import type { Dispatcher } from 'undici';
 import { isTrustedMsError, TrustedMsError } from '../errors.js';
 import { jsonRequest } from '../kernel/http-client.js';
-import { neverReached, ReplicaSet } from '../kernel/replica-set.js';
+import { ReplicaSet } from '../kernel/replica-set.js';
 import { isTlsFailure } from '../kernel/tls-failure.js';
 import { IAT_LEEWAY_SECONDS, type LabClock, labTimeOf } from '../protocol/lab-clock.js';
 import { type TicketKind, TicketVerifier } from '../protocol/ticket.js';
@@ -28,24 +28,16 @@ export class SecurityClient {
     return this.replicas.sticky()[0] as string;
   }
 
-  async call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
-    const order = this.replicas.sticky();
-    for (const [i, url] of order.entries()) {
-      try {
-        const answer = await jsonRequest<T>(`${url}${path}`, {
-          method,
-          timeoutMs: 5000,
-          ...(this.labToken === undefined ? {} : { token: this.labToken }),
-          ...(this.dispatcher === undefined ? {} : { dispatcher: this.dispatcher }),
-          ...(body === undefined ? {} : { body }),
-        });
-        this.replicas.answered(url);
-        return answer;
-      } catch (err) {
-        if (i === order.length - 1 || neverReached(err) === undefined) throw err;
-      }
-    }
-    throw new Error('unreachable: a replica set is never empty');
+  call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+    return this.replicas.callSticky((url) =>
+      jsonRequest<T>(`${url}${path}`, {
+        method,
+        timeoutMs: 5000,
+        ...(this.labToken === undefined ? {} : { token: this.labToken }),
+        ...(this.dispatcher === undefined ? {} : { dispatcher: this.dispatcher }),
+        ...(body === undefined ? {} : { body }),
+      }),
+    );
   }
 
   /** Retries while the security service is unreachable or answers 5xx, up to the deadline. */
