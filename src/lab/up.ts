@@ -215,17 +215,20 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     await writeLabState(opts.home, state());
     // While the security service boots (~1-2 s, the first half of lab up), the services' code
     // folders are written and measured: neither needs it.
-    // The other replicas beside it, on the same store (issue 17): healthy with it, before the
-    // registration, so that the gateway and the services find every one.
-    const replicas: PartState[] = [];
-    for (const planned of plan.securityReplicas) {
-      replicas.push(await runtime.start(await writeConfig(planned)));
-      parts.push(replicas[replicas.length - 1] as PartState);
-    }
-    if (replicas.length > 0) await writeLabState(opts.home, state());
-    const securityHealthy = Promise.all(
-      [security, ...replicas].map((p) => waitHealthy(runtime, p, healthTimeout)),
-    ).then(() => undefined);
+    // The other replicas on the same store (issue 17), once the first is healthy: it has set the
+    // lab's clock anchor by then, which they take their time from (one clock for all), and all
+    // are up before the registration, so that the gateway and the services find every one.
+    const securityHealthy = waitHealthy(runtime, security, healthTimeout).then(async () => {
+      if (plan.securityReplicas.length === 0) return;
+      const replicas: PartState[] = [];
+      for (const planned of plan.securityReplicas) {
+        const replica = await runtime.start(await writeConfig(planned));
+        replicas.push(replica);
+        parts.push(replica);
+      }
+      await writeLabState(opts.home, state());
+      await Promise.all(replicas.map((p) => waitHealthy(runtime, p, healthTimeout)));
+    });
     securityHealthy.catch(() => undefined);
 
     // 1b. the attacker's sink: a part of the lab so that, on Docker too, it sits on the services'

@@ -10,7 +10,6 @@ import { linksFor } from '../../defences/links.js';
 import { ticketKindOf } from '../../defences/presets.js';
 import type { PasswordPrincipal } from '../../defences/request/gateway-basic.js';
 import { readPartConfig, readSecret, securityUrlsOf } from '../../kernel/part-config.js';
-import { ReplicaSet } from '../../kernel/replica-set.js';
 import { LabClock } from '../../protocol/lab-clock.js';
 import { DEFAULT_PROOF_WINDOW_MS, ProofVerifier } from '../../protocol/proof.js';
 import { orFailClosed } from '../fail-closed.js';
@@ -174,7 +173,7 @@ const app = buildGateway({
     }),
     checkPassword: async (user: string, password: string) =>
       security.call<PasswordPrincipal>('POST', '/v1/internal/password', { user, password }),
-    auth: loginReplicasUpstream(new ReplicaSet(securityUrls), (url) => authUpstreams.get(url) as Upstream),
+    auth: loginReplicasUpstream(securityUrls, (url) => authUpstreams.get(url) as Upstream),
     recheckAttestation,
     meters: metersFor(config.rateLimit),
   }),

@@ -22,7 +22,10 @@ const config = readPartConfig('security');
 // other parts with /v1/keys and the revocation feed; the store's clock too: on two clocks, a
 // revocation after a wall clock stepped back would get a notBefore older than the tickets it must refuse.
 // A restart by the watchman within this lab keeps the lab's time (lab-clock-mark.ts, RunAnchor).
-const now = homeLabClock(config.home, { run: { labId: config.labId } });
+// Replicas (issue 17) share the lab's anchor exactly: one clock for all of them.
+const now = homeLabClock(config.home, {
+  run: { labId: config.labId, shared: (config.peerTicketKeyFiles ?? []).length > 0 },
+});
 // Resident: while the lab runs this process is the store's only writer, so it keeps the store in
 // memory and the audit chain's head (every write still on disk before it is acknowledged).
 const store = openLabStore(config.home, { resident: true, now: () => new Date(now()) });

@@ -20,11 +20,15 @@ function replicas(answers: Record<string, () => Promise<UpstreamResponse>>) {
 }
 
 describe('login steps over security service replicas (issue 17)', () => {
-  it('go to each replica in turn', async () => {
+  it('go to each replica in turn, one turn per kind of step, so that both issue tickets', async () => {
     const { reached, upstreamOf } = replicas({ a: async () => OK, b: async () => OK });
-    const auth = loginReplicasUpstream(new ReplicaSet(['a', 'b']), upstreamOf);
-    for (let i = 0; i < 4; i++) await auth.request(STEP);
-    expect(reached).toEqual(['a', 'b', 'a', 'b']);
+    const auth = loginReplicasUpstream(['a', 'b'], upstreamOf);
+    const VERIFY = { ...STEP, path: '/v1/auth/verify' };
+    for (let i = 0; i < 4; i++) {
+      await auth.request(STEP);
+      await auth.request(VERIFY);
+    }
+    expect(reached).toEqual(['a', 'a', 'b', 'b', 'a', 'a', 'b', 'b']);
   });
 
   it('are sent to the next replica when one gave no answer (down, or dropped before answering)', async () => {
@@ -35,7 +39,7 @@ describe('login steps over security service replicas (issue 17)', () => {
       throw new TrustedMsError('SERVICE_UNAVAILABLE', 'the security service did not answer');
     };
     const { reached, upstreamOf } = replicas({ a: down, b: async () => OK, c: dropped });
-    const auth = loginReplicasUpstream(new ReplicaSet(['a', 'b', 'c']), upstreamOf);
+    const auth = loginReplicasUpstream(['a', 'b', 'c'], upstreamOf);
     for (let i = 0; i < 3; i++) expect((await auth.request(STEP)).status).toBe(200);
     expect(reached).toEqual(['a', 'b', 'b', 'c', 'a', 'b']);
   });
@@ -47,7 +51,7 @@ describe('login steps over security service replicas (issue 17)', () => {
       body: Buffer.from('{"code":"AUTH_FAILED"}'),
     };
     const { reached, upstreamOf } = replicas({ a: async () => refused, b: async () => OK });
-    const auth = loginReplicasUpstream(new ReplicaSet(['a', 'b']), upstreamOf);
+    const auth = loginReplicasUpstream(['a', 'b'], upstreamOf);
     expect((await auth.request(STEP)).status).toBe(401);
     expect(reached).toEqual(['a']);
 
@@ -59,7 +63,7 @@ describe('login steps over security service replicas (issue 17)', () => {
         throw new TrustedMsError('SERVICE_DOWN', 'b is not running');
       },
     });
-    const dead = loginReplicasUpstream(new ReplicaSet(['a', 'b']), none.upstreamOf);
+    const dead = loginReplicasUpstream(['a', 'b'], none.upstreamOf);
     await expect(dead.request(STEP)).rejects.toMatchObject({ code: 'SERVICE_DOWN' });
   });
 });
