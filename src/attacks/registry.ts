@@ -6,6 +6,7 @@ import { adminTokenTheft } from './scenarios/control-plane.admin-token-theft.js'
 import { spoofedSecurity } from './scenarios/control-plane.spoofed-security.js';
 import { loginFlood } from './scenarios/dos.login-flood.js';
 import { requestFlood } from './scenarios/dos.request-flood.js';
+import { securityReplicaDown } from './scenarios/dos.security-replica-down.js';
 import { relayedTicket } from './scenarios/identity.relayed-ticket.js';
 import { untrustedServiceKeepsCert } from './scenarios/identity.untrusted-service-keeps-cert.js';
 import { impersonation } from './scenarios/malicious-service.impersonation.js';
@@ -45,6 +46,7 @@ export const SCENARIOS: readonly Scenario[] = [
   adminTokenTheft,
   forgedConfirmation,
   spoofedSecurity,
+  securityReplicaDown,
   // Last: they leave the attacker's addresses locked out for a while, which is the defence working.
   lockoutDos,
   enumeration,
