@@ -206,10 +206,17 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     parts,
   });
   const healthTimeout = opts.healthTimeoutMs ?? 20_000;
+  // The replicas past the first start in the background (below): a failure meanwhile waits for
+  // them, so that none is started after the others were stopped.
+  let securityHealthy: Promise<void> = Promise.resolve();
 
   try {
     // 1. the security service
-    progress('starting the security service');
+    progress(
+      plan.securityReplicas.length > 0
+        ? `starting the security service (${plan.securityReplicas.length + 1} replicas)`
+        : 'starting the security service',
+    );
     const security = await runtime.start(await writeConfig(plan.security));
     parts.push(security);
     await writeLabState(opts.home, state());
@@ -218,7 +225,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     // The other replicas on the same store (issue 17), once the first is healthy: it has set the
     // lab's clock anchor by then, which they take their time from (one clock for all), and all
     // are up before the registration, so that the gateway and the services find every one.
-    const securityHealthy = waitHealthy(runtime, security, healthTimeout).then(async () => {
+    securityHealthy = waitHealthy(runtime, security, healthTimeout).then(async () => {
       if (plan.securityReplicas.length === 0) return;
       const replicas: PartState[] = [];
       for (const planned of plan.securityReplicas) {
@@ -369,6 +376,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     }
     return { state: state(), durationMs: Math.round(performance.now() - started), attestation };
   } catch (err) {
+    await securityHealthy.catch(() => undefined);
     await Promise.all(parts.map((p) => runtime.stop(p).catch(() => undefined)));
     await runtime.teardown(labId).catch(() => []);
     await stopLabStore(opts.home).catch(() => undefined);
