@@ -143,8 +143,8 @@ describe
           }; the watchman had it back (pid ${back?.pid}, healthy) ${restartedMs} ms after the kill`,
         );
         // The gateway's feed lost security and moved on (to security-2, the only other replica).
-      expect(gatewayLog).toMatch(/revocation feed: .*retrying in/);
-      expect(back?.pid).toBeDefined();
+        expect(gatewayLog).toMatch(/revocation feed: .*retrying in/);
+        expect(back?.pid).toBeDefined();
         expect(back?.pid).not.toBe(victim.pid);
         expect(logins).toBeGreaterThan(4);
         expect(errors).toEqual([]);
