@@ -20,6 +20,8 @@ export const ERROR_CODES = {
   SCENARIO_UNSUPPORTED: { exit: 2, http: 400 },
   /** an option that needs another runtime than the running lab's (client containers on a process lab) */
   RUNTIME_UNSUPPORTED: { exit: 2, http: 400 },
+  /** `lab up --security-replicas` above 1 on a store only one security service can use (the files) */
+  REPLICAS_NEED_SHARED_STORE: { exit: 2, http: 400 },
   PASSWORD_REQUIRED: { exit: 2, http: 400 },
   REPORT_WRITE_FAILED: { exit: 2, http: 500 },
   /** `lab export --format` names no format the export writes */

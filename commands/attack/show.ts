@@ -32,7 +32,13 @@ export default class AttackShow extends BaseCommand {
     this.log(`paper attack ${s.paperAttack}, MITRE ATT&CK ${s.technique}\n`);
     this.log(`${s.description}\n`);
     this.log(`Evidence: ${s.evidence}\n`);
-    this.log(`Expected: none ${s.expected.none}, paper ${s.expected.paper}, trusted ${s.expected.trusted}`);
+    this.log(
+      `Expected: none ${s.expected.none}, paper ${s.expected.paper}, trusted ${s.expected.trusted}${
+        s.expectedIn
+          ? ' (in the labs `attack simulate` starts; it depends on the lab: see the description)'
+          : ''
+      }`,
+    );
     const { id, title, paperAttack, technique, description, evidence, expected } = s;
     return { id, title, paperAttack, technique, description, evidence, expected };
   }

@@ -10,6 +10,7 @@ import { closableRuntime, stopInterruptedUp } from '../../src/lab/interrupted-up
 import { STORE_CHOICES, type StoreChoice } from '../../src/lab/lab-store.js';
 import { passThrough } from '../../src/lab/runtimes/part-env.js';
 import { chooseRuntime, RUNTIME_CHOICES, type RuntimeChoice } from '../../src/lab/runtimes/select.js';
+import { DEFAULT_SECURITY_REPLICAS, MAX_SECURITY_REPLICAS } from '../../src/lab/security-replicas.js';
 import { type LabUpResult, labUp } from '../../src/lab/up.js';
 import {
   DEFAULT_LAB_CERT_TTL_SECONDS,
@@ -33,6 +34,7 @@ export default class LabUp extends BaseCommand {
     '<%= config.bin %> <%= command.id %> --runtime process --identity-ttl 60',
     '<%= config.bin %> <%= command.id %> --runtime docker --base-image node:24-slim',
     '<%= config.bin %> <%= command.id %> --runtime process --store postgres',
+    '<%= config.bin %> <%= command.id %> --runtime process --store postgres --security-replicas 2',
     '<%= config.bin %> <%= command.id %> --runtime process --store postgres --store-url postgres://tms:secret@db.example:5432/tms',
     'LD_PRELOAD=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 FAKETIME=-1h <%= config.bin %> <%= command.id %> --runtime process --part-env LD_PRELOAD --part-env FAKETIME',
   ];
@@ -74,6 +76,13 @@ export default class LabUp extends BaseCommand {
       description:
         'with --store postgres: use this existing server (postgres://user:password@host:port/database) instead of starting one; kept 0600 in the lab home, never printed with its password',
       dependsOn: ['store'],
+    }),
+    'security-replicas': Flags.integer({
+      description:
+        'security service replicas on the shared store, each with its own port, identity and ticket key; the gateway spreads logins over them and fails over when one dies (2 or more need --store postgres; process runtime only, for now)',
+      min: 1,
+      max: MAX_SECURITY_REPLICAS,
+      default: DEFAULT_SECURITY_REPLICAS,
     }),
     'part-env': Flags.string({
       description:
@@ -127,6 +136,7 @@ export default class LabUp extends BaseCommand {
       ...(flags['identity-ttl'] === undefined ? {} : { identityTtlSeconds: flags['identity-ttl'] }),
       ...(partEnv === undefined ? {} : { partEnv }),
       ...(store === undefined ? {} : { store }),
+      securityReplicas: flags['security-replicas'],
       onProgress: (step) => this.logToStderr(`… ${step}`),
     }).finally(stopOnSignal);
     const { state } = result;

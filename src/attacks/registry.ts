@@ -7,6 +7,7 @@ import { spoofedSecurity } from './scenarios/control-plane.spoofed-security.js';
 import { connectionExhaustion } from './scenarios/dos.connection-exhaustion.js';
 import { loginFlood } from './scenarios/dos.login-flood.js';
 import { requestFlood } from './scenarios/dos.request-flood.js';
+import { securityReplicaDown } from './scenarios/dos.security-replica-down.js';
 import { relayedTicket } from './scenarios/identity.relayed-ticket.js';
 import { untrustedServiceKeepsCert } from './scenarios/identity.untrusted-service-keeps-cert.js';
 import { impersonation } from './scenarios/malicious-service.impersonation.js';
@@ -47,6 +48,7 @@ export const SCENARIOS: readonly Scenario[] = [
   adminTokenTheft,
   forgedConfirmation,
   spoofedSecurity,
+  securityReplicaDown,
   // Last: they leave the attacker's addresses locked out for a while, which is the defence working.
   lockoutDos,
   enumeration,

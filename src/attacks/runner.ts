@@ -19,6 +19,7 @@ import { AttackRunJournal } from './journal.js';
 import {
   appliesTo,
   type Evidence,
+  expectationIn,
   type LabUser,
   type Scenario,
   type ScenarioContext,
@@ -198,7 +199,8 @@ export async function runAttacks(opts: RunOptions): Promise<AttackReport> {
       // A lab that would not come up: every scenario of the lab fails, with the reason.
       const error = errorOf(err);
       postures.push({ ...base, labId: '', lab: 'started', services, error });
-      const lab = { posture, ...(without.length ? { without } : {}) };
+      // the lab the runner starts: one security service
+      const lab = { posture, parts: [], ...(without.length ? { without } : {}) };
       for (const s of opts.scenarios) {
         if (results.some((r) => r.id === s.id && r.variant === label)) continue;
         const r = resultOf(s, lab, study, 'error', { attempts: [] }, 0, true, undefined, error);
@@ -339,7 +341,7 @@ export async function runScenario(
 
 function resultOf(
   s: Scenario,
-  lab: Pick<LabState, 'posture' | 'without'>,
+  lab: Pick<LabState, 'posture' | 'without' | 'parts'>,
   study: boolean,
   outcome: Verdict | 'error',
   evidence: Evidence,
@@ -350,7 +352,7 @@ function resultOf(
 ): ScenarioResult {
   const { posture } = lab;
   const without = [...(lab.without ?? [])];
-  const expected = s.expected[posture];
+  const expected = expectationIn(s, lab);
   // In the ablation study a lab with a defence removed has no expectation: the verdict is the
   // finding (which defence the scenario depends on). It still must be a verdict, and the lab must
   // be restored.

@@ -83,6 +83,12 @@ export interface Scenario {
   evidence: string;
   expected: Record<Posture, ExpectedVerdict>;
   /**
+   * When the outcome depends on the lab's shape rather than on its defences (how many security
+   * service replicas it runs): the expectation in this lab, used instead of `expected`, which then
+   * states the default lab's.
+   */
+  expectedIn?(lab: Pick<LabState, 'posture' | 'parts'>): ExpectedVerdict;
+  /**
    * The runtimes the attack exists on, when not every one: on another it is not run, and the run
    * says so (it is not a pass). Why, in a sentence.
    */
@@ -119,4 +125,9 @@ export function judgeByData(ctx: ScenarioContext): Verdict {
  */
 export function byDefences(f: (d: Defences) => ExpectedVerdict): Record<Posture, ExpectedVerdict> {
   return Object.fromEntries(POSTURES.map((p) => [p, f(PRESETS[p])])) as Record<Posture, ExpectedVerdict>;
+}
+
+/** What a scenario expects in this lab: its own say for the lab's shape, else its posture's. */
+export function expectationIn(scenario: Scenario, lab: Pick<LabState, 'posture' | 'parts'>): ExpectedVerdict {
+  return scenario.expectedIn?.(lab) ?? scenario.expected[lab.posture];
 }

@@ -8,6 +8,7 @@ import { runningLabTime } from '../store/lab-clock-mark.js';
 import { type JsonRequest, jsonRequest } from './http-client.js';
 import { type LabState, labDir } from './lab-state.js';
 import { readSecret } from './part-config.js';
+import { ReplicaSet } from './replica-set.js';
 
 /**
  * Where the lab token goes: the security service's admin API, as the CLI and the watchman reach it.
@@ -53,22 +54,34 @@ let minted: Minted | undefined;
 export async function adminChannel(home: string, state: LabState): Promise<AdminChannel> {
   const token = readSecret(join(labDir(home), 'lab-token'));
   const controlUrl = state.controlPlaneUrl;
+  // With replicas (issue 17): the one that last answered, the next when a call never reached it.
   if (controlUrl === undefined) {
+    const replicas = new ReplicaSet(state.securityReplicas?.map((r) => r.url) ?? [state.securityUrl]);
     return {
       url: state.securityUrl,
       tls: false,
-      call: (path, opts = {}) => jsonRequest(`${state.securityUrl}${path}`, { ...opts, token }),
-      read: (path, opts = {}) => jsonRequest(`${state.securityUrl}${path}`, opts),
+      call: (path, opts = {}) =>
+        replicas.callSticky((url) => jsonRequest(`${url}${path}`, { ...opts, token })),
+      read: (path, opts = {}) => replicas.callSticky((url) => jsonRequest(`${url}${path}`, opts)),
     };
   }
   const dispatcher = await adminDispatcher(home, state.labId);
+  const replicas = new ReplicaSet(
+    state.securityReplicas?.map((r) => r.controlPlaneUrl ?? controlUrl) ?? [controlUrl],
+  );
   return {
     url: controlUrl,
     tls: true,
     call: (path, opts = {}) =>
-      forgetOnFailure(dispatcher, jsonRequest(`${controlUrl}${path}`, { ...opts, token, dispatcher })),
+      forgetOnFailure(
+        dispatcher,
+        replicas.callSticky((url) => jsonRequest(`${url}${path}`, { ...opts, token, dispatcher })),
+      ),
     read: (path, opts = {}) =>
-      forgetOnFailure(dispatcher, jsonRequest(`${controlUrl}${path}`, { ...opts, dispatcher })),
+      forgetOnFailure(
+        dispatcher,
+        replicas.callSticky((url) => jsonRequest(`${url}${path}`, { ...opts, dispatcher })),
+      ),
   };
 }
 

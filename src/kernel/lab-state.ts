@@ -58,6 +58,13 @@ export interface PartState {
   manifest?: LaunchManifest;
 }
 
+/** One security service replica as the host reaches it. */
+export interface SecurityReplicaState {
+  part: string;
+  url: string;
+  controlPlaneUrl?: string;
+}
+
 /** The lab's store, as `lab status` names it (the URL without its password). */
 export type LabStoreState =
   | { kind: 'lowdb' }
@@ -87,6 +94,11 @@ export interface LabState {
    * control-plane listener, where the CLI and the watchman call its admin API (admin-channel.ts)
    */
   controlPlaneUrl?: string;
+  /**
+   * `lab up --security-replicas` above 1 (issue 17): every replica as the host reaches it, the
+   * first being `securityUrl` / `controlPlaneUrl`; the admin channel fails over among them.
+   */
+  securityReplicas?: SecurityReplicaState[];
   /** links:mtls: how long every part's identity lasts before its renewal (`lab up --identity-ttl`) */
   identityTtlSeconds?: number;
   /** absent in a lab started before the store could be chosen: the files of the home */

@@ -17,6 +17,12 @@ interface CommonPartConfig {
   host: string;
   port: number;
   securityUrl: string;
+  /**
+   * With security service replicas (issue 17): every replica's address as this part reaches it
+   * (their control planes with links:mtls), the first being `controlPlaneUrl ?? securityUrl`.
+   * Absent: the one security service. Read through `securityUrlsOf`.
+   */
+  securityReplicaUrls?: string[];
   /** the lab's token, the CLI's admin credential: held by the parts that need it only */
   labTokenFile: string;
 }
@@ -36,7 +42,10 @@ export interface SecurityPartConfig extends CommonPartConfig {
   kind: 'security';
   /** the lab home holding the store; the security service is its only writer while it runs */
   home: string;
+  /** this replica's own ticket-signing key */
   ticketKeyFile: string;
+  /** the other replicas' ticket keys (public halves), published with its own (issue 17) */
+  peerTicketKeyFiles?: string[];
   sealKeyFile: string;
   /** links:mtls: the lab CA folder (ca.pem, ca-key.pem) */
   caDir?: string;
@@ -143,6 +152,18 @@ export function codeDirOf(config: ServicePartConfig, env: NodeJS.ProcessEnv = pr
  * never a file read again after the measurement. Not in the process's environment at exec.
  */
 export const DEFINITION_VARIABLE = 'TMS_SERVICE_DEFINITION';
+
+/**
+ * Where this part reaches the security service: every replica (issue 17), the first being the one
+ * it tried first before replicas existed (its control plane with links:mtls).
+ */
+export function securityUrlsOf(config: {
+  securityUrl: string;
+  controlPlaneUrl?: string;
+  securityReplicaUrls?: string[];
+}): string[] {
+  return config.securityReplicaUrls ?? [config.controlPlaneUrl ?? config.securityUrl];
+}
 
 /** A secret file's content, without a trailing newline. */
 export function readSecret(file: string): string {

@@ -5,6 +5,7 @@ import { partCredentialStrategy } from '../defences/part-credentials.js';
 import { type PeerCallRules, rulesForEdge } from '../defences/peer-calls.js';
 import type { Posture } from '../defences/posture.js';
 import type { Defences } from '../defences/presets.js';
+import type { SecurityReplicaState } from '../kernel/lab-state.js';
 import type {
   GatewayPartConfig,
   PartConfig,
@@ -17,7 +18,8 @@ import type { ServiceDefinition } from '../kernel/topology.js';
 import { packageRoot } from '../paths.js';
 import { partCredentialFileOf, partCredentialIndexFileOf } from './part-credentials.js';
 import type { PartLaunch, PartPlacement, PartPlan } from './runtimes/runtime.js';
-import type { LabSecretFiles } from './secrets.js';
+import { type LabSecretFiles, replicaTicketKeyFiles } from './secrets.js';
+import { securityPartName } from './security-replicas.js';
 
 /**
  * The gateway's limits (limits:on).
@@ -58,6 +60,8 @@ export interface PlannedService extends PlannedPart<ServicePartConfig> {
 /** Every part of a lab, decided before anything starts. */
 export interface LabPlan {
   security: PlannedPart<SecurityPartConfig>;
+  /** `--security-replicas N`: replicas 2..N (`security-2`...), each a part like the first (issue 17) */
+  securityReplicas: PlannedPart<SecurityPartConfig>[];
   sink: PlannedPart<SinkPartConfig>;
   services: PlannedService[];
   gateway: PlannedPart<GatewayPartConfig>;
@@ -68,6 +72,8 @@ export interface LabPlan {
   gatewayUrl: string;
   /** links:mtls, when the host reaches it: the control-plane listener, the admin API's channel */
   controlPlaneUrl?: string;
+  /** with replicas: every one as this host reaches it (the admin channel's failover) */
+  securityReplicaHosts?: SecurityReplicaState[];
   /** links:mtls: the lab CA folder, its certificate, and the gateway's identity folder */
   caDir: string;
   caFile: string;
@@ -97,18 +103,25 @@ export interface LabPlanInput {
   identityTtlSeconds?: number;
   /** the operator's pass-through to every part (`lab up --part-env`) */
   partEnv?: Record<string, string>;
+  /** `lab up --security-replicas` (default 1) */
+  securityReplicas?: number;
 }
 
 /** The parts the runtime is asked to place before the plan is made (addresses come first). */
-export function partsToPlace(dir: string, defences: Defences, services: ServiceDefinition[]): PartPlan[] {
+export function partsToPlace(
+  dir: string,
+  defences: Defences,
+  services: ServiceDefinition[],
+  securityReplicas = 1,
+): PartPlan[] {
   const scheme: PartPlan['scheme'] = defences.links === 'mtls' ? 'https' : 'http';
   return [
-    {
-      name: 'security',
-      kind: 'security',
-      scheme: 'http',
+    ...Array.from({ length: securityReplicas }, (_, i) => ({
+      name: securityPartName(i),
+      kind: 'security' as const,
+      scheme: 'http' as const,
       ...(partCredentialStrategy(defences) === 'certificate' ? { controlPlane: true } : {}),
-    },
+    })),
     { name: 'gateway', kind: 'gateway', scheme: 'http' },
     { name: 'sink', kind: 'sink', scheme: 'http' },
     ...services.map((s) => ({
@@ -156,12 +169,17 @@ export function planLab(input: LabPlanInput): LabPlan {
       : control
         ? { controlPlaneUrl: control.url }
         : {};
+  // Every replica as the parts reach it: its control plane when the parts use one (issue 17).
+  const replicaCount = input.securityReplicas ?? 1;
+  const replicaAt = Array.from({ length: replicaCount }, (_, i) => at(securityPartName(i)));
+  const replicaUrls = replicaAt.map((p) => (control ? (p.control?.url ?? p.url) : p.url));
   const common = (p: PartPlacement) => ({
     labId,
     posture,
     defences,
     host: p.listenHost,
     securityUrl: securityAt.url,
+    ...(replicaCount > 1 ? { securityReplicaUrls: replicaUrls } : {}),
     labTokenFile: secrets.labTokenFile,
   });
   const launchOf = (config: PartConfig, entry: string, url: string, mounts: string[] = []): PartLaunch => {
@@ -181,27 +199,39 @@ export function planLab(input: LabPlanInput): LabPlan {
   /** Where the CLI checks a part's health: its host address, or (none) its log. */
   const hostView = (p: PartPlacement) => p.hostUrl ?? p.url;
 
-  const securityConfig: SecurityPartConfig = {
-    ...common(securityAt),
-    kind: 'security',
-    part: 'security',
-    port: securityAt.port,
-    home: input.home,
-    ticketKeyFile: secrets.ticketKeyFile,
-    sealKeyFile: secrets.sealKeyFile,
-    ...(mtls ? { caDir } : {}),
-    ...(mtls && input.identityTtlSeconds !== undefined
-      ? { identityTtlSeconds: input.identityTtlSeconds }
-      : {}),
-    ...(ownCredentials ? { partCredentialIndexFile: partCredentialIndexFileOf(dir) } : {}),
-    ...(control ? { controlPort: control.port } : {}),
-    gatewayUrl: gatewayAt.url,
-    ticketTtlSeconds: 3600,
-    challengeTtlSeconds: 60,
-  };
-  const securityLaunch = launchOf(securityConfig, builtFile('lab', 'security.mjs'), hostView(securityAt));
-  // The store's single writer: the whole home (store, lab secrets, CA) is its to read and write.
-  securityLaunch.mounts = [{ path: input.home, writable: true }];
+  const ticketKeys = replicaTicketKeyFiles(dir, secrets.ticketKeyFile, replicaCount);
+  const securityParts = replicaAt.map((place, i): PlannedPart<SecurityPartConfig> => {
+    const own = ticketKeys[i] as (typeof ticketKeys)[number];
+    const config: SecurityPartConfig = {
+      ...common(place),
+      kind: 'security',
+      part: own.part,
+      port: place.port,
+      home: input.home,
+      ticketKeyFile: own.privateFile,
+      ...(replicaCount > 1
+        ? { peerTicketKeyFiles: ticketKeys.filter((k) => k !== own).map((k) => k.publicFile) }
+        : {}),
+      sealKeyFile: secrets.sealKeyFile,
+      ...(mtls ? { caDir } : {}),
+      ...(mtls && input.identityTtlSeconds !== undefined
+        ? { identityTtlSeconds: input.identityTtlSeconds }
+        : {}),
+      ...(ownCredentials ? { partCredentialIndexFile: partCredentialIndexFileOf(dir) } : {}),
+      ...(place.control && strategy === 'certificate' ? { controlPort: place.control.port } : {}),
+      gatewayUrl: gatewayAt.url,
+      ticketTtlSeconds: 3600,
+      challengeTtlSeconds: 60,
+    };
+    const launch = launchOf(config, builtFile('lab', 'security.mjs'), hostView(place));
+    // The store's writer: the whole home (store, lab secrets, CA) is its to read and write.
+    launch.mounts = [{ path: input.home, writable: true }];
+    return { config, launch };
+  });
+  const [securityPart, ...moreSecurityParts] = securityParts as [
+    PlannedPart<SecurityPartConfig>,
+    ...PlannedPart<SecurityPartConfig>[],
+  ];
 
   const { labTokenFile: _notForTheSink, ...sinkCommon } = common(sinkAt);
   const sinkConfig: SinkPartConfig = {
@@ -291,7 +321,8 @@ export function planLab(input: LabPlanInput): LabPlan {
   };
 
   return {
-    security: { config: securityConfig, launch: securityLaunch },
+    security: securityPart,
+    securityReplicas: moreSecurityParts,
     sink: {
       config: sinkConfig,
       launch: launchOf(sinkConfig, builtFile('src', 'services', 'sink', 'main.js'), hostView(sinkAt), [
@@ -322,6 +353,15 @@ export function planLab(input: LabPlanInput): LabPlan {
     securityUrl,
     gatewayUrl,
     ...(control?.hostUrl ? { controlPlaneUrl: control.hostUrl } : {}),
+    ...(replicaCount > 1
+      ? {
+          securityReplicaHosts: replicaAt.map((p, i) => ({
+            part: securityPartName(i),
+            url: p.hostUrl ?? p.url,
+            ...(control && p.control?.hostUrl ? { controlPlaneUrl: p.control.hostUrl } : {}),
+          })),
+        }
+      : {}),
     caDir,
     caFile,
     gatewayIdentityDir,

@@ -1,6 +1,7 @@
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { securityPartName } from './security-replicas.js';
 
 export interface LabSecretFiles {
   labTokenFile: string;
@@ -42,4 +43,46 @@ export async function createLabSecrets(dir: string): Promise<LabSecretFiles & { 
     flag: 'wx',
   });
   return { ...files, labToken };
+}
+
+/** One security service replica's ticket-signing key (0600) and its public half (published). */
+export interface ReplicaTicketKey {
+  part: string;
+  privateFile: string;
+  publicFile: string;
+}
+
+/** Where each replica's ticket key goes: the first is the lab's `ticketKeyFile` (issue 17). */
+export function replicaTicketKeyFiles(
+  dir: string,
+  ticketKeyFile: string,
+  replicas: number,
+): ReplicaTicketKey[] {
+  return Array.from({ length: replicas }, (_, i) => {
+    const privateFile = i === 0 ? ticketKeyFile : join(dir, `ticket-key-${i + 1}.pem`);
+    const part = securityPartName(i);
+    return { part, privateFile, publicFile: join(dir, `${part}-ticket-key.pub.pem`) };
+  });
+}
+
+/**
+ * Writes a key for every replica past the first (the first has the lab's), and every replica's
+ * public half, which the others publish with their own.
+ */
+export async function createReplicaTicketKeys(keys: ReplicaTicketKey[]): Promise<void> {
+  if (keys.length < 2) return;
+  for (const [i, k] of keys.entries()) {
+    if (i > 0) {
+      const { privateKey } = generateKeyPairSync('ed25519');
+      await writeFile(k.privateFile, privateKey.export({ format: 'pem', type: 'pkcs8' }), {
+        mode: 0o600,
+        flag: 'wx',
+      });
+    }
+    const publicKey = createPublicKey(createPrivateKey(await readFile(k.privateFile, 'utf8')));
+    await writeFile(k.publicFile, publicKey.export({ format: 'pem', type: 'spki' }), {
+      mode: 0o644,
+      flag: 'wx',
+    });
+  }
 }

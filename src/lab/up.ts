@@ -23,7 +23,8 @@ import { waitHealthy } from './readiness.js';
 import { codeCopiesDir, hashOfCopy, releaseCopy } from './runtimes/code-copy.js';
 import { ProcessRuntime } from './runtimes/process.js';
 import type { PartLaunch, PartPlacement, Runtime } from './runtimes/runtime.js';
-import { createLabSecrets } from './secrets.js';
+import { createLabSecrets, createReplicaTicketKeys, replicaTicketKeyFiles } from './secrets.js';
+import { checkSecurityReplicas } from './security-replicas.js';
 
 export interface LabUpOptions {
   home: string;
@@ -54,6 +55,11 @@ export interface LabUpOptions {
    * log. Undefined: what the home used last, else its files.
    */
   store?: StoreChoice;
+  /**
+   * `lab up --security-replicas` (default 1): security services on the shared store, each with its
+   * own port, identity and ticket key (issue 17). Above 1 needs PostgreSQL and the process runtime.
+   */
+  securityReplicas?: number;
 }
 
 export interface LabUpResult {
@@ -101,7 +107,8 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
   const identityTtlSeconds = labIdentityTtl(opts.identityTtlSeconds);
   const runtime = opts.runtime ?? new ProcessRuntime();
   await assertPrivateHome(opts.home);
-  wantedStore(opts.home, opts.store, runtime.kind);
+  const securityReplicas = opts.securityReplicas ?? 1;
+  checkSecurityReplicas(securityReplicas, wantedStore(opts.home, opts.store, runtime.kind), runtime.kind);
   const existing = await readLabState(opts.home);
   if (existing) {
     const alive = await Promise.all(existing.parts.map((p) => runtime.isAlive(p)));
@@ -150,7 +157,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
   await runtime.prepare({ labId, posture, onProgress: progress });
   // Addresses come from the runtime: 127.0.0.1 ports for processes, container names on the lab's
   // network for Docker (where only the gateway and the security service are reachable from here).
-  const placements = await runtime.place(partsToPlace(dir, defences, services));
+  const placements = await runtime.place(partsToPlace(dir, defences, services, securityReplicas));
   const plan = planLab({
     labId,
     home: opts.home,
@@ -167,7 +174,9 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
       : { attestIntervalSeconds: opts.attestIntervalSeconds }),
     ...(opts.partEnv === undefined ? {} : { partEnv: opts.partEnv }),
     identityTtlSeconds,
+    securityReplicas,
   });
+  await createReplicaTicketKeys(replicaTicketKeyFiles(dir, secrets.ticketKeyFile, securityReplicas));
   await createPartCredentials(dir, plan.credentialParts);
   const ca = mtls ? await createLabCa({ labId }) : undefined;
   if (ca) await saveLabCa(ca, plan.caDir);
@@ -191,21 +200,42 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     gatewayUrl: plan.gatewayUrl,
     securityUrl: plan.securityUrl,
     ...(plan.controlPlaneUrl ? { controlPlaneUrl: plan.controlPlaneUrl } : {}),
+    ...(plan.securityReplicaHosts ? { securityReplicas: plan.securityReplicaHosts } : {}),
     ...(mtls ? { identityTtlSeconds } : {}),
     store,
     parts,
   });
   const healthTimeout = opts.healthTimeoutMs ?? 20_000;
+  // The replicas past the first start in the background (below): a failure meanwhile waits for
+  // them, so that none is started after the others were stopped.
+  let securityHealthy: Promise<void> = Promise.resolve();
 
   try {
     // 1. the security service
-    progress('starting the security service');
+    progress(
+      plan.securityReplicas.length > 0
+        ? `starting the security service (${plan.securityReplicas.length + 1} replicas)`
+        : 'starting the security service',
+    );
     const security = await runtime.start(await writeConfig(plan.security));
     parts.push(security);
     await writeLabState(opts.home, state());
     // While the security service boots (~1-2 s, the first half of lab up), the services' code
     // folders are written and measured: neither needs it.
-    const securityHealthy = waitHealthy(runtime, security, healthTimeout);
+    // The other replicas on the same store (issue 17), once the first is healthy: it has set the
+    // lab's clock anchor by then, which they take their time from (one clock for all), and all
+    // are up before the registration, so that the gateway and the services find every one.
+    securityHealthy = waitHealthy(runtime, security, healthTimeout).then(async () => {
+      if (plan.securityReplicas.length === 0) return;
+      const replicas: PartState[] = [];
+      for (const planned of plan.securityReplicas) {
+        const replica = await runtime.start(await writeConfig(planned));
+        replicas.push(replica);
+        parts.push(replica);
+      }
+      await writeLabState(opts.home, state());
+      await Promise.all(replicas.map((p) => waitHealthy(runtime, p, healthTimeout)));
+    });
     securityHealthy.catch(() => undefined);
 
     // 1b. the attacker's sink: a part of the lab so that, on Docker too, it sits on the services'
@@ -346,6 +376,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     }
     return { state: state(), durationMs: Math.round(performance.now() - started), attestation };
   } catch (err) {
+    await securityHealthy.catch(() => undefined);
     await Promise.all(parts.map((p) => runtime.stop(p).catch(() => undefined)));
     await runtime.teardown(labId).catch(() => []);
     await stopLabStore(opts.home).catch(() => undefined);

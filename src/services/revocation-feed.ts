@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Dispatcher, request } from 'undici';
 import { TrustedMsError } from '../errors.js';
+import { ReplicaSet } from '../kernel/replica-set.js';
 import { isTlsFailure } from '../kernel/tls-failure.js';
 import { type LabClock, labTimeOf } from '../protocol/lab-clock.js';
 import { parseRevocationList, type RevocationList, RevocationView } from '../protocol/revocation-list.js';
@@ -32,17 +33,19 @@ const RETRY_MAX_MS = 500;
  * last list stays in force and the poll is retried with a growing pause (0.1 s to 0.5 s); after a
  * restart its version changes, so the list is fetched whole again at once. Every answer carries the
  * lab time, which moves the part's lab clock forward (`clock`): a security service restarted ahead
- * is followed within one answer.
+ * is followed within one answer. With replicas (issue 17) it follows one and moves to the next
+ * whenever a poll fails; every replica publishes what any of them changed (LISTEN/NOTIFY on the
+ * store), and a new replica's version differs, so the list is fetched whole from it at once.
  */
 export class RevocationFeed {
   readonly view = new RevocationView();
-  readonly #url: string;
+  readonly #replicas: ReplicaSet;
   readonly #opts: RevocationFeedOptions;
   readonly #abort = new AbortController();
   #loop: Promise<void> | undefined;
 
-  constructor(securityUrl: string, opts: RevocationFeedOptions) {
-    this.#url = securityUrl;
+  constructor(securityUrls: string | readonly string[], opts: RevocationFeedOptions) {
+    this.#replicas = new ReplicaSet(typeof securityUrls === 'string' ? [securityUrls] : securityUrls);
     this.#opts = opts;
   }
 
@@ -55,6 +58,7 @@ export class RevocationFeed {
         break;
       } catch (err) {
         if (isTlsFailure(err)) throw controlPlaneUntrusted(this.#url, 'fetching the revocation list', err);
+        this.#moveOn();
         if (performance.now() > deadline || this.#abort.signal.aborted) {
           throw new TrustedMsError(
             'SERVICE_UNAVAILABLE',
@@ -85,11 +89,22 @@ export class RevocationFeed {
         const why = isTlsFailure(err)
           ? `CONTROL_PLANE_UNTRUSTED: ${controlPlaneUntrusted(this.#url, 'polling', err).message}`
           : (err as Error).message;
+        this.#moveOn();
         this.#opts.log?.(`revocation feed: ${why.slice(0, 200)}; retrying in ${pause} ms`);
         await sleep(pause, undefined, { signal: this.#abort.signal }).catch(() => undefined);
         pause = Math.min(pause * 2, RETRY_MAX_MS);
       }
     }
+  }
+
+  get #url(): string {
+    return this.#replicas.sticky()[0] as string;
+  }
+
+  /** The next replica, if there is another: the one followed did not answer. */
+  #moveOn(): void {
+    const next = this.#replicas.sticky()[1];
+    if (next !== undefined) this.#replicas.answered(next);
   }
 
   async #fetch(since: string | undefined): Promise<RevocationList> {

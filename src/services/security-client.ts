@@ -2,29 +2,42 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import type { Dispatcher } from 'undici';
 import { isTrustedMsError, TrustedMsError } from '../errors.js';
 import { jsonRequest } from '../kernel/http-client.js';
+import { ReplicaSet } from '../kernel/replica-set.js';
 import { isTlsFailure } from '../kernel/tls-failure.js';
 import { IAT_LEEWAY_SECONDS, type LabClock, labTimeOf } from '../protocol/lab-clock.js';
 import { type TicketKind, TicketVerifier } from '../protocol/ticket.js';
 
 /**
  * How the gateway and the services talk to the security service: JSON calls with the lab token,
- * retried while it starts, and the ticket keys turned into a TicketVerifier once.
+ * retried while it starts, and the ticket keys turned into a TicketVerifier once. With replicas
+ * (issue 17) a call goes to the one that last answered, and to the next when it never reached it
+ * (refused, not connected in time): only then, since a request that was sent may have been acted on.
  */
 export class SecurityClient {
+  private readonly replicas: ReplicaSet;
+
   constructor(
-    private readonly baseUrl: string,
+    baseUrls: string | readonly string[],
     private readonly labToken?: string,
     private readonly dispatcher?: Dispatcher,
-  ) {}
+  ) {
+    this.replicas = new ReplicaSet(typeof baseUrls === 'string' ? [baseUrls] : baseUrls);
+  }
+
+  private get baseUrl(): string {
+    return this.replicas.sticky()[0] as string;
+  }
 
   call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
-    return jsonRequest<T>(`${this.baseUrl}${path}`, {
-      method,
-      timeoutMs: 5000,
-      ...(this.labToken === undefined ? {} : { token: this.labToken }),
-      ...(this.dispatcher === undefined ? {} : { dispatcher: this.dispatcher }),
-      ...(body === undefined ? {} : { body }),
-    });
+    return this.replicas.callSticky((url) =>
+      jsonRequest<T>(`${url}${path}`, {
+        method,
+        timeoutMs: 5000,
+        ...(this.labToken === undefined ? {} : { token: this.labToken }),
+        ...(this.dispatcher === undefined ? {} : { dispatcher: this.dispatcher }),
+        ...(body === undefined ? {} : { body }),
+      }),
+    );
   }
 
   /** Retries while the security service is unreachable or answers 5xx, up to the deadline. */

@@ -25,7 +25,17 @@ export interface HomeLabClockOptions {
    * clock, not from the wall clock (see `RunAnchor`). Without it (the CLI with the lab down) the
    * start is the later of wall and mark.
    */
-  run?: { labId: string };
+  run?: {
+    labId: string;
+    /**
+     * Several security services hand out this lab's time at once (replicas, issue 17): each takes
+     * it from the lab's anchor exactly, so all run one clock; taking the mark, up to MARK_AHEAD_MS
+     * ahead of it, put a replica's tickets' `iat` seconds ahead of the parts that follow another
+     * replica's clock, and they refused them. Every time handed out is on that one clock, so the
+     * anchor is never behind one of them.
+     */
+    shared?: boolean;
+  };
   /** The machine's monotonic clock, shared by its processes (CLOCK_MONOTONIC), in ms. */
   machineMonotonic?: () => number;
   /** This boot of the machine; undefined when it cannot be told (the wall clock is used then). */
@@ -91,7 +101,7 @@ export function homeLabClock(home: string, opts: HomeLabClockOptions = {}): () =
     if (previous && bootId !== undefined && previous.labId === opts.run.labId && previous.bootId === bootId) {
       anchor = previous;
       const labNow = previous.labMs + (machineMonotonic() - previous.monotonicMs);
-      clock.adopt(Math.max(labNow, mark));
+      clock.adopt(opts.run.shared === true ? labNow : Math.max(labNow, mark));
       if (Math.abs(wall - labNow) > RESTART_WALL_NOTICE_MS) {
         log(
           `lab clock: restarted in lab ${opts.run.labId}: keeping the lab's time, ${Math.round((wall - labNow) / 1000)} s from the wall clock's`,

@@ -1,5 +1,6 @@
 import type { AuditRecord } from './audit/record.js';
 import type { AuditVerifyResult } from './audit/verify.js';
+import type { ReplicaSupport } from './replica-support.js';
 import type { AuditEntry, StoreData } from './schema.js';
 
 /** An audit entry as callers give it: `at` defaults to the store's clock. */
@@ -59,6 +60,11 @@ export interface LabStore {
   readonly auditLog: AuditLogReader;
   /** Walks the audit log's hash chain and reports every record that breaks it. */
   verifyAudit(): Promise<AuditVerifyResult>;
+  /**
+   * What security service replicas share besides the document (shared logins, word of changes):
+   * only a store that can have several security services (PostgreSQL); absent on the files.
+   */
+  readonly replicas?: ReplicaSupport;
   /** Finishes queued audit appends and lets go of what the store holds (locks, connections). */
   close(): Promise<void>;
 }

@@ -123,7 +123,25 @@ async function round(): Promise<void> {
 }
 
 function ports(part: PartState): number[] {
-  return portsOf(part, config.controlPlaneUrl);
+  return portsOf(part, controlPlaneUrlOf(part));
+}
+
+/**
+ * A security service replica's own control-plane listener (issue 17): the port in its config, on
+ * the lab's control-plane host; the first replica's is the lab's.
+ */
+function controlPlaneUrlOf(part: PartState): string | undefined {
+  const lab = config.controlPlaneUrl;
+  if (part.kind !== 'security' || lab === undefined || part.name === 'security') return lab;
+  try {
+    const { controlPort } = JSON.parse(readFileSync(part.configFile, 'utf8')) as { controlPort?: unknown };
+    if (typeof controlPort !== 'number') return lab;
+    const url = new URL(lab);
+    url.port = String(controlPort);
+    return url.origin;
+  } catch {
+    return lab;
+  }
 }
 
 /**
@@ -133,9 +151,10 @@ function ports(part: PartState): number[] {
  */
 async function whoListens(part: PartState): Promise<'proven' | 'impostor' | 'unknown'> {
   if (identity === undefined) return 'unknown';
+  const control = controlPlaneUrlOf(part);
   const check =
-    part.kind === 'security' && config.controlPlaneUrl
-      ? { url: config.controlPlaneUrl, name: 'security', kind: 'security' as const }
+    part.kind === 'security' && control
+      ? { url: control, name: 'security', kind: 'security' as const }
       : part.kind === 'service' && part.url.startsWith('https:')
         ? { url: part.url, name: part.name, kind: 'service' as const }
         : undefined;

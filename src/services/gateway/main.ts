@@ -9,7 +9,7 @@ import { metersFor } from '../../defences/limits.js';
 import { linksFor } from '../../defences/links.js';
 import { ticketKindOf } from '../../defences/presets.js';
 import type { PasswordPrincipal } from '../../defences/request/gateway-basic.js';
-import { readPartConfig, readSecret } from '../../kernel/part-config.js';
+import { readPartConfig, readSecret, securityUrlsOf } from '../../kernel/part-config.js';
 import { LabClock } from '../../protocol/lab-clock.js';
 import { DEFAULT_PROOF_WINDOW_MS, ProofVerifier } from '../../protocol/proof.js';
 import { orFailClosed } from '../fail-closed.js';
@@ -18,6 +18,7 @@ import { RevocationFeed } from '../revocation-feed.js';
 import { SecurityClient } from '../security-client.js';
 import { buildGateway } from './app.js';
 import { gatewayStrategies } from './assemble.js';
+import { loginReplicasUpstream } from './login-replicas.js';
 import { ProofsAheadLog } from './proofs-ahead.js';
 import { createPool, poolUpstream, type Upstream } from './upstream.js';
 
@@ -32,12 +33,14 @@ const links = await linksFor(defences.links, config, (line) => console.log(`gate
 const labToken = config.labTokenFile ? readSecret(config.labTokenFile) : undefined;
 const feedCredential = config.partCredentialFile ? readSecret(config.partCredentialFile) : labToken;
 const controlConnect = config.controlPlaneUrl ? links.connectControlPlane() : undefined;
-const controlUrl = config.controlPlaneUrl ?? config.securityUrl;
+// Every security service replica (one unless `lab up --security-replicas`), its control plane
+// with links:mtls.
+const securityUrls = securityUrlsOf(config);
 // Rebuilt with the renewed certificate on each renewal (like the services' pools below).
 const controlAgent = controlConnect
   ? new RenewingDispatcher(() => new Agent({ connect: links.connectControlPlane() ?? {} }))
   : undefined;
-const security = new SecurityClient(controlUrl, labToken, controlAgent);
+const security = new SecurityClient(securityUrls, labToken, controlAgent);
 
 const fetchAttestations = async (): Promise<AttestationEntry[]> =>
   parseAttestationEntries(
@@ -51,12 +54,15 @@ const poolFor = (name: string, url: string): Pool => {
   const connect = links.connect(name);
   return createPool(url, connect === undefined ? {} : { connect });
 };
-const authPoolNow = (): Pool => {
+const authPoolNow = (url: string): Pool => {
   const connect = controlConnect ? links.connectControlPlane() : undefined;
-  return createPool(controlUrl, connect === undefined ? {} : { connect });
+  return createPool(url, connect === undefined ? {} : { connect });
 };
-/** the security service's auth routes, relayed (replaced when the identity is renewed) */
-let authPool = authPoolNow();
+/** each replica's auth routes, relayed (replaced when the identity is renewed) */
+const authPools = new Map(securityUrls.map((url) => [url, authPoolNow(url)]));
+const authUpstreams = new Map(
+  securityUrls.map((url) => [url, poolUpstream(() => authPools.get(url) as Pool, 'the security service')]),
+);
 /** service → the pool new requests to it go through (replaced when the identity is renewed) */
 const pools = new Map(Object.entries(config.services).map(([name, url]) => [name, poolFor(name, url)]));
 const upstreams: Record<string, Upstream> = {};
@@ -65,9 +71,11 @@ for (const name of pools.keys()) upstreams[name] = poolUpstream(() => pools.get(
 // flight (close() waits for them) and goes.
 links.onRenewed(() => {
   controlAgent?.renew();
-  const oldAuth = authPool;
-  authPool = authPoolNow();
-  void oldAuth.close().catch(() => undefined);
+  for (const url of securityUrls) {
+    const oldAuth = authPools.get(url);
+    authPools.set(url, authPoolNow(url));
+    void oldAuth?.close().catch(() => undefined);
+  }
   for (const [name, url] of Object.entries(config.services)) {
     const old = pools.get(name);
     pools.set(name, poolFor(name, url));
@@ -79,7 +87,7 @@ const attestation = new AttestationTable();
 // The security service's clock, followed by the feed (docs/faults.md, "Clocks").
 const clock = new LabClock();
 links.judgeEndsAlsoOn(() => clock.now());
-const revocations = new RevocationFeed(controlUrl, {
+const revocations = new RevocationFeed(securityUrls, {
   part: 'gateway',
   ...(feedCredential ? { token: feedCredential } : {}),
   ...(controlAgent ? { dispatcher: controlAgent } : {}),
@@ -166,7 +174,7 @@ const app = buildGateway({
     }),
     checkPassword: async (user: string, password: string) =>
       security.call<PasswordPrincipal>('POST', '/v1/internal/password', { user, password }),
-    auth: poolUpstream(() => authPool, 'the security service'),
+    auth: loginReplicasUpstream(securityUrls, (url) => authUpstreams.get(url) as Upstream),
     recheckAttestation,
     meters: metersFor(config.rateLimit),
   }),
@@ -194,7 +202,7 @@ const stop = (): void => {
   void Promise.allSettled([
     app.close(),
     ...[...pools.values()].map((p) => p.destroy()),
-    authPool.destroy(),
+    ...[...authPools.values()].map((p) => p.destroy()),
     controlAgent?.stop(),
   ]).finally(() => process.exit(0));
 };

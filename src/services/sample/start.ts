@@ -15,6 +15,7 @@ import {
   readPartConfig,
   readSecret,
   type ServicePartConfig,
+  securityUrlsOf,
 } from '../../kernel/part-config.js';
 import { LabClock } from '../../protocol/lab-clock.js';
 import { orFailClosed } from '../fail-closed.js';
@@ -70,7 +71,8 @@ export async function startSampleService(hooks: SampleKitHooks = {}): Promise<vo
   /** peer → the agent new requests to it go through (replaced when the identity is renewed) */
   const peerAgents = new Map(Object.keys(config.peers).map((peer) => [peer, peerAgent(peer)]));
   // links:mtls: the security service's control plane, where this service's certificate is its credential.
-  const securityUrl = config.controlPlaneUrl ?? config.securityUrl;
+  // every replica of the security service (one unless `lab up --security-replicas`)
+  const securityUrls = securityUrlsOf(config);
   const controlPlane = config.controlPlaneUrl !== undefined;
   // Rebuilt with the renewed certificate on each renewal, like the peer agents.
   const securityAgent = new RenewingDispatcher(
@@ -95,7 +97,7 @@ export async function startSampleService(hooks: SampleKitHooks = {}): Promise<vo
     }
   });
 
-  const security = new SecurityClient(securityUrl, credential, securityAgent);
+  const security = new SecurityClient(securityUrls, credential, securityAgent);
   const ticketKind = ticketKindOf(defences.login);
   // The security service's clock, followed by the feed (docs/faults.md, "Clocks").
   const clock = new LabClock();
@@ -104,7 +106,7 @@ export async function startSampleService(hooks: SampleKitHooks = {}): Promise<vo
   const feed =
     defences.request === 'basic'
       ? undefined
-      : new RevocationFeed(securityUrl, {
+      : new RevocationFeed(securityUrls, {
           part: name,
           dispatcher: securityAgent,
           ...(credential === undefined ? {} : { token: credential }),

@@ -1,4 +1,4 @@
-import { createPublicKey, type KeyObject, timingSafeEqual } from 'node:crypto';
+import { type KeyObject, timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import { type SecurityLimits, securityLimits } from '../../defences/limits.js';
 import { partCredentialStrategy } from '../../defences/part-credentials.js';
@@ -16,6 +16,7 @@ import { controlPeerOf } from './control-peer.js';
 import type { PartCredentials } from './part-credentials.js';
 import type { ServiceRegistry, ServiceStatus } from './registry.js';
 import { RevocationBook } from './revocations.js';
+import { type PublishedTicketKey, ticketKeySet } from './ticket-key-set.js';
 
 export interface SecurityDeps {
   labId: string;
@@ -24,6 +25,8 @@ export interface SecurityDeps {
   store: LabStore;
   registry: ServiceRegistry;
   signingKey: { kid: string; privateKey: KeyObject };
+  /** the other replicas' ticket keys (public halves), published with this one's (issue 17) */
+  peerTicketKeys?: KeyObject[];
   sealKey: Buffer;
   labToken: string;
   /**
@@ -63,8 +66,8 @@ export interface SecurityContext extends Omit<SecurityDeps, 'revocations' | 'now
   loginLimits: SecurityLimits;
   issuer: string;
   audience: string;
-  /** the signing key's public half, as /v1/keys publishes it */
-  publicKeyPem: string;
+  /** what /v1/keys publishes: the signing key's public half, then the other replicas' */
+  ticketKeys: PublishedTicketKey[];
   audit: (entry: Parameters<LabStore['audit']>[0]) => Promise<void>;
   requireLabToken: (request: FastifyRequest) => void;
   /**
@@ -140,7 +143,7 @@ export function securityContext(deps: SecurityDeps): SecurityContext {
     });
   };
 
-  const { revocations: _given, now: _now, lockoutPersistence, ...rest } = deps;
+  const { revocations: _given, now: _now, lockoutPersistence, peerTicketKeys: _peers, ...rest } = deps;
   const wall = deps.now ?? (() => deps.store.now().getTime());
   return {
     ...rest,
@@ -155,9 +158,7 @@ export function securityContext(deps: SecurityDeps): SecurityContext {
     }),
     issuer: labIssuer(deps.labId),
     audience: labAudience(deps.labId),
-    publicKeyPem: createPublicKey(deps.signingKey.privateKey)
-      .export({ format: 'pem', type: 'spki' })
-      .toString(),
+    ticketKeys: ticketKeySet(deps.signingKey.privateKey, deps.peerTicketKeys),
     audit,
     requireLabToken,
     requireSelfReporter,

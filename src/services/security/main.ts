@@ -1,4 +1,4 @@
-import { createPrivateKey } from 'node:crypto';
+import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Server as TlsServer } from 'node:tls';
 import { request } from 'undici';
@@ -22,7 +22,10 @@ const config = readPartConfig('security');
 // other parts with /v1/keys and the revocation feed; the store's clock too: on two clocks, a
 // revocation after a wall clock stepped back would get a notBefore older than the tickets it must refuse.
 // A restart by the watchman within this lab keeps the lab's time (lab-clock-mark.ts, RunAnchor).
-const now = homeLabClock(config.home, { run: { labId: config.labId } });
+// Replicas (issue 17) share the lab's anchor exactly: one clock for all of them.
+const now = homeLabClock(config.home, {
+  run: { labId: config.labId, shared: (config.peerTicketKeyFiles ?? []).length > 0 },
+});
 // Resident: while the lab runs this process is the store's only writer, so it keeps the store in
 // memory and the audit chain's head (every write still on disk before it is acknowledged).
 const store = openLabStore(config.home, { resident: true, now: () => new Date(now()) });
@@ -33,6 +36,10 @@ const revocations = new RevocationBook(store, {
 });
 await revocations.load();
 const privateKey = createPrivateKey(readFileSync(config.ticketKeyFile, 'utf8'));
+// Replicas (issue 17): each signs with its own key and publishes every replica's.
+const peerTicketKeys = (config.peerTicketKeyFiles ?? []).map((file) =>
+  createPublicKey(readFileSync(file, 'utf8')),
+);
 const labToken = readSecret(config.labTokenFile);
 const ca = config.caDir ? await loadLabCa(config.caDir) : undefined;
 // links:mtls: the control-plane listener's identity, issued to itself from the lab CA at each start
@@ -65,6 +72,7 @@ const { app, control } = buildSecurityApps(
     registry,
     revocations,
     signingKey: { kid: jwkThumbprint(privateKey), privateKey },
+    peerTicketKeys,
     sealKey: Buffer.from(readSecret(config.sealKeyFile), 'base64url'),
     labToken,
     ...(config.partCredentialIndexFile
@@ -104,6 +112,34 @@ if (control && config.controlPort !== undefined)
   await control.listen({ host: config.host, port: config.controlPort });
 await app.listen({ host: config.host, port: config.port });
 
+// On a store shared with other replicas, what another one changed (a revocation, a registration,
+// an attestation) reaches this one's registry and revocation feed at its commit (LISTEN/NOTIFY),
+// one reload at a time, and one more when told again meanwhile.
+let reloading: Promise<void> | undefined;
+let reloadAgain = false;
+const reloadFromStore = (): void => {
+  if (reloading) {
+    reloadAgain = true;
+    return;
+  }
+  reloading = (async () => {
+    do {
+      reloadAgain = false;
+      await registry.load();
+      await revocations.storeChanged();
+    } while (reloadAgain);
+  })()
+    .catch((err: Error) =>
+      console.log(`security service: reload after a store change failed: ${err.message}`),
+    )
+    .finally(() => {
+      reloading = undefined;
+    });
+};
+const stopFollowing = await store.replicas?.changes.follow(reloadFromStore, (line) =>
+  console.log(`security service: ${line}`),
+);
+
 // New connections to the control plane get the renewed certificate; open ones keep theirs (the
 // parts rebuild their connections when their own identity is renewed).
 const controlRenewal =
@@ -119,14 +155,14 @@ const controlRenewal =
       )
     : undefined;
 console.log(
-  `security service (${config.posture}) listening on ${config.host}:${config.port}${
+  `${config.part} (${config.posture}, ${peerTicketKeys.length + 1} ticket key${peerTicketKeys.length ? 's' : ''}) listening on ${config.host}:${config.port}${
     control ? `, control plane (mTLS) on ${config.host}:${config.controlPort}` : ''
   }`,
 );
 
 const stop = (): void => {
   if (controlRenewal) clearInterval(controlRenewal);
-  void Promise.allSettled([app.close(), control?.close()])
+  void Promise.allSettled([app.close(), control?.close(), stopFollowing?.()])
     .then(() => store.close())
     .finally(() => process.exit(0));
   setTimeout(() => process.exit(0), 1500).unref();

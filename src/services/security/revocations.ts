@@ -54,11 +54,25 @@ export class RevocationBook {
 
   /** Reads the store and publishes what it holds; call at start and after every change. */
   async load(): Promise<void> {
+    const content = await this.#read();
+    this.#n += 1;
+    this.#list = parseRevocationList({ version: `${this.#epoch}.${this.#n}`, ...content });
+  }
+
+  /**
+   * Another replica changed the store (issue 17): publishes again when what the list holds
+   * changed, so the parts following this replica get it within one round trip of their feed.
+   */
+  async storeChanged(): Promise<void> {
+    const { version: _version, ...held } = this.#list;
+    if (JSON.stringify(await this.#read()) === JSON.stringify(held)) return;
+    await this.publish();
+  }
+
+  async #read(): Promise<Omit<RevocationList, 'version'>> {
     const data = await this.#store.data();
     const r = data.revocations;
-    this.#n += 1;
-    this.#list = parseRevocationList({
-      version: `${this.#epoch}.${this.#n}`,
+    return {
       users: Object.fromEntries(
         Object.values(r?.users ?? {}).map((u) => [
           u.name,
@@ -67,7 +81,7 @@ export class RevocationBook {
       ),
       quarantined: Object.keys(r?.services ?? {}).sort(),
       untrusted: this.#untrustedIn(data.services),
-    });
+    };
   }
 
   /**

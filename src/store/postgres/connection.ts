@@ -99,6 +99,44 @@ export class PostgresConnection {
     });
   }
 
+  /**
+   * A connection of its own that LISTENs on `channel` (a pooled one would be handed to others):
+   * `onNotify` gets each payload. Opened after the pool, so the schema is migrated first.
+   */
+  async listen(
+    channel: string,
+    onNotify: (payload: string) => void,
+    onEnd: (err: Error) => void,
+  ): Promise<() => Promise<void>> {
+    await this.#pool();
+    const { default: pg } = await import('pg');
+    const client = new pg.Client(poolConfig(this.#target));
+    let closing = false;
+    const ended = (err: Error): void => {
+      if (closing) return;
+      closing = true;
+      client.end().catch(() => undefined);
+      onEnd(err);
+    };
+    client.on('error', ended);
+    client.on('end', () => ended(new Error('the connection ended')));
+    client.on('notification', (n) => {
+      if (n.channel === channel) onNotify(n.payload ?? '');
+    });
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${channel}`);
+    } catch (err) {
+      closing = true;
+      await client.end().catch(() => undefined);
+      throw storeErrorOf(this.url, err);
+    }
+    return async () => {
+      closing = true;
+      await client.end().catch(() => undefined);
+    };
+  }
+
   async close(): Promise<void> {
     const ready = this.#ready;
     this.#ready = undefined;

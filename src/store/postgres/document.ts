@@ -14,10 +14,17 @@ import type { PostgresConnection } from './connection.js';
 export class PostgresDocument {
   readonly #db: PostgresConnection;
   readonly #initial: () => StoreData;
+  /** told of each update that wrote, inside its transaction (the replicas' change feed) */
+  readonly #announce: (client: PoolClient) => Promise<void>;
 
-  constructor(db: PostgresConnection, initial: () => StoreData) {
+  constructor(
+    db: PostgresConnection,
+    initial: () => StoreData,
+    announce: (client: PoolClient) => Promise<void> = async () => undefined,
+  ) {
     this.#db = db;
     this.#initial = initial;
+    this.#announce = announce;
   }
 
   async read(): Promise<StoreData> {
@@ -41,6 +48,7 @@ export class PostgresDocument {
       const after = JSON.stringify(data);
       if (before === undefined || after !== before) {
         await client.query('UPDATE store_document SET data = $1 WHERE id = 1', [after]);
+        await this.#announce(client);
       }
       return result;
     });

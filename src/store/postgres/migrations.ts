@@ -28,6 +28,17 @@ const MIGRATIONS: readonly (readonly string[])[] = [
        record text NOT NULL
      )`,
   ],
+  // 2: security service replicas (issue 17). Logins between their two steps, shared so that a
+  //    challenge issued by one replica is answered at another, and taken exactly once (DELETE ...
+  //    RETURNING). UNLOGGED: a challenge lives a minute, and a crash of the server losing the
+  //    pending ones only makes those users ask for a new challenge.
+  [
+    `CREATE UNLOGGED TABLE pending_logins (
+       id text PRIMARY KEY,
+       login text NOT NULL,
+       expires_at bigint NOT NULL
+     )`,
+  ],
 ];
 
 /** The schema version this code writes. */

@@ -3,11 +3,14 @@ import { TrustedMsError } from '../../errors.js';
 import type { AuditRecord } from '../audit/record.js';
 import type { AuditVerifyResult } from '../audit/verify.js';
 import type { LabStoreOptions } from '../file-lab-store.js';
+import type { ReplicaSupport } from '../replica-support.js';
 import { type AuditEntry, emptyStoreData, type StoreData } from '../schema.js';
 import type { AuditLogReader, LabStore, NewAuditEntry } from '../store.js';
 import { PostgresAuditLog } from './audit-table.js';
+import { PostgresChangeChannel } from './change-channel.js';
 import { PostgresConnection, type PostgresTarget } from './connection.js';
 import { PostgresDocument } from './document.js';
+import { PostgresPendingLogins } from './pending-login-table.js';
 
 /**
  * The lab's store in a PostgreSQL database: the same contract as FileLabStore (one document changed
@@ -22,13 +25,20 @@ export class PostgresLabStore implements LabStore {
   readonly #db: PostgresConnection;
   readonly #document: PostgresDocument;
   readonly #audit: PostgresAuditLog;
+  readonly replicas: ReplicaSupport;
 
   constructor(home: string, target: PostgresTarget, opts: Pick<LabStoreOptions, 'seedRoles' | 'now'> = {}) {
     this.home = resolve(home);
     this.now = opts.now ?? (() => new Date());
     const seedRoles = opts.seedRoles ?? (() => ({}));
     this.#db = new PostgresConnection(target);
-    this.#document = new PostgresDocument(this.#db, () => emptyStoreData(seedRoles()));
+    const changes = new PostgresChangeChannel(this.#db);
+    this.#document = new PostgresDocument(
+      this.#db,
+      () => emptyStoreData(seedRoles()),
+      (client) => changes.announce(client),
+    );
+    this.replicas = { pendingLogins: new PostgresPendingLogins(this.#db), changes };
     this.#audit = new PostgresAuditLog(this.#db);
   }
 

@@ -8,7 +8,7 @@ import { BusyLoops } from '../../support/busy-loops.js';
 
 /*
  * The whole ablation matrix (every scenario of DOCUMENTED x trusted and trusted less each defence:
- * 22 x 5 = 110 cells, five process labs of 20 services) again and again while two busy loops of ours hold the two cores
+ * 23 x 5 = 115 cells, five process labs of 20 services) again and again while two busy loops of ours hold the two cores
  * (issue 12, item 7): no cell may get a verdict other than the one the README documents. An
  * inconclusive first run that the runner ran again is fine and counted; one that stays
  * inconclusive is not a wrong verdict, but at most one cell in twenty may.
@@ -49,6 +49,14 @@ const DOCUMENTED: Record<string, Partial<Record<Column, 'succeeded'>>> = {
   'control-plane.admin-token-theft': {},
   'revocation.forged-confirmation': {},
   'control-plane.spoofed-security': { 'links:mtls': 'succeeded' },
+  // the runner's labs have one security service: no defence keeps logins going while it is down
+  'dos.security-replica-down': {
+    trusted: 'succeeded',
+    'request:bound': 'succeeded',
+    'attestation:measured': 'succeeded',
+    'links:mtls': 'succeeded',
+    'limits:on': 'succeeded',
+  },
 };
 const documented = (r: ScenarioResult): string =>
   DOCUMENTED[r.id]?.[(r.without?.[0] ?? 'trusted') as Column] ?? 'blocked';

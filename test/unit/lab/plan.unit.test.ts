@@ -14,11 +14,14 @@ const secrets = {
 };
 
 /** The plan for a posture as a process lab would place it (ports from 4000 on 127.0.0.1). */
-function plan(posture: Posture, opts: { without?: Ablation[]; runtimeKind?: 'process' | 'docker' } = {}) {
+function plan(
+  posture: Posture,
+  opts: { without?: Ablation[]; runtimeKind?: 'process' | 'docker'; securityReplicas?: number } = {},
+) {
   const defences = defencesFor(posture, opts.without);
   const services = selectServices(labTopology(), 4);
   const placements = new Map<string, PartPlacement>(
-    partsToPlace(dir, defences, services).map((p, i) => [
+    partsToPlace(dir, defences, services, opts.securityReplicas).map((p, i) => [
       p.name,
       {
         listenHost: '127.0.0.1',
@@ -47,10 +50,34 @@ function plan(posture: Posture, opts: { without?: Ablation[]; runtimeKind?: 'pro
     runtimeKind: opts.runtimeKind ?? 'process',
     placements,
     secrets,
+    ...(opts.securityReplicas === undefined ? {} : { securityReplicas: opts.securityReplicas }),
   });
 }
 
 describe('the lab plan (defences + topology + placements -> the parts to launch)', () => {
+  it('--security-replicas 2 (trusted): a second security part with its own ports and key, publishing both; every part told both control planes', () => {
+    const p = plan('trusted', { securityReplicas: 2 });
+    const [second] = p.securityReplicas;
+    expect(p.securityReplicas).toHaveLength(1);
+    expect(second?.config.part).toBe('security-2');
+    expect(second?.config.port).not.toBe(p.security.config.port);
+    expect(second?.config.controlPort).not.toBe(p.security.config.controlPort);
+    expect(second?.config.ticketKeyFile).not.toBe(p.security.config.ticketKeyFile);
+    expect(p.security.config.peerTicketKeyFiles).toEqual([`${dir}/security-2-ticket-key.pub.pem`]);
+    expect(second?.config.peerTicketKeyFiles).toEqual([`${dir}/security-ticket-key.pub.pem`]);
+    const controlPlanes = [p.security.config.controlPort, second?.config.controlPort].map(
+      (port) => `https://127.0.0.1:${port}`,
+    );
+    expect(p.gateway.config.securityReplicaUrls).toEqual(controlPlanes);
+    for (const s of p.services) expect(s.config.securityReplicaUrls).toEqual(controlPlanes);
+    expect(p.securityReplicaHosts?.map((r) => r.controlPlaneUrl)).toEqual(controlPlanes);
+    // One replica: the plan of before, no list anywhere.
+    const one = plan('trusted');
+    expect(one.securityReplicas).toEqual([]);
+    expect(one.gateway.config.securityReplicaUrls).toBeUndefined();
+    expect(one.security.config.peerTicketKeyFiles).toBeUndefined();
+  });
+
   it('trusted: every service on https with its identity and the CA mounted, the gateway likewise', () => {
     const p = plan('trusted');
     for (const s of p.services) {

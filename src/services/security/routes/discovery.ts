@@ -14,7 +14,7 @@ export const discoveryRoutes: FastifyPluginAsync<SecurityContext> = async (app, 
   app.get('/v1/keys', async () => ({
     issuer: ctx.issuer,
     audience: ctx.audience,
-    keys: [{ kid: ctx.signingKey.kid, alg: 'EdDSA', publicKeyPem: ctx.publicKeyPem }],
+    keys: ctx.ticketKeys,
     // The lab clock a part starts from (src/protocol/lab-clock.ts).
     [LAB_TIME_FIELD]: Math.floor(ctx.now()),
   }));

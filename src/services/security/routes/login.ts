@@ -10,7 +10,7 @@ import { CHALLENGE_REQUEST_BODY, VERIFY_REQUEST_BODY } from '../../../protocol/w
 import type { UserKey } from '../../../store/schema.js';
 import type { SecurityContext } from '../context.js';
 import { passwordStep } from '../login/password-step.js';
-import { PendingLogins } from '../login/pending-logins.js';
+import { pendingLoginsFor } from '../login/pending-logins.js';
 import { ticketClaims } from '../login/ticket-claims.js';
 import { userPublicKeys } from '../login/user-public-keys.js';
 
@@ -23,7 +23,8 @@ export const loginRoutes: FastifyPluginAsync<SecurityContext> = async (app, ctx)
   const { login } = ctx.defences;
   // The ticket a login here issues: the paper's bearer ticket, or one bound to a session key.
   const ticketKind = ticketKindOf(login) ?? 'paper';
-  const pending = new PendingLogins(now);
+  // Shared with the other replicas when the store is: the second step may reach another one.
+  const pending = pendingLoginsFor(store.replicas?.pendingLogins, now);
   const publicKeyOf = userPublicKeys();
 
   app.post<{ Body: { user: string; password: string; clientKey?: string } }>(
@@ -36,7 +37,7 @@ export const loginRoutes: FastifyPluginAsync<SecurityContext> = async (app, ctx)
           "this lab's login is HTTP basic (posture none has no login): the gateway checks passwords",
         );
       }
-      pending.sweep();
+      await pending.sweep();
       const { user, password, clientKey } = request.body;
       if (login === 'challenge' && clientKey === undefined) {
         throw new TrustedMsError('INVALID_INPUT', 'clientKey (an X25519 public key) is required');
@@ -52,7 +53,7 @@ export const loginRoutes: FastifyPluginAsync<SecurityContext> = async (app, ctx)
         const expiresAt = Math.floor(now() / 1000) + ctx.challengeTtlSeconds;
         const ticket = randomBytes(32);
         await audit({ actor: clientOf(request), action: 'auth.challenge', target: user, outcome: 'ok' });
-        pending.add(id, { kind: 'encrypted-ticket', id, user, ticket, expiresAt });
+        await pending.add(id, { kind: 'encrypted-ticket', id, user, ticket, expiresAt });
         return { posture: 'paper', id, user, ticket: ticket.toString('base64url'), expiresAt };
       }
       if (record.keys.length === 0) {
@@ -62,7 +63,7 @@ export const loginRoutes: FastifyPluginAsync<SecurityContext> = async (app, ctx)
       }
       const challenge = newChallenge(user, ctx.issuer, clientKey as string, ctx.challengeTtlSeconds, now);
       await audit({ actor: clientOf(request), action: 'auth.challenge', target: user, outcome: 'ok' });
-      pending.add(challenge.id, { kind: 'signed-challenge', challenge });
+      await pending.add(challenge.id, { kind: 'signed-challenge', challenge });
       return { posture: 'trusted', ...challenge };
     },
   );
@@ -72,7 +73,7 @@ export const loginRoutes: FastifyPluginAsync<SecurityContext> = async (app, ctx)
     { schema: { body: VERIFY_REQUEST_BODY } },
     async (request) => {
       const { id, signature } = request.body;
-      const p = pending.take(id);
+      const p = await pending.take(id);
       if (p === undefined) {
         await audit({
           actor: clientOf(request),
