@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { edgeConnectFor } from '../src/kernel/edge-client.js';
 import { labDown } from '../src/lab/down.js';
 import { labUp } from '../src/lab/up.js';
 import { closeClients, openClients } from '../src/load/run.js';
@@ -36,7 +37,7 @@ try {
       login: up.state.defences.login,
     });
     if (user === undefined) throw new Error('no user made');
-    const clients = openClients(up.state.gatewayUrl, 1);
+    const clients = openClients(up.state.gatewayUrl, 1, undefined, true, edgeConnectFor(up.state));
     try {
       const security = up.state.parts.find((p) => p.name === 'security')?.pid;
       const cpu0 = security === undefined ? undefined : cpuMsOf(security);

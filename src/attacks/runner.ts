@@ -6,6 +6,7 @@ import { loadPrivateKeyFile, privateKeyPath } from '../crypto/keys.js';
 import type { Posture } from '../defences/posture.js';
 import { ABLATION_NAMES, type Ablation, labelOf } from '../defences/presets.js';
 import { isTrustedMsError } from '../errors.js';
+import { trustLabEdge } from '../kernel/edge-client.js';
 import { type LabState, readLabState } from '../kernel/lab-state.js';
 import { labDown } from '../lab/down.js';
 import { chooseRuntime, type RuntimeChoice, runtimeFor } from '../lab/runtimes/select.js';
@@ -253,6 +254,8 @@ export async function runScenarios(
   // Once a revert fails the lab is no longer the one the expectations were declared for: later
   // scenarios are reported as not run, with the reason, rather than judged on a changed lab.
   let notRestored: { code: string; message: string } | undefined;
+  // The victim's and the runner's own requests to the gateway (login, callService) trust the lab CA.
+  await trustLabEdge(lab);
   for (const scenario of opts.scenarios) {
     if (notRestored) {
       const r = resultOf(scenario, lab, study, 'error', { attempts: [] }, 0, true, undefined, notRestored);
@@ -304,7 +307,7 @@ export async function runScenario(
   study = false,
 ): Promise<ScenarioResult> {
   const t0 = Date.now();
-  const client = attackerClient();
+  const client = attackerClient(undefined, lab);
   const ctx: ScenarioContext = {
     lab,
     posture: lab.posture,

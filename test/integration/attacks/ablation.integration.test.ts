@@ -76,6 +76,7 @@ describe.sequential('ablation: which defence stops which attack', () => {
         'attestation:measured',
         'links:plain',
         'limits:on',
+        'edge:tls',
       ]);
       const wrong = await cliJson<{ error: { code: string; message: string } }>(lab, [
         'lab',
