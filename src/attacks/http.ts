@@ -136,18 +136,16 @@ export function codeOf(text: string): string | undefined {
 export function attackerClient(address = ATTACKER_ADDRESS, lab?: EdgeView): Agent {
   const ca = lab === undefined ? undefined : edgeCaPem(lab);
   const gateway = ca === undefined || lab === undefined ? undefined : new URL(lab.gatewayUrl).host;
+  // TLS options are the connector's own (undici passes a connection only its address).
   const connector = buildConnector({});
+  const toGateway = ca === undefined ? connector : buildConnector(edgeConnectOptions(ca));
   const bind = process.platform === 'linux';
   return new Agent({
     connections: 8,
     connect: (opts, callback) =>
-      connector(
-        {
-          ...opts,
-          // Bound to 127.0.0.2 only towards loopback: a container's address is not reachable from it.
-          ...(bind && LOOPBACK.test(opts.hostname) ? { localAddress: address } : {}),
-          ...(ca !== undefined && `${opts.hostname}:${opts.port}` === gateway ? edgeConnectOptions(ca) : {}),
-        },
+      (`${opts.hostname}:${opts.port}` === gateway ? toGateway : connector)(
+        // Bound to 127.0.0.2 only towards loopback: a container's address is not reachable from it.
+        { ...opts, ...(bind && LOOPBACK.test(opts.hostname) ? { localAddress: address } : {}) },
         callback,
       ),
   });

@@ -254,8 +254,6 @@ export async function runScenarios(
   // Once a revert fails the lab is no longer the one the expectations were declared for: later
   // scenarios are reported as not run, with the reason, rather than judged on a changed lab.
   let notRestored: { code: string; message: string } | undefined;
-  // The victim's and the runner's own requests to the gateway (login, callService) trust the lab CA.
-  await trustLabEdge(lab);
   for (const scenario of opts.scenarios) {
     if (notRestored) {
       const r = resultOf(scenario, lab, study, 'error', { attempts: [] }, 0, true, undefined, notRestored);
@@ -323,6 +321,8 @@ export async function runScenario(
   let reverted = true;
   let revertError: string | undefined;
   try {
+    // The victim's and the runner's own requests to the gateway (login, callService) trust the lab CA.
+    await trustLabEdge(lab);
     await scenario.setup?.(ctx);
     await scenario.detonate(ctx);
     outcome = scenario.judge(ctx);

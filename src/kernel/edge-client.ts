@@ -71,11 +71,18 @@ export function edgeCaPem(lab: EdgeView): string | undefined {
  */
 export async function trustLabEdge(lab: EdgeView): Promise<void> {
   const ca = edgeCaPem(lab);
-  if (ca === undefined) return;
+  if (ca === undefined || ca === globallyTrusted) return;
   // Loaded here, not at the top: undici costs ~0.1-0.2 s of a CLI command's start (http-client.ts).
-  const { Agent, setGlobalDispatcher } = await import('undici');
+  const { Agent, getGlobalDispatcher, setGlobalDispatcher } = await import('undici');
+  const before = getGlobalDispatcher();
   setGlobalDispatcher(new Agent({ connect: edgeConnectOptions(ca) }));
+  globallyTrusted = ca;
+  // The one it replaces finishes what it has in flight and goes (a run of labs, one CA each).
+  void before.close().catch(() => undefined);
 }
+
+/** The lab CA the global dispatcher trusts now (set by trustLabEdge): once per CA, not per call. */
+let globallyTrusted: string | undefined;
 
 /** An agent of its own for a client of the gateway (a load's virtual users), or undefined for HTTP. */
 export async function edgeAgent(lab: EdgeView): Promise<Dispatcher | undefined> {
