@@ -4,6 +4,7 @@ import { lockoutDos } from './scenarios/accounts.lockout-dos.js';
 import { envInjection } from './scenarios/attestation.env-injection.js';
 import { adminTokenTheft } from './scenarios/control-plane.admin-token-theft.js';
 import { spoofedSecurity } from './scenarios/control-plane.spoofed-security.js';
+import { connectionExhaustion } from './scenarios/dos.connection-exhaustion.js';
 import { loginFlood } from './scenarios/dos.login-flood.js';
 import { requestFlood } from './scenarios/dos.request-flood.js';
 import { relayedTicket } from './scenarios/identity.relayed-ticket.js';
@@ -33,6 +34,7 @@ export const SCENARIOS: readonly Scenario[] = [
   forgedRole,
   loginFlood,
   requestFlood,
+  connectionExhaustion,
   tamperedCode,
   lyingAttestation,
   swapAtRestart,

@@ -47,6 +47,27 @@ export interface GatewayLimitConfig {
   refusalDelayMs?: number;
 }
 
+/** What one client address may hold of a server's sockets (services/connection-guard.ts). */
+export interface ConnectionLimits {
+  /** open sockets per client address; one more is closed as soon as it is accepted */
+  perSource: number;
+  /** a socket that has sent no byte this long after it was accepted is closed */
+  firstByteMs: number;
+}
+
+/**
+ * `on`: an address may hold 512 of the gateway's and the security service's sockets (of 4,096,
+ * SERVER_LIMITS.maxConnections), and a socket that says nothing for 5 s is closed. 512 is over
+ * three times what `lab load --clients 150` opens from one address (one connection per virtual
+ * user) and leaves seven eighths of the sockets to everyone else. `off`: only the server's cap
+ * (dos.connection-exhaustion shows what that lets one address do).
+ */
+export function connectionLimitsFor(choice: Defences['limits']): ConnectionLimits | undefined {
+  return choice === 'on' ? CONNECTION_LIMITS : undefined;
+}
+
+export const CONNECTION_LIMITS: ConnectionLimits = Object.freeze({ perSource: 512, firstByteMs: 5_000 });
+
 /** A login step's turn at the security service. */
 export interface LoginSlot {
   release(): void;

@@ -38,7 +38,17 @@ export const DEFAULT_CA_VALID_DAYS = 30;
 export const LAB_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 const CN_PREFIX = 'trusted-ms lab CA ';
-const CLOCK_SKEW_MS = 60_000;
+/**
+ * Every certificate of the lab PKI (the CA and the identities) is valid from this long before its
+ * issue. TLS checks a certificate on each peer's own wall clock, while identities are dated on the
+ * lab clock: with 60 s, a part whose wall had stepped back an hour refused every certificate issued
+ * since as "not yet valid" (the fourth clock red team, F2: the gateway restarted during a step back
+ * of 1 h could not reach the security service and was given up on), and a lab started during a
+ * forward step of 2 h had a CA and identities the corrected clock refused for 2 h (F4). A day
+ * covers every step the fault model has; the CA/Browser Forum's rules allow back-dating up to 48 h.
+ * It ends nothing later: when trust ends is `notAfter`, which stays issue + lifetime.
+ */
+export const CERT_BACKDATE_MS = 86_400_000;
 const MAX_PEM_BYTES = 64 * 1024;
 /** WebCrypto parameters of every key in the lab's PKI. */
 export const EC_KEY_ALG = { name: 'ECDSA', namedCurve: 'P-256' } as const;
@@ -70,7 +80,7 @@ export async function createLabCa(opts: {
     {
       serialNumber: randomSerial(),
       name: [{ CN: [`${CN_PREFIX}${opts.labId}`] }],
-      notBefore: new Date(now - CLOCK_SKEW_MS),
+      notBefore: new Date(now - CERT_BACKDATE_MS),
       notAfter: new Date(now + validDays * 86_400_000),
       signingAlgorithm: EC_SIGN_ALG,
       keys,

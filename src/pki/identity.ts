@@ -3,7 +3,16 @@ import 'reflect-metadata';
 import type { webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 import { TrustedMsError } from '../errors.js';
-import { assertLabId, caSigner, EC_KEY_ALG, EC_SIGN_ALG, type LabCa, pkiCrypto, randomSerial } from './ca.js';
+import {
+  assertLabId,
+  CERT_BACKDATE_MS,
+  caSigner,
+  EC_KEY_ALG,
+  EC_SIGN_ALG,
+  type LabCa,
+  pkiCrypto,
+  randomSerial,
+} from './ca.js';
 import {
   SERVICE_KINDS,
   SERVICE_NAME_RE,
@@ -26,8 +35,6 @@ export const MAX_CERT_TTL_SECONDS = 86_400;
  * writes (well under a second here); ten seconds leave a half-life of five for that and a reload.
  */
 export const MIN_LAB_CERT_TTL_SECONDS = 10;
-/** A certificate is valid from this long before its issue, for clocks a little behind. */
-export const CLOCK_SKEW_MS = 60_000;
 
 /** A lab's identity lifetime, checked: INVALID_INPUT unless whole seconds in the range lab up accepts. */
 export function labIdentityTtl(seconds: number | undefined): number {
@@ -50,7 +57,7 @@ export interface ServerNames {
 /**
  * Issues a short-lived identity certificate for a service whose attestation passed: a fresh P-256
  * key each time, SAN dNSName = name and URI = its SPIFFE id, EKU serverAuth + clientAuth, valid
- * from now - 60 s (clock skew) to now + ttl, never beyond the CA's own expiry.
+ * from now - CERT_BACKDATE_MS (a day: clocks behind) to now + ttl, never beyond the CA's own expiry.
  */
 export async function issueServiceCertificate(
   ca: LabCa,
@@ -100,7 +107,7 @@ export async function issueServiceCertificate(
       serialNumber: randomSerial(),
       subject: [{ CN: [name] }],
       issuer: signer.cert.subjectName,
-      notBefore: new Date(now - CLOCK_SKEW_MS),
+      notBefore: new Date(now - CERT_BACKDATE_MS),
       notAfter,
       signingAlgorithm: EC_SIGN_ALG,
       publicKey: keys.publicKey,

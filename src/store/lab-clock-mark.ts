@@ -121,6 +121,29 @@ export function homeLabClock(home: string, opts: HomeLabClockOptions = {}): () =
   };
 }
 
+/**
+ * The running lab's time as its security service keeps it, read and never written (the security
+ * service is the mark's writer): from the run anchor when it is this lab's and this boot's, else the
+ * wall clock. For the watchman, whose renewals fall due on the clock the identities are dated on:
+ * on its own wall clock, a step back held the renewals back by the step's length and the lab's
+ * certificates ran out once the wall was right again.
+ */
+export function runningLabTime(
+  home: string,
+  labId: string,
+  opts: Pick<HomeLabClockOptions, 'wall' | 'machineMonotonic' | 'bootId'> = {},
+): () => number {
+  const file = join(home, LAB_CLOCK_FILE);
+  const wall = opts.wall ?? Date.now;
+  const machineMonotonic = opts.machineMonotonic ?? machineMonotonicMs;
+  const bootId = (opts.bootId ?? machineBootId)();
+  return () => {
+    const { anchor } = readMarkFile(file, () => {});
+    if (anchor?.labId !== labId || bootId === undefined || anchor.bootId !== bootId) return wall();
+    return anchor.labMs + (machineMonotonic() - anchor.monotonicMs);
+  };
+}
+
 /** A restart whose wall clock is this far from the lab's time says so in its log. */
 const RESTART_WALL_NOTICE_MS = 5000;
 

@@ -13,6 +13,7 @@ import {
 import { readPartConfig } from '../../kernel/part-config.js';
 import { readIdentity, writeIdentity } from '../../pki/identity-files.js';
 import { clientTlsConnector } from '../../pki/mtls.js';
+import { runningLabTime } from '../../store/lab-clock-mark.js';
 import {
   renewUnmeasuredIdentity,
   type ServiceAttestation,
@@ -275,6 +276,7 @@ const renewal =
   config.defences.links === 'mtls'
     ? new IdentityRenewal({
         held: async () => heldIdentities(await readLabState(home).catch(() => undefined)),
+        now: runningLabTime(home, config.labId),
         current: certificateTimes,
         renewServices: async (names) => {
           const state = await requireLabState(home);

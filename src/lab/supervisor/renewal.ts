@@ -1,7 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CLOCK_SKEW_MS } from '../../pki/identity.js';
+import { CERT_BACKDATE_MS } from '../../pki/ca.js';
 import { IDENTITY_CERT_FILE } from '../../pki/identity-files.js';
 
 /**
@@ -73,10 +73,10 @@ export const RENEWAL_LOOK_MS = 1000;
 
 /**
  * When a certificate is due for renewal: half-way between its issue and its expiry. The issue is
- * CLOCK_SKEW_MS after notBefore (certificates are back-dated for clocks a little behind).
+ * CERT_BACKDATE_MS after notBefore (certificates are back-dated for clocks behind).
  */
 export function renewalDueAt(cert: Pick<CertificateTimes, 'notBefore' | 'notAfter'>): number {
-  const issued = Math.min(cert.notBefore + CLOCK_SKEW_MS, cert.notAfter);
+  const issued = Math.min(cert.notBefore + CERT_BACKDATE_MS, cert.notAfter);
   return issued + (cert.notAfter - issued) / 2;
 }
 

@@ -3,11 +3,12 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { AttestationGate } from '../../defences/attestation.js';
 import type { AttestationTable } from '../../defences/attestation-table.js';
 import type { EdgeServer } from '../../defences/edge.js';
-import type { GatewayLimits } from '../../defences/limits.js';
+import { connectionLimitsFor, type GatewayLimits } from '../../defences/limits.js';
 import type { Defences } from '../../defences/presets.js';
 import type { BasicAtGateway } from '../../defences/request/gateway-basic.js';
 import type { GatewayAuthenticator } from '../../defences/request/types.js';
 import type { RevocationView } from '../../protocol/revocation-list.js';
+import { guardConnections } from '../connection-guard.js';
 import { createHttpApp } from '../http.js';
 import { describeApi } from '../openapi.js';
 import { logRefusals } from './refusal-log.js';
@@ -76,6 +77,8 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
   app.addHook('onClose', async () => {
     stopRenewals();
   });
+  const connections = connectionLimitsFor(deps.defences.limits);
+  if (connections) guardConnections(app.server, connections);
   describeApi(app, {
     title: 'trusted-ms gateway',
     description:

@@ -1,5 +1,7 @@
 import type { FastifyInstance } from 'fastify';
+import { connectionLimitsFor } from '../../defences/limits.js';
 import type { ServerTlsOptions } from '../../pki/mtls.js';
+import { guardConnections } from '../connection-guard.js';
 import { createHttpApp } from '../http.js';
 import { describeApi } from '../openapi.js';
 import { type SecurityDeps, securityContext } from './context.js';
@@ -34,6 +36,9 @@ export function buildSecurityApps(
   controlTls?: ServerTlsOptions,
 ): { app: FastifyInstance; control?: FastifyInstance } {
   const app = createHttpApp();
+  // Logins reach this port directly too, not only through the gateway (docs/accounts.md).
+  const connections = connectionLimitsFor(deps.defences.limits);
+  if (connections) guardConnections(app.server, connections);
   describeApi(app, {
     title: 'trusted-ms security service',
     description:

@@ -32,11 +32,16 @@ if (LIBFAKETIME === undefined && !inCi) {
 type Envelope = { status: number; error?: { code: string; message: string } };
 
 /** A lab under libfaketime, in a temp home: `step('-1h')` steps the wall clock of every part and of the CLI. */
-async function steppedLab(posture: 'paper' | 'trusted', users: string[], identityTtlSeconds = 86_400) {
+async function steppedLab(
+  posture: 'paper' | 'trusted',
+  users: string[],
+  identityTtlSeconds = 86_400,
+  upAt = '+0',
+) {
   const lab = await tempLab();
   const offsetFile = join(lab.dir, 'faketime-offset');
   const step = (offset: string) => writeFile(offsetFile, `${offset}\n`);
-  await step('+0');
+  await step(upAt);
   const env = {
     LD_PRELOAD: LIBFAKETIME as string,
     FAKETIME_TIMESTAMP_FILE: offsetFile,
@@ -85,8 +90,22 @@ async function steppedLab(posture: 'paper' | 'trusted', users: string[], identit
         return res?.statusCode === 200 ? true : undefined;
       });
     },
-    async code(args: string[]): Promise<string | undefined> {
-      const r = await cliJson<Envelope>(lab, args, { env });
+    /** Kills the gateway (SIGKILL) and waits until the watchman has it back and answering. */
+    async restartGateway(): Promise<void> {
+      const before = (await readLabState(lab.home))?.parts.find((p) => p.name === 'gateway');
+      expect(before?.pid).toBeDefined();
+      process.kill(before?.pid as number, 'SIGKILL');
+      await waitFor('the watchman to restart the gateway', 60_000, async () => {
+        const state = await readLabState(lab.home);
+        const now = state?.parts.find((p) => p.name === 'gateway');
+        if (now?.pid === undefined || now.pid === before?.pid) return undefined;
+        const res = await request(`${state?.gatewayUrl}/healthz`).catch(() => undefined);
+        await res?.body.dump();
+        return res?.statusCode === 200 ? true : undefined;
+      });
+    },
+    async code(args: string[], input?: string): Promise<string | undefined> {
+      const r = await cliJson<Envelope>(lab, args, { env, ...(input ? { input } : {}) });
       return r.exitCode === 0 ? 'OK' : r.json.error?.code;
     },
     async login(user: string): Promise<void> {
@@ -236,6 +255,40 @@ describe.runIf(LIBFAKETIME !== undefined || inCi)('a running lab whose wall cloc
     await lab.login('bob');
     expect(await call('bob')).toBe('OK');
   }, 300_000);
+
+  it('trusted: the gateway restarted during a step back of 1 h (fourth clock red team, F2) comes back and serves', async () => {
+    expect(LIBFAKETIME, 'CI=true but libfaketime is missing: apt-get install -y faketime').toBeDefined();
+    await using lab = await steppedLab('trusted', ['alice', 'bob']);
+    expect(lab.up.exitCode, lab.up.stderr).toBe(0);
+    const call = (user: string) => lab.code(['call', 'accounts', '/db/accounts/records', '--as', user]);
+    await lab.login('alice');
+    expect(await call('alice')).toBe('OK');
+    // Before: the security service's certificate, back-dated 60 s, was not yet valid on the
+    // restarted gateway's wall clock; it exited CONTROL_PLANE_UNTRUSTED at each start and the
+    // watchman gave up on it, so the lab stayed without a gateway after the clock was right.
+    await lab.step('-1h');
+    await lab.restartGateway();
+    await lab.login('bob');
+    expect(await call('bob')).toBe('OK');
+    await lab.step('+0');
+    await lab.login('alice');
+    expect(await call('alice')).toBe('OK');
+    expect(await call('bob')).toBe('OK');
+  }, 240_000);
+
+  it('trusted: a lab started during a forward step of 2 h (fourth clock red team, F4) serves once the wall is right: a user added, logins, calls', async () => {
+    expect(LIBFAKETIME, 'CI=true but libfaketime is missing: apt-get install -y faketime').toBeDefined();
+    await using lab = await steppedLab('trusted', ['alice'], 86_400, '+2h');
+    expect(lab.up.exitCode, lab.up.stderr).toBe(0);
+    // Before: the CA and the first identities were dated 2 h ahead, not yet valid once the wall was
+    // right: `user add` (the admin channel) and every login failed for 2 h.
+    await lab.step('+0');
+    expect(await lab.code(['user', 'add', 'carol', '--role', 'admin', '--password-stdin'], 'carol-pw')).toBe(
+      'OK',
+    );
+    await lab.login('alice');
+    expect(await lab.code(['call', 'accounts', '/db/accounts/records', '--as', 'alice'])).toBe('OK');
+  }, 240_000);
 
   it('trusted: the security service crashes during a forward step of 2 h (red team A7): sessions of the moment keep working', async () => {
     expect(LIBFAKETIME, 'CI=true but libfaketime is missing: apt-get install -y faketime').toBeDefined();

@@ -18,6 +18,7 @@ import {
   homeLabClockAtFirstUse,
   LAB_CLOCK_FILE,
   MARK_AHEAD_MS,
+  runningLabTime,
 } from '../../../src/store/lab-clock-mark.js';
 import { openLabStore } from '../../../src/store/open.js';
 import { revokeUserIn } from '../../../src/users/revocations.js';
@@ -402,6 +403,26 @@ describe('a security service restarted within its running lab (red team A7: a cr
     h2.m.machine = 3000;
     h2.m.process = 0;
     expect(h2.start('lab-c')()).toBe(T0 + 10_000 + HOUR);
+  });
+
+  it("is the watchman's clock for renewals: the running lab's time through a step of its wall, never written", async () => {
+    const h = host();
+    const service = h.start('lab-a');
+    h.pass(20_000);
+    const labNow = service();
+    const before = await readFile(join(home, LAB_CLOCK_FILE), 'utf8');
+    const opts = { wall: () => h.m.wall, machineMonotonic: () => h.m.machine, bootId: () => h.m.boot };
+    const watchman = runningLabTime(home, 'lab-a', opts);
+    expect(watchman()).toBe(labNow);
+    // the watchman's wall steps back an hour: its renewals stay due on the lab's time
+    h.m.wall -= HOUR;
+    h.pass(5000);
+    expect(watchman()).toBe(labNow + 5000);
+    expect(await readFile(join(home, LAB_CLOCK_FILE), 'utf8')).toBe(before);
+    // another lab's anchor, or another boot: the wall clock, as before there was an anchor
+    expect(runningLabTime(home, 'lab-b', opts)()).toBe(h.m.wall);
+    h.m.boot = 'boot-2';
+    expect(runningLabTime(home, 'lab-a', opts)()).toBe(h.m.wall);
   });
 
   it('keeps the anchor when the CLI writes the mark with the lab down between', async () => {

@@ -18,7 +18,7 @@ import { adminChannel } from '../../../src/kernel/admin-channel.js';
 import { type LabState, labDir, writeLabState } from '../../../src/kernel/lab-state.js';
 import { listServices } from '../../../src/lab/attest.js';
 import { labStatus } from '../../../src/lab/status.js';
-import { createLabCa, type LabCa, saveLabCa } from '../../../src/pki/ca.js';
+import { CERT_BACKDATE_MS, createLabCa, type LabCa, saveLabCa } from '../../../src/pki/ca.js';
 import { issueServiceCertificate } from '../../../src/pki/identity.js';
 import { serverTlsOptions } from '../../../src/pki/mtls.js';
 import { buildSecurityApps } from '../../../src/services/security/app.js';
@@ -161,10 +161,12 @@ describe('the admin channel: where the CLI and the watchman send the lab token',
     const real = await realSecurity();
     const state = stateOf('http://127.0.0.1:9', real.controlUrl);
     await writeLabState(home, state);
-    // This process's wall clock (what the identity is dated by) 2 h ahead; OpenSSL at the security
+    // This process's wall clock (what the identity is dated by) ahead; OpenSSL at the security
     // service checks validity on the machine's real clock, as it did after the red team's step back.
+    // Since certificates are back-dated a day (CERT_BACKDATE_MS) a step of 2 h is taken as it is, so
+    // the step here is longer than that.
     vi.useFakeTimers({ toFake: ['Date'] });
-    vi.setSystemTime(Date.now() + 2 * 3_600_000);
+    vi.setSystemTime(Date.now() + CERT_BACKDATE_MS + 2 * 3_600_000);
     try {
       await expect((await adminChannel(home, state)).read('/v1/services')).rejects.toMatchObject({
         code: 'SERVICE_UNAVAILABLE',

@@ -17,8 +17,8 @@ import {
   type RenewalDeps,
   renewalDueAt,
 } from '../../../src/lab/supervisor/renewal.js';
-import { createLabCa, type LabCa } from '../../../src/pki/ca.js';
-import { CLOCK_SKEW_MS, issueServiceCertificate, labIdentityTtl } from '../../../src/pki/identity.js';
+import { CERT_BACKDATE_MS, createLabCa, type LabCa } from '../../../src/pki/ca.js';
+import { issueServiceCertificate, labIdentityTtl } from '../../../src/pki/identity.js';
 import { writeIdentity } from '../../../src/pki/identity-files.js';
 import { buildSecurityService } from '../../../src/services/security/app.js';
 import { ServiceRegistry } from '../../../src/services/security/registry.js';
@@ -33,9 +33,9 @@ const T0 = Date.parse('2026-12-07T03:00:00Z');
 
 describe('when an identity is due', () => {
   it('is half-way between its issue (notBefore + the back-dating) and its expiry', () => {
-    const cert = { notBefore: T0 - CLOCK_SKEW_MS, notAfter: T0 + 20_000 };
+    const cert = { notBefore: T0 - CERT_BACKDATE_MS, notAfter: T0 + 20_000 };
     expect(renewalDueAt(cert)).toBe(T0 + 10_000);
-    expect(renewalDueAt({ notBefore: T0 - CLOCK_SKEW_MS, notAfter: T0 + 300_000 })).toBe(T0 + 150_000);
+    expect(renewalDueAt({ notBefore: T0 - CERT_BACKDATE_MS, notAfter: T0 + 300_000 })).toBe(T0 + 150_000);
   });
 
   it('is at once for a certificate valid for less than its back-dating', () => {
@@ -75,7 +75,7 @@ function fakeRenewal(opts: { refuse?: Set<string>; fail?: boolean; watchman?: bo
     { part: 'gateway', kind: 'gateway', dir: '/id/gateway' },
     ...(opts.watchman ? [{ part: 'supervisor', kind: 'supervisor' as const, dir: '/id/supervisor' }] : []),
   ];
-  const fresh = () => ({ serial: String(now), notBefore: now - CLOCK_SKEW_MS, notAfter: now + 20_000 });
+  const fresh = () => ({ serial: String(now), notBefore: now - CERT_BACKDATE_MS, notAfter: now + 20_000 });
   for (const h of holders) certs.set(h.dir, fresh());
   const deps: RenewalDeps = {
     held: async () => holders,
@@ -262,7 +262,7 @@ describe('renewal against the security service (gating, files)', () => {
     ]);
     const after = await certificateTimes(join(dir, 'orders'));
     expect(after.serial).not.toBe(before.serial);
-    expect(after.notAfter - (after.notBefore + CLOCK_SKEW_MS)).toBe(20_000);
+    expect(after.notAfter - (after.notBefore + CERT_BACKDATE_MS)).toBe(20_000);
     expect((await stat(join(dir, 'orders', 'key.pem'))).mode & 0o777).toBe(0o600);
     const cert = new X509Certificate(await readFile(join(dir, 'orders', 'cert.pem'), 'utf8'));
     expect(cert.subjectAltName).toContain(`spiffe://trusted-ms/${LAB}/service/orders`);

@@ -46,7 +46,8 @@ describe('createLabCa', () => {
   it('uses the injected clock and validity', async () => {
     const now = new Date('2030-01-01T00:00:00Z');
     const c = await createLabCa({ labId: 'lab2', now: () => now, validDays: 2 });
-    expect(c.notBefore.toISOString()).toBe('2029-12-31T23:59:00.000Z');
+    // back-dated a day (CERT_BACKDATE_MS): a part whose wall clock is behind still takes it
+    expect(c.notBefore.toISOString()).toBe('2029-12-31T00:00:00.000Z');
     expect(c.notAfter.toISOString()).toBe('2030-01-03T00:00:00.000Z');
   });
 

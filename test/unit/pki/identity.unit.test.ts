@@ -45,7 +45,8 @@ describe('issueServiceCertificate', () => {
     expect(cert.keyUsage?.sort()).toEqual(['1.3.6.1.5.5.7.3.1', '1.3.6.1.5.5.7.3.2']);
     expect(cert.publicKey.asymmetricKeyDetails?.namedCurve).toBe('prime256v1');
     expect(cert.checkPrivateKey(createPrivateKey(id.keyPem))).toBe(true);
-    expect(new Date(cert.validFrom).toISOString()).toBe('2030-01-10T11:59:00.000Z');
+    // back-dated a day (CERT_BACKDATE_MS), for parts whose wall clock is behind the lab clock
+    expect(new Date(cert.validFrom).toISOString()).toBe('2030-01-09T12:00:00.000Z');
     expect(new Date(cert.validTo).toISOString()).toBe('2030-01-10T13:00:00.000Z');
     expect(id.notAfter.toISOString()).toBe('2030-01-10T13:00:00.000Z');
     expect(id.spiffeId).toBe('spiffe://trusted-ms/lab1/service/orders');
