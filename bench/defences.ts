@@ -24,14 +24,16 @@ import type { AddressInfo } from 'node:net';
 import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Agent, request } from 'undici';
+import { Agent, Client, type Dispatcher, request } from 'undici';
 import { AttestationTable } from '../src/defences/attestation-table.js';
+import { EDGE_SERVER_NAMES, EdgeTls } from '../src/defences/edge.js';
 import { AddressAndUserLimits, NO_LIMITS } from '../src/defences/limits.js';
 import { DEFAULT_PEER_CALLS, PeerCallPolicy } from '../src/defences/peer-calls.js';
 import { BasicAtGateway } from '../src/defences/request/gateway-basic.js';
 import { TicketAtGateway } from '../src/defences/request/gateway-ticket.js';
 import { GATEWAY_VOUCHES, TicketAtService } from '../src/defences/request/service.js';
 import type { GatewayRequest } from '../src/defences/request/types.js';
+import { edgeConnectOptions } from '../src/kernel/edge-client.js';
 import { GATEWAY_LIMITS } from '../src/lab/plan.js';
 import { createLabCa } from '../src/pki/ca.js';
 import { issueServiceCertificate } from '../src/pki/identity.js';
@@ -312,6 +314,83 @@ async function linkFigures(): Promise<DefenceFigure[]> {
   ];
 }
 
+/**
+ * edge:tls minus HTTP at the gateway's edge: a request on a kept-alive connection (what each
+ * request of a logged-in user pays), and a request on a new connection (the handshake: what a
+ * client pays once per connection, `curl` on every call). Server-authenticated TLS as the gateway
+ * serves it (src/defences/edge.ts), the client checking the lab CA (src/kernel/edge-client.ts).
+ */
+async function edgeFigures(): Promise<DefenceFigure[]> {
+  const ca = await createLabCa({ labId: 'bench' });
+  const gateway = await issueServiceCertificate(ca, {
+    name: 'gateway',
+    kind: 'gateway',
+    serverNames: EDGE_SERVER_NAMES,
+  });
+  const handler = (_req: IncomingMessage, res: ServerResponse): void => {
+    res.writeHead(200, { 'content-length': 2 });
+    res.end('ok');
+  };
+  const https = createHttpsServer(new EdgeTls(gateway).serverTls, handler);
+  const http = createHttpServer(handler);
+  await Promise.all(
+    [https, http].map((s) => new Promise<void>((resolve) => s.listen(0, '127.0.0.1', () => resolve()))),
+  );
+  const port = (s: typeof http): number => (s.address() as AddressInfo).port;
+  const tls = edgeConnectOptions(ca.certPem);
+  const keptTls = new Agent({ connect: tls });
+  const keptPlain = new Agent();
+  const one = async (url: string, dispatcher: Dispatcher): Promise<number> => {
+    const t0 = performance.now();
+    await (await request(url, { dispatcher })).body.text();
+    return (performance.now() - t0) * 1000;
+  };
+  const fresh = async (url: string, connect?: object): Promise<number> => {
+    const client = new Client(new URL(url).origin, connect ? { connect } : {});
+    try {
+      return await one(url, client);
+    } finally {
+      await client.destroy();
+    }
+  };
+  const s = { kept: [[], []] as number[][], fresh: [[], []] as number[][] };
+  const httpsUrl = `https://127.0.0.1:${port(https)}/`;
+  const httpUrl = `http://127.0.0.1:${port(http)}/`;
+  try {
+    for (let k = 0; k < LINK_REQUESTS + 20; k++) {
+      const a = await one(httpsUrl, keptTls);
+      const b = await one(httpUrl, keptPlain);
+      const c = k % 3 === 0 ? await fresh(httpsUrl, tls) : undefined;
+      const d = k % 3 === 0 ? await fresh(httpUrl) : undefined;
+      if (k < 20) continue;
+      s.kept[0]?.push(a);
+      s.kept[1]?.push(b);
+      if (c !== undefined && d !== undefined) {
+        s.fresh[0]?.push(c);
+        s.fresh[1]?.push(d);
+      }
+    }
+  } finally {
+    await Promise.all([keptTls.destroy(), keptPlain.destroy()]);
+    for (const server of [https, http]) {
+      server.closeAllConnections();
+      server.close();
+    }
+  }
+  return [
+    {
+      name: 'edge:tls, per request',
+      what: 'a kept-alive request over HTTPS (lab-CA certificate, checked) minus the same over HTTP',
+      us: fastRounds(s.kept[0] ?? []) - fastRounds(s.kept[1] ?? []),
+    },
+    {
+      name: 'edge:tls, per new connection',
+      what: 'a request on a new HTTPS connection (handshake, certificate check) minus the same over HTTP',
+      us: fastRounds(s.fresh[0] ?? []) - fastRounds(s.fresh[1] ?? []),
+    },
+  ];
+}
+
 function readBaseline(): Record<string, number> {
   try {
     const x = JSON.parse(readFileSync(BASELINE, 'utf8')) as { figures?: Record<string, number> };
@@ -324,7 +403,7 @@ function readBaseline(): Record<string, number> {
 async function main(): Promise<void> {
   const args = new Set(process.argv.slice(2));
   const loadBefore = loadavg()[0] ?? 0;
-  const figures = [...(await inProcessFigures()), ...(await linkFigures())];
+  const figures = [...(await inProcessFigures()), ...(await linkFigures()), ...(await edgeFigures())];
   const loadAfter = loadavg()[0] ?? 0;
   const baseline = readBaseline();
   const reference = figures.find((f) => f.name === REFERENCE)?.us ?? Number.NaN;

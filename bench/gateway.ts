@@ -14,6 +14,7 @@ import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { AttestationTable } from '../src/defences/attestation-table.js';
+import { HTTP_EDGE } from '../src/defences/edge.js';
 import type { Posture } from '../src/defences/posture.js';
 import { defencesFor } from '../src/defences/presets.js';
 import { createProof, PROOF_HEADER, ProofVerifier } from '../src/protocol/proof.js';
@@ -57,6 +58,7 @@ async function serve(setup: ServerSetup): Promise<Record<'none' | 'trusted', str
     // The gateway's own checks, as before: trusted's limits are left out (they measure nothing here).
     const defences = posture === 'trusted' ? defencesFor('trusted', ['limits:on']) : defencesFor(posture);
     const app = buildGateway({
+      edge: HTTP_EDGE,
       ...gatewayStrategies(defences, {
         attestation,
         checkPassword: async (user) => ({ user, role: 'analyst', perms: { orders: ['read'] } }),

@@ -4,12 +4,15 @@
  * the machine's load of that moment, plus the security service's CPU per login; the same service's
  * store cost in-process (bench/security-store.ts). And the CLI's cold start (`--version`, `--help`,
  * `user list`, `lab status`). Numbers only, nothing asserted. Run: `npm run bench:login`.
- * Environment: BENCH_LOGINS (60), BENCH_SERVICES (3), BENCH_CLI_RUNS (9).
+ * Environment: BENCH_LOGINS (60), BENCH_SERVICES (3), BENCH_CLI_RUNS (9), BENCH_WITHOUT (defences
+ * to remove, comma-separated, e.g. `edge:tls` for the same logins over HTTP at the edge).
  */
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { labelOf, parseAblations } from '../src/defences/presets.js';
+import { edgeConnectFor } from '../src/kernel/edge-client.js';
 import { labDown } from '../src/lab/down.js';
 import { labUp } from '../src/lab/up.js';
 import { closeClients, openClients } from '../src/load/run.js';
@@ -21,14 +24,15 @@ import { formatSecurityStoreFigures, securityStoreFigures } from './security-sto
 const LOGINS = Number(process.env.BENCH_LOGINS ?? 60);
 const SERVICES = Number(process.env.BENCH_SERVICES ?? 3);
 const CLI_RUNS = Number(process.env.BENCH_CLI_RUNS ?? 9);
+const WITHOUT = parseAblations((process.env.BENCH_WITHOUT ?? '').split(',').filter(Boolean), 'trusted');
 const log = (line: string): void => void process.stderr.write(`${line}\n`);
 
 const loadStart = loadavg().map((x) => x.toFixed(2));
 const base = await mkdtemp(join(tmpdir(), 'tms-bench-login-'));
 const home = join(base, 'trusted');
 try {
-  log(`lab up trusted (${SERVICES} services)`);
-  const up = await labUp({ home, posture: 'trusted', services: SERVICES });
+  log(`lab up ${labelOf('trusted', WITHOUT)} (${SERVICES} services)`);
+  const up = await labUp({ home, posture: 'trusted', services: SERVICES, without: WITHOUT });
   try {
     const [user] = await createVirtualUsers(await openUserAdmin(home), {
       count: 1,
@@ -36,7 +40,7 @@ try {
       login: up.state.defences.login,
     });
     if (user === undefined) throw new Error('no user made');
-    const clients = openClients(up.state.gatewayUrl, 1);
+    const clients = openClients(up.state.gatewayUrl, 1, undefined, true, edgeConnectFor(up.state));
     try {
       const security = up.state.parts.find((p) => p.name === 'security')?.pid;
       const cpu0 = security === undefined ? undefined : cpuMsOf(security);
@@ -50,7 +54,7 @@ try {
       const cpuPerLogin =
         cpu0 === undefined || cpu1 === undefined ? 'n/a' : ((cpu1 - cpu0) / LOGINS).toFixed(1);
       console.log(
-        `login (trusted, ${LOGINS} sequential, p50): whole ${loginMs.toFixed(2)} ms, password hash beside it ${hashMs.toFixed(2)} ms, excluding the hash ${withoutHashMs.toFixed(2)} ms (its second step, /auth/verify, ${verifyStepMs.toFixed(2)} ms); security service CPU ${cpuPerLogin} ms/login (incl. the hash)`,
+        `login (${labelOf('trusted', WITHOUT)}, ${LOGINS} sequential, p50): whole ${loginMs.toFixed(2)} ms, password hash beside it ${hashMs.toFixed(2)} ms, excluding the hash ${withoutHashMs.toFixed(2)} ms (its second step, /auth/verify, ${verifyStepMs.toFixed(2)} ms); security service CPU ${cpuPerLogin} ms/login (incl. the hash)`,
       );
     } finally {
       await closeClients(clients);

@@ -19,6 +19,7 @@ import { fileURLToPath } from 'node:url';
 import type { Client } from 'undici';
 import type { Session } from '../src/client/session.js';
 import type { Posture } from '../src/defences/posture.js';
+import { edgeConnectFor } from '../src/kernel/edge-client.js';
 import type { LabState } from '../src/kernel/lab-state.js';
 import { labTopology } from '../src/kernel/topology.js';
 import { verifyServices } from '../src/lab/attest.js';
@@ -126,7 +127,7 @@ async function bringUp(posture: Posture, base: string): Promise<Lab> {
     state: up.state,
     upMs: up.durationMs,
     users,
-    clients: openClients(up.state.gatewayUrl, CLIENTS),
+    clients: openClients(up.state.gatewayUrl, CLIENTS, undefined, true, edgeConnectFor(up.state)),
     sessions: [],
     roles,
     mix,

@@ -113,6 +113,11 @@ export const ERROR_CODES = {
    * taken from it; a part starting then does not start.
    */
   CONTROL_PLANE_UNTRUSTED: { exit: 8, http: 503 },
+  /**
+   * The gateway's HTTPS (edge:tls) did not prove itself with a certificate from the lab CA for its
+   * address, or this client was not given the lab CA: nothing was sent, the password included.
+   */
+  EDGE_CERTIFICATE_UNTRUSTED: { exit: 8, http: 502 },
   LAB_NOT_RUNNING: { exit: 9, http: 503 },
   LAB_ALREADY_RUNNING: { exit: 9, http: 409 },
   LAB_START_FAILED: { exit: 9, http: 500 },

@@ -154,6 +154,9 @@ export default class LabUp extends BaseCommand {
     this.log(
       `Gateway: ${state.gatewayUrl}   Next: trusted-ms user login <name>, trusted-ms call <service> <path>`,
     );
+    // The one CA to check the gateway's HTTPS with (edge:tls): curl --cacert, any other client.
+    if (state.caFile)
+      this.log(`Lab CA: ${state.caFile}   e.g. curl --cacert ${state.caFile} ${state.gatewayUrl}/healthz`);
     return result;
   }
 }

@@ -4,7 +4,7 @@
 # and, when a path is given, one request through the gateway with its proof of possession.
 #
 # usage: login.sh GATEWAY_URL USER PRIVATE_KEY.pem [PATH]
-#   GATEWAY_URL    e.g. http://127.0.0.1:8443 (`trusted-ms lab status` shows it)
+#   GATEWAY_URL    e.g. https://127.0.0.1:8443 (`trusted-ms lab status` shows it)
 #   USER           the user name
 #   PRIVATE_KEY    the user's private key, PEM (PKCS#8 or PKCS#1): Ed25519, or RSA of 2048 bits and more
 #                  (OpenSSL cannot read OpenSSH-format keys; `trusted-ms user login --key` can)
@@ -15,12 +15,16 @@
 #                  "Why signed bytes and not the raw nonce").
 #   TMS_PASSWORD   the password; when unset, the first line of standard input
 #   TMS_SESSION    optional: a file to keep the session in (ticket, session key, jti), mode 0600
+#   TMS_CACERT     the lab CA's certificate, for a gateway on https (`trusted-ms lab up` prints it): the
+#                  only CA its certificate is checked against
 # Exit status: 0 when the login (and the request) succeeded; 1 with the server's error code otherwise.
 # jq is not needed: every value read from an answer has a strict grammar (no quotes, no escapes).
 set -eu
 umask 077
 
 die() { printf 'login.sh: %s\n' "$*" >&2; exit 1; }
+# edge:tls: the gateway is checked against the lab CA, and only it.
+tms_curl() { if [ -n "${TMS_CACERT:-}" ]; then curl --cacert "$TMS_CACERT" "$@"; else curl "$@"; fi; }
 [ $# -ge 3 ] || die 'usage: login.sh GATEWAY_URL USER PRIVATE_KEY.pem [PATH]'
 GW=${1%/}; NAME=$2; KEY=$3; CALL_PATH=${4:-}
 [ -n "${TMS_AUDIENCE:-}" ] || die 'set TMS_AUDIENCE=trusted-ms://<lab-id>/security (the service you mean to log in to)'
@@ -56,7 +60,7 @@ json_string() { printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g'; }
 
 # POST JSON from a file; the answer goes to $W/answer; fails with the server's code.
 post() {
-  status=$(curl -sS -o "$W/answer" -w '%{http_code}' -H 'content-type: application/json' \
+  status=$(tms_curl -sS -o "$W/answer" -w '%{http_code}' -H 'content-type: application/json' \
     --data-binary "@$2" "$GW$1") || die "cannot reach $GW"
   case $status in 2??) ;; *) die "$1 answered $status $(field code "$W/answer"): $(field message "$W/answer")" ;; esac
 }
@@ -131,6 +135,6 @@ printf 'trusted-ms proof v1\nGET\n%s\n%s\n%s\n%s\n%s\n' "$CALL_PATH" "$T" "$NONC
 MAC=$(openssl dgst -sha256 -mac HMAC -macopt "hexkey:$SESSION_KEY" -binary < "$W/proof.txt" | b64url)
 # The ticket goes in a header file, not on curl's command line (which `ps` shows).
 printf 'authorization: Bearer %s\ntms-proof: v1.%s.%s.%s\n' "$TICKET" "$T" "$NONCE" "$MAC" > "$W/headers"
-status=$(curl -sS -o "$W/answer" -w '%{http_code}' -H "@$W/headers" "$GW$CALL_PATH") || die "cannot reach $GW"
+status=$(tms_curl -sS -o "$W/answer" -w '%{http_code}' -H "@$W/headers" "$GW$CALL_PATH") || die "cannot reach $GW"
 cat "$W/answer"; echo
 case $status in 2??) ;; *) die "GET $CALL_PATH answered $status $(field code "$W/answer")" ;; esac

@@ -2,6 +2,7 @@ import { BlockList, isIPv4 } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { Agent, buildConnector, type Dispatcher, request } from 'undici';
 import { TrustedMsError } from '../errors.js';
+import { type EdgeView, edgeCaPem, edgeConnectOptions } from '../kernel/edge-client.js';
 import type { LabState } from '../kernel/lab-state.js';
 import type { Attempt, ScenarioContext } from './types.js';
 
@@ -128,16 +129,25 @@ export function codeOf(text: string): string | undefined {
 /**
  * The attacker's own HTTP client: a separate connection pool, bound on Linux to another loopback
  * address (127.0.0.2, or `address`: an attacker with many sources) so that the lab sees a
- * different client than the victim's 127.0.0.1.
+ * different client than the victim's 127.0.0.1. With `lab` and edge:tls it speaks HTTPS to the
+ * gateway as any client does, trusting the lab CA (a public certificate, like any web CA); its
+ * connections to anything else are made as before.
  */
-export function attackerClient(address = ATTACKER_ADDRESS): Agent {
-  if (process.platform !== 'linux') return new Agent({ connections: 8 });
-  // Bound to 127.0.0.2 only towards loopback: a container's address is not reachable from it.
+export function attackerClient(address = ATTACKER_ADDRESS, lab?: EdgeView): Agent {
+  const ca = lab === undefined ? undefined : edgeCaPem(lab);
+  const gateway = ca === undefined || lab === undefined ? undefined : new URL(lab.gatewayUrl).host;
+  // TLS options are the connector's own (undici passes a connection only its address).
   const connector = buildConnector({});
+  const toGateway = ca === undefined ? connector : buildConnector(edgeConnectOptions(ca));
+  const bind = process.platform === 'linux';
   return new Agent({
     connections: 8,
     connect: (opts, callback) =>
-      connector({ ...opts, ...(LOOPBACK.test(opts.hostname) ? { localAddress: address } : {}) }, callback),
+      (`${opts.hostname}:${opts.port}` === gateway ? toGateway : connector)(
+        // Bound to 127.0.0.2 only towards loopback: a container's address is not reachable from it.
+        { ...opts, ...(bind && LOOPBACK.test(opts.hostname) ? { localAddress: address } : {}) },
+        callback,
+      ),
   });
 }
 

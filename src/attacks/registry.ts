@@ -19,6 +19,7 @@ import { replayedChallenge } from './scenarios/masquerade.replayed-challenge.js'
 import { stolenPassword } from './scenarios/masquerade.stolen-password.js';
 import { stolenTicket } from './scenarios/masquerade.stolen-ticket.js';
 import { eavesdrop } from './scenarios/mitm.eavesdrop.js';
+import { edgeEavesdrop } from './scenarios/mitm.edge-eavesdrop.js';
 import { mitmTamper } from './scenarios/mitm.tamper.js';
 import { crossDatabase } from './scenarios/privilege.cross-database.js';
 import { forgedRole } from './scenarios/privilege.forged-role.js';
@@ -45,6 +46,7 @@ export const SCENARIOS: readonly Scenario[] = [
   envInjection,
   eavesdrop,
   mitmTamper,
+  edgeEavesdrop,
   adminTokenTheft,
   forgedConfirmation,
   spoofedSecurity,

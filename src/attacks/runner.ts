@@ -6,6 +6,7 @@ import { loadPrivateKeyFile, privateKeyPath } from '../crypto/keys.js';
 import type { Posture } from '../defences/posture.js';
 import { ABLATION_NAMES, type Ablation, labelOf } from '../defences/presets.js';
 import { isTrustedMsError } from '../errors.js';
+import { trustLabEdge } from '../kernel/edge-client.js';
 import { type LabState, readLabState } from '../kernel/lab-state.js';
 import { labDown } from '../lab/down.js';
 import { chooseRuntime, type RuntimeChoice, runtimeFor } from '../lab/runtimes/select.js';
@@ -306,7 +307,7 @@ export async function runScenario(
   study = false,
 ): Promise<ScenarioResult> {
   const t0 = Date.now();
-  const client = attackerClient();
+  const client = attackerClient(undefined, lab);
   const ctx: ScenarioContext = {
     lab,
     posture: lab.posture,
@@ -322,6 +323,8 @@ export async function runScenario(
   let reverted = true;
   let revertError: string | undefined;
   try {
+    // The victim's and the runner's own requests to the gateway (login, callService) trust the lab CA.
+    await trustLabEdge(lab);
     await scenario.setup?.(ctx);
     await scenario.detonate(ctx);
     outcome = scenario.judge(ctx);

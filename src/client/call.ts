@@ -1,6 +1,7 @@
 import { type Dispatcher, request } from 'undici';
 import { requestHeaders } from '../defences/request/client.js';
 import { TrustedMsError } from '../errors.js';
+import { asEdgeFailure } from '../kernel/edge-client.js';
 import type { Session } from './session.js';
 
 export interface CallRequest {
@@ -42,6 +43,8 @@ export async function callService(session: Session, req: CallRequest): Promise<C
       ...(req.dispatcher ? { dispatcher: req.dispatcher } : {}),
     });
   } catch (err) {
+    const edge = asEdgeFailure(err, req.gatewayUrl);
+    if (edge !== err) throw edge;
     throw new TrustedMsError('SERVICE_UNAVAILABLE', `cannot reach the gateway: ${(err as Error).message}`, {
       actions: ['is the lab up? trusted-ms lab status'],
     });

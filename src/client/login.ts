@@ -2,7 +2,7 @@ import { KeyObject } from 'node:crypto';
 import type { Dispatcher } from 'undici';
 import { paperEncrypt } from '../crypto/paper-scheme.js';
 import { TrustedMsError } from '../errors.js';
-import { jsonRequest } from '../kernel/http-client.js';
+import { gatewayRequest } from '../kernel/edge-client.js';
 import type { LabState } from '../kernel/lab-state.js';
 import {
   type Challenge,
@@ -41,7 +41,7 @@ export async function login(
     // No framework: the gateway checks HTTP basic credentials on every call; check them once now.
     const basic = Buffer.from(`${user}:${password}`).toString('base64');
     const t0 = performance.now();
-    await jsonRequest(`${lab.gatewayUrl}/auth/basic`, {
+    await gatewayRequest(lab.gatewayUrl, '/auth/basic', {
       headers: { authorization: `Basic ${basic}` },
       ...via,
     });
@@ -61,15 +61,16 @@ export async function login(
         { actions: ['log in with --key FILE (an RSA key) in the paper posture'] },
       );
     }
-    const c = await jsonRequest<{ id: string; ticket: string }>(`${lab.gatewayUrl}/v1/auth/challenge`, {
+    const c = await gatewayRequest<{ id: string; ticket: string }>(lab.gatewayUrl, '/v1/auth/challenge', {
       body: { user, password },
       ...via,
     });
     const t1 = performance.now();
     const encrypted = paperEncrypt(privateKey, Buffer.from(c.ticket, 'base64url'));
     const t2 = performance.now();
-    const v = await jsonRequest<{ ticket: string; expiresAt: number; thumbprint: string }>(
-      `${lab.gatewayUrl}/v1/auth/verify`,
+    const v = await gatewayRequest<{ ticket: string; expiresAt: number; thumbprint: string }>(
+      lab.gatewayUrl,
+      '/v1/auth/verify',
       {
         body: { id: c.id, signature: encrypted.toString('base64url') },
         ...via,
@@ -88,7 +89,7 @@ export async function login(
     };
   }
   const exchange = newExchangeKeyPair();
-  const challenge = await jsonRequest<Challenge>(`${lab.gatewayUrl}/v1/auth/challenge`, {
+  const challenge = await gatewayRequest<Challenge>(lab.gatewayUrl, '/v1/auth/challenge', {
     body: { user, password, clientKey: exchange.publicKeyRaw },
     ...via,
   });
@@ -110,10 +111,12 @@ export async function login(
       : await privateKey.sign(challengeSigningBytes(challenge)),
   );
   const t2 = performance.now();
-  const v = await jsonRequest<{ ticket: string; expiresAt: number; serverKey: string; thumbprint: string }>(
-    `${lab.gatewayUrl}/v1/auth/verify`,
-    { body: { id: challenge.id, signature }, ...via },
-  );
+  const v = await gatewayRequest<{
+    ticket: string;
+    expiresAt: number;
+    serverKey: string;
+    thumbprint: string;
+  }>(lab.gatewayUrl, '/v1/auth/verify', { body: { id: challenge.id, signature }, ...via });
   const sessionKey = deriveSessionKey(exchange.privateKey, v.serverKey, challenge.id);
   return {
     session: {

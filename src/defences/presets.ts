@@ -18,6 +18,12 @@ export const DEFENCE_CHOICES = {
   links: ['plain', 'mtls'],
   /** per-address and per-user rate limits, login limits and lock-out */
   limits: ['off', 'on'],
+  /**
+   * the users' link to the gateway: plain HTTP, or HTTPS with a lab-CA certificate that every
+   * client checks (its own defence, not a value of `links`: the parts' mutual TLS and the users'
+   * server-authenticated TLS protect different links, and each can be removed alone)
+   */
+  edge: ['http', 'tls'],
 } as const;
 
 export type DefenceName = keyof typeof DEFENCE_CHOICES;
@@ -26,9 +32,32 @@ export type Defences = { readonly [K in DefenceName]: (typeof DEFENCE_CHOICES)[K
 export const DEFENCE_NAMES = Object.keys(DEFENCE_CHOICES) as DefenceName[];
 
 export const PRESETS: Readonly<Record<Posture, Defences>> = Object.freeze({
-  none: { login: 'basic', request: 'basic', attestation: 'none', links: 'plain', limits: 'off' },
-  paper: { login: 'paper', request: 'bearer', attestation: 'self', links: 'plain', limits: 'off' },
-  trusted: { login: 'challenge', request: 'bound', attestation: 'measured', links: 'mtls', limits: 'on' },
+  none: {
+    login: 'basic',
+    request: 'basic',
+    attestation: 'none',
+    links: 'plain',
+    limits: 'off',
+    edge: 'http',
+  },
+  // paper keeps HTTP at the edge: the paper's scheme as written, which sends the password to the
+  // gateway in the clear (mitm.edge-eavesdrop shows it)
+  paper: {
+    login: 'paper',
+    request: 'bearer',
+    attestation: 'self',
+    links: 'plain',
+    limits: 'off',
+    edge: 'http',
+  },
+  trusted: {
+    login: 'challenge',
+    request: 'bound',
+    attestation: 'measured',
+    links: 'mtls',
+    limits: 'on',
+    edge: 'tls',
+  },
 });
 
 /**
@@ -41,6 +70,7 @@ export const ABLATIONS = {
   'attestation:measured': { attestation: 'none' },
   'links:mtls': { links: 'plain' },
   'limits:on': { limits: 'off' },
+  'edge:tls': { edge: 'http' },
 } as const satisfies Record<string, Partial<Defences>>;
 
 export type Ablation = keyof typeof ABLATIONS;

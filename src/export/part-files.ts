@@ -69,7 +69,11 @@ export function partFiles(lab: ClusterLab, part: PlannedPart): PartFile[] {
         return secretFile(path, `trusted-ms-credential-${p}`, `${p}'s own credential`);
     for (const p of lab.parts) {
       const identityDir =
-        p.config.kind === 'service' || p.config.kind === 'gateway' ? p.config.identityDir : undefined;
+        p.config.kind === 'service'
+          ? p.config.identityDir
+          : p.config.kind === 'gateway'
+            ? (p.config.identityDir ?? p.config.edgeIdentityDir)
+            : undefined;
       if (path === identityDir)
         return secretFolder(
           path,

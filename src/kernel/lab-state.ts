@@ -87,7 +87,13 @@ export interface LabState {
   /** the defences in force: the preset less `without` */
   defences: Defences;
   startedAt: string;
+  /** https with edge:tls: then check it with `caFile` */
   gatewayUrl: string;
+  /**
+   * The lab CA's certificate (links:mtls or edge:tls): what a client of the gateway's HTTPS trusts
+   * (`curl --cacert`), the only CA it trusts for the lab
+   */
+  caFile?: string;
   securityUrl: string;
   /**
    * links:mtls, when the host can reach it (the process runtime): the security service's

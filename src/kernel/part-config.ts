@@ -57,6 +57,8 @@ export interface SecurityPartConfig extends CommonPartConfig {
   controlPort?: number;
   /** where to push attestation changes so the gateway need not wait for its next poll */
   gatewayUrl?: string;
+  /** edge:tls: the lab CA, which the gateway's HTTPS certificate must chain to */
+  gatewayCaFile?: string;
   ticketTtlSeconds: number;
   challengeTtlSeconds: number;
 }
@@ -71,6 +73,11 @@ export interface GatewayPartConfig extends Omit<CommonPartConfig, 'labTokenFile'
   /** links:mtls: folder with cert.pem, key.pem of the gateway's identity, and the CA file */
   identityDir?: string;
   caFile?: string;
+  /**
+   * edge:tls: the folder of the identity the gateway serves HTTPS to users with (its identity
+   * folder, whose certificate then also names 127.0.0.1 and localhost)
+   */
+  edgeIdentityDir?: string;
   /** limits:on: the gateway's numbers (chosen and measured in lab/plan.ts, GATEWAY_LIMITS) */
   rateLimit: GatewayLimitConfig;
   /**

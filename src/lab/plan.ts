@@ -122,7 +122,7 @@ export function partsToPlace(
       scheme: 'http' as const,
       ...(partCredentialStrategy(defences) === 'certificate' ? { controlPlane: true } : {}),
     })),
-    { name: 'gateway', kind: 'gateway', scheme: 'http' },
+    { name: 'gateway', kind: 'gateway', scheme: defences.edge === 'tls' ? 'https' : 'http' },
     { name: 'sink', kind: 'sink', scheme: 'http' },
     ...services.map((s) => ({
       name: s.name,
@@ -146,6 +146,7 @@ export function appDirOf(dir: string, service: string): string {
 export function planLab(input: LabPlanInput): LabPlan {
   const { labId, dir, posture, defences, secrets } = input;
   const mtls = defences.links === 'mtls';
+  const edgeTls = defences.edge === 'tls';
   const at = (name: string): PartPlacement => {
     const p = input.placements.get(name);
     if (p === undefined) throw new Error(`no placement for ${name}`);
@@ -220,6 +221,8 @@ export function planLab(input: LabPlanInput): LabPlan {
       ...(ownCredentials ? { partCredentialIndexFile: partCredentialIndexFileOf(dir) } : {}),
       ...(place.control && strategy === 'certificate' ? { controlPort: place.control.port } : {}),
       gatewayUrl: gatewayAt.url,
+      // edge:tls: its pushes to the gateway check the gateway's certificate like any client of it
+      ...(edgeTls ? { gatewayCaFile: caFile } : {}),
       ticketTtlSeconds: 3600,
       challengeTtlSeconds: 60,
     };
@@ -295,6 +298,7 @@ export function planLab(input: LabPlanInput): LabPlan {
     sealKeyFile: secrets.sealKeyFile,
     services: Object.fromEntries(input.services.map((s) => [s.name, at(s.name).url])),
     ...(mtls ? { identityDir: gatewayIdentityDir, caFile } : {}),
+    ...(edgeTls ? { edgeIdentityDir: gatewayIdentityDir } : {}),
     ...credentialOf('gateway'),
     rateLimit: GATEWAY_LIMITS,
     ...(defences.request === 'bound' ? { stateDir: gatewayStateDirOf(dir) } : {}),
@@ -337,7 +341,7 @@ export function planLab(input: LabPlanInput): LabPlan {
         launchOf(gatewayConfig, builtFile('lab', 'gateway.mjs'), gatewayUrl, [
           ...(gatewayConfig.labTokenFile ? [gatewayConfig.labTokenFile] : []),
           secrets.sealKeyFile,
-          ...(mtls ? [gatewayIdentityDir, caFile] : []),
+          ...(mtls ? [gatewayIdentityDir, caFile] : edgeTls ? [gatewayIdentityDir] : []),
           ...(gatewayConfig.partCredentialFile ? [gatewayConfig.partCredentialFile] : []),
         ]),
       ),

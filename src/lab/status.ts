@@ -32,6 +32,8 @@ export interface LabStatus {
   defences?: string[];
   runtime?: string;
   gatewayUrl?: string;
+  /** the lab CA (edge:tls: what a client of the gateway's HTTPS checks it with) */
+  caFile?: string;
   startedAt?: string;
   /** links:mtls: how long each part's identity lasts (renewed at half-life by the watchman) */
   identityTtlSeconds?: number;
@@ -77,6 +79,7 @@ export async function labStatus(home: string, given?: Runtime): Promise<LabStatu
     defences: defenceList(state.defences),
     runtime: state.runtime,
     gatewayUrl: state.gatewayUrl,
+    ...(state.caFile ? { caFile: state.caFile } : {}),
     startedAt: state.startedAt,
     ...(state.identityTtlSeconds === undefined ? {} : { identityTtlSeconds: state.identityTtlSeconds }),
     store: state.store ?? { kind: 'lowdb' },

@@ -3,16 +3,23 @@ import { access, copyFile, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Agent } from 'undici';
 import { launchHash } from '../attestation/launch-manifest.js';
+import { gatewayServerNames } from '../defences/edge.js';
 import type { Posture } from '../defences/posture.js';
 import { type Ablation, defenceList, defencesFor, labelOf } from '../defences/presets.js';
 import { fileError } from '../disk-errors.js';
 import { errnoCode, TrustedMsError } from '../errors.js';
 import { makeDir } from '../fs-sync.js';
 import { adminChannel } from '../kernel/admin-channel.js';
+import { edgeConnectOptions } from '../kernel/edge-client.js';
 import { type LabState, labDir, type PartState, readLabState, writeLabState } from '../kernel/lab-state.js';
 import { labTopology, selectServices } from '../kernel/topology.js';
 import { createLabCa, saveLabCa } from '../pki/ca.js';
-import { issueServiceCertificate, labIdentityTtl, type ServiceIdentity } from '../pki/identity.js';
+import {
+  issueServiceCertificate,
+  labIdentityTtl,
+  MAX_CERT_TTL_SECONDS,
+  type ServiceIdentity,
+} from '../pki/identity.js';
 import { writeIdentity } from '../pki/identity-files.js';
 import { clientTlsConnector } from '../pki/mtls.js';
 import { requireRoomForLab } from './disk.js';
@@ -146,6 +153,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
   const without = [...(opts.without ?? [])];
   const defences = defencesFor(posture, without);
   const mtls = defences.links === 'mtls';
+  const edgeTls = defences.edge === 'tls';
   const measured = defences.attestation === 'measured';
   const topology = labTopology();
   const services = selectServices(topology, opts.services ?? 20);
@@ -178,7 +186,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
   });
   await createReplicaTicketKeys(replicaTicketKeyFiles(dir, secrets.ticketKeyFile, securityReplicas));
   await createPartCredentials(dir, plan.credentialParts);
-  const ca = mtls ? await createLabCa({ labId }) : undefined;
+  const ca = mtls || edgeTls ? await createLabCa({ labId }) : undefined;
   if (ca) await saveLabCa(ca, plan.caDir);
 
   const writeConfig = async ({ config, launch }: PlannedPart): Promise<PartLaunch> => {
@@ -198,6 +206,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     defences,
     startedAt,
     gatewayUrl: plan.gatewayUrl,
+    ...(ca ? { caFile: plan.caFile } : {}),
     securityUrl: plan.securityUrl,
     ...(plan.controlPlaneUrl ? { controlPlaneUrl: plan.controlPlaneUrl } : {}),
     ...(plan.securityReplicaHosts ? { securityReplicas: plan.securityReplicaHosts } : {}),
@@ -296,11 +305,15 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     }
 
     // 4. the services, all at once
+    // edge:tls without mTLS: nothing renews the gateway's identity (the watchman renews only with
+    // mTLS, through the control plane), so it lasts as long as any identity may (a day).
+    const serverNames = gatewayServerNames(defences.edge, plan.security.config.gatewayUrl);
     const gatewayIdentity = ca
       ? await issueServiceCertificate(ca, {
           name: 'gateway',
           kind: 'gateway',
-          ttlSeconds: identityTtlSeconds,
+          ttlSeconds: mtls ? identityTtlSeconds : MAX_CERT_TTL_SECONDS,
+          ...(serverNames ? { serverNames } : {}),
         })
       : undefined;
     if (gatewayIdentity) await writeIdentity(plan.gatewayIdentityDir, gatewayIdentity);
@@ -354,7 +367,12 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
         );
         healthy();
       }),
-      waitHealthy(runtime, gateway, healthTimeout),
+      waitHealthy(
+        runtime,
+        gateway,
+        healthTimeout,
+        edgeTls && caPem ? new Agent({ connect: edgeConnectOptions(caPem) }) : undefined,
+      ),
       sinkHealthy,
     ]);
 

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { TrustedMsError } from '../errors.js';
+import { edgeCaPem } from '../kernel/edge-client.js';
 import type { LabState } from '../kernel/lab-state.js';
 import { type EdgeProgramHandle, edgeNetworkOf } from '../lab/runtimes/edge.js';
 import { runtimeFor } from '../lab/runtimes/select.js';
@@ -55,6 +56,7 @@ export async function runInClientContainers(
   const gateway = lab.parts.find((p) => p.kind === 'gateway');
   if (gateway === undefined) throw new TrustedMsError('LAB_NOT_RUNNING', `lab ${lab.labId} has no gateway`);
   const origin = await edge.urlOf(lab, gateway.name);
+  const edgeCa = edgeCaPem(lab);
   const program = join(packageRoot(), 'dist', 'lab', 'load-client.mjs');
   const perClientRate = opts.rate === undefined ? undefined : opts.rate / users.length;
   const programs: EdgeProgramHandle[] = [];
@@ -94,6 +96,7 @@ export async function runInClientContainers(
         throw new TrustedMsError('INVALID_INPUT', 'stopped before the clients started');
       const job: ClientJob = {
         origin,
+        ...(edgeCa === undefined ? {} : { edgeCaPem: edgeCa }),
         labId: lab.labId,
         posture: lab.posture,
         defences: lab.defences,

@@ -9,6 +9,11 @@ import type { LoginFigures, RequestFigures } from './run.js';
 export interface ClientJob {
   /** the gateway's address on the lab's edge network */
   origin: string;
+  /**
+   * edge:tls: the lab CA's certificate (public), which the gateway's must chain to, and name the
+   * gateway (`origin` is an address no certificate names)
+   */
+  edgeCaPem?: string;
   labId: string;
   posture: Posture;
   defences: Defences;

@@ -1,6 +1,7 @@
 import { createPrivateKey } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { assertOwnNetwork } from '../attacks/http.js';
+import { edgeConnectOptions } from '../kernel/edge-client.js';
 import { emit, readProgramInput } from '../lab/program-io.js';
 import type { ClientJob, ClientMessage } from './client-job.js';
 import { encodeHistogram } from './histogram.js';
@@ -40,7 +41,14 @@ try {
   const origin = assertOwnNetwork(job.origin).url.origin;
   const lab = { labId: job.labId, posture: job.posture, defences: job.defences, gatewayUrl: origin };
   const users = [{ ...job.user, privateKey: createPrivateKey(job.user.privateKeyPem) }];
-  const clients = openClients(origin, 1, job.timeoutMs, false);
+  const clients = openClients(
+    origin,
+    1,
+    job.timeoutMs,
+    false,
+    // the gateway's certificate names it `gateway` (its part name), not this network's address
+    job.edgeCaPem === undefined ? undefined : edgeConnectOptions(job.edgeCaPem, 'gateway'),
+  );
   try {
     // The host lets a few clients log in at a time, as `lab load` does from one process: a fleet
     // all logging in at once on 2 cores keeps every password check past the gateway's limit.

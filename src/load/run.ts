@@ -5,7 +5,9 @@ import { authHeaders } from '../client/call.js';
 import { login } from '../client/login.js';
 import type { Session } from '../client/session.js';
 import { isTrustedMsError } from '../errors.js';
+import { type EdgeConnectOptions, edgeConnectFor } from '../kernel/edge-client.js';
 import type { LabState } from '../kernel/lab-state.js';
+import { isTlsFailure } from '../kernel/tls-failure.js';
 import type { ServiceDefinition } from '../kernel/topology.js';
 import type { Role } from '../policy/types.js';
 import { type Histogram, type LatencySummary, latencyHistogram, recordMs, summarize } from './histogram.js';
@@ -16,7 +18,7 @@ import { eachLimited, type VirtualUser } from './users.js';
 const LOGIN_CONCURRENCY = 8;
 
 export interface LoadRunOptions {
-  lab: Pick<LabState, 'labId' | 'posture' | 'defences' | 'gatewayUrl'>;
+  lab: Pick<LabState, 'labId' | 'posture' | 'defences' | 'gatewayUrl' | 'caFile'>;
   users: readonly VirtualUser[];
   roles: Record<string, Role>;
   services: readonly ServiceDefinition[];
@@ -106,6 +108,7 @@ function codeOf(status: number, text: string): string {
 
 function networkCode(err: unknown): string {
   if (isTrustedMsError(err)) return err.code;
+  if (isTlsFailure(err)) return 'EDGE_CERTIFICATE_UNTRUSTED';
   const code = (err as { code?: unknown } | null)?.code;
   if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') return 'TIMEOUT';
   return typeof code === 'string' && /^[A-Z][A-Z0-9_]{0,63}$/.test(code) ? code : 'NETWORK_ERROR';
@@ -119,7 +122,14 @@ const add = (m: Record<string, number>, k: string): void => {
  * A virtual user's own connection to the gateway, from its own loopback address (`bind`), or, in a
  * client container of its own, from the container's address.
  */
-export function openClients(gatewayUrl: string, count: number, timeoutMs = 10_000, bind = true): Client[] {
+export function openClients(
+  gatewayUrl: string,
+  count: number,
+  timeoutMs = 10_000,
+  bind = true,
+  /** edge:tls: how to check the gateway's certificate (edgeConnectFor) */
+  tls?: EdgeConnectOptions,
+): Client[] {
   const origin = new URL(gatewayUrl).origin;
   return Array.from({ length: count }, (_, i) => {
     const address = bind ? clientAddress(i) : undefined;
@@ -129,6 +139,7 @@ export function openClients(gatewayUrl: string, count: number, timeoutMs = 10_00
       bodyTimeout: timeoutMs,
       keepAliveTimeout: 60_000,
       connectTimeout: 5000,
+      ...(tls === undefined ? {} : { connect: tls }),
     });
   });
 }
@@ -387,7 +398,13 @@ export async function sendRequests(
 
 /** The whole run: clients open, everyone logs in, requests for the duration, clients closed. */
 export async function runLoad(opts: LoadRunOptions): Promise<LoadRunResult> {
-  const clients = openClients(opts.lab.gatewayUrl, opts.users.length, opts.timeoutMs);
+  const clients = openClients(
+    opts.lab.gatewayUrl,
+    opts.users.length,
+    opts.timeoutMs,
+    true,
+    edgeConnectFor(opts.lab),
+  );
   try {
     const { sessions, logins } = await loginAll(opts, clients);
     const { serviceHistograms: _s, ...figures } = await sendRequests(opts, clients, sessions);

@@ -48,6 +48,12 @@ export function labIdentityTtl(seconds: number | undefined): number {
   }
   return ttl;
 }
+/** Host names and IP addresses a certificate carries besides the part's own name (SAN). */
+export interface ServerNames {
+  readonly dns?: readonly string[];
+  readonly ip?: readonly string[];
+}
+
 /**
  * Issues a short-lived identity certificate for a service whose attestation passed: a fresh P-256
  * key each time, SAN dNSName = name and URI = its SPIFFE id, EKU serverAuth + clientAuth, valid
@@ -55,7 +61,14 @@ export function labIdentityTtl(seconds: number | undefined): number {
  */
 export async function issueServiceCertificate(
   ca: LabCa,
-  opts: { name: string; ttlSeconds?: number; now?: () => Date; kind?: ServiceKind },
+  opts: {
+    name: string;
+    ttlSeconds?: number;
+    now?: () => Date;
+    kind?: ServiceKind;
+    /** more names the certificate answers for (the gateway's edge: 127.0.0.1 and localhost) */
+    serverNames?: ServerNames;
+  },
 ): Promise<ServiceIdentity> {
   const { name } = opts;
   const kind = opts.kind ?? 'service';
@@ -108,6 +121,8 @@ export async function issueServiceCertificate(
         ]),
         new x509.SubjectAlternativeNameExtension([
           { type: 'dns', value: name },
+          ...(opts.serverNames?.dns ?? []).map((value) => ({ type: 'dns' as const, value })),
+          ...(opts.serverNames?.ip ?? []).map((value) => ({ type: 'ip' as const, value })),
           { type: 'url', value: id },
         ]),
         await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, pkiCrypto),

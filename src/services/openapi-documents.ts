@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { AttestationTable } from '../defences/attestation-table.js';
+import { HTTP_EDGE } from '../defences/edge.js';
 import { metersFor } from '../defences/limits.js';
 import type { Posture } from '../defences/posture.js';
 import { defencesFor, ticketKindOf } from '../defences/presets.js';
@@ -77,6 +78,7 @@ export async function gatewayDocument(): Promise<OpenApiDocument> {
     const attestation = new AttestationTable([]);
     const upstream = { request: async () => Promise.reject(new Error('not served')) };
     const app = buildGateway({
+      edge: HTTP_EDGE,
       ...gatewayStrategies(defencesFor(posture), {
         attestation,
         verifier: new TicketVerifier({

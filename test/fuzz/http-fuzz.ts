@@ -1,10 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import fc from 'fast-check';
 import { Client, request } from 'undici';
 import { authHeaders } from '../../src/client/call.js';
 import type { Session } from '../../src/client/session.js';
 import { ERROR_CODES } from '../../src/errors.js';
+import { type EdgeConnectOptions, edgeConnectFor } from '../../src/kernel/edge-client.js';
 import type { LabState } from '../../src/kernel/lab-state.js';
 import { labTopology } from '../../src/kernel/topology.js';
 import { PROOF_HEADER } from '../../src/protocol/proof.js';
@@ -465,10 +467,17 @@ function checkAnswer(r: FuzzRequest, status: number, text: string): Violation | 
 
 const TIMEOUT_MS = 15_000;
 
-async function sendRaw(r: FuzzRequest): Promise<{ status: number; text: string } | { error: string }> {
+async function sendRaw(
+  r: FuzzRequest,
+  /** edge:tls: the gateway's HTTPS, checked against the lab CA (the raw bytes go inside TLS) */
+  tls?: EdgeConnectOptions,
+): Promise<{ status: number; text: string } | { error: string }> {
   const u = new URL(r.base);
   return new Promise((resolve) => {
-    const socket = connect({ host: u.hostname, port: Number(u.port) });
+    const socket =
+      tls === undefined
+        ? connect({ host: u.hostname, port: Number(u.port) })
+        : tlsConnect({ ...tls, host: u.hostname, port: Number(u.port) });
     const chunks: Buffer[] = [];
     const timer = setTimeout(() => {
       socket.destroy();
@@ -534,11 +543,14 @@ export async function runHttpFuzz(target: FuzzTarget, opts: FuzzOptions): Promis
   };
   const groups = fuzzGroups(target);
   const concurrency = opts.concurrency ?? 4;
+  const gateway = new URL(target.state.gatewayUrl).origin;
+  const edge = edgeConnectFor(target.state);
+  const tlsOf = (base: string) => (edge !== undefined && new URL(base).origin === gateway ? edge : undefined);
   const batch = 100;
 
   const sendOne = async (r: FuzzRequest): Promise<void> => {
     if (r.raw !== undefined) {
-      const res = await sendRaw(r);
+      const res = await sendRaw(r, tlsOf(r.base));
       count(r, 'status' in res ? String(res.status) : 'none');
       if ('error' in res) {
         report.violations.push({
@@ -571,7 +583,7 @@ export async function runHttpFuzz(target: FuzzTarget, opts: FuzzOptions): Promis
     // socket must not let the event loop run dry and end the run silently.
     // One client (one connection) per request, destroyed afterwards: a request undici leaves stuck
     // (it happened, with some odd inputs) is then cut by closing its socket, and cannot pile up.
-    const client = new Client(r.base, { pipelining: 0, connect: { timeout: 5_000 } });
+    const client = new Client(r.base, { pipelining: 0, connect: { timeout: 5_000, ...tlsOf(r.base) } });
     const abort = new AbortController();
     const hardTimer = setTimeout(() => {
       abort.abort();

@@ -5,6 +5,7 @@ import { login } from '../../src/client/login.js';
 import type { Session } from '../../src/client/session.js';
 import { loadPrivateKeyFile, privateKeyPath } from '../../src/crypto/keys.js';
 import type { Posture } from '../../src/defences/posture.js';
+import { trustLabEdge } from '../../src/kernel/edge-client.js';
 import type { LabState } from '../../src/kernel/lab-state.js';
 import { labDown } from '../../src/lab/down.js';
 import { startLab as startRunningLab } from '../../src/lab/running-lab.js';
@@ -62,6 +63,8 @@ export async function startLab(
     throw err;
   }
   const { state } = lab;
+  // Whatever the test sends to the gateway without a dispatcher of its own checks it with the lab CA (edge:tls).
+  await trustLabEdge(state);
   return {
     home,
     keys,

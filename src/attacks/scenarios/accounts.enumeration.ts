@@ -34,7 +34,7 @@ const scratchOf = (ctx: ScenarioContext): Scratch => ctx.scratch as unknown as S
  */
 function sourceOf(ctx: ScenarioContext, round: number): { client: Dispatcher; own: boolean } {
   if (process.platform !== 'linux' || ctx.lab.runtime === 'docker') return { client: ctx.client, own: false };
-  return { client: attackerClient(`127.0.1.${1 + (round % 200)}`), own: true };
+  return { client: attackerClient(`127.0.1.${1 + (round % 200)}`, ctx.lab), own: true };
 }
 
 const answerKey = (a: PasswordAnswer) => `${a.status ?? '-'} ${a.code} ${a.message}`;
@@ -106,7 +106,7 @@ export const enumeration: Scenario = {
 
     const probe = async (name: string, address: string): Promise<PasswordAnswer> => {
       const own = process.platform === 'linux' && ctx.lab.runtime !== 'docker';
-      const client = own ? attackerClient(address) : ctx.client;
+      const client = own ? attackerClient(address, ctx.lab) : ctx.client;
       try {
         for (let i = 0; i < LOCKOUT_PROBE_FAILURES; i++) await tryPassword(ctx, name, wrong(), client);
         return await tryPassword(ctx, name, wrong(), client);

@@ -39,7 +39,7 @@ export const lockoutDos: Scenario = {
     const own = process.platform === 'linux' && ctx.lab.runtime !== 'docker';
     const answers = await Promise.all(
       (own ? SOURCES : [ATTACKER_ADDRESS]).map(async (address) => {
-        const client = own ? attackerClient(address) : ctx.client;
+        const client = own ? attackerClient(address, ctx.lab) : ctx.client;
         const mine: PasswordAnswer[] = [];
         try {
           for (let i = 0; i < WRONG_PER_SOURCE; i++) {

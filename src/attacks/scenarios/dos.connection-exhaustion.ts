@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { Client } from 'undici';
 import { login } from '../../client/login.js';
+import { edgeConnectFor } from '../../kernel/edge-client.js';
 import { SERVER_LIMITS } from '../../services/http.js';
 import { byDefences, type Scenario, type Verdict } from '../types.js';
 
@@ -130,6 +131,7 @@ export const connectionExhaustion: Scenario = {
     const settledMs = Math.round(performance.now() - settleStart);
     const heldBefore = held();
 
+    const edgeTls = edgeConnectFor(ctx.lab);
     let victimOk = 0;
     let victimRefused = 0;
     let victimOther = 0;
@@ -137,6 +139,8 @@ export const connectionExhaustion: Scenario = {
       // A new connection for each login: one kept from before the attack would say nothing.
       const fresh = new Client(ctx.lab.gatewayUrl, {
         pipelining: 0,
+        // edge:tls: the victim's client checks the gateway against the lab CA, as every client does
+        ...(edgeTls === undefined ? {} : { connect: edgeTls }),
         connectTimeout: ctx.timeoutMs,
         headersTimeout: ctx.timeoutMs,
         bodyTimeout: ctx.timeoutMs,

@@ -1,6 +1,8 @@
+import type { Server as TlsServer } from 'node:tls';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { AttestationGate } from '../../defences/attestation.js';
 import type { AttestationTable } from '../../defences/attestation-table.js';
+import type { EdgeServer } from '../../defences/edge.js';
 import { connectionLimitsFor, type GatewayLimits } from '../../defences/limits.js';
 import type { Defences } from '../../defences/presets.js';
 import type { BasicAtGateway } from '../../defences/request/gateway-basic.js';
@@ -30,6 +32,8 @@ export type GatewayLogin = { kind: 'basic'; basic: BasicAtGateway } | { kind: 'r
 export interface GatewayDeps {
   /** the defences in force, for /healthz and the log; the strategies below carry them out */
   defences: Defences;
+  /** edge: plain HTTP or HTTPS with the gateway's lab-CA certificate, to the users */
+  edge: EdgeServer;
   /** service name → how to reach it */
   upstreams: Record<string, Upstream>;
   /** request: who a request comes from (basic, bearer ticket, ticket + proof) */
@@ -64,7 +68,15 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
   const now = deps.now ?? Date.now;
   const log = deps.log ?? ((line: string) => process.stderr.write(`${line}\n`));
 
-  const app = createHttpApp();
+  const { edge } = deps;
+  const app = createHttpApp(edge.serverTls ? { https: edge.serverTls } : {});
+  // A renewed certificate serves new handshakes at once; connections already open keep theirs.
+  const stopRenewals = edge.onRenewed(() => {
+    if (edge.serverTls) (app.server as unknown as TlsServer).setSecureContext(edge.serverTls);
+  });
+  app.addHook('onClose', async () => {
+    stopRenewals();
+  });
   const connections = connectionLimitsFor(deps.defences.limits);
   if (connections) guardConnections(app.server, connections);
   describeApi(app, {

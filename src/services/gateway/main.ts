@@ -5,6 +5,7 @@ import {
   AttestationTable,
   parseAttestationEntries,
 } from '../../defences/attestation-table.js';
+import { edgeFor } from '../../defences/edge.js';
 import { metersFor } from '../../defences/limits.js';
 import { linksFor } from '../../defences/links.js';
 import { ticketKindOf } from '../../defences/presets.js';
@@ -27,6 +28,9 @@ const POLL_MS = 2000;
 const config = readPartConfig('gateway');
 const { defences } = config;
 const links = await linksFor(defences.links, config, (line) => console.log(`gateway: ${line}`));
+const edge = await edgeFor(defences.edge, config.edgeIdentityDir, (line) =>
+  console.log(`gateway edge: ${line}`),
+);
 // With certificates (links:mtls) the gateway holds no lab token: it reaches the security service's
 // control plane with its identity; otherwise the token, and its own credential for the feed, whose
 // confirmations count only under it (src/defences/part-credentials.ts).
@@ -178,6 +182,7 @@ const app = buildGateway({
     recheckAttestation,
     meters: metersFor(config.rateLimit),
   }),
+  edge,
   upstreams,
   attestation,
   revocations: revocations.view,
@@ -187,7 +192,7 @@ const app = buildGateway({
 
 await app.listen({ host: config.host, port: config.port });
 console.log(
-  `gateway (${config.posture}) listening on ${config.host}:${config.port}, ${pools.size} services, ${Object.entries(
+  `gateway (${config.posture}) listening on ${edge.serverTls ? 'https' : 'http'}://${config.host}:${config.port}, ${pools.size} services, ${Object.entries(
     defences,
   )
     .map(([k, v]) => `${k}:${v}`)
@@ -199,6 +204,7 @@ const stop = (): void => {
   void revocations.stop();
   setTimeout(() => process.exit(0), 1500).unref();
   links.close();
+  edge.close();
   void Promise.allSettled([
     app.close(),
     ...[...pools.values()].map((p) => p.destroy()),

@@ -35,6 +35,8 @@ export interface SecurityDeps {
    */
   partCredentials?: PartCredentials;
   ca?: LabCa;
+  /** the gateway's address on the lab's network: with edge:tls its renewed certificate names that host too */
+  gatewayUrl?: string;
   /** how long the identities it issues last (lab up gives it; default DEFAULT_CERT_TTL_SECONDS) */
   identityTtlSeconds?: number;
   ticketTtlSeconds: number;

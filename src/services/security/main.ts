@@ -1,11 +1,12 @@
 import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Server as TlsServer } from 'node:tls';
-import { request } from 'undici';
+import { Agent, request } from 'undici';
 import { jwkThumbprint } from '../../crypto/thumbprint.js';
 import { enforcesAttestation } from '../../defences/attestation.js';
 import { SECURITY_SERVICE } from '../../defences/links.js';
 import { partsHoldLabToken } from '../../defences/part-credentials.js';
+import { edgeConnectOptions } from '../../kernel/edge-client.js';
 import { readPartConfig, readSecret } from '../../kernel/part-config.js';
 import { type LabCa, loadLabCa } from '../../pki/ca.js';
 import { DEFAULT_CERT_TTL_SECONDS, issueServiceCertificate } from '../../pki/identity.js';
@@ -64,6 +65,11 @@ const controlTls = ca && config.controlPort !== undefined ? await controlTlsNow(
 // fetch the table again over the control plane.
 const pushToken = partsHoldLabToken(config.defences) ? labToken : undefined;
 
+// edge:tls: the gateway is reached like any of its clients does, trusting only the lab CA.
+const gatewayEdge = config.gatewayCaFile
+  ? new Agent({ connect: edgeConnectOptions(readFileSync(config.gatewayCaFile, 'utf8')) })
+  : undefined;
+
 const { app, control } = buildSecurityApps(
   {
     labId: config.labId,
@@ -79,6 +85,7 @@ const { app, control } = buildSecurityApps(
       ? { partCredentials: PartCredentials.fromFile(config.partCredentialIndexFile) }
       : {}),
     ...(ca ? { ca } : {}),
+    ...(config.gatewayUrl ? { gatewayUrl: config.gatewayUrl } : {}),
     ...(config.identityTtlSeconds === undefined ? {} : { identityTtlSeconds: config.identityTtlSeconds }),
     ticketTtlSeconds: config.ticketTtlSeconds,
     challengeTtlSeconds: config.challengeTtlSeconds,
@@ -89,6 +96,7 @@ const { app, control } = buildSecurityApps(
       // restart then starts the service only once the gateway knows its verdict (the busy matrix
       // had the gateway, 2 s of patience spent, serve attestation.env-injection's module).
       await request(`${config.gatewayUrl}/internal/attestations`, {
+        ...(gatewayEdge ? { dispatcher: gatewayEdge } : {}),
         method: 'POST',
         headers: {
           ...(pushToken ? { authorization: `Bearer ${pushToken}` } : {}),

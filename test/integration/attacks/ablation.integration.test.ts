@@ -4,17 +4,18 @@ import { ablationVariants, runAttacks } from '../../../src/attacks/runner.js';
 import { tamperedCode } from '../../../src/attacks/scenarios/malicious-service.tampered-code.js';
 import { stolenTicket } from '../../../src/attacks/scenarios/masquerade.stolen-ticket.js';
 import { eavesdrop } from '../../../src/attacks/scenarios/mitm.eavesdrop.js';
+import { edgeEavesdrop } from '../../../src/attacks/scenarios/mitm.edge-eavesdrop.js';
 import { cliJson, tempLab } from '../../support/cli.js';
 
 /*
- * The ablation study on real process labs, on three scenarios whose defence the docs name: each is
+ * The ablation study on real process labs, on four scenarios whose defence the docs name: each is
  * blocked by trusted, and succeeds once that one defence is removed (and only then). The full
  * catalog's matrix is in the README (`attack simulate --all --ablate`, ~5 min).
  */
 describe.sequential('ablation: which defence stops which attack', () => {
   it('finds each scenario blocked by trusted and let through by removing exactly its defence', async () => {
     const report = await runAttacks({
-      scenarios: [stolenTicket, eavesdrop, tamperedCode],
+      scenarios: [stolenTicket, eavesdrop, tamperedCode, edgeEavesdrop],
       postures: ['trusted'],
       variants: ablationVariants(),
       services: 4,
@@ -29,12 +30,14 @@ describe.sequential('ablation: which defence stops which attack', () => {
       'trusted -attestation:measured',
       'trusted -links:mtls',
       'trusted -limits:on',
+      'trusted -edge:tls',
     ]);
     const found = Object.fromEntries(dependences(report).map((d) => [d.id, [d.full, d.blockedBy]]));
     expect(found).toEqual({
       'masquerade.stolen-ticket': ['blocked', ['request:bound']],
       'mitm.eavesdrop': ['blocked', ['links:mtls']],
       'malicious-service.tampered-code': ['blocked', ['attestation:measured']],
+      'mitm.edge-eavesdrop': ['blocked', ['edge:tls']],
     });
     // Both ways, from evidence: with its defence gone the attacker got the data.
     const without = report.results.find(
@@ -76,6 +79,7 @@ describe.sequential('ablation: which defence stops which attack', () => {
         'attestation:measured',
         'links:plain',
         'limits:on',
+        'edge:tls',
       ]);
       const wrong = await cliJson<{ error: { code: string; message: string } }>(lab, [
         'lab',

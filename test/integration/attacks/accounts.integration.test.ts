@@ -74,7 +74,7 @@ describe('the smart lock-out across a kill -9 of the security service (trusted p
   it('keeps the attacker address locked out for the victim after the watchman restarts the service', async () => {
     await using lab = await startLab('trusted', SERVICES);
     const ctx = { lab: lab.state, timeoutMs: 10_000, defences: lab.state.defences };
-    const attacker = attackerClient('127.0.0.9');
+    const attacker = attackerClient('127.0.0.9', lab.state);
     try {
       // Five failures: the pair (alice, 127.0.0.9) is blocked 1 s, and the next failure doubles that.
       const codes: string[] = [];

@@ -5,6 +5,7 @@ import { expect, it } from 'vitest';
 import { login } from '../../../src/client/login.js';
 import { loadPrivateKeyFile, privateKeyPath } from '../../../src/crypto/keys.js';
 import { isTrustedMsError, type TrustedMsError } from '../../../src/errors.js';
+import { trustLabEdge } from '../../../src/kernel/edge-client.js';
 import { labDown } from '../../../src/lab/down.js';
 import { labUp } from '../../../src/lab/up.js';
 import { openUserAdmin } from '../../../src/users/admin.js';
@@ -33,6 +34,7 @@ describeWithTmpfs(available, 'a full disk under a running trusted lab, then spac
       await admin.addUser({ name: 'alice', role: 'admin', password: 'alice-pw' });
       await keygenForUser(admin, { user: 'alice', type: 'ed25519', keyDir: keysDir, force: false });
       const { state } = await labUp({ home, posture: 'trusted', services: 2 });
+      await trustLabEdge(state);
       const key = await loadPrivateKeyFile(privateKeyPath(keysDir, 'alice'));
 
       expect(

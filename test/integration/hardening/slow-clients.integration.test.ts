@@ -1,8 +1,10 @@
 import { connect } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
 import { ATTACKER_ADDRESS, attackerClient } from '../../../src/attacks/http.js';
 import { callService } from '../../../src/client/call.js';
+import { type EdgeConnectOptions, edgeConnectFor } from '../../../src/kernel/edge-client.js';
 import { SERVER_LIMITS } from '../../../src/services/http.js';
 import { startLab } from '../../support/lab.js';
 
@@ -26,16 +28,18 @@ interface SlowResult {
  * a byte every 250 ms, never ending them. It gives up itself only at the deadline; what matters is
  * whether the server closed it first.
  */
-function slowSocket(port: number, deadlineMs: number): Promise<SlowResult> {
+function slowSocket(port: number, deadlineMs: number, tls?: EdgeConnectOptions): Promise<SlowResult> {
   return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port, localAddress: ATTACKER_ADDRESS });
+    // edge:tls: the slow headers come inside TLS, after the handshake, as a slowloris at HTTPS does
+    const where = { host: '127.0.0.1', port, localAddress: ATTACKER_ADDRESS };
+    const socket = tls ? tlsConnect({ ...tls, ...where }) : connect(where);
     const headers = `GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n${'X-Slow: a\r\n'.repeat(200)}`;
     let sent = 0;
     let answer = '';
     let byClient = false;
     const opened = Date.now();
     let trickle: NodeJS.Timeout | undefined;
-    socket.on('connect', () => {
+    socket.on(tls ? 'secureConnect' : 'connect', () => {
       socket.write(headers.slice(0, 40));
       sent = 40;
       trickle = setInterval(() => {
@@ -70,13 +74,16 @@ describe('slow and flooding clients', () => {
     const gatewayUrl = lab.state.gatewayUrl;
     const port = Number(new URL(gatewayUrl).port);
 
-    const slow = Promise.all(Array.from({ length: SLOW_SOCKETS }, () => slowSocket(port, CUT_DEADLINE_MS)));
+    const tls = edgeConnectFor(lab.state);
+    const slow = Promise.all(
+      Array.from({ length: SLOW_SOCKETS }, () => slowSocket(port, CUT_DEADLINE_MS, tls)),
+    );
     let attacking = true;
     slow.finally(() => {
       attacking = false;
     });
 
-    const flooder = attackerClient();
+    const flooder = attackerClient(undefined, lab.state);
     let flooded = 0;
     const floodStatuses = new Map<number, number>();
     const flood = Promise.all(

@@ -51,11 +51,18 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+/** edge:tls: curl checks the gateway against the lab CA */
+const cacert = (): string[] => (lab.state.caFile ? ['--cacert', lab.state.caFile] : []);
+
 const runScript = (args: string[], env: Record<string, string>, input = '') =>
   execa('/bin/sh', [SCRIPT, lab.state.gatewayUrl, 'shell', ...args], {
     reject: false,
     input,
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env },
+    env: {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      ...(lab.state.caFile ? { TMS_CACERT: lab.state.caFile } : {}),
+      ...env,
+    },
     extendEnv: false,
     timeout: 60_000,
   });
@@ -109,6 +116,7 @@ describe('docs/clients/login.sh', () => {
     );
     const res = await execa('curl', [
       '-sS',
+      ...cacert(),
       '-o',
       '/dev/null',
       '-w',
@@ -126,6 +134,7 @@ describe('docs/clients/login.sh', () => {
     for (const path of ['/v1/auth/verify', '/auth/verify']) {
       const res = await execa('curl', [
         '-sS',
+        ...cacert(),
         '-H',
         'content-type: application/json',
         '--data-binary',
@@ -137,7 +146,7 @@ describe('docs/clients/login.sh', () => {
   });
 
   it('the running gateway serves its OpenAPI document at /openapi.json, the committed one for its posture', async () => {
-    const res = await execa('curl', ['-sS', `${lab.state.gatewayUrl}/openapi.json`]);
+    const res = await execa('curl', ['-sS', ...cacert(), `${lab.state.gatewayUrl}/openapi.json`]);
     const served = JSON.parse(res.stdout) as { openapi: string; paths: Record<string, unknown> };
     const committed = JSON.parse(await readFile(join(repoRoot, 'docs', 'openapi', 'gateway.json'), 'utf8'));
     expect(served.openapi).toBe('3.1.0');

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { login } from '../../../src/client/login.js';
 import { loadPrivateKeyFile, privateKeyPath } from '../../../src/crypto/keys.js';
+import { edgeConnectFor } from '../../../src/kernel/edge-client.js';
 import { closeClients, openClients } from '../../../src/load/run.js';
 import { FileLabStore } from '../../../src/store/file-lab-store.js';
 import { type StoreData, validateStoreData } from '../../../src/store/schema.js';
@@ -89,7 +90,7 @@ describe.sequential('the security service as the resident writer of a running la
   it('keeps the audit chain whole through concurrent logins and another process appending', async () => {
     await using lab = await startLab('trusted', 1);
     // Each from its own loopback address, as `lab load` does: the per-address login limits stay out of it.
-    const clients = openClients(lab.state.gatewayUrl, 6);
+    const clients = openClients(lab.state.gatewayUrl, 6, undefined, true, edgeConnectFor(lab.state));
     try {
       const keys = Object.fromEntries(
         await Promise.all(

@@ -22,7 +22,13 @@ function scenario(id: string, revert?: () => Promise<void>): Scenario {
 
 const key = generateKeyPairSync('ed25519').privateKey;
 const user = (name: string): LabUser => ({ name, role: 'admin', password: 'x', privateKey: key });
-const lab = { labId: 'unit', posture: 'trusted', parts: [] } as unknown as LabState;
+// an HTTP edge: nothing for the runner to trust
+const lab = {
+  labId: 'unit',
+  posture: 'trusted',
+  gatewayUrl: 'http://127.0.0.1:9',
+  parts: [],
+} as unknown as LabState;
 
 describe('a revert that cannot restore the lab', () => {
   it('fails its own cell and reports every later scenario as not run on a changed lab', async () => {

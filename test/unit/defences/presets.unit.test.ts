@@ -22,6 +22,7 @@ describe('the postures as presets of defences', () => {
       'attestation:measured',
       'links:mtls',
       'limits:on',
+      'edge:tls',
     ]);
     expect(defenceList(PRESETS.none)).toEqual([
       'login:basic',
@@ -29,6 +30,7 @@ describe('the postures as presets of defences', () => {
       'attestation:none',
       'links:plain',
       'limits:off',
+      'edge:http',
     ]);
   });
 

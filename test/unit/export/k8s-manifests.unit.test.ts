@@ -97,10 +97,10 @@ describe('lab export --format k8s: the manifests', () => {
     expect(secretsOf('gateway')).not.toContain('trusted-ms-lab-token');
   });
 
-  it('--without shapes the export as it shapes lab up: trusted without links:mtls has no TLS, no identities, no control port', () => {
+  it('--without shapes the export as it shapes lab up: trusted without links:mtls and edge:tls has no TLS, no identities, no control port', () => {
     const lab = planClusterLab({
       posture: 'trusted',
-      without: ['links:mtls'],
+      without: ['links:mtls', 'edge:tls'],
       services: 20,
       replicas: 1,
       labId: 'cafe0005',
@@ -114,6 +114,22 @@ describe('lab export --format k8s: the manifests', () => {
     const full = JSON.stringify(Object.values(k8sManifests(labOf('trusted'))).flat());
     expect(full).toContain('https://accounts:8080');
     expect(full).toContain('trusted-ms-identity-accounts');
+  });
+
+  it('trusted without links:mtls keeps edge:tls: only the gateway holds an identity, for its HTTPS', () => {
+    const lab = planClusterLab({
+      posture: 'trusted',
+      without: ['links:mtls'],
+      services: 20,
+      replicas: 1,
+      labId: 'cafe0006',
+    });
+    const objects = Object.values(k8sManifests(lab)).flat();
+    for (const o of objects) validateWithSchema(o);
+    const text = JSON.stringify(objects);
+    expect(text).toContain('trusted-ms-identity-gateway');
+    expect(text).not.toContain('trusted-ms-identity-accounts');
+    expect(text).toContain('http://accounts:8080');
   });
 
   it.each(

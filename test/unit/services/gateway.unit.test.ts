@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import { type Dispatcher, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AttestationTable } from '../../../src/defences/attestation-table.js';
+import { HTTP_EDGE } from '../../../src/defences/edge.js';
 import type { Posture } from '../../../src/defences/posture.js';
 import { defencesFor } from '../../../src/defences/presets.js';
 import { KeyedConcurrency, RATE_WAIT_HEADER, RateLimiter } from '../../../src/defences/rate-limit.js';
@@ -135,6 +136,7 @@ async function startGateway(posture: Posture, extra: Extra = {}): Promise<Lab> {
     gone: poolUpstream(pools[2]!),
   };
   const app = buildGateway({
+    edge: HTTP_EDGE,
     ...gatewayStrategies(defences, {
       attestation,
       verifier: new TicketVerifier({
@@ -989,6 +991,7 @@ describe('gateway, mutual TLS to a service', () => {
     ];
     const attestation = new AttestationTable();
     const app = buildGateway({
+      edge: HTTP_EDGE,
       ...gatewayStrategies(defencesFor('none'), {
         attestation,
         checkPassword: async (user) => ({ user, role: 'analyst', perms: {} }),

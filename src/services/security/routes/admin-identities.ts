@@ -1,4 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
+import { gatewayServerNames } from '../../../defences/edge.js';
 import { TrustedMsError } from '../../../errors.js';
 import { issueServiceCertificate } from '../../../pki/identity.js';
 import { identityValidity } from '../attestation-report.js';
@@ -20,10 +21,14 @@ export const adminIdentityRoutes: FastifyPluginAsync<SecurityContext> = async (a
           'identities exist only with links:mtls (the trusted posture)',
         );
       }
+      const serverNames =
+        kind === 'gateway' ? gatewayServerNames(ctx.defences.edge, ctx.gatewayUrl) : undefined;
       const identity = await issueServiceCertificate(ctx.ca, {
         name: kind,
         kind,
         ...identityValidity(ctx),
+        // edge:tls: the renewed certificate is the one users' clients check too
+        ...(serverNames ? { serverNames } : {}),
       });
       await ctx.audit({
         actor: 'admin',
