@@ -3,6 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
+import { trustLabEdge } from '../../../src/kernel/edge-client.js';
 import { readLabState } from '../../../src/kernel/lab-state.js';
 import { openUserAdmin } from '../../../src/users/admin.js';
 import { keygenForUser } from '../../../src/users/keygen.js';
@@ -98,8 +99,10 @@ async function steppedLab(
       await waitFor('the watchman to restart the gateway', 60_000, async () => {
         const state = await readLabState(lab.home);
         const now = state?.parts.find((p) => p.name === 'gateway');
-        if (now?.pid === undefined || now.pid === before?.pid) return undefined;
-        const res = await request(`${state?.gatewayUrl}/healthz`).catch(() => undefined);
+        if (state === undefined || now?.pid === undefined || now.pid === before?.pid) return undefined;
+        // edge:tls: the gateway's certificate checked against the lab CA
+        await trustLabEdge(state);
+        const res = await request(`${state.gatewayUrl}/healthz`).catch(() => undefined);
         await res?.body.dump();
         return res?.statusCode === 200 ? true : undefined;
       });
