@@ -99,7 +99,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
   const startedAt = new Date().toISOString();
   const progress = opts.onProgress ?? (() => undefined);
   const identityTtlSeconds = labIdentityTtl(opts.identityTtlSeconds);
-  const runtime = opts.runtime ?? new ProcessRuntime();
+  const runtime: Runtime = opts.runtime ?? new ProcessRuntime();
   await assertPrivateHome(opts.home);
   wantedStore(opts.home, opts.store, runtime.kind);
   const existing = await readLabState(opts.home);
@@ -184,6 +184,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     version: 1,
     labId,
     runtime: runtime.kind,
+    ...(runtime.engineState?.() ? { engine: runtime.engineState() } : {}),
     posture,
     ...(without.length ? { without } : {}),
     defences,
