@@ -16,7 +16,7 @@ import type {
 import { buildCodeImage, removeCodeImages } from './code-image.js';
 import { ensureSwarm, leaveIfMade, type SwarmJoin, swarmState } from './membership.js';
 import { RELAY_PART, relayPortOf, startRelay } from './relay.js';
-import { replicaCounts, runningTaskContainers } from './tasks.js';
+import { replicaCounts, runningTaskContainers, waitForRunningTasks } from './tasks.js';
 
 /** Labels on the lab's overlay network: what `lab down` must undo in the engine besides the lab. */
 const SWARM_MADE = 'trusted-ms.swarm-initialised';
@@ -25,6 +25,8 @@ const GWBRIDGE_MADE = 'trusted-ms.gwbridge-made';
 const REPLICAS = 'trusted-ms.replicas';
 /** A task's stop: SIGTERM through the init, then SIGKILL after this long (ns). */
 const STOP_GRACE_NS = 1_000_000_000;
+/** How long the scheduler may take to run a new service's first task. */
+const TASK_START_MS = 60_000;
 
 /**
  * The lab on Docker Swarm (docs/swarm.md). The sample services are Swarm services (replicated,
@@ -127,6 +129,7 @@ export class SwarmRuntime extends DockerRuntime {
     const uid = process.getuid?.() ?? 0;
     const gid = process.getgid?.() ?? 0;
     const labels = { [LABEL.lab]: lab.labId, [LABEL.part]: launch.name, [LABEL.posture]: lab.posture };
+    const replicas = await this.replicasOf(lab.labId);
     const service = await this.docker.createService({
       Name: name,
       Labels: labels,
@@ -154,10 +157,24 @@ export class SwarmRuntime extends DockerRuntime {
         RestartPolicy: { Condition: 'any', Delay: 0, MaxAttempts: 0 },
         Networks: [{ Target: n.internal }],
       },
-      Mode: { Replicated: { Replicas: await this.replicasOf(lab.labId) } },
+      Mode: { Replicated: { Replicas: replicas } },
       // No IPVS on these kernels: the service name resolves to every task's own address.
       EndpointSpec: { Mode: 'dnsrr' },
     });
+    const { running, lastError } = await waitForRunningTasks(
+      this.docker,
+      service.id,
+      replicas,
+      TASK_START_MS,
+    );
+    if (running === 0) {
+      await this.stop({ swarmServiceId: service.id } as PartState).catch(() => undefined);
+      throw new TrustedMsError(
+        'LAB_START_FAILED',
+        `${launch.name}: no task of its Swarm service ran within ${TASK_START_MS / 1000} s${lastError ? ` (${lastError})` : ''}`,
+        { actions: [`see docker service ps --no-trunc ${name}`] },
+      );
+    }
     const port = await relayPortOf(this.docker, lab.labId, launch.name);
     const { containerId: _builder, ...part } = partOf(launch, '', true);
     return {

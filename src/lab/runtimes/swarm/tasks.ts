@@ -44,3 +44,28 @@ export async function replicaCounts(docker: Dockerode, serviceId: string): Promi
     ).length,
   };
 }
+
+/**
+ * Until the service has `replicas` running tasks, as the Docker runtime's start returns once its
+ * container runs: the health wait that follows then counts from a running program, not from a
+ * task the scheduler has yet to place (20 services created at once take it seconds here). A task
+ * the engine rejects or that fails is reported with the engine's words; the engine starts another
+ * (restart delay 0), so only the deadline ends the wait.
+ */
+export async function waitForRunningTasks(
+  docker: Dockerode,
+  serviceId: string,
+  replicas: number,
+  timeoutMs: number,
+): Promise<{ running: number; lastError?: string }> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: string | undefined;
+  for (;;) {
+    const tasks = (await tasksOf(docker, serviceId)) as (Task & { Status?: { Err?: string } })[];
+    const running = tasks.filter((t) => t.DesiredState === 'running' && t.Status?.State === 'running').length;
+    lastError = tasks.find((t) => t.Status?.Err)?.Status?.Err ?? lastError;
+    if (running >= replicas || Date.now() >= deadline)
+      return { running, ...(lastError ? { lastError } : {}) };
+    await new Promise((r) => setTimeout(r, 150));
+  }
+}
