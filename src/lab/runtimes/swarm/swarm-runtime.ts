@@ -16,6 +16,7 @@ import type {
 import { buildCodeImage, removeCodeImages } from './code-image.js';
 import { ensureSwarm, leaveIfMade, type SwarmJoin, swarmState } from './membership.js';
 import { RELAY_PART, relayPortOf, startRelay } from './relay.js';
+import { replicaHash } from './replica-hash.js';
 import { replicaCounts, runningTaskContainers, waitForRunningTasks } from './tasks.js';
 
 /** Labels on the lab's overlay network: what `lab down` must undo in the engine besides the lab. */
@@ -214,9 +215,7 @@ export class SwarmRuntime extends DockerRuntime {
 
   /**
    * Each running task's container read through the archive API, as the Docker runtime reads a
-   * container. Replicas that differ: the odd one's hash (the fewest tasks; on a tie the newest
-   * task's), so that a tampered replica makes the service untrusted rather than hiding among
-   * its siblings.
+   * container; replicas that differ give the odd one's hash (replica-hash.ts).
    */
   override async measure(part: MeasuredPart & { configFile?: string }): Promise<string> {
     if (part.swarmServiceId === undefined) return super.measure(part);
@@ -229,13 +228,7 @@ export class SwarmRuntime extends DockerRuntime {
           actions: ['measure again in a moment: trusted-ms service verify'],
         },
       );
-    const hashes = await Promise.all(containers.map((id) => this.readCodeHash(part.name, id)));
-    const counts = new Map<string, number>();
-    for (const h of hashes) counts.set(h, (counts.get(h) ?? 0) + 1);
-    if (counts.size === 1) return hashes[0] as string;
-    // containers are newest first: the first hash with the fewest tasks
-    const fewest = Math.min(...counts.values());
-    return hashes.find((h) => counts.get(h) === fewest) as string;
+    return replicaHash(await Promise.all(containers.map((id) => this.readCodeHash(part.name, id))));
   }
 
   override async logTail(part: PartState, lines: number): Promise<string> {
