@@ -119,7 +119,7 @@ describe.runIf(engine)('the Swarm lab (trusted, 20 services)', () => {
     await lab?.[Symbol.asyncDispose]();
   }, 120_000);
 
-  it('runs the 20 services as labelled Swarm services (dnsrr, restart delay 0), the rest as containers', async () => {
+  it('runs the 20 services as labelled Swarm services (dnsrr, restart delay 0, files as secrets), the rest as containers', async () => {
     expect(lab.state.runtime).toBe('swarm');
     const services = await docker.listServices({ filters: { label: [`${LABEL.lab}=${lab.state.labId}`] } });
     expect(services).toHaveLength(20);
@@ -127,7 +127,17 @@ describe.runIf(engine)('the Swarm lab (trusted, 20 services)', () => {
       expect(s.Spec?.EndpointSpec?.Mode).toBe('dnsrr');
       expect(s.Spec?.TaskTemplate?.RestartPolicy).toMatchObject({ Condition: 'any', Delay: 0 });
       expect(s.Spec?.Labels?.[LABEL.posture]).toBe('trusted');
+      // Its config reaches it as a Swarm secret at the path it has here, not as a bind mount.
+      const spec = s.Spec?.TaskTemplate as {
+        ContainerSpec?: { Secrets?: { File?: { Name?: string } }[]; Mounts?: { Source?: string }[] };
+      };
+      const name = s.Spec?.Labels?.[LABEL.part] as string;
+      const config = part(name).configFile;
+      expect(spec.ContainerSpec?.Secrets?.map((x) => x.File?.Name)).toContain(config);
+      expect(spec.ContainerSpec?.Mounts?.map((m) => m.Source) ?? []).not.toContain(config);
     }
+    const secrets = await docker.listSecrets({ filters: { label: [`${LABEL.lab}=${lab.state.labId}`] } });
+    expect(secrets.length).toBeGreaterThanOrEqual(20);
     const status = await labStatus(lab.home, runtime);
     const replicas = status.parts.filter((p) => p.kind === 'service').map((p) => p.replicas);
     expect(replicas).toHaveLength(20);

@@ -15,6 +15,7 @@ import type {
 } from '../runtime.js';
 import { buildCodeImage, removeCodeImages } from './code-image.js';
 import { ensureSwarm, leaveIfMade, type SwarmJoin, swarmState } from './membership.js';
+import { removeLabSecrets, removeSecrets, taskFiles } from './part-secrets.js';
 import { RELAY_PART, relayPortOf, startRelay } from './relay.js';
 import { replicaHash } from './replica-hash.js';
 import { replicaCounts, runningTaskContainers, waitForRunningTasks } from './tasks.js';
@@ -131,6 +132,13 @@ export class SwarmRuntime extends DockerRuntime {
     const gid = process.getgid?.() ?? 0;
     const labels = { [LABEL.lab]: lab.labId, [LABEL.part]: launch.name, [LABEL.posture]: lab.posture };
     const replicas = await this.replicasOf(lab.labId);
+    const files = await taskFiles(this.docker, {
+      labId: lab.labId,
+      part: launch.name,
+      mounts: launch.mounts ?? [],
+      uid,
+      gid,
+    });
     const service = await this.docker.createService({
       Name: name,
       Labels: labels,
@@ -145,13 +153,9 @@ export class SwarmRuntime extends DockerRuntime {
           // An init as PID 1 passes SIGTERM on (Node as PID 1 ignores it): a stop takes ~0 s, not the grace.
           Init: true,
           StopGracePeriod: STOP_GRACE_NS,
-          // The same host files as the Docker runtime's bind mounts (a single node: they are here).
-          Mounts: (launch.mounts ?? []).map((m) => ({
-            Type: 'bind' as const,
-            Source: m.path,
-            Target: m.path,
-            ReadOnly: m.writable !== true,
-          })),
+          // The files as Swarm secrets, folders as bind mounts (a single node: they are here).
+          Secrets: files.secrets,
+          Mounts: files.mounts,
         },
         // The engine, not the watchman, brings a task back (as Docker's restart policy does for a
         // container), at once: a new container from the same image, so the same code.
@@ -185,14 +189,22 @@ export class SwarmRuntime extends DockerRuntime {
     };
   }
 
+  /** Removes the service, waits for its tasks to go, then removes the secrets it was given. */
   override async stop(part: PartState): Promise<void> {
     if (part.swarmServiceId === undefined) return super.stop(part);
+    const service = this.docker.getService(part.swarmServiceId);
+    let secrets: string[] = [];
     try {
-      await this.docker.getService(part.swarmServiceId).remove();
+      const info = (await service.inspect()) as {
+        Spec?: { TaskTemplate?: { ContainerSpec?: { Secrets?: { SecretID?: string }[] } } };
+      };
+      secrets = (info.Spec?.TaskTemplate?.ContainerSpec?.Secrets ?? []).flatMap((s) => s.SecretID ?? []);
+      await service.remove();
     } catch (err) {
       if (engineStatus(err) !== 404) throw err;
     }
     await this.waitTasksGone(part.swarmServiceId);
+    await removeSecrets(this.docker, secrets);
   }
 
   /** A service lives while it exists: the engine restarts its tasks (RestartPolicy any, delay 0). */
@@ -269,6 +281,7 @@ export class SwarmRuntime extends DockerRuntime {
       }),
     );
     const made = await this.swarmMadeBy(label);
+    if (inSwarm) removed.push(...(await removeLabSecrets(this.docker, labId)));
     removed.push(...(await super.teardown(labId)));
     removed.push(...(await removeCodeImages(this.docker, labId)));
     for (const join of made) removed.push(...(await leaveIfMade(this.docker, join)));
