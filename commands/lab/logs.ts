@@ -33,8 +33,8 @@ export default class LabLogs extends BaseCommand {
         actions: [`parts: ${state.parts.map((p) => p.name).join(', ')}`],
       });
     }
-    // A container's log lives in the engine, a process's in its log file.
-    const runtime = await runtimeFor(part.containerId ? 'docker' : 'process');
+    // A container's log lives in the engine, a process's in its log file: the lab's runtime knows which.
+    const runtime = await runtimeFor(state.runtime);
     if (flags.follow && !this.jsonEnabled()) {
       await runtime.followLog(part, flags.lines, (c) => process.stdout.write(c));
       return { part: part.name, lines: [] };

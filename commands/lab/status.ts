@@ -59,8 +59,13 @@ export default class LabStatusCommand extends BaseCommand {
         status.parts.map((p) => [
           p.name,
           p.kind,
-          p.alive ? 'yes' : 'NO',
-          p.gaveUp ? `${p.restarts} (gave up)` : String(p.restarts),
+          // A Swarm service: its tasks running of those wanted, and the engine's restarts of them.
+          p.alive ? (p.replicas ? `${p.replicas.running}/${p.replicas.desired}` : 'yes') : 'NO',
+          p.replicas
+            ? String(p.replicas.restarted)
+            : p.gaveUp
+              ? `${p.restarts} (gave up)`
+              : String(p.restarts),
           p.attestation ?? '-',
           p.url,
         ]),

@@ -23,7 +23,7 @@ export type LabUpCommandResult = LabUpResult;
 export default class LabUp extends BaseCommand {
   static override summary = 'Start the lab: security service, gateway and the sample microservices.';
   static override description =
-    "Runs every part as a container on the local Docker engine (images built here, no registry; only the gateway and the security service's admin port published, on 127.0.0.1), or as local processes on 127.0.0.1 when no engine answers or with --runtime process. Registers each service's code hash; in the trusted posture also measures it from outside and issues each service an mTLS identity. Warns, with the numbers, when `ulimit -n` is below what the gateway of a lab this size needs under 150 clients. Signals: on SIGINT (Ctrl-C) or SIGTERM during start, everything started so far is stopped at once (as `lab down` does) and it exits 130 or 143; after SIGKILL, the next `lab down` stops what was started (processes found by their config under --home; on Docker, `lab down --all` removes containers by label).";
+    "Runs every part as a container on the local Docker engine (or, with --runtime swarm, the sample services as Docker Swarm services: docs/swarm.md) (images built here, no registry; only the gateway and the security service's admin port published, on 127.0.0.1), or as local processes on 127.0.0.1 when no engine answers or with --runtime process. Registers each service's code hash; in the trusted posture also measures it from outside and issues each service an mTLS identity. Warns, with the numbers, when `ulimit -n` is below what the gateway of a lab this size needs under 150 clients. Signals: on SIGINT (Ctrl-C) or SIGTERM during start, everything started so far is stopped at once (as `lab down` does) and it exits 130 or 143; after SIGKILL, the next `lab down` stops what was started (processes found by their config under --home; on Docker, `lab down --all` removes containers by label).";
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
     '<%= config.bin %> <%= command.id %> --posture paper',
@@ -33,6 +33,7 @@ export default class LabUp extends BaseCommand {
     '<%= config.bin %> <%= command.id %> --runtime docker',
     '<%= config.bin %> <%= command.id %> --runtime process --identity-ttl 60',
     '<%= config.bin %> <%= command.id %> --runtime docker --base-image node:24-slim',
+    '<%= config.bin %> <%= command.id %> --runtime swarm --replicas 2',
     '<%= config.bin %> <%= command.id %> --runtime process --store postgres',
     '<%= config.bin %> <%= command.id %> --runtime process --store postgres --security-replicas 2',
     '<%= config.bin %> <%= command.id %> --runtime process --store postgres --store-url postgres://tms:secret@db.example:5432/tms',
@@ -56,6 +57,12 @@ export default class LabUp extends BaseCommand {
       description: 'where parts run: auto picks docker when an engine answers, else process',
       options: [...RUNTIME_CHOICES],
       default: 'auto',
+    }),
+    replicas: Flags.integer({
+      description: 'swarm: tasks per sample service (the engine spreads calls over them by DNS round robin)',
+      min: 1,
+      max: 5,
+      default: 1,
     }),
     'base-image': Flags.string({
       description:
@@ -95,7 +102,13 @@ export default class LabUp extends BaseCommand {
     const { flags } = await this.parse(LabUp);
     const { runtime, reason } = await chooseRuntime(flags.runtime as RuntimeChoice, {
       ...(flags['base-image'] ? { baseImage: flags['base-image'] } : {}),
+      replicas: flags.replicas,
     });
+    if (flags.replicas !== 1 && runtime.kind !== 'swarm') {
+      this.warn(
+        `--replicas ${flags.replicas} is ignored: only the swarm runtime runs a service as several tasks`,
+      );
+    }
     this.logToStderr(`… runtime ${runtime.kind} (${reason})`);
     if (flags['base-image'] && runtime.kind === 'process') {
       // Said rather than silently dropped: the flag (or TRUSTED_MS_BASE_IMAGE) only shapes Docker images.
@@ -142,8 +155,13 @@ export default class LabUp extends BaseCommand {
     const { state } = result;
     this.log(
       renderTable(
-        ['part', 'kind', 'address', state.runtime === 'docker' ? 'container' : 'pid'],
-        state.parts.map((p) => [p.name, p.kind, p.url, p.containerId?.slice(0, 12) ?? String(p.pid ?? '-')]),
+        ['part', 'kind', 'address', state.runtime === 'process' ? 'pid' : 'container'],
+        state.parts.map((p) => [
+          p.name,
+          p.kind,
+          p.url,
+          p.containerId?.slice(0, 12) ?? p.swarmServiceId?.slice(0, 12) ?? String(p.pid ?? '-'),
+        ]),
       ),
     );
     this.log(

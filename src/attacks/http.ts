@@ -3,7 +3,7 @@ import { networkInterfaces } from 'node:os';
 import { Agent, buildConnector, type Dispatcher, request } from 'undici';
 import { TrustedMsError } from '../errors.js';
 import { type EdgeView, edgeCaPem, edgeConnectOptions } from '../kernel/edge-client.js';
-import type { LabState } from '../kernel/lab-state.js';
+import { inContainers, type LabState } from '../kernel/lab-state.js';
 import type { Attempt, ScenarioContext } from './types.js';
 
 const LOOPBACK = /^127\.0\.0\.(\d{1,3})$/;
@@ -17,7 +17,8 @@ export function assertLabAddress(url: string, lab?: LabState): URL {
   if (lab?.parts.some((p) => p.directUrl !== undefined && new URL(p.directUrl).host === u.host)) return u;
   // A part's own address as the lab's parts reach it (a container's name on the lab network).
   if (
-    lab?.runtime === 'docker' &&
+    lab !== undefined &&
+    inContainers(lab.runtime) &&
     lab.parts.some((p) => p.url.startsWith('http') && new URL(p.url).host === u.host)
   )
     return u;

@@ -10,6 +10,17 @@ import { makeDir, writeFileDurably } from '../fs-sync.js';
 /** `attacker`: a program `attack simulate` runs beside the lab for a while (never in the state file) */
 export type PartKind = 'security' | 'gateway' | 'service' | 'supervisor' | 'sink' | 'attacker';
 
+/**
+ * How the lab's parts run: local processes, containers on one Docker engine, or services of a
+ * Docker Swarm (the services; the parts published on 127.0.0.1 stay containers, docs/swarm.md).
+ */
+export type RuntimeKind = 'process' | 'docker' | 'swarm';
+
+/** Whether the lab's parts are containers on a network of the lab's own (Docker, Swarm). */
+export function inContainers(kind: RuntimeKind): boolean {
+  return kind !== 'process';
+}
+
 export interface PartState {
   name: string;
   kind: PartKind;
@@ -18,6 +29,11 @@ export interface PartState {
   url: string;
   pid?: number;
   containerId?: string;
+  /**
+   * A service run as a Swarm service (swarm runtime): its id. The engine restarts its tasks, each a
+   * new container, so the container measured and logged is looked up from it each time.
+   */
+  swarmServiceId?: string;
   /**
    * Nothing is published for it (a service container): the CLI does not get a port of its own to
    * call, so health is read from its log. The host still sits on the lab's bridge: see directUrl.
@@ -75,11 +91,19 @@ export type LabStoreState =
       server?: { pid: number; clusterDir: string };
     };
 
+/** What the runtime changed in the engine for the lab, beyond the lab's own objects. */
+export interface LabEngineState {
+  /** swarm: the engine was in no swarm and the lab initialised one (`lab down` leaves it) */
+  swarmInitialised: boolean;
+}
+
 /** What `lab up` leaves behind so that any shell can run `lab status`, `logs`, `down`. */
 export interface LabState {
   version: 1;
   labId: string;
-  runtime: 'process' | 'docker';
+  runtime: RuntimeKind;
+  /** what the runtime changed in the engine (swarm) */
+  engine?: LabEngineState;
   /** the preset the lab was started from */
   posture: Posture;
   /** what `--without` removed from the preset */

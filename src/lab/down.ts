@@ -38,8 +38,12 @@ export async function labDown(
   const state = await readLabState(home);
   const removed: string[] = [];
   if (opts.all) {
-    const docker = given?.kind === 'docker' ? given : await runtimeFor('docker').catch(() => undefined);
-    if (docker) removed.push(...(await docker.teardown(undefined)));
+    // The swarm runtime's teardown is the Docker one's plus the labs' services and code images.
+    const engine =
+      given !== undefined && given.kind !== 'process'
+        ? given
+        : await runtimeFor('swarm').catch(() => undefined);
+    if (engine) removed.push(...(await engine.teardown(undefined)));
   }
   if (!state) {
     // A `lab up` killed before it wrote the state file may have started parts already: they are

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errnoCode, TrustedMsError } from '../errors.js';
-import type { LabStoreState } from '../kernel/lab-state.js';
+import type { LabStoreState, RuntimeKind } from '../kernel/lab-state.js';
 import {
   forgetStoreBackend,
   POSTGRES_PASSWORD_FILE,
@@ -37,7 +37,7 @@ const LAB_ROLE = 'trusted_ms';
 export function wantedStore(
   home: string,
   choice: StoreChoice | undefined,
-  runtimeKind: 'process' | 'docker',
+  runtimeKind: RuntimeKind,
 ): StoreChoice {
   const current = readStoreBackend(home);
   const wanted: StoreChoice =
@@ -45,10 +45,10 @@ export function wantedStore(
     (current.kind === 'postgres'
       ? { kind: 'postgres', ...(current.managed ? {} : { url: current.url }) }
       : { kind: 'lowdb' });
-  if (wanted.kind === 'postgres' && runtimeKind === 'docker') {
+  if (wanted.kind === 'postgres' && runtimeKind !== 'process') {
     throw new TrustedMsError(
       'RUNTIME_UNSUPPORTED',
-      '--store postgres is not built for the Docker runtime yet (its PostgreSQL container is a later slice of issue 17)',
+      `--store postgres is not built for the ${runtimeKind === 'swarm' ? 'Swarm' : 'Docker'} runtime yet (its PostgreSQL container is a later slice of issue 17)`,
       { actions: ["use --runtime process, or --store lowdb (the lab home's files)"] },
     );
   }
@@ -65,7 +65,7 @@ export function wantedStore(
 export async function prepareLabStore(
   home: string,
   choice: StoreChoice | undefined,
-  runtimeKind: 'process' | 'docker',
+  runtimeKind: RuntimeKind,
   progress: (step: string) => void,
 ): Promise<LabStoreState> {
   const current = readStoreBackend(home);

@@ -5,7 +5,7 @@ import { partCredentialStrategy } from '../defences/part-credentials.js';
 import { type PeerCallRules, rulesForEdge } from '../defences/peer-calls.js';
 import type { Posture } from '../defences/posture.js';
 import type { Defences } from '../defences/presets.js';
-import type { SecurityReplicaState } from '../kernel/lab-state.js';
+import type { RuntimeKind, SecurityReplicaState } from '../kernel/lab-state.js';
 import type {
   GatewayPartConfig,
   PartConfig,
@@ -94,7 +94,7 @@ export interface LabPlanInput {
   services: ServiceDefinition[];
   /** the topology's per-edge peer policy, written into each callee's measured definition */
   peerCalls?: PeerCallRules;
-  runtimeKind: 'process' | 'docker';
+  runtimeKind: RuntimeKind;
   /** from the runtime (`place`), for every part named by `partsToPlace` */
   placements: ReadonlyMap<string, PartPlacement>;
   secrets: LabSecretFiles;

@@ -1,4 +1,5 @@
 import { TrustedMsError } from '../errors.js';
+import type { RuntimeKind } from '../kernel/lab-state.js';
 import type { StoreChoice } from './lab-store.js';
 
 /** `lab up --security-replicas` without the flag. */
@@ -16,11 +17,7 @@ export function securityPartName(index: number): string {
  * and share logins in (PostgreSQL; the files have one writer), and the Docker runtime does not
  * start them yet (a later slice of issue 17).
  */
-export function checkSecurityReplicas(
-  replicas: number,
-  store: StoreChoice,
-  runtimeKind: 'process' | 'docker',
-): void {
+export function checkSecurityReplicas(replicas: number, store: StoreChoice, runtimeKind: RuntimeKind): void {
   if (!Number.isInteger(replicas) || replicas < 1 || replicas > MAX_SECURITY_REPLICAS) {
     throw new TrustedMsError(
       'USAGE',
@@ -28,10 +25,10 @@ export function checkSecurityReplicas(
     );
   }
   if (replicas === 1) return;
-  if (runtimeKind === 'docker') {
+  if (runtimeKind !== 'process') {
     throw new TrustedMsError(
       'RUNTIME_UNSUPPORTED',
-      '--security-replicas above 1 is not built for the Docker runtime yet (a later slice of issue 17)',
+      `--security-replicas above 1 is not built for the ${runtimeKind} runtime yet (a later slice of issue 17)`,
       { actions: ['use --runtime process --store postgres'] },
     );
   }

@@ -2,7 +2,7 @@ import { type Ablation, defenceList } from '../defences/presets.js';
 import { adminChannel } from '../kernel/admin-channel.js';
 import { type LabState, type LabStoreState, readLabState } from '../kernel/lab-state.js';
 import { type DiskCondition, diskCondition } from './disk.js';
-import type { Runtime } from './runtimes/runtime.js';
+import type { ReplicaCount, Runtime } from './runtimes/runtime.js';
 import { runtimeFor } from './runtimes/select.js';
 import { readRestarts } from './supervisor/restarts.js';
 
@@ -18,6 +18,8 @@ export interface PartStatus {
   lastRestartAt?: string;
   /** the watchman stopped bringing it back (too many deaths in a row) */
   gaveUp?: boolean;
+  /** a Swarm service: its tasks running and wanted, and how many ended (restarted by the engine) */
+  replicas?: ReplicaCount;
   /** the watchman found something else listening on its address while it was dead */
   foreignListener?: { port: number; seenAt: string };
 }
@@ -58,18 +60,22 @@ export async function labStatus(home: string, given?: Runtime): Promise<LabStatu
     diskCondition(home).catch(() => undefined),
   ]);
   const parts = await Promise.all(
-    state.parts.map(async (p) => ({
-      name: p.name,
-      kind: p.kind,
-      url: p.url,
-      ...(p.pid === undefined ? {} : { pid: p.pid }),
-      alive: await runtime.isAlive(p),
-      ...(p.kind === 'service' ? { attestation: attestation.get(p.name) ?? 'unknown' } : {}),
-      restarts: restarts[p.name]?.restarts ?? 0,
-      ...(restarts[p.name]?.lastRestartAt ? { lastRestartAt: restarts[p.name]?.lastRestartAt } : {}),
-      ...(restarts[p.name]?.gaveUp ? { gaveUp: true } : {}),
-      ...(restarts[p.name]?.foreignListener ? { foreignListener: restarts[p.name]?.foreignListener } : {}),
-    })),
+    state.parts.map(async (p) => {
+      const replicas = await runtime.replicaCount?.(p).catch(() => undefined);
+      return {
+        name: p.name,
+        kind: p.kind,
+        url: p.url,
+        ...(p.pid === undefined ? {} : { pid: p.pid }),
+        alive: await runtime.isAlive(p),
+        ...(p.kind === 'service' ? { attestation: attestation.get(p.name) ?? 'unknown' } : {}),
+        restarts: restarts[p.name]?.restarts ?? 0,
+        ...(restarts[p.name]?.lastRestartAt ? { lastRestartAt: restarts[p.name]?.lastRestartAt } : {}),
+        ...(restarts[p.name]?.gaveUp ? { gaveUp: true } : {}),
+        ...(restarts[p.name]?.foreignListener ? { foreignListener: restarts[p.name]?.foreignListener } : {}),
+        ...(replicas === undefined ? {} : { replicas }),
+      };
+    }),
   );
   return {
     running: parts.some((p) => p.alive),

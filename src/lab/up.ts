@@ -112,7 +112,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
   const startedAt = new Date().toISOString();
   const progress = opts.onProgress ?? (() => undefined);
   const identityTtlSeconds = labIdentityTtl(opts.identityTtlSeconds);
-  const runtime = opts.runtime ?? new ProcessRuntime();
+  const runtime: Runtime = opts.runtime ?? new ProcessRuntime();
   await assertPrivateHome(opts.home);
   const securityReplicas = opts.securityReplicas ?? 1;
   checkSecurityReplicas(securityReplicas, wantedStore(opts.home, opts.store, runtime.kind), runtime.kind);
@@ -201,6 +201,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     version: 1,
     labId,
     runtime: runtime.kind,
+    ...(runtime.engineState?.() ? { engine: runtime.engineState() } : {}),
     posture,
     ...(without.length ? { without } : {}),
     defences,

@@ -2,7 +2,7 @@ import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errnoCode, TrustedMsError } from '../errors.js';
 import { makeDir, writeFileDurably } from '../fs-sync.js';
-import { readLabState } from '../kernel/lab-state.js';
+import { inContainers, readLabState } from '../kernel/lab-state.js';
 import { ownerAlive, processStart } from '../kernel/owner-process.js';
 import { openLabStore } from '../store/open.js';
 import { openUserAdmin } from '../users/admin.js';
@@ -118,7 +118,7 @@ export async function recoverLoadRuns(
     if (!own && (await ownerAlive(record.pid, record.pidStart))) continue;
     if (record.clientContainers) {
       const state = await readLabState(home);
-      if (state?.labId === record.labId && state.runtime === 'docker') {
+      if (state?.labId === record.labId && inContainers(state.runtime)) {
         // Loaded on demand: it brings dockerode, which a process lab never needs.
         const { removeClientContainers } = await import('./client-containers.js');
         const n = await removeClientContainers(state);

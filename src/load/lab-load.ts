@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { TrustedMsError } from '../errors.js';
-import { type LabState, readLabState } from '../kernel/lab-state.js';
+import { inContainers, type LabState, readLabState } from '../kernel/lab-state.js';
 import { labTopology, type ServiceDefinition } from '../kernel/topology.js';
 import type { Role } from '../policy/types.js';
 import { openLabStore } from '../store/open.js';
@@ -76,7 +76,7 @@ export async function labLoad(opts: LabLoadOptions): Promise<LabLoadResult> {
     // Load goes only to the lab's own gateway on this machine.
     throw new TrustedMsError('INVALID_INPUT', `the gateway ${state.gatewayUrl} is not on 127.0.0.1`);
   }
-  if (opts.clientContainers && state.runtime !== 'docker') {
+  if (opts.clientContainers && !inContainers(state.runtime)) {
     throw new TrustedMsError(
       'RUNTIME_UNSUPPORTED',
       `client containers need a Docker lab; lab ${state.labId} runs as ${state.runtime}es`,

@@ -1,6 +1,7 @@
 import { randomBytes, randomInt } from 'node:crypto';
 import bcrypt from 'bcryptjs';
 import type { Dispatcher } from 'undici';
+import { inContainers } from '../../kernel/lab-state.js';
 import { openUserAdmin } from '../../users/admin.js';
 import { ATTACKER_ADDRESS, attackerClient } from '../http.js';
 import { labHome } from '../lab-home.js';
@@ -33,7 +34,8 @@ const scratchOf = (ctx: ScenarioContext): Scratch => ctx.scratch as unknown as S
  * itself. Elsewhere (or on Docker, whose port relay shows one address) the attacker's one client.
  */
 function sourceOf(ctx: ScenarioContext, round: number): { client: Dispatcher; own: boolean } {
-  if (process.platform !== 'linux' || ctx.lab.runtime === 'docker') return { client: ctx.client, own: false };
+  if (process.platform !== 'linux' || inContainers(ctx.lab.runtime))
+    return { client: ctx.client, own: false };
   return { client: attackerClient(`127.0.1.${1 + (round % 200)}`, ctx.lab), own: true };
 }
 
@@ -105,7 +107,7 @@ export const enumeration: Scenario = {
     s.samples = samples;
 
     const probe = async (name: string, address: string): Promise<PasswordAnswer> => {
-      const own = process.platform === 'linux' && ctx.lab.runtime !== 'docker';
+      const own = process.platform === 'linux' && !inContainers(ctx.lab.runtime);
       const client = own ? attackerClient(address, ctx.lab) : ctx.client;
       try {
         for (let i = 0; i < LOCKOUT_PROBE_FAILURES; i++) await tryPassword(ctx, name, wrong(), client);
@@ -116,7 +118,7 @@ export const enumeration: Scenario = {
     };
     s.afterFailures = {
       known: await probe(ctx.victim.name, '127.0.1.251'),
-      unknown: await probe(s.unknown, ctx.lab.runtime === 'docker' ? ATTACKER_ADDRESS : '127.0.1.252'),
+      unknown: await probe(s.unknown, inContainers(ctx.lab.runtime) ? ATTACKER_ADDRESS : '127.0.1.252'),
     };
 
     for (const k of KINDS) {

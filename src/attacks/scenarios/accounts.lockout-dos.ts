@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { login } from '../../client/login.js';
+import { inContainers } from '../../kernel/lab-state.js';
 import { ATTACKER_ADDRESS, attackerClient } from '../http.js';
 import { type PasswordAnswer, tryPassword } from '../password-attempt.js';
 import { byDefences, type Scenario, type ScenarioContext, type Verdict } from '../types.js';
@@ -36,7 +37,7 @@ export const lockoutDos: Scenario = {
 
   async detonate(ctx) {
     const s = scratchOf(ctx);
-    const own = process.platform === 'linux' && ctx.lab.runtime !== 'docker';
+    const own = process.platform === 'linux' && !inContainers(ctx.lab.runtime);
     const answers = await Promise.all(
       (own ? SOURCES : [ATTACKER_ADDRESS]).map(async (address) => {
         const client = own ? attackerClient(address, ctx.lab) : ctx.client;

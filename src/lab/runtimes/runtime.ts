@@ -1,12 +1,20 @@
 import type { Posture } from '../../defences/posture.js';
-import type { PartKind, PartState } from '../../kernel/lab-state.js';
+import type { LabEngineState, PartKind, PartState, RuntimeKind } from '../../kernel/lab-state.js';
 import type { EdgeNetwork } from './edge.js';
 
 /** What a runtime measures of a service: its code and, on the process runtime, how it was started. */
 export type MeasuredPart = Pick<
   PartState,
-  'name' | 'appDir' | 'containerId' | 'codeCopy' | 'env' | 'manifest' | 'pid'
+  'name' | 'appDir' | 'containerId' | 'swarmServiceId' | 'codeCopy' | 'env' | 'manifest' | 'pid'
 > & { configFile?: string };
+
+/** A part run as several tasks by the engine (swarm): how many run, are wanted, ended. */
+export interface ReplicaCount {
+  running: number;
+  desired: number;
+  /** tasks that ended while the service was wanted running: each one a restart by the engine */
+  restarted: number;
+}
 
 /** What a runtime needs to start one part of the lab. */
 export interface PartLaunch {
@@ -81,9 +89,11 @@ export interface LabContext {
  * which one it has.
  */
 export interface Runtime {
-  readonly kind: 'process' | 'docker';
+  readonly kind: RuntimeKind;
   /** Programs of the lab's own at addresses of their own (edge.ts); absent when the runtime has none. */
   readonly edge?: EdgeNetwork;
+  /** What prepare() changed in the engine for the lab (a swarm it initialised), for the lab's state. */
+  engineState?(): LabEngineState | undefined;
   /** Once per `lab up`, before any part starts: what the runtime needs (images, networks). */
   prepare(lab: LabContext): Promise<void>;
   /** Addresses for every part of the lab, chosen before any starts. */
@@ -96,6 +106,8 @@ export interface Runtime {
   /** Stops a part; stopping one that is already gone is not an error. */
   stop(part: PartState): Promise<void>;
   isAlive(part: PartState): Promise<boolean>;
+  /** Replicas of a part the engine runs as a service (swarm); undefined for a single process or container. */
+  replicaCount?(part: PartState): Promise<ReplicaCount | undefined>;
   /** Measures a service's code tree from outside the service (attestation). */
   measure(part: MeasuredPart): Promise<string>;
   /**

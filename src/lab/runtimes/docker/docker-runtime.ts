@@ -38,18 +38,18 @@ export const CONTAINER_APP_DIR = '/srv/app';
  * containers through the Engine API, so it stays on this host as a process.
  */
 export class DockerRuntime implements Runtime {
-  readonly kind = 'docker' as const;
+  readonly kind: 'docker' | 'swarm' = 'docker';
   readonly edge: EdgeNetwork = {
     urlOf: (lab, partName) => edgeUrlOf(this, lab, partName),
     startProgram: (lab, spec) => EdgeProgram.start(this, lab, spec),
     removePrograms: (labId, part) => removeEdgePrograms(this, labId, part),
   };
-  private readonly local = new ProcessRuntime();
-  private lab: LabContext | undefined;
+  protected readonly local = new ProcessRuntime();
+  protected lab: LabContext | undefined;
   private images: LabImages | undefined;
-  private readonly published = new Map<string, number>();
+  protected readonly published = new Map<string, number>();
   /** the host port of a part's control-plane listener (the security service's, links:mtls) */
-  private readonly publishedControl = new Map<string, number>();
+  protected readonly publishedControl = new Map<string, number>();
   /** the image services run on in this lab */
   private serviceImage: string | undefined;
 
@@ -103,6 +103,11 @@ export class DockerRuntime implements Runtime {
         ? `built ${this.images.built.join(', ')} (${from}) in ${(this.images.durationMs / 1000).toFixed(1)} s`
         : `images cached (${from}): ${this.images.node}, ${this.images.lab}`,
     );
+    await this.createNetworks(lab);
+  }
+
+  /** The lab's two networks: the services' internal one (no route out) and the published edge. */
+  protected async createNetworks(lab: LabContext): Promise<void> {
     const n = this.names(lab.labId);
     const labels = { [LABEL.lab]: lab.labId, [LABEL.posture]: lab.posture };
     await this.docker.createNetwork({
@@ -112,6 +117,12 @@ export class DockerRuntime implements Runtime {
       CheckDuplicate: true,
       Labels: { ...labels, [LABEL.part]: 'network-internal' },
     });
+    await this.createEdgeNetwork(lab);
+  }
+
+  protected async createEdgeNetwork(lab: LabContext): Promise<void> {
+    const n = this.names(lab.labId);
+    const labels = { [LABEL.lab]: lab.labId, [LABEL.posture]: lab.posture };
     await this.docker.createNetwork({
       Name: n.edge,
       Driver: 'bridge',
@@ -283,7 +294,7 @@ export class DockerRuntime implements Runtime {
    * engine cannot read right now (a removal of it under way) is tried twice more, then reported as
    * not measurable: an engine's hiccup is not a verdict on the service.
    */
-  private async readCodeHash(name: string, containerId: string): Promise<string> {
+  protected async readCodeHash(name: string, containerId: string): Promise<string> {
     let last: unknown;
     for (let attempt = 0; attempt < 3; attempt++) {
       if (attempt > 0) await new Promise((r) => setTimeout(r, 300 * attempt));
@@ -367,7 +378,7 @@ export class DockerRuntime implements Runtime {
     return removed;
   }
 
-  private entryInContainer(launch: PartLaunch): string {
+  protected entryInContainer(launch: PartLaunch): string {
     const inside = (dir: string) => !relative(dir, launch.entry).startsWith('..');
     if (launch.appDir && launch.kind === 'service' && inside(launch.appDir)) {
       return `${CONTAINER_APP_DIR}/${relative(launch.appDir, launch.entry)}`;
@@ -427,7 +438,7 @@ export class DockerRuntime implements Runtime {
     return this.images;
   }
 
-  private requireLab(): LabContext {
+  protected requireLab(): LabContext {
     if (!this.lab)
       throw new TrustedMsError('LAB_START_FAILED', 'the Docker runtime was not prepared for a lab');
     return this.lab;
@@ -435,7 +446,7 @@ export class DockerRuntime implements Runtime {
 }
 
 /** What a started container is, in the lab's state; `internal`: reached on the lab's network only. */
-function partOf(launch: PartLaunch, containerId: string, internal: boolean): PartState {
+export function partOf(launch: PartLaunch, containerId: string, internal: boolean): PartState {
   return {
     name: launch.name,
     kind: launch.kind,

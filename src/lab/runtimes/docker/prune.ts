@@ -32,7 +32,12 @@ export async function pruneLabImages(docker: Dockerode, opts: { all?: boolean } 
   });
   for (const b of builders) await idempotent(() => docker.getContainer(b.Id).remove({ force: true }));
 
-  const images = await docker.listImages({ filters: { label: [LABEL.image] } });
+  // A Swarm lab's code images (labelled with their lab) belong to that lab, which removes them at
+  // `lab down`: one committed a moment ago is not used by any container until its task starts, and
+  // removing it then failed the service's start ("No such image", seen with a prune run meanwhile).
+  const images = (await docker.listImages({ filters: { label: [LABEL.image] } })).filter(
+    (i) => i.Labels?.[LABEL.lab] === undefined,
+  );
   const used = new Set((await docker.listContainers({ all: true })).map((c) => c.ImageID));
   const labImages = images
     .filter((i) => i.Labels?.[LABEL.image] === 'lab')
