@@ -96,8 +96,11 @@ export class MutualTls implements Links {
   }
 
   connect(peer: string): ClientTlsOptions {
-    return clientTlsConnector(this.#identity, this.caPem, peer);
+    return clientTlsConnector(this.#identity, this.caPem, peer, undefined, this.#endClock);
   }
+
+  /** The time a peer certificate's end is judged at: the lab clock's too once it is known (read at each check). */
+  readonly #endClock = (): Date => (this.#now ?? (() => new Date()))();
 
   /** A renewed identity (same SPIFFE id): used from now on, and every listener told. */
   renew(identity: ServiceIdentity): void {
@@ -129,7 +132,7 @@ export class MutualTls implements Links {
   }
 
   connectControlPlane(): ClientTlsOptions {
-    return clientTlsConnector(this.identity, this.caPem, SECURITY_SERVICE, 'security');
+    return clientTlsConnector(this.identity, this.caPem, SECURITY_SERVICE, 'security', this.#endClock);
   }
 }
 

@@ -3,7 +3,7 @@ import type { Dispatcher } from 'undici';
 import { isTrustedMsError, TrustedMsError } from '../errors.js';
 import { loadLabCa } from '../pki/ca.js';
 import { issueServiceCertificate } from '../pki/identity.js';
-import { clientTlsConnector } from '../pki/mtls.js';
+import { certificateEndClock, clientTlsConnector } from '../pki/mtls.js';
 import { runningLabTime } from '../store/lab-clock-mark.js';
 import { type JsonRequest, jsonRequest } from './http-client.js';
 import { type LabState, labDir } from './lab-state.js';
@@ -130,7 +130,7 @@ async function adminDispatcher(home: string, labId: string): Promise<Dispatcher>
     // A stopped (SIGSTOP) security service accepts the connection and never answers the handshake:
     // undici's 10 s default would hold each of storeWriter's health probes that long.
     connect: {
-      ...clientTlsConnector(identity, ca.certPem, 'security', 'security'),
+      ...clientTlsConnector(identity, ca.certPem, 'security', 'security', certificateEndClock(labNow)),
       timeout: CONNECT_TIMEOUT_MS,
     },
   });

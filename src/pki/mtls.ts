@@ -120,6 +120,13 @@ export function clientTlsConnector(
   expectedPeer: string,
   /** also the kind of the server's SPIFFE id (a service named `security` is not the security service) */
   expectedKind?: ServiceKind,
+  /**
+   * When the server certificate's end is judged, besides OpenSSL's wall clock: a part's
+   * `certificateEndClock` (the sixth clock red team, I: during a step back of an hour the gateway
+   * took an impostor on accounts' port with accounts' old key and ended certificate, and sent it a
+   * user's ticket).
+   */
+  endClock?: () => Date,
 ): ClientTlsOptions {
   const own = parseSpiffeId(identity.spiffeId);
   if (own === null) throw new TrustedMsError('INVALID_INPUT', 'this identity has no trusted-ms SPIFFE id');
@@ -144,10 +151,13 @@ export function clientTlsConnector(
     maxCachedSessions: 0,
     checkServerIdentity: (_hostname, cert) => {
       const peer = peerIdentity(cert, labId);
-      if (peer?.name === expectedPeer && (expectedKind === undefined || peer.kind === expectedKind)) {
-        return undefined;
+      if (peer?.name !== expectedPeer || (expectedKind !== undefined && peer.kind !== expectedKind)) {
+        return refused(`the server is not "${expectedPeer}" of this lab`);
       }
-      return refused(`the server is not "${expectedPeer}" of this lab`);
+      if (endClock !== undefined && !(endClock().getTime() <= Date.parse(cert.valid_to))) {
+        return refused(`the certificate of "${expectedPeer}" has ended (on the lab clock)`);
+      }
+      return undefined;
     },
   };
 }

@@ -227,6 +227,23 @@ describe('mutual TLS between lab services', () => {
     expect(authorizePeer(socket!, () => true, { now: certificateEndClock(() => Number.NaN) })).toBe('orders');
   });
 
+  it("a client judges the server certificate's end on its end clock too: an impostor with an ended certificate is refused during a step back (sixth clock red team, I)", async () => {
+    const svc = await startService(customers);
+    const client = (endClock: () => Date) => {
+      const agent = new Agent({
+        connect: clientTlsConnector(orders, ca.certPem, 'customers', undefined, endClock),
+      });
+      cleanups.push(() => agent.destroy());
+      return agent;
+    };
+    // the lab clock past the server certificate's end while this client's wall is not
+    const ended = certificateEndClock(() => customers.notAfter.getTime() + 1000);
+    const err = await get(svc.url, client(ended)).catch((e: unknown) => e);
+    expect(String((err as { cause?: unknown }).cause ?? err)).toMatch(/has ended/);
+    expect(svc.seen.requests).toBe(0);
+    expect((await get(svc.url, client(certificateEndClock(() => Number.NaN)))).status).toBe(200);
+  });
+
   it('gives the gateway kind to allowed()', async () => {
     const gateway = await issueServiceCertificate(ca, { name: 'gateway', kind: 'gateway' });
     const svc = await startService(customers, (_peer, kind) => kind === 'gateway');
