@@ -77,32 +77,19 @@ async function steppedLab(
     step,
     run,
     dirs: lab,
-    /** Kills the security service (SIGKILL) and waits until the watchman has it back and answering. */
-    async restartSecurity(): Promise<void> {
-      const before = (await readLabState(lab.home))?.parts.find((p) => p.name === 'security');
+    /** Kills a part (SIGKILL) and waits until the watchman has it back and answering. */
+    async restart(name: 'security' | 'gateway'): Promise<void> {
+      const before = (await readLabState(lab.home))?.parts.find((p) => p.name === name);
       expect(before?.pid).toBeDefined();
       process.kill(before?.pid as number, 'SIGKILL');
-      await waitFor('the watchman to restart the security service', 60_000, async () => {
+      await waitFor(`the watchman to restart ${name}`, 60_000, async () => {
         const state = await readLabState(lab.home);
-        const now = state?.parts.find((p) => p.name === 'security');
-        if (now?.pid === undefined || now.pid === before?.pid) return undefined;
-        const res = await request(`${state?.securityUrl}/healthz`).catch(() => undefined);
-        await res?.body.dump();
-        return res?.statusCode === 200 ? true : undefined;
-      });
-    },
-    /** Kills the gateway (SIGKILL) and waits until the watchman has it back and answering. */
-    async restartGateway(): Promise<void> {
-      const before = (await readLabState(lab.home))?.parts.find((p) => p.name === 'gateway');
-      expect(before?.pid).toBeDefined();
-      process.kill(before?.pid as number, 'SIGKILL');
-      await waitFor('the watchman to restart the gateway', 60_000, async () => {
-        const state = await readLabState(lab.home);
-        const now = state?.parts.find((p) => p.name === 'gateway');
+        const now = state?.parts.find((p) => p.name === name);
         if (state === undefined || now?.pid === undefined || now.pid === before?.pid) return undefined;
         // edge:tls: the gateway's certificate checked against the lab CA
         await trustLabEdge(state);
-        const res = await request(`${state.gatewayUrl}/healthz`).catch(() => undefined);
+        const url = name === 'security' ? state.securityUrl : state.gatewayUrl;
+        const res = await request(`${url}/healthz`).catch(() => undefined);
         await res?.body.dump();
         return res?.statusCode === 200 ? true : undefined;
       });
@@ -210,7 +197,7 @@ describe.runIf(LIBFAKETIME !== undefined || inCi)('a running lab whose wall cloc
     }
 
     await lab.step('-1h');
-    await lab.restartSecurity();
+    await lab.restart('security');
     // Before: each of these wrote a notBefore an hour before the tickets it must refuse.
     const keys = await cliJson<{ result: { keys: { thumbprint: string }[] } }>(lab.dirs, [
       'user',
@@ -270,7 +257,7 @@ describe.runIf(LIBFAKETIME !== undefined || inCi)('a running lab whose wall cloc
     // restarted gateway's wall clock; it exited CONTROL_PLANE_UNTRUSTED at each start and the
     // watchman gave up on it, so the lab stayed without a gateway after the clock was right.
     await lab.step('-1h');
-    await lab.restartGateway();
+    await lab.restart('gateway');
     await lab.login('bob');
     expect(await call('bob')).toBe('OK');
     await lab.step('+0');
@@ -287,7 +274,7 @@ describe.runIf(LIBFAKETIME !== undefined || inCi)('a running lab whose wall cloc
     await lab.login('alice');
     expect(await call()).toBe('OK');
     await lab.step('-1h');
-    await lab.restartSecurity();
+    await lab.restart('security');
     // the watchman reaches the restarted service during the step (a new admin identity)
     await new Promise((r) => setTimeout(r, 16_000));
     await lab.step('+0');
@@ -328,7 +315,7 @@ describe.runIf(LIBFAKETIME !== undefined || inCi)('a running lab whose wall cloc
     // control-plane certificate was issued on the wall (+2 h), not yet valid once the wall was right
     // again, and bob's login failed SERVICE_UNAVAILABLE.
     await lab.step('+2h');
-    await lab.restartSecurity();
+    await lab.restart('security');
     await lab.step('+0');
     expect(await call('alice')).toBe('OK');
     await lab.login('bob');
