@@ -8,6 +8,7 @@ import { login } from '../../../src/client/login.js';
 import type { Session } from '../../../src/client/session.js';
 import { loadPrivateKeyFile, privateKeyPath } from '../../../src/crypto/keys.js';
 import { adminChannel } from '../../../src/kernel/admin-channel.js';
+import { trustLabEdge } from '../../../src/kernel/edge-client.js';
 import { jsonRequest } from '../../../src/kernel/http-client.js';
 import { type LabState, readLabState } from '../../../src/kernel/lab-state.js';
 import { labDown } from '../../../src/lab/down.js';
@@ -40,6 +41,8 @@ describe
           securityReplicas: 2,
         });
         const state = lab.state;
+        // edge:tls: this test's own requests to the gateway check it against the lab CA
+        await trustLabEdge(state);
         const replicas = state.securityReplicas ?? [];
         expect(replicas.map((r) => r.part)).toEqual(['security', 'security-2']);
         expect(state.parts.filter((p) => p.kind === 'security').map((p) => p.name)).toEqual([
