@@ -94,12 +94,11 @@ describe.sequential('the DoS scenarios against real labs', () => {
       const broken = await runAttacks({ scenarios: DOS, postures: ['trusted'], home });
       expect(broken.postures[0]?.lab).toBe('running');
       for (const r of broken.results) {
-        expect(r, r.id).toMatchObject({
-          posture: 'trusted',
-          expected: 'blocked',
-          outcome: 'succeeded',
-          passed: false,
-        });
+        // Never `blocked`: nothing held the attacker back. `inconclusive` is an honest answer on a
+        // busy machine (a starved flood slowed no one while nothing limited it: CI run 12 on
+        // dos.request-flood, with the edge's TLS on both the flood and the victim).
+        expect(r, r.id).toMatchObject({ posture: 'trusted', expected: 'blocked', passed: false });
+        expect(['succeeded', 'inconclusive'], r.id).toContain(r.outcome);
         expect(r.evidence.measurements?.floodRefused429, r.id).toBe(0);
       }
       expect(broken.ok).toBe(false);
