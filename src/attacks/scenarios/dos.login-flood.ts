@@ -1,8 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import { login } from '../../client/login.js';
-import { openUserAdmin } from '../../users/admin.js';
 import { DOS_RULES, judgeFlood, measureUnderFlood, removeFloodLeftovers } from '../dos.js';
-import { labHome } from '../lab-home.js';
+import { addFreshUsers, freshUsers, removeFreshUsers } from '../fresh-users.js';
 import type { Scenario } from '../types.js';
 
 /**
@@ -28,25 +26,12 @@ export const loginFlood: Scenario = {
 
   async setup(ctx) {
     if (ctx.defences.login !== 'basic') return;
-    // In none the gateway checks a password once and caches it for 60 s: the victim's repeated
-    // logins would measure that cache. Who waits for the password check there is every user
-    // arriving (and everyone once a minute), so the legitimate logins are of fresh users.
-    const admin = await openUserAdmin(await labHome(ctx.lab));
-    const users = Array.from({ length: FRESH_USERS }, (_, i) => ({
-      name: `tms-dos-user-${i}`,
-      role: 'analyst',
-      password: randomBytes(12).toString('base64url'),
-    }));
-    ctx.scratch.fresh = users;
-    for (const u of users) {
-      await admin.removeUser(u.name).catch(() => undefined);
-      await admin.addUser(u);
-    }
+    await addFreshUsers(ctx, 'tms-dos-user', FRESH_USERS);
   },
 
   async detonate(ctx) {
     const { lab, victim } = ctx;
-    const fresh = (ctx.scratch.fresh as { name: string; password: string }[] | undefined) ?? [];
+    const fresh = freshUsers(ctx);
     let next = 0;
     await measureUnderFlood(ctx, {
       legitAction: fresh.length > 0 ? 'a user who has not logged in yet logs in' : 'the victim logs in',
@@ -74,10 +59,7 @@ export const loginFlood: Scenario = {
 
   async revert(ctx) {
     await removeFloodLeftovers(ctx);
-    const fresh = ctx.scratch.fresh as { name: string }[] | undefined;
-    if (fresh === undefined) return;
-    const admin = await openUserAdmin(await labHome(ctx.lab));
-    await Promise.all(fresh.map((u) => admin.removeUser(u.name).catch(() => undefined)));
+    await removeFreshUsers(ctx);
   },
 
   judge: judgeFlood(DOS_RULES.login),

@@ -1,10 +1,9 @@
-import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { login } from '../../client/login.js';
 import { isTrustedMsError, TrustedMsError } from '../../errors.js';
 import { type PartState, readLabState } from '../../kernel/lab-state.js';
-import { openUserAdmin } from '../../users/admin.js';
+import { addFreshUsers, freshUsers, removeFreshUsers } from '../fresh-users.js';
 import { labHome } from '../lab-home.js';
 import type { Scenario, ScenarioContext, Verdict } from '../types.js';
 
@@ -53,23 +52,13 @@ export const securityReplicaDown: Scenario = {
 
   async setup(ctx) {
     if (ctx.defences.login !== 'basic') return;
-    const admin = await openUserAdmin(await labHome(ctx.lab));
-    const users = Array.from({ length: FRESH_USERS }, (_, i) => ({
-      name: `tms-down-user-${i}`,
-      role: 'analyst',
-      password: randomBytes(12).toString('base64url'),
-    }));
-    ctx.scratch.fresh = users;
-    for (const u of users) {
-      await admin.removeUser(u.name).catch(() => undefined);
-      await admin.addUser(u);
-    }
+    await addFreshUsers(ctx, 'tms-down-user', FRESH_USERS);
   },
 
   async detonate(ctx) {
     const { lab, victim } = ctx;
     const target = `${lab.gatewayUrl}/auth/*`;
-    const fresh = (ctx.scratch.fresh as { name: string; password: string }[] | undefined) ?? [];
+    const fresh = freshUsers(ctx);
     let next = 0;
     const logIn = async (): Promise<unknown> => {
       if (fresh.length === 0) return login(lab, victim.name, victim.password, victim.privateKey);
@@ -173,14 +162,6 @@ async function securityBack(ctx: ScenarioContext): Promise<void> {
     await sleep(250);
   }
   throw new TrustedMsError('LAB_NOT_RESTORED', `${outage.killed.name} did not come back after it was killed`);
-}
-
-async function removeFreshUsers(ctx: ScenarioContext): Promise<void> {
-  const fresh = ctx.scratch.fresh as { name: string }[] | undefined;
-  if (fresh === undefined) return;
-  const admin = await openUserAdmin(await labHome(ctx.lab));
-  await Promise.all(fresh.map((u) => admin.removeUser(u.name).catch(() => undefined)));
-  ctx.scratch.fresh = undefined;
 }
 
 /** The first security service of the lab as it is now (a restart since `lab up` has a new pid). */
