@@ -30,6 +30,12 @@ export interface PartState {
   pid?: number;
   containerId?: string;
   /**
+   * This start of the part (a new one at every start: the container's id on Docker). A measurement
+   * names the start it measured, so that one of an earlier start delivered late (a watchman round
+   * that read the old process just before a restart replaced it) is not taken for this one.
+   */
+  launch?: string;
+  /**
    * A service run as a Swarm service (swarm runtime): its id. The engine restarts its tasks, each a
    * new container, so the container measured and logged is looked up from it each time.
    */

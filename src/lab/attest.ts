@@ -21,6 +21,11 @@ export interface ServiceAttestation {
    */
   deferred?: string;
   /**
+   * The security service dropped this measurement: a later start of the service had been reported
+   * by then (a restart while the round measured), so it was about a program that no longer runs.
+   */
+  late?: true;
+  /**
    * Untrusted: which parts of what runs differ from what was registered, as the runtime tells
    * (`code`, `interpreter`, `argv`, `env.<NAME>`, `config.<key>`, `readback.exe`,
    * `readback.cmdline`, `readback.environ.<NAME>`; Runtime.explain).
@@ -43,7 +48,11 @@ function pick(state: LabState, names: string[] | 'all'): PartState[] {
 }
 
 interface Measured {
-  measured: { name: string; hash: string }[];
+  /**
+   * `launch`: the start measured (PartState.launch); `ends`: the start it replaced, when this is a
+   * restart's own measurement. The security service drops a report of an ended start delivered late.
+   */
+  measured: { name: string; hash: string; launch?: string; ends?: string }[];
   deferred: { name: string; reason: string }[];
 }
 
@@ -56,6 +65,7 @@ async function measureAll(
   runtime: Runtime,
   parts: PartState[],
   fresh?: (name: string) => Promise<PartState | undefined>,
+  replaced?: PartState,
 ): Promise<Measured> {
   const out: Measured = { measured: [], deferred: [] };
   await Promise.all(
@@ -67,7 +77,14 @@ async function measureAll(
       const attempts = fresh ? 5 : 2;
       for (let attempt = 1; ; attempt++) {
         try {
-          out.measured.push({ name: p.name, hash: await runtime.measure(p) });
+          const hash = await runtime.measure(p);
+          const ends = replaced?.name === p.name ? replaced.launch : undefined;
+          out.measured.push({
+            name: p.name,
+            hash,
+            ...(p.launch ? { launch: p.launch } : {}),
+            ...(ends !== undefined && ends !== p.launch ? { ends } : {}),
+          });
           return;
         } catch (err) {
           if (!isTrustedMsError(err, 'MEASUREMENT_DEFERRED')) throw err;
@@ -118,7 +135,7 @@ export async function registerParts(
   const measured = requireMeasured(await measureAll(runtime ?? (await runtimeFor(state.runtime)), deployed));
   const admin = await adminChannel(home, state);
   const res = await admin.call<{ services: ServiceAttestation[] }>('/v1/admin/services/register', {
-    body: { services: measured },
+    body: { services: measured.map(({ name, hash }) => ({ name, hash })) },
   });
   return res.services;
 }
@@ -156,6 +173,22 @@ export async function verifyParts(
 }
 
 /**
+ * A restart's own measurement of the start it made (before it runs, and as it runs): as
+ * verifyParts, naming the start it replaced, so that a measurement of that one (a watchman round
+ * that read the old process just before it stopped) delivered after this is dropped.
+ */
+export async function verifyRestart(
+  home: string,
+  state: LabState,
+  next: PartState,
+  replaced: PartState,
+  runtime?: Runtime,
+): Promise<ServiceAttestation | undefined> {
+  const { services } = await measureAndReport(home, state, [next], false, runtime, undefined, replaced);
+  return services[0];
+}
+
+/**
  * As verifyParts, and (links:mtls) a new identity for each part whose measurement just passed and
  * that is not quarantined: the security service decides, from this very measurement. What the
  * watchman's renewals ask (src/lab/supervisor/renewal.ts).
@@ -176,9 +209,10 @@ async function measureAndReport(
   issueIdentity: boolean,
   runtime?: Runtime,
   fresh?: (name: string) => Promise<PartState | undefined>,
+  replaced?: PartState,
 ): Promise<{ services: ServiceAttestation[]; identities: Record<string, ServiceIdentity> }> {
   const rt = runtime ?? (await runtimeFor(state.runtime));
-  const { measured, deferred } = await measureAll(rt, parts, fresh);
+  const { measured, deferred } = await measureAll(rt, parts, fresh, replaced);
   const reported =
     measured.length === 0
       ? { services: [], identities: {} }

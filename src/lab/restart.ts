@@ -7,7 +7,7 @@ import { type LabState, labDir, type PartState, readLabState, writeLabState } fr
 import type { ServicePartConfig } from '../kernel/part-config.js';
 import { readIdentity } from '../pki/identity-files.js';
 import { clientTlsConnector } from '../pki/mtls.js';
-import { registerParts, verifyParts } from './attest.js';
+import { registerParts, verifyRestart } from './attest.js';
 import { serviceMounts } from './plan.js';
 import { waitHealthy, waitReady } from './readiness.js';
 import { markRestarting } from './restart-intent.js';
@@ -129,8 +129,7 @@ async function restartStopped(
   const beforeRun = async (next: PartState): Promise<void> => {
     if (!measuredByRuntime(lab.defences.attestation)) return;
     const state = (await readLabState(home)) ?? lab;
-    const services = await verifyParts(home, state, [next], runtime);
-    attestation = services[0]?.state;
+    attestation = (await verifyRestart(home, state, next, old, runtime))?.state;
   };
 
   const entry = opts.entry ?? join(old.appDir, 'service.mjs');

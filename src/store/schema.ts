@@ -47,7 +47,11 @@ export interface ServiceRecord {
     measuredHash: string;
     measuredAt: string;
     measuredBy: 'runtime' | 'self';
+    /** the start measured (PartState.launch), when the runtime named it */
+    launch?: string;
   };
+  /** starts replaced by a later one (newest last, a few): a report of one of them changes nothing */
+  endedLaunches?: string[];
 }
 
 export interface StoreData {

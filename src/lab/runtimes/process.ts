@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
 import { open, readdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -89,6 +89,8 @@ export class ProcessRuntime implements Runtime {
     }
     const started = {
       ...partOf(launch),
+      // Named before the process exists: the measurement before it runs reports this start.
+      launch: randomUUID(),
       ...(codeCopy ? { codeCopy } : {}),
       ...(manifest ? { manifest } : {}),
     };

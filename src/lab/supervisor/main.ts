@@ -17,7 +17,7 @@ import { runningLabTime } from '../../store/lab-clock-mark.js';
 import {
   renewUnmeasuredIdentity,
   type ServiceAttestation,
-  verifyParts,
+  verifyRestart,
   verifyPartsForIdentity,
   verifyServices,
 } from '../attest.js';
@@ -227,7 +227,7 @@ async function respawn(
   const measure = (when: string) =>
     trusted && part.kind === 'service'
       ? async (next: PartState): Promise<void> => {
-          const [measured] = await verifyParts(home, state, [next], runtime);
+          const measured = await verifyRestart(home, state, next, part, runtime);
           log(`watchman: ${part.name} measured ${when}: ${verdict(measured)}`);
         }
       : undefined;
@@ -278,10 +278,11 @@ async function attestRound(): Promise<void> {
   attesting = true;
   try {
     const { services, durationMs } = await verifyServices(home, 'all');
-    const bad = services.filter((s) => !isAttested(s.state) && !s.deferred).map(named);
+    const bad = services.filter((s) => !isAttested(s.state) && !s.deferred && !s.late).map(named);
     const later = services.filter((s) => s.deferred).map((s) => s.name);
+    const replaced = services.filter((s) => s.late).map((s) => s.name);
     log(
-      `attested ${services.length - later.length} services in ${durationMs.toFixed(0)} ms${bad.length ? `; untrusted: ${bad.join(', ')}` : ''}${later.length ? `; not measurable right now: ${later.join(', ')}` : ''}`,
+      `attested ${services.length - later.length - replaced.length} services in ${durationMs.toFixed(0)} ms${bad.length ? `; untrusted: ${bad.join(', ')}` : ''}${later.length ? `; not measurable right now: ${later.join(', ')}` : ''}${replaced.length ? `; restarted while measured (dropped): ${replaced.join(', ')}` : ''}`,
     );
   } catch (err) {
     log(`attestation round failed: ${(err as Error).message}`);

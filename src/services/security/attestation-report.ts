@@ -15,14 +15,18 @@ export async function reportAndIssue(
   const statuses = await ctx.registry.report(reports);
   // All at once: the audit log queues the appends itself (one line each, in order).
   await Promise.all(
-    statuses.map((s) =>
+    statuses.map((s, i) =>
       ctx.audit({
         actor: reports[0]?.by === 'self' ? s.name : 'runtime',
         action: 'service.attest',
         target: s.name,
-        outcome: isAttested(s.state) ? 'ok' : 'denied',
-        ...(isAttested(s.state) ? {} : { code: 'ATTESTATION_MISMATCH' }),
-        detail: { measured: s.measuredHash, expected: s.expectedHash },
+        outcome: isAttested(s.state) && !s.late ? 'ok' : 'denied',
+        ...(s.late ? { code: 'LAUNCH_ENDED' } : isAttested(s.state) ? {} : { code: 'ATTESTATION_MISMATCH' }),
+        detail: {
+          measured: reports[i]?.hash,
+          expected: s.expectedHash,
+          ...(reports[i]?.launch !== undefined ? { launch: reports[i]?.launch } : {}),
+        },
       }),
     ),
   );
@@ -34,6 +38,7 @@ export async function reportAndIssue(
       // A record under a part's name (a store from before names were refused) gets no identity either.
       if (
         isAttested(s.state) &&
+        !s.late &&
         !ctx.revocations.quarantined(s.name) &&
         !NON_SERVICE_PART_NAMES.includes(s.name)
       )

@@ -12,13 +12,25 @@ export interface ServiceStatus {
   measuredHash?: string;
   measuredAt?: string;
   measuredBy?: 'runtime' | 'self';
+  /**
+   * This report measured a start of the service that has since been replaced (the restart that
+   * replaced it said so in its own report): it changed nothing, and the status is the current one.
+   */
+  late?: true;
 }
 
 export interface AttestationReport {
   name: string;
   hash: string;
   by: 'runtime' | 'self';
+  /** the start of the service that was measured (PartState.launch); absent for a self-report */
+  launch?: string;
+  /** the start this one replaced (a restart's own report): reports of it are dropped from now on */
+  ends?: string;
 }
+
+/** Ended starts remembered per service: a late report is one round (seconds) behind, not more. */
+const ENDED_LAUNCHES_KEPT = 8;
 
 /**
  * The service registry: expected code hashes (in the store) and the latest measurement of each.
@@ -53,7 +65,13 @@ export class ServiceRegistry {
     await this.store.update((data) => {
       for (const { name, hash } of entries) {
         const previous = Object.hasOwn(data.services, name) ? data.services[name] : undefined;
-        data.services[name] = { name, expectedHash: hash, registeredAt: at };
+        data.services[name] = {
+          name,
+          expectedHash: hash,
+          registeredAt: at,
+          // still ended: a registration does not make a replaced start's late report current
+          ...(previous?.endedLaunches ? { endedLaunches: previous.endedLaunches } : {}),
+        };
         // Re-registering the hash just measured makes the service trusted again.
         if (previous?.attestation?.measuredHash === hash) {
           data.services[name].attestation = { ...previous.attestation, state: 'trusted' };
@@ -68,12 +86,36 @@ export class ServiceRegistry {
   async report(reports: AttestationReport[]): Promise<ServiceStatus[]> {
     for (const { name } of reports) refuseNonServiceName(name);
     const at = this.store.now().toISOString();
+    const late = new Set<string>();
     await this.store.update((data) => {
       for (const r of reports) {
         const record = Object.hasOwn(data.services, r.name) ? data.services[r.name] : undefined;
+        if (record !== undefined && r.launch !== undefined) {
+          // A watchman round can measure the old process (or container) just before a restart
+          // replaces it and deliver after the restart's own report: that verdict is about a
+          // program that no longer runs, and taking it would undo the new start's (the Docker
+          // catalog once had a tampered service called trusted that way on a busy machine).
+          if (record.endedLaunches?.includes(r.launch)) {
+            late.add(r.name);
+            continue;
+          }
+        }
+        // Only the start that replaced one says it ended (a restart knows what it stopped): a late
+        // report must never end the start that runs now.
+        if (record !== undefined && r.ends !== undefined && r.ends !== r.launch) {
+          const ended = (record.endedLaunches ?? []).filter((l) => l !== r.ends);
+          record.endedLaunches = [...ended, r.ends].slice(-ENDED_LAUNCHES_KEPT);
+        }
         const state: AttestationState =
           record === undefined ? 'unknown' : record.expectedHash === r.hash ? 'trusted' : 'untrusted';
-        if (record) record.attestation = { state, measuredHash: r.hash, measuredAt: at, measuredBy: r.by };
+        if (record)
+          record.attestation = {
+            state,
+            measuredHash: r.hash,
+            measuredAt: at,
+            measuredBy: r.by,
+            ...(r.launch !== undefined ? { launch: r.launch } : {}),
+          };
       }
     });
     await this.load();
@@ -88,7 +130,10 @@ export class ServiceRegistry {
         });
       }
     }
-    return reports.map((r) => this.#status.get(r.name) as ServiceStatus);
+    return reports.map((r) => {
+      const status = this.#status.get(r.name) as ServiceStatus;
+      return late.has(r.name) ? { ...status, late: true } : status;
+    });
   }
 
   /** attestation:self: a service vouches for itself; otherwise only outside measurements count. */

@@ -214,6 +214,44 @@ describe('security service, trusted posture', () => {
     ]);
   });
 
+  it('drops a measurement of a start that a restart replaced, delivered after the restart was reported', async () => {
+    await jsonRequest(`${env.url}/v1/admin/services/register`, {
+      token: TOKEN,
+      body: { services: [{ name: 'orders', hash: 'sha256:aa' }] },
+    });
+    const report = (hash: string, launch?: string, ends?: string) =>
+      jsonRequest<{ services: { name: string; state: string; late?: boolean }[] }>(
+        `${env.url}/v1/admin/attestations`,
+        {
+          token: TOKEN,
+          body: {
+            reports: [{ name: 'orders', hash, ...(launch ? { launch } : {}), ...(ends ? { ends } : {}) }],
+          },
+        },
+      );
+    // Start 1 was never reported (lab up registers, the first round comes later); the restart's
+    // own report of start 2, the tampered code, names the start it replaced...
+    expect((await report('sha256:XX', 'start-2', 'start-1')).services[0]).toMatchObject({
+      state: 'untrusted',
+    });
+    // ...then a watchman round's measurement of start 1, taken before the restart, arrives.
+    const late = (await report('sha256:aa', 'start-1')).services[0];
+    expect(late).toMatchObject({ state: 'untrusted', late: true });
+    // The current start's own measurements still count, either way.
+    expect((await report('sha256:aa', 'start-2')).services[0]).toMatchObject({ state: 'trusted' });
+    expect((await report('sha256:XX', 'start-2')).services[0]).toMatchObject({ state: 'untrusted' });
+    // A report of another start that no restart ended is taken (it cannot end the current one).
+    expect((await report('sha256:aa', 'start-9')).services[0]).toMatchObject({ state: 'trusted' });
+    expect((await report('sha256:XX', 'start-2')).services[0]).toMatchObject({ state: 'untrusted' });
+    // Nor does a registration forget what ended; a report naming no start is taken as before.
+    await jsonRequest(`${env.url}/v1/admin/services/register`, {
+      token: TOKEN,
+      body: { services: [{ name: 'orders', hash: 'sha256:aa' }] },
+    });
+    expect((await report('sha256:XX', 'start-1')).services[0]).toMatchObject({ late: true });
+    expect((await report('sha256:aa')).services[0]).toMatchObject({ state: 'trusted' });
+  });
+
   it('answers malformed bodies with 400 and a code', async () => {
     for (const body of [
       {},

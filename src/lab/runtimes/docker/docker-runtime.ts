@@ -453,6 +453,8 @@ export function partOf(launch: PartLaunch, containerId: string, internal: boolea
     port: launch.port,
     url: launch.url,
     containerId,
+    // A restart makes a new container, so its id names this start.
+    ...(containerId !== '' ? { launch: containerId } : {}),
     configFile: launch.configFile,
     logFile: launch.logFile,
     ...(launch.appDir ? { appDir: launch.appDir } : {}),

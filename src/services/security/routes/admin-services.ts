@@ -9,7 +9,12 @@ import { NAME } from '../schemas.js';
 
 /** Admin (behind the lab token, see admin.ts): registering services, their measurements, identities. */
 export const adminServiceRoutes: FastifyPluginAsync<SecurityContext> = async (admin, ctx) => {
-  admin.post<{ Body: { reports: { name: string; hash: string }[]; issueIdentity?: boolean } }>(
+  admin.post<{
+    Body: {
+      reports: { name: string; hash: string; launch?: string; ends?: string }[];
+      issueIdentity?: boolean;
+    };
+  }>(
     '/v1/admin/attestations',
     {
       schema: {
@@ -23,7 +28,12 @@ export const adminServiceRoutes: FastifyPluginAsync<SecurityContext> = async (ad
               items: {
                 type: 'object',
                 required: ['name', 'hash'],
-                properties: { name: NAME, hash: { type: 'string', maxLength: 128 } },
+                properties: {
+                  name: NAME,
+                  hash: { type: 'string', maxLength: 128 },
+                  launch: { type: 'string', minLength: 1, maxLength: 128 },
+                  ends: { type: 'string', minLength: 1, maxLength: 128 },
+                },
               },
             },
             issueIdentity: { type: 'boolean' },
