@@ -11,6 +11,12 @@ export const HOLD_MS = 20_000;
 export const CONFIRM_MS = 1000;
 /** Part names remembered for confirmations (they are self-declared: bounded). */
 const MAX_PARTS = 1000;
+/**
+ * A part answered this recently and not back yet is between two polls (applying the list it got):
+ * a change waits for its confirmation too, not only for the polls held at that moment. A busy
+ * machine stretches that moment, and the change's answer counted such a part out.
+ */
+const BETWEEN_POLLS_MS = 5000;
 /** Polls held at once; beyond, answered at once (the lab has ~21 listeners; a flood must not pile up). */
 const MAX_WAITERS = 1000;
 
@@ -38,6 +44,8 @@ export class RevocationBook {
   /** part → the highest version number it said it holds */
   readonly #held = new Map<string, number>();
   readonly #pending = new Set<PendingConfirmation>();
+  /** part → when its last poll was answered, while it has not asked again (BETWEEN_POLLS_MS) */
+  readonly #answered = new Map<string, number>();
 
   readonly #namesUntrusted: boolean;
 
@@ -125,6 +133,11 @@ export class RevocationBook {
   async publish(): Promise<Propagation> {
     const expected = new Set<string>();
     for (const w of this.#waiters) if (w.part !== undefined) expected.add(w.part);
+    const since = performance.now() - BETWEEN_POLLS_MS;
+    for (const [part, at] of this.#answered) {
+      if (at >= since) expected.add(part);
+      else this.#answered.delete(part);
+    }
     await this.load();
     const t0 = performance.now();
     const n = this.#n;
@@ -158,18 +171,24 @@ export class RevocationBook {
     part: string | undefined,
     onClose: (cb: () => void) => void,
   ): Promise<RevocationList> | RevocationList {
+    if (part !== undefined) this.#answered.delete(part);
     if (part !== undefined && since !== undefined) this.#confirm(part, since);
-    if (since !== this.#list.version || this.#waiters.size >= MAX_WAITERS) return this.#list;
+    if (since !== this.#list.version || this.#waiters.size >= MAX_WAITERS) {
+      this.#answering(part);
+      return this.#list;
+    }
     return new Promise((resolve) => {
       const waiter: Waiter = {
         part,
         done: (list) => {
           clearTimeout(timer);
+          this.#answering(part);
           resolve(list);
         },
       };
       const timer = setTimeout(() => {
         this.#waiters.delete(waiter);
+        this.#answering(part);
         resolve(this.#list);
       }, HOLD_MS);
       this.#waiters.add(waiter);
@@ -184,6 +203,13 @@ export class RevocationBook {
   releaseAll(): void {
     for (const w of this.#waiters) w.done(this.#list);
     this.#waiters.clear();
+  }
+
+  /** A named part's poll is answered: until it asks again, it is between polls. */
+  #answering(part: string | undefined): void {
+    if (part === undefined) return;
+    if (!this.#answered.has(part) && this.#answered.size >= MAX_PARTS) this.#answered.clear();
+    this.#answered.set(part, performance.now());
   }
 
   #confirm(part: string, since: string): void {
