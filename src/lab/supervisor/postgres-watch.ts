@@ -64,7 +64,7 @@ export class LabPostgresWatch {
       started = await this.#start(clusterDir, Number(new URL(store.where).port));
     } catch (err) {
       this.#log(`watchman: postgres could not be restarted: ${(err as Error).message}`);
-      this.#schedule(pid, performance.now(), record, 'failed to restart');
+      this.#schedule(pid, now, record, 'failed to restart');
       return undefined;
     }
     this.#seen = undefined;

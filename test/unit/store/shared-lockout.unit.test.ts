@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { SharedLockout } from '../../../src/defences/shared-lockout.js';
+import { SMART_LOCKOUT_POLICY } from '../../../src/defences/smart-lockout.js';
 import { PostgresLabStore } from '../../../src/store/postgres/postgres-lab-store.js';
 import { requirePostgresOrSkip, startTestPostgres, type TestPostgres } from '../../support/postgres.js';
 
@@ -118,6 +119,33 @@ describe.runIf(run)('the smart lock-out in PostgreSQL, one budget for every repl
     clock.now -= 3600_000;
     expect(await codeOf(a.check('alice', ATTACKER))).toBe('ACCOUNT_LOCKED');
     clock.now += 1000;
+    expect(await codeOf(b.check('alice', ATTACKER))).toBeUndefined();
+  });
+
+  it('the sweep forgets only what refuses nothing any more', async () => {
+    const [a, b] = [replica(), replica()];
+    for (let i = 0; i < 5; i++) await a.failed('alice', ATTACKER);
+    await a.failed('old', '127.0.0.5');
+    await a.succeeded('alice', HOME);
+    const store = stores[0] as PostgresLabStore;
+    const rows = async () => {
+      const db = await server.admin(new URL(url).pathname.slice(1));
+      try {
+        const f = await db.query<{ key: string }>(
+          'SELECT meter, key FROM login_failures ORDER BY meter, key',
+        );
+        const fam = await db.query<{ key: string }>('SELECT key FROM login_familiar');
+        return { failures: f.rows.map((r) => r.key), familiar: fam.rows.map((r) => r.key) };
+      } finally {
+        await db.end();
+      }
+    };
+    await store.replicas.lockout.sweep(SMART_LOCKOUT_POLICY, clock.now + 1000);
+    expect((await rows()).failures).toHaveLength(4);
+    // An hour and a bit later: every failure is forgotten; alice's familiar address stays 30 days.
+    await store.replicas.lockout.sweep(SMART_LOCKOUT_POLICY, clock.now + 3600_000 + 2000);
+    expect(await rows()).toEqual({ failures: [], familiar: [`${HOME} alice`] });
+    clock.now += 3600_000 + 2000;
     expect(await codeOf(b.check('alice', ATTACKER))).toBeUndefined();
   });
 
