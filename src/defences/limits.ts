@@ -2,7 +2,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { TrustedMsError } from '../errors.js';
 import type { Defences } from './presets.js';
 import { KeyedConcurrency, RateLimiter } from './rate-limit.js';
-import { type LockoutPersistence, SmartLockout } from './smart-lockout.js';
+import { type LockoutTable, SharedLockout } from './shared-lockout.js';
+import { type LockoutPersistence, type LoginLockout, SmartLockout } from './smart-lockout.js';
 
 /**
  * The `limits` defence at the gateway: what a client address and a user may send, and how logins
@@ -181,25 +182,36 @@ export function gatewayLimits(choice: Defences['limits'], config: GatewayLimitCo
  * (each costs ~60 ms of CPU); the smart lock-out, by (user, source) and by source, never by account
  * alone; and password checks that cost and answer the same for every name (`uniformChecks`: an
  * unknown user, a scrypt user and an imported bcrypt user alike, docs/accounts.md). `off`: none.
+ * The lock-out's meters are the shared store's when it has a table for them (`sharedMeters`:
+ * replicas on PostgreSQL count every try once, whichever replica it reached), else this process's,
+ * saved to `persistence`.
  */
 export interface SecurityLimits {
   perClient?: RateLimiter;
-  lockout?: SmartLockout;
+  lockout?: LoginLockout;
   uniformChecks: boolean;
 }
 
 export function securityLimits(
   choice: Defences['limits'],
-  opts: { now?: () => number; wall?: () => number; persistence?: LockoutPersistence } = {},
+  opts: {
+    now?: () => number;
+    wall?: () => number;
+    persistence?: LockoutPersistence;
+    sharedMeters?: { table: LockoutTable; now?: () => number };
+  } = {},
 ): SecurityLimits {
   if (choice === 'off') return { uniformChecks: false };
   return {
     perClient: new RateLimiter(20, 40, opts.now),
-    lockout: new SmartLockout({
-      ...(opts.now ? { now: opts.now } : {}),
-      ...(opts.wall ? { wall: opts.wall } : {}),
-      ...(opts.persistence ? { persistence: opts.persistence } : {}),
-    }),
+    lockout:
+      opts.sharedMeters !== undefined
+        ? new SharedLockout(opts.sharedMeters)
+        : new SmartLockout({
+            ...(opts.now ? { now: opts.now } : {}),
+            ...(opts.wall ? { wall: opts.wall } : {}),
+            ...(opts.persistence ? { persistence: opts.persistence } : {}),
+          }),
     uniformChecks: true,
   };
 }

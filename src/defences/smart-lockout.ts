@@ -65,9 +65,33 @@ export interface LockoutPersistence {
   save(state: SmartLockoutState): Promise<void>;
 }
 
-const pairKey = (user: string, source: string): string => `${source} ${user}`;
+/**
+ * What the security service asks of a lock-out, whichever keeps the meters: SmartLockout (one
+ * security service, in memory and saved to the home's file) or SharedLockout (replicas on
+ * PostgreSQL, every meter in the store). `failed` and `succeeded` resolve once the change counts
+ * for the next `check`, at any replica.
+ */
+export interface LoginLockout {
+  check(user: string, source: string): Promise<void>;
+  failed(user: string, source: string): Promise<void>;
+  succeeded(user: string, source: string): Promise<void>;
+  close(): Promise<void>;
+}
 
-export class SmartLockout {
+/** The refusals of a blocked meter: the same words for every name, existing or not. */
+export function accountLocked(): TrustedMsError {
+  return new TrustedMsError('ACCOUNT_LOCKED', 'too many failed logins: try again later');
+}
+export function sourceLocked(): TrustedMsError {
+  return new TrustedMsError('RATE_LIMITED', 'too many failed logins from this address: try again later');
+}
+
+/** How long a familiar source stays unrefreshed: a login writes nothing more often than this. */
+export const FAMILIAR_REFRESH_MS = 24 * 3600_000;
+
+export const pairKey = (user: string, source: string): string => `${source} ${user}`;
+
+export class SmartLockout implements LoginLockout {
   readonly #policy: SmartLockoutPolicy;
   readonly #now: () => number;
   readonly #wall: () => number;
@@ -107,16 +131,15 @@ export class SmartLockout {
   async check(user: string, source: string): Promise<void> {
     await this.#load();
     const t = this.#now();
-    if (blocked(this.#pairs.get(pairKey(user, source)), t)) {
-      throw new TrustedMsError('ACCOUNT_LOCKED', 'too many failed logins: try again later');
-    }
-    if (blocked(this.#sources.get(source), t) && !this.#isFamiliar(user, source, t)) {
-      throw new TrustedMsError('RATE_LIMITED', 'too many failed logins from this address: try again later');
-    }
+    if (blocked(this.#pairs.get(pairKey(user, source)), t)) throw accountLocked();
+    if (blocked(this.#sources.get(source), t) && !this.#isFamiliar(user, source, t)) throw sourceLocked();
   }
 
-  /** A wrong password, or a signature by the wrong key, for `user` from `source`. */
-  failed(user: string, source: string): void {
+  /**
+   * A wrong password, or a signature by the wrong key, for `user` from `source`. Counted in memory
+   * before it returns (the disk follows within saveDelayMs).
+   */
+  async failed(user: string, source: string): Promise<void> {
     const t = this.#now();
     this.#count(this.#pairs, pairKey(user, source), this.#policy.pairFreeFailures, t);
     this.#count(this.#sources, source, this.#policy.sourceFreeFailures, t);
@@ -128,12 +151,12 @@ export class SmartLockout {
    * and the source becomes familiar. Writes nothing when nothing changes that matters (a familiar
    * source is refreshed at most once a day), so a login costs no store write.
    */
-  succeeded(user: string, source: string): void {
+  async succeeded(user: string, source: string): Promise<void> {
     const t = this.#now();
     const key = pairKey(user, source);
     const hadFailures = this.#pairs.delete(key);
     const since = this.#familiar.get(key);
-    if (!hadFailures && since !== undefined && t - since < 24 * 3600_000 && t >= since) return;
+    if (!hadFailures && since !== undefined && t - since < FAMILIAR_REFRESH_MS && t >= since) return;
     this.#familiar.delete(key);
     bounded(this.#familiar, this.#policy.maxRecords).set(key, t);
     this.#changed();

@@ -1,12 +1,16 @@
+import type { LockoutTable } from '../defences/shared-lockout.js';
+
 /**
  * What security service replicas share beyond the document and the audit log (issue 17): logins
- * between their two steps, and word of every change another replica committed. Only a store that
+ * between their two steps, word of every change another replica committed, and the lock-out's meters. Only a store that
  * several processes share as a server offers it (PostgreSQL); on the lab home's files there is one
  * security service and it keeps both in memory.
  */
 export interface ReplicaSupport {
   readonly pendingLogins: PendingLoginTable;
   readonly changes: ChangeFeed;
+  /** the smart lock-out's meters, so that N replicas give an attacker one budget, not N */
+  readonly lockout: LockoutTable;
 }
 
 /**

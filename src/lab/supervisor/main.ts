@@ -27,12 +27,14 @@ import type { PartLaunch } from '../runtimes/runtime.js';
 import { RestartBackoff } from './backoff.js';
 import { heldPort, portsOf } from './held-port.js';
 import { provesIdentity } from './identity-check.js';
+import { LabPostgresWatch } from './postgres-watch.js';
 import { certificateTimes, type HeldIdentity, IdentityRenewal, RENEWAL_LOOK_MS } from './renewal.js';
 import { readRestarts, writeRestarts } from './restarts.js';
 
 /**
  * The lab's watchman, in every posture. On the process runtime it brings back a part that died
- * (the security service, the gateway, a service, the sink), as Docker's on-failure restart policy
+ * (the security service, the gateway, a service, the sink) and the lab's own PostgreSQL server
+ * (postgres-watch.ts), as Docker's on-failure restart policy
  * does for containers: with a growing wait and at most five times in a row, recorded for
  * `lab status`. In trusted it also measures every service's code from outside on an interval and
  * reports to the security service, and a service it brings back is measured as it is now before
@@ -43,6 +45,7 @@ const home = config.home;
 const trusted = measuredByRuntime(config.defences.attestation);
 const runtime = new ProcessRuntime();
 const backoff = new RestartBackoff();
+const postgres = new LabPostgresWatch(backoff, log);
 const WATCH_MS = 250;
 // links:mtls: the watchman's own identity, to tell a part from a process on its port by certificate.
 // Renewed at half-life like the others, by this watchman, which then reads it again (below).
@@ -119,7 +122,23 @@ async function round(): Promise<void> {
     }
     await respawn(state, part, record);
   }
+  if (!stopping) await watchPostgres(state, record);
   if (JSON.stringify(record) !== before) await writeRestarts(home, record);
+}
+
+/** The lab's own PostgreSQL server brought back; the state file names its new PID (`lab down` stops it by its cluster). */
+async function watchPostgres(
+  state: LabState,
+  record: Awaited<ReturnType<typeof readRestarts>>,
+): Promise<void> {
+  const pid = await postgres.round(state.store, record, performance.now());
+  if (pid === undefined) return;
+  const onDisk = await readLabState(home);
+  if (onDisk?.labId !== config.labId || onDisk.store?.kind !== 'postgres' || !onDisk.store.server) return;
+  await writeLabState(home, {
+    ...onDisk,
+    store: { ...onDisk.store, server: { ...onDisk.store.server, pid } },
+  });
 }
 
 function ports(part: PartState): number[] {

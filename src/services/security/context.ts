@@ -157,6 +157,10 @@ export function securityContext(deps: SecurityDeps): SecurityContext {
       now: deps.now ?? monotonicNow,
       wall,
       persistence: lockoutPersistence ?? loginThrottleFile(deps.store.home),
+      // Replicas on a shared store count every try in it, on the store's clock unless a test gives one.
+      ...(deps.store.replicas?.lockout !== undefined && lockoutPersistence === undefined
+        ? { sharedMeters: { table: deps.store.replicas.lockout, ...(deps.now ? { now: deps.now } : {}) } }
+        : {}),
     }),
     issuer: labIssuer(deps.labId),
     audience: labAudience(deps.labId),

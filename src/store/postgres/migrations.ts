@@ -39,6 +39,25 @@ const MIGRATIONS: readonly (readonly string[])[] = [
        expires_at bigint NOT NULL
      )`,
   ],
+  // 3: the smart lock-out's meters, shared by the replicas (login-throttle-table.ts): on each
+  //    replica's own file an attacker spreading guesses over N replicas got N budgets. Logged
+  //    tables: a crash of the server must not hand an attacker fresh budgets, nor forget the
+  //    addresses users are familiar from.
+  [
+    `CREATE TABLE login_failures (
+       meter text NOT NULL CHECK (meter IN ('pair', 'source')),
+       key text NOT NULL,
+       count integer NOT NULL CHECK (count >= 0),
+       last_ms bigint NOT NULL,
+       blocked_until_ms bigint NOT NULL,
+       block_ms bigint NOT NULL CHECK (block_ms >= 0),
+       PRIMARY KEY (meter, key)
+     )`,
+    `CREATE TABLE login_familiar (
+       key text PRIMARY KEY,
+       since_ms bigint NOT NULL
+     )`,
+  ],
 ];
 
 /** The schema version this code writes. */

@@ -10,6 +10,7 @@ import { PostgresAuditLog } from './audit-table.js';
 import { PostgresChangeChannel } from './change-channel.js';
 import { PostgresConnection, type PostgresTarget } from './connection.js';
 import { PostgresDocument } from './document.js';
+import { PostgresLoginThrottle } from './login-throttle-table.js';
 import { PostgresPendingLogins } from './pending-login-table.js';
 
 /**
@@ -38,7 +39,11 @@ export class PostgresLabStore implements LabStore {
       () => emptyStoreData(seedRoles()),
       (client) => changes.announce(client),
     );
-    this.replicas = { pendingLogins: new PostgresPendingLogins(this.#db), changes };
+    this.replicas = {
+      pendingLogins: new PostgresPendingLogins(this.#db),
+      changes,
+      lockout: new PostgresLoginThrottle(this.#db),
+    };
     this.#audit = new PostgresAuditLog(this.#db);
   }
 

@@ -47,7 +47,7 @@ export async function passwordStep(
     // Only a wrong password counts towards the lock-out: a login refused because it could not be
     // audited (a full disk) must not lock the user out after space is back. A right password
     // forgives nothing yet: that waits for the key's signature (loginSucceeded).
-    if (isTrustedMsError(err, 'AUTH_FAILED')) lockout?.failed(user, client);
+    if (isTrustedMsError(err, 'AUTH_FAILED')) await lockout?.failed(user, client);
     throw err;
   }
 }

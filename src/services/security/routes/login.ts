@@ -88,7 +88,7 @@ export const loginRoutes: FastifyPluginAsync<SecurityContext> = async (app, ctx)
       const { lockout } = ctx.loginLimits;
       const deny = async (err: TrustedMsError): Promise<never> => {
         // A password answered with the wrong key (a stolen password) counts like a wrong password.
-        if (err.code === 'SIGNATURE_INVALID') lockout?.failed(user, client);
+        if (err.code === 'SIGNATURE_INVALID') await lockout?.failed(user, client);
         await audit({
           actor: clientOf(request),
           action: 'auth.verify',
@@ -110,7 +110,7 @@ export const loginRoutes: FastifyPluginAsync<SecurityContext> = async (app, ctx)
           return deny(new TrustedMsError('CHALLENGE_EXPIRED', 'challenge expired'));
         const key = record.keys.find((k) => k.type === 'rsa' && paperVerify(publicKeyOf(k), sig, p.ticket));
         if (!key) return deny(new TrustedMsError('SIGNATURE_INVALID', 'signature verification failed'));
-        lockout?.succeeded(user, client);
+        await lockout?.succeeded(user, client);
         const claims = ticketClaims(ctx, ticketKind, record, data.roles, {});
         await audit({
           actor: clientOf(request),
@@ -148,7 +148,7 @@ export const loginRoutes: FastifyPluginAsync<SecurityContext> = async (app, ctx)
             : new TrustedMsError('SIGNATURE_INVALID', 'signature verification failed'),
         );
       }
-      lockout?.succeeded(user, client);
+      await lockout?.succeeded(user, client);
       const exchange = newExchangeKeyPair();
       const sessionKey = deriveSessionKey(exchange.privateKey, p.challenge.clientKey, p.challenge.id);
       const jti = randomBytes(16).toString('base64url');
