@@ -17,8 +17,8 @@ import { runningLabTime } from '../../store/lab-clock-mark.js';
 import {
   renewUnmeasuredIdentity,
   type ServiceAttestation,
-  verifyRestart,
   verifyPartsForIdentity,
+  verifyRestart,
   verifyServices,
 } from '../attest.js';
 import { restartingElsewhere } from '../restart-intent.js';

@@ -57,7 +57,9 @@ describe.runIf(process.platform === 'linux')('a re-measure of a process that is 
     const restarted = await restartService(lab.state, name);
     expect(restarted.attestation).toBe('untrusted');
     expect(restarted.part.launch).not.toBe(old.launch);
-    expect((await readLabState(lab.home))?.parts.find((p) => p.name === name)?.launch).toBe(restarted.part.launch);
+    expect((await readLabState(lab.home))?.parts.find((p) => p.name === name)?.launch).toBe(
+      restarted.part.launch,
+    );
 
     // its second half, late: the honest hash, for the start that no longer runs
     const state = await readLabState(lab.home);
