@@ -3,7 +3,7 @@ import { type CallResult, callService } from '../src/client/call.js';
 import { loadSession } from '../src/client/session.js';
 import { BaseCommand } from '../src/command-support/base-command.js';
 import { TrustedMsError } from '../src/errors.js';
-import { trustLabEdge } from '../src/kernel/edge-client.js';
+import { trustLabEdge, withLabTime } from '../src/kernel/edge-client.js';
 import { fromErrorBody } from '../src/kernel/error-body.js';
 import { requireLabState } from '../src/kernel/lab-state.js';
 
@@ -50,7 +50,7 @@ export default class Call extends BaseCommand {
         throw new TrustedMsError('INVALID_INPUT', '--data is not valid JSON');
       }
     }
-    await trustLabEdge(lab);
+    await trustLabEdge(withLabTime(lab, home));
     const result = await callService(session, {
       gatewayUrl: lab.gatewayUrl,
       service: args.service,

@@ -53,6 +53,12 @@ export const ERROR_CODES = {
   ACCOUNT_LOCKED: { exit: 4, http: 423 },
   /** The user is revoked (`user revoke`): the password may be right, the login is refused. */
   USER_REVOKED: { exit: 4, http: 403 },
+  /**
+   * A login step sent to the security service past the gateway (links:mtls): it takes the steps
+   * only from the gateway's identity on its control-plane listener, so that every try passes the
+   * gateway's per-address login meters.
+   */
+  LOGIN_VIA_GATEWAY_ONLY: { exit: 4, http: 403 },
   /** The ticket was issued before its user was revoked: it stays refused, even after a reinstatement. */
   TICKET_REVOKED: { exit: 4, http: 401 },
   // keys

@@ -9,7 +9,7 @@ import {
   readPasswordFromStdin,
 } from '../../src/command-support/password-input.js';
 import { resolveKeyDir } from '../../src/home.js';
-import { trustLabEdge } from '../../src/kernel/edge-client.js';
+import { trustLabEdge, withLabTime } from '../../src/kernel/edge-client.js';
 import { requireLabState } from '../../src/kernel/lab-state.js';
 
 export interface UserLoginResult {
@@ -72,7 +72,7 @@ export default class UserLogin extends BaseCommand {
           });
     const password =
       secrets.password ?? (await obtainPassword({ stdin: false, confirm: false, user: args.name }));
-    await trustLabEdge(lab);
+    await trustLabEdge(withLabTime(lab, home));
     const { session, timings } = await login(lab, args.name, password, key).catch(async (err: unknown) => {
       throw key === undefined ? err : await explainRefusal(err, home, args.name, key);
     });

@@ -2,7 +2,7 @@ import { BlockList, isIPv4 } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { Agent, buildConnector, type Dispatcher, request } from 'undici';
 import { TrustedMsError } from '../errors.js';
-import { type EdgeView, edgeCaPem, edgeConnectOptions } from '../kernel/edge-client.js';
+import { type EdgeView, edgeCaPem, edgeConnectOptions, edgeEndClock } from '../kernel/edge-client.js';
 import { inContainers, type LabState } from '../kernel/lab-state.js';
 import type { Attempt, ScenarioContext } from './types.js';
 
@@ -139,7 +139,10 @@ export function attackerClient(address = ATTACKER_ADDRESS, lab?: EdgeView): Agen
   const gateway = ca === undefined || lab === undefined ? undefined : new URL(lab.gatewayUrl).host;
   // TLS options are the connector's own (undici passes a connection only its address).
   const connector = buildConnector({});
-  const toGateway = ca === undefined ? connector : buildConnector(edgeConnectOptions(ca));
+  const toGateway =
+    ca === undefined || lab === undefined
+      ? connector
+      : buildConnector(edgeConnectOptions(ca, undefined, edgeEndClock(lab)));
   const bind = process.platform === 'linux';
   return new Agent({
     connections: 8,

@@ -14,19 +14,23 @@ export interface PasswordAnswer {
 }
 
 /**
- * One password try through the gateway, the first step of a login in the lab's scheme: HTTP basic
- * (`GET /auth/basic`), or the password for a challenge (`POST /v1/auth/challenge`; login:challenge
- * also sends a fresh X25519 key as a real client does).
+ * One password try, the first step of a login in the lab's scheme. Through the gateway (`at`
+ * 'gateway', as users log in): HTTP basic (`GET /auth/basic`), or the password for a challenge
+ * (`POST /v1/auth/challenge`; login:challenge also sends a fresh X25519 key as a real client does).
+ * Straight at the security service's address (`at` 'security', past the gateway): the step the
+ * gateway would relay there, the challenge, or with HTTP basic the gateway's own password check
+ * (`POST /v1/internal/password`).
  */
 export async function tryPassword(
   ctx: Pick<ScenarioContext, 'lab' | 'timeoutMs'> & { defences: Pick<Defences, 'login'> },
   user: string,
   password: string,
   dispatcher: import('undici').Dispatcher,
+  at: 'gateway' | 'security' = 'gateway',
 ): Promise<PasswordAnswer> {
   const lab: LabState = ctx.lab;
-  const basic = ctx.defences.login === 'basic';
-  const url = assertLabAddress(`${lab.gatewayUrl}${basic ? '/auth/basic' : '/v1/auth/challenge'}`, lab);
+  const basic = ctx.defences.login === 'basic' && at === 'gateway';
+  const url = assertLabAddress(passwordStepUrl(lab, ctx.defences, at), lab);
   const body = basic
     ? undefined
     : JSON.stringify({
@@ -64,6 +68,17 @@ export async function tryPassword(
       ms: performance.now() - t0,
     };
   }
+}
+
+/** Where `tryPassword` sends its try. */
+export function passwordStepUrl(
+  lab: Pick<LabState, 'gatewayUrl' | 'securityUrl'>,
+  defences: Pick<Defences, 'login'>,
+  at: 'gateway' | 'security',
+): string {
+  const basic = defences.login === 'basic';
+  if (at === 'security') return `${lab.securityUrl}${basic ? '/v1/internal/password' : '/v1/auth/challenge'}`;
+  return `${lab.gatewayUrl}${basic ? '/auth/basic' : '/v1/auth/challenge'}`;
 }
 
 function parse(text: string): { code?: string; message?: string } {

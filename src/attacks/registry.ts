@@ -1,6 +1,7 @@
 import { TrustedMsError } from '../errors.js';
 import { enumeration } from './scenarios/accounts.enumeration.js';
 import { lockoutDos } from './scenarios/accounts.lockout-dos.js';
+import { loginBypass } from './scenarios/accounts.login-bypass.js';
 import { envInjection } from './scenarios/attestation.env-injection.js';
 import { adminTokenTheft } from './scenarios/control-plane.admin-token-theft.js';
 import { spoofedSecurity } from './scenarios/control-plane.spoofed-security.js';
@@ -54,6 +55,8 @@ export const SCENARIOS: readonly Scenario[] = [
   // Last: they leave the attacker's addresses locked out for a while, which is the defence working.
   lockoutDos,
   enumeration,
+  // From an address of its own each run: nothing the two above left engages for it.
+  loginBypass,
 ];
 
 /** The rest of the catalog: listed so nobody mistakes their absence for a pass. Never run. */

@@ -6,7 +6,7 @@ import { loadPrivateKeyFile, privateKeyPath } from '../crypto/keys.js';
 import type { Posture } from '../defences/posture.js';
 import { ABLATION_NAMES, type Ablation, labelOf } from '../defences/presets.js';
 import { isTrustedMsError } from '../errors.js';
-import { trustLabEdge } from '../kernel/edge-client.js';
+import { type EdgeView, trustLabEdge, withLabTime } from '../kernel/edge-client.js';
 import { type LabState, readLabState } from '../kernel/lab-state.js';
 import { labDown } from '../lab/down.js';
 import { chooseRuntime, type RuntimeChoice, runtimeFor } from '../lab/runtimes/select.js';
@@ -168,7 +168,7 @@ export async function runAttacks(opts: RunOptions): Promise<AttackReport> {
           lab: 'running',
           services: running.parts.filter((p) => p.kind === 'service').length,
         });
-        await runScenarios(running, users, opts, results, study, journal);
+        await runScenarios(withLabTime(running, opts.home), users, opts, results, study, journal);
       } finally {
         await removeAttackUsers(opts.home, keyDir);
       }
@@ -195,7 +195,7 @@ export async function runAttacks(opts: RunOptions): Promise<AttackReport> {
         onProgress: (s) => progress(`${label}: ${s}`),
       });
       postures.push({ ...base, labId: up.state.labId, lab: 'started', services, labUpMs: Date.now() - t0 });
-      await runScenarios(up.state, users, opts, results, study);
+      await runScenarios(withLabTime(up.state, home), users, opts, results, study);
     } catch (err) {
       // A lab that would not come up: every scenario of the lab fails, with the reason.
       const error = errorOf(err);
@@ -245,7 +245,8 @@ export async function runAttacks(opts: RunOptions): Promise<AttackReport> {
 
 /** The scenarios in turn against one lab, each result pushed to `results` as soon as it is known. */
 export async function runScenarios(
-  lab: LabState,
+  /** with the running lab's time, so that its clients judge the gateway's certificate on it too */
+  lab: LabState & EdgeView,
   users: { victim: LabUser; attacker: LabUser },
   opts: RunOptions,
   results: ScenarioResult[],
@@ -301,7 +302,7 @@ export async function runScenarios(
 /** One scenario, one lab: setup → detonate → judge, and revert whatever happened. */
 export async function runScenario(
   scenario: Scenario,
-  lab: LabState,
+  lab: LabState & EdgeView,
   users: { victim: LabUser; attacker: LabUser },
   timeoutMs: number,
   study = false,

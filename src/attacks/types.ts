@@ -2,6 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import type { Dispatcher } from 'undici';
 import { POSTURES, type Posture } from '../defences/posture.js';
 import { type Defences, PRESETS } from '../defences/presets.js';
+import type { EdgeView } from '../kernel/edge-client.js';
 import type { LabState } from '../kernel/lab-state.js';
 
 /**
@@ -49,7 +50,8 @@ export interface LabUser {
 
 /** What every lifecycle step of a scenario gets. `scratch` carries state from one step to the next. */
 export interface ScenarioContext {
-  lab: LabState;
+  /** with the running lab's time when the runner knows its home (its clients judge the gateway's certificate on it too) */
+  lab: LabState & EdgeView;
   /** the preset the lab started from: which expectation applies */
   posture: Posture;
   /** the defences in force (the preset less `--without`): what the attacker is up against */

@@ -21,3 +21,13 @@ export function partCredentialStrategy(d: Defences): PartCredentialStrategy {
 export function partsHoldLabToken(d: Defences): boolean {
   return partCredentialStrategy(d) !== 'certificate';
 }
+
+/**
+ * Whether the security service takes the login steps only from the gateway (`certificate`): on the
+ * control-plane listener, where the gateway's certificate proves it is the gateway, and never on
+ * the plain port, where anyone could skip the gateway's per-address login meters. With a secret or
+ * nothing to tell the gateway by, the plain port keeps them (the gateway relays there).
+ */
+export function loginsOnlyFromGateway(d: Defences): boolean {
+  return partCredentialStrategy(d) === 'certificate';
+}

@@ -21,7 +21,8 @@ import {
   type ServiceIdentity,
 } from '../pki/identity.js';
 import { writeIdentity } from '../pki/identity-files.js';
-import { clientTlsConnector } from '../pki/mtls.js';
+import { certificateEndClock, clientTlsConnector } from '../pki/mtls.js';
+import { runningLabTime } from '../store/lab-clock-mark.js';
 import { requireRoomForLab } from './disk.js';
 import { prepareLabStore, type StoreChoice, stopLabStore, wantedStore } from './lab-store.js';
 import { createPartCredentials } from './part-credentials.js';
@@ -372,7 +373,15 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
         runtime,
         gateway,
         healthTimeout,
-        edgeTls && caPem ? new Agent({ connect: edgeConnectOptions(caPem) }) : undefined,
+        edgeTls && caPem
+          ? new Agent({
+              connect: edgeConnectOptions(
+                caPem,
+                undefined,
+                certificateEndClock(runningLabTime(opts.home, labId)),
+              ),
+            })
+          : undefined,
       ),
       sinkHealthy,
     ]);

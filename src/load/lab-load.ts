@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { TrustedMsError } from '../errors.js';
+import { withLabTime } from '../kernel/edge-client.js';
 import { inContainers, type LabState, readLabState } from '../kernel/lab-state.js';
 import { labTopology, type ServiceDefinition } from '../kernel/topology.js';
 import type { Role } from '../policy/types.js';
@@ -143,7 +144,7 @@ async function loadWithUsers(
       `${opts.clients} clients log in, then ${opts.rate === undefined ? 'closed loop' : `${opts.rate} req/s`} for ${(opts.durationMs / 1000).toFixed(1)} s over ${services.length} services`,
     );
     const run = {
-      lab: state,
+      lab: withLabTime(state, opts.home),
       users,
       roles,
       services,

@@ -5,7 +5,7 @@ import { authHeaders } from '../client/call.js';
 import { login } from '../client/login.js';
 import type { Session } from '../client/session.js';
 import { isTrustedMsError } from '../errors.js';
-import { type EdgeConnectOptions, edgeConnectFor } from '../kernel/edge-client.js';
+import { type EdgeConnectOptions, type EdgeView, edgeConnectFor } from '../kernel/edge-client.js';
 import type { LabState } from '../kernel/lab-state.js';
 import { isTlsFailure } from '../kernel/tls-failure.js';
 import type { ServiceDefinition } from '../kernel/topology.js';
@@ -18,7 +18,7 @@ import { eachLimited, type VirtualUser } from './users.js';
 const LOGIN_CONCURRENCY = 8;
 
 export interface LoadRunOptions {
-  lab: Pick<LabState, 'labId' | 'posture' | 'defences' | 'gatewayUrl' | 'caFile'>;
+  lab: Pick<LabState, 'labId' | 'posture' | 'defences' | 'gatewayUrl' | 'caFile'> & EdgeView;
   users: readonly VirtualUser[];
   roles: Record<string, Role>;
   services: readonly ServiceDefinition[];

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { connectionLimitsFor } from '../../defences/limits.js';
+import { loginsOnlyFromGateway } from '../../defences/part-credentials.js';
 import type { ServerTlsOptions } from '../../pki/mtls.js';
 import { guardConnections } from '../connection-guard.js';
 import { createHttpApp } from '../http.js';
@@ -8,7 +9,7 @@ import { type SecurityDeps, securityContext } from './context.js';
 import { buildControlPlane } from './control-plane.js';
 import { adminRoutes } from './routes/admin.js';
 import { discoveryRoutes } from './routes/discovery.js';
-import { loginRoutes } from './routes/login.js';
+import { loginRoutes, refuseLoginsPastTheGateway } from './routes/login.js';
 import { passwordCheckRoutes } from './routes/password-check.js';
 import { revocationFeedRoutes } from './routes/revocations.js';
 import { selfReportRoutes } from './routes/self-report.js';
@@ -36,7 +37,7 @@ export function buildSecurityApps(
   controlTls?: ServerTlsOptions,
 ): { app: FastifyInstance; control?: FastifyInstance } {
   const app = createHttpApp();
-  // Logins reach this port directly too, not only through the gateway (docs/accounts.md).
+  // Clients reach this port directly (the admin API; logins too unless links:mtls, below).
   const connections = connectionLimitsFor(deps.defences.limits);
   if (connections) guardConnections(app.server, connections);
   describeApi(app, {
@@ -49,6 +50,11 @@ export function buildSecurityApps(
   app.addHook('onClose', async () => {
     await ctx.loginLimits.lockout?.close();
   });
+  // links:mtls: the gateway relays logins on the control plane, where its certificate says it is the
+  // gateway; here anyone could send them past its per-address login meters (accounts.login-bypass).
+  if (controlTls !== undefined && loginsOnlyFromGateway(deps.defences)) {
+    app.addHook('onRequest', refuseLoginsPastTheGateway(ctx));
+  }
   app.register(discoveryRoutes, ctx);
   app.register(revocationFeedRoutes, ctx);
   app.register(loginRoutes, ctx);

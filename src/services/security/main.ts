@@ -10,7 +10,7 @@ import { edgeConnectOptions } from '../../kernel/edge-client.js';
 import { readPartConfig, readSecret } from '../../kernel/part-config.js';
 import { type LabCa, loadLabCa } from '../../pki/ca.js';
 import { DEFAULT_CERT_TTL_SECONDS, issueServiceCertificate } from '../../pki/identity.js';
-import { type ServerTlsOptions, serverTlsOptions } from '../../pki/mtls.js';
+import { certificateEndClock, type ServerTlsOptions, serverTlsOptions } from '../../pki/mtls.js';
 import { homeLabClock } from '../../store/lab-clock-mark.js';
 import { openLabStore } from '../../store/open.js';
 import { buildSecurityApps } from './app.js';
@@ -65,9 +65,16 @@ const controlTls = ca && config.controlPort !== undefined ? await controlTlsNow(
 // fetch the table again over the control plane.
 const pushToken = partsHoldLabToken(config.defences) ? labToken : undefined;
 
-// edge:tls: the gateway is reached like any of its clients does, trusting only the lab CA.
+// edge:tls: the gateway is reached like any of its clients does, trusting only the lab CA, its
+// certificate's end judged on the lab clock too (it is this service's own).
 const gatewayEdge = config.gatewayCaFile
-  ? new Agent({ connect: edgeConnectOptions(readFileSync(config.gatewayCaFile, 'utf8')) })
+  ? new Agent({
+      connect: edgeConnectOptions(
+        readFileSync(config.gatewayCaFile, 'utf8'),
+        undefined,
+        certificateEndClock(now),
+      ),
+    })
   : undefined;
 
 const { app, control } = buildSecurityApps(

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { PasswordAnswer } from '../../../src/attacks/password-attempt.js';
 import { enumeration } from '../../../src/attacks/scenarios/accounts.enumeration.js';
 import { lockoutDos } from '../../../src/attacks/scenarios/accounts.lockout-dos.js';
+import { loginBypass } from '../../../src/attacks/scenarios/accounts.login-bypass.js';
 import type { ScenarioContext } from '../../../src/attacks/types.js';
 
 /** The judges read only the evidence a detonation left: a context holding just that. */
@@ -96,5 +97,40 @@ describe('accounts.lockout-dos judges by whether the victim still logs in', () =
       judged(lockoutDos, { answers, victim: { ok: false, code: 'SERVICE_UNAVAILABLE', message: '' } })
         .verdict,
     ).toBe('inconclusive');
+  });
+});
+
+describe('accounts.login-bypass judges the direct answers', () => {
+  const answer = (status: number | undefined, code: string): PasswordAnswer => ({
+    status,
+    code,
+    message: '',
+    ms: 1,
+  });
+  const times = (n: number, a: PasswordAnswer) => Array.from({ length: n }, () => a);
+
+  it('succeeded: the security service checked the guesses itself (AUTH_FAILED), whatever metered the rest', () => {
+    expect(judged(loginBypass, { answers: times(12, failed(60)) }).verdict).toBe('succeeded');
+    const someMetered = [...times(6, failed(60)), ...times(6, answer(429, 'RATE_LIMITED'))];
+    expect(judged(loginBypass, { answers: someMetered }).verdict).toBe('succeeded');
+  });
+
+  it('blocked: every step refused before a password was checked', () => {
+    for (const code of ['LOGIN_VIA_GATEWAY_ONLY', 'ADMIN_TOKEN_INVALID']) {
+      expect(judged(loginBypass, { answers: times(12, answer(403, code)) }).verdict, code).toBe('blocked');
+    }
+  });
+
+  it("inconclusive: no answer, or the security service's own meters answered most", () => {
+    for (const answers of [
+      times(12, answer(undefined, 'ECONNREFUSED')),
+      times(12, answer(423, 'ACCOUNT_LOCKED')),
+      [...times(2, failed(60)), ...times(10, answer(429, 'RATE_LIMITED'))],
+      [],
+    ]) {
+      const { verdict, ctx } = judged(loginBypass, { answers });
+      expect(verdict).toBe('inconclusive');
+      expect(ctx.evidence.inconclusive).toBeTruthy();
+    }
   });
 });

@@ -1,5 +1,5 @@
 import { X509Certificate } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -7,12 +7,23 @@ import { join } from 'node:path';
 import { connect, type TLSSocket } from 'node:tls';
 import type { Dispatcher } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { attackerClient } from '../../../src/attacks/http.js';
 import { EdgeTls, gatewayServerNames, HTTP_EDGE } from '../../../src/defences/edge.js';
 import { isTrustedMsError } from '../../../src/errors.js';
-import { edgeAgent, edgeCaPem, edgeConnectOptions, gatewayRequest } from '../../../src/kernel/edge-client.js';
+import {
+  type EdgeConnectOptions,
+  type EdgeView,
+  edgeAgent,
+  edgeCaPem,
+  edgeConnectFor,
+  edgeConnectOptions,
+  gatewayRequest,
+  withLabTime,
+} from '../../../src/kernel/edge-client.js';
 import { createLabCa, type LabCa } from '../../../src/pki/ca.js';
 import { issueServiceCertificate, type ServiceIdentity } from '../../../src/pki/identity.js';
 import { createHttpApp } from '../../../src/services/http.js';
+import { machineBootId, machineMonotonicMs } from '../../../src/store/lab-clock-mark.js';
 
 /*
  * The clients' side of edge:tls: a client of the gateway's HTTPS trusts the lab CA and nothing
@@ -151,6 +162,56 @@ describe('edge:tls, the client side', () => {
       });
     expect(await handshake(edgeConnectOptions(ca.certPem, 'gateway'))).toBe('ok');
     expect(await handshake(edgeConnectOptions(ca.certPem, 'customers'))).toBe('ERR_TLS_CERT_ALTNAME_INVALID');
+  });
+
+  it('judges the end of the gateway certificate on the later of the wall and the lab clock (faults I2)', async () => {
+    // A gateway certificate that ended on the lab clock and is still valid on a wall an hour behind
+    // it (an old key and certificate, kept, served on the gateway's port during a step back).
+    const old = await issueServiceCertificate(ca, {
+      name: 'gateway',
+      kind: 'gateway',
+      serverNames: gatewayServerNames('tls') as NonNullable<ReturnType<typeof gatewayServerNames>>,
+      ttlSeconds: 60,
+    });
+    const { url } = await edgeServer(new EdgeTls(old));
+    const request = async (lab: EdgeView) => {
+      const agent = (await edgeAgent(lab)) as Dispatcher;
+      closers.push(() => agent.close());
+      return codeOf(gatewayRequest(url, '/healthz', { dispatcher: agent }));
+    };
+    const hourAhead = () => Date.now() + 3_600_000;
+    expect(await request({ gatewayUrl: url, caFile, labTime: hourAhead })).toBe('EDGE_CERTIFICATE_UNTRUSTED');
+    // The running lab's time as a client on the host reads it (the security service's run anchor).
+    const home = join(dir, 'home-i2');
+    await mkdir(home);
+    const anchor = {
+      labId: 'edge1',
+      bootId: machineBootId(),
+      labMs: hourAhead(),
+      monotonicMs: machineMonotonicMs(),
+    };
+    await writeFile(join(home, 'lab-clock.json'), JSON.stringify({ highWaterMs: anchor.labMs, run: anchor }));
+    const viaHome = withLabTime({ labId: 'edge1', gatewayUrl: url, caFile }, home);
+    expect(await request(viaHome)).toBe('EDGE_CERTIFICATE_UNTRUSTED');
+    // The same judgement in every client built from the lab view: the global dispatcher's options, the
+    // attacker's client.
+    const opts = edgeConnectFor(viaHome) as EdgeConnectOptions;
+    const refusal = opts.checkServerIdentity?.('127.0.0.1', {
+      ...new X509Certificate(old.certPem).toLegacyObject(),
+    } as never);
+    expect(refusal?.message).toMatch(/ended \(on the lab clock\)/);
+    const attacker = attackerClient('127.0.0.1', viaHome);
+    closers.push(() => attacker.close());
+    expect(await codeOf(gatewayRequest(url, '/healthz', { dispatcher: attacker }))).toBe(
+      'EDGE_CERTIFICATE_UNTRUSTED',
+    );
+    // A lab clock behind the wall, one not known (NaN, another lab's anchor) or none: the wall decides.
+    expect(await request({ gatewayUrl: url, caFile, labTime: () => Date.now() - 3_600_000 })).toBe(
+      'no error',
+    );
+    expect(await request({ gatewayUrl: url, caFile, labTime: () => Number.NaN })).toBe('no error');
+    expect(await request(withLabTime({ labId: 'another', gatewayUrl: url, caFile }, home))).toBe('no error');
+    expect(await request({ gatewayUrl: url, caFile })).toBe('no error');
   });
 
   it('serves a renewed certificate to new handshakes without a restart', async () => {

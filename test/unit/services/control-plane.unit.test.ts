@@ -1,5 +1,5 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -140,6 +140,57 @@ describe('the control-plane listener (links:mtls)', () => {
     const watchman = await env.as('supervisor', 'supervisor');
     expect((await get(`${env.controlUrl}/healthz`, watchman)).status).toBe(200);
     expect((await get(`${env.controlUrl}/v1/keys`, watchman)).status).toBe(403);
+  });
+
+  it('takes the login steps only from the gateway on the control plane, never on the plain port (accounts.login-bypass)', async () => {
+    await using env = await start();
+    const post = async (
+      url: string,
+      body: object,
+      dispatcher?: Agent,
+      headers: Record<string, string> = {},
+    ) => {
+      const r = await request(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...headers },
+        body: JSON.stringify(body),
+        ...(dispatcher ? { dispatcher } : {}),
+      });
+      return { status: r.statusCode, code: ((await r.body.json()) as { code?: string }).code };
+    };
+    const guess = { user: 'bob', password: 'not-bob-pw', clientKey: 'A'.repeat(43) };
+    // Past the gateway: refused before the password is checked, with the lab token and a client
+    // address claimed too, and the second step as well.
+    const asRelay: Record<string, string> = {
+      authorization: `Bearer ${TOKEN}`,
+      'x-tms-client-address': '127.0.0.9',
+    };
+    for (const headers of [{}, asRelay]) {
+      expect(await post(`${env.plainUrl}/v1/auth/challenge`, guess, undefined, headers)).toEqual({
+        status: 403,
+        code: 'LOGIN_VIA_GATEWAY_ONLY',
+      });
+      expect(
+        await post(`${env.plainUrl}/v1/auth/verify`, { id: 'x', signature: 'y' }, undefined, headers),
+      ).toEqual({
+        status: 403,
+        code: 'LOGIN_VIA_GATEWAY_ONLY',
+      });
+    }
+    // The gateway's relay reaches the password check.
+    const gateway = await env.as('gateway', 'gateway');
+    expect(await post(`${env.controlUrl}/v1/auth/challenge`, guess, gateway)).toEqual({
+      status: 401,
+      code: 'AUTH_FAILED',
+    });
+    expect(
+      await post(`${env.controlUrl}/v1/auth/verify`, { id: 'x', signature: 'y' }, gateway),
+    ).toMatchObject({
+      status: 401,
+    });
+    // The refusals are in the audit log.
+    const audit = await readFile(join(env.store.home, 'audit.jsonl'), 'utf8');
+    expect(audit.match(/"code":"LOGIN_VIA_GATEWAY_ONLY"/g)?.length).toBe(4);
   });
 
   it('refuses a client without a lab-CA certificate in the handshake', async () => {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { paperVerify } from '../../../crypto/paper-scheme.js';
 import { ticketKindOf } from '../../../defences/presets.js';
 import { TrustedMsError } from '../../../errors.js';
@@ -172,3 +172,27 @@ export const loginRoutes: FastifyPluginAsync<SecurityContext> = async (app, ctx)
     },
   );
 };
+
+/** The login steps, as registered (`METHOD /path`). */
+const LOGIN_STEPS = new Set(['POST /v1/auth/challenge', 'POST /v1/auth/verify']);
+
+/**
+ * An `onRequest` hook for a listener that must not take the login steps (the plain port when the
+ * gateway relays them on the control plane): refused before the body is read or a password hashed,
+ * and audited, so that a try past the gateway costs the service little and is seen.
+ */
+export function refuseLoginsPastTheGateway(ctx: SecurityContext) {
+  return async (request: FastifyRequest): Promise<void> => {
+    const route = `${request.method} ${request.routeOptions.url ?? ''}`;
+    if (!LOGIN_STEPS.has(route)) return;
+    await ctx.audit({
+      actor: request.ip,
+      action: route.endsWith('/verify') ? 'auth.verify' : 'auth.challenge',
+      outcome: 'denied',
+      code: 'LOGIN_VIA_GATEWAY_ONLY',
+    });
+    throw new TrustedMsError('LOGIN_VIA_GATEWAY_ONLY', 'logins are taken only from the gateway', {
+      actions: ['log in through the gateway (trusted-ms user login <name>; lab status --json: gatewayUrl)'],
+    });
+  };
+}
