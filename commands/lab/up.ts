@@ -80,7 +80,7 @@ export default class LabUp extends BaseCommand {
       max: MAX_CERT_TTL_SECONDS,
     }),
     'feed-max-age': Flags.integer({
-      description: `trusted (feeds:signed): seconds a part acts on its last signed revocation list and attestation table; past it, the requests that depend on them are refused with CONTROL_PLANE_STALE (503) until a fresh feed arrives. The security service re-signs every feed at a third of it [default: ${DEFAULT_FEED_MAX_AGE_SECONDS}]`,
+      description: `trusted (feeds:signed): seconds a part acts on its last signed revocation list and attestation table; past it, the requests that depend on them are refused with CONTROL_PLANE_STALE (503) until a fresh feed arrives. The security service re-signs every feed at a sixth of it [default: ${DEFAULT_FEED_MAX_AGE_SECONDS}]`,
       min: MIN_FEED_MAX_AGE_SECONDS,
       max: MAX_FEED_MAX_AGE_SECONDS,
     }),

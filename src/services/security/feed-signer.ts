@@ -3,9 +3,12 @@ import { type FeedEnvelope, type FeedName, signFeed } from '../../protocol/signe
 
 /**
  * The security service's side of the signed feeds (feeds:signed): one signed issue per feed, kept
- * and served as is until what it says changes or it is a third of the maximum staleness old, then
+ * and served as is until what it says changes or it is a sixth of the maximum staleness old, then
  * issued again with a higher version (the heartbeat: a quiet lab never goes stale, and a flood of
- * feed reads costs no signatures). Versions are the lab time of the issue in ms, and at least one
+ * feed reads costs no signatures). A sixth, not a third: with the revocation poll answered as often
+ * (main.ts), a part's list is at most about two heartbeats (a third of the bound) old on a quiet
+ * lab, so it goes stale only after the control plane was silent for about two thirds of the bound,
+ * not after a few seconds of a slow security service. Versions are the lab time of the issue in ms, and at least one
  * more than the last: every replica runs on the lab's one clock (lab-clock-mark.ts), so a part that
  * moves to another replica gets a version that is not older than the one it held, give or take the
  * moment between two issues.
@@ -13,7 +16,7 @@ import { type FeedEnvelope, type FeedName, signFeed } from '../../protocol/signe
 export class FeedSigner {
   readonly #issued = new Map<FeedName, { content: string; envelope: FeedEnvelope; issuedAt: number }>();
   #lastVersion = 0;
-  /** how old an issue may be before it is issued again: a third of the maximum staleness */
+  /** how old an issue may be before it is issued again: a sixth of the maximum staleness */
   readonly reissueMs: number;
 
   constructor(
@@ -22,7 +25,7 @@ export class FeedSigner {
     readonly now: () => number,
     readonly maxAgeMs: number,
   ) {
-    this.reissueMs = Math.max(1000, Math.floor(maxAgeMs / 3));
+    this.reissueMs = Math.max(500, Math.floor(maxAgeMs / 6));
   }
 
   /** The current signed issue of feed `name`, whose body is `body`. */

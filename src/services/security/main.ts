@@ -35,7 +35,7 @@ const store = openLabStore(config.home, { resident: true, now: () => new Date(no
 const registry = new ServiceRegistry(store, config.defences.attestation);
 await registry.load();
 // feeds:signed: the feeds go out signed with the lab's feed key (not the ticket key), each issued
-// again at a third of the maximum staleness, and a quiet revocation poll is answered as often, so
+// again at a sixth of the maximum staleness, and a quiet revocation poll is answered as often, so
 // that a part on a quiet lab always holds a fresh one.
 const feedKeyFile = config.defences.feeds === 'signed' ? config.feedKeyFile : undefined;
 if (config.defences.feeds === 'signed' && feedKeyFile === undefined) {

@@ -220,15 +220,15 @@ describe('signed feeds: verify before use', () => {
   });
 });
 
-describe('the security service re-issues each feed at a third of the maximum age (heartbeat)', () => {
-  it('serves the same issue while nothing changed and it is young, a new version after a third of the bound or a change', () => {
+describe('the security service re-issues each feed at a sixth of the maximum age (heartbeat)', () => {
+  it('serves the same issue while nothing changed and it is young, a new version after a sixth of the bound or a change', () => {
     const key = keyPair();
     let now = 1_000_000;
     const signer = new FeedSigner(key, LAB, () => now, MAX_AGE);
     const first = signer.envelope('revocations', list(1));
-    now += 9_000;
+    now += 4_000;
     expect(signer.envelope('revocations', list(1))).toBe(first);
-    now += 1_000; // 10 s: a third of 30 s
+    now += 1_000; // 5 s: a sixth of 30 s
     const heartbeat = signer.envelope('revocations', list(1));
     expect(heartbeat).not.toBe(first);
     const changed = signer.envelope('revocations', list(2));
