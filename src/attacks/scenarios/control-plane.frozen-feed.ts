@@ -1,6 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { callService } from '../../client/call.js';
 import { TrustedMsError } from '../../errors.js';
+import { readLabState } from '../../kernel/lab-state.js';
+import { homeOfLab } from '../../lab/restart.js';
 import { DEFAULT_FEED_MAX_AGE_SECONDS } from '../../protocol/signed-feed.js';
 import { victimSession } from '../plant.js';
 import { TARGET } from '../target.js';
@@ -42,7 +44,9 @@ export const frozenFeed: Scenario = {
   },
 
   async setup(ctx) {
-    const pids = ctx.lab.parts
+    // Read again: an earlier scenario may have had the security service restarted (a new pid).
+    const lab = (await readLabState(homeOfLab(ctx.lab))) ?? ctx.lab;
+    const pids = lab.parts
       .filter((p) => p.kind === 'security')
       .flatMap((p) => (p.pid === undefined ? [] : [p.pid]));
     if (pids.length === 0) throw new TrustedMsError('LAB_NOT_RUNNING', 'the security service has no process');
