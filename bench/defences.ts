@@ -27,6 +27,7 @@ import { fileURLToPath } from 'node:url';
 import { Agent, Client, type Dispatcher, request } from 'undici';
 import { AttestationTable } from '../src/defences/attestation-table.js';
 import { EDGE_SERVER_NAMES, EdgeTls } from '../src/defences/edge.js';
+import { SignedFeeds } from '../src/defences/feeds.js';
 import { AddressAndUserLimits, NO_LIMITS } from '../src/defences/limits.js';
 import { DEFAULT_PEER_CALLS, PeerCallPolicy } from '../src/defences/peer-calls.js';
 import { BasicAtGateway } from '../src/defences/request/gateway-basic.js';
@@ -38,9 +39,11 @@ import { GATEWAY_LIMITS } from '../src/lab/plan.js';
 import { createLabCa } from '../src/pki/ca.js';
 import { issueServiceCertificate } from '../src/pki/identity.js';
 import { authorizePeer, clientTlsConnector, serverTlsOptions } from '../src/pki/mtls.js';
+import { LabClock } from '../src/protocol/lab-clock.js';
 import { createProof, PROOF_HEADER, ProofVerifier } from '../src/protocol/proof.js';
 import { RevocationView } from '../src/protocol/revocation-list.js';
 import { sealSessionKey } from '../src/protocol/session-key.js';
+import { FEED_FIELD, feedTrustKey, signFeed } from '../src/protocol/signed-feed.js';
 import { issueTicket, type TicketClaims, TicketVerifier } from '../src/protocol/ticket.js';
 
 const ROUNDS = 31;
@@ -152,6 +155,24 @@ async function inProcessFigures(): Promise<DefenceFigure[]> {
 
   const edge = new PeerCallPolicy({ orders: DEFAULT_PEER_CALLS }, ['customers']);
 
+  // feeds:signed as the gateway runs it: two tracked feeds, each taken once (verified), then only
+  // their age compared with the bound per request.
+  const feedKey = generateKeyPairSync('ed25519').privateKey;
+  const feedTrust = feedTrustKey(feedKey);
+  const feedClock = new LabClock();
+  feedClock.adopt(Date.now());
+  const feeds = new SignedFeeds({ keys: [feedTrust], maxAgeMs: 3_600_000 }, 'bench', () => feedClock.now(), [
+    'revocations',
+    'services',
+  ]);
+  for (const name of ['revocations', 'services'] as const) {
+    const envelope = signFeed(
+      { kid: feedTrust.kid, privateKey: feedKey },
+      { lab: 'bench', name, version: 1, issuedAt: Math.floor(feedClock.now()), body: {} },
+    );
+    feeds.open(name, { [FEED_FIELD]: envelope }, (b) => b);
+  }
+
   // Pure computation, no allocation: a reference that garbage collection does not move (HMACs did,
   // 2x between runs).
   const referenceInput = Array.from({ length: 4096 }, (_, k) => k);
@@ -228,6 +249,13 @@ async function inProcessFigures(): Promise<DefenceFigure[]> {
       us: 0,
       sync: true,
       step: (i) => table.state(`svc-${i % 20}`) === 'trusted' && !revocations.quarantined(`svc-${i % 20}`),
+    },
+    {
+      name: 'feeds:signed at the gateway',
+      what: 'the revocation list and attestation table held within the staleness bound (two ages compared)',
+      us: 0,
+      sync: true,
+      step: () => feeds.assertFresh(),
     },
     {
       name: 'links:mtls edge policy at a service',

@@ -124,6 +124,24 @@ export const ERROR_CODES = {
    * address, or this client was not given the lab CA: nothing was sent, the password included.
    */
   EDGE_CERTIFICATE_UNTRUSTED: { exit: 8, http: 502 },
+  /**
+   * feeds:signed: a control-plane feed (ticket keys, attestation table, revocation list) that is not
+   * one: no signed envelope (unsigned), malformed, signed for another lab or as another feed. The
+   * part does not take it and keeps what it held.
+   */
+  FEED_INVALID: { exit: 8, http: 502 },
+  /** feeds:signed: a feed signed with a key that is not in the part's trust bundle. */
+  FEED_KEY_UNKNOWN: { exit: 8, http: 502 },
+  /** feeds:signed: a feed whose signature does not verify with the key it names. */
+  FEED_SIGNATURE_INVALID: { exit: 8, http: 502 },
+  /** feeds:signed: a validly signed feed older (by version) than the one the part holds: a replay. */
+  FEED_REPLAYED: { exit: 8, http: 502 },
+  /**
+   * feeds:signed: the control-plane state a request depends on (the revocation list, the
+   * attestation table) is older than the lab's maximum staleness (`lab up --feed-max-age`): the part
+   * refuses to act on it until a fresh feed arrives.
+   */
+  CONTROL_PLANE_STALE: { exit: 8, http: 503 },
   LAB_NOT_RUNNING: { exit: 9, http: 503 },
   LAB_ALREADY_RUNNING: { exit: 9, http: 409 },
   LAB_START_FAILED: { exit: 9, http: 500 },

@@ -47,6 +47,15 @@ export default class LabStatusCommand extends BaseCommand {
           : `Disk: ${formatBytes(disk.freeBytes)} free under ${disk.path}${disk.state === 'full' ? ': FULL, logins and admin writes are refused (DISK_FULL) until space is freed' : ' (low)'}`,
       );
     }
+    if (status.feedMaxAgeSeconds !== undefined && status.defences?.includes('feeds:signed')) {
+      this.log(`Feeds: signed, acted on for at most ${status.feedMaxAgeSeconds} s after their issue`);
+    }
+    for (const p of status.parts) {
+      if (p.feeds?.stale !== true) continue;
+      this.log(
+        `Warning: ${p.name}'s control-plane feeds are STALE since ${p.feeds.since} (older than ${status.feedMaxAgeSeconds ?? '?'} s): it refuses the requests that depend on them with CONTROL_PLANE_STALE until the security service's next feed`,
+      );
+    }
     for (const p of status.parts) {
       if (p.foreignListener === undefined) continue;
       this.log(
@@ -55,7 +64,7 @@ export default class LabStatusCommand extends BaseCommand {
     }
     this.log(
       renderTable(
-        ['part', 'kind', 'alive', 'restarts', 'attestation', 'address'],
+        ['part', 'kind', 'alive', 'restarts', 'attestation', 'feeds', 'address'],
         status.parts.map((p) => [
           p.name,
           p.kind,
@@ -67,6 +76,7 @@ export default class LabStatusCommand extends BaseCommand {
               ? `${p.restarts} (gave up)`
               : String(p.restarts),
           p.attestation ?? '-',
+          p.feeds === undefined ? '-' : p.feeds.stale ? 'STALE' : 'fresh',
           p.url,
         ]),
       ),

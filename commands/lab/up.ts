@@ -17,6 +17,11 @@ import {
   MAX_CERT_TTL_SECONDS,
   MIN_LAB_CERT_TTL_SECONDS,
 } from '../../src/pki/identity.js';
+import {
+  DEFAULT_FEED_MAX_AGE_SECONDS,
+  MAX_FEED_MAX_AGE_SECONDS,
+  MIN_FEED_MAX_AGE_SECONDS,
+} from '../../src/protocol/signed-feed.js';
 
 export type LabUpCommandResult = LabUpResult;
 
@@ -73,6 +78,11 @@ export default class LabUp extends BaseCommand {
       description: `trusted (links:mtls): seconds every part's identity certificate lasts; renewed at half-life, only after a trusted measurement of the service [default: ${DEFAULT_LAB_CERT_TTL_SECONDS}]`,
       min: MIN_LAB_CERT_TTL_SECONDS,
       max: MAX_CERT_TTL_SECONDS,
+    }),
+    'feed-max-age': Flags.integer({
+      description: `trusted (feeds:signed): seconds a part acts on its last signed revocation list and attestation table; past it, the requests that depend on them are refused with CONTROL_PLANE_STALE (503) until a fresh feed arrives. The security service re-signs every feed at a sixth of it [default: ${DEFAULT_FEED_MAX_AGE_SECONDS}]`,
+      min: MIN_FEED_MAX_AGE_SECONDS,
+      max: MAX_FEED_MAX_AGE_SECONDS,
     }),
     store: Flags.string({
       description:
@@ -147,6 +157,7 @@ export default class LabUp extends BaseCommand {
       without,
       services: flags.services,
       ...(flags['identity-ttl'] === undefined ? {} : { identityTtlSeconds: flags['identity-ttl'] }),
+      ...(flags['feed-max-age'] === undefined ? {} : { feedMaxAgeSeconds: flags['feed-max-age'] }),
       ...(partEnv === undefined ? {} : { partEnv }),
       ...(store === undefined ? {} : { store }),
       securityReplicas: flags['security-replicas'],

@@ -4,6 +4,7 @@ import { lockoutDos } from './scenarios/accounts.lockout-dos.js';
 import { loginBypass } from './scenarios/accounts.login-bypass.js';
 import { envInjection } from './scenarios/attestation.env-injection.js';
 import { adminTokenTheft } from './scenarios/control-plane.admin-token-theft.js';
+import { frozenFeed } from './scenarios/control-plane.frozen-feed.js';
 import { spoofedSecurity } from './scenarios/control-plane.spoofed-security.js';
 import { connectionExhaustion } from './scenarios/dos.connection-exhaustion.js';
 import { loginFlood } from './scenarios/dos.login-flood.js';
@@ -51,6 +52,7 @@ export const SCENARIOS: readonly Scenario[] = [
   adminTokenTheft,
   forgedConfirmation,
   spoofedSecurity,
+  frozenFeed,
   securityReplicaDown,
   // Last: they leave the attacker's addresses locked out for a while, which is the defence working.
   lockoutDos,

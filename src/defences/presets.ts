@@ -24,6 +24,12 @@ export const DEFENCE_CHOICES = {
    * server-authenticated TLS protect different links, and each can be removed alone)
    */
   edge: ['http', 'tls'],
+  /**
+   * what the parts take from the control plane's feeds (keys, attestation table, revocation list):
+   * whatever answers, kept for ever; or only feeds signed with the lab's feed key, never older than
+   * the one held, never acted on past the lab's maximum staleness (src/defences/feeds.ts)
+   */
+  feeds: ['plain', 'signed'],
 } as const;
 
 export type DefenceName = keyof typeof DEFENCE_CHOICES;
@@ -39,6 +45,7 @@ export const PRESETS: Readonly<Record<Posture, Defences>> = Object.freeze({
     links: 'plain',
     limits: 'off',
     edge: 'http',
+    feeds: 'plain',
   },
   // paper keeps HTTP at the edge: the paper's scheme as written, which sends the password to the
   // gateway in the clear (mitm.edge-eavesdrop shows it)
@@ -49,6 +56,7 @@ export const PRESETS: Readonly<Record<Posture, Defences>> = Object.freeze({
     links: 'plain',
     limits: 'off',
     edge: 'http',
+    feeds: 'plain',
   },
   trusted: {
     login: 'challenge',
@@ -57,6 +65,7 @@ export const PRESETS: Readonly<Record<Posture, Defences>> = Object.freeze({
     links: 'mtls',
     limits: 'on',
     edge: 'tls',
+    feeds: 'signed',
   },
 });
 
@@ -71,6 +80,7 @@ export const ABLATIONS = {
   'links:mtls': { links: 'plain' },
   'limits:on': { limits: 'off' },
   'edge:tls': { edge: 'http' },
+  'feeds:signed': { feeds: 'plain' },
 } as const satisfies Record<string, Partial<Defences>>;
 
 export type Ablation = keyof typeof ABLATIONS;

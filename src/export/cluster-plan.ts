@@ -63,7 +63,11 @@ export function clusterPlacements(parts: readonly PartPlan[]): Map<string, PartP
  * through this host's runtime; on a cluster the kubelet restarts, and nothing re-measures).
  */
 export function planClusterLab(input: ClusterLabInput): ClusterLab {
+  // Signed feeds need the feed key's public half in every part's config at export time, and the
+  // export carries no lab key (the operator makes the secrets from its guide): not exported yet,
+  // and said so in the export's defences (`without`), never silently.
   const without = [...(input.without ?? [])];
+  if (defencesFor(input.posture, without).feeds === 'signed') without.push('feeds:signed');
   const defences = defencesFor(input.posture, without);
   const services = selectServices(labTopology(), input.services);
   const placements = clusterPlacements(partsToPlace(CLUSTER_LAB_DIR, defences, services));

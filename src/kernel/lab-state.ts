@@ -137,6 +137,8 @@ export interface LabState {
   securityReplicas?: SecurityReplicaState[];
   /** links:mtls: how long every part's identity lasts before its renewal (`lab up --identity-ttl`) */
   identityTtlSeconds?: number;
+  /** `lab up --feed-max-age`: the feeds' maximum staleness (enforced with feeds:signed) */
+  feedMaxAgeSeconds?: number;
   /** absent in a lab started before the store could be chosen: the files of the home */
   store?: LabStoreState;
   parts: PartState[];

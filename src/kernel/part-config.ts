@@ -3,6 +3,7 @@ import type { GatewayLimitConfig } from '../defences/limits.js';
 import type { Posture } from '../defences/posture.js';
 import type { Defences } from '../defences/presets.js';
 import { TrustedMsError } from '../errors.js';
+import type { FeedTrust } from '../protocol/signed-feed.js';
 
 /**
  * What a part of the lab is told when it starts: one JSON file whose path is in `TMS_PART_CONFIG`.
@@ -25,6 +26,18 @@ interface CommonPartConfig {
   securityReplicaUrls?: string[];
   /** the lab's token, the CLI's admin credential: held by the parts that need it only */
   labTokenFile: string;
+  /** the lab's maximum staleness of a feed (`lab up --feed-max-age`), in ms */
+  feedMaxAgeMs?: number;
+}
+
+/**
+ * feeds:signed, for a part that follows the feeds: the public feed keys it verifies them with and
+ * the maximum staleness (public: no secret in it), and where it says whether it went stale.
+ */
+interface FeedFollower {
+  feedTrust?: FeedTrust;
+  /** process runtime: the file `lab status` reads this part's feed state from */
+  feedStatusFile?: string;
 }
 
 /** What a part holds to prove to the security service who it is (src/defences/part-credentials.ts). */
@@ -44,6 +57,8 @@ export interface SecurityPartConfig extends CommonPartConfig {
   home: string;
   /** this replica's own ticket-signing key */
   ticketKeyFile: string;
+  /** feeds:signed: the lab's feed-signing key (0600; the same for every replica), not a ticket key */
+  feedKeyFile?: string;
   /** the other replicas' ticket keys (public halves), published with its own (issue 17) */
   peerTicketKeyFiles?: string[];
   sealKeyFile: string;
@@ -64,7 +79,10 @@ export interface SecurityPartConfig extends CommonPartConfig {
 }
 
 /** With certificates (links:mtls) the gateway holds no lab token either. */
-export interface GatewayPartConfig extends Omit<CommonPartConfig, 'labTokenFile'>, OwnCredential {
+export interface GatewayPartConfig
+  extends Omit<CommonPartConfig, 'labTokenFile'>,
+    OwnCredential,
+    FeedFollower {
   labTokenFile?: string;
   kind: 'gateway';
   sealKeyFile: string;
@@ -91,7 +109,10 @@ export interface GatewayPartConfig extends Omit<CommonPartConfig, 'labTokenFile'
  * A service holds the lab token only when parts are who they declare (the baseline): with its own
  * credential it has no `labTokenFile` at all.
  */
-export interface ServicePartConfig extends Omit<CommonPartConfig, 'labTokenFile'>, OwnCredential {
+export interface ServicePartConfig
+  extends Omit<CommonPartConfig, 'labTokenFile'>,
+    OwnCredential,
+    FeedFollower {
   labTokenFile?: string;
   kind: 'service';
   /** the service's code folder: the attested tree (bundle + service.json) */

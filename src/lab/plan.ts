@@ -16,6 +16,7 @@ import type {
 } from '../kernel/part-config.js';
 import type { ServiceDefinition } from '../kernel/topology.js';
 import { packageRoot } from '../paths.js';
+import { DEFAULT_FEED_MAX_AGE_SECONDS, type FeedTrustKey } from '../protocol/signed-feed.js';
 import { partCredentialFileOf, partCredentialIndexFileOf } from './part-credentials.js';
 import type { PartLaunch, PartPlacement, PartPlan } from './runtimes/runtime.js';
 import { type LabSecretFiles, replicaTicketKeyFiles } from './secrets.js';
@@ -105,6 +106,10 @@ export interface LabPlanInput {
   partEnv?: Record<string, string>;
   /** `lab up --security-replicas` (default 1) */
   securityReplicas?: number;
+  /** `lab up --feed-max-age`, in seconds (DEFAULT_FEED_MAX_AGE_SECONDS) */
+  feedMaxAgeSeconds?: number;
+  /** feeds:signed: the trust bundle's keys (the feed key's public half), written into the parts' configs */
+  feedTrustKeys?: FeedTrustKey[];
 }
 
 /** The parts the runtime is asked to place before the plan is made (addresses come first). */
@@ -131,6 +136,11 @@ export function partsToPlace(
       appDir: appDirOf(dir, s.name),
     })),
   ];
+}
+
+/** Where a part says whether its feeds went stale (feeds:signed, process runtime): read by `lab status`. */
+export function feedStatusFileOf(dir: string, part: string): string {
+  return join(dir, 'feeds', `${part}.json`);
 }
 
 /** A service's code folder on this host: the tree attestation measures. */
@@ -174,6 +184,7 @@ export function planLab(input: LabPlanInput): LabPlan {
   const replicaCount = input.securityReplicas ?? 1;
   const replicaAt = Array.from({ length: replicaCount }, (_, i) => at(securityPartName(i)));
   const replicaUrls = replicaAt.map((p) => (control ? (p.control?.url ?? p.url) : p.url));
+  const feedMaxAgeMs = (input.feedMaxAgeSeconds ?? DEFAULT_FEED_MAX_AGE_SECONDS) * 1000;
   const common = (p: PartPlacement) => ({
     labId,
     posture,
@@ -182,7 +193,21 @@ export function planLab(input: LabPlanInput): LabPlan {
     securityUrl: securityAt.url,
     ...(replicaCount > 1 ? { securityReplicaUrls: replicaUrls } : {}),
     labTokenFile: secrets.labTokenFile,
+    feedMaxAgeMs,
   });
+  // feeds:signed: the public feed keys and the bound, for the parts that follow the feeds; on the
+  // process runtime also where each says whether it went stale (`lab status`).
+  const signedFeeds = defences.feeds === 'signed';
+  if (signedFeeds && (input.feedTrustKeys === undefined || input.feedTrustKeys.length === 0)) {
+    throw new Error('signed feeds need the feed trust keys');
+  }
+  const feedFollower = (part: string) =>
+    signedFeeds
+      ? {
+          feedTrust: { keys: input.feedTrustKeys ?? [], maxAgeMs: feedMaxAgeMs },
+          ...(input.runtimeKind === 'process' ? { feedStatusFile: feedStatusFileOf(dir, part) } : {}),
+        }
+      : {};
   const launchOf = (config: PartConfig, entry: string, url: string, mounts: string[] = []): PartLaunch => {
     const configFile = configFileOf(dir, config.part);
     return {
@@ -210,6 +235,7 @@ export function planLab(input: LabPlanInput): LabPlan {
       port: place.port,
       home: input.home,
       ticketKeyFile: own.privateFile,
+      ...(signedFeeds && secrets.feedKeyFile ? { feedKeyFile: secrets.feedKeyFile } : {}),
       ...(replicaCount > 1
         ? { peerTicketKeyFiles: ticketKeys.filter((k) => k !== own).map((k) => k.publicFile) }
         : {}),
@@ -263,6 +289,7 @@ export function planLab(input: LabPlanInput): LabPlan {
       appDir: place.appDir ?? appDir,
       peers: Object.fromEntries(s.calls.map((c) => [c, at(c).url])),
       ...(mtls ? { identityDir, caFile } : {}),
+      ...feedFollower(s.name),
     };
     const launch = launchOf(config, join(appDir, 'service.mjs'), hostView(place));
     launch.mounts = [{ path: launch.configFile }, ...serviceMounts(config)];
@@ -302,6 +329,7 @@ export function planLab(input: LabPlanInput): LabPlan {
     ...credentialOf('gateway'),
     rateLimit: GATEWAY_LIMITS,
     ...(defences.request === 'bound' ? { stateDir: gatewayStateDirOf(dir) } : {}),
+    ...feedFollower('gateway'),
   };
   const securityUrl = securityAt.hostUrl ?? securityAt.url;
   const gatewayUrl = gatewayAt.hostUrl ?? gatewayAt.url;

@@ -1,6 +1,7 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { type FeedTrustKey, feedTrustKey } from '../protocol/signed-feed.js';
 import { securityPartName } from './security-replicas.js';
 
 export interface LabSecretFiles {
@@ -13,6 +14,11 @@ export interface LabSecretFiles {
   sinkTokenFile: string;
   sealKeyFile: string;
   ticketKeyFile: string;
+  /**
+   * feeds:signed: the security service's feed-signing key (Ed25519, 0600), of its own so that a
+   * ticket key never signs a feed nor a feed key a ticket; made at every `lab up` like the others
+   */
+  feedKeyFile?: string;
 }
 
 /**
@@ -26,6 +32,7 @@ export async function createLabSecrets(dir: string): Promise<LabSecretFiles & { 
     sinkTokenFile: join(dir, 'sink-token'),
     sealKeyFile: join(dir, 'seal-key'),
     ticketKeyFile: join(dir, 'ticket-key.pem'),
+    feedKeyFile: join(dir, 'feed-key.pem'),
   };
   const labToken = randomBytes(32).toString('base64url');
   const { privateKey } = generateKeyPairSync('ed25519');
@@ -42,7 +49,17 @@ export async function createLabSecrets(dir: string): Promise<LabSecretFiles & { 
     mode: 0o600,
     flag: 'wx',
   });
+  await writeFile(
+    files.feedKeyFile as string,
+    generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' }),
+    { mode: 0o600, flag: 'wx' },
+  );
   return { ...files, labToken };
+}
+
+/** The trust bundle's entry for the lab's feed key (public), for the parts' configs. */
+export async function feedTrustKeyOf(feedKeyFile: string): Promise<FeedTrustKey> {
+  return feedTrustKey(createPrivateKey(await readFile(feedKeyFile, 'utf8')));
 }
 
 /** One security service replica's ticket-signing key (0600) and its public half (published). */

@@ -1,7 +1,9 @@
+import { readFile } from 'node:fs/promises';
 import { type Ablation, defenceList } from '../defences/presets.js';
 import { adminChannel } from '../kernel/admin-channel.js';
-import { type LabState, type LabStoreState, readLabState } from '../kernel/lab-state.js';
+import { type LabState, type LabStoreState, labDir, readLabState } from '../kernel/lab-state.js';
 import { type DiskCondition, diskCondition } from './disk.js';
+import { feedStatusFileOf } from './plan.js';
 import type { ReplicaCount, Runtime } from './runtimes/runtime.js';
 import { runtimeFor } from './runtimes/select.js';
 import { readRestarts } from './supervisor/restarts.js';
@@ -22,6 +24,11 @@ export interface PartStatus {
   replicas?: ReplicaCount;
   /** the watchman found something else listening on its address while it was dead */
   foreignListener?: { port: number; seenAt: string };
+  /**
+   * feeds:signed (process runtime): the part's feeds as it last said (at each change): `stale`
+   * when it refuses the requests that depend on them (CONTROL_PLANE_STALE)
+   */
+  feeds?: { stale: boolean; since: string };
 }
 
 export interface LabStatus {
@@ -39,6 +46,8 @@ export interface LabStatus {
   startedAt?: string;
   /** links:mtls: how long each part's identity lasts (renewed at half-life by the watchman) */
   identityTtlSeconds?: number;
+  /** the feeds' maximum staleness (`lab up --feed-max-age`; enforced with feeds:signed) */
+  feedMaxAgeSeconds?: number;
   /** where users, keys and the audit log are kept (a URL without its password) */
   store?: LabStoreState;
   parts: PartStatus[];
@@ -62,6 +71,7 @@ export async function labStatus(home: string, given?: Runtime): Promise<LabStatu
   const parts = await Promise.all(
     state.parts.map(async (p) => {
       const replicas = await runtime.replicaCount?.(p).catch(() => undefined);
+      const feeds = await feedStateOf(home, p.name);
       return {
         name: p.name,
         kind: p.kind,
@@ -74,6 +84,7 @@ export async function labStatus(home: string, given?: Runtime): Promise<LabStatu
         ...(restarts[p.name]?.gaveUp ? { gaveUp: true } : {}),
         ...(restarts[p.name]?.foreignListener ? { foreignListener: restarts[p.name]?.foreignListener } : {}),
         ...(replicas === undefined ? {} : { replicas }),
+        ...(feeds === undefined ? {} : { feeds }),
       };
     }),
   );
@@ -88,6 +99,7 @@ export async function labStatus(home: string, given?: Runtime): Promise<LabStatu
     ...(state.caFile ? { caFile: state.caFile } : {}),
     startedAt: state.startedAt,
     ...(state.identityTtlSeconds === undefined ? {} : { identityTtlSeconds: state.identityTtlSeconds }),
+    ...(state.feedMaxAgeSeconds === undefined ? {} : { feedMaxAgeSeconds: state.feedMaxAgeSeconds }),
     store: state.store ?? { kind: 'lowdb' },
     parts,
     ...(disk ? { disk } : {}),
@@ -102,5 +114,19 @@ async function serviceStates(home: string, state: LabState): Promise<Map<string,
     return new Map(body.services.map((s) => [s.name, s.state]));
   } catch {
     return new Map();
+  }
+}
+
+/** What a part last wrote about its feeds (feeds:signed, process runtime), if it wrote anything. */
+async function feedStateOf(home: string, part: string): Promise<PartStatus['feeds']> {
+  try {
+    const x = JSON.parse(await readFile(feedStatusFileOf(labDir(home), part), 'utf8')) as {
+      stale?: unknown;
+      at?: unknown;
+    };
+    if (typeof x.stale !== 'boolean' || typeof x.at !== 'string') return undefined;
+    return { stale: x.stale, since: x.at };
+  } catch {
+    return undefined;
   }
 }

@@ -22,6 +22,7 @@ import {
 } from '../pki/identity.js';
 import { writeIdentity } from '../pki/identity-files.js';
 import { certificateEndClock, clientTlsConnector } from '../pki/mtls.js';
+import { labFeedMaxAge } from '../protocol/signed-feed.js';
 import { runningLabTime } from '../store/lab-clock-mark.js';
 import { requireRoomForLab } from './disk.js';
 import { prepareLabStore, type StoreChoice, stopLabStore, wantedStore } from './lab-store.js';
@@ -31,7 +32,12 @@ import { waitHealthy } from './readiness.js';
 import { codeCopiesDir, hashOfCopy, releaseCopy } from './runtimes/code-copy.js';
 import { ProcessRuntime } from './runtimes/process.js';
 import type { PartLaunch, PartPlacement, Runtime } from './runtimes/runtime.js';
-import { createLabSecrets, createReplicaTicketKeys, replicaTicketKeyFiles } from './secrets.js';
+import {
+  createLabSecrets,
+  createReplicaTicketKeys,
+  feedTrustKeyOf,
+  replicaTicketKeyFiles,
+} from './secrets.js';
 import { checkSecurityReplicas } from './security-replicas.js';
 
 export interface LabUpOptions {
@@ -68,6 +74,11 @@ export interface LabUpOptions {
    * own port, identity and ticket key (issue 17). Above 1 needs PostgreSQL and the process runtime.
    */
   securityReplicas?: number;
+  /**
+   * `lab up --feed-max-age` (seconds, default DEFAULT_FEED_MAX_AGE_SECONDS): with feeds:signed a
+   * part refuses to act on a feed older than this (CONTROL_PLANE_STALE)
+   */
+  feedMaxAgeSeconds?: number;
 }
 
 export interface LabUpResult {
@@ -113,6 +124,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
   const startedAt = new Date().toISOString();
   const progress = opts.onProgress ?? (() => undefined);
   const identityTtlSeconds = labIdentityTtl(opts.identityTtlSeconds);
+  const feedMaxAgeSeconds = labFeedMaxAge(opts.feedMaxAgeSeconds);
   const runtime: Runtime = opts.runtime ?? new ProcessRuntime();
   await assertPrivateHome(opts.home);
   const securityReplicas = opts.securityReplicas ?? 1;
@@ -184,6 +196,10 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     ...(opts.partEnv === undefined ? {} : { partEnv: opts.partEnv }),
     identityTtlSeconds,
     securityReplicas,
+    feedMaxAgeSeconds,
+    ...(defences.feeds === 'signed' && secrets.feedKeyFile
+      ? { feedTrustKeys: [await feedTrustKeyOf(secrets.feedKeyFile)] }
+      : {}),
   });
   await createReplicaTicketKeys(replicaTicketKeyFiles(dir, secrets.ticketKeyFile, securityReplicas));
   await createPartCredentials(dir, plan.credentialParts);
@@ -213,6 +229,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     ...(plan.controlPlaneUrl ? { controlPlaneUrl: plan.controlPlaneUrl } : {}),
     ...(plan.securityReplicaHosts ? { securityReplicas: plan.securityReplicaHosts } : {}),
     ...(mtls ? { identityTtlSeconds } : {}),
+    feedMaxAgeSeconds,
     store,
     parts,
   });

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Dispatcher, request } from 'undici';
-import { TrustedMsError } from '../errors.js';
+import type { FeedGuard } from '../defences/feeds.js';
+import { isTrustedMsError, TrustedMsError } from '../errors.js';
 import { ReplicaSet } from '../kernel/replica-set.js';
 import { isTlsFailure } from '../kernel/tls-failure.js';
 import { type LabClock, labTimeOf } from '../protocol/lab-clock.js';
@@ -17,6 +18,8 @@ export interface RevocationFeedOptions {
   log?: (line: string) => void;
   /** this part's lab clock, moved forward to the lab time every answer carries */
   clock?: LabClock;
+  /** feeds:signed: only the list in a verified envelope is taken (src/defences/feeds.ts) */
+  feeds?: FeedGuard;
 }
 
 /** Longer than the security service holds a poll (HOLD_MS, 20 s), so a quiet poll is not an error. */
@@ -88,7 +91,9 @@ export class RevocationFeed {
         // A listener that is not the security service is named as such: the last list stays in force.
         const why = isTlsFailure(err)
           ? `CONTROL_PLANE_UNTRUSTED: ${controlPlaneUntrusted(this.#url, 'polling', err).message}`
-          : (err as Error).message;
+          : isTrustedMsError(err)
+            ? `${err.code}: ${err.message}`
+            : (err as Error).message;
         this.#moveOn();
         this.#opts.log?.(`revocation feed: ${why.slice(0, 200)}; retrying in ${pause} ms`);
         await sleep(pause, undefined, { signal: this.#abort.signal }).catch(() => undefined);
@@ -125,9 +130,12 @@ export class RevocationFeed {
       body = undefined;
     }
     if (res.statusCode >= 400) throw fromErrorBody(res.statusCode, body);
-    const list = parseRevocationList(body);
+    // The clock first: a signed list's age is judged on it. An answer's lab time only ever moves
+    // the clock forward, so a false one can make feeds look older (refused), never younger.
     const labTime = labTimeOf(body);
     if (labTime !== undefined) this.#opts.clock?.adopt(labTime);
-    return list;
+    return this.#opts.feeds
+      ? this.#opts.feeds.open('revocations', body, parseRevocationList)
+      : parseRevocationList(body);
   }
 }

@@ -1,5 +1,6 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import type { Dispatcher } from 'undici';
+import type { FeedGuard } from '../defences/feeds.js';
 import { isTrustedMsError, TrustedMsError } from '../errors.js';
 import { jsonRequest } from '../kernel/http-client.js';
 import { ReplicaSet } from '../kernel/replica-set.js';
@@ -66,32 +67,32 @@ export class SecurityClient {
    * With `clock` (the part's lab clock), tickets are judged on it, and it starts from (or moves
    * forward to) the lab time in the answer, taken as read half-way through the round trip.
    */
-  async ticketVerifier(posture: TicketKind, clock?: LabClock): Promise<TicketVerifier> {
+  async ticketVerifier(posture: TicketKind, clock?: LabClock, feeds?: FeedGuard): Promise<TicketVerifier> {
     let sentAt = 0;
     let receivedAt = 0;
-    const r = await this.untilReady('fetching the ticket keys', async () => {
+    const answer = await this.untilReady('fetching the ticket keys', async () => {
       sentAt = performance.now();
-      const answer = await this.call<{
-        issuer: string;
-        audience: string;
-        keys: { kid: string; alg: string; publicKeyPem: string }[];
-      }>('GET', '/v1/keys');
+      const a = await this.call<unknown>('GET', '/v1/keys');
       receivedAt = performance.now();
-      return answer;
+      return a;
     });
+    const labTime = labTimeOf(answer);
+    if (clock !== undefined) {
+      if (labTime === undefined) {
+        throw new TrustedMsError(
+          'SERVICE_UNAVAILABLE',
+          'the security service did not give the lab time with its keys',
+        );
+      }
+      clock.adopt(labTime, (sentAt + receivedAt) / 2);
+    }
+    // feeds:signed: the keys from the verified envelope only (a fresh issue, for this lab).
+    const r = feeds ? feeds.open('keys', answer, parseKeySet) : parseKeySet(answer);
     const keys = new Map<string, KeyObject>();
-    for (const k of r.keys ?? []) if (k.alg === 'EdDSA') keys.set(k.kid, createPublicKey(k.publicKeyPem));
+    for (const k of r.keys) if (k.alg === 'EdDSA') keys.set(k.kid, createPublicKey(k.publicKeyPem));
     if (keys.size === 0) throw new TrustedMsError('KEY_NOT_FOUND', 'the security service has no EdDSA key');
     if (clock === undefined)
       return new TicketVerifier({ keys, issuer: r.issuer, audience: r.audience, posture });
-    const labTime = labTimeOf(r);
-    if (labTime === undefined) {
-      throw new TrustedMsError(
-        'SERVICE_UNAVAILABLE',
-        'the security service did not give the lab time with its keys',
-      );
-    }
-    clock.adopt(labTime, (sentAt + receivedAt) / 2);
     return new TicketVerifier({
       keys,
       issuer: r.issuer,
@@ -101,6 +102,38 @@ export class SecurityClient {
       issuedAtLeewaySeconds: IAT_LEEWAY_SECONDS,
     });
   }
+}
+
+interface KeySet {
+  issuer: string;
+  audience: string;
+  keys: { kid: string; alg: string; publicKeyPem: string }[];
+}
+
+/** The ticket keys as `/v1/keys` gives them; INVALID_INPUT when the answer is not that. */
+function parseKeySet(x: unknown): KeySet {
+  const {
+    issuer,
+    audience,
+    keys = [],
+  } = (typeof x === 'object' && x !== null ? x : {}) as Record<string, unknown>;
+  if (
+    typeof issuer !== 'string' ||
+    typeof audience !== 'string' ||
+    !Array.isArray(keys) ||
+    keys.length > 100 ||
+    !keys.every(
+      (k) =>
+        typeof k === 'object' &&
+        k !== null &&
+        typeof (k as Record<string, unknown>).kid === 'string' &&
+        typeof (k as Record<string, unknown>).alg === 'string' &&
+        typeof (k as Record<string, unknown>).publicKeyPem === 'string',
+    )
+  ) {
+    throw new TrustedMsError('INVALID_INPUT', 'the ticket keys are not a key set');
+  }
+  return { issuer, audience, keys: keys as KeySet['keys'] };
 }
 
 /** The refusal a part gives when the security service's address does not prove its identity. */

@@ -44,7 +44,7 @@ export async function startLab(
   posture: Posture,
   services = 20,
   runtime?: Runtime,
-  extra: Pick<LabUpOptions, 'identityTtlSeconds'> = {},
+  extra: Pick<LabUpOptions, 'identityTtlSeconds' | 'feedMaxAgeSeconds' | 'without'> = {},
 ): Promise<RunningLab> {
   const dir = await mkdtemp(join(tmpdir(), `tms-lab-${posture}-`));
   const home = join(dir, 'home');

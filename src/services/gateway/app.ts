@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { AttestationGate } from '../../defences/attestation.js';
 import type { AttestationTable } from '../../defences/attestation-table.js';
 import type { EdgeServer } from '../../defences/edge.js';
+import type { FeedGuard } from '../../defences/feeds.js';
 import { connectionLimitsFor, type GatewayLimits } from '../../defences/limits.js';
 import type { Defences } from '../../defences/presets.js';
 import type { BasicAtGateway } from '../../defences/request/gateway-basic.js';
@@ -52,6 +53,10 @@ export interface GatewayDeps {
   labToken?: string;
   /** links:mtls: what a push prompts instead (routes/attestation-push.ts) */
   refreshAttestation?: () => Promise<void>;
+  /** feeds:signed: every push is only a prompt (routes/attestation-push.ts) */
+  pushPromptsOnly?: boolean;
+  /** feeds: whether the control-plane state the forwarding acts on is fresh enough (plain: always) */
+  feeds?: FeedGuard;
   /** links:mtls: the login relay reaches the control plane, where its certificate vouches for the client address */
   relayVouchedByCertificate?: boolean;
   /** one line per refusal; stderr by default */
@@ -91,7 +96,12 @@ export function buildGateway(deps: GatewayDeps): FastifyInstance {
   app.addContentTypeParser('*', { parseAs: 'buffer' }, raw);
   logRefusals(app, log, now);
 
-  app.get('/healthz', async () => ({ ok: true, part: 'gateway', defences: deps.defences }));
+  app.get('/healthz', async () => ({
+    ok: true,
+    part: 'gateway',
+    defences: deps.defences,
+    ...(deps.feeds ? { feeds: deps.feeds.status() } : {}),
+  }));
   app.register(attestationPushRoutes, deps);
   const { login } = deps;
   if (login.kind === 'basic') app.register(basicLoginRoutes, { basic: login.basic });

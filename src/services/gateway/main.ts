@@ -6,6 +6,7 @@ import {
   parseAttestationEntries,
 } from '../../defences/attestation-table.js';
 import { edgeFor } from '../../defences/edge.js';
+import { feedsFor } from '../../defences/feeds.js';
 import { metersFor } from '../../defences/limits.js';
 import { linksFor } from '../../defences/links.js';
 import { ticketKindOf } from '../../defences/presets.js';
@@ -46,12 +47,15 @@ const controlAgent = controlConnect
   : undefined;
 const security = new SecurityClient(securityUrls, labToken, controlAgent);
 
+// feeds:signed: the table only from a verified, fresh envelope (src/defences/feeds.ts).
 const fetchAttestations = async (): Promise<AttestationEntry[]> =>
-  parseAttestationEntries(
-    (await security.call<{ services?: unknown[] }>('GET', '/v1/services')).services?.map((s) => ({
-      name: (s as AttestationEntry).name,
-      state: (s as AttestationEntry).state,
-    })),
+  feeds.open('services', await security.call<unknown>('GET', '/v1/services'), (body) =>
+    parseAttestationEntries(
+      (body as { services?: unknown[] } | null)?.services?.map((s) => ({
+        name: (s as AttestationEntry).name,
+        state: (s as AttestationEntry).state,
+      })),
+    ),
   );
 
 const poolFor = (name: string, url: string): Pool => {
@@ -91,8 +95,17 @@ const attestation = new AttestationTable();
 // The security service's clock, followed by the feed (docs/faults.md, "Clocks").
 const clock = new LabClock();
 links.judgeEndsAlsoOn(() => clock.now());
+// What the forwarding acts on: the revocation list, and the attestation table when it is enforced.
+const feeds = feedsFor(
+  defences.feeds,
+  config,
+  () => clock.now(),
+  enforcesAttestation(defences.attestation) ? ['revocations', 'services'] : ['revocations'],
+  (line) => console.log(`gateway: ${line}`),
+);
 const revocations = new RevocationFeed(securityUrls, {
   part: 'gateway',
+  feeds,
   ...(feedCredential ? { token: feedCredential } : {}),
   ...(controlAgent ? { dispatcher: controlAgent } : {}),
   log: (line) => console.log(line),
@@ -103,7 +116,7 @@ const ticketKind = ticketKindOf(defences.login);
 const verifier =
   ticketKind === undefined
     ? undefined
-    : await orFailClosed('gateway', security.ticketVerifier(ticketKind, clock));
+    : await orFailClosed('gateway', security.ticketVerifier(ticketKind, clock, feeds));
 /**
  * Proofs made before this instance started may have been accepted by the one before it. Proofs
  * are stamped on the clients' wall clocks, so this is the wall clock at start; or the lab clock when
@@ -186,8 +199,11 @@ const app = buildGateway({
   upstreams,
   attestation,
   revocations: revocations.view,
+  feeds,
   ...(labToken ? { labToken } : {}),
   ...(controlAgent ? { refreshAttestation: refreshOnPush, relayVouchedByCertificate: true } : {}),
+  // A pushed table is not signed: with signed feeds a push only prompts a verified fetch.
+  ...(feeds.kind === 'signed' ? { refreshAttestation: refreshOnPush, pushPromptsOnly: true } : {}),
 });
 
 await app.listen({ host: config.host, port: config.port });
@@ -201,6 +217,7 @@ console.log(
 
 const stop = (): void => {
   if (poll) clearInterval(poll);
+  feeds.close();
   void revocations.stop();
   setTimeout(() => process.exit(0), 1500).unref();
   links.close();

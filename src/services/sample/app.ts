@@ -1,5 +1,6 @@
 import type { Server as TlsServer } from 'node:tls';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FeedGuard } from '../../defences/feeds.js';
 import type { Links } from '../../defences/links.js';
 import { DEFAULT_PEER_CALLS, PeerCallPolicy, type PeerCallRule } from '../../defences/peer-calls.js';
 import type { Defences } from '../../defences/presets.js';
@@ -44,6 +45,8 @@ export interface SampleServiceDeps {
   log?: (line: string) => void;
   /** revoked users and quarantined services, kept current by the security service */
   revocations?: RevocationView;
+  /** feeds:signed: whether that list is within the lab's staleness bound (plain: always) */
+  feeds?: FeedGuard;
 }
 
 export interface RecordsBody {
@@ -122,6 +125,8 @@ export function buildSampleService(deps: SampleServiceDeps): FastifyInstance {
 
   app.addHook('onRequest', async (request) => {
     if (pathOf(request.url) === '/healthz') return;
+    // Who may call, and with which ticket, is judged on the revocation list: not on a stale one.
+    deps.feeds?.assertFresh();
     let callingService: string | undefined;
     links.authorizeCaller(request.raw.socket, (peer, kind) => {
       // Its certificate may still be valid: a quarantine is known by name, from the feed.
@@ -162,6 +167,7 @@ export function buildSampleService(deps: SampleServiceDeps): FastifyInstance {
     service: definition.name,
     defences: deps.defences,
     databases: ownDatabases,
+    ...(deps.feeds ? { feeds: deps.feeds.status() } : {}),
   }));
 
   app.get<{ Params: { db: string } }>(

@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { Agent, type Dispatcher, request } from 'undici';
 import { hashDirectory } from '../../attestation/tree-hash.js';
 import { acceptsSelfReport } from '../../defences/attestation.js';
+import { feedsFor, PLAIN_FEEDS } from '../../defences/feeds.js';
 import { linksFor } from '../../defences/links.js';
 import { parseCallerRules } from '../../defences/peer-calls.js';
 import { ticketKindOf } from '../../defences/presets.js';
@@ -102,6 +103,18 @@ export async function startSampleService(hooks: SampleKitHooks = {}): Promise<vo
   // The security service's clock, followed by the feed (docs/faults.md, "Clocks").
   const clock = new LabClock();
   links.judgeEndsAlsoOn(() => clock.now());
+  // feeds:signed: the revocation list (its revoked users, quarantined and untrusted peers) is what
+  // every request here acts on; request:basic follows no feed (the gateway applies it).
+  const feeds =
+    defences.request === 'basic'
+      ? PLAIN_FEEDS
+      : feedsFor(
+          defences.feeds,
+          config,
+          () => clock.now(),
+          ['revocations'],
+          (line) => console.log(`${name}: ${line}`),
+        );
   // request:basic: the service trusts the gateway, which applies the revocations itself.
   const feed =
     defences.request === 'basic'
@@ -112,12 +125,16 @@ export async function startSampleService(hooks: SampleKitHooks = {}): Promise<vo
           ...(credential === undefined ? {} : { token: credential }),
           log: (line) => console.log(`${name}: ${line}`),
           clock,
+          feeds,
         });
   await orFailClosed(name, feed?.start() ?? Promise.resolve());
   const authenticate =
     defences.request === 'basic' || ticketKind === undefined
       ? GATEWAY_VOUCHES
-      : new TicketAtService(await orFailClosed(name, security.ticketVerifier(ticketKind, clock)), feed?.view);
+      : new TicketAtService(
+          await orFailClosed(name, security.ticketVerifier(ticketKind, clock, feeds)),
+          feed?.view,
+        );
   const app = buildSampleService({
     definition,
     defences,
@@ -126,6 +143,7 @@ export async function startSampleService(hooks: SampleKitHooks = {}): Promise<vo
     peers,
     log: (line) => console.log(line),
     ...(feed ? { revocations: feed.view } : {}),
+    feeds,
   });
 
   if (selfReports) await selfReport();
@@ -139,6 +157,7 @@ export async function startSampleService(hooks: SampleKitHooks = {}): Promise<vo
   const stop = (): void => {
     setTimeout(() => process.exit(0), 1000).unref();
     links.close();
+    feeds.close();
     void Promise.allSettled([
       app.close(),
       feed?.stop(),

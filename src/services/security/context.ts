@@ -13,6 +13,7 @@ import { labAudience, labIssuer } from '../../protocol/issuer.js';
 import { loginThrottleFile } from '../../store/login-throttle-file.js';
 import type { LabStore } from '../../store/store.js';
 import { controlPeerOf } from './control-peer.js';
+import type { FeedSigner } from './feed-signer.js';
 import type { PartCredentials } from './part-credentials.js';
 import type { ServiceRegistry, ServiceStatus } from './registry.js';
 import { RevocationBook } from './revocations.js';
@@ -47,6 +48,8 @@ export interface SecurityDeps {
   lockoutPersistence?: LockoutPersistence;
   /** revoked users and quarantined services, loaded from the store (default: an empty book) */
   revocations?: RevocationBook;
+  /** feeds:signed: signs the keys, the attestation table and the revocation list it serves */
+  feeds?: FeedSigner;
   /**
    * The lab clock (ticket iat, challenge expiry, the lab time /v1/keys and the revocation feed hand
    * out; also the rate limits' when given, for tests), the store's by default (main.ts gives the store

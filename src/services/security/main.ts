@@ -11,12 +11,14 @@ import { readPartConfig, readSecret } from '../../kernel/part-config.js';
 import { type LabCa, loadLabCa } from '../../pki/ca.js';
 import { DEFAULT_CERT_TTL_SECONDS, issueServiceCertificate } from '../../pki/identity.js';
 import { certificateEndClock, type ServerTlsOptions, serverTlsOptions } from '../../pki/mtls.js';
+import { DEFAULT_FEED_MAX_AGE_SECONDS } from '../../protocol/signed-feed.js';
 import { homeLabClock } from '../../store/lab-clock-mark.js';
 import { openLabStore } from '../../store/open.js';
 import { buildSecurityApps } from './app.js';
+import { FeedSigner } from './feed-signer.js';
 import { PartCredentials } from './part-credentials.js';
 import { ServiceRegistry } from './registry.js';
-import { RevocationBook } from './revocations.js';
+import { HOLD_MS, RevocationBook } from './revocations.js';
 
 const config = readPartConfig('security');
 // The lab clock (tickets' iat, challenges, revocations' notBefore, audit times), handed to the
@@ -32,8 +34,26 @@ const now = homeLabClock(config.home, {
 const store = openLabStore(config.home, { resident: true, now: () => new Date(now()) });
 const registry = new ServiceRegistry(store, config.defences.attestation);
 await registry.load();
+// feeds:signed: the feeds go out signed with the lab's feed key (not the ticket key), each issued
+// again at a sixth of the maximum staleness, and a quiet revocation poll is answered as often, so
+// that a part on a quiet lab always holds a fresh one.
+const feedKeyFile = config.defences.feeds === 'signed' ? config.feedKeyFile : undefined;
+if (config.defences.feeds === 'signed' && feedKeyFile === undefined) {
+  console.error('security service: not starting: INVALID_INPUT: signed feeds need feedKeyFile in its config');
+  process.exit(1);
+}
+const feedPrivateKey = feedKeyFile ? createPrivateKey(readFileSync(feedKeyFile, 'utf8')) : undefined;
+const feeds = feedPrivateKey
+  ? new FeedSigner(
+      { kid: jwkThumbprint(feedPrivateKey), privateKey: feedPrivateKey },
+      config.labId,
+      now,
+      config.feedMaxAgeMs ?? DEFAULT_FEED_MAX_AGE_SECONDS * 1000,
+    )
+  : undefined;
 const revocations = new RevocationBook(store, {
   namesUntrusted: enforcesAttestation(config.defences.attestation) && config.defences.links === 'mtls',
+  ...(feeds ? { holdMs: Math.min(HOLD_MS, feeds.reissueMs) } : {}),
 });
 await revocations.load();
 const privateKey = createPrivateKey(readFileSync(config.ticketKeyFile, 'utf8'));
@@ -63,7 +83,8 @@ const controlTls = ca && config.controlPort !== undefined ? await controlTlsNow(
 // The gateway holds the lab token only when the parts have nothing better: otherwise the push
 // carries none (a process on the gateway's port would collect it) and only prompts the gateway to
 // fetch the table again over the control plane.
-const pushToken = partsHoldLabToken(config.defences) ? labToken : undefined;
+// With signed feeds the gateway takes the table from a signed fetch only: the push is a prompt.
+const pushToken = partsHoldLabToken(config.defences) && !feeds ? labToken : undefined;
 
 // edge:tls: the gateway is reached like any of its clients does, trusting only the lab CA, its
 // certificate's end judged on the lab clock too (it is this service's own).
@@ -84,6 +105,7 @@ const { app, control } = buildSecurityApps(
     store,
     registry,
     revocations,
+    ...(feeds ? { feeds } : {}),
     signingKey: { kid: jwkThumbprint(privateKey), privateKey },
     peerTicketKeys,
     sealKey: Buffer.from(readSecret(config.sealKeyFile), 'base64url'),

@@ -55,9 +55,13 @@ export class RevocationBook {
    * them. Otherwise nobody could act on the names (plain links), or nobody measures and every
    * service would stay `unknown` (no attestation): the list keeps `untrusted` empty.
    */
-  constructor(store: LabStore, opts: { namesUntrusted?: boolean } = {}) {
+  /** how long a poll is held when nothing changes: HOLD_MS, or less for signed feeds' heartbeat */
+  readonly #holdMs: number;
+
+  constructor(store: LabStore, opts: { namesUntrusted?: boolean; holdMs?: number } = {}) {
     this.#store = store;
     this.#namesUntrusted = opts.namesUntrusted === true;
+    this.#holdMs = opts.holdMs ?? HOLD_MS;
   }
 
   /** Reads the store and publishes what it holds; call at start and after every change. */
@@ -190,7 +194,7 @@ export class RevocationBook {
         this.#waiters.delete(waiter);
         this.#answering(part);
         resolve(this.#list);
-      }, HOLD_MS);
+      }, this.#holdMs);
       this.#waiters.add(waiter);
       onClose(() => {
         clearTimeout(timer);

@@ -31,6 +31,7 @@ describe.sequential('ablation: which defence stops which attack', () => {
       'trusted -links:mtls',
       'trusted -limits:on',
       'trusted -edge:tls',
+      'trusted -feeds:signed',
     ]);
     const found = Object.fromEntries(dependences(report).map((d) => [d.id, [d.full, d.blockedBy]]));
     expect(found).toEqual({
@@ -80,6 +81,7 @@ describe.sequential('ablation: which defence stops which attack', () => {
         'links:plain',
         'limits:on',
         'edge:tls',
+        'feeds:signed',
       ]);
       const wrong = await cliJson<{ error: { code: string; message: string } }>(lab, [
         'lab',

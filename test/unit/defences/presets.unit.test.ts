@@ -23,6 +23,7 @@ describe('the postures as presets of defences', () => {
       'links:mtls',
       'limits:on',
       'edge:tls',
+      'feeds:signed',
     ]);
     expect(defenceList(PRESETS.none)).toEqual([
       'login:basic',
@@ -31,6 +32,7 @@ describe('the postures as presets of defences', () => {
       'links:plain',
       'limits:off',
       'edge:http',
+      'feeds:plain',
     ]);
   });
 

@@ -11,7 +11,9 @@ const secrets = {
   ticketKeyFile: `${dir}/ticket.key`,
   sealKeyFile: `${dir}/seal.key`,
   sinkTokenFile: `${dir}/sink-token`,
+  feedKeyFile: `${dir}/feed-key.pem`,
 };
+const feedTrustKeys = [{ kid: 'feed-kid', publicKeyPem: 'PEM' }];
 
 /** The plan for a posture as a process lab would place it (ports from 4000 on 127.0.0.1). */
 function plan(
@@ -50,6 +52,7 @@ function plan(
     runtimeKind: opts.runtimeKind ?? 'process',
     placements,
     secrets,
+    feedTrustKeys,
     ...(opts.securityReplicas === undefined ? {} : { securityReplicas: opts.securityReplicas }),
   });
 }
@@ -154,6 +157,23 @@ describe('the lab plan (defences + topology + placements -> the parts to launch)
     for (const s of plan('trusted', { without: ['links:mtls'] }).services) {
       expect(s.config.identityDir).toBeUndefined();
       expect(s.launch.url.startsWith('http://')).toBe(true);
+    }
+  });
+
+  it('feeds:signed: the security service signs with the feed key (not a ticket key); the gateway and every service get the public trust bundle and the bound, never the private key', () => {
+    const p = plan('trusted');
+    expect(p.security.config.feedKeyFile).toBe(secrets.feedKeyFile);
+    expect(p.security.config.feedKeyFile).not.toBe(p.security.config.ticketKeyFile);
+    for (const part of [p.gateway, ...p.services]) {
+      expect(part.config.feedTrust).toEqual({ keys: feedTrustKeys, maxAgeMs: 30_000 });
+      expect(part.config.feedStatusFile).toBe(`${dir}/feeds/${part.config.part}.json`);
+      expect(part.launch.mounts?.map((m) => m.path)).not.toContain(secrets.feedKeyFile);
+      expect(JSON.stringify(part.config)).not.toContain('feed-key.pem');
+    }
+    // without it, and in the baseline, nobody is told of feed keys and the security service signs nothing
+    for (const q of [plan('trusted', { without: ['feeds:signed'] }), plan('none'), plan('paper')]) {
+      expect(q.security.config.feedKeyFile).toBeUndefined();
+      for (const part of [q.gateway, ...q.services]) expect(part.config.feedTrust).toBeUndefined();
     }
   });
 

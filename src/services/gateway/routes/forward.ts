@@ -1,5 +1,6 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { AttestationGate } from '../../../defences/attestation.js';
+import type { FeedGuard } from '../../../defences/feeds.js';
 import type { GatewayLimits } from '../../../defences/limits.js';
 import { RATE_WAIT_HEADER } from '../../../defences/rate-limit.js';
 import type { GatewayAuthenticator } from '../../../defences/request/types.js';
@@ -16,6 +17,8 @@ export interface ForwardDeps {
   attestationGate: AttestationGate;
   limits: GatewayLimits;
   revocations?: RevocationView;
+  /** feeds:signed: the list and table it acts on are within the lab's staleness bound */
+  feeds?: FeedGuard;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -44,6 +47,8 @@ export const forwardRoutes: FastifyPluginAsync<ForwardDeps> = async (app, deps) 
     const url = request.url;
     const body = Buffer.isBuffer(request.body) ? request.body : EMPTY;
     limits.admitClient(request.ip);
+    // Before the ticket: its revocation check and the attestation gate act on the feeds.
+    deps.feeds?.assertFresh();
     const who = await deps.authenticate.authenticate(
       { method: request.method, url, headers: request.headers, body, ip: request.ip },
       (user) => {

@@ -1,7 +1,9 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { LAB_TIME_FIELD } from '../../../protocol/lab-clock.js';
+import { FEED_FIELD } from '../../../protocol/signed-feed.js';
 import type { LabStore } from '../../../store/store.js';
 import { quarantineIn, reinstateUserIn, releaseIn, revokeUserIn } from '../../../users/revocations.js';
+import type { FeedSigner } from '../feed-signer.js';
 import type { RevocationBook } from '../revocations.js';
 
 /** What the revocation routes need: the store the changes go to, the book that publishes them. */
@@ -15,6 +17,8 @@ export interface RevocationRouteDeps {
    * (the security service's `confirmingPart`). By default the claimed name (parts are who they say).
    */
   confirmingPart?: (request: FastifyRequest, claimed: string | undefined) => string | undefined;
+  /** feeds:signed: the list goes out in a signed envelope too, the only part the parts take */
+  feeds?: FeedSigner;
 }
 
 const PART_RE = /^[a-z][a-z0-9-]{0,63}$/;
@@ -53,7 +57,11 @@ export const revocationFeedRoutes: FastifyPluginAsync<RevocationRouteDeps> = asy
       const list = await book.next(since, confirming, (cb) => reply.raw.on('close', cb));
       // Read when answering, not when the list changed: each answer carries the lab clock the
       // parts follow (src/protocol/lab-clock.ts); a held poll answers at least every HOLD_MS.
-      return { ...list, [LAB_TIME_FIELD]: Math.floor(now()) };
+      return {
+        ...list,
+        ...(deps.feeds ? { [FEED_FIELD]: deps.feeds.envelope('revocations', list) } : {}),
+        [LAB_TIME_FIELD]: Math.floor(now()),
+      };
     },
   );
 };
