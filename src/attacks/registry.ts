@@ -2,6 +2,7 @@ import { TrustedMsError } from '../errors.js';
 import { enumeration } from './scenarios/accounts.enumeration.js';
 import { lockoutDos } from './scenarios/accounts.lockout-dos.js';
 import { envInjection } from './scenarios/attestation.env-injection.js';
+import { auditRewrite } from './scenarios/audit.rewrite.js';
 import { adminTokenTheft } from './scenarios/control-plane.admin-token-theft.js';
 import { spoofedSecurity } from './scenarios/control-plane.spoofed-security.js';
 import { connectionExhaustion } from './scenarios/dos.connection-exhaustion.js';
@@ -51,6 +52,7 @@ export const SCENARIOS: readonly Scenario[] = [
   forgedConfirmation,
   spoofedSecurity,
   securityReplicaDown,
+  auditRewrite,
   // Last: they leave the attacker's addresses locked out for a while, which is the defence working.
   lockoutDos,
   enumeration,

@@ -24,6 +24,12 @@ export const DEFENCE_CHOICES = {
    * server-authenticated TLS protect different links, and each can be removed alone)
    */
   edge: ['http', 'tls'],
+  /**
+   * the audit log's evidence: its hash chain alone, or the chain plus checkpoints signed by an audit
+   * key kept out of the lab home (src/store/audit/checkpoint-files.ts): only those show a rewrite
+   * whose hashes were all recomputed (audit.rewrite)
+   */
+  audit: ['chain', 'signed'],
 } as const;
 
 export type DefenceName = keyof typeof DEFENCE_CHOICES;
@@ -39,6 +45,7 @@ export const PRESETS: Readonly<Record<Posture, Defences>> = Object.freeze({
     links: 'plain',
     limits: 'off',
     edge: 'http',
+    audit: 'chain',
   },
   // paper keeps HTTP at the edge: the paper's scheme as written, which sends the password to the
   // gateway in the clear (mitm.edge-eavesdrop shows it)
@@ -49,6 +56,7 @@ export const PRESETS: Readonly<Record<Posture, Defences>> = Object.freeze({
     links: 'plain',
     limits: 'off',
     edge: 'http',
+    audit: 'chain',
   },
   trusted: {
     login: 'challenge',
@@ -57,6 +65,7 @@ export const PRESETS: Readonly<Record<Posture, Defences>> = Object.freeze({
     links: 'mtls',
     limits: 'on',
     edge: 'tls',
+    audit: 'signed',
   },
 });
 
@@ -71,6 +80,7 @@ export const ABLATIONS = {
   'links:mtls': { links: 'plain' },
   'limits:on': { limits: 'off' },
   'edge:tls': { edge: 'http' },
+  'audit:signed': { audit: 'chain' },
 } as const satisfies Record<string, Partial<Defences>>;
 
 export type Ablation = keyof typeof ABLATIONS;

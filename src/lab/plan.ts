@@ -16,6 +16,7 @@ import type {
 } from '../kernel/part-config.js';
 import type { ServiceDefinition } from '../kernel/topology.js';
 import { packageRoot } from '../paths.js';
+import type { AuditKeyFiles } from '../store/audit/checkpoint-files.js';
 import { partCredentialFileOf, partCredentialIndexFileOf } from './part-credentials.js';
 import type { PartLaunch, PartPlacement, PartPlan } from './runtimes/runtime.js';
 import { type LabSecretFiles, replicaTicketKeyFiles } from './secrets.js';
@@ -105,6 +106,8 @@ export interface LabPlanInput {
   partEnv?: Record<string, string>;
   /** `lab up --security-replicas` (default 1) */
   securityReplicas?: number;
+  /** audit:signed: the audit key and checkpoints, in the user's key folder (not the lab home) */
+  auditKey?: AuditKeyFiles;
 }
 
 /** The parts the runtime is asked to place before the plan is made (addresses come first). */
@@ -225,10 +228,17 @@ export function planLab(input: LabPlanInput): LabPlan {
       ...(edgeTls ? { gatewayCaFile: caFile } : {}),
       ticketTtlSeconds: 3600,
       challengeTtlSeconds: 60,
+      ...(input.auditKey
+        ? { auditKeyFile: input.auditKey.privateFile, auditCheckpointsFile: input.auditKey.checkpointsFile }
+        : {}),
     };
     const launch = launchOf(config, builtFile('lab', 'security.mjs'), hostView(place));
-    // The store's writer: the whole home (store, lab secrets, CA) is its to read and write.
-    launch.mounts = [{ path: input.home, writable: true }];
+    // The store's writer: the whole home (store, lab secrets, CA) is its to read and write; with
+    // audit:signed also its audit folder, which lives outside the home.
+    launch.mounts = [
+      { path: input.home, writable: true },
+      ...(input.auditKey ? [{ path: input.auditKey.dir, writable: true }] : []),
+    ];
     return { config, launch };
   });
   const [securityPart, ...moreSecurityParts] = securityParts as [

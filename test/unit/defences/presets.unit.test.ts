@@ -23,6 +23,7 @@ describe('the postures as presets of defences', () => {
       'links:mtls',
       'limits:on',
       'edge:tls',
+      'audit:signed',
     ]);
     expect(defenceList(PRESETS.none)).toEqual([
       'login:basic',
@@ -31,12 +32,14 @@ describe('the postures as presets of defences', () => {
       'links:plain',
       'limits:off',
       'edge:http',
+      'audit:chain',
     ]);
   });
 
   it('removes one defence for the next weaker strategy, the rest as the preset has it', () => {
     expect(defencesFor('trusted', ['links:mtls'])).toEqual({ ...PRESETS.trusted, links: 'plain' });
     expect(defencesFor('trusted', ['request:bound'])).toEqual({ ...PRESETS.trusted, request: 'bearer' });
+    expect(defencesFor('trusted', ['audit:signed'])).toEqual({ ...PRESETS.trusted, audit: 'chain' });
     expect(defencesFor('trusted', ['attestation:measured', 'limits:on'])).toEqual({
       ...PRESETS.trusted,
       attestation: 'none',
