@@ -1,10 +1,10 @@
-import { readFile, stat, truncate } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { isTrustedMsError } from '../../errors.js';
 import { writeFileDurably } from '../../fs-sync.js';
 import type { SecurityPartConfig } from '../../kernel/part-config.js';
 import { homeOfLab } from '../../lab/restart.js';
-import type { AuditCheckpoint } from '../../store/audit/checkpoint.js';
+import { type AuditCheckpoint, checkAgainst } from '../../store/audit/checkpoint.js';
 import { auditKeyFilesIn, loadAuditPublicKey, readCheckpoints } from '../../store/audit/checkpoint-files.js';
 import { CHECKPOINT_EVERY_MS } from '../../store/audit/checkpointer.js';
 import { parseLine } from '../../store/audit/record.js';
@@ -26,8 +26,9 @@ interface Rewrite {
   original?: string;
   /** how many records the forged log had: what was appended after it is kept at revert */
   forgedSize?: number;
-  /** the checkpoints file's length before the rewrite: heads of the forged log are taken out at revert */
-  checkpointsBytes?: number;
+  /** records in the log at setup, and how many a kept head had to cover (the attacker's last + 1) */
+  atSetup?: number;
+  need?: number;
 }
 
 const rewriteOf = (ctx: ScenarioContext): Rewrite => ctx.scratch.rewrite as Rewrite;
@@ -73,10 +74,18 @@ export const auditRewrite: Scenario = {
     const lines = (await readFile(rewrite.logFile, 'utf8')).split('\n').filter(Boolean);
     const mine = lines.map(parseLine).filter((r) => r.target === ctx.attacker.name);
     const need = (mine[mine.length - 1]?.seq ?? 0) + 1;
+    rewrite.atSetup = lines.length;
+    rewrite.need = need;
     const files = auditKeyFilesIn(rewrite.auditDir);
     const deadline = Date.now() + CHECKPOINT_EVERY_MS + 5000;
     for (;;) {
-      const covering = (await readCheckpoints(files.checkpointsFile)).filter((c) => c.size >= need);
+      const now = (await readFile(rewrite.logFile, 'utf8')).split('\n').filter(Boolean);
+      const hashes = now.map((l) => parseLine(l).hash);
+      // Only heads of this log as it is now: the user's export before the attack (a head the
+      // service signed over a forged log of an earlier run, had its revert raced, is not one).
+      const covering = (await readCheckpoints(files.checkpointsFile)).filter(
+        (c) => c.size >= need && checkAgainst(hashes, c) === undefined,
+      );
       if (covering.length > 0) {
         rewrite.kept = covering[covering.length - 1];
         break;
@@ -89,11 +98,6 @@ export const auditRewrite: Scenario = {
   async detonate(ctx) {
     const rewrite = rewriteOf(ctx);
     const files = rewrite.auditDir ? auditKeyFilesIn(rewrite.auditDir) : undefined;
-    if (files)
-      rewrite.checkpointsBytes = await stat(files.checkpointsFile).then(
-        (s) => s.size,
-        () => 0,
-      );
     // Under the log's lock, as a careful attacker would: no append of the security service is lost.
     const lock = await lockStoreFile(rewrite.logFile, DEFAULT_LOCK_SETTINGS);
     let removed = 0;
@@ -112,7 +116,13 @@ export const auditRewrite: Scenario = {
     const lines = (await readFile(rewrite.logFile, 'utf8')).split('\n');
     lines.pop();
     const chain = verifyLines(rewrite.logFile, lines);
-    ctx.evidence.measurements = { removed, records: lines.length };
+    ctx.evidence.measurements = {
+      removed,
+      records: lines.length,
+      ...(rewrite.atSetup === undefined ? {} : { atSetup: rewrite.atSetup }),
+      ...(rewrite.need === undefined ? {} : { needCovered: rewrite.need }),
+      ...(rewrite.kept ? { keptSize: rewrite.kept.size } : {}),
+    };
     ctx.evidence.attempts.push({
       action: `remove the attacker's ${removed} audit record(s) and recompute the chain; audit verify (the chain)`,
       target: rewrite.logFile,
@@ -175,22 +185,40 @@ export const auditRewrite: Scenario = {
     const rewrite = ctx.scratch.rewrite as Rewrite | undefined;
     if (rewrite?.original === undefined || rewrite.forgedSize === undefined) return;
     const lock = await lockStoreFile(rewrite.logFile, DEFAULT_LOCK_SETTINGS);
+    let appendedToForged = 0;
     try {
       // The original history, and what the lab appended to the forged one since, chained onto it.
       const now = (await readFile(rewrite.logFile, 'utf8')).split('\n').filter(Boolean).map(parseLine);
       const original = rewrite.original.split('\n').filter(Boolean).map(parseLine);
-      await writeFileDurably(
-        rewrite.logFile,
-        logText(recomputeChain([...original, ...now.slice(rewrite.forgedSize)])),
-      );
+      const since = now.slice(rewrite.forgedSize);
+      appendedToForged = since.length;
+      await writeFileDurably(rewrite.logFile, logText(recomputeChain([...original, ...since])));
     } finally {
       await lock.release();
     }
-    // Heads the security service signed over the forged log would fail every later verify.
-    if (rewrite.auditDir && rewrite.checkpointsBytes !== undefined) {
-      await truncate(auditKeyFilesIn(rewrite.auditDir).checkpointsFile, rewrite.checkpointsBytes).catch(
-        () => undefined,
-      );
-    }
+    if (rewrite.auditDir === undefined) return;
+    // Heads the security service signed over the forged log would fail every later verify: only
+    // those the restored log extends stay. When it appended to the forged log, it may still hold
+    // a forged head in memory and sign it later: first wait (at most one interval and a bit) for
+    // a head of the restored log, which shows it has moved on.
+    const file = auditKeyFilesIn(rewrite.auditDir).checkpointsFile;
+    const restored = (await readFile(rewrite.logFile, 'utf8'))
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => parseLine(l).hash);
+    const deadline = Date.now() + (appendedToForged > 0 ? CHECKPOINT_EVERY_MS + 5000 : 0);
+    while (
+      Date.now() < deadline &&
+      !(await readCheckpoints(file)).some(
+        (c) => c.size >= restored.length && checkAgainst(restored, c) === undefined,
+      )
+    )
+      await sleep(250);
+    const hashes = (await readFile(rewrite.logFile, 'utf8'))
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => parseLine(l).hash);
+    const good = (await readCheckpoints(file)).filter((c) => checkAgainst(hashes, c) === undefined);
+    await writeFileDurably(file, good.map((c) => `${JSON.stringify(c)}\n`).join(''));
   },
 };

@@ -19,7 +19,9 @@ describe('audit.rewrite against real process labs', () => {
       runtime: 'process',
     });
     for (const r of report.results)
-      console.log(`${r.variant}: ${r.outcome} ${JSON.stringify(r.evidence.attempts)}`);
+      console.log(
+        `${r.variant}: ${r.outcome}${r.rerunAfter ? ` (ran again after: ${r.rerunAfter})` : ''} ${JSON.stringify(r.evidence)}`,
+      );
     expect(report.results.map((r) => [r.variant, r.outcome])).toEqual([
       ['none', 'succeeded'],
       ['paper', 'succeeded'],
