@@ -94,6 +94,12 @@ export const ERROR_CODES = {
   DISK_READ_ONLY: { exit: 6, http: 503 },
   /** The audit log's hash chain is broken: an entry was edited, removed or reordered. */
   AUDIT_TAMPERED: { exit: 6, http: 500 },
+  /** The audit log holds fewer records than a signed checkpoint saw: its tail was cut off. */
+  AUDIT_TRUNCATED: { exit: 6, http: 500 },
+  /** A checkpoint that is not one: unreadable, signed by another key, or its signature fails. */
+  AUDIT_CHECKPOINT_INVALID: { exit: 6, http: 500 },
+  /** No signed checkpoint to export: the lab has no audit key (audit:chain), or nothing was signed yet. */
+  AUDIT_CHECKPOINT_MISSING: { exit: 6, http: 404 },
   // services, attestation, the lab
   SERVICE_NOT_FOUND: { exit: 8, http: 404 },
   SERVICE_UNTRUSTED: { exit: 8, http: 503 },

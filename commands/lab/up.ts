@@ -45,6 +45,10 @@ export default class LabUp extends BaseCommand {
     'LD_PRELOAD=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 FAKETIME=-1h <%= config.bin %> <%= command.id %> --runtime process --part-env LD_PRELOAD --part-env FAKETIME',
   ];
   static override flags = {
+    'key-dir': Flags.string({
+      description:
+        "audit:signed: the key folder that keeps the lab's audit key and signed checkpoints, out of the lab home [default: $TRUSTED_MS_KEYS or ~/.trusted-ms/keys]",
+    }),
     posture: Flags.string({ description: 'security posture', options: [...POSTURES], default: 'trusted' }),
     without: Flags.string({
       description:
@@ -161,6 +165,7 @@ export default class LabUp extends BaseCommand {
       ...(partEnv === undefined ? {} : { partEnv }),
       ...(store === undefined ? {} : { store }),
       securityReplicas: flags['security-replicas'],
+      ...(flags['key-dir'] === undefined ? {} : { auditKeyDir: flags['key-dir'] }),
       onProgress: (step) => this.logToStderr(`… ${step}`),
     }).finally(stopOnSignal);
     const { state } = result;

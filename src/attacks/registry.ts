@@ -3,6 +3,7 @@ import { enumeration } from './scenarios/accounts.enumeration.js';
 import { lockoutDos } from './scenarios/accounts.lockout-dos.js';
 import { loginBypass } from './scenarios/accounts.login-bypass.js';
 import { envInjection } from './scenarios/attestation.env-injection.js';
+import { auditRewrite } from './scenarios/audit.rewrite.js';
 import { adminTokenTheft } from './scenarios/control-plane.admin-token-theft.js';
 import { frozenFeed } from './scenarios/control-plane.frozen-feed.js';
 import { spoofedSecurity } from './scenarios/control-plane.spoofed-security.js';
@@ -54,6 +55,7 @@ export const SCENARIOS: readonly Scenario[] = [
   spoofedSecurity,
   frozenFeed,
   securityReplicaDown,
+  auditRewrite,
   // Last: they leave the attacker's addresses locked out for a while, which is the defence working.
   lockoutDos,
   enumeration,

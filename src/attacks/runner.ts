@@ -192,6 +192,8 @@ export async function runAttacks(opts: RunOptions): Promise<AttackReport> {
         without,
         services,
         runtime: chosen,
+        // audit:signed: the temporary lab's audit key goes with its temporary key folder
+        auditKeyDir: keyDir,
         onProgress: (s) => progress(`${label}: ${s}`),
       });
       postures.push({ ...base, labId: up.state.labId, lab: 'started', services, labUpMs: Date.now() - t0 });

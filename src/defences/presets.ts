@@ -30,6 +30,11 @@ export const DEFENCE_CHOICES = {
    * the one held, never acted on past the lab's maximum staleness (src/defences/feeds.ts)
    */
   feeds: ['plain', 'signed'],
+   * the audit log's evidence: its hash chain alone, or the chain plus checkpoints signed by an audit
+   * key kept out of the lab home (src/store/audit/checkpoint-files.ts): only those show a rewrite
+   * whose hashes were all recomputed (audit.rewrite)
+   */
+  audit: ['chain', 'signed'],
 } as const;
 
 export type DefenceName = keyof typeof DEFENCE_CHOICES;
@@ -46,6 +51,7 @@ export const PRESETS: Readonly<Record<Posture, Defences>> = Object.freeze({
     limits: 'off',
     edge: 'http',
     feeds: 'plain',
+    audit: 'chain',
   },
   // paper keeps HTTP at the edge: the paper's scheme as written, which sends the password to the
   // gateway in the clear (mitm.edge-eavesdrop shows it)
@@ -57,6 +63,7 @@ export const PRESETS: Readonly<Record<Posture, Defences>> = Object.freeze({
     limits: 'off',
     edge: 'http',
     feeds: 'plain',
+    audit: 'chain',
   },
   trusted: {
     login: 'challenge',
@@ -66,6 +73,7 @@ export const PRESETS: Readonly<Record<Posture, Defences>> = Object.freeze({
     limits: 'on',
     edge: 'tls',
     feeds: 'signed',
+    audit: 'signed',
   },
 });
 
@@ -81,6 +89,7 @@ export const ABLATIONS = {
   'limits:on': { limits: 'off' },
   'edge:tls': { edge: 'http' },
   'feeds:signed': { feeds: 'plain' },
+  'audit:signed': { audit: 'chain' },
 } as const satisfies Record<string, Partial<Defences>>;
 
 export type Ablation = keyof typeof ABLATIONS;

@@ -76,6 +76,12 @@ export interface SecurityPartConfig extends CommonPartConfig {
   gatewayCaFile?: string;
   ticketTtlSeconds: number;
   challengeTtlSeconds: number;
+  /**
+   * audit:signed: the audit key (0600) and the file of signed checkpoints, both in the user's key
+   * folder, out of the lab home (src/store/audit/checkpoint-files.ts)
+   */
+  auditKeyFile?: string;
+  auditCheckpointsFile?: string;
 }
 
 /** With certificates (links:mtls) the gateway holds no lab token either. */

@@ -17,6 +17,7 @@ import type {
 import type { ServiceDefinition } from '../kernel/topology.js';
 import { packageRoot } from '../paths.js';
 import { DEFAULT_FEED_MAX_AGE_SECONDS, type FeedTrustKey } from '../protocol/signed-feed.js';
+import type { AuditKeyFiles } from '../store/audit/checkpoint-files.js';
 import { partCredentialFileOf, partCredentialIndexFileOf } from './part-credentials.js';
 import type { PartLaunch, PartPlacement, PartPlan } from './runtimes/runtime.js';
 import { type LabSecretFiles, replicaTicketKeyFiles } from './secrets.js';
@@ -110,6 +111,8 @@ export interface LabPlanInput {
   feedMaxAgeSeconds?: number;
   /** feeds:signed: the trust bundle's keys (the feed key's public half), written into the parts' configs */
   feedTrustKeys?: FeedTrustKey[];
+  /** audit:signed: the audit key and checkpoints, in the user's key folder (not the lab home) */
+  auditKey?: AuditKeyFiles;
 }
 
 /** The parts the runtime is asked to place before the plan is made (addresses come first). */
@@ -251,10 +254,17 @@ export function planLab(input: LabPlanInput): LabPlan {
       ...(edgeTls ? { gatewayCaFile: caFile } : {}),
       ticketTtlSeconds: 3600,
       challengeTtlSeconds: 60,
+      ...(input.auditKey
+        ? { auditKeyFile: input.auditKey.privateFile, auditCheckpointsFile: input.auditKey.checkpointsFile }
+        : {}),
     };
     const launch = launchOf(config, builtFile('lab', 'security.mjs'), hostView(place));
-    // The store's writer: the whole home (store, lab secrets, CA) is its to read and write.
-    launch.mounts = [{ path: input.home, writable: true }];
+    // The store's writer: the whole home (store, lab secrets, CA) is its to read and write; with
+    // audit:signed also its audit folder, which lives outside the home.
+    launch.mounts = [
+      { path: input.home, writable: true },
+      ...(input.auditKey ? [{ path: input.auditKey.dir, writable: true }] : []),
+    ];
     return { config, launch };
   });
   const [securityPart, ...moreSecurityParts] = securityParts as [

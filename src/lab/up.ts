@@ -3,12 +3,14 @@ import { access, copyFile, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Agent } from 'undici';
 import { launchHash } from '../attestation/launch-manifest.js';
+import { signsAuditCheckpoints } from '../defences/audit.js';
 import { gatewayServerNames } from '../defences/edge.js';
 import type { Posture } from '../defences/posture.js';
 import { type Ablation, defenceList, defencesFor, labelOf } from '../defences/presets.js';
 import { fileError } from '../disk-errors.js';
 import { errnoCode, TrustedMsError } from '../errors.js';
 import { makeDir } from '../fs-sync.js';
+import { resolveKeyDir } from '../home.js';
 import { adminChannel } from '../kernel/admin-channel.js';
 import { edgeConnectOptions } from '../kernel/edge-client.js';
 import { type LabState, labDir, type PartState, readLabState, writeLabState } from '../kernel/lab-state.js';
@@ -23,6 +25,7 @@ import {
 import { writeIdentity } from '../pki/identity-files.js';
 import { certificateEndClock, clientTlsConnector } from '../pki/mtls.js';
 import { labFeedMaxAge } from '../protocol/signed-feed.js';
+import { auditKeyFiles, ensureAuditKey } from '../store/audit/checkpoint-files.js';
 import { runningLabTime } from '../store/lab-clock-mark.js';
 import { requireRoomForLab } from './disk.js';
 import { prepareLabStore, type StoreChoice, stopLabStore, wantedStore } from './lab-store.js';
@@ -79,6 +82,11 @@ export interface LabUpOptions {
    * part refuses to act on a feed older than this (CONTROL_PLANE_STALE)
    */
   feedMaxAgeSeconds?: number;
+  /**
+   * audit:signed: the key folder holding this home's audit key and checkpoints (default: the
+   * users' key folder, `TRUSTED_MS_KEYS` or ~/.trusted-ms/keys)
+   */
+  auditKeyDir?: string;
 }
 
 export interface LabUpResult {
@@ -175,6 +183,10 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
   );
 
   const secrets = await createLabSecrets(dir);
+  const auditKey = signsAuditCheckpoints(defences)
+    ? auditKeyFiles(opts.auditKeyDir ?? resolveKeyDir(), opts.home)
+    : undefined;
+  if (auditKey) await ensureAuditKey(auditKey);
   await runtime.prepare({ labId, posture, onProgress: progress });
   // Addresses come from the runtime: 127.0.0.1 ports for processes, container names on the lab's
   // network for Docker (where only the gateway and the security service are reachable from here).
@@ -200,6 +212,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabUpResult> {
     ...(defences.feeds === 'signed' && secrets.feedKeyFile
       ? { feedTrustKeys: [await feedTrustKeyOf(secrets.feedKeyFile)] }
       : {}),
+    ...(auditKey ? { auditKey } : {}),
   });
   await createReplicaTicketKeys(replicaTicketKeyFiles(dir, secrets.ticketKeyFile, securityReplicas));
   await createPartCredentials(dir, plan.credentialParts);

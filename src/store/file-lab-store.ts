@@ -23,6 +23,8 @@ export interface LabStoreOptions {
    * Every write is still durable before it resolves.
    */
   resident?: boolean;
+  /** Told of every record this store appended, once it is durable (the audit checkpointer). */
+  onAudit?: (record: AuditRecord) => void;
 }
 
 /** How long the resident writer keeps the audit log's lock after a write, for the next login's. */
@@ -44,9 +46,11 @@ export class FileLabStore implements LabStore {
   readonly now: () => Date;
   readonly #store: JsonFileStore<StoreData>;
   readonly #audit: AuditLog;
+  readonly #onAudit: ((record: AuditRecord) => void) | undefined;
 
   constructor(home: string, opts: LabStoreOptions = {}) {
     this.home = resolve(home);
+    this.#onAudit = opts.onAudit;
     this.now = opts.now ?? (() => new Date());
     const seedRoles = opts.seedRoles ?? (() => ({}));
     this.#store = new JsonFileStore<StoreData>({
@@ -93,7 +97,8 @@ export class FileLabStore implements LabStore {
   /** Appends to the audit log; resolves once the entry is on disk (see AuditLog.append). */
   async audit(entry: NewAuditEntry): Promise<void> {
     const { at, ...rest } = entry;
-    await this.#audit.append({ at: at ?? this.now().toISOString(), ...rest });
+    const record = await this.#audit.append({ at: at ?? this.now().toISOString(), ...rest });
+    this.#onAudit?.(record);
   }
 
   /**

@@ -56,7 +56,14 @@ export async function startLab(
   }
   let lab: Awaited<ReturnType<typeof startRunningLab>>;
   try {
-    lab = await startRunningLab({ home, posture, services, ...(runtime ? { runtime } : {}), ...extra });
+    lab = await startRunningLab({
+      home,
+      posture,
+      services,
+      auditKeyDir: keys,
+      ...(runtime ? { runtime } : {}),
+      ...extra,
+    });
   } catch (err) {
     await labDown(home, runtime).catch(() => undefined);
     await rm(dir, { recursive: true, force: true });

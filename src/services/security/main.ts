@@ -12,6 +12,8 @@ import { type LabCa, loadLabCa } from '../../pki/ca.js';
 import { DEFAULT_CERT_TTL_SECONDS, issueServiceCertificate } from '../../pki/identity.js';
 import { certificateEndClock, type ServerTlsOptions, serverTlsOptions } from '../../pki/mtls.js';
 import { DEFAULT_FEED_MAX_AGE_SECONDS } from '../../protocol/signed-feed.js';
+import { loadAuditPrivateKey, readCheckpoints } from '../../store/audit/checkpoint-files.js';
+import { AuditCheckpointer } from '../../store/audit/checkpointer.js';
 import { homeLabClock } from '../../store/lab-clock-mark.js';
 import { openLabStore } from '../../store/open.js';
 import { buildSecurityApps } from './app.js';
@@ -31,7 +33,30 @@ const now = homeLabClock(config.home, {
 });
 // Resident: while the lab runs this process is the store's only writer, so it keeps the store in
 // memory and the audit chain's head (every write still on disk before it is acknowledged).
-const store = openLabStore(config.home, { resident: true, now: () => new Date(now()) });
+// audit:signed: every record this service appends is told to the checkpointer (made below, once
+// the store is open: it reads the log's ends at start).
+let checkpointer: AuditCheckpointer | undefined;
+const store = openLabStore(config.home, {
+  resident: true,
+  now: () => new Date(now()),
+  onAudit: (record) => checkpointer?.observe(record),
+});
+if (config.auditKeyFile && config.auditCheckpointsFile) {
+  const checkpointsFile = config.auditCheckpointsFile;
+  const written = await readCheckpoints(checkpointsFile).catch(() => []);
+  checkpointer = new AuditCheckpointer({
+    privateKey: await loadAuditPrivateKey(config.auditKeyFile),
+    checkpointsFile,
+    now,
+    ...(written.length ? { lastWritten: written[written.length - 1] } : {}),
+    readLog: async () => {
+      const records = await store.auditRecords();
+      return { first: records[0], last: records[records.length - 1] };
+    },
+    log: (line) => console.log(`security service: ${line}`),
+  });
+  await checkpointer.start();
+}
 const registry = new ServiceRegistry(store, config.defences.attestation);
 await registry.load();
 // feeds:signed: the feeds go out signed with the lab's feed key (not the ticket key), each issued
@@ -201,6 +226,8 @@ const stop = (): void => {
   if (controlRenewal) clearInterval(controlRenewal);
   void Promise.allSettled([app.close(), control?.close(), stopFollowing?.()])
     .then(() => store.close())
+    // lab down: a last signed head over everything this service wrote
+    .then(() => checkpointer?.stop())
     .finally(() => process.exit(0));
   setTimeout(() => process.exit(0), 1500).unref();
 };

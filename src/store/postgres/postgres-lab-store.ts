@@ -27,9 +27,15 @@ export class PostgresLabStore implements LabStore {
   readonly #document: PostgresDocument;
   readonly #audit: PostgresAuditLog;
   readonly replicas: ReplicaSupport;
+  readonly #onAudit: ((record: AuditRecord) => void) | undefined;
 
-  constructor(home: string, target: PostgresTarget, opts: Pick<LabStoreOptions, 'seedRoles' | 'now'> = {}) {
+  constructor(
+    home: string,
+    target: PostgresTarget,
+    opts: Pick<LabStoreOptions, 'seedRoles' | 'now' | 'onAudit'> = {},
+  ) {
     this.home = resolve(home);
+    this.#onAudit = opts.onAudit;
     this.now = opts.now ?? (() => new Date());
     const seedRoles = opts.seedRoles ?? (() => ({}));
     this.#db = new PostgresConnection(target);
@@ -62,7 +68,8 @@ export class PostgresLabStore implements LabStore {
 
   async audit(entry: NewAuditEntry): Promise<void> {
     const { at, ...rest } = entry;
-    await this.#audit.append({ at: at ?? this.now().toISOString(), ...rest });
+    const record = await this.#audit.append({ at: at ?? this.now().toISOString(), ...rest });
+    this.#onAudit?.(record);
   }
 
   async auditRequired(entry: NewAuditEntry): Promise<void> {

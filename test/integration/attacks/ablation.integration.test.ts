@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { dependences } from '../../../src/attacks/ablation.js';
 import { ablationVariants, runAttacks } from '../../../src/attacks/runner.js';
+import { auditRewrite } from '../../../src/attacks/scenarios/audit.rewrite.js';
 import { tamperedCode } from '../../../src/attacks/scenarios/malicious-service.tampered-code.js';
 import { stolenTicket } from '../../../src/attacks/scenarios/masquerade.stolen-ticket.js';
 import { eavesdrop } from '../../../src/attacks/scenarios/mitm.eavesdrop.js';
@@ -8,14 +9,14 @@ import { edgeEavesdrop } from '../../../src/attacks/scenarios/mitm.edge-eavesdro
 import { cliJson, tempLab } from '../../support/cli.js';
 
 /*
- * The ablation study on real process labs, on four scenarios whose defence the docs name: each is
+ * The ablation study on real process labs, on five scenarios whose defence the docs name: each is
  * blocked by trusted, and succeeds once that one defence is removed (and only then). The full
  * catalog's matrix is in the README (`attack simulate --all --ablate`, ~5 min).
  */
 describe.sequential('ablation: which defence stops which attack', () => {
   it('finds each scenario blocked by trusted and let through by removing exactly its defence', async () => {
     const report = await runAttacks({
-      scenarios: [stolenTicket, eavesdrop, tamperedCode, edgeEavesdrop],
+      scenarios: [stolenTicket, eavesdrop, tamperedCode, edgeEavesdrop, auditRewrite],
       postures: ['trusted'],
       variants: ablationVariants(),
       services: 4,
@@ -32,6 +33,7 @@ describe.sequential('ablation: which defence stops which attack', () => {
       'trusted -limits:on',
       'trusted -edge:tls',
       'trusted -feeds:signed',
+      'trusted -audit:signed',
     ]);
     const found = Object.fromEntries(dependences(report).map((d) => [d.id, [d.full, d.blockedBy]]));
     expect(found).toEqual({
@@ -39,6 +41,7 @@ describe.sequential('ablation: which defence stops which attack', () => {
       'mitm.eavesdrop': ['blocked', ['links:mtls']],
       'malicious-service.tampered-code': ['blocked', ['attestation:measured']],
       'mitm.edge-eavesdrop': ['blocked', ['edge:tls']],
+      'audit.rewrite': ['blocked', ['audit:signed']],
     });
     // Both ways, from evidence: with its defence gone the attacker got the data.
     const without = report.results.find(
@@ -82,6 +85,7 @@ describe.sequential('ablation: which defence stops which attack', () => {
         'limits:on',
         'edge:tls',
         'feeds:signed',
+        'audit:signed',
       ]);
       const wrong = await cliJson<{ error: { code: string; message: string } }>(lab, [
         'lab',

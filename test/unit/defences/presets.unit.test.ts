@@ -24,6 +24,7 @@ describe('the postures as presets of defences', () => {
       'limits:on',
       'edge:tls',
       'feeds:signed',
+      'audit:signed',
     ]);
     expect(defenceList(PRESETS.none)).toEqual([
       'login:basic',
@@ -33,12 +34,14 @@ describe('the postures as presets of defences', () => {
       'limits:off',
       'edge:http',
       'feeds:plain',
+      'audit:chain',
     ]);
   });
 
   it('removes one defence for the next weaker strategy, the rest as the preset has it', () => {
     expect(defencesFor('trusted', ['links:mtls'])).toEqual({ ...PRESETS.trusted, links: 'plain' });
     expect(defencesFor('trusted', ['request:bound'])).toEqual({ ...PRESETS.trusted, request: 'bearer' });
+    expect(defencesFor('trusted', ['audit:signed'])).toEqual({ ...PRESETS.trusted, audit: 'chain' });
     expect(defencesFor('trusted', ['attestation:measured', 'limits:on'])).toEqual({
       ...PRESETS.trusted,
       attestation: 'none',
