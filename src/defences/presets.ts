@@ -30,6 +30,7 @@ export const DEFENCE_CHOICES = {
    * the one held, never acted on past the lab's maximum staleness (src/defences/feeds.ts)
    */
   feeds: ['plain', 'signed'],
+  /**
    * the audit log's evidence: its hash chain alone, or the chain plus checkpoints signed by an audit
    * key kept out of the lab home (src/store/audit/checkpoint-files.ts): only those show a rewrite
    * whose hashes were all recomputed (audit.rewrite)
