@@ -61,5 +61,10 @@ export function buildSecurityApps(
   app.register(passwordCheckRoutes, ctx);
   app.register(selfReportRoutes, ctx);
   app.register(adminRoutes, ctx);
-  return { app, ...(controlTls ? { control: buildControlPlane(ctx, controlTls) } : {}) };
+  if (controlTls === undefined) return { app };
+  const control = buildControlPlane(ctx, controlTls);
+  // Anyone can open sockets to it before the handshake says who they are: the red team held ~4,096
+  // silent ones from one address and the gateway, restarted meanwhile, never came back.
+  if (connections) guardConnections(control.server, connections);
+  return { app, control };
 }

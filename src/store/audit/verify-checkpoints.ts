@@ -55,6 +55,13 @@ export async function verifyLabCheckpoints(
 > {
   const publicKey = await loadAuditPublicKey(files);
   if (publicKey === undefined) {
+    // Checkpoints without their key: the key was removed (the red team's A9), not a lab that ran
+    // without audit:signed. Passing on the chain alone would pass a rewritten log.
+    if ((await readCheckpoints(files.checkpointsFile)).length > 0)
+      throw invalidCheckpoint(
+        `${files.checkpointsFile} holds signed checkpoints, but their key ${files.publicFile} is gone`,
+        ['restore the key folder the lab ran with (a backup of --key-dir or TRUSTED_MS_KEYS)'],
+      );
     if (given === undefined) return undefined;
     throw invalidCheckpoint(
       `no audit key for this lab home at ${files.publicFile}: its signature cannot be checked`,

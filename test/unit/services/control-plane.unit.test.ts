@@ -1,11 +1,13 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { describe, expect, it } from 'vitest';
 import { jwkThumbprint } from '../../../src/crypto/thumbprint.js';
+import { CONNECTION_LIMITS } from '../../../src/defences/limits.js';
 import { MutualTls } from '../../../src/defences/links.js';
 import { defencesFor } from '../../../src/defences/presets.js';
 import { isTlsFailure } from '../../../src/kernel/tls-failure.js';
@@ -192,6 +194,42 @@ describe('the control-plane listener (links:mtls)', () => {
     const audit = await readFile(join(env.store.home, 'audit.jsonl'), 'utf8');
     expect(audit.match(/"code":"LOGIN_VIA_GATEWAY_ONLY"/g)?.length).toBe(4);
   });
+
+  it.runIf(process.platform === 'linux')(
+    "holds an address to its share of the listener's sockets before any handshake (limits:on)",
+    async () => {
+      // The red team held ~4,096 silent sockets on it from one address, with no certificate: a
+      // gateway restarted meanwhile never came back, and the parts' feeds went stale.
+      await using env = await start();
+      const port = Number(new URL(env.controlUrl).port);
+      const held: Socket[] = [];
+      try {
+        const open = () =>
+          new Promise<Socket>((resolve, reject) => {
+            const s = connect({ host: '127.0.0.1', port, localAddress: '127.0.0.3' });
+            held.push(s);
+            s.once('connect', () => resolve(s));
+            s.once('error', reject);
+          });
+        for (let i = 0; i < CONNECTION_LIMITS.perSource; i++) await open();
+        const over = await open();
+        const closed = await new Promise<boolean>((resolve) => {
+          const t = setTimeout(() => resolve(false), 2000);
+          over.once('close', () => {
+            clearTimeout(t);
+            resolve(true);
+          });
+        });
+        expect(closed, 'one socket past the share is closed at accept').toBe(true);
+        // a part from another address is served all the while
+        const gateway = await env.as('gateway', 'gateway');
+        expect((await get(`${env.controlUrl}/v1/keys`, gateway)).status).toBe(200);
+      } finally {
+        for (const s of held) s.destroy();
+      }
+    },
+    30_000,
+  );
 
   it('refuses a client without a lab-CA certificate in the handshake', async () => {
     await using env = await start();

@@ -1,5 +1,5 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -202,6 +202,15 @@ describe('signed audit checkpoints', () => {
     const none = auditKeyFiles(join(dir, 'keys'), join(dir, 'other-home'));
     await expect(verifyLabCheckpoints(() => log.records(), none)).resolves.toBeUndefined();
     await expect(verifyLabCheckpoints(() => log.records(), none, given)).rejects.toMatchObject({
+      code: 'AUDIT_CHECKPOINT_INVALID',
+    });
+    // the home named through a symlink is the same home (red team A10: it passed on the chain alone)
+    await mkdir(join(dir, 'home'), { recursive: true });
+    await symlink(join(dir, 'home'), join(dir, 'home-link'));
+    expect(auditKeyFiles(join(dir, 'keys'), join(dir, 'home-link'))).toEqual(files);
+    // checkpoints whose key was removed are not "no key for this home" (red team A9)
+    await rm(files.publicFile);
+    await expect(verifyLabCheckpoints(() => log.records(), files)).rejects.toMatchObject({
       code: 'AUDIT_CHECKPOINT_INVALID',
     });
   });
