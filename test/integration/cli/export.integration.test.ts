@@ -27,7 +27,13 @@ describe('lab export', () => {
     ]);
     expect(r.exitCode, r.stderr).toBe(0);
     const { result } = r.json;
-    expect(result).toMatchObject({ format: 'k8s', dir: out, posture: 'trusted', replicas: 2 });
+    // signed feeds need a lab key the export does not carry: said in the posture, not dropped silently
+    expect(result).toMatchObject({
+      format: 'k8s',
+      dir: out,
+      posture: 'trusted -feeds:signed',
+      replicas: 2,
+    });
     expect(result.files).toEqual(
       expect.arrayContaining(['00-namespace.yaml', '40-deployments.yaml', 'SECRETS.md']),
     );
