@@ -37,7 +37,8 @@ const SERVICES = 4;
  * relay shows at one address.
  */
 const ON_DOCKER = SCENARIOS.filter((s) => appliesTo(s, { runtime: 'docker' }));
-const DOS = ON_DOCKER.filter((s) => s.paperAttack === 3).map((s) => s.id);
+// the floods: paper attack 3 also holds accounts.login-bypass (password guessing), which floods nothing
+const DOS = ON_DOCKER.filter((s) => s.paperAttack === 3 && s.id.startsWith('dos.')).map((s) => s.id);
 
 /** The lab's containers as the engine lists them: name, part label, running or not. */
 async function labObjects(docker: Dockerode, labId: string) {

@@ -127,7 +127,9 @@ export const auditRewrite: Scenario = {
       action: `remove the attacker's ${removed} audit record(s) and recompute the chain; audit verify (the chain)`,
       target: rewrite.logFile,
       code: chain.ok ? undefined : 'AUDIT_TAMPERED',
-      gotData: chain.ok && removed > 0,
+      // A step of the attack, not its gain: what the attacker is after is a verify that passes
+      // (the next attempt). The report's "got data" is only that.
+      gotData: false,
       note: chain.ok
         ? `chain intact, ${chain.entries} entries`
         : `chain broken: ${chain.problems[0]?.message}`,
@@ -174,7 +176,11 @@ export const auditRewrite: Scenario = {
   judge(ctx): Verdict {
     const [rewrite, check] = ctx.evidence.attempts;
     // A rewrite that broke the chain, or found nothing to remove, says nothing about the checkpoints.
-    if (rewrite === undefined || !rewrite.gotData) {
+    if (
+      rewrite === undefined ||
+      rewrite.code !== undefined ||
+      (ctx.evidence.measurements?.removed ?? 0) === 0
+    ) {
       ctx.evidence.inconclusive = `the rewrite itself did not hold: ${rewrite?.note ?? 'not done'}`;
       return 'inconclusive';
     }

@@ -30,8 +30,11 @@ describe('audit.rewrite against real process labs', () => {
     ]);
     for (const r of report.results) {
       const [rewrite, check] = r.evidence.attempts;
-      // the attack itself held everywhere: records removed, the chain verifies
-      expect(rewrite?.gotData, r.variant).toBe(true);
+      // the attack itself held everywhere: records removed, the chain verifies (a step, not a gain:
+      // only a verify that passes is the attacker's data, so "got data" is on the second attempt)
+      expect(rewrite?.code, r.variant).toBeUndefined();
+      expect(rewrite?.gotData, r.variant).toBe(false);
+      expect(check?.gotData, r.variant).toBe(r.outcome === 'succeeded');
       expect(r.evidence.measurements?.removed, r.variant).toBeGreaterThan(0);
       if (r.variant === 'trusted') {
         expect(check?.code).toMatch(/^AUDIT_(TAMPERED|TRUNCATED)$/);
