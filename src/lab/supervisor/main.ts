@@ -261,6 +261,15 @@ async function respawn(
     schedule(part, performance.now(), record, 'failed to restart');
     return;
   }
+  // A CLI restart marked while this start ran (a revert after a killed `attack simulate`) owns the
+  // service: keeping this process would take its port (its start dies on EADDRINUSE) and leave one
+  // the state never names serving (the kill test under load). Yield to it.
+  if (part.kind === 'service' && (await restartingElsewhere(home, part.name))) {
+    log(`watchman: ${part.name} is being restarted by another process; stopping the one just started`);
+    await runtime.stop(started).catch(() => undefined);
+    pending.delete(part.name);
+    return;
+  }
   // The lab's state file names the new process, so that `lab down` stops it and `lab status` sees it.
   const onDisk = await readLabState(home);
   if (onDisk?.labId === config.labId) {
