@@ -53,7 +53,8 @@ export const loginBypass: Scenario = {
       target: passwordStepUrl(ctx.lab, ctx.defences, 'security'),
       ...(statuses.length === 1 ? { status: statuses[0] as number } : {}),
       code: [...byCode].map(([c, n]) => `${c} x${n}`).join(', '),
-      gotData: false,
+      // What the attacker is after is a password verdict no meter saw: each AUTH_FAILED is one.
+      gotData: answers.some((a) => a.code === CHECKED),
       note: answers[0]?.message ?? '',
     });
     ctx.evidence.measurements = {

@@ -24,6 +24,13 @@ describe('accounts.login-bypass against real process labs', () => {
       );
     }
     expect(report.results.filter((r) => !r.passed).map((r) => r.variant)).toEqual([]);
+    // The attacker's gain is an unmetered password verdict: got exactly where the verdict says succeeded.
+    for (const r of report.results) {
+      expect(
+        r.evidence.attempts.some((a) => a.gotData),
+        r.variant,
+      ).toBe(r.outcome === 'succeeded');
+    }
 
     // trusted: the plain port refuses every step, so no guess reaches the password check.
     expect(cell('trusted')?.outcome).toBe('blocked');

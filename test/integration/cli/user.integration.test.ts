@@ -182,24 +182,24 @@ describe.sequential('trusted-ms user and role commands', () => {
     expect(show.stdout).toMatch(/orders\s*│\s*yes\s*│\s*yes\s*│\s*-/);
   });
 
-  it('loses no user when 100 `user add` processes run 50 at a time', async () => {
+  it('loses no user when 50 `user add` processes run at once', async () => {
     await using lab = await tempLab();
-    const names = Array.from({ length: 100 }, (_, i) => `u${String(i).padStart(3, '0')}`);
-    for (const wave of [names.slice(0, 50), names.slice(50)]) {
-      const results = await Promise.all(
-        wave.map((n) =>
-          // 50 Node processes starting at once on 2 cores: give each far more than its ~1 s of CPU.
-          cli(lab, ['user', 'add', n, '--role', 'guest', '--password-stdin'], {
-            input: `pw-${n}`,
-            timeoutMs: 200_000,
-          }),
-        ),
-      );
-      expect(results.filter((r) => r.exitCode !== 0).map((r) => r.stderr)).toEqual([]);
-    }
+    // One wave: the writes race as hard as 50 processes on 2 cores can make them (a second wave ran
+    // the same race again and cost CI 45 s).
+    const names = Array.from({ length: 50 }, (_, i) => `u${String(i).padStart(3, '0')}`);
+    const results = await Promise.all(
+      names.map((n) =>
+        // 50 Node processes starting at once on 2 cores: give each far more than its ~1 s of CPU.
+        cli(lab, ['user', 'add', n, '--role', 'guest', '--password-stdin'], {
+          input: `pw-${n}`,
+          timeoutMs: 200_000,
+        }),
+      ),
+    );
+    expect(results.filter((r) => r.exitCode !== 0).map((r) => r.stderr)).toEqual([]);
     const list = await cliJson<Envelope<User[]>>(lab, ['user', 'list']);
     expect(list.json.result.map((u) => u.name).sort()).toEqual(names);
-  }, 480_000);
+  }, 300_000);
 });
 
 describe('trusted-ms --help', () => {
