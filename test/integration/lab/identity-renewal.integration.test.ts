@@ -126,7 +126,7 @@ describe('trusted, 20 s identities', () => {
     expect(Date.parse(cert.validTo) - Date.parse(cert.validFrom)).toBe(TTL_S * 1000 + CERT_BACKDATE_MS);
   });
 
-  it('serves through the gateway for 50 s (two and a half lifetimes) while every identity is renewed at half-life', async () => {
+  it('serves through the gateway for 2 minutes while every identity is renewed at half-life', async () => {
     const names = ['gateway', 'customers', 'accounts', 'catalog'];
     const dirs = Object.fromEntries(
       await Promise.all(names.map(async (n) => [n, await identityDirOf(lab, n)] as const)),
@@ -142,8 +142,8 @@ describe('trusted, 20 s identities', () => {
     await record();
     const failures: string[] = [];
     let requests = 0;
-    // Past two lifetimes: a part still serving its first or second certificate would fail here.
-    const until = performance.now() + 50_000;
+    // Two minutes, six lifetimes (issue 13: a lab left up keeps working).
+    const until = performance.now() + 120_000;
     while (performance.now() < until) {
       const r = await overview(lab, alice);
       requests += 1;
@@ -158,11 +158,11 @@ describe('trusted, 20 s identities', () => {
         .join(', ')}`,
     );
     expect(failures).toEqual([]);
-    expect(requests).toBeGreaterThan(40);
+    expect(requests).toBeGreaterThan(100);
     for (const n of names) {
       const certs = seen.get(n) as Cert[];
-      // 50 s at a renewal every 10 s: the first and about 5 new certificates; fewer than 4 means it fell behind
-      expect(certs.length, n).toBeGreaterThanOrEqual(4);
+      // 120 s at a renewal every 10 s: about 12 new certificates; fewer than 8 means it fell behind
+      expect(certs.length, n).toBeGreaterThanOrEqual(8);
       expect(new Set(certs.map((c) => c.serial)).size).toBe(certs.length);
       const expiries = certs.map((c) => Date.parse(c.notAfter));
       expect(expiries.every((t, i) => i === 0 || t > (expiries[i - 1] as number))).toBe(true);
@@ -181,7 +181,7 @@ describe('trusted, 20 s identities', () => {
     const log = await readFile(part(lab, 'supervisor').logFile, 'utf8');
     expect(log).toMatch(/identity: customers renewed \(serial/);
     expect(log).not.toMatch(/not renewed/);
-  }, 120_000);
+  }, 200_000);
 
   it('a tampered service is refused by its peers within one renewal period and gets no new certificate', async () => {
     expect((await asPeer(lab, alice, 'customers', 'accounts', '/db/accounts/records')).status).toBe(200);
