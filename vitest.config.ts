@@ -5,6 +5,8 @@ import { defineConfig } from 'vitest/config';
 // so that the 2 cores are never shared by a process lab and a container lab at once.
 export default defineConfig({
   test: {
+    // The run's own temporary folder; a lab a timed-out test left running is taken down at the end.
+    globalSetup: ['test/support/leftover-labs.ts'],
     projects: [
       {
         test: {
