@@ -1,7 +1,7 @@
 import { KeyObject } from 'node:crypto';
 import type { Dispatcher } from 'undici';
 import { paperEncrypt } from '../crypto/paper-scheme.js';
-import { TrustedMsError } from '../errors.js';
+import { isTrustedMsError, TrustedMsError } from '../errors.js';
 import { gatewayRequest } from '../kernel/edge-client.js';
 import type { LabState } from '../kernel/lab-state.js';
 import {
@@ -33,6 +33,25 @@ export async function login(
   /** the private key, or a signer that holds it elsewhere (ssh-agent: trusted posture only) */
   privateKey: KeyObject | ChallengeSigner | undefined,
   /** the connection to use (a load's virtual user has its own); the global one by default */
+  dispatcher?: Dispatcher,
+): Promise<{ session: Session; timings: LoginTimings }> {
+  try {
+    return await loginOnce(lab, user, password, privateKey, dispatcher);
+  } catch (err) {
+    // With security service replicas, a replica that took the challenge and died before answering
+    // leaves it used: the gateway's second try of the verify step is refused CHALLENGE_UNKNOWN
+    // (src/services/gateway/login-replicas.ts). The challenge was ours and is spent, so the login
+    // starts again once, with a new one; a second refusal is the answer.
+    if (!isTrustedMsError(err) || err.code !== 'CHALLENGE_UNKNOWN') throw err;
+    return loginOnce(lab, user, password, privateKey, dispatcher);
+  }
+}
+
+async function loginOnce(
+  lab: Pick<LabState, 'labId' | 'posture' | 'defences' | 'gatewayUrl'>,
+  user: string,
+  password: string,
+  privateKey: KeyObject | ChallengeSigner | undefined,
   dispatcher?: Dispatcher,
 ): Promise<{ session: Session; timings: LoginTimings }> {
   const via = dispatcher === undefined ? {} : { dispatcher };

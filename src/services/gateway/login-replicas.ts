@@ -13,7 +13,8 @@ import type { Upstream } from './upstream.js';
  *   expires unanswered (it grants nothing by itself);
  * - a verify step sent again finds its challenge id taken when the first replica got as far as
  *   taking it (the shared store gives each id to one taker), and is refused CHALLENGE_UNKNOWN: a
- *   challenge still earns one ticket at most.
+ *   challenge still earns one ticket at most (the client then starts its login again, once:
+ *   src/client/login.ts).
  * An answer, even a refusal, is relayed as it is: the replica acted on it.
  */
 export function loginReplicasUpstream(

@@ -1,9 +1,11 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { login } from '../../../src/client/login.js';
 import { generateUserKeyPair } from '../../../src/crypto/keys.js';
 import { paperEncrypt } from '../../../src/crypto/paper-scheme.js';
 import { jwkThumbprint } from '../../../src/crypto/thumbprint.js';
@@ -139,6 +141,63 @@ describe('security service, trusted posture', () => {
     ).rejects.toMatchObject({
       code: 'CHALLENGE_UNKNOWN',
     });
+  });
+
+  /**
+   * A stand-in for the gateway in front of a replica that took the challenge and died before it
+   * answered (a fault that cannot be timed for real): the first `drops` verify steps reach the
+   * service, which takes the challenge, but their answers are lost and the step is sent again, as
+   * the gateway's failover does; that second answer (CHALLENGE_UNKNOWN) goes to the client.
+   */
+  async function lossyGateway(drops: number) {
+    const seen = { challenges: 0, verifies: 0 };
+    const server = createServer(async (req, res) => {
+      const chunks: Buffer[] = [];
+      for await (const c of req) chunks.push(c as Buffer);
+      const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
+      const send = () =>
+        jsonRequest(`${env.url}${req.url}`, { body }).then(
+          (v) => ({ status: 200, v }),
+          (err: { status?: number; code?: string; message?: string }) => ({
+            status: err.status ?? 500,
+            v: { code: err.code, message: err.message },
+          }),
+        );
+      if (req.url === '/v1/auth/verify') {
+        seen.verifies += 1;
+        if (drops > 0) {
+          drops -= 1;
+          await send();
+          seen.verifies += 1;
+        }
+      } else seen.challenges += 1;
+      const { status, v } = await send();
+      res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(v));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const lab = {
+      labId: LAB,
+      posture: 'trusted' as const,
+      defences: defencesFor('trusted'),
+      gatewayUrl: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+    };
+    return { seen, lab, [Symbol.asyncDispose]: () => new Promise<void>((r) => server.close(() => r())) };
+  }
+
+  it('a login whose challenge was taken by a replica that died before answering starts again, once', async () => {
+    await using gw = await lossyGateway(1);
+    const { session } = await login(gw.lab, 'alice', 'alice-pw', env.keys.alice!.privateKey);
+    expect(env.verifier.verify(session.ticket as string)).toMatchObject({ sub: 'alice' });
+    // the first challenge taken and its answer lost, the step sent again and refused; a new challenge
+    expect(gw.seen).toEqual({ challenges: 2, verifies: 3 });
+  });
+
+  it('starts again only once: a second refusal is the answer', async () => {
+    await using gw = await lossyGateway(2);
+    await expect(login(gw.lab, 'alice', 'alice-pw', env.keys.alice!.privateKey)).rejects.toMatchObject({
+      code: 'CHALLENGE_UNKNOWN',
+    });
+    expect(gw.seen).toEqual({ challenges: 2, verifies: 4 });
   });
 
   it('refuses a wrong password, an unknown user alike, and locks after five failures', async () => {
