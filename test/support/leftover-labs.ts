@@ -4,7 +4,7 @@ import { join, sep } from 'node:path';
 import { labDown } from '../../src/lab/down.js';
 
 /*
- * A vitest global setup for the tier that starts process labs. A test that times out never reaches
+ * A vitest global setup, for every run of the suite (tiers or lane). A test that times out never reaches
  * its `finally`, and a lab's parts are detached processes: they would serve on after the run, beside
  * the next tier's labs on the same 2 cores. The run gets a temporary folder of its own (TMPDIR, so
  * every home a test or the attack runner makes is in it, and the CLI processes the tests start
