@@ -4,7 +4,7 @@ import { TrustedMsError } from '../../errors.js';
 import { readLabState } from '../../kernel/lab-state.js';
 import { homeOfLab } from '../../lab/restart.js';
 import { DEFAULT_FEED_MAX_AGE_SECONDS } from '../../protocol/signed-feed.js';
-import { victimSession } from '../plant.js';
+import { untilVictimServed, victimSession } from '../plant.js';
 import { TARGET } from '../target.js';
 import { byDefences, type Scenario, type ScenarioContext, type Verdict } from '../types.js';
 
@@ -142,24 +142,10 @@ export const frozenFeed: Scenario = {
         }
       }
       freeze.frozen = false;
-      const thawedAt = performance.now();
-      for (;;) {
-        const r = await read(ctx).catch(() => undefined);
-        if (r?.got) {
-          ctx.evidence.measurements = {
-            ...ctx.evidence.measurements,
-            servedAgainAfterThawMs: Math.round(performance.now() - thawedAt),
-          };
-          break;
-        }
-        if (performance.now() - thawedAt > RECOVER_MS) {
-          throw new TrustedMsError(
-            'LAB_NOT_RESTORED',
-            `the session was not served again within ${RECOVER_MS / 1000} s of the thaw`,
-          );
-        }
-        await sleep(250);
-      }
+      ctx.evidence.measurements = {
+        ...ctx.evidence.measurements,
+        servedAgainAfterThawMs: await untilVictimServed(ctx, RECOVER_MS),
+      };
     }
     ctx.scratch.freeze = undefined;
   },

@@ -12,7 +12,7 @@ import { readRestarts } from '../../lab/supervisor/restarts.js';
 import { LAB_TIME_FIELD } from '../../protocol/lab-clock.js';
 import { openUserAdmin } from '../../users/admin.js';
 import { openRevocationAdmin } from '../../users/revocation-admin.js';
-import { victimSession } from '../plant.js';
+import { untilVictimServed, victimSession } from '../plant.js';
 import { TARGET } from '../target.js';
 import type { Scenario, ScenarioContext, Verdict } from '../types.js';
 
@@ -129,6 +129,10 @@ export const spoofedSecurity: Scenario = {
     if (spoof.revoked) {
       await (await openRevocationAdmin(homeOfLab(ctx.lab))).reinstateUser(ctx.victim.name);
       spoof.revoked = false;
+      ctx.evidence.measurements = {
+        ...ctx.evidence.measurements,
+        servedAgainAfterRevertMs: await untilVictimServed(ctx, BACK_WITHIN_MS),
+      };
     }
     ctx.scratch.spoof = undefined;
   },
