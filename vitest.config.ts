@@ -6,13 +6,16 @@ import { defineConfig } from 'vitest/config';
 /*
  * Process-lab files whose time goes in waiting on the clock, not on the cores: a lab serving a few
  * requests a second through six identity lifetimes (2 minutes), and labs on a stepped clock held
- * over watchman rounds and lifetimes (88 s of sleeps, 5 minutes in all). `npm test` runs them beside
- * the tiers, which saves CI about 6 minutes; the load they add is an idle lab's, well below the two
+ * over watchman rounds and lifetimes (88 s of sleeps, 5 minutes in all), a 2-service lab whose
+ * control plane is held still past its feed bound (26 s), a CLI waiting out a stopped security
+ * service (26 s). `npm test` runs them beside the tiers, which saves CI about 7 minutes; the load they add is an idle lab's, well below the two
  * busy loops that the DoS verdicts are shown to hold under (dos-busy.integration).
  */
 const WAITING = [
   'test/integration/lab/identity-renewal.integration.test.ts',
   'test/integration/faults/clock.integration.test.ts',
+  'test/integration/services/feeds.integration.test.ts',
+  'test/integration/hardening/security-stopped.integration.test.ts',
 ];
 
 export default defineConfig({
