@@ -12,7 +12,6 @@ import { listServices, verifyServices } from '../lab/attest.js';
 import { homeOfLab, restartService } from '../lab/restart.js';
 import { packageRoot } from '../paths.js';
 import { sinkUrlForParts } from './sink.js';
-import { TARGET } from './target.js';
 import type { Attempt, ScenarioContext } from './types.js';
 
 /**
@@ -145,44 +144,6 @@ export async function victimSession(ctx: ScenarioContext): Promise<Session> {
   const { session } = await login(ctx.lab, ctx.victim.name, ctx.victim.password, ctx.victim.privateKey);
   ctx.scratch.victimSession = session;
   return session;
-}
-
-/**
- * A revert that changed what the parts hold (a revocation lifted, the security service restarted)
- * is done only once they act on it: the victim, logged in anew, reads the target through the
- * gateway. `user reinstate` answers after a bounded wait for the parts' confirmations, so a part
- * whose feed was reconnecting may still hold the old list (CI on fdc03b5: the next scenario's login
- * was refused TICKET_REVOKED). Returns how long it took.
- */
-export async function untilVictimServed(ctx: ScenarioContext, withinMs: number): Promise<number> {
-  const start = performance.now();
-  ctx.scratch.victimSession = undefined;
-  let last = 'no answer';
-  for (;;) {
-    try {
-      const session = await victimSession(ctx);
-      const res = await callService(session, {
-        gatewayUrl: ctx.lab.gatewayUrl,
-        service: TARGET.service,
-        path: TARGET.path,
-      });
-      if (res.status === 200 && JSON.stringify(res.body).includes(TARGET.marker)) {
-        return Math.round(performance.now() - start);
-      }
-      const code = (res.body as { code?: unknown } | null)?.code;
-      last = `${res.status}${typeof code === 'string' ? ` ${code}` : ''}`;
-    } catch (err) {
-      ctx.scratch.victimSession = undefined;
-      last = err instanceof TrustedMsError ? err.code : 'login failed';
-    }
-    if (performance.now() - start > withinMs) {
-      throw new TrustedMsError(
-        'LAB_NOT_RESTORED',
-        `the victim was not served through the gateway within ${withinMs / 1000} s of the revert (last: ${last})`,
-      );
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
 }
 
 /**

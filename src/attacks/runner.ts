@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Session } from '../client/session.js';
 import { loadPrivateKeyFile, privateKeyPath } from '../crypto/keys.js';
 import type { Posture } from '../defences/posture.js';
 import { ABLATION_NAMES, type Ablation, labelOf } from '../defences/presets.js';
@@ -26,6 +27,7 @@ import {
   type ScenarioContext,
   type Verdict,
 } from './types.js';
+import { hasTarget, untilVictimServed } from './victim-served.js';
 
 /** The two accounts every scenario uses: made before the scenarios run, removed after. */
 export const ATTACK_USERS = [
@@ -301,7 +303,13 @@ export async function runScenarios(
   }
 }
 
-/** One scenario, one lab: setup → detonate → judge, and revert whatever happened. */
+/** The victim's session the last check after a revert was served with, per lab: one request next time. */
+const servingSessions = new WeakMap<object, Session>();
+
+/**
+ * One scenario, one lab: setup → detonate → judge, and revert whatever happened; then the victim
+ * must be served through the gateway again (untilVictimServed), or the revert counts as failed.
+ */
 export async function runScenario(
   scenario: Scenario,
   lab: LabState & EdgeView,
@@ -336,6 +344,11 @@ export async function runScenario(
   } finally {
     try {
       await scenario.revert?.(ctx);
+      // Reverted means the lab serves its users again, not only that revert() returned.
+      if (hasTarget(lab)) {
+        const served = await untilVictimServed(lab, users.victim, { session: servingSessions.get(lab) });
+        servingSessions.set(lab, served.session);
+      }
     } catch (err) {
       reverted = false;
       revertError = errorOf(err).message;

@@ -1,12 +1,14 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { callService } from '../../client/call.js';
+import type { Session } from '../../client/session.js';
 import { TrustedMsError } from '../../errors.js';
 import { readLabState } from '../../kernel/lab-state.js';
 import { homeOfLab } from '../../lab/restart.js';
 import { DEFAULT_FEED_MAX_AGE_SECONDS } from '../../protocol/signed-feed.js';
-import { untilVictimServed, victimSession } from '../plant.js';
+import { victimSession } from '../plant.js';
 import { TARGET } from '../target.js';
 import { byDefences, type Scenario, type ScenarioContext, type Verdict } from '../types.js';
+import { untilVictimServed } from '../victim-served.js';
 
 /** Past the bound, what the attacker is served is judged: a margin for a poll and a request. */
 const MARGIN_MS = 3000;
@@ -144,7 +146,12 @@ export const frozenFeed: Scenario = {
       freeze.frozen = false;
       ctx.evidence.measurements = {
         ...ctx.evidence.measurements,
-        servedAgainAfterThawMs: await untilVictimServed(ctx, RECOVER_MS),
+        servedAgainAfterThawMs: (
+          await untilVictimServed(ctx.lab, ctx.victim, {
+            withinMs: RECOVER_MS,
+            session: ctx.scratch.victimSession as Session | undefined,
+          })
+        ).ms,
       };
     }
     ctx.scratch.freeze = undefined;

@@ -12,9 +12,10 @@ import { readRestarts } from '../../lab/supervisor/restarts.js';
 import { LAB_TIME_FIELD } from '../../protocol/lab-clock.js';
 import { openUserAdmin } from '../../users/admin.js';
 import { openRevocationAdmin } from '../../users/revocation-admin.js';
-import { untilVictimServed, victimSession } from '../plant.js';
+import { victimSession } from '../plant.js';
 import { TARGET } from '../target.js';
 import type { Scenario, ScenarioContext, Verdict } from '../types.js';
+import { untilVictimServed } from '../victim-served.js';
 
 /** How long the parts are left with the impostor: over two of the gateway's 2 s table polls. */
 const SPOOF_MS = 5000;
@@ -131,7 +132,8 @@ export const spoofedSecurity: Scenario = {
       spoof.revoked = false;
       ctx.evidence.measurements = {
         ...ctx.evidence.measurements,
-        servedAgainAfterRevertMs: await untilVictimServed(ctx, BACK_WITHIN_MS),
+        servedAgainAfterRevertMs: (await untilVictimServed(ctx.lab, ctx.victim, { withinMs: BACK_WITHIN_MS }))
+          .ms,
       };
     }
     ctx.scratch.spoof = undefined;
