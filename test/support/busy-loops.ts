@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 
 /**
- * Busy loops (`node -e 'for(;;);'`) that hold the cores while a test runs: started by the test and
+ * Busy loops (`node -e`) that hold the cores while a test runs: started by the test and
  * stopped by it, by their own handles. One that something else ends is started again (and counted
  * in `ended`), so the cores stay loaded for the whole run.
  */
@@ -36,7 +36,7 @@ export class BusyLoops {
   }
 
   private async spin(): Promise<void> {
-    const child = spawn(process.execPath, ['-e', 'for(;;);'], { stdio: 'ignore' });
+    const child = spawn(process.execPath, ['-e', loopSource(process.pid)], { stdio: 'ignore' });
     this.running.add(child);
     child.once('exit', (code, signal) => {
       this.running.delete(child);
@@ -49,4 +49,17 @@ export class BusyLoops {
       child.once('error', reject);
     });
   }
+}
+
+/** A loop's longest life: past any test that uses them (dos-busy, matrix-busy take minutes). */
+const MAX_LOOP_MS = 30 * 60_000;
+
+/**
+ * The loop's program. It ends by itself once its parent is gone or after MAX_LOOP_MS: a test run
+ * killed from outside (SIGKILL, or a CI step cut short) cannot stop() it, and two loops left
+ * spinning once held the cores for 21 minutes under the next CI run. The checks are rare enough
+ * (one per 2^22 turns, a few ms apart) to keep the loop busy.
+ */
+export function loopSource(parentPid: number, maxMs = MAX_LOOP_MS): string {
+  return `const end=Date.now()+${maxMs};for(let i=1;;i++){if((i&0x3fffff)===0&&(process.ppid!==${parentPid}||Date.now()>end))process.exit(0)}`;
 }
